@@ -1,0 +1,87 @@
+# deltatune build. `make deps` installs Debian packages; `make` builds libdeltatune.a and deltatune;
+# `make test` runs every test (last line: N passed, N failed); `make bench` runs the benchmarks.
+CC      ?= cc
+CFLAGS  ?= -O2 -march=x86-64-v3 -g
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -I. -MMD -MP
+LDLIBS  := -lopenblas -ljansson -lpcre2-8 -lutf8proc -lyaml -lz -lm -fopenmp
+BUILD   := build
+
+# Every .c in the library folders goes into the library, so adding a file needs no Makefile edit.
+LIB_DIRS := autograd models peft optim datasets recipes
+LIB_SRC  := $(foreach d,$(LIB_DIRS),$(wildcard $(d)/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o)
+TOOL_SRC := $(wildcard tools/*.c)
+TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(wildcard tests/test_*.c)
+TEST_BIN := $(TEST_SRC:tests/%.c=$(BUILD)/tests/%)
+TEST_SUPPORT := $(filter-out tests/test_%.c,$(wildcard tests/*.c))
+TEST_SUPPORT_OBJ := $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
+BENCH_SRC := $(wildcard bench/bench_*.c)
+BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
+
+# The GPU backend is optional: `make CUDA=1` adds autograd/cuda/*.cu and links cuBLAS.
+ifeq ($(CUDA),1)
+NVCC      ?= nvcc
+CUDA_HOME ?= /usr/local/cuda
+CU_SRC    := $(wildcard autograd/cuda/*.cu)
+CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/%.o)
+LIB_OBJ   += $(CU_OBJ)
+CFLAGS    += -DDT_CUDA=1 -I$(CUDA_HOME)/include
+LDLIBS    += -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+NVFLAGS   ?= -O2 -std=c++17 -I. -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+             -gencode arch=compute_90,code=compute_90 -Xcompiler -fPIC,-Wall
+endif
+
+.PHONY: all deps test test-asan bench golden golden-deps clean
+all: $(BUILD)/libdeltatune.a deltatune
+
+DEB_PKGS := build-essential libopenblas-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev
+deps:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS)
+
+# Only the golden-file generator needs PyTorch; `make test` reads the committed files.
+golden-deps:
+	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq python3-torch python3-numpy
+
+$(BUILD)/libdeltatune.a: $(LIB_OBJ)
+	@mkdir -p $(dir $@)
+	$(AR) rcs $@ $^
+
+deltatune: $(TOOL_OBJ) $(BUILD)/libdeltatune.a
+	$(CC) $(CFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libdeltatune.a $(LDLIBS)
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(BUILD)/%.o: %.cu
+	@mkdir -p $(dir $@)
+	$(NVCC) $(NVFLAGS) -c $< -o $@
+
+$(BUILD)/tests/%: tests/%.c $(TEST_SUPPORT_OBJ) $(BUILD)/libdeltatune.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(TEST_SUPPORT_OBJ) $(BUILD)/libdeltatune.a $(LDLIBS)
+
+$(BUILD)/bench/%: bench/%.c $(BUILD)/libdeltatune.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdeltatune.a $(LDLIBS)
+
+test: all $(TEST_BIN)
+	@sh tests/run_tests.sh $(BUILD)/tests
+
+# The corrupt-file and parser tests again under AddressSanitizer + UBSan, in a separate build folder.
+test-asan:
+	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -march=x86-64-v3 -fsanitize=address,undefined -fno-omit-frame-pointer" test
+
+bench: all $(BENCH_BIN)
+	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+
+golden:
+	OMP_NUM_THREADS=2 /usr/bin/python3 tests/golden/gen_golden.py
+
+clean:
+	rm -rf build build-asan deltatune
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

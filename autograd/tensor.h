@@ -1,0 +1,42 @@
+// Tensors: a view over memory owned elsewhere (a weight block, a memory-mapped file, an arena).
+// Contiguous, row-major, up to 4 dims. Compute is f32; f16/bf16 are storage types for frozen weights.
+#ifndef DT_TENSOR_H
+#define DT_TENSOR_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+typedef enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2, DT_I32 = 3 } dt_dtype;
+typedef enum { DT_DEV_CPU = 0, DT_DEV_CUDA = 1 } dt_device;
+
+#define DT_MAX_DIMS 4
+
+typedef struct dt_tensor {
+    dt_dtype dtype;
+    dt_device device;
+    int ndim;
+    int64_t shape[DT_MAX_DIMS];
+    void *data;
+    float *grad;          // same shape, f32; NULL until the backward pass needs it
+    bool requires_grad;   // a trainable leaf, or an activation that depends on one
+    const char *name;     // optional, for messages
+} dt_tensor;
+
+size_t dt_dtype_size(dt_dtype t);
+const char *dt_dtype_name(dt_dtype t);
+int64_t dt_numel(const dt_tensor *t);
+size_t dt_nbytes(const dt_tensor *t);
+// Fills a tensor header (no allocation). Unused dims are 1.
+void dt_tensor_set(dt_tensor *t, dt_dtype dtype, void *data, int ndim, const int64_t *shape);
+static inline float *dt_f32(const dt_tensor *t) { return (float *)t->data; }
+
+// Scalar conversions (round-to-nearest-even for f32 -> bf16/f16).
+float dt_bf16_to_f32(uint16_t h);
+uint16_t dt_f32_to_bf16(float f);
+float dt_f16_to_f32(uint16_t h);
+uint16_t dt_f32_to_f16(float f);
+// Converts n elements of src (any float dtype) to f32.
+void dt_convert_to_f32(float *dst, const void *src, dt_dtype src_type, size_t n);
+void dt_convert_from_f32(void *dst, dt_dtype dst_type, const float *src, size_t n);
+
+#endif

@@ -1,0 +1,20 @@
+#include <stdio.h>
+#include "tools/commands.h"
+
+#define DT_VERSION "0.1.0"
+
+int dt_cli_fail(const char *cmd, const dt_ctx *ctx, int status) {
+    fprintf(stderr, "deltatune %s: %s\n", cmd, ctx->msg[0] ? ctx->msg : "failed");
+    return status == DT_EINPUT || status == DT_EUNSUPPORTED ? 2 : 1;
+}
+
+void dt_cli_warn(void *user, const char *msg) {
+    (void)user;
+    fprintf(stderr, "warning: %s\n", msg);
+}
+
+int cmd_version(int argc, char **argv) {
+    (void)argc; (void)argv;
+    printf("deltatune %s\n", DT_VERSION);
+    return 0;
+}

@@ -1,0 +1,14 @@
+// One entry point per subcommand; argv[0] is the subcommand's name. Each returns the process exit
+// code: 0 success, 2 bad input (with a message on stderr), 1 any other failure.
+#ifndef DT_COMMANDS_H
+#define DT_COMMANDS_H
+#include "autograd/context.h"
+
+int cmd_version(int argc, char **argv);
+
+// Maps a library status to the exit code and prints ctx->msg as "deltatune CMD: msg".
+int dt_cli_fail(const char *cmd, const dt_ctx *ctx, int status);
+// Prints library warnings to stderr as "warning: ...".
+void dt_cli_warn(void *user, const char *msg);
+
+#endif

@@ -1,0 +1,26 @@
+// The `deltatune` command: dispatches to one function per subcommand (tools/cmd_*.c).
+#include <stdio.h>
+#include <string.h>
+#include "tools/commands.h"
+
+static const struct { const char *name; int (*run)(int, char **); const char *help; } COMMANDS[] = {
+    {"version", cmd_version, "print the version"},
+};
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: deltatune COMMAND [ARGS]\n\ncommands:\n");
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
+        usage(argc < 2 ? stderr : stdout);
+        return argc < 2 ? 2 : 0;
+    }
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
+        if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
+    fprintf(stderr, "deltatune: unknown command '%s'\n", argv[1]);
+    usage(stderr);
+    return 2;
+}
