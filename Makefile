@@ -2,8 +2,12 @@
 # `make test` runs every test (last line: N passed, N failed); `make bench` runs the benchmarks.
 CC      ?= cc
 CFLAGS  ?= -O2 -march=x86-64-v3 -g
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -I. -MMD -MP
-LDLIBS  := -lopenblas -ljansson -lpcre2-8 -lutf8proc -lyaml -lz -lm -fopenmp
+# The OpenMP build of OpenBLAS: called inside our own `omp parallel` regions it runs single-threaded
+# instead of oversubscribing the cores, and outside them it shares OpenMP's thread pool.
+BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
+BLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
+CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -I. -isystem $(BLAS_INC) -MMD -MP
+LDLIBS  := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ljansson -lpcre2-8 -lutf8proc -lyaml -lz -lm -fopenmp
 BUILD   := build
 
 # Every .c in the library folders goes into the library, so adding a file needs no Makefile edit.
@@ -35,7 +39,7 @@ endif
 .PHONY: all deps test test-asan bench golden golden-deps clean
 all: $(BUILD)/libdeltatune.a deltatune
 
-DEB_PKGS := build-essential libopenblas-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev
+DEB_PKGS := build-essential libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS)
