@@ -19,13 +19,19 @@ int dt_fail(dt_ctx *ctx, int code, const char *fmt, ...) {
 }
 
 int dt_prefix(dt_ctx *ctx, int code, const char *fmt, ...) {
-    char pre[1024], old[sizeof ctx->msg];
+    char pre[1024];
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(pre, sizeof pre, fmt, ap);
     va_end(ap);
-    memcpy(old, ctx->msg, sizeof old);
-    snprintf(ctx->msg, sizeof ctx->msg, "%s%s", pre, old);
+    // Shift the old message right by the prefix length (truncating its end), then put the prefix in front.
+    size_t np = strlen(pre), cap = sizeof ctx->msg;
+    if (np >= cap) np = cap - 1;
+    size_t nold = strnlen(ctx->msg, cap - 1);
+    if (np + nold > cap - 1) nold = cap - 1 - np;
+    memmove(ctx->msg + np, ctx->msg, nold);
+    memcpy(ctx->msg, pre, np);
+    ctx->msg[np + nold] = 0;
     return code;
 }
 
