@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "autograd/rng.h"
 
 // One weight the model needs: its HF name, expected shape, and where it goes.
 typedef struct { char name[192]; int ndim; int64_t shape[2]; dt_tensor *dst; bool in_place; } weight_spec;
@@ -139,6 +140,49 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
     m->inv_freq = (float *)p;
     be->upload(m->inv_freq, freq, (size_t)(c->head_dim / 2) * sizeof(float));
     if (c->tie_word_embeddings) m->lm_head = m->embed;
+    m->param_count = params;
+    *out = m;
+    return DT_OK;
+}
+
+int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed, dt_llama **out) {
+    *out = NULL;
+    if (dt_config_validate(ctx, cfg, "random model config")) return DT_EINPUT;
+    dt_llama *m = calloc(1, sizeof *m);
+    if (!m) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    m->be = be;
+    m->cfg = *cfg;
+    m->layers = calloc((size_t)cfg->num_layers, sizeof *m->layers);
+    weight_spec *specs = calloc((size_t)cfg->num_layers * 16 + 8, sizeof *specs);
+    if (!m->layers || !specs) { free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
+    int n = weight_specs(m, specs);
+    size_t bytes = (size_t)(cfg->head_dim / 2) * sizeof(float), params = 0;
+    for (int i = 0; i < n; i++) {
+        size_t numel = (size_t)(specs[i].ndim == 2 ? specs[i].shape[0] * specs[i].shape[1] : specs[i].shape[0]);
+        params += numel;
+        bytes += (numel * sizeof(float) + 63) & ~(size_t)63;
+    }
+    m->block = be->alloc(bytes);
+    // On the CPU the weights are drawn straight into the block: a staging copy would double peak memory.
+    void *tmp = be->device == DT_DEV_CPU ? m->block : malloc(bytes);
+    if (!m->block || !tmp) { if (tmp != m->block) free(tmp); free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "cannot allocate %zu bytes for weights", bytes); }
+    m->block_bytes = bytes;
+    dt_rng rng = {seed};
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        weight_spec *s = &specs[i];
+        size_t numel = (size_t)(s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0]);
+        float *w = (float *)((uint8_t *)tmp + off);
+        for (size_t j = 0; j < numel; j++) w[j] = s->ndim == 1 ? 1.0f : (float)(0.02 * dt_rng_normal(&rng));
+        dt_tensor_set(s->dst, DT_F32, (uint8_t *)m->block + off, s->ndim, s->shape);
+        s->dst->device = be->device;
+        off += (numel * sizeof(float) + 63) & ~(size_t)63;
+    }
+    rope_inv_freq(cfg, (float *)((uint8_t *)tmp + off));
+    if (tmp != m->block) { be->upload(m->block, tmp, bytes); free(tmp); }
+    free(specs);
+    m->inv_freq = (float *)((uint8_t *)m->block + off);
+    if (cfg->tie_word_embeddings) m->lm_head = m->embed;
     m->param_count = params;
     *out = m;
     return DT_OK;

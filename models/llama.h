@@ -59,6 +59,8 @@ typedef struct dt_llama_out {
 // F32 tensors of a memory-mapped file are used in place when aligned.
 int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama **out);
 void dt_llama_free(dt_llama *m);
+// A model of this config with random weights (normal * 0.02, norms 1), for benchmarks and tests.
+int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed, dt_llama **out);
 // Number of positions the forward will produce for T input tokens (adds the virtual tokens).
 int64_t dt_llama_out_len(const dt_llama_adapters *ad, int64_t T);
 // Builds the forward on g (recording the tape when g->grad_enabled). denom: the divisor of the loss
