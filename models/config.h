@@ -26,8 +26,8 @@ typedef struct {
     bool qk_norm;          // Qwen3: RMSNorm over each head of q and k, weight (head_dim)
     bool rope_interleaved; // RoPE over adjacent pairs; always false for weights handed out by this
                            // module: the llama2.c loader permutes q/k rows into the HF rotate-half layout
-    int sliding_window;    // Mistral/Qwen sliding-window attention size when enabled, else 0 (a warning
-                           // is given when it is smaller than max_position_embeddings)
+    int sliding_window;    // sliding-window attention size when the config enables it (Mistral's
+                           // "sliding_window"; Qwen's when "use_sliding_window" is true), else 0
     int bos_token_id, eos_token_id; // -1 when absent (eos may be a list: the first is kept)
     dt_dtype torch_dtype;  // storage dtype named in config ("torch_dtype" or "dtype"), default F32
 } dt_model_config;

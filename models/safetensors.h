@@ -53,6 +53,12 @@ bool dt_st_aligned(const dt_st_tensor *t);
 // expected [3, 2]"). expect_shape NULL skips the shape check.
 int dt_st_get(dt_ctx *ctx, const dt_safetensors *st, const char *name, int ndim, const int64_t *expect_shape,
               const dt_st_tensor **out);
+// Checks t's shape equals expect_shape (ndim values); DT_EINPUT "file: tensor 'name': shape [..], expected
+// [..]" otherwise. Shared by every weight source.
+int dt_st_check_shape(dt_ctx *ctx, const char *file, const dt_st_tensor *t, int ndim, const int64_t *expect_shape);
+// Copies t into dst converted to dst_dtype (F32, F16 or BF16); t must be F32, F16 or BF16 (DT_EINPUT
+// naming file and tensor otherwise). Handles unaligned source data.
+int dt_st_tensor_copy(dt_ctx *ctx, const char *file, const dt_st_tensor *t, dt_dtype dst_dtype, void *dst);
 // dt_st_get, then copies the tensor into dst as f32 (converting F16/BF16). I32/I64 are refused.
 int dt_st_read_f32(dt_ctx *ctx, const dt_safetensors *st, const char *name, float *dst, int ndim,
                    const int64_t *expect_shape);

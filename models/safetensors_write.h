@@ -41,7 +41,9 @@ int dt_st_writer_write(dt_ctx *ctx, dt_st_writer *w, const char *path);
 // larger than that gets a shard to itself), named like transformers does
 // ("model-00001-of-00003.safetensors") plus "model.safetensors.index.json"
 // ({"metadata":{"total_size":N},"weight_map":{...}}, names sorted). When everything fits in one shard it
-// writes plain "model.safetensors" and no index. Tensors are assigned to shards in layout order.
+// writes plain "model.safetensors" and no index. Tensors are assigned to shards in the order they were
+// added (so a model added layer by layer keeps each layer in one shard); each shard is then laid out as
+// dt_st_writer_write does. Every shard carries the writer's metadata.
 int dt_st_writer_write_sharded(dt_ctx *ctx, dt_st_writer *w, const char *dir, size_t max_shard_bytes);
 
 #endif
