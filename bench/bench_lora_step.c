@@ -92,9 +92,9 @@ int main(void) {
     }
     qsort(tps, (size_t)steps, sizeof *tps, cmp_double);
     double med = tps[steps / 2];
-    double D = cfg.hidden_size, I = cfg.intermediate_size, L = cfg.num_layers, V = cfg.vocab_size;
+    double D = cfg.hidden_size, Imid = cfg.intermediate_size, L = cfg.num_layers, V = cfg.vocab_size;
     double q = cfg.num_heads * cfg.head_dim, kv = cfg.num_kv_heads * cfg.head_dim;
-    double matmul_params = L * (D * q + 2 * D * kv + q * D + 3 * D * I) + V * D;
+    double matmul_params = L * (D * q + 2 * D * kv + q * D + 3 * D * Imid) + V * D;
     double attn = L * 3.0 * 4.0 * (double)T * q;
     double flops_tok = 4.0 * matmul_params + attn;
     struct rusage ru;
