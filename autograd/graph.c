@@ -108,6 +108,9 @@ static void pool_give(dt_graph *g, float *p) {
         if (g->blocks[i].p == p) { g->blocks[i].used = false; return; }
 }
 
+float *dt_graph_temp(dt_graph *g, size_t bytes) { return g->failed ? NULL : pool_take(g, bytes); }
+void dt_graph_temp_release(dt_graph *g, float *p) { if (p) pool_give(g, p); }
+
 float *dt_graph_grad(dt_graph *g, dt_tensor *t, bool *fresh) {
     if (t->grad) { *fresh = false; return t->grad; }
     *fresh = true;

@@ -30,6 +30,13 @@ dt_tensor *dt_rmsnorm(dt_graph *g, dt_tensor *x, const dt_tensor *w, float eps);
 dt_tensor *dt_rope_(dt_graph *g, dt_tensor *x, int64_t H, int64_t hd, const int32_t *pos, const float *inv_freq);
 // y (..., out) = x (..., in) W^T + bias + LoRA
 dt_tensor *dt_linear(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_tensor *bias, const dt_lora_ref *lora);
+// residual (..., out) + dt_linear(x, ...), without storing the bare projection
+dt_tensor *dt_linear_add(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_tensor *bias,
+                         const dt_lora_ref *lora, dt_tensor *residual);
+// [residual +] (silu(gate) * up) W^T + LoRA; the product is recomputed in the backward, not stored.
+// gate/up (..., I), W (out, I); residual may be NULL.
+dt_tensor *dt_swiglu_linear(dt_graph *g, dt_tensor *gate, dt_tensor *up, const dt_tensor *W, const dt_lora_ref *lora,
+                            dt_tensor *residual);
 // q (B,T,H*hd), k/v (B,T,KV*hd) -> (B,T,H*hd); causal, within examples when seg_start (B*T) is given
 dt_tensor *dt_attention(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tensor *v, int64_t H, int64_t KV, int64_t hd,
                         const int32_t *seg_start);

@@ -238,11 +238,11 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
         q = dt_rope_(g, q, H, hd, pos_d, m->inv_freq);
         k = dt_rope_(g, k, KV, hd, pos_d, m->inv_freq);
         dt_tensor *a = dt_attention(g, q, k, v, H, KV, hd, seg_d);                // (B, Tp, H*hd)
-        x = dt_add(g, x, dt_linear(g, a, &ly->w[DT_MOD_O], NULL, LORA(DT_MOD_O))); // (B, Tp, D)
+        x = dt_linear_add(g, a, &ly->w[DT_MOD_O], NULL, LORA(DT_MOD_O), x);      // (B, Tp, D)
         dt_tensor *h2 = dt_rmsnorm(g, x, &ly->ffn_norm, c->rms_norm_eps);
         dt_tensor *gate = dt_linear(g, h2, &ly->w[DT_MOD_GATE], NULL, LORA(DT_MOD_GATE)); // (B, Tp, I)
         dt_tensor *up = dt_linear(g, h2, &ly->w[DT_MOD_UP], NULL, LORA(DT_MOD_UP));       // (B, Tp, I)
-        x = dt_add(g, x, dt_linear(g, dt_swiglu(g, gate, up), &ly->w[DT_MOD_DOWN], NULL, LORA(DT_MOD_DOWN)));
+        x = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], LORA(DT_MOD_DOWN), x);      // (B, Tp, D)
 #undef LORA
     }
     dt_tensor *xf = dt_rmsnorm(g, x, &m->norm, c->rms_norm_eps); // (B, Tp, D)
