@@ -144,7 +144,6 @@ def forward(cfg, W, input_ids, lora=None, prompt=None, position_ids=None, seq_id
     lora: {module path: (A, B, scaling)}; prompt: (n_virtual, C) prepended to the input
     embeddings as PeftModelForCausalLM does for prompt tuning; position_ids (B, T') default
     0..T'-1; seq_ids (B, T') makes the mask block-diagonal (packed rows)."""
-    C = cfg["hidden_size"]
     H = cfg["num_attention_heads"]
     KV = cfg["num_key_value_heads"]
     hd = head_dim(cfg)
