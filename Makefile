@@ -6,7 +6,7 @@ CFLAGS  ?= -O2 -march=x86-64-v3 -g
 # instead of oversubscribing the cores, and outside them it shares OpenMP's thread pool.
 BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
 BLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -I. -isystem $(BLAS_INC) -MMD -MP
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -I. -isystem $(BLAS_INC) -MMD -MP
 LDLIBS  := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ljansson -lpcre2-8 -lutf8proc -lyaml -lz -lm -fopenmp
 BUILD   := build
 

@@ -20,6 +20,7 @@ typedef void (*dt_backward_fn)(dt_graph *g, dt_node *n);
 struct dt_node {
     dt_backward_fn backward;
     dt_tensor *out;      // the output whose gradient drives this backward
+    dt_tensor *more[3];  // further outputs of a multi-output op (NULL when unused)
     bool out_in_place;   // out aliases an input: its gradient buffer is handed on, not freed
     void *saved;         // op-specific record, in the arena
 };

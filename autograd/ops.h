@@ -33,6 +33,11 @@ dt_tensor *dt_linear(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_ten
 // residual (..., out) + dt_linear(x, ...), without storing the bare projection
 dt_tensor *dt_linear_add(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_tensor *bias,
                          const dt_lora_ref *lora, dt_tensor *residual);
+// out[i] = rmsnorm(x, norm_w) W[i]^T + bias[i] + LoRA[i] for i < n (n <= 4): the projections that
+// share one normalised input (q/k/v, gate/up). The normalised input is recomputed in the backward
+// instead of being kept. bias/lora arrays may hold NULLs. Returns 0, or -1 when the graph failed.
+int dt_norm_linears(dt_graph *g, dt_tensor *x, const dt_tensor *norm_w, float eps, int n, const dt_tensor *const *W,
+                    const dt_tensor *const *bias, const dt_lora_ref *const *lora, dt_tensor **out);
 // [residual +] (silu(gate) * up) W^T + LoRA; the product is recomputed in the backward, not stored.
 // gate/up (..., I), W (out, I); residual may be NULL.
 dt_tensor *dt_swiglu_linear(dt_graph *g, dt_tensor *gate, dt_tensor *up, const dt_tensor *W, const dt_lora_ref *lora,

@@ -168,3 +168,70 @@ dt_tensor *dt_swiglu_linear(dt_graph *g, dt_tensor *gate, dt_tensor *up, const d
     }
     return y;
 }
+
+typedef struct {
+    dt_tensor *x;              // (N, D) the un-normalised input
+    const dt_tensor *norm_w;   // (D)
+    float *rstd;               // (N)
+    int n;
+    const dt_tensor *W[4];
+    const dt_lora_ref *lora[4];
+    lora_state ls[4];
+    dt_tensor *out[4];
+} norm_linears_saved;
+
+static void norm_linears_bwd(dt_graph *g, dt_node *nd) {
+    norm_linears_saved *s = nd->saved;
+    const dt_backend *be = g->be;
+    int64_t D = dt_numel(s->norm_w), N = dt_numel(s->x) / D;
+    size_t bytes = (size_t)N * D * sizeof(float);
+    float *xn = dt_graph_temp(g, bytes), *dxn = dt_graph_temp(g, bytes); // (N, D) each
+    if (!xn || !dxn) return;
+    be->rmsnorm_apply(xn, dt_f32(s->x), s->rstd, dt_f32(s->norm_w), N, D); // the forward's values, bit for bit
+    bool fresh = true;
+    for (int i = 0; i < s->n; i++) {
+        const float *dy = s->out[i]->grad;
+        if (!dy) continue; // this projection did not reach the loss
+        linear_bwd_core(g, xn, N, s->W[i], s->lora[i], &s->ls[i], dy, s->x->requires_grad ? dxn : NULL, fresh);
+        fresh = fresh && !s->x->requires_grad;
+    }
+    if (s->x->requires_grad && !fresh) {
+        bool fx;
+        float *dx = dt_graph_grad(g, s->x, &fx);
+        if (dx) be->rmsnorm_bwd(dx, !fx, dxn, dt_f32(s->x), dt_f32(s->norm_w), s->rstd, N, D);
+    }
+    dt_graph_temp_release(g, dxn);
+    dt_graph_temp_release(g, xn);
+}
+
+int dt_norm_linears(dt_graph *g, dt_tensor *x, const dt_tensor *norm_w, float eps, int n, const dt_tensor *const *W,
+                    const dt_tensor *const *bias, const dt_lora_ref *const *lora, dt_tensor **out) {
+    if (!x || g->failed || n > 4) return -1;
+    int64_t D = dt_numel(norm_w), N = dt_numel(x) / D;
+    float *rstd = dt_graph_scratch(g, (size_t)N * sizeof(float));       // (N), kept
+    float *xn = dt_graph_temp(g, (size_t)N * D * sizeof(float));        // (N, D), released below
+    if (!rstd || !xn) return -1;
+    g->be->rmsnorm_fwd(xn, rstd, dt_f32(x), dt_f32(norm_w), N, D, eps);
+    norm_linears_saved sv = {x, norm_w, rstd, n, {0}, {0}, {{0}}, {0}};
+    bool record = g->grad_enabled && x->requires_grad;
+    for (int i = 0; i < n; i++) {
+        out[i] = out_like(g, x, W[i]->shape[0]);
+        if (!out[i] || linear_fwd_core(g, xn, N, W[i], bias ? bias[i] : NULL, lora ? lora[i] : NULL, dt_f32(out[i]),
+                                       false, &sv.ls[i])) {
+            dt_graph_temp_release(g, xn);
+            return -1;
+        }
+        sv.W[i] = W[i];
+        sv.lora[i] = lora ? lora[i] : NULL;
+        sv.out[i] = out[i];
+        record |= g->grad_enabled && sv.lora[i];
+    }
+    dt_graph_temp_release(g, xn);
+    if (record) {
+        dt_node *nd = dt_graph_record(g, norm_linears_bwd, out[0], sizeof(norm_linears_saved));
+        if (!nd) return -1;
+        for (int i = 1; i < n; i++) { nd->more[i - 1] = out[i]; out[i]->requires_grad = true; }
+        *(norm_linears_saved *)nd->saved = sv;
+    }
+    return 0;
+}
