@@ -78,7 +78,7 @@ void dt_rrange(const dt_rkey *k, char *buf, size_t size) {
     if (k->hi >= 1e18)   // no upper bound worth stating
         snprintf(buf, size, "%s %g", lo_open ? ">" : ">=", k->lo);
     else if (!lo_open && !hi_open && k->kind != DT_RK_FLOAT && k->kind != DT_RK_FLOAT2)
-        snprintf(buf, size, "from %g to %g", k->lo, k->hi);
+        snprintf(buf, size, "from %.0f to %.0f", k->lo, k->hi);   // integers: no 1e+12
     else
         snprintf(buf, size, "in %c%g, %g%c", lo_open ? '(' : '[', k->lo, k->hi, hi_open ? ')' : ']');
 }
