@@ -32,10 +32,10 @@ int dt_recipe_load(dt_ctx *ctx, const char *path, const char *const *overrides, 
     char *abs = NULL, *dir = NULL, *cwd = NULL;
     int rc = dt_ytree_load_file(ctx, path, &root);
     for (int i = 0; !rc && i < n_overrides; i++) rc = dt_rapply_override(ctx, root, overrides[i]);
-    if (!rc && !(abs = realpath(path, NULL)))
-        rc = dt_fail(ctx, DT_EIO, "%s: cannot resolve the recipe's folder: %s", path, strerror(errno));
     if (!rc && !(cwd = getcwd(NULL, 0)))
         rc = dt_fail(ctx, DT_EIO, "cannot read the current folder: %s", strerror(errno));
+    // By text, not realpath: a recipe reached through a symlink is relative to the folder it is seen in.
+    if (!rc && !(abs = dt_rpath_resolve(cwd, path))) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
     if (!rc && !(dir = dt_rpath_dirname(abs))) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
     if (!rc) {
         dt_rload L = {.ctx = ctx, .r = out, .root = root, .recipe_dir = dir, .cwd = cwd};

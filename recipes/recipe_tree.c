@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <yaml.h>
 
 // Aliases share nodes in libyaml's document, so a hostile file ("billion laughs", or an anchor that
@@ -199,6 +200,11 @@ int dt_ytree_load_file(dt_ctx *ctx, const char *path, dt_ynode **root) {
     *root = NULL;
     FILE *f = fopen(path, "rb");
     if (!f) return dt_fail(ctx, DT_EINPUT, "%s: cannot open the recipe: %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        return dt_fail(ctx, DT_EINPUT, "%s: is a folder; expected a recipe .yaml file", path);
+    }
     yaml_parser_t parser;
     if (!yaml_parser_initialize(&parser)) {
         fclose(f);

@@ -440,6 +440,9 @@ static void test_binary(const char *tmpdir) {
     rc = run(tmpdir, "tests/data/recipes/no-such-file.yaml", out, sizeof out, err, sizeof err);
     TEST_CHECK("recipe_validate_exit2_missing", rc == 2 && strstr(err, "no-such-file.yaml: cannot open"),
                "rc %d, stderr '%s'", rc, err);
+    rc = run(tmpdir, "recipes", out, sizeof out, err, sizeof err);
+    TEST_CHECK("recipe_validate_exit2_folder", rc == 2 && strstr(err, "recipes: is a folder"), "rc %d, stderr '%s'",
+               rc, err);
     rc = run(tmpdir, "", out, sizeof out, err, sizeof err);
     TEST_CHECK("recipe_validate_exit2_usage", rc == 2 && strstr(err, "usage:"), "rc %d, stderr '%s'", rc, err);
     rc = run(tmpdir, "recipes/stories260k-lora.yaml train.max_steps=50", out, sizeof out, err, sizeof err);
