@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include "recipes/recipe_internal.h"
 
 #define PATH_MAX_LEN 256
