@@ -1,0 +1,69 @@
+// The backend table: one struct of function pointers per device. The op layer (ops_*.c) does shapes,
+// the tape and gradient bookkeeping, and calls only these kernels, so a CUDA table can be added beside
+// the CPU one without touching models/ or peft/. All pointers are device pointers of that backend.
+// Row-major everywhere. "acc" arguments: false = overwrite the destination, true = add into it.
+#ifndef DT_BACKEND_H
+#define DT_BACKEND_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "autograd/tensor.h"
+
+typedef struct dt_backend {
+    const char *name;
+    dt_device device;
+    void *(*alloc)(size_t bytes);
+    void (*free)(void *p);
+    void (*upload)(void *dst, const void *host_src, size_t bytes);   // host -> device
+    void (*download)(void *host_dst, const void *src, size_t bytes); // device -> host
+    void (*zero)(void *p, size_t bytes);
+
+    // C (M,N) = alpha * op(A) * op(B) + beta * C; op(A) is (M,K), op(B) is (K,N).
+    void (*gemm)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
+                 const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+    // out (n, D) = table[ids[i]] ; table (V, D)
+    void (*embedding_fwd)(float *out, const int32_t *ids, int64_t n, const float *table, int64_t D);
+    // y (N, D) = x * rstd * w ; rstd (N) saved for the backward
+    void (*rmsnorm_fwd)(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps);
+    void (*rmsnorm_bwd)(float *dx, bool acc, const float *dy, const float *x, const float *w, const float *rstd,
+                        int64_t N, int64_t D);
+    // In place on x (N, H, hd), rotate-half layout; pos (N); inv_freq (hd/2). inverse=true rotates by -angle.
+    void (*rope)(float *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t H, int64_t hd, bool inverse);
+    // Causal grouped-query attention. q (B,T,H,hd), k/v (B,T,KV,hd), out (B,T,H,hd), lse (B,H,T).
+    // seg_start (B,T) or NULL: first position of the example each position belongs to (packing).
+    // Only lse is kept for the backward, which recomputes the scores block by block (flash-style).
+    // scratch: attention_scratch_bytes(...) bytes of device memory, reused across calls.
+    size_t (*attention_scratch_bytes)(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd);
+    void (*attention_fwd)(float *out, float *lse, const float *q, const float *k, const float *v,
+                          const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
+                          void *scratch);
+    // dq/dk/dv (same shapes as q/k/v), accumulated into when acc.
+    void (*attention_bwd)(float *dq, float *dk, float *dv, bool acc_q, bool acc_k, bool acc_v,
+                          const float *dout, const float *out, const float *lse, const float *q, const float *k,
+                          const float *v, const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV,
+                          int64_t hd, void *scratch);
+    // h (n) = silu(g) * u
+    void (*swiglu_fwd)(float *h, const float *g, const float *u, int64_t n);
+    void (*swiglu_bwd)(float *dg, float *du, bool acc_g, bool acc_u, const float *dh, const float *g, const float *u,
+                       int64_t n);
+    // y = a + b; y = a * b (+ y when acc); axpy: y = alpha * x + (acc ? y : 0) (n elements)
+    void (*add)(float *y, const float *a, const float *b, int64_t n);
+    void (*mul)(float *y, bool acc, const float *a, const float *b, int64_t n);
+    // y (N, D) += bias (D) on every row
+    void (*add_bias)(float *y, const float *bias, int64_t N, int64_t D);
+    void (*axpy)(float *y, bool acc, float alpha, const float *x, int64_t n);
+    // y = x * keep / (1-p), keep drawn from a counter-based RNG of (seed, index), so the backward
+    // regenerates the mask instead of storing it. Used for both directions.
+    void (*dropout)(float *y, bool acc, const float *x, int64_t n, float p, uint64_t seed);
+    // Cross-entropy over rows of logits (n, V) in place: returns sum of losses of rows with target >= 0 and
+    // replaces each row by scale * (softmax - onehot) (zero for ignored rows).
+    double (*xent_rows)(float *logits, const int32_t *targets, int64_t n, int64_t V, float scale);
+    // sum of squares of n floats (for gradient clipping), in double
+    double (*sumsq)(const float *x, int64_t n);
+    void (*scale)(float *x, float s, int64_t n);
+} dt_backend;
+
+const dt_backend *dt_backend_cpu(void);
+
+#endif

@@ -1,0 +1,46 @@
+// CPU kernels behind the backend table (see backend.h for each one's contract).
+#ifndef DT_CPU_KERNELS_H
+#define DT_CPU_KERNELS_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+void dt_cpu_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+                 const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+void dt_cpu_embedding_fwd(float *out, const int32_t *ids, int64_t n, const float *table, int64_t D);
+void dt_cpu_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps);
+void dt_cpu_rmsnorm_bwd(float *dx, bool acc, const float *dy, const float *x, const float *w, const float *rstd,
+                        int64_t N, int64_t D);
+void dt_cpu_rope(float *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t H, int64_t hd, bool inverse);
+size_t dt_cpu_attention_scratch_bytes(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd);
+void dt_cpu_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+                          const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
+                          void *scratch);
+void dt_cpu_attention_bwd(float *dq, float *dk, float *dv, bool acc_q, bool acc_k, bool acc_v, const float *dout,
+                          const float *out, const float *lse, const float *q, const float *k, const float *v,
+                          const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
+                          void *scratch);
+// The naive reference the tests compare the blocked kernel with: full T x T scores, no blocking.
+void dt_cpu_attention_fwd_naive(float *out, const float *q, const float *k, const float *v,
+                                const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd);
+void dt_cpu_swiglu_fwd(float *h, const float *g, const float *u, int64_t n);
+void dt_cpu_swiglu_bwd(float *dg, float *du, bool acc_g, bool acc_u, const float *dh, const float *g, const float *u,
+                       int64_t n);
+void dt_cpu_add(float *y, const float *a, const float *b, int64_t n);
+void dt_cpu_mul(float *y, bool acc, const float *a, const float *b, int64_t n);
+void dt_cpu_add_bias(float *y, const float *bias, int64_t N, int64_t D);
+void dt_cpu_axpy(float *y, bool acc, float alpha, const float *x, int64_t n);
+void dt_cpu_dropout(float *y, bool acc, const float *x, int64_t n, float p, uint64_t seed);
+double dt_cpu_xent_rows(float *logits, const int32_t *targets, int64_t n, int64_t V, float scale);
+double dt_cpu_sumsq(const float *x, int64_t n);
+void dt_cpu_scale(float *x, float s, int64_t n);
+// Counter-based uniform in [0,1): the same (seed, i) always gives the same number, on any thread.
+static inline float dt_uniform(uint64_t seed, uint64_t i) {
+    uint64_t z = seed + (i + 1) * 0x9e3779b97f4a7c15ull;
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    z ^= z >> 31;
+    return (float)(z >> 40) * (1.0f / 16777216.0f);
+}
+
+#endif

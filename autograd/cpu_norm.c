@@ -1,0 +1,64 @@
+// RMSNorm and rotary position embedding on the CPU.
+#include <math.h>
+#include "autograd/cpu_kernels.h"
+
+void dt_cpu_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps) {
+    #pragma omp parallel for if (N * D > 32768)
+    for (int64_t i = 0; i < N; i++) {
+        const float *xi = x + i * D; // (D)
+        float *yi = y + i * D;       // (D)
+        float ss = 0;
+        #pragma omp simd reduction(+ : ss)
+        for (int64_t j = 0; j < D; j++) ss += xi[j] * xi[j];
+        float r = 1.0f / sqrtf(ss / (float)D + eps);
+        rstd[i] = r;
+        #pragma omp simd
+        for (int64_t j = 0; j < D; j++) yi[j] = w[j] * (xi[j] * r);
+    }
+}
+
+// y_j = w_j x_j r with r = (mean(x^2) + eps)^(-1/2):
+// dx_j = r w_j dy_j - (r^3 / D) x_j sum_i(dy_i w_i x_i)
+void dt_cpu_rmsnorm_bwd(float *dx, bool acc, const float *dy, const float *x, const float *w, const float *rstd,
+                        int64_t N, int64_t D) {
+    #pragma omp parallel for if (N * D > 32768)
+    for (int64_t i = 0; i < N; i++) {
+        const float *xi = x + i * D, *dyi = dy + i * D; // (D)
+        float *dxi = dx + i * D;                         // (D)
+        float r = rstd[i], dot = 0;
+        #pragma omp simd reduction(+ : dot)
+        for (int64_t j = 0; j < D; j++) dot += dyi[j] * w[j] * xi[j];
+        float c = r * r * r * dot / (float)D;
+        if (acc) {
+            #pragma omp simd
+            for (int64_t j = 0; j < D; j++) dxi[j] += r * w[j] * dyi[j] - c * xi[j];
+        } else {
+            #pragma omp simd
+            for (int64_t j = 0; j < D; j++) dxi[j] = r * w[j] * dyi[j] - c * xi[j];
+        }
+    }
+}
+
+// Hugging Face rotate-half layout: element i pairs with element i + hd/2 of the same head.
+// The angle is computed in double: pos * inv_freq loses digits in float at long positions.
+void dt_cpu_rope(float *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t H, int64_t hd, bool inverse) {
+    const int64_t half = hd / 2;
+    #pragma omp parallel for if (N * H * hd > 32768)
+    for (int64_t n = 0; n < N; n++) {
+        float cs[256], sn[256]; // (half); head_dim <= 512 is checked by the model
+        for (int64_t i = 0; i < half; i++) {
+            double a = (double)pos[n] * (double)inv_freq[i];
+            cs[i] = (float)cos(a);
+            sn[i] = inverse ? -(float)sin(a) : (float)sin(a);
+        }
+        for (int64_t h = 0; h < H; h++) {
+            float *v = x + (n * H + h) * hd; // (hd)
+            #pragma omp simd
+            for (int64_t i = 0; i < half; i++) {
+                float a = v[i], b = v[i + half];
+                v[i] = a * cs[i] - b * sn[i];
+                v[i + half] = b * cs[i] + a * sn[i];
+            }
+        }
+    }
+}

@@ -1,0 +1,144 @@
+#include "autograd/graph.h"
+#include <stdlib.h>
+#include <string.h>
+
+static void *host_alloc(size_t n) { return malloc(n); }
+static void host_free(void *p) { free(p); }
+
+int dt_graph_init(dt_ctx *ctx, dt_graph *g, const dt_backend *be, size_t arena_bytes) {
+    memset(g, 0, sizeof *g);
+    g->ctx = ctx;
+    g->be = be;
+    g->grad_enabled = true;
+    if (dt_arena_init(&g->arena, arena_bytes, be->alloc, be->free))
+        return dt_fail(ctx, DT_ENOMEM, "cannot allocate a %zu-byte activation arena", arena_bytes);
+    if (dt_arena_init(&g->host, (size_t)1 << 20, host_alloc, host_free)) {
+        dt_arena_free(&g->arena);
+        return dt_fail(ctx, DT_ENOMEM, "cannot allocate the tape's host arena");
+    }
+    return DT_OK;
+}
+
+void dt_graph_free(dt_graph *g) {
+    if (!g->be) return;
+    dt_arena_free(&g->arena);
+    dt_arena_free(&g->host);
+    for (int i = 0; i < g->n_blocks; i++) g->be->free(g->blocks[i].p);
+    if (g->attn_scratch) g->be->free(g->attn_scratch);
+    free(g->blocks);
+    free(g->nodes);
+    memset(g, 0, sizeof *g);
+}
+
+void dt_graph_reset(dt_graph *g) {
+    dt_arena_reset(&g->arena);
+    dt_arena_reset(&g->host);
+    g->n_nodes = 0;
+    for (int i = 0; i < g->n_blocks; i++) g->blocks[i].used = false;
+    g->failed = false;
+    g->dropout_calls = 0;
+}
+
+static void *fail_oom(dt_graph *g, size_t bytes) {
+    g->failed = true;
+    dt_fail(g->ctx, DT_ENOMEM, "out of memory allocating %zu bytes for the training step", bytes);
+    return NULL;
+}
+
+void *dt_graph_scratch(dt_graph *g, size_t bytes) {
+    if (g->failed) return NULL;
+    void *p = dt_arena_alloc(&g->arena, bytes ? bytes : 1);
+    return p ? p : fail_oom(g, bytes);
+}
+
+dt_tensor *dt_graph_tensor(dt_graph *g, int ndim, const int64_t *shape) {
+    if (g->failed) return NULL;
+    dt_tensor *t = dt_arena_alloc(&g->host, sizeof *t);
+    if (!t) return fail_oom(g, sizeof *t);
+    dt_tensor_set(t, DT_F32, NULL, ndim, shape);
+    t->device = g->be->device;
+    t->data = dt_graph_scratch(g, dt_nbytes(t));
+    return t->data ? t : NULL;
+}
+
+dt_node *dt_graph_record(dt_graph *g, dt_backward_fn fn, dt_tensor *out, size_t saved_bytes) {
+    if (g->failed) return NULL;
+    if (g->n_nodes == g->cap_nodes) {
+        // Grows only while the first step sizes the tape; later steps record the same number of nodes.
+        int cap = g->cap_nodes ? 2 * g->cap_nodes : 256;
+        dt_node *n = realloc(g->nodes, (size_t)cap * sizeof *n);
+        if (!n) return fail_oom(g, (size_t)cap * sizeof *n);
+        g->nodes = n;
+        g->cap_nodes = cap;
+    }
+    dt_node *n = &g->nodes[g->n_nodes++];
+    n->backward = fn;
+    n->out = out;
+    n->out_in_place = false;
+    n->saved = NULL;
+    if (saved_bytes) {
+        n->saved = dt_arena_alloc(&g->host, saved_bytes);
+        if (!n->saved) return fail_oom(g, saved_bytes);
+        memset(n->saved, 0, saved_bytes);
+    }
+    out->requires_grad = true;
+    return n;
+}
+
+// Takes an unused block of exactly this size from the pool, or adds one. Shapes repeat layer after
+// layer, so after the first step every request is served from the pool.
+static float *pool_take(dt_graph *g, size_t bytes) {
+    for (int i = 0; i < g->n_blocks; i++)
+        if (!g->blocks[i].used && g->blocks[i].bytes == bytes) { g->blocks[i].used = true; return g->blocks[i].p; }
+    if (g->n_blocks == g->cap_blocks) {
+        int cap = g->cap_blocks ? 2 * g->cap_blocks : 32;
+        dt_grad_block *b = realloc(g->blocks, (size_t)cap * sizeof *b);
+        if (!b) return fail_oom(g, (size_t)cap * sizeof *b);
+        g->blocks = b;
+        g->cap_blocks = cap;
+    }
+    float *p = g->be->alloc(bytes);
+    if (!p) return fail_oom(g, bytes);
+    g->blocks[g->n_blocks++] = (dt_grad_block){p, bytes, true};
+    return p;
+}
+
+static void pool_give(dt_graph *g, float *p) {
+    for (int i = 0; i < g->n_blocks; i++)
+        if (g->blocks[i].p == p) { g->blocks[i].used = false; return; }
+}
+
+float *dt_graph_temp(dt_graph *g, size_t bytes) { return g->failed ? NULL : pool_take(g, bytes); }
+void dt_graph_temp_release(dt_graph *g, float *p) { if (p) pool_give(g, p); }
+
+float *dt_graph_grad(dt_graph *g, dt_tensor *t, bool *fresh) {
+    if (t->grad) { *fresh = false; return t->grad; }
+    *fresh = true;
+    t->grad = pool_take(g, (size_t)dt_numel(t) * sizeof(float));
+    return t->grad;
+}
+
+int dt_graph_backward(dt_graph *g, dt_tensor *loss, float seed) {
+    if (g->failed) return DT_ENOMEM;
+    float *one = dt_graph_scratch(g, sizeof(float));
+    if (!one) return DT_ENOMEM;
+    g->be->upload(one, &seed, sizeof seed);
+    return dt_graph_backward_from(g, loss, one);
+}
+
+int dt_graph_backward_from(dt_graph *g, dt_tensor *t, const float *dy) {
+    if (g->failed) return DT_ENOMEM;
+    if (!t->requires_grad) return dt_fail(g->ctx, DT_EINTERNAL, "the loss does not depend on any trainable tensor");
+    bool fresh;
+    float *gt = dt_graph_grad(g, t, &fresh);
+    if (!gt) return DT_ENOMEM;
+    g->be->axpy(gt, !fresh, 1.0f, dy, dt_numel(t));
+    for (int i = g->n_nodes - 1; i >= 0; i--) {
+        dt_node *n = &g->nodes[i];
+        if (!n->out->grad) continue; // nothing downstream reached the loss
+        n->backward(g, n);
+        if (g->failed) return DT_ENOMEM;
+        if (!n->out_in_place) { pool_give(g, n->out->grad); n->out->grad = NULL; }
+    }
+    return DT_OK;
+}

@@ -1,0 +1,51 @@
+// Differentiable ops over the tape. Each returns its output tensor (in the step arena) or NULL when
+// the graph has failed (g->failed, message in g->ctx). An op records a backward node only when grad is
+// enabled and one of its inputs requires a gradient (or, for linear, it carries a trainable adapter).
+// Frozen weights never get gradients: linear computes dX when X needs it, never dW.
+// Integer arrays (ids, positions, targets, seg_start) are device arrays from dt_graph_ints.
+#ifndef DT_OPS_H
+#define DT_OPS_H
+#include "autograd/graph.h"
+
+// A LoRA adapter on one linear: y += scale * dropout(x) A^T B^T.
+typedef struct dt_lora_ref {
+    dt_tensor *A;   // (r, in), trainable
+    dt_tensor *B;   // (out, r), trainable
+    float scale;    // alpha / r, or alpha / sqrt(r) for rsLoRA
+    float dropout;  // probability, applied to x on the adapter path only, while training
+} dt_lora_ref;
+
+// Copies n host int32 values into the step arena.
+int32_t *dt_graph_ints(dt_graph *g, const int32_t *host, int64_t n);
+
+dt_tensor *dt_embedding(dt_graph *g, const int32_t *ids, int64_t B, int64_t T, const dt_tensor *table /*(V,D)*/);
+// (n, D) prompt rows in front of every batch row of x (B, T, D) -> (B, n + T, D)
+dt_tensor *dt_prompt_concat(dt_graph *g, dt_tensor *prompt, dt_tensor *x);
+dt_tensor *dt_add(dt_graph *g, dt_tensor *a, dt_tensor *b);
+dt_tensor *dt_mul(dt_graph *g, dt_tensor *a, dt_tensor *b);
+dt_tensor *dt_dropout(dt_graph *g, dt_tensor *x, float p);
+// RMSNorm over the last dim of size w's numel (so (B,T,H*hd) with w (hd) normalises each head).
+dt_tensor *dt_rmsnorm(dt_graph *g, dt_tensor *x, const dt_tensor *w, float eps);
+// x (B, T, H*hd) rotated in place at positions pos (B*T); inv_freq (hd/2) device floats.
+dt_tensor *dt_rope_(dt_graph *g, dt_tensor *x, int64_t H, int64_t hd, const int32_t *pos, const float *inv_freq);
+// y (..., out) = x (..., in) W^T + bias + LoRA
+dt_tensor *dt_linear(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_tensor *bias, const dt_lora_ref *lora);
+// residual (..., out) + dt_linear(x, ...), without storing the bare projection
+dt_tensor *dt_linear_add(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_tensor *bias,
+                         const dt_lora_ref *lora, dt_tensor *residual);
+// [residual +] (silu(gate) * up) W^T + LoRA; the product is recomputed in the backward, not stored.
+// gate/up (..., I), W (out, I); residual may be NULL.
+dt_tensor *dt_swiglu_linear(dt_graph *g, dt_tensor *gate, dt_tensor *up, const dt_tensor *W, const dt_lora_ref *lora,
+                            dt_tensor *residual);
+// q (B,T,H*hd), k/v (B,T,KV*hd) -> (B,T,H*hd); causal, within examples when seg_start (B*T) is given
+dt_tensor *dt_attention(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tensor *v, int64_t H, int64_t KV, int64_t hd,
+                        const int32_t *seg_start);
+dt_tensor *dt_swiglu(dt_graph *g, dt_tensor *gate, dt_tensor *up);
+// Mean cross-entropy of the vocabulary projection x (N, D) W^T (W (V, D)) against targets (N, -100 =
+// ignored), divided by denom (the number of trained tokens of the whole accumulated batch). Logits are
+// formed chunk by chunk of rows and the gradient wrt x is formed in the same pass, so the (N, V) matrix
+// never exists. Returns a scalar tensor; *loss_sum gets the un-normalised sum of the chunk losses.
+dt_tensor *dt_lm_head_xent(dt_graph *g, dt_tensor *x, const dt_tensor *W, const int32_t *targets, float denom,
+                           double *loss_sum);
+
+#endif

@@ -1,0 +1,48 @@
+// Cross-entropy fused with the vocabulary projection, in chunks of rows.
+#include "autograd/ops.h"
+
+// Rows per chunk so that one chunk of logits stays near 16 MB whatever the vocabulary.
+#define CHUNK_FLOATS ((int64_t)4 << 20)
+
+typedef struct { dt_tensor *x; float *dx; } xent_saved;
+
+static void xent_bwd(dt_graph *g, dt_node *n) {
+    xent_saved *s = n->saved;
+    float seed;
+    g->be->download(&seed, n->out->grad, sizeof seed); // d(total loss)/d(this loss)
+    bool fresh;
+    float *dx = dt_graph_grad(g, s->x, &fresh);
+    if (dx) g->be->axpy(dx, !fresh, seed, s->dx, dt_numel(s->x));
+}
+
+dt_tensor *dt_lm_head_xent(dt_graph *g, dt_tensor *x, const dt_tensor *W, const int32_t *targets, float denom,
+                           double *loss_sum) {
+    if (!x || g->failed) return NULL;
+    const dt_backend *be = g->be;
+    int64_t V = W->shape[0], D = W->shape[1], N = dt_numel(x) / D;
+    int64_t rows = CHUNK_FLOATS / V > 0 ? CHUNK_FLOATS / V : 1;
+    if (rows > N) rows = N;
+    bool grad = g->grad_enabled && x->requires_grad;
+    dt_tensor *loss = dt_graph_tensor(g, 1, (int64_t[]){1});
+    float *logits = dt_graph_scratch(g, (size_t)rows * V * sizeof(float));    // (rows, V)
+    float *dx = grad ? dt_graph_scratch(g, (size_t)N * D * sizeof(float)) : NULL; // (N, D)
+    if (!loss || !logits || (grad && !dx)) return NULL;
+    double total = 0;
+    for (int64_t r0 = 0; r0 < N; r0 += rows) {
+        int64_t nr = r0 + rows <= N ? rows : N - r0;
+        be->gemm(false, true, nr, V, D, 1.0f, dt_f32(x) + r0 * D, D, dt_f32(W), D, 0.0f, logits, V);
+        // The gradient of the mean loss wrt the logits is (softmax - onehot) / denom; the chunk's
+        // logits are overwritten by it and turned into dx right away.
+        total += be->xent_rows(logits, targets + r0, nr, V, 1.0f / denom);
+        if (grad) be->gemm(false, false, nr, D, V, 1.0f, logits, V, dt_f32(W), D, 0.0f, dx + r0 * D, D);
+    }
+    float l = (float)(total / denom);
+    be->upload(dt_f32(loss), &l, sizeof l);
+    if (loss_sum) *loss_sum = total;
+    if (grad) {
+        dt_node *n = dt_graph_record(g, xent_bwd, loss, sizeof(xent_saved));
+        if (!n) return NULL;
+        *(xent_saved *)n->saved = (xent_saved){x, dx};
+    }
+    return loss;
+}

@@ -1,0 +1,278 @@
+#include "models/llama.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "autograd/rng.h"
+
+// One weight the model needs: its HF name, expected shape, and where it goes.
+typedef struct { char name[192]; int ndim; int64_t shape[2]; dt_tensor *dst; bool in_place; } weight_spec;
+
+static int add_spec(weight_spec *s, int *n, const char *name, int ndim, int64_t d0, int64_t d1, dt_tensor *dst) {
+    weight_spec *w = &s[(*n)++];
+    snprintf(w->name, sizeof w->name, "%s", name);
+    w->ndim = ndim;
+    w->shape[0] = d0;
+    w->shape[1] = d1;
+    w->dst = dst;
+    w->in_place = false;
+    return 0;
+}
+
+// The list of tensors this config needs, with their shapes; its order is the order of the block.
+static int weight_specs(dt_llama *m, weight_spec *s) {
+    const dt_model_config *c = &m->cfg;
+    int64_t D = c->hidden_size, H = c->num_heads, KV = c->num_kv_heads, hd = c->head_dim, I = c->intermediate_size;
+    int n = 0;
+    char name[192];
+    add_spec(s, &n, dt_tn_global(DT_GT_EMBED), 2, c->vocab_size, D, &m->embed);
+    for (int l = 0; l < c->num_layers; l++) {
+        dt_llama_layer *ly = &m->layers[l];
+        const int64_t out[DT_MOD_COUNT] = {H * hd, KV * hd, KV * hd, D, I, I, D};
+        const int64_t in[DT_MOD_COUNT] = {D, D, D, H * hd, D, D, I};
+        for (int t = 0; t < DT_MOD_COUNT; t++) {
+            dt_tn_layer(name, sizeof name, l, (dt_layer_tensor)t);
+            add_spec(s, &n, name, 2, out[t], in[t], &ly->w[t]);
+        }
+        if (c->attention_bias) {
+            dt_tn_layer(name, sizeof name, l, DT_LT_Q_BIAS); add_spec(s, &n, name, 1, H * hd, 1, &ly->q_bias);
+            dt_tn_layer(name, sizeof name, l, DT_LT_K_BIAS); add_spec(s, &n, name, 1, KV * hd, 1, &ly->k_bias);
+            dt_tn_layer(name, sizeof name, l, DT_LT_V_BIAS); add_spec(s, &n, name, 1, KV * hd, 1, &ly->v_bias);
+        }
+        if (c->qk_norm) {
+            dt_tn_layer(name, sizeof name, l, DT_LT_Q_NORM); add_spec(s, &n, name, 1, hd, 1, &ly->q_norm);
+            dt_tn_layer(name, sizeof name, l, DT_LT_K_NORM); add_spec(s, &n, name, 1, hd, 1, &ly->k_norm);
+        }
+        dt_tn_layer(name, sizeof name, l, DT_LT_ATTN_NORM); add_spec(s, &n, name, 1, D, 1, &ly->attn_norm);
+        dt_tn_layer(name, sizeof name, l, DT_LT_FFN_NORM); add_spec(s, &n, name, 1, D, 1, &ly->ffn_norm);
+    }
+    add_spec(s, &n, dt_tn_global(DT_GT_NORM), 1, D, 1, &m->norm);
+    if (!c->tie_word_embeddings) add_spec(s, &n, dt_tn_global(DT_GT_LM_HEAD), 2, c->vocab_size, D, &m->lm_head);
+    return n;
+}
+
+// RoPE inverse frequencies as transformers computes them, including the llama3 long-context rescaling.
+static void rope_inv_freq(const dt_model_config *c, float *out) {
+    int64_t hd = c->head_dim;
+    for (int64_t i = 0; i < hd / 2; i++) {
+        double f = 1.0 / pow((double)c->rope_theta, (double)(2 * i) / (double)hd);
+        if (c->rope_scaling_type == DT_ROPE_LLAMA3) {
+            double old = c->rope_original_max_pos, factor = c->rope_factor;
+            double lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
+            double wavelen = 2.0 * M_PI / f;
+            double low_wavelen = old / lo, high_wavelen = old / hi;
+            if (wavelen > low_wavelen) {
+                f = f / factor;               // long wavelengths: fully interpolated
+            } else if (wavelen >= high_wavelen) {
+                double smooth = (old / wavelen - lo) / (hi - lo); // medium: blend of both
+                f = (1.0 - smooth) * f / factor + smooth * f;
+            }                                  // short wavelengths: unchanged
+        }
+        out[i] = (float)f;
+    }
+}
+
+void dt_llama_free(dt_llama *m) {
+    if (!m) return;
+    if (m->block) m->be->free(m->block);
+    dt_weights_close(m->src);
+    free(m->layers);
+    free(m);
+}
+
+int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama **out) {
+    *out = NULL;
+    dt_llama *m = calloc(1, sizeof *m);
+    if (!m) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    m->be = be;
+    int rc = dt_weights_open(ctx, path, &m->cfg, &m->src);
+    if (rc) { free(m); return rc; }
+    const dt_model_config *c = &m->cfg;
+    if (c->head_dim > 512 || c->head_dim % 2)
+        { dt_llama_free(m); return dt_fail(ctx, DT_EINPUT, "%s: head_dim %d is not supported (even, at most 512)", path, c->head_dim); }
+    m->layers = calloc((size_t)c->num_layers, sizeof *m->layers);
+    weight_spec *specs = calloc((size_t)c->num_layers * 16 + 8, sizeof *specs);
+    if (!m->layers || !specs) { free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
+    int n = weight_specs(m, specs);
+    // First pass: check presence and shape, decide which tensors are used in place in the mapping.
+    size_t bytes = (size_t)(c->head_dim / 2) * sizeof(float), params = 0;
+    for (int i = 0; i < n; i++) {
+        weight_spec *s = &specs[i];
+        const dt_st_tensor *t = dt_weights_find(m->src, s->name);
+        int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
+        params += (size_t)numel;
+        if (t && be->device == DT_DEV_CPU && t->st_dtype == DT_ST_F32 && ((uintptr_t)t->data & 3) == 0 &&
+            t->ndim == s->ndim && t->shape[0] == s->shape[0] && (s->ndim == 1 || t->shape[1] == s->shape[1])) {
+            s->in_place = true;
+            dt_tensor_set(s->dst, DT_F32, (void *)t->data, s->ndim, s->shape);
+        } else {
+            bytes += ((size_t)numel * sizeof(float) + 63) & ~(size_t)63;
+        }
+    }
+    m->block = be->alloc(bytes);
+    m->block_bytes = bytes;
+    if (!m->block) { free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "cannot allocate %zu bytes for weights", bytes); }
+    // Second pass: convert the rest into the block (on the host first for a device backend).
+    uint8_t *p = m->block;
+    for (int i = 0; i < n && !rc; i++) {
+        weight_spec *s = &specs[i];
+        if (s->in_place) continue;
+        int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
+        size_t nb = (size_t)numel * sizeof(float);
+        if (be->device == DT_DEV_CPU) {
+            rc = dt_weights_read_f32(ctx, m->src, s->name, (float *)p, s->ndim, s->shape);
+        } else {
+            float *tmp = malloc(nb);
+            rc = tmp ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape)
+                     : dt_fail(ctx, DT_ENOMEM, "out of memory");
+            if (!rc) be->upload(p, tmp, nb);
+            free(tmp);
+        }
+        dt_tensor_set(s->dst, DT_F32, p, s->ndim, s->shape);
+        s->dst->device = be->device;
+        s->dst->name = NULL;
+        p += (nb + 63) & ~(size_t)63;
+    }
+    free(specs);
+    if (rc) { dt_llama_free(m); return rc; }
+    float freq[256];
+    rope_inv_freq(c, freq);
+    m->inv_freq = (float *)p;
+    be->upload(m->inv_freq, freq, (size_t)(c->head_dim / 2) * sizeof(float));
+    if (c->tie_word_embeddings) m->lm_head = m->embed;
+    m->param_count = params;
+    *out = m;
+    return DT_OK;
+}
+
+int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed, dt_llama **out) {
+    *out = NULL;
+    if (dt_config_validate(ctx, cfg, "random model config")) return DT_EINPUT;
+    dt_llama *m = calloc(1, sizeof *m);
+    if (!m) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    m->be = be;
+    m->cfg = *cfg;
+    m->layers = calloc((size_t)cfg->num_layers, sizeof *m->layers);
+    weight_spec *specs = calloc((size_t)cfg->num_layers * 16 + 8, sizeof *specs);
+    if (!m->layers || !specs) { free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
+    int n = weight_specs(m, specs);
+    size_t bytes = (size_t)(cfg->head_dim / 2) * sizeof(float), params = 0;
+    for (int i = 0; i < n; i++) {
+        size_t numel = (size_t)(specs[i].ndim == 2 ? specs[i].shape[0] * specs[i].shape[1] : specs[i].shape[0]);
+        params += numel;
+        bytes += (numel * sizeof(float) + 63) & ~(size_t)63;
+    }
+    m->block = be->alloc(bytes);
+    // On the CPU the weights are drawn straight into the block: a staging copy would double peak memory.
+    void *tmp = be->device == DT_DEV_CPU ? m->block : malloc(bytes);
+    if (!m->block || !tmp) { if (tmp != m->block) free(tmp); free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "cannot allocate %zu bytes for weights", bytes); }
+    m->block_bytes = bytes;
+    dt_rng rng = {seed};
+    size_t off = 0;
+    for (int i = 0; i < n; i++) {
+        weight_spec *s = &specs[i];
+        size_t numel = (size_t)(s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0]);
+        float *w = (float *)((uint8_t *)tmp + off);
+        for (size_t j = 0; j < numel; j++) w[j] = s->ndim == 1 ? 1.0f : (float)(0.02 * dt_rng_normal(&rng));
+        dt_tensor_set(s->dst, DT_F32, (uint8_t *)m->block + off, s->ndim, s->shape);
+        s->dst->device = be->device;
+        off += (numel * sizeof(float) + 63) & ~(size_t)63;
+    }
+    rope_inv_freq(cfg, (float *)((uint8_t *)tmp + off));
+    if (tmp != m->block) { be->upload(m->block, tmp, bytes); free(tmp); }
+    free(specs);
+    m->inv_freq = (float *)((uint8_t *)m->block + off);
+    if (cfg->tie_word_embeddings) m->lm_head = m->embed;
+    m->param_count = params;
+    *out = m;
+    return DT_OK;
+}
+
+int64_t dt_llama_out_len(const dt_llama_adapters *ad, int64_t T) {
+    return T + (ad && ad->prompt ? ad->prompt->shape[0] : 0);
+}
+
+int64_t dt_count_targets(const int32_t *labels, int64_t B, int64_t T, int64_t n_virtual) {
+    int64_t n = 0;
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = n_virtual > 0 ? 0 : 1; t < T; t++) n += labels[b * T + t] != -100;
+    return n;
+}
+
+int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
+                     float denom, bool want_logits, dt_llama_out *out) {
+    const dt_model_config *c = &m->cfg;
+    const int64_t B = b->B, T = b->T, D = c->hidden_size, H = c->num_heads, KV = c->num_kv_heads, hd = c->head_dim;
+    dt_tensor *prompt = ad ? ad->prompt : NULL;
+    const int64_t P = prompt ? prompt->shape[0] : 0, Tp = T + P; // positions after the virtual tokens
+    memset(out, 0, sizeof *out);
+    if (prompt && b->seg_start)
+        return dt_fail(ctx, DT_EINPUT, "prompt tuning cannot be combined with packed sequences (data.packing)");
+    for (int64_t i = 0; i < B * T; i++)
+        if (b->input_ids[i] < 0 || b->input_ids[i] >= c->vocab_size)
+            return dt_fail(ctx, DT_EINPUT, "token id %d at position %lld is outside the vocabulary (%d)",
+                           b->input_ids[i], (long long)i, c->vocab_size);
+    // Position ids: the virtual tokens take 0..P-1 and the text follows, as PEFT's prompt tuning does.
+    int32_t *pos = dt_arena_alloc(&g->host, (size_t)(B * Tp) * sizeof(int32_t)); // (B, Tp)
+    if (!pos) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    for (int64_t r = 0; r < B; r++)
+        for (int64_t t = 0; t < Tp; t++)
+            pos[r * Tp + t] = t < P ? (int32_t)t : (int32_t)(P + (b->pos ? b->pos[r * T + t - P] : t - P));
+    const int32_t *pos_d = dt_graph_ints(g, pos, B * Tp);
+    const int32_t *seg_d = b->seg_start ? dt_graph_ints(g, b->seg_start, B * T) : NULL;
+
+    dt_tensor *x = dt_embedding(g, dt_graph_ints(g, b->input_ids, B * T), B, T, &m->embed); // (B, T, D)
+    if (prompt) x = dt_prompt_concat(g, prompt, x);                                          // (B, Tp, D)
+    for (int l = 0; l < c->num_layers; l++) {
+        const dt_llama_layer *ly = &m->layers[l];
+        const dt_lora_ref *const *lora = ad && ad->lora ? ad->lora + (size_t)l * DT_MOD_COUNT : NULL;
+#define LORA(mod) (lora ? lora[mod] : NULL)
+        dt_tensor *h = dt_rmsnorm(g, x, &ly->attn_norm, c->rms_norm_eps);                              // (B, Tp, D)
+        dt_tensor *q = dt_linear(g, h, &ly->w[DT_MOD_Q], c->attention_bias ? &ly->q_bias : NULL, LORA(DT_MOD_Q)); // (B, Tp, H*hd)
+        dt_tensor *k = dt_linear(g, h, &ly->w[DT_MOD_K], c->attention_bias ? &ly->k_bias : NULL, LORA(DT_MOD_K)); // (B, Tp, KV*hd)
+        dt_tensor *v = dt_linear(g, h, &ly->w[DT_MOD_V], c->attention_bias ? &ly->v_bias : NULL, LORA(DT_MOD_V)); // (B, Tp, KV*hd)
+        if (c->qk_norm) { // Qwen3: RMSNorm over each head, before RoPE
+            q = dt_rmsnorm(g, q, &ly->q_norm, c->rms_norm_eps);
+            k = dt_rmsnorm(g, k, &ly->k_norm, c->rms_norm_eps);
+        }
+        q = dt_rope_(g, q, H, hd, pos_d, m->inv_freq);
+        k = dt_rope_(g, k, KV, hd, pos_d, m->inv_freq);
+        dt_tensor *a = dt_attention(g, q, k, v, H, KV, hd, seg_d);                // (B, Tp, H*hd)
+        x = dt_linear_add(g, a, &ly->w[DT_MOD_O], NULL, LORA(DT_MOD_O), x);      // (B, Tp, D)
+        dt_tensor *h2 = dt_rmsnorm(g, x, &ly->ffn_norm, c->rms_norm_eps);
+        dt_tensor *gate = dt_linear(g, h2, &ly->w[DT_MOD_GATE], NULL, LORA(DT_MOD_GATE)); // (B, Tp, I)
+        dt_tensor *up = dt_linear(g, h2, &ly->w[DT_MOD_UP], NULL, LORA(DT_MOD_UP));       // (B, Tp, I)
+        x = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], LORA(DT_MOD_DOWN), x);      // (B, Tp, D)
+#undef LORA
+    }
+    dt_tensor *xf = dt_rmsnorm(g, x, &m->norm, c->rms_norm_eps); // (B, Tp, D)
+    if (!xf) return g->failed ? DT_ENOMEM : dt_fail(ctx, DT_EINTERNAL, "forward failed");
+    out->hidden = xf;
+    if (want_logits) {
+        bool keep = g->grad_enabled;
+        g->grad_enabled = false; // logits are for reading, the loss below has its own fused path
+        out->logits = dt_linear(g, xf, &m->lm_head, NULL, NULL); // (B, Tp, V)
+        g->grad_enabled = keep;
+        if (!out->logits) return DT_ENOMEM;
+    }
+    if (b->labels) {
+        // targets[t] = labels'[t+1], where labels' is labels with P ignored positions in front.
+        int32_t *tg = dt_arena_alloc(&g->host, (size_t)(B * Tp) * sizeof(int32_t)); // (B, Tp)
+        if (!tg) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+        for (int64_t r = 0; r < B; r++)
+            for (int64_t t = 0; t < Tp; t++) {
+                int64_t next = t + 1 - P; // index of the next position in labels
+                int32_t y = t + 1 < Tp && next >= 0 ? b->labels[r * T + next] : -100;
+                if (y != -100 && (y < 0 || y >= c->vocab_size))
+                    return dt_fail(ctx, DT_EINPUT, "label %d at position %lld is outside the vocabulary (%d)", y,
+                                   (long long)(r * T + next), c->vocab_size);
+                tg[r * Tp + t] = y;
+            }
+        out->n_targets = dt_count_targets(b->labels, B, T, P);
+        float d = denom > 0 ? denom : (float)(out->n_targets > 0 ? out->n_targets : 1);
+        out->loss = dt_lm_head_xent(g, xf, &m->lm_head, dt_graph_ints(g, tg, B * Tp), d, &out->loss_sum);
+        if (!out->loss) return DT_ENOMEM;
+    }
+    (void)D;
+    return g->failed ? DT_ENOMEM : DT_OK;
+}

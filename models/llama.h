@@ -1,0 +1,74 @@
+// The Llama-family decoder (Llama, Mistral, Qwen2, Qwen3, SmolLM, TinyLlama, llama2.c checkpoints):
+// one implementation; the differences are options of dt_model_config (q/k/v bias, per-head q/k norm,
+// explicit head_dim, llama3 RoPE scaling, tied embeddings). Weights are frozen; adapters (LoRA on any
+// linear, prompt embeddings) are passed in and are the only trainable tensors.
+#ifndef DT_LLAMA_H
+#define DT_LLAMA_H
+#include "autograd/ops.h"
+#include "models/config.h"
+#include "models/tensor_names.h"
+#include "models/weights.h"
+
+typedef struct dt_llama_layer {
+    dt_tensor w[DT_MOD_COUNT];        // linear weights (out, in): q (H*hd, D), k/v (KV*hd, D), o (D, H*hd),
+                                      // gate/up (I, D), down (D, I)
+    dt_tensor q_bias, k_bias, v_bias; // (H*hd), (KV*hd), (KV*hd) when cfg.attention_bias
+    dt_tensor q_norm, k_norm;         // (hd) when cfg.qk_norm
+    dt_tensor attn_norm, ffn_norm;    // (D)
+} dt_llama_layer;
+
+typedef struct dt_llama {
+    dt_model_config cfg;
+    const dt_backend *be;
+    dt_tensor embed;         // (V, D)
+    dt_tensor norm;          // (D)
+    dt_tensor lm_head;       // (V, D); the same memory as embed when tied
+    dt_llama_layer *layers;  // (L)
+    float *inv_freq;         // (hd/2) RoPE frequencies after any llama3 scaling, device memory
+    void *block;             // one device block holding every weight that could not be used in place
+    size_t block_bytes;
+    size_t param_count;      // frozen parameters (tied embeddings counted once)
+    dt_weights *src;         // keeps the memory mapping alive for weights used in place
+} dt_llama;
+
+// The adapters a forward applies; all pointers may be NULL.
+typedef struct dt_llama_adapters {
+    const dt_lora_ref *const *lora; // (L * DT_MOD_COUNT): [layer * DT_MOD_COUNT + module] or NULL
+    dt_tensor *prompt;              // (n_virtual, D) prepended to every row's embeddings
+} dt_llama_adapters;
+
+// One batch. labels follow the Hugging Face convention: aligned with input_ids and shifted inside the
+// loss (position t is scored on predicting labels[t+1]); -100 means not trained.
+typedef struct dt_batch {
+    int64_t B, T;
+    const int32_t *input_ids; // (B, T) host
+    const int32_t *labels;    // (B, T) host, or NULL for no loss
+    const int32_t *pos;       // (B, T) host position ids, or NULL for 0..T-1 in every row
+    const int32_t *seg_start; // (B, T) host: first position of each token's example (packing), or NULL
+} dt_batch;
+
+typedef struct dt_llama_out {
+    dt_tensor *loss;    // scalar: sum of token losses / denom (NULL without labels)
+    double loss_sum;    // the un-normalised sum of token losses
+    int64_t n_targets;  // trained tokens in this batch
+    dt_tensor *logits;  // (B, T', V) when want_logits (T' = n_virtual + T)
+    dt_tensor *hidden;  // (B, T', D) final-norm output
+} dt_llama_out;
+
+// path: a Hugging Face folder or a llama2.c .bin. Weights are converted to f32 for the CPU backend;
+// F32 tensors of a memory-mapped file are used in place when aligned.
+int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama **out);
+void dt_llama_free(dt_llama *m);
+// A model of this config with random weights (normal * 0.02, norms 1), for benchmarks and tests.
+int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed, dt_llama **out);
+// Number of positions the forward will produce for T input tokens (adds the virtual tokens).
+int64_t dt_llama_out_len(const dt_llama_adapters *ad, int64_t T);
+// Builds the forward on g (recording the tape when g->grad_enabled). denom: the divisor of the loss
+// (the trained-token count of the whole accumulated batch); <= 0 uses this batch's count.
+int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
+                     float denom, bool want_logits, dt_llama_out *out);
+// Counts the trained tokens of labels (B, T) under the shift convention; with n_virtual prompt tokens
+// in front, the last virtual position also predicts labels[0].
+int64_t dt_count_targets(const int32_t *labels, int64_t B, int64_t T, int64_t n_virtual);
+
+#endif

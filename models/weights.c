@@ -1,0 +1,64 @@
+// One weight source for the model: a Hugging Face folder or a llama2.c checkpoint.
+#include "models/weights.h"
+#include <stdlib.h>
+#include <string.h>
+#include "models/llama2c.h"
+
+struct dt_weights {
+    char *path;
+    dt_safetensors *st; // exactly one of st and l2c is set
+    dt_llama2c *l2c;
+};
+
+static bool is_llama2c(const char *path) {
+    size_t n = strlen(path);
+    return n >= 4 && !strcmp(path + n - 4, ".bin");
+}
+
+int dt_weights_open(dt_ctx *ctx, const char *path, dt_model_config *cfg, dt_weights **out) {
+    *out = NULL;
+    dt_weights *w = calloc(1, sizeof *w);
+    if (!w || !(w->path = strdup(path))) {
+        free(w);
+        return dt_fail(ctx, DT_ENOMEM, "%s: out of memory", path);
+    }
+    int rc = is_llama2c(path) ? dt_llama2c_load(ctx, path, cfg, &w->l2c) : dt_config_load(ctx, path, cfg);
+    if (!rc && !w->l2c) rc = dt_st_open(ctx, path, &w->st);
+    if (rc) {
+        dt_weights_close(w);
+        return rc;
+    }
+    *out = w;
+    return DT_OK;
+}
+
+void dt_weights_close(dt_weights *w) {
+    if (!w) return;
+    dt_st_close(w->st);
+    dt_llama2c_free(w->l2c);
+    free(w->path);
+    free(w);
+}
+
+const char *dt_weights_path(const dt_weights *w) { return w->path; }
+size_t dt_weights_count(const dt_weights *w) { return w->st ? dt_st_count(w->st) : dt_llama2c_count(w->l2c); }
+const dt_st_tensor *dt_weights_at(const dt_weights *w, size_t i) {
+    return w->st ? dt_st_at(w->st, i) : dt_llama2c_at(w->l2c, i);
+}
+const dt_st_tensor *dt_weights_find(const dt_weights *w, const char *name) {
+    return w->st ? dt_st_find(w->st, name) : dt_llama2c_find(w->l2c, name);
+}
+
+int dt_weights_read_as(dt_ctx *ctx, const dt_weights *w, const char *name, dt_dtype dst_dtype, void *dst,
+                       int ndim, const int64_t *expect_shape) {
+    if (w->st) return dt_st_read_as(ctx, w->st, name, dst_dtype, dst, ndim, expect_shape);
+    const dt_st_tensor *t = dt_llama2c_find(w->l2c, name);
+    if (!t) return dt_fail(ctx, DT_EINPUT, "%s: tensor '%s' not found", w->path, name);
+    int rc = expect_shape ? dt_st_check_shape(ctx, w->path, t, ndim, expect_shape) : DT_OK;
+    return rc ? rc : dt_st_tensor_copy(ctx, w->path, t, dst_dtype, dst);
+}
+
+int dt_weights_read_f32(dt_ctx *ctx, const dt_weights *w, const char *name, float *dst, int ndim,
+                        const int64_t *expect_shape) {
+    return dt_weights_read_as(ctx, w, name, DT_F32, dst, ndim, expect_shape);
+}

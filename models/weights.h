@@ -1,0 +1,26 @@
+// One way in for model weights, whatever the source: a Hugging Face folder (config.json + model.safetensors
+// or a sharded index) or a llama2.c .bin. Gives the config and HF-named tensors.
+#ifndef DT_WEIGHTS_H
+#define DT_WEIGHTS_H
+#include <stddef.h>
+#include <stdint.h>
+#include "autograd/context.h"
+#include "models/config.h"
+#include "models/safetensors.h"
+
+typedef struct dt_weights dt_weights;
+
+// path: a folder with config.json and safetensors, or a llama2.c .bin file (by its ".bin" suffix).
+int dt_weights_open(dt_ctx *ctx, const char *path, dt_model_config *cfg, dt_weights **out);
+void dt_weights_close(dt_weights *w); // NULL is fine
+const char *dt_weights_path(const dt_weights *w);
+size_t dt_weights_count(const dt_weights *w);
+const dt_st_tensor *dt_weights_at(const dt_weights *w, size_t i);
+const dt_st_tensor *dt_weights_find(const dt_weights *w, const char *name); // NULL when absent
+// Shape-checked copies, like dt_st_read_f32 / dt_st_read_as.
+int dt_weights_read_f32(dt_ctx *ctx, const dt_weights *w, const char *name, float *dst, int ndim,
+                        const int64_t *expect_shape);
+int dt_weights_read_as(dt_ctx *ctx, const dt_weights *w, const char *name, dt_dtype dst_dtype, void *dst,
+                       int ndim, const int64_t *expect_shape);
+
+#endif

@@ -1,0 +1,62 @@
+// A PEFT adapter: the trainable tensors of one method (LoRA or prompt tuning) carved out of one
+// parameter block, with a gradient block of the same layout, so zeroing, clipping, the optimizer step
+// and saving are each one loop over one block.
+#ifndef DT_ADAPTER_H
+#define DT_ADAPTER_H
+#include <stdbool.h>
+#include "autograd/ops.h"
+#include "models/llama.h"
+
+typedef enum { DT_PEFT_LORA = 0, DT_PEFT_PROMPT = 1 } dt_peft_method;
+typedef enum { DT_PROMPT_INIT_RANDOM = 0, DT_PROMPT_INIT_VOCAB = 1, DT_PROMPT_INIT_TEXT = 2 } dt_prompt_init;
+
+typedef struct dt_lora_config {
+    int r;
+    float alpha, dropout;
+    bool use_rslora;
+    bool target[DT_MOD_COUNT]; // which linear modules carry an adapter
+    bool *layers;              // (L) which layers; NULL = all (layers_to_transform unset)
+} dt_lora_config;
+
+typedef struct dt_prompt_config {
+    int num_virtual_tokens;
+    dt_prompt_init init;
+    char *init_text;           // for DT_PROMPT_INIT_TEXT (tokenised by the caller)
+} dt_prompt_config;
+
+typedef struct dt_adapter {
+    dt_peft_method method;
+    dt_lora_config lora;
+    dt_prompt_config prompt;
+    char base_model[512];      // base_model_name_or_path for adapter_config.json
+    int n_tensors;
+    dt_tensor *tensors;        // (n_tensors) trainable tensors, data in `params`, grad in `grads`
+    char **names;              // (n_tensors) PEFT keys, e.g. base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight
+    float *params, *grads;     // (n_params) each: one block per kind
+    size_t n_params;
+    dt_lora_ref *refs;         // (L * DT_MOD_COUNT) LoRA only
+    const dt_lora_ref **ref_ptrs; // (L * DT_MOD_COUNT) NULL where a module has no adapter
+    dt_llama_adapters view;    // what dt_llama_forward takes
+} dt_adapter;
+
+// Creates a LoRA adapter for model m with PEFT's initialisation: A Kaiming-uniform (a = sqrt(5)), i.e.
+// U(-1/sqrt(in), 1/sqrt(in)), from seed; B zero. cfg is copied (layers too).
+int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, uint64_t seed, dt_adapter **out);
+// Prompt tuning with n virtual tokens (n, D): RANDOM ~ N(0, 1) like nn.Embedding; VOCAB copies rows of
+// randomly sampled token ids; TEXT copies the rows of text_ids (the tokenised init text, repeated or cut
+// to n as PEFT does).
+int dt_prompt_create(dt_ctx *ctx, const dt_llama *m, const dt_prompt_config *cfg, uint64_t seed,
+                     const int32_t *text_ids, int n_text_ids, dt_adapter **out);
+void dt_adapter_free(dt_adapter *a);
+void dt_adapter_zero_grad(dt_adapter *a);
+// The LoRA scale of this config: alpha / r, or alpha / sqrt(r) with rsLoRA.
+float dt_lora_scale(const dt_lora_config *c);
+// Prints "trainable params: N || all params: M || trainable%: P" into buf.
+void dt_adapter_param_summary(const dt_adapter *a, const dt_llama *m, char *buf, size_t n);
+// The tensor with this PEFT key, or NULL.
+dt_tensor *dt_adapter_find(const dt_adapter *a, const char *name);
+
+// For the method files: allocates the blocks for n tensors of these shapes and carves them (takes names).
+int dt_adapter_alloc(dt_ctx *ctx, dt_adapter *a, int n, const int64_t (*shapes)[2], const int *ndims, char **names);
+
+#endif

@@ -1,0 +1,15 @@
+// Adapters in Hugging Face PEFT's format: a folder with adapter_config.json and
+// adapter_model.safetensors. Written exactly as PEFT writes them, read back for init_from, resume,
+// merge and export.
+#ifndef DT_PEFT_IO_H
+#define DT_PEFT_IO_H
+#include "peft/adapter.h"
+
+// Reads dir/adapter_config.json and dir/adapter_model.safetensors for model m. F32/F16/BF16 tensors;
+// unknown config keys are ignored with a warning; a missing tensor, an extra one, or a shape that
+// does not fit the base model is DT_EINPUT naming the file and the tensor.
+int dt_adapter_load(dt_ctx *ctx, const char *dir, const dt_llama *m, dt_adapter **out);
+// Writes both files into dir (created if needed), each atomically.
+int dt_adapter_save(dt_ctx *ctx, const dt_adapter *a, const dt_llama *m, const char *dir);
+
+#endif

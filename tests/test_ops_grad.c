@@ -1,0 +1,223 @@
+// Finite-difference checks of every op's backward, and the blocked attention against the naive one.
+// Each case builds its op from host arrays; the loss is sum(out * R) for a fixed random R. Analytic
+// gradients are compared with central differences at a sample of elements of every input.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "autograd/cpu_kernels.h"
+#include "autograd/ops.h"
+#include "tests/test_util.h"
+
+#define MAXIN 6
+
+typedef struct fd_case fd_case;
+struct fd_case {
+    const char *name;
+    int n_in;
+    int ndim[MAXIN];
+    int64_t shape[MAXIN][DT_MAX_DIMS];
+    bool grad[MAXIN];                   // which inputs are differentiated
+    float *data[MAXIN];                 // host values, owned by the case
+    dt_tensor *(*fwd)(dt_graph *g, dt_tensor **in, void *arg);
+    void *arg;
+    bool training;                      // dropout active
+};
+
+static uint64_t rng = 12345;
+static float frand(void) { return dt_uniform(7, rng++) * 2.0f - 1.0f; }
+
+static int64_t numel_of(const fd_case *c, int i) {
+    int64_t n = 1;
+    for (int d = 0; d < c->ndim[i]; d++) n *= c->shape[i][d];
+    return n;
+}
+
+// One forward from the case's host data; returns the output and (when want_grad) fills in[] with the
+// leaf tensors so their gradients can be read after the backward.
+static dt_tensor *run_forward(dt_graph *g, fd_case *c, dt_tensor **in, bool want_grad) {
+    dt_graph_reset(g);
+    g->grad_enabled = want_grad;
+    g->training = c->training;
+    for (int i = 0; i < c->n_in; i++) {
+        in[i] = dt_graph_tensor(g, c->ndim[i], c->shape[i]);
+        memcpy(in[i]->data, c->data[i], (size_t)numel_of(c, i) * sizeof(float));
+        in[i]->requires_grad = c->grad[i];
+        in[i]->grad = NULL;
+    }
+    return c->fwd(g, in, c->arg);
+}
+
+static double weighted_sum(const dt_tensor *y, const float *R) {
+    double s = 0;
+    for (int64_t i = 0; i < dt_numel(y); i++) s += (double)dt_f32(y)[i] * R[i];
+    return s;
+}
+
+static void check_case(dt_ctx *ctx, fd_case *c) {
+    dt_graph g;
+    dt_graph_init(ctx, &g, dt_backend_cpu(), 1 << 20);
+    dt_tensor *in[MAXIN];
+    dt_tensor *y = run_forward(&g, c, in, true);
+    if (!y) { TEST_FAIL(c->name, "forward failed: %s", ctx->msg); dt_graph_free(&g); return; }
+    int64_t ny = dt_numel(y);
+    float *R = malloc((size_t)ny * sizeof(float));
+    for (int64_t i = 0; i < ny; i++) R[i] = frand();
+    if (dt_graph_backward_from(&g, y, R)) { TEST_FAIL(c->name, "backward failed: %s", ctx->msg); free(R); dt_graph_free(&g); return; }
+    float *analytic[MAXIN] = {0};
+    for (int i = 0; i < c->n_in; i++) {
+        if (!c->grad[i]) continue;
+        analytic[i] = malloc((size_t)numel_of(c, i) * sizeof(float));
+        if (in[i]->grad) memcpy(analytic[i], in[i]->grad, (size_t)numel_of(c, i) * sizeof(float));
+        else memset(analytic[i], 0, (size_t)numel_of(c, i) * sizeof(float));
+    }
+    double worst = 0;
+    int worst_in = -1;
+    int64_t worst_idx = -1;
+    double worst_a = 0, worst_n = 0;
+    const float eps = 3e-3f;
+    for (int i = 0; i < c->n_in; i++) {
+        if (!c->grad[i]) continue;
+        int64_t n = numel_of(c, i);
+        int64_t step = n > 40 ? n / 40 : 1;
+        for (int64_t j = 0; j < n; j += step) {
+            float keep = c->data[i][j];
+            c->data[i][j] = keep + eps;
+            double lp = weighted_sum(run_forward(&g, c, in, false), R);
+            c->data[i][j] = keep - eps;
+            double lm = weighted_sum(run_forward(&g, c, in, false), R);
+            c->data[i][j] = keep;
+            double num = (lp - lm) / (2 * eps), a = analytic[i][j];
+            double err = fabs(num - a) / (2e-3 + 2e-2 * fabs(num));
+            if (err > worst) { worst = err; worst_in = i; worst_idx = j; worst_a = a; worst_n = num; }
+        }
+    }
+    TEST_CHECK(c->name, worst <= 1.0, "input %d element %lld: analytic %.6g vs numeric %.6g", worst_in,
+               (long long)worst_idx, worst_a, worst_n);
+    for (int i = 0; i < c->n_in; i++) free(analytic[i]);
+    free(R);
+    dt_graph_free(&g);
+}
+
+static void fill(fd_case *c) {
+    for (int i = 0; i < c->n_in; i++) {
+        c->data[i] = malloc((size_t)numel_of(c, i) * sizeof(float));
+        for (int64_t j = 0; j < numel_of(c, i); j++) c->data[i][j] = frand();
+    }
+}
+
+static void release(fd_case *c) {
+    for (int i = 0; i < c->n_in; i++) free(c->data[i]);
+}
+
+#define SHAPE(...) {__VA_ARGS__}
+
+static dt_tensor *f_add(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_add(g, in[0], in[1]); }
+static dt_tensor *f_mul(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_mul(g, in[0], in[1]); }
+static dt_tensor *f_dropout(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_dropout(g, in[0], 0.3f); }
+static dt_tensor *f_rmsnorm(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_rmsnorm(g, in[0], in[1], 1e-5f); }
+static dt_tensor *f_swiglu(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_swiglu(g, in[0], in[1]); }
+static dt_tensor *f_concat(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_prompt_concat(g, in[0], in[1]); }
+
+static dt_tensor *f_rope(dt_graph *g, dt_tensor **in, void *a) {
+    (void)a;
+    int64_t N = in[0]->shape[0] * in[0]->shape[1];
+    int32_t pos[64];
+    for (int64_t i = 0; i < N; i++) pos[i] = (int32_t)(i * 7 % 23);
+    float inv[4];
+    for (int i = 0; i < 4; i++) inv[i] = powf(10000.0f, -(float)(2 * i) / 8.0f);
+    float *dinv = dt_graph_scratch(g, sizeof inv);
+    memcpy(dinv, inv, sizeof inv);
+    // rope is in place on a non-leaf: apply it to x * 1 so the leaf keeps its value
+    dt_tensor *x = dt_mul(g, in[0], in[1]);
+    return dt_rope_(g, x, 3, 8, dt_graph_ints(g, pos, N), dinv);
+}
+
+typedef struct { float scale, dropout; bool bias; } lin_arg;
+static dt_tensor *f_linear(dt_graph *g, dt_tensor **in, void *a) {
+    lin_arg *la = a;
+    static dt_lora_ref l; // rebuilt each call from the leaves of this forward
+    l = (dt_lora_ref){in[2], in[3], la->scale, la->dropout};
+    // A and B are trainable leaves: their gradients must exist before the backward accumulates into them.
+    for (int i = 2; i <= 3; i++) {
+        in[i]->grad = dt_graph_scratch(g, dt_nbytes(in[i]));
+        memset(in[i]->grad, 0, dt_nbytes(in[i]));
+    }
+    return dt_linear(g, in[0], in[1], la->bias ? in[4] : NULL, &l);
+}
+
+typedef struct { int64_t H, KV, hd; bool packed; } attn_arg;
+static dt_tensor *f_attention(dt_graph *g, dt_tensor **in, void *a) {
+    attn_arg *aa = a;
+    int64_t B = in[0]->shape[0], T = in[0]->shape[1];
+    int32_t *seg = NULL;
+    if (aa->packed) {
+        int32_t host[1024];
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = 0; t < T; t++) host[b * T + t] = t < T / 3 ? 0 : (t < T / 2 + b ? (int32_t)(T / 3) : (int32_t)(T / 2 + b));
+        seg = dt_graph_ints(g, host, B * T);
+    }
+    return dt_attention(g, in[0], in[1], in[2], aa->H, aa->KV, aa->hd, seg);
+}
+
+static dt_tensor *f_xent(dt_graph *g, dt_tensor **in, void *a) {
+    (void)a;
+    int64_t N = in[0]->shape[0];
+    int32_t tg[64];
+    for (int64_t i = 0; i < N; i++) tg[i] = i % 4 == 3 ? -100 : (int32_t)((i * 5) % in[1]->shape[0]);
+    return dt_lm_head_xent(g, in[0], in[1], dt_graph_ints(g, tg, N), 7.0f, NULL);
+}
+
+static void test_attention_vs_naive(void) {
+    // T crosses several row blocks (64) so the block logic and packing masks are exercised.
+    const int64_t B = 2, T = 150, H = 4, KV = 2, hd = 16;
+    size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KV * hd;
+    float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *o1 = malloc(nq * 4), *o2 = malloc(nq * 4);
+    float *lse = malloc((size_t)B * H * T * 4);
+    int32_t *seg = malloc((size_t)B * T * 4);
+    for (size_t i = 0; i < nq; i++) q[i] = frand();
+    for (size_t i = 0; i < nk; i++) { k[i] = frand(); v[i] = frand(); }
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) seg[b * T + t] = t < 70 ? 0 : (t < 101 ? 70 : 101);
+    void *scratch = malloc(dt_cpu_attention_scratch_bytes(B, T, H, KV, hd));
+    for (int packed = 0; packed < 2; packed++) {
+        const int32_t *s = packed ? seg : NULL;
+        dt_cpu_attention_fwd(o1, lse, q, k, v, s, B, T, H, KV, hd, scratch);
+        dt_cpu_attention_fwd_naive(o2, q, k, v, s, B, T, H, KV, hd);
+        double worst = 0;
+        for (size_t i = 0; i < nq; i++) worst = fmax(worst, fabs(o1[i] - o2[i]));
+        TEST_CHECK(packed ? "attention_blocked_vs_naive_packed" : "attention_blocked_vs_naive", worst < 1e-5,
+                   "max abs diff %.3g", worst);
+    }
+    free(q); free(k); free(v); free(o1); free(o2); free(lse); free(seg); free(scratch);
+}
+
+int main(void) {
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    fd_case cases[] = {
+        {"grad_add", 2, {2, 2}, {SHAPE(3, 5), SHAPE(3, 5)}, {true, true}, {0}, f_add, NULL, false},
+        {"grad_mul", 2, {2, 2}, {SHAPE(3, 5), SHAPE(3, 5)}, {true, true}, {0}, f_mul, NULL, false},
+        {"grad_dropout", 1, {2}, {SHAPE(4, 9)}, {true}, {0}, f_dropout, NULL, true},
+        {"grad_rmsnorm", 2, {3, 1}, {SHAPE(2, 3, 12), SHAPE(12)}, {true, false}, {0}, f_rmsnorm, NULL, false},
+        {"grad_rmsnorm_per_head", 2, {3, 1}, {SHAPE(2, 3, 24), SHAPE(8)}, {true, false}, {0}, f_rmsnorm, NULL, false},
+        {"grad_swiglu", 2, {2, 2}, {SHAPE(4, 6), SHAPE(4, 6)}, {true, true}, {0}, f_swiglu, NULL, false},
+        {"grad_prompt_concat", 2, {2, 3}, {SHAPE(3, 4), SHAPE(2, 5, 4)}, {true, true}, {0}, f_concat, NULL, false},
+        {"grad_rope", 2, {3, 3}, {SHAPE(2, 5, 24), SHAPE(2, 5, 24)}, {true, false}, {0}, f_rope, NULL, false},
+        {"grad_linear_lora", 4, {3, 2, 2, 2}, {SHAPE(2, 3, 6), SHAPE(5, 6), SHAPE(2, 6), SHAPE(5, 2)},
+         {true, false, true, true}, {0}, f_linear, &(lin_arg){1.5f, 0.0f, false}, false},
+        {"grad_linear_lora_bias_dropout", 5, {3, 2, 2, 2, 1}, {SHAPE(2, 3, 6), SHAPE(5, 6), SHAPE(3, 6), SHAPE(5, 3), SHAPE(5)},
+         {true, false, true, true, false}, {0}, f_linear, &(lin_arg){0.7f, 0.25f, true}, true},
+        {"grad_attention_gqa", 3, {3, 3, 3}, {SHAPE(2, 7, 32), SHAPE(2, 7, 16), SHAPE(2, 7, 16)},
+         {true, true, true}, {0}, f_attention, &(attn_arg){4, 2, 8, false}, false},
+        {"grad_attention_packed", 3, {3, 3, 3}, {SHAPE(2, 9, 16), SHAPE(2, 9, 8), SHAPE(2, 9, 8)},
+         {true, true, true}, {0}, f_attention, &(attn_arg){2, 1, 8, true}, false},
+        {"grad_lm_head_xent", 2, {2, 2}, {SHAPE(8, 6), SHAPE(11, 6)}, {true, false}, {0}, f_xent, NULL, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        fill(&cases[i]);
+        check_case(&ctx, &cases[i]);
+        release(&cases[i]);
+    }
+    test_attention_vs_naive();
+    TEST_EXIT();
+}
