@@ -5,6 +5,7 @@
 
 static const struct { const char *name; int (*run)(int, char **); const char *help; } COMMANDS[] = {
     {"version", cmd_version, "print the version"},
+    {"validate", cmd_validate, "check a recipe and print it with every default resolved"},
 };
 
 static void usage(FILE *f) {
