@@ -35,7 +35,7 @@ static void fsync_dir(const char *path) {
 
 int dt_checkpoint_save(dt_ctx *ctx, const char *dir, const dt_adapter *a, const dt_llama *m, const dt_optimizer *o,
                        const dt_train_state *s) {
-    char tmp[4096], path[4096], parent[4096];
+    char tmp[4096], path[4200], parent[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp", dir);
     rm_tree(tmp); // a leftover from an interrupted save
     snprintf(parent, sizeof parent, "%s", dir);
