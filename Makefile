@@ -9,6 +9,7 @@ BLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
 override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -I. -isystem $(BLAS_INC) -MMD -MP
 LDLIBS  := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ljansson -lpcre2-8 -lutf8proc -lyaml -lz -lm -fopenmp
 BUILD   := build
+BIN     ?= deltatune
 
 # Every .c in the library folders goes into the library, so adding a file needs no Makefile edit.
 LIB_DIRS := autograd models peft optim datasets recipes
@@ -37,7 +38,7 @@ NVFLAGS   ?= -O2 -std=c++17 -I. -gencode arch=compute_80,code=sm_80 -gencode arc
 endif
 
 .PHONY: all deps test test-asan bench golden golden-deps clean
-all: $(BUILD)/libdeltatune.a deltatune
+all: $(BUILD)/libdeltatune.a $(BIN)
 
 DEB_PKGS := build-essential libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev
 deps:
@@ -53,7 +54,7 @@ $(BUILD)/libdeltatune.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
-deltatune: $(TOOL_OBJ) $(BUILD)/libdeltatune.a
+$(BIN): $(TOOL_OBJ) $(BUILD)/libdeltatune.a
 	$(CC) $(CFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libdeltatune.a $(LDLIBS)
 
 $(BUILD)/%.o: %.c
