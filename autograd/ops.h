@@ -13,6 +13,7 @@ typedef struct dt_lora_ref {
     dt_tensor *B;   // (out, r), trainable
     float scale;    // alpha / r, or alpha / sqrt(r) for rsLoRA
     float dropout;  // probability, applied to x on the adapter path only, while training
+    const struct dt_lora_ref *next; // further adapters on the same module: used by generation only
 } dt_lora_ref;
 
 // Copies n host int32 values into the step arena.

@@ -26,10 +26,11 @@ static void linear(const dt_backend *be, const float *x, int64_t n, const dt_ten
     int64_t in = W->shape[1], out = W->shape[0];
     be->gemm(false, true, n, out, in, 1.0f, x, in, dt_f32(W), in, acc ? 1.0f : 0.0f, y, out);
     if (bias) be->add_bias(y, dt_f32(bias), n, out);
-    if (!l) return;
-    int64_t r = l->A->shape[0];
-    be->gemm(false, true, n, r, in, 1.0f, x, in, dt_f32(l->A), in, 0.0f, h, r);
-    be->gemm(false, true, n, out, r, l->scale, h, r, dt_f32(l->B), r, 1.0f, y, out);
+    for (; l; l = l->next) { // several adapters on one module add up
+        int64_t r = l->A->shape[0];
+        be->gemm(false, true, n, r, in, 1.0f, x, in, dt_f32(l->A), in, 0.0f, h, r);
+        be->gemm(false, true, n, out, r, l->scale, h, r, dt_f32(l->B), r, 1.0f, y, out);
+    }
 }
 
 // out (n, H*hd): causal attention of n new queries at positions p0.. over cached keys 0..p0+n-1.
@@ -73,7 +74,8 @@ int dt_llama_infer(dt_ctx *ctx, const dt_llama *m, const dt_llama_adapters *ad, 
         if (ids[i] < 0 || ids[i] >= cf->vocab_size) return dt_fail(ctx, DT_EINPUT, "token id %d is outside the vocabulary", ids[i]);
     int64_t rmax = 1;
     for (int64_t i = 0; ad && ad->lora && i < L * DT_MOD_COUNT; i++)
-        if (ad->lora[i] && ad->lora[i]->A->shape[0] > rmax) rmax = ad->lora[i]->A->shape[0];
+        for (const dt_lora_ref *l = ad->lora[i]; l; l = l->next)
+            if (l->A->shape[0] > rmax) rmax = l->A->shape[0];
     // Scratch for this call (generation is not the training loop: one allocation per call is fine).
     size_t floats = (size_t)n * (size_t)(2 * D + 2 * qd + 3 * I + rmax + H);
     float *x = malloc(floats * sizeof(float));                        // (n, D)

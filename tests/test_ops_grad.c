@@ -136,7 +136,7 @@ typedef struct { float scale, dropout; bool bias; } lin_arg;
 static dt_tensor *f_linear(dt_graph *g, dt_tensor **in, void *a) {
     lin_arg *la = a;
     static dt_lora_ref l; // rebuilt each call from the leaves of this forward
-    l = (dt_lora_ref){in[2], in[3], la->scale, la->dropout};
+    l = (dt_lora_ref){in[2], in[3], la->scale, la->dropout, NULL};
     // A and B are trainable leaves: their gradients must exist before the backward accumulates into them.
     for (int i = 2; i <= 3; i++) {
         in[i]->grad = dt_graph_scratch(g, dt_nbytes(in[i]));
@@ -155,8 +155,8 @@ static dt_tensor *f_norm_linears(dt_graph *g, dt_tensor **in, void *a) {
     (void)a;
     static dt_lora_ref l0, l1;
     for (int i = 3; i <= 6; i++) make_trainable(g, in[i]);
-    l0 = (dt_lora_ref){in[3], in[4], 0.8f, 0.0f};
-    l1 = (dt_lora_ref){in[5], in[6], 1.3f, 0.0f};
+    l0 = (dt_lora_ref){in[3], in[4], 0.8f, 0.0f, NULL};
+    l1 = (dt_lora_ref){in[5], in[6], 1.3f, 0.0f, NULL};
     const dt_tensor *W[2] = {in[1], in[2]};
     const dt_lora_ref *L[2] = {&l0, &l1};
     dt_tensor *out[2];
@@ -170,7 +170,7 @@ static dt_tensor *f_swiglu_linear(dt_graph *g, dt_tensor **in, void *a) {
     static dt_lora_ref l;
     make_trainable(g, in[3]);
     make_trainable(g, in[4]);
-    l = (dt_lora_ref){in[3], in[4], 0.9f, 0.2f};
+    l = (dt_lora_ref){in[3], in[4], 0.9f, 0.2f, NULL};
     return dt_swiglu_linear(g, in[0], in[1], in[2], &l, in[5]);
 }
 
