@@ -1,7 +1,7 @@
 # deltatune build. `make deps` installs Debian packages; `make` builds libdeltatune.a and deltatune;
 # `make test` runs every test (last line: N passed, N failed); `make bench` runs the benchmarks.
 CC      ?= cc
-CFLAGS  ?= -O2 -march=x86-64-v3 -g
+CFLAGS  ?= -O2 -march=x86-64-v3 -g -fno-math-errno
 # The OpenMP build of OpenBLAS: called inside our own `omp parallel` regions it runs single-threaded
 # instead of oversubscribing the cores, and outside them it shares OpenMP's thread pool.
 BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
