@@ -1,7 +1,6 @@
 #!/usr/bin/env node
-// Checks the files of make_tiny_llama (DIR/base.gguf, lora.gguf, merged.gguf, written with the Mistral
-// tokenizer) in node-llama-cpp's llama.cpp:
-//  - the model loads and generates; its tokenizer gives the ids of the Hugging Face tokenizer;
+// Checks the files of make_tiny_llama (DIR/base.gguf, lora.gguf, merged.gguf) in node-llama-cpp's llama.cpp:
+//  - the model loads and generates (its tokenizer is checked by check_tokenize.mjs);
 //  - the LoRA adapter loads and changes the logits; at scale 0 it changes nothing;
 //  - base + adapter gives the logits of merged (the base with W + alpha/r * B A folded in), which checks
 //    the adapter's conventions: lora_a (r, in), lora_b (out, r), scale alpha / r.
@@ -18,26 +17,17 @@ const check = (name, ok, why) => {
 };
 const maxDiff = (a, b) => a.reduce((m, v, i) => Math.max(m, Math.abs(v - b[i])), 0);
 
-// Expected ids from the Hugging Face tokenizer (shared/tools/tokenize_ref.js on the Mistral fixture).
-const TOKENIZE = [
-    ["Hello world, how are you doing today?", [22557, 1526, 28725, 910, 460, 368, 2548, 3154, 28804]],
-    ["  double  spaces and\ttabs\nnew line", [259, 3579, 28705, 10599, 304, 12, 24856, 13, 1095, 1407]],
-    ["naïve café 12345 ½ 😀 Привет", [1879, 28920, 333, 28345, 28705, 28740, 28750, 28770, 28781, 28782, 28705, 29039, 28705, 30575, 11824, 8496]],
-    ["The quick brown fox jumps over the lazy dog.", [415, 2936, 9060, 285, 1142, 461, 10575, 754, 272, 17898, 3914, 28723]],
-];
 const PROMPT = [1, 22557, 1526, 28725, 910, 460, 368];
 
 const base = await open({ model: `${dir}/base.gguf` });
-check("base_loads", base.model.tokens.bos === 1 && base.model.tokens.eos === 2,
-      `bos ${base.model.tokens.bos}, eos ${base.model.tokens.eos}`);
-for (const [text, want] of TOKENIZE) {
-    const got = [...base.model.tokenize(text, false)];
-    check(`tokenize ${JSON.stringify(text)}`, JSON.stringify(got) === JSON.stringify(want), `got ${JSON.stringify(got)}`);
-}
+const n_vocab = base.model.fileInfo.tensorInfo.find(t => t.name === "token_embd.weight").dimensions[1];
+check("base_loads", Number(n_vocab) > 0, `token_embd.weight has ${n_vocab} rows`);
+console.log(`vocabulary ${n_vocab}, bos ${base.model.tokens.bos}, eos ${base.model.tokens.eos}, ` +
+            `adds bos: ${base.model.tokens.shouldPrependBosToken}`);
 const baseGen = (await evaluate(base, PROMPT, { generate: 8 })).generated;
 check("base_generates", baseGen.length === 8, `generated ${JSON.stringify(baseGen)}`);
 const baseLogits = (await evaluate(base, PROMPT, { logits: true })).logits;
-check("base_logits", baseLogits.length === 32000 && baseLogits.every(Number.isFinite), `${baseLogits.length} logits`);
+check("base_logits", baseLogits.length === Number(n_vocab) && baseLogits.every(Number.isFinite), `${baseLogits.length} logits`);
 await base.release();
 
 const withLora = await open({ model: `${dir}/base.gguf`, lora: `${dir}/lora.gguf` });
@@ -57,7 +47,7 @@ const mergedLogits = (await evaluate(merged, PROMPT, { logits: true })).logits;
 const mergedGen = (await evaluate(merged, PROMPT, { generate: 8 })).generated;
 await merged.release();
 const dMerged = maxDiff(loraLogits, mergedLogits);
-const scale = Math.max(...loraLogits.map(Math.abs));
+const scale = loraLogits.reduce((m, v) => Math.max(m, Math.abs(v)), 0);
 check("lora_equals_merged", dMerged < 1e-3 * Math.max(1, scale),
       `max |base+lora - merged| = ${dMerged} (logits up to ${scale}); base vs base+lora ${dLora}`);
 check("lora_equals_merged_greedy", JSON.stringify(loraGen) === JSON.stringify(mergedGen),

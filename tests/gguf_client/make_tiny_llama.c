@@ -1,6 +1,6 @@
 // Writes tiny random Llama models with our GGUF writer, for checking them with a real llama.cpp
 // (tests/gguf_client/check_tiny.mjs). Not part of `make test`; see README.md here for how to build it.
-//   make_tiny_llama TOKENIZER_DIR OUT_DIR
+//   make_tiny_llama TOKENIZER_DIR OUT_DIR [N_VOCAB]     (N_VOCAB: embedding rows, default 32000)
 // writes OUT_DIR/base.gguf (random weights, the tokenizer's metadata), OUT_DIR/lora.gguf (a LoRA adapter on
 // attn_q and attn_v of every layer) and OUT_DIR/merged.gguf (base with W + alpha/r * B A folded in), so that
 // base + lora and merged must give the same logits.
@@ -13,16 +13,18 @@
 #include "models/gguf_tokenizer.h"
 #include "models/gguf_write.h"
 
-enum { N_VOCAB = 32000, N_EMBD = 64, N_HEAD = 4, N_HEAD_KV = 2, HEAD_DIM = N_EMBD / N_HEAD, N_FF = 128, N_LAYER = 2,
+enum { N_EMBD = 64, N_HEAD = 4, N_HEAD_KV = 2, HEAD_DIM = N_EMBD / N_HEAD, N_FF = 128, N_LAYER = 2,
        N_CTX = 256, RANK = 4 };
 static const float LORA_ALPHA = 8.0f;
 
-// The model's tensors: one table. rows == 0 means a 1-D tensor of `cols` (a norm weight).
+// The model's tensors: one table. rows == 0 means a 1-D tensor of `cols` (a norm weight), rows == VOCAB
+// the vocabulary size.
+enum { VOCAB = -1 };
 typedef struct { const char *name; uint32_t type; int64_t rows, cols; bool lora; } wspec;
 static const wspec GLOBAL[] = {
-    {"token_embd.weight", DT_GGML_F16, N_VOCAB, N_EMBD, false},
+    {"token_embd.weight", DT_GGML_F16, VOCAB, N_EMBD, false},
     {"output_norm.weight", DT_GGML_F32, 0, N_EMBD, false},
-    {"output.weight", DT_GGML_F32, N_VOCAB, N_EMBD, false},
+    {"output.weight", DT_GGML_F32, VOCAB, N_EMBD, false},
 };
 static const wspec LAYER[] = {
     {"attn_norm.weight", DT_GGML_F32, 0, N_EMBD, false},
@@ -38,15 +40,19 @@ static const wspec LAYER[] = {
 #define N_LAYER_TENSORS (sizeof LAYER / sizeof LAYER[0])
 #define N_TENSORS (sizeof GLOBAL / sizeof GLOBAL[0] + N_LAYER * N_LAYER_TENSORS)
 
-// Tensor i of the model: its spec and full name.
-static const wspec *tensor_at(size_t i, char name[64]) {
+// Tensor i of the model: its spec (rows resolved) and full name.
+static wspec tensor_at(size_t i, int64_t n_vocab, char name[64]) {
+    wspec s;
     if (i < sizeof GLOBAL / sizeof GLOBAL[0]) {
         snprintf(name, 64, "%s", GLOBAL[i].name);
-        return &GLOBAL[i];
+        s = GLOBAL[i];
+    } else {
+        i -= sizeof GLOBAL / sizeof GLOBAL[0];
+        snprintf(name, 64, "blk.%zu.%s", i / N_LAYER_TENSORS, LAYER[i % N_LAYER_TENSORS].name);
+        s = LAYER[i % N_LAYER_TENSORS];
     }
-    i -= sizeof GLOBAL / sizeof GLOBAL[0];
-    snprintf(name, 64, "blk.%zu.%s", i / N_LAYER_TENSORS, LAYER[i % N_LAYER_TENSORS].name);
-    return &LAYER[i % N_LAYER_TENSORS];
+    if (s.rows == VOCAB) s.rows = n_vocab;
+    return s;
 }
 
 // Deterministic uniform values in [-a, a), seeded by the tensor name.
@@ -74,7 +80,7 @@ static void lora_names(const char *weight, char a[80], char b[80]) {
     snprintf(b, 80, "%s.lora_b", weight);
 }
 
-static int set_llama_keys(dt_ctx *ctx, dt_gguf_writer *w, const char *name) {
+static int set_llama_keys(dt_ctx *ctx, dt_gguf_writer *w, const char *name, int64_t n_vocab) {
     int st = dt_gguf_set_str(ctx, w, "general.architecture", "llama");
     st = st ? st : dt_gguf_set_str(ctx, w, "general.name", name);
     st = st ? st : dt_gguf_set_u32(ctx, w, "llama.context_length", N_CTX);
@@ -86,7 +92,7 @@ static int set_llama_keys(dt_ctx *ctx, dt_gguf_writer *w, const char *name) {
     st = st ? st : dt_gguf_set_u32(ctx, w, "llama.attention.head_count_kv", N_HEAD_KV);
     st = st ? st : dt_gguf_set_f32(ctx, w, "llama.attention.layer_norm_rms_epsilon", 1e-5f);
     st = st ? st : dt_gguf_set_f32(ctx, w, "llama.rope.freq_base", 10000.0f);
-    st = st ? st : dt_gguf_set_u32(ctx, w, "llama.vocab_size", N_VOCAB);
+    st = st ? st : dt_gguf_set_u32(ctx, w, "llama.vocab_size", (uint32_t)n_vocab);
     return st;
 }
 
@@ -98,20 +104,20 @@ static void lora_factors(const char *weight, const wspec *s, float *a, float *b)
     random_fill(b, (size_t)s->rows * RANK, bn, 0.5f, 0.0f);
 }
 
-static int write_model(dt_ctx *ctx, const char *path, const char *tok_dir, bool merged) {
+static int write_model(dt_ctx *ctx, const char *path, const char *tok_dir, int64_t n_vocab, bool merged) {
     dt_gguf_writer *w;
     int st = dt_gguf_writer_new(ctx, path, &w);
-    st = st ? st : set_llama_keys(ctx, w, merged ? "tiny-llama-merged" : "tiny-llama");
-    dt_gguf_tok_opts opts = {.n_vocab = N_VOCAB};
+    st = st ? st : set_llama_keys(ctx, w, merged ? "tiny-llama-merged" : "tiny-llama", n_vocab);
+    dt_gguf_tok_opts opts = {.n_vocab = n_vocab};
     st = st ? st : dt_gguf_add_tokenizer(ctx, w, tok_dir, &opts);
     char name[64];
     for (size_t i = 0; i < N_TENSORS && !st; i++) {
-        const wspec *s = tensor_at(i, name);
+        const wspec sp = tensor_at(i, n_vocab, name), *s = &sp;
         st = s->rows ? dt_gguf_add_tensor(ctx, w, name, s->type, 2, (int64_t[]){s->rows, s->cols})
                      : dt_gguf_add_tensor(ctx, w, name, s->type, 1, (int64_t[]){s->cols});
     }
     for (size_t i = 0; i < N_TENSORS && !st; i++) {
-        const wspec *s = tensor_at(i, name);
+        const wspec sp = tensor_at(i, n_vocab, name), *s = &sp;
         size_t n = (size_t)(s->rows ? s->rows : 1) * (size_t)s->cols;
         float *x = malloc(n * sizeof *x);    // (rows, cols)
         void *conv = malloc(n * sizeof *x);  // the same in the stored type
@@ -138,7 +144,7 @@ static int write_model(dt_ctx *ctx, const char *path, const char *tok_dir, bool 
 
 // A LoRA adapter as llama.cpp loads it: general.type "adapter", adapter.type "lora", adapter.lora.alpha,
 // and for each adapted weight W (out, in) the tensors W.lora_a (RANK, in) and W.lora_b (out, RANK).
-static int write_lora(dt_ctx *ctx, const char *path) {
+static int write_lora(dt_ctx *ctx, const char *path, int64_t n_vocab) {
     dt_gguf_writer *w;
     int st = dt_gguf_writer_new(ctx, path, &w);
     st = st ? st : dt_gguf_set_str(ctx, w, "general.architecture", "llama");
@@ -147,14 +153,14 @@ static int write_lora(dt_ctx *ctx, const char *path) {
     st = st ? st : dt_gguf_set_f32(ctx, w, "adapter.lora.alpha", LORA_ALPHA);
     char name[64], an[80], bn[80];
     for (size_t i = 0; i < N_TENSORS && !st; i++) {
-        const wspec *s = tensor_at(i, name);
+        const wspec sp = tensor_at(i, n_vocab, name), *s = &sp;
         if (!s->lora) continue;
         lora_names(name, an, bn);
         st = dt_gguf_add_tensor(ctx, w, an, DT_GGML_F32, 2, (int64_t[]){RANK, s->cols});
         st = st ? st : dt_gguf_add_tensor(ctx, w, bn, DT_GGML_F32, 2, (int64_t[]){s->rows, RANK});
     }
     for (size_t i = 0; i < N_TENSORS && !st; i++) {
-        const wspec *s = tensor_at(i, name);
+        const wspec sp = tensor_at(i, n_vocab, name), *s = &sp;
         if (!s->lora) continue;
         float *a = malloc((size_t)RANK * s->cols * sizeof *a), *b = malloc((size_t)s->rows * RANK * sizeof *b);
         lora_factors(name, s, a, b);
@@ -170,19 +176,20 @@ static int write_lora(dt_ctx *ctx, const char *path) {
 }
 
 int main(int argc, char **argv) {
-    if (argc != 3) {
-        fprintf(stderr, "usage: make_tiny_llama TOKENIZER_DIR OUT_DIR\n");
+    if (argc != 3 && argc != 4) {
+        fprintf(stderr, "usage: make_tiny_llama TOKENIZER_DIR OUT_DIR [N_VOCAB]\n");
         return 2;
     }
+    int64_t n_vocab = argc == 4 ? atoll(argv[3]) : 32000;
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     char base[1024], lora[1024], merged[1024];
     snprintf(base, sizeof base, "%s/base.gguf", argv[2]);
     snprintf(lora, sizeof lora, "%s/lora.gguf", argv[2]);
     snprintf(merged, sizeof merged, "%s/merged.gguf", argv[2]);
-    int st = write_model(&ctx, base, argv[1], false);
-    st = st ? st : write_lora(&ctx, lora);
-    st = st ? st : write_model(&ctx, merged, argv[1], true);
+    int st = write_model(&ctx, base, argv[1], n_vocab, false);
+    st = st ? st : write_lora(&ctx, lora, n_vocab);
+    st = st ? st : write_model(&ctx, merged, argv[1], n_vocab, true);
     if (st) {
         fprintf(stderr, "make_tiny_llama: %s\n", ctx.msg);
         return st == DT_EINPUT ? 2 : 1;
