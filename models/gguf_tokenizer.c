@@ -294,6 +294,7 @@ static char *merge_string(const json_t *m) {
 
 // Token types (and scores for the SentencePiece kind), as the converter assigns them.
 static int assign_types(vocab *v, char **merges, size_t n_merges) {
+    const char *unk = json_string_value(json_object_get(json_object_get(v->tok, "model"), "unk_token"));
     for (int64_t id = 0; id < v->n; id++) {
         if (!v->text[id]) {
             char pad[32];
@@ -305,7 +306,6 @@ static int assign_types(vocab *v, char **merges, size_t n_merges) {
         }
         bool special = v->added_flag[id] == 2 || looks_special(v->text[id]) || (v->spm && config_special(v, id));
         if (v->spm) {
-            const char *unk = json_string_value(json_object_get(json_object_get(v->tok, "model"), "unk_token"));
             if (special) v->type[id] = TT_CONTROL;
             else if (v->added_flag[id]) v->type[id] = TT_USER_DEFINED;
             else if (is_byte_token(v->text[id])) v->type[id] = TT_BYTE;

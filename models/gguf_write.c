@@ -445,7 +445,24 @@ static int fsync_dir(const char *path) {
     return rc;
 }
 
+int dt_gguf_write_tensors(dt_ctx *ctx, dt_gguf_writer *w, dt_gguf_fill_fn fill, void *user) {
+    int st = dt_gguf_writer_begin(ctx, w);
+    size_t nbytes;
+    const char *name;
+    while (!st && (name = dt_gguf_writer_next_tensor(w, &nbytes))) {
+        size_t index = w->cur;
+        st = fill(user, ctx, w, name, nbytes);
+        if (!st && w->cur == index) {
+            w->failed = true;
+            st = dt_fail(ctx, DT_EINTERNAL, "%s: tensor '%s': the fill callback wrote %zu of its %zu bytes",
+                         w->path, name, w->cur_written, nbytes);
+        }
+    }
+    return st;
+}
+
 int dt_gguf_writer_finish(dt_ctx *ctx, dt_gguf_writer *w) {
+    if (w->finished) return dt_fail(ctx, DT_EINTERNAL, "%s: writer finished twice", w->path);
     int st = dt_gguf_writer_begin(ctx, w);
     if (st) return st;
     if (w->failed) return dt_fail(ctx, DT_EINTERNAL, "%s: writer used after an error", w->path);

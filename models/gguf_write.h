@@ -2,7 +2,7 @@
 //   dt_gguf_writer_new(ctx, path, &w);
 //   dt_gguf_set_str(ctx, w, "general.architecture", "llama"); ...       // metadata, in the order given
 //   dt_gguf_add_tensor(ctx, w, "token_embd.weight", DT_GGML_F16, 2, (int64_t[]){vocab, dim}); ...
-//   dt_gguf_write_tensor(ctx, w, "token_embd.weight", data); ...        // or dt_gguf_write_data in chunks
+//   dt_gguf_write_tensor(ctx, w, "token_embd.weight", data); ...        // or chunks, or a callback
 //   dt_gguf_writer_finish(ctx, w);                                    // fsync + rename into place
 //   dt_gguf_writer_free(w);                                           // always; removes an unfinished file
 // Shapes are given row-major (PyTorch order) and stored reversed (ggml order). Tensor data is streamed:
@@ -60,6 +60,10 @@ int dt_gguf_write_data(dt_ctx *ctx, dt_gguf_writer *w, const void *data, size_t 
 int dt_gguf_write_tensor(dt_ctx *ctx, dt_gguf_writer *w, const char *name, const void *data);
 // Name and byte size of the tensor whose data comes next; NULL when all are written.
 const char *dt_gguf_writer_next_tensor(const dt_gguf_writer *w, size_t *nbytes);
+// Calls fill once for each tensor still to be written, in order; fill writes exactly nbytes of it with
+// dt_gguf_write_data (in as many chunks as it likes) and returns a status.
+typedef int (*dt_gguf_fill_fn)(void *user, dt_ctx *ctx, dt_gguf_writer *w, const char *name, size_t nbytes);
+int dt_gguf_write_tensors(dt_ctx *ctx, dt_gguf_writer *w, dt_gguf_fill_fn fill, void *user);
 // Checks that every tensor was written, then fsyncs and renames the file into place.
 int dt_gguf_writer_finish(dt_ctx *ctx, dt_gguf_writer *w);
 

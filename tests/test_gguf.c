@@ -120,6 +120,20 @@ static void fill(uint8_t *p, size_t n, unsigned seed) {
 
 static const char *const STRS[] = {"alpha", "", "ünïcödé ▁Hello", "with space", "Ġthe"};
 
+// The fill callback of dt_gguf_write_tensors: writes the tensor in chunks of 5 bytes.
+static int fill_tensor(void *user, dt_ctx *ctx, dt_gguf_writer *w, const char *name, size_t nbytes) {
+    (void)user;
+    size_t i = 0;
+    while (strcmp(TENSORS[i].name, name)) i++;
+    uint8_t *buf = malloc(nbytes + 1);
+    fill(buf, nbytes, (unsigned)i);
+    int st = DT_OK;
+    for (size_t off = 0; off < nbytes && !st; off += 5) st = dt_gguf_write_data(ctx, w, buf + off, nbytes - off < 5 ? nbytes - off : 5);
+    free(buf);
+    return st;
+}
+
+// chunk: 0 writes each tensor whole, SIZE_MAX through the fill callback, else in chunks of that size.
 static int write_everything(dt_ctx *ctx, const char *path, uint32_t alignment, size_t chunk) {
     dt_gguf_writer *w;
     int st = dt_gguf_writer_new(ctx, path, &w);
@@ -162,7 +176,8 @@ static int write_everything(dt_ctx *ctx, const char *path, uint32_t alignment, s
     st = st ? st : dt_gguf_set_u32(ctx, w, "v.replaced", 2); // replaced in place, keeps its position
     for (size_t i = 0; i < N_TENSORS && !st; i++)
         st = dt_gguf_add_tensor(ctx, w, TENSORS[i].name, TENSORS[i].type, TENSORS[i].ndim, TENSORS[i].shape);
-    for (size_t i = 0; i < N_TENSORS && !st; i++) {
+    if (chunk == SIZE_MAX && !st) st = dt_gguf_write_tensors(ctx, w, fill_tensor, NULL);
+    for (size_t i = 0; i < N_TENSORS && !st && chunk != SIZE_MAX; i++) {
         size_t nb = tensor_bytes(&TENSORS[i]);
         uint8_t *buf = malloc(nb + 1);
         fill(buf, nb, (unsigned)i);
@@ -314,6 +329,8 @@ static void test_roundtrip(void) {
     TEST_CHECK("reproducible", st == DT_OK && same_file(tmp("all.gguf"), tmp("again.gguf")), "second write differs: %s", ctx.msg);
     st = write_everything(&ctx, tmp("chunked.gguf"), 0, 7);
     TEST_CHECK("streamed_in_chunks", st == DT_OK && same_file(tmp("all.gguf"), tmp("chunked.gguf")), "chunked write differs: %s", ctx.msg);
+    st = write_everything(&ctx, tmp("callback.gguf"), 0, SIZE_MAX);
+    TEST_CHECK("streamed_by_callback", st == DT_OK && same_file(tmp("all.gguf"), tmp("callback.gguf")), "callback write differs: %s", ctx.msg);
     st = rewrite(&ctx, tmp("all.gguf"), tmp("rewritten.gguf"));
     TEST_CHECK("rewrite_byte_identical", st == DT_OK && same_file(tmp("all.gguf"), tmp("rewritten.gguf")), "%s", st ? ctx.msg : "bytes differ");
     st = rewrite(&ctx, tmp("all64.gguf"), tmp("rewritten64.gguf"));
@@ -330,6 +347,11 @@ static void test_roundtrip(void) {
 }
 
 // ---- 3. writer misuse: errors, and nothing left behind ----
+
+static int fill_half(void *user, dt_ctx *ctx, dt_gguf_writer *w, const char *name, size_t nbytes) {
+    (void)name;
+    return dt_gguf_write_data(ctx, w, user, nbytes / 2);
+}
 
 static void test_writer_errors(void) {
     dt_ctx ctx;
@@ -365,6 +387,20 @@ static void test_writer_errors(void) {
     TEST_CHECK("writer_incomplete", st == DT_EINTERNAL && strstr(ctx.msg, "'x'") && strstr(ctx.msg, "8 of its 16"), "status %d: %s", st, ctx.msg);
     dt_gguf_writer_free(w);
     TEST_CHECK("writer_incomplete_removed", access(path, F_OK) != 0 && count_temp_files() == 0, "a file is left");
+
+    dt_gguf_writer_new(&ctx, path, &w);
+    dt_gguf_add_tensor(&ctx, w, "x", DT_GGML_F32, 1, (int64_t[]){4});
+    st = dt_gguf_write_tensors(&ctx, w, fill_half, d);
+    TEST_CHECK("writer_callback_short", st == DT_EINTERNAL && strstr(ctx.msg, "'x'") && strstr(ctx.msg, "8 of its 16"), "status %d: %s", st, ctx.msg);
+    dt_gguf_writer_free(w);
+    TEST_CHECK("writer_callback_short_removed", access(path, F_OK) != 0 && count_temp_files() == 0, "a file is left");
+
+    dt_gguf_writer_new(&ctx, path, &w);
+    st = dt_gguf_writer_finish(&ctx, w);
+    st = st ? st : dt_gguf_writer_finish(&ctx, w);
+    TEST_CHECK("writer_finish_twice", st == DT_EINTERNAL && strstr(ctx.msg, "twice") && access(path, F_OK) == 0, "status %d: %s", st, ctx.msg);
+    dt_gguf_writer_free(w);
+    unlink(path);
 
     dt_gguf_writer_new(&ctx, "/nonexistent_dir_for_dt/x.gguf", &w);
     st = dt_gguf_writer_finish(&ctx, w);
