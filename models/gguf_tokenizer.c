@@ -41,7 +41,7 @@ typedef struct {
     float *score;             // (n), SentencePiece kind only
     uint8_t *added_flag;      // (n) 1: an added token, 2: an added special token
     int64_t sp_id[SP_COUNT];  // -1 when unset
-    int sp_order[SP_COUNT], n_sp_order;   // ids in the order they were set
+    int sp_order[SP_COUNT], n_sp_order;   // the kinds, in the order their ids were set
     int add[SP_COUNT];                    // -1 unset, else 0/1
     int add_order[SP_COUNT], n_add_order;
 } vocab;
@@ -177,7 +177,7 @@ static bool looks_special(const char *t) {
 #define ENDS(s) (n >= strlen(s) && !strcmp(t + n - strlen(s), s))
 #define STARTS(s) (!strncmp(t, s, strlen(s)))
     return !strcmp(t, "<pad>") || !strcmp(t, "<mask>") || !strcmp(t, "<2mass>") || !strcmp(t, "[@BOS@]") ||
-           (STARTS("<|") && ENDS("|>") && n >= 4) || (STARTS("<\xef\xbd\x9c") && ENDS("\xef\xbd\x9c>") && n >= 8) ||
+           (STARTS("<|") && ENDS("|>")) || (STARTS("<\xef\xbd\x9c") && ENDS("\xef\xbd\x9c>")) ||
            (STARTS("<unused") && ENDS(">"));
 #undef ENDS
 #undef STARTS
