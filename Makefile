@@ -78,7 +78,7 @@ test: all $(TEST_BIN)
 
 # The corrupt-file and parser tests again under AddressSanitizer + UBSan, in a separate build folder.
 test-asan:
-	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -march=x86-64-v3 -fsanitize=address,undefined -fno-omit-frame-pointer" test
+	$(MAKE) BUILD=build-asan BIN=build-asan/deltatune CFLAGS="-O1 -g -march=x86-64-v3 -fsanitize=address,undefined -fno-omit-frame-pointer" test
 
 bench: all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
