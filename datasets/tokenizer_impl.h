@@ -96,14 +96,14 @@ typedef struct {
     bool left, right;              // STRIP
 } tk_norm;
 
-// ---- pre-tokenizers (tokenizer_pretok.c); ByteLevel's own regex and Digits become SPLIT steps at load
+// ---- pre-tokenizers (tokenizer_pretok.c); Digits, Whitespace and Metaspace's split become SPLIT steps
 typedef enum { TK_SPLIT_REMOVED, TK_SPLIT_ISOLATED, TK_SPLIT_MERGED_PREV, TK_SPLIT_MERGED_NEXT,
                TK_SPLIT_CONTIGUOUS } tk_split_behavior;
 typedef enum { TK_PRE_SPLIT, TK_PRE_BYTE_LEVEL, TK_PRE_METASPACE } tk_pre_kind;
 typedef enum { TK_PREPEND_ALWAYS, TK_PREPEND_FIRST, TK_PREPEND_NEVER } tk_prepend;
 typedef struct {
     tk_pre_kind kind;
-    pcre2_code *re;               // SPLIT (literal String patterns are compiled with PCRE2_LITERAL)
+    pcre2_code *re;               // SPLIT (String patterns use PCRE2_LITERAL); BYTE_LEVEL: GPT-2's, or NULL
     tk_split_behavior behavior;
     bool invert;
     bool add_prefix_space;        // BYTE_LEVEL

@@ -231,13 +231,6 @@ static void byte_tables(dt_tokenizer *tok) {
 
 // ---- normalizers, pre-tokenizers, decoders
 
-#define PUSH(ctx, arr, n, cap, item)                                                     \
-    do {                                                                                 \
-        int rc_ = tk_grow((ctx), (void **)&(arr), &(cap), (n) + 1, sizeof *(arr));       \
-        if (rc_) return rc_;                                                             \
-        (arr)[(n)++] = (item);                                                           \
-    } while (0)
-
 // A {"String": s} or {"Regex": r} pattern.
 static int read_pattern(dt_ctx *ctx, const json_t *pat, const char *where, const char *path, const json_t **str,
                         const json_t **re) {
@@ -364,11 +357,11 @@ static int read_pre(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, const char 
     tk_pre st = {0};
     if (!strcmp(type, "ByteLevel")) {
         // HF's defaults: add_prefix_space and use_regex are true when absent.
-        if (jbool(j, "use_regex", true) &&
-            (rc = add_split(ctx, tok, cap, GPT2_RE, sizeof GPT2_RE - 1, false, TK_SPLIT_ISOLATED, false)))
-            return rc;
         st.kind = TK_PRE_BYTE_LEVEL;
+        st.behavior = TK_SPLIT_ISOLATED;
         st.add_prefix_space = jbool(j, "add_prefix_space", true);
+        if (jbool(j, "use_regex", true) && (rc = tk_regex_compile(ctx, GPT2_RE, sizeof GPT2_RE - 1, false, &st.re)))
+            return rc;
         tok->byte_level = true;
     } else if (!strcmp(type, "Metaspace")) {
         st.kind = TK_PRE_METASPACE;
@@ -384,7 +377,11 @@ static int read_pre(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, const char 
     } else {
         return dt_fail(ctx, DT_EUNSUPPORTED, "%s: pre-tokenizer %s is not supported", path, type);
     }
-    PUSH(ctx, tok->pres, tok->n_pres, *cap, st);
+    if ((rc = tk_grow(ctx, (void **)&tok->pres, cap, tok->n_pres + 1, sizeof *tok->pres))) {
+        if (st.re) pcre2_code_free(st.re);
+        return rc;
+    }
+    tok->pres[tok->n_pres++] = st;
     if (st.kind == TK_PRE_METASPACE && jbool(j, "split", true))
         return add_split(ctx, tok, cap, st.repl, st.repl_len, true, TK_SPLIT_MERGED_NEXT, false);
     return DT_OK;

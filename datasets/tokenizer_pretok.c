@@ -183,7 +183,7 @@ int tk_pretokenize(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char 
             case TK_PRE_SPLIT:
                 rc = split_piece(ctx, w, st, p, len, to, &m);
                 break;
-            case TK_PRE_BYTE_LEVEL:
+            case TK_PRE_BYTE_LEVEL: // HF adds the space before its GPT-2 regex splits the piece
                 if (st->add_prefix_space && p[0] != ' ') {
                     char *d = tk_arena_alloc(ctx, &w->arena, len + 1);
                     if (!d) return DT_ENOMEM;
@@ -192,7 +192,7 @@ int tk_pretokenize(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char 
                     p = d;
                     len++;
                 }
-                rc = push_piece(ctx, w, to, &m, p, len);
+                rc = st->re ? split_piece(ctx, w, st, p, len, to, &m) : push_piece(ctx, w, to, &m, p, len);
                 break;
             case TK_PRE_METASPACE:
                 rc = metaspace_piece(ctx, w, st, p, len, first && i == 0, to, &m);
