@@ -1,0 +1,48 @@
+// Tokenizers: Hugging Face tokenizer.json (byte-level BPE as in Qwen/Llama 3/GPT-2, SentencePiece-style
+// BPE with byte fallback as in Llama 2/Mistral) and llama2.c's tokenizer.bin.
+// A loaded tokenizer is read-only except for an internal, lock-protected word cache, so one tokenizer
+// may encode and decode from several threads at once.
+#ifndef DT_TOKENIZER_H
+#define DT_TOKENIZER_H
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include "autograd/context.h"
+
+typedef struct dt_tokenizer dt_tokenizer;
+
+// Growable id array; start from {0} and free with dt_ids_free.
+typedef struct { int32_t *v; size_t n, cap; } dt_ids;
+void dt_ids_free(dt_ids *ids);
+int  dt_ids_push(dt_ctx *ctx, dt_ids *ids, int32_t id);
+// Makes room for at least `extra` more ids without changing n.
+int  dt_ids_reserve(dt_ctx *ctx, dt_ids *ids, size_t extra);
+// Appends n ids.
+int  dt_ids_append(dt_ctx *ctx, dt_ids *ids, const int32_t *src, size_t n);
+// Empties the array but keeps its memory.
+static inline void dt_ids_clear(dt_ids *ids) { ids->n = 0; }
+
+// path: a folder with tokenizer.json (+ optional tokenizer_config.json), a tokenizer.json file (a
+// tokenizer_config.json beside a file named tokenizer.json is read too), or a llama2.c tokenizer.bin
+// (or a folder holding one and no tokenizer.json).
+int  dt_tokenizer_load(dt_ctx *ctx, const char *path, dt_tokenizer **out);
+void dt_tokenizer_free(dt_tokenizer *tok);
+// Appends the ids of text (UTF-8, len bytes, NUL bytes allowed) to ids. add_special: add BOS/EOS as the
+// post-processor/tokenizer_config says. Special/added tokens spelled in the text are always matched (as
+// HF does with add_special_tokens either way); llama2.c tokenizers have none. Invalid UTF-8 is DT_EINPUT.
+int  dt_tokenizer_encode(dt_ctx *ctx, const dt_tokenizer *tok, const char *text, size_t len, bool add_special,
+                         dt_ids *ids);
+// *out is malloc'd and NUL-terminated; *out_len (may be NULL) excludes the NUL. An id outside the
+// vocabulary is DT_EINPUT.
+int  dt_tokenizer_decode(dt_ctx *ctx, const dt_tokenizer *tok, const int32_t *ids, size_t n, bool skip_special,
+                         char **out, size_t *out_len);
+int32_t dt_tokenizer_token_to_id(const dt_tokenizer *tok, const char *token); // -1 when absent
+const char *dt_tokenizer_id_to_token(const dt_tokenizer *tok, int32_t id);    // NULL when out of range
+int32_t dt_tokenizer_bos_id(const dt_tokenizer *tok); // -1 when none
+int32_t dt_tokenizer_eos_id(const dt_tokenizer *tok); // -1 when none
+int32_t dt_tokenizer_pad_id(const dt_tokenizer *tok); // -1 when none
+int32_t dt_tokenizer_vocab_size(const dt_tokenizer *tok); // including added tokens: 1 + the largest id
+const char *dt_tokenizer_chat_template(const dt_tokenizer *tok); // tokenizer_config.json's chat_template or NULL
+bool dt_tokenizer_is_special(const dt_tokenizer *tok, int32_t id);
+
+#endif
