@@ -5,6 +5,7 @@
 
 static const struct { const char *name; int (*run)(int, char **); const char *help; } COMMANDS[] = {
     {"version", cmd_version, "print the version"},
+    {"tokenize", cmd_tokenize, "print the token ids of JSON-string lines"},
 };
 
 static void usage(FILE *f) {

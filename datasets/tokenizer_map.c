@@ -1,0 +1,166 @@
+// Hash maps of the tokenizer: token string → id, merge pair → (rank, id), and the shared word cache.
+#include <stdlib.h>
+#include <string.h>
+#include "datasets/tokenizer_impl.h"
+
+// ---- string → id
+
+static int strmap_rehash(dt_ctx *ctx, tk_strmap *m, size_t slots) {
+    uint32_t *slot = calloc(slots, sizeof *slot);
+    uint32_t *hash = malloc(slots * sizeof *hash);
+    if (!slot || !hash) {
+        free(slot);
+        free(hash);
+        return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for a %zu-slot map", slots);
+    }
+    size_t mask = slots - 1;
+    for (size_t e = 0; e < m->n; e++) {
+        uint64_t h = tk_hash(m->arena + m->ent[e].off, m->ent[e].len);
+        size_t i = (size_t)h & mask;
+        while (slot[i]) i = (i + 1) & mask;
+        slot[i] = (uint32_t)e + 1;
+        hash[i] = (uint32_t)(h >> 32);
+    }
+    free(m->slot);
+    free(m->slot_hash);
+    m->slot = slot;
+    m->slot_hash = hash;
+    m->mask = mask;
+    return DT_OK;
+}
+
+int tk_strmap_init(dt_ctx *ctx, tk_strmap *m, size_t expected, size_t expected_bytes) {
+    memset(m, 0, sizeof *m);
+    size_t slots = 16;
+    while (slots < 2 * expected) slots *= 2;
+    int rc = tk_grow(ctx, (void **)&m->ent, &m->cap, expected ? expected : 1, sizeof *m->ent);
+    if (!rc) rc = tk_grow(ctx, (void **)&m->arena, &m->arena_cap, expected_bytes ? expected_bytes : 1, 1);
+    if (!rc) rc = strmap_rehash(ctx, m, slots);
+    return rc;
+}
+
+static size_t strmap_find(const tk_strmap *m, uint64_t h, const char *key, size_t len) {
+    uint32_t hi = (uint32_t)(h >> 32);
+    for (size_t i = (size_t)h & m->mask;; i = (i + 1) & m->mask) {
+        uint32_t e = m->slot[i];
+        if (!e) return i;
+        const tk_entry *x = &m->ent[e - 1];
+        if (m->slot_hash[i] == hi && x->len == len && !memcmp(m->arena + x->off, key, len)) return i;
+    }
+}
+
+int tk_strmap_put(dt_ctx *ctx, tk_strmap *m, const char *key, size_t len, int32_t id, uint32_t *entry) {
+    if (len > UINT32_MAX || m->arena_len + len + 1 > UINT32_MAX)
+        return dt_fail(ctx, DT_EINPUT, "tokenizer: vocabulary strings exceed 4 GiB");
+    uint64_t h = tk_hash(key, len);
+    size_t i = strmap_find(m, h, key, len);
+    if (m->slot[i]) {
+        m->ent[m->slot[i] - 1].id = id;
+        if (entry) *entry = m->slot[i] - 1;
+        return DT_OK;
+    }
+    int rc = tk_grow(ctx, (void **)&m->ent, &m->cap, m->n + 1, sizeof *m->ent);
+    if (!rc) rc = tk_grow(ctx, (void **)&m->arena, &m->arena_cap, m->arena_len + len + 1, 1);
+    if (rc) return rc;
+    memcpy(m->arena + m->arena_len, key, len);
+    m->arena[m->arena_len + len] = 0;
+    m->ent[m->n] = (tk_entry){(uint32_t)m->arena_len, (uint32_t)len, id};
+    m->arena_len += len + 1;
+    m->slot[i] = (uint32_t)m->n + 1;
+    m->slot_hash[i] = (uint32_t)(h >> 32);
+    if (entry) *entry = (uint32_t)m->n;
+    m->n++;
+    // Keep the load factor under 1/2 so probes stay short.
+    if (2 * m->n > m->mask + 1) return strmap_rehash(ctx, m, 2 * (m->mask + 1));
+    return DT_OK;
+}
+
+int32_t tk_strmap_get(const tk_strmap *m, const char *key, size_t len) {
+    if (!m->slot) return -1;
+    size_t i = strmap_find(m, tk_hash(key, len), key, len);
+    return m->slot[i] ? m->ent[m->slot[i] - 1].id : -1;
+}
+
+void tk_strmap_free(tk_strmap *m) {
+    free(m->arena);
+    free(m->ent);
+    free(m->slot);
+    free(m->slot_hash);
+    memset(m, 0, sizeof *m);
+}
+
+// ---- merge pairs (fixed size: the merges list is known before the map is built)
+
+int tk_pairmap_init(dt_ctx *ctx, tk_pairmap *m, size_t expected) {
+    size_t slots = 16;
+    int bits = 4;
+    while (slots < 2 * expected) {
+        slots *= 2;
+        bits++;
+    }
+    m->slot = malloc(slots * sizeof *m->slot);
+    if (!m->slot) return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for %zu merges", expected);
+    for (size_t i = 0; i < slots; i++) m->slot[i].key = UINT64_MAX;
+    m->mask = slots - 1;
+    m->shift = 64 - bits;
+    return DT_OK;
+}
+
+void tk_pairmap_put(tk_pairmap *m, int32_t a, int32_t b, int32_t rank, int32_t id) {
+    uint64_t key = (uint64_t)(uint32_t)a << 32 | (uint32_t)b;
+    size_t i = (size_t)((key * 0x9E3779B97F4A7C15ull) >> m->shift);
+    while (m->slot[i].key != UINT64_MAX && m->slot[i].key != key) i = (i + 1) & m->mask;
+    m->slot[i] = (tk_pair){key, rank, id};
+}
+
+void tk_pairmap_free(tk_pairmap *m) {
+    free(m->slot);
+    memset(m, 0, sizeof *m);
+}
+
+// ---- word cache. A slot is overwritten by the next word that hashes to it; the cache only ever holds
+// correct results, so a miss costs one BPE and nothing else.
+
+int tk_cache_init(dt_ctx *ctx, tk_cache *c) {
+    c->slots = calloc(TK_CACHE_SLOTS, sizeof *c->slots);
+    if (!c->slots) return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for the word cache");
+    for (int i = 0; i < TK_CACHE_LOCKS; i++) pthread_mutex_init(&c->locks[i], NULL);
+    c->ready = true;
+    return DT_OK;
+}
+
+void tk_cache_free(tk_cache *c) {
+    if (!c->ready) return;
+    for (int i = 0; i < TK_CACHE_LOCKS; i++) pthread_mutex_destroy(&c->locks[i]);
+    free(c->slots);
+    c->slots = NULL;
+    c->ready = false;
+}
+
+int tk_cache_get(tk_cache *c, uint64_t hash, const char *key, size_t klen, int32_t *ids) {
+    size_t i = (size_t)hash & (TK_CACHE_SLOTS - 1);
+    pthread_mutex_t *lock = &c->locks[i % TK_CACHE_LOCKS];
+    tk_cache_slot *s = &c->slots[i];
+    int n = -1;
+    pthread_mutex_lock(lock);
+    if (s->klen == klen && s->hash == (uint32_t)(hash >> 32) && !memcmp(s->key, key, klen)) {
+        n = s->nids;
+        memcpy(ids, s->ids, (size_t)n * sizeof *ids);
+    }
+    pthread_mutex_unlock(lock);
+    return n;
+}
+
+void tk_cache_put(tk_cache *c, uint64_t hash, const char *key, size_t klen, const int32_t *ids, size_t n) {
+    if (klen == 0 || klen > TK_CACHE_KEY || n > TK_CACHE_IDS) return;
+    size_t i = (size_t)hash & (TK_CACHE_SLOTS - 1);
+    pthread_mutex_t *lock = &c->locks[i % TK_CACHE_LOCKS];
+    tk_cache_slot *s = &c->slots[i];
+    pthread_mutex_lock(lock);
+    s->hash = (uint32_t)(hash >> 32);
+    s->klen = (uint8_t)klen;
+    s->nids = (uint8_t)n;
+    memcpy(s->key, key, klen);
+    memcpy(s->ids, ids, n * sizeof *ids);
+    pthread_mutex_unlock(lock);
+}

@@ -1,0 +1,107 @@
+// `deltatune tokenize --tokenizer DIR --json-lines FILE [--special]`: FILE holds one JSON string per line;
+// prints the ids of each as a compact JSON array per line (blank lines are skipped, as the reference does).
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "datasets/tokenizer.h"
+#include "tools/commands.h"
+
+static void usage(FILE *f) {
+    fprintf(f, "usage: deltatune tokenize --tokenizer DIR --json-lines FILE [--special]\n"
+               "  DIR: a folder with tokenizer.json (+ tokenizer_config.json), a tokenizer.json, or a tokenizer.bin\n"
+               "  FILE: one JSON string per line; prints one JSON array of ids per line\n"
+               "  --special: add BOS/EOS as the tokenizer's post-processor says\n");
+}
+
+static void put_ids(FILE *out, const dt_ids *ids) {
+    char buf[16];
+    putc('[', out);
+    for (size_t i = 0; i < ids->n; i++) {
+        // A hand-rolled itoa: printf per id would dominate the run time.
+        int32_t v = ids->v[i];
+        int k = 0;
+        uint32_t u = v < 0 ? (uint32_t)0 - (uint32_t)v : (uint32_t)v;
+        do buf[k++] = (char)('0' + u % 10); while (u /= 10);
+        if (v < 0) buf[k++] = '-';
+        if (i) putc(',', out);
+        while (k) putc(buf[--k], out);
+    }
+    fputs("]\n", out);
+}
+
+int cmd_tokenize(int argc, char **argv) {
+    const char *tok_path = NULL, *file = NULL;
+    bool special = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tok_path = argv[++i];
+        else if (!strcmp(argv[i], "--json-lines") && i + 1 < argc) file = argv[++i];
+        else if (!strcmp(argv[i], "--special")) special = true;
+        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
+            usage(stdout);
+            return 0;
+        } else {
+            fprintf(stderr, "deltatune tokenize: unknown or incomplete argument '%s'\n", argv[i]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (!tok_path || !file) {
+        usage(stderr);
+        return 2;
+    }
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    ctx.warn = dt_cli_warn;
+    dt_tokenizer *tok;
+    int rc = dt_tokenizer_load(&ctx, tok_path, &tok);
+    if (rc) return dt_cli_fail("tokenize", &ctx, rc);
+    FILE *in = fopen(file, "rb");
+    if (!in) {
+        dt_tokenizer_free(tok);
+        fprintf(stderr, "deltatune tokenize: %s: cannot open\n", file);
+        return 2;
+    }
+    static char outbuf[1 << 16];
+    setvbuf(stdout, outbuf, _IOFBF, sizeof outbuf);
+    char *line = NULL;
+    size_t cap = 0, lineno = 0;
+    ssize_t len;
+    dt_ids ids = {0};
+    int status = 0;
+    while ((len = getline(&line, &cap, in)) >= 0) {
+        lineno++;
+        while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        if (len == 0) continue;
+        json_error_t err;
+        json_t *s = json_loadb(line, (size_t)len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
+        if (!json_is_string(s)) {
+            json_decref(s);
+            fprintf(stderr, "deltatune tokenize: %s:%zu: expected a JSON string\n", file, lineno);
+            status = 2;
+            break;
+        }
+        ids.n = 0;
+        rc = dt_tokenizer_encode(&ctx, tok, json_string_value(s), json_string_length(s), special, &ids);
+        json_decref(s);
+        if (rc) {
+            dt_prefix(&ctx, rc, "%s:%zu: ", file, lineno);
+            status = dt_cli_fail("tokenize", &ctx, rc);
+            break;
+        }
+        put_ids(stdout, &ids);
+    }
+    if (!status && ferror(in)) {
+        fprintf(stderr, "deltatune tokenize: %s: read error\n", file);
+        status = 1;
+    }
+    if (fflush(stdout) != 0 && !status) {
+        fprintf(stderr, "deltatune tokenize: cannot write the output\n");
+        status = 1;
+    }
+    free(line);
+    fclose(in);
+    dt_ids_free(&ids);
+    dt_tokenizer_free(tok);
+    return status;
+}
