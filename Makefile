@@ -1,14 +1,15 @@
 # deltatune build. `make deps` installs Debian packages; `make` builds libdeltatune.a and deltatune;
 # `make test` runs every test (last line: N passed, N failed); `make bench` runs the benchmarks.
 CC      ?= cc
-CFLAGS  ?= -O2 -march=x86-64-v3 -g
+CFLAGS  ?= -O2 -march=x86-64-v3 -g -fno-math-errno
 # The OpenMP build of OpenBLAS: called inside our own `omp parallel` regions it runs single-threaded
 # instead of oversubscribing the cores, and outside them it shares OpenMP's thread pool.
 BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
 BLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
-CFLAGS  += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -I. -isystem $(BLAS_INC) -MMD -MP
+override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -I. -isystem $(BLAS_INC) -MMD -MP
 LDLIBS  := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ljansson -lpcre2-8 -lutf8proc -lyaml -lz -lm -fopenmp
 BUILD   := build
+BIN     ?= deltatune
 
 # Every .c in the library folders goes into the library, so adding a file needs no Makefile edit.
 LIB_DIRS := autograd models peft optim datasets recipes
@@ -37,7 +38,7 @@ NVFLAGS   ?= -O2 -std=c++17 -I. -gencode arch=compute_80,code=sm_80 -gencode arc
 endif
 
 .PHONY: all deps test test-asan bench golden golden-deps clean
-all: $(BUILD)/libdeltatune.a deltatune
+all: $(BUILD)/libdeltatune.a $(BIN)
 
 DEB_PKGS := build-essential libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev
 deps:
@@ -53,7 +54,7 @@ $(BUILD)/libdeltatune.a: $(LIB_OBJ)
 	@mkdir -p $(dir $@)
 	$(AR) rcs $@ $^
 
-deltatune: $(TOOL_OBJ) $(BUILD)/libdeltatune.a
+$(BIN): $(TOOL_OBJ) $(BUILD)/libdeltatune.a
 	$(CC) $(CFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libdeltatune.a $(LDLIBS)
 
 $(BUILD)/%.o: %.c
@@ -77,7 +78,7 @@ test: all $(TEST_BIN)
 
 # The corrupt-file and parser tests again under AddressSanitizer + UBSan, in a separate build folder.
 test-asan:
-	$(MAKE) BUILD=build-asan CFLAGS="-O1 -g -march=x86-64-v3 -fsanitize=address,undefined -fno-omit-frame-pointer" test
+	$(MAKE) BUILD=build-asan BIN=build-asan/deltatune CFLAGS="-O1 -g -march=x86-64-v3 -fsanitize=address,undefined -fno-omit-frame-pointer" test
 
 bench: all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done

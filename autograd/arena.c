@@ -49,10 +49,10 @@ void *dt_arena_alloc(dt_arena *a, size_t bytes) {
 
 void dt_arena_reset(dt_arena *a) {
     if (a->first->next) {
-        // The last step needed more than one chunk: replace them all by one chunk of the peak size,
-        // so later steps fit in one contiguous block and never allocate.
-        size_t total = 0;
-        for (dt_arena_chunk *c = a->first; c; c = c->next) total += c->cap;
+        // The last step needed more than one chunk: replace them all by one chunk of the peak size
+        // (plus the alignment slack of a fresh start), so later steps fit in one contiguous block and
+        // never allocate.
+        size_t total = a->peak + ALIGN;
         for (dt_arena_chunk *c = a->first, *n; c; c = n) { n = c->next; chunk_free(a, c); }
         a->first = chunk_new(a, total);
         if (!a->first) a->first = chunk_new(a, 0); // allocation failed: start empty, next alloc retries

@@ -26,6 +26,8 @@ typedef struct dt_backend {
     void (*embedding_fwd)(float *out, const int32_t *ids, int64_t n, const float *table, int64_t D);
     // y (N, D) = x * rstd * w ; rstd (N) saved for the backward
     void (*rmsnorm_fwd)(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps);
+    // y (N, D) = x * rstd * w from a saved rstd (recomputing a normalised input in a backward)
+    void (*rmsnorm_apply)(float *y, const float *x, const float *rstd, const float *w, int64_t N, int64_t D);
     void (*rmsnorm_bwd)(float *dx, bool acc, const float *dy, const float *x, const float *w, const float *rstd,
                         int64_t N, int64_t D);
     // In place on x (N, H, hd), rotate-half layout; pos (N); inv_freq (hd/2). inverse=true rotates by -angle.

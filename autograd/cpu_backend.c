@@ -31,6 +31,7 @@ static const dt_backend CPU = {
     .gemm = dt_cpu_gemm,
     .embedding_fwd = dt_cpu_embedding_fwd,
     .rmsnorm_fwd = dt_cpu_rmsnorm_fwd,
+    .rmsnorm_apply = dt_cpu_rmsnorm_apply,
     .rmsnorm_bwd = dt_cpu_rmsnorm_bwd,
     .rope = dt_cpu_rope,
     .attention_scratch_bytes = dt_cpu_attention_scratch_bytes,

@@ -9,6 +9,7 @@ void dt_cpu_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 void dt_cpu_embedding_fwd(float *out, const int32_t *ids, int64_t n, const float *table, int64_t D);
 void dt_cpu_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps);
+void dt_cpu_rmsnorm_apply(float *y, const float *x, const float *rstd, const float *w, int64_t N, int64_t D);
 void dt_cpu_rmsnorm_bwd(float *dx, bool acc, const float *dy, const float *x, const float *w, const float *rstd,
                         int64_t N, int64_t D);
 void dt_cpu_rope(float *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t H, int64_t hd, bool inverse);

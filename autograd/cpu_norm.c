@@ -17,6 +17,16 @@ void dt_cpu_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, i
     }
 }
 
+void dt_cpu_rmsnorm_apply(float *y, const float *x, const float *rstd, const float *w, int64_t N, int64_t D) {
+    #pragma omp parallel for if (N * D > 32768)
+    for (int64_t i = 0; i < N; i++) {
+        const float *xi = x + i * D; // (D)
+        float *yi = y + i * D, r = rstd[i];
+        #pragma omp simd
+        for (int64_t j = 0; j < D; j++) yi[j] = w[j] * (xi[j] * r); // same expression as the forward
+    }
+}
+
 // y_j = w_j x_j r with r = (mean(x^2) + eps)^(-1/2):
 // dx_j = r w_j dy_j - (r^3 / D) x_j sum_i(dy_i w_i x_i)
 void dt_cpu_rmsnorm_bwd(float *dx, bool acc, const float *dy, const float *x, const float *w, const float *rstd,

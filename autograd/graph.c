@@ -75,6 +75,7 @@ dt_node *dt_graph_record(dt_graph *g, dt_backward_fn fn, dt_tensor *out, size_t 
     n->backward = fn;
     n->out = out;
     n->out_in_place = false;
+    n->more[0] = n->more[1] = n->more[2] = NULL;
     n->saved = NULL;
     if (saved_bytes) {
         n->saved = dt_arena_alloc(&g->host, saved_bytes);
@@ -108,6 +109,9 @@ static void pool_give(dt_graph *g, float *p) {
         if (g->blocks[i].p == p) { g->blocks[i].used = false; return; }
 }
 
+float *dt_graph_temp(dt_graph *g, size_t bytes) { return g->failed ? NULL : pool_take(g, bytes); }
+void dt_graph_temp_release(dt_graph *g, float *p) { if (p) pool_give(g, p); }
+
 float *dt_graph_grad(dt_graph *g, dt_tensor *t, bool *fresh) {
     if (t->grad) { *fresh = false; return t->grad; }
     *fresh = true;
@@ -132,10 +136,14 @@ int dt_graph_backward_from(dt_graph *g, dt_tensor *t, const float *dy) {
     g->be->axpy(gt, !fresh, 1.0f, dy, dt_numel(t));
     for (int i = g->n_nodes - 1; i >= 0; i--) {
         dt_node *n = &g->nodes[i];
-        if (!n->out->grad) continue; // nothing downstream reached the loss
+        bool reached = n->out->grad != NULL;
+        for (int j = 0; j < 3; j++) reached |= n->more[j] && n->more[j]->grad;
+        if (!reached) continue; // nothing downstream reached the loss
         n->backward(g, n);
         if (g->failed) return DT_ENOMEM;
         if (!n->out_in_place) { pool_give(g, n->out->grad); n->out->grad = NULL; }
+        for (int j = 0; j < 3; j++)
+            if (n->more[j] && n->more[j]->grad) { pool_give(g, n->more[j]->grad); n->more[j]->grad = NULL; }
     }
     return DT_OK;
 }

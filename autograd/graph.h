@@ -20,6 +20,7 @@ typedef void (*dt_backward_fn)(dt_graph *g, dt_node *n);
 struct dt_node {
     dt_backward_fn backward;
     dt_tensor *out;      // the output whose gradient drives this backward
+    dt_tensor *more[3];  // further outputs of a multi-output op (NULL when unused)
     bool out_in_place;   // out aliases an input: its gradient buffer is handed on, not freed
     void *saved;         // op-specific record, in the arena
 };
@@ -62,6 +63,11 @@ float *dt_graph_grad(dt_graph *g, dt_tensor *t, bool *fresh);
 
 // A fresh dropout seed for this call (reproducible from g->dropout_seed and the call order).
 uint64_t dt_graph_next_dropout_seed(dt_graph *g);
+
+// A temporary device buffer from the gradient pool, for values an op needs only while it runs
+// (recomputed instead of kept); give it back with dt_graph_temp_release.
+float *dt_graph_temp(dt_graph *g, size_t bytes);
+void dt_graph_temp_release(dt_graph *g, float *p);
 
 // Runs the backward from a scalar loss (its gradient is set to `seed`, normally 1).
 int dt_graph_backward(dt_graph *g, dt_tensor *loss, float seed);

@@ -13,6 +13,7 @@ typedef struct dt_lora_ref {
     dt_tensor *B;   // (out, r), trainable
     float scale;    // alpha / r, or alpha / sqrt(r) for rsLoRA
     float dropout;  // probability, applied to x on the adapter path only, while training
+    const struct dt_lora_ref *next; // further adapters on the same module: used by generation only
 } dt_lora_ref;
 
 // Copies n host int32 values into the step arena.
@@ -30,6 +31,18 @@ dt_tensor *dt_rmsnorm(dt_graph *g, dt_tensor *x, const dt_tensor *w, float eps);
 dt_tensor *dt_rope_(dt_graph *g, dt_tensor *x, int64_t H, int64_t hd, const int32_t *pos, const float *inv_freq);
 // y (..., out) = x (..., in) W^T + bias + LoRA
 dt_tensor *dt_linear(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_tensor *bias, const dt_lora_ref *lora);
+// residual (..., out) + dt_linear(x, ...), without storing the bare projection
+dt_tensor *dt_linear_add(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_tensor *bias,
+                         const dt_lora_ref *lora, dt_tensor *residual);
+// out[i] = rmsnorm(x, norm_w) W[i]^T + bias[i] + LoRA[i] for i < n (n <= 4): the projections that
+// share one normalised input (q/k/v, gate/up). The normalised input is recomputed in the backward
+// instead of being kept. bias/lora arrays may hold NULLs. Returns 0, or -1 when the graph failed.
+int dt_norm_linears(dt_graph *g, dt_tensor *x, const dt_tensor *norm_w, float eps, int n, const dt_tensor *const *W,
+                    const dt_tensor *const *bias, const dt_lora_ref *const *lora, dt_tensor **out);
+// [residual +] (silu(gate) * up) W^T + LoRA; the product is recomputed in the backward, not stored.
+// gate/up (..., I), W (out, I); residual may be NULL.
+dt_tensor *dt_swiglu_linear(dt_graph *g, dt_tensor *gate, dt_tensor *up, const dt_tensor *W, const dt_lora_ref *lora,
+                            dt_tensor *residual);
 // q (B,T,H*hd), k/v (B,T,KV*hd) -> (B,T,H*hd); causal, within examples when seg_start (B*T) is given
 dt_tensor *dt_attention(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tensor *v, int64_t H, int64_t KV, int64_t hd,
                         const int32_t *seg_start);

@@ -1,82 +1,237 @@
-// Linear layer with an optional LoRA adapter: y = x W^T + b + scale * (dropout(x) A^T) B^T.
-// W + BA is never formed; the adapter path costs two thin matmuls.
+// Linear layers with an optional LoRA adapter: y = [residual +] x W^T + b + scale * (dropout(x) A^T) B^T.
+// W + BA is never formed; the adapter path costs two thin matmuls. Two memory savers, both exact:
+//  - the residual add is fused (y starts as the residual), so the bare projection is never stored;
+//  - dt_swiglu_linear takes the gate and up projections and recomputes silu(gate) * up in its
+//    backward instead of keeping that (N, intermediate) product for the whole step.
 #include "autograd/ops.h"
+
+// The adapter path's state for one call.
+typedef struct {
+    float *h;      // (N, r): dropout(x) A^T, kept for dB
+    uint64_t seed; // dropout mask seed, 0 when no dropout
+} lora_state;
+
+// y (N, out) = [y +] x W^T + bias + LoRA. Returns 0, or -1 when the graph failed.
+static int linear_fwd_core(dt_graph *g, const float *x, int64_t N, const dt_tensor *W, const dt_tensor *bias,
+                           const dt_lora_ref *lora, float *y, bool acc, lora_state *ls) {
+    const dt_backend *be = g->be;
+    int64_t in = W->shape[1], out = W->shape[0];
+    be->gemm(false, true, N, out, in, 1.0f, x, in, dt_f32(W), in, acc ? 1.0f : 0.0f, y, out);
+    if (bias) be->add_bias(y, dt_f32(bias), N, out);
+    ls->h = NULL;
+    ls->seed = 0;
+    if (!lora) return 0;
+    int64_t r = lora->A->shape[0];
+    const float *xd = x;
+    float *tmp = NULL;
+    if (g->training && lora->dropout > 0.0f) {
+        // The dropped-out input is needed only here and in the backward, which regenerates it from the seed.
+        tmp = dt_graph_temp(g, (size_t)N * in * sizeof(float)); // (N, in)
+        if (!tmp) return -1;
+        ls->seed = dt_graph_next_dropout_seed(g);
+        be->dropout(tmp, false, x, N * in, lora->dropout, ls->seed);
+        xd = tmp;
+    }
+    ls->h = dt_graph_scratch(g, (size_t)N * r * sizeof(float)); // (N, r)
+    if (!ls->h) return -1;
+    be->gemm(false, true, N, r, in, 1.0f, xd, in, dt_f32(lora->A), in, 0.0f, ls->h, r);
+    be->gemm(false, true, N, out, r, lora->scale, ls->h, r, dt_f32(lora->B), r, 1.0f, y, out);
+    dt_graph_temp_release(g, tmp);
+    return 0;
+}
+
+// From dy (N, out): accumulates dA, dB, and writes (fresh) or adds dx (N, in) when dx is not NULL.
+static void linear_bwd_core(dt_graph *g, const float *x, int64_t N, const dt_tensor *W, const dt_lora_ref *l,
+                            const lora_state *ls, const float *dy, float *dx, bool dx_fresh) {
+    const dt_backend *be = g->be;
+    int64_t in = W->shape[1], out = W->shape[0];
+    if (dx) be->gemm(false, false, N, in, out, 1.0f, dy, out, dt_f32(W), in, dx_fresh ? 0.0f : 1.0f, dx, in);
+    if (!l) return;
+    int64_t r = l->A->shape[0];
+    float *dh = dt_graph_temp(g, (size_t)N * r * sizeof(float)); // (N, r)
+    float *xd = ls->seed ? dt_graph_temp(g, (size_t)N * in * sizeof(float)) : NULL; // (N, in)
+    if (!dh || (ls->seed && !xd)) return;
+    if (ls->seed) be->dropout(xd, false, x, N * in, l->dropout, ls->seed);
+    // dB (out, r) += scale dy^T h ; dh (N, r) = scale dy B ; dA (r, in) += dh^T dropout(x)
+    be->gemm(true, false, out, r, N, l->scale, dy, out, ls->h, r, 1.0f, l->B->grad, r);
+    be->gemm(false, false, N, r, out, l->scale, dy, out, dt_f32(l->B), r, 0.0f, dh, r);
+    be->gemm(true, false, r, in, N, 1.0f, dh, r, ls->seed ? xd : x, in, 1.0f, l->A->grad, in);
+    if (dx) {
+        if (ls->seed) { // d(dropout(x)) = dh A, then back through the same mask
+            be->gemm(false, false, N, in, r, 1.0f, dh, r, dt_f32(l->A), in, 0.0f, xd, in);
+            be->dropout(dx, true, xd, N * in, l->dropout, ls->seed);
+        } else {
+            be->gemm(false, false, N, in, r, 1.0f, dh, r, dt_f32(l->A), in, 1.0f, dx, in);
+        }
+    }
+    dt_graph_temp_release(g, xd);
+    dt_graph_temp_release(g, dh);
+}
+
+static dt_tensor *out_like(dt_graph *g, const dt_tensor *x, int64_t out) {
+    int64_t shape[DT_MAX_DIMS];
+    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
+    shape[x->ndim - 1] = out;
+    return dt_graph_tensor(g, x->ndim, shape);
+}
+
+static void residual_bwd(dt_graph *g, dt_tensor *residual, const float *dy) {
+    if (!residual || !residual->requires_grad) return;
+    bool fresh;
+    float *dr = dt_graph_grad(g, residual, &fresh);
+    if (dr) g->be->axpy(dr, !fresh, 1.0f, dy, dt_numel(residual));
+}
 
 typedef struct {
     dt_tensor *x;          // (N, in)
     const dt_tensor *W;    // (out, in), frozen
     const dt_lora_ref *lora;
-    const float *xd;       // (N, in): dropout(x), or x itself when no dropout
-    float *h;              // (N, r): xd A^T, kept for dB
-    uint64_t seed;         // dropout mask seed, 0 when no dropout
+    dt_tensor *residual;   // (N, out) or NULL
+    lora_state ls;
 } linear_saved;
 
 static void linear_bwd(dt_graph *g, dt_node *n) {
     linear_saved *s = n->saved;
-    const dt_backend *be = g->be;
-    int64_t in = s->W->shape[1], out = s->W->shape[0], N = dt_numel(s->x) / in;
-    const float *dy = n->out->grad; // (N, out)
-    float *dh = NULL;               // (N, r)
-    const dt_lora_ref *l = s->lora;
-    int64_t r = l ? l->A->shape[0] : 0;
-    if (l) {
-        // dB (out, r) += scale dy^T h ; dh (N, r) = scale dy B ; dA (r, in) += dh^T xd
-        be->gemm(true, false, out, r, N, l->scale, dy, out, s->h, r, 1.0f, l->B->grad, r);
-        dh = dt_graph_scratch(g, (size_t)N * r * sizeof(float));
-        if (!dh) return;
-        be->gemm(false, false, N, r, out, l->scale, dy, out, dt_f32(l->B), r, 0.0f, dh, r);
-        be->gemm(true, false, r, in, N, 1.0f, dh, r, s->xd, in, 1.0f, l->A->grad, in);
+    int64_t N = dt_numel(s->x) / s->W->shape[1];
+    bool fresh = false;
+    float *dx = s->x->requires_grad ? dt_graph_grad(g, s->x, &fresh) : NULL;
+    if (g->failed) return;
+    linear_bwd_core(g, dt_f32(s->x), N, s->W, s->lora, &s->ls, n->out->grad, dx, fresh);
+    residual_bwd(g, s->residual, n->out->grad);
+}
+
+dt_tensor *dt_linear_add(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_tensor *bias,
+                         const dt_lora_ref *lora, dt_tensor *residual) {
+    if (!x || g->failed) return NULL;
+    int64_t in = W->shape[1], N = dt_numel(x) / in;
+    dt_tensor *y = out_like(g, x, W->shape[0]); // (..., out)
+    if (!y) return NULL;
+    if (residual) g->be->axpy(dt_f32(y), false, 1.0f, dt_f32(residual), dt_numel(y));
+    lora_state ls;
+    if (linear_fwd_core(g, dt_f32(x), N, W, bias, lora, dt_f32(y), residual != NULL, &ls)) return NULL;
+    if (g->grad_enabled && (x->requires_grad || lora || (residual && residual->requires_grad))) {
+        dt_node *n = dt_graph_record(g, linear_bwd, y, sizeof(linear_saved));
+        if (!n) return NULL;
+        *(linear_saved *)n->saved = (linear_saved){x, W, lora, residual, ls};
     }
-    if (!s->x->requires_grad) return;
-    bool fresh;
-    float *dx = dt_graph_grad(g, s->x, &fresh); // (N, in)
-    if (!dx) return;
-    be->gemm(false, false, N, in, out, 1.0f, dy, out, dt_f32(s->W), in, fresh ? 0.0f : 1.0f, dx, in);
-    if (!l) return;
-    if (s->seed) {
-        // d(xd) = dh A, then through the same dropout mask into dx
-        float *dxd = dt_graph_scratch(g, (size_t)N * in * sizeof(float)); // (N, in)
-        if (!dxd) return;
-        be->gemm(false, false, N, in, r, 1.0f, dh, r, dt_f32(l->A), in, 0.0f, dxd, in);
-        be->dropout(dx, true, dxd, N * in, l->dropout, s->seed);
-    } else {
-        be->gemm(false, false, N, in, r, 1.0f, dh, r, dt_f32(l->A), in, 1.0f, dx, in);
-    }
+    return y;
 }
 
 dt_tensor *dt_linear(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_tensor *bias, const dt_lora_ref *lora) {
-    if (!x || g->failed) return NULL;
+    return dt_linear_add(g, x, W, bias, lora, NULL);
+}
+
+typedef struct {
+    dt_tensor *gate, *up;  // (N, I) each
+    const dt_tensor *W;    // (out, I), frozen
+    const dt_lora_ref *lora;
+    dt_tensor *residual;   // (N, out) or NULL
+    lora_state ls;
+} swiglu_linear_saved;
+
+static void swiglu_linear_bwd(dt_graph *g, dt_node *n) {
+    swiglu_linear_saved *s = n->saved;
     const dt_backend *be = g->be;
-    int64_t in = W->shape[1], out = W->shape[0], N = dt_numel(x) / in;
-    int64_t shape[DT_MAX_DIMS];
-    for (int i = 0; i < x->ndim; i++) shape[i] = x->shape[i];
-    shape[x->ndim - 1] = out;
-    dt_tensor *y = dt_graph_tensor(g, x->ndim, shape); // (..., out)
-    if (!y) return NULL;
-    be->gemm(false, true, N, out, in, 1.0f, dt_f32(x), in, dt_f32(W), in, 0.0f, dt_f32(y), out);
-    if (bias) be->add_bias(dt_f32(y), dt_f32(bias), N, out);
-    bool record = g->grad_enabled && (x->requires_grad || lora);
-    const float *xd = dt_f32(x);
-    float *h = NULL;
-    uint64_t seed = 0;
-    if (lora) {
-        int64_t r = lora->A->shape[0];
-        if (g->training && lora->dropout > 0.0f) {
-            float *t = dt_graph_scratch(g, (size_t)N * in * sizeof(float)); // (N, in)
-            if (!t) return NULL;
-            seed = dt_graph_next_dropout_seed(g);
-            be->dropout(t, false, xd, N * in, lora->dropout, seed);
-            xd = t;
-        }
-        h = dt_graph_scratch(g, (size_t)N * r * sizeof(float)); // (N, r)
-        if (!h) return NULL;
-        be->gemm(false, true, N, r, in, 1.0f, xd, in, dt_f32(lora->A), in, 0.0f, h, r);
-        be->gemm(false, true, N, out, r, lora->scale, h, r, dt_f32(lora->B), r, 1.0f, dt_f32(y), out);
-    }
-    if (record) {
-        dt_node *n = dt_graph_record(g, linear_bwd, y, sizeof(linear_saved));
+    int64_t I = s->W->shape[1], N = dt_numel(s->gate) / I;
+    size_t bytes = (size_t)N * I * sizeof(float);
+    float *h = dt_graph_temp(g, bytes);  // (N, I): silu(gate) * up, recomputed
+    float *dh = dt_graph_temp(g, bytes); // (N, I)
+    if (!h || !dh) return;
+    be->swiglu_fwd(h, dt_f32(s->gate), dt_f32(s->up), N * I);
+    linear_bwd_core(g, h, N, s->W, s->lora, &s->ls, n->out->grad, dh, true);
+    bool fg = false, fu = false;
+    float *dg = s->gate->requires_grad ? dt_graph_grad(g, s->gate, &fg) : NULL;
+    float *du = s->up->requires_grad ? dt_graph_grad(g, s->up, &fu) : NULL;
+    if (!g->failed) be->swiglu_bwd(dg, du, !fg, !fu, dh, dt_f32(s->gate), dt_f32(s->up), N * I);
+    dt_graph_temp_release(g, dh);
+    dt_graph_temp_release(g, h);
+    residual_bwd(g, s->residual, n->out->grad);
+}
+
+dt_tensor *dt_swiglu_linear(dt_graph *g, dt_tensor *gate, dt_tensor *up, const dt_tensor *W, const dt_lora_ref *lora,
+                            dt_tensor *residual) {
+    if (!gate || !up || g->failed) return NULL;
+    int64_t I = W->shape[1], N = dt_numel(gate) / I;
+    dt_tensor *y = out_like(g, gate, W->shape[0]); // (..., out)
+    float *h = dt_graph_temp(g, (size_t)N * I * sizeof(float)); // (N, I), released before returning
+    if (!y || !h) return NULL;
+    g->be->swiglu_fwd(h, dt_f32(gate), dt_f32(up), N * I);
+    if (residual) g->be->axpy(dt_f32(y), false, 1.0f, dt_f32(residual), dt_numel(y));
+    lora_state ls;
+    int rc = linear_fwd_core(g, h, N, W, NULL, lora, dt_f32(y), residual != NULL, &ls);
+    dt_graph_temp_release(g, h);
+    if (rc) return NULL;
+    if (g->grad_enabled && (gate->requires_grad || up->requires_grad || lora || (residual && residual->requires_grad))) {
+        dt_node *n = dt_graph_record(g, swiglu_linear_bwd, y, sizeof(swiglu_linear_saved));
         if (!n) return NULL;
-        *(linear_saved *)n->saved = (linear_saved){x, W, lora, xd, h, seed};
+        *(swiglu_linear_saved *)n->saved = (swiglu_linear_saved){gate, up, W, lora, residual, ls};
     }
     return y;
+}
+
+typedef struct {
+    dt_tensor *x;              // (N, D) the un-normalised input
+    const dt_tensor *norm_w;   // (D)
+    float *rstd;               // (N)
+    int n;
+    const dt_tensor *W[4];
+    const dt_lora_ref *lora[4];
+    lora_state ls[4];
+    dt_tensor *out[4];
+} norm_linears_saved;
+
+static void norm_linears_bwd(dt_graph *g, dt_node *nd) {
+    norm_linears_saved *s = nd->saved;
+    const dt_backend *be = g->be;
+    int64_t D = dt_numel(s->norm_w), N = dt_numel(s->x) / D;
+    size_t bytes = (size_t)N * D * sizeof(float);
+    float *xn = dt_graph_temp(g, bytes), *dxn = dt_graph_temp(g, bytes); // (N, D) each
+    if (!xn || !dxn) return;
+    be->rmsnorm_apply(xn, dt_f32(s->x), s->rstd, dt_f32(s->norm_w), N, D); // the forward's values, bit for bit
+    bool fresh = true;
+    for (int i = 0; i < s->n; i++) {
+        const float *dy = s->out[i]->grad;
+        if (!dy) continue; // this projection did not reach the loss
+        linear_bwd_core(g, xn, N, s->W[i], s->lora[i], &s->ls[i], dy, s->x->requires_grad ? dxn : NULL, fresh);
+        fresh = fresh && !s->x->requires_grad;
+    }
+    if (s->x->requires_grad && !fresh) {
+        bool fx;
+        float *dx = dt_graph_grad(g, s->x, &fx);
+        if (dx) be->rmsnorm_bwd(dx, !fx, dxn, dt_f32(s->x), dt_f32(s->norm_w), s->rstd, N, D);
+    }
+    dt_graph_temp_release(g, dxn);
+    dt_graph_temp_release(g, xn);
+}
+
+int dt_norm_linears(dt_graph *g, dt_tensor *x, const dt_tensor *norm_w, float eps, int n, const dt_tensor *const *W,
+                    const dt_tensor *const *bias, const dt_lora_ref *const *lora, dt_tensor **out) {
+    if (!x || g->failed || n > 4) return -1;
+    int64_t D = dt_numel(norm_w), N = dt_numel(x) / D;
+    float *rstd = dt_graph_scratch(g, (size_t)N * sizeof(float));       // (N), kept
+    float *xn = dt_graph_temp(g, (size_t)N * D * sizeof(float));        // (N, D), released below
+    if (!rstd || !xn) return -1;
+    g->be->rmsnorm_fwd(xn, rstd, dt_f32(x), dt_f32(norm_w), N, D, eps);
+    norm_linears_saved sv = {x, norm_w, rstd, n, {0}, {0}, {{0}}, {0}};
+    bool record = g->grad_enabled && x->requires_grad;
+    for (int i = 0; i < n; i++) {
+        out[i] = out_like(g, x, W[i]->shape[0]);
+        if (!out[i] || linear_fwd_core(g, xn, N, W[i], bias ? bias[i] : NULL, lora ? lora[i] : NULL, dt_f32(out[i]),
+                                       false, &sv.ls[i])) {
+            dt_graph_temp_release(g, xn);
+            return -1;
+        }
+        sv.W[i] = W[i];
+        sv.lora[i] = lora ? lora[i] : NULL;
+        sv.out[i] = out[i];
+        record |= g->grad_enabled && sv.lora[i];
+    }
+    dt_graph_temp_release(g, xn);
+    if (record) {
+        dt_node *nd = dt_graph_record(g, norm_linears_bwd, out[0], sizeof(norm_linears_saved));
+        if (!nd) return -1;
+        for (int i = 1; i < n; i++) { nd->more[i - 1] = out[i]; out[i]->requires_grad = true; }
+        *(norm_linears_saved *)nd->saved = sv;
+    }
+    return 0;
 }

@@ -227,10 +227,14 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
         const dt_llama_layer *ly = &m->layers[l];
         const dt_lora_ref *const *lora = ad && ad->lora ? ad->lora + (size_t)l * DT_MOD_COUNT : NULL;
 #define LORA(mod) (lora ? lora[mod] : NULL)
-        dt_tensor *h = dt_rmsnorm(g, x, &ly->attn_norm, c->rms_norm_eps);                              // (B, Tp, D)
-        dt_tensor *q = dt_linear(g, h, &ly->w[DT_MOD_Q], c->attention_bias ? &ly->q_bias : NULL, LORA(DT_MOD_Q)); // (B, Tp, H*hd)
-        dt_tensor *k = dt_linear(g, h, &ly->w[DT_MOD_K], c->attention_bias ? &ly->k_bias : NULL, LORA(DT_MOD_K)); // (B, Tp, KV*hd)
-        dt_tensor *v = dt_linear(g, h, &ly->w[DT_MOD_V], c->attention_bias ? &ly->v_bias : NULL, LORA(DT_MOD_V)); // (B, Tp, KV*hd)
+        // q, k, v share one normalised input, recomputed in their backward instead of kept.
+        const dt_tensor *wqkv[3] = {&ly->w[DT_MOD_Q], &ly->w[DT_MOD_K], &ly->w[DT_MOD_V]};
+        const dt_tensor *bqkv[3] = {&ly->q_bias, &ly->k_bias, &ly->v_bias};
+        const dt_lora_ref *lqkv[3] = {LORA(DT_MOD_Q), LORA(DT_MOD_K), LORA(DT_MOD_V)};
+        dt_tensor *qkv[3]; // (B, Tp, H*hd), (B, Tp, KV*hd), (B, Tp, KV*hd)
+        if (dt_norm_linears(g, x, &ly->attn_norm, c->rms_norm_eps, 3, wqkv, c->attention_bias ? bqkv : NULL, lqkv, qkv))
+            return g->failed ? DT_ENOMEM : dt_fail(ctx, DT_EINTERNAL, "forward failed");
+        dt_tensor *q = qkv[0], *k = qkv[1], *v = qkv[2];
         if (c->qk_norm) { // Qwen3: RMSNorm over each head, before RoPE
             q = dt_rmsnorm(g, q, &ly->q_norm, c->rms_norm_eps);
             k = dt_rmsnorm(g, k, &ly->k_norm, c->rms_norm_eps);
@@ -238,11 +242,15 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
         q = dt_rope_(g, q, H, hd, pos_d, m->inv_freq);
         k = dt_rope_(g, k, KV, hd, pos_d, m->inv_freq);
         dt_tensor *a = dt_attention(g, q, k, v, H, KV, hd, seg_d);                // (B, Tp, H*hd)
-        x = dt_add(g, x, dt_linear(g, a, &ly->w[DT_MOD_O], NULL, LORA(DT_MOD_O))); // (B, Tp, D)
-        dt_tensor *h2 = dt_rmsnorm(g, x, &ly->ffn_norm, c->rms_norm_eps);
-        dt_tensor *gate = dt_linear(g, h2, &ly->w[DT_MOD_GATE], NULL, LORA(DT_MOD_GATE)); // (B, Tp, I)
-        dt_tensor *up = dt_linear(g, h2, &ly->w[DT_MOD_UP], NULL, LORA(DT_MOD_UP));       // (B, Tp, I)
-        x = dt_add(g, x, dt_linear(g, dt_swiglu(g, gate, up), &ly->w[DT_MOD_DOWN], NULL, LORA(DT_MOD_DOWN)));
+        x = dt_linear_add(g, a, &ly->w[DT_MOD_O], NULL, LORA(DT_MOD_O), x);      // (B, Tp, D)
+        // gate and up share one normalised input too.
+        const dt_tensor *wgu[2] = {&ly->w[DT_MOD_GATE], &ly->w[DT_MOD_UP]};
+        const dt_lora_ref *lgu[2] = {LORA(DT_MOD_GATE), LORA(DT_MOD_UP)};
+        dt_tensor *gu[2]; // (B, Tp, I) each
+        if (dt_norm_linears(g, x, &ly->ffn_norm, c->rms_norm_eps, 2, wgu, NULL, lgu, gu))
+            return g->failed ? DT_ENOMEM : dt_fail(ctx, DT_EINTERNAL, "forward failed");
+        dt_tensor *gate = gu[0], *up = gu[1];
+        x = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], LORA(DT_MOD_DOWN), x);      // (B, Tp, D)
 #undef LORA
     }
     dt_tensor *xf = dt_rmsnorm(g, x, &m->norm, c->rms_norm_eps); // (B, Tp, D)

@@ -71,25 +71,32 @@ static int check_header(dt_ctx *ctx, const char *path, const l2c_header *h, size
     if (h->dim % h->heads || h->heads % h->kv_heads || (h->dim / h->heads) % 2)
         return dt_fail(ctx, DT_EINPUT, "%s: dim=%d, n_heads=%d, n_kv_heads=%d: heads must divide dim, kv heads must "
                        "divide heads and the head size must be even", path, h->dim, h->heads, h->kv_heads);
-    uint64_t dim = (uint64_t)h->dim, hid = (uint64_t)h->hidden, L = (uint64_t)h->layers;
-    uint64_t vocab = (uint64_t)(h->vocab < 0 ? -(int64_t)h->vocab : h->vocab);
-    uint64_t kv = dim / (uint64_t)h->heads * (uint64_t)h->kv_heads, hs = dim / (uint64_t)h->heads;
-    // With every field below 2^31 these products stay far below 2^64.
-    uint64_t n = vocab * dim                     // token_embedding_table
-                 + L * dim * 2                   // rms_att, rms_ffn
-                 + L * dim * dim * 2             // wq, wo
-                 + L * dim * kv * 2              // wk, wv
-                 + L * dim * hid * 3             // w1, w2, w3
-                 + dim                           // rms_final
-                 + (uint64_t)h->seq_len * hs     // freq_cis_real + freq_cis_imag, seq_len * head_size/2 each
-                 + (h->vocab < 0 ? vocab * dim : 0); // wcls when not shared
-    uint64_t bytes = L2C_HEADER_BYTES + n * 4;
-    if (bytes != size)
-        return dt_fail(ctx, DT_EINPUT, "%s: expected %llu bytes for dim=%d, hidden_dim=%d, n_layers=%d, n_heads=%d, "
-                       "n_kv_heads=%d, vocab_size=%d, seq_len=%d (%s classifier), got %zu", path,
-                       (unsigned long long)bytes, h->dim, h->hidden, h->layers, h->heads, h->kv_heads, h->vocab,
-                       h->seq_len, h->vocab < 0 ? "separate" : "shared", size);
-    *floats = n;
+    // 128-bit arithmetic: with fields up to 2^31, L * dim * dim alone can reach 2^93, and a corrupt header
+    // must not wrap around into a size that happens to match.
+    typedef unsigned __int128 u128;
+    u128 dim = (u128)h->dim, hid = (u128)h->hidden, L = (u128)h->layers;
+    u128 vocab = (u128)(h->vocab < 0 ? -(int64_t)h->vocab : h->vocab);
+    u128 kv = dim / (u128)h->heads * (u128)h->kv_heads, hs = dim / (u128)h->heads;
+    u128 n = vocab * dim                      // token_embedding_table
+             + L * dim * 2                    // rms_att, rms_ffn
+             + L * dim * dim * 2              // wq, wo
+             + L * dim * kv * 2               // wk, wv
+             + L * dim * hid * 3              // w1, w2, w3
+             + dim                            // rms_final
+             + (u128)h->seq_len * hs          // freq_cis_real + freq_cis_imag, seq_len * head_size/2 each
+             + (h->vocab < 0 ? vocab * dim : 0); // wcls when not shared
+    u128 bytes = L2C_HEADER_BYTES + n * 4;
+    if (bytes != size) {
+        char want[48]; // a u128 in decimal
+        int k = (int)sizeof want - 1;
+        want[k] = 0;
+        for (u128 b = bytes; k == (int)sizeof want - 1 || b; b /= 10) want[--k] = (char)('0' + (int)(b % 10));
+        return dt_fail(ctx, DT_EINPUT, "%s: expected %s bytes for dim=%d, hidden_dim=%d, n_layers=%d, n_heads=%d, "
+                       "n_kv_heads=%d, vocab_size=%d, seq_len=%d (%s classifier), got %zu", path, want + k, h->dim,
+                       h->hidden, h->layers, h->heads, h->kv_heads, h->vocab, h->seq_len,
+                       h->vocab < 0 ? "separate" : "shared", size);
+    }
+    *floats = (uint64_t)n; // equal to a real file size, so it fits
     return DT_OK;
 }
 

@@ -33,8 +33,10 @@ typedef struct {
 
 typedef struct dt_safetensors dt_safetensors; // all shards of one model, mapped
 
-// path: a .safetensors file, a model.safetensors.index.json, or a folder holding model.safetensors or
-// model.safetensors.index.json (the index wins when both exist). Errors: DT_EINPUT for a bad or missing
+// path: a .safetensors file, a model.safetensors.index.json (any path ending in .json is read as an
+// index), or a folder holding model.safetensors or model.safetensors.index.json (the index wins when both
+// exist). For an index, every weight_map entry must be found in the shard it names (shards must be plain
+// file names beside the index); a tensor present in a shard but not listed is kept, with a dt_warn. Errors: DT_EINPUT for a bad or missing
 // file (message names the file and tensor), DT_EIO for a failing system call, DT_ENOMEM.
 int dt_st_open(dt_ctx *ctx, const char *path, dt_safetensors **out);
 void dt_st_close(dt_safetensors *st); // NULL is fine

@@ -3,10 +3,12 @@
 // `safetensors.torch.save_file` for the same tensors and metadata:
 //   - tensors laid out sorted by dtype (descending in the library's dtype order, i.e. wider/aligned
 //     types first: I64, F32, I32, BF16, F16), then by name (byte order);
-//   - header is compact JSON: "__metadata__" first (keys sorted), then each tensor in layout order as
-//     {"dtype":..,"shape":[..],"data_offsets":[begin,end]};
+//   - header is compact JSON: "__metadata__" first (omitted when no key is set), then each tensor in
+//     layout order as {"dtype":..,"shape":[..],"data_offsets":[begin,end]}, strings escaped like serde_json;
 //   - the header is padded with spaces to a multiple of 8 bytes.
-// Writing the same entries twice produces byte-identical files.
+// The reference keeps metadata in a hash map whose order is random; we sort the keys, so with one key
+// (PEFT's and transformers' {"format":"pt"}) the bytes are exactly the reference's. Writing the same
+// entries twice produces byte-identical files.
 #ifndef DT_SAFETENSORS_WRITE_H
 #define DT_SAFETENSORS_WRITE_H
 #include <stddef.h>

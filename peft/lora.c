@@ -71,7 +71,7 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
             double bound = 1.0 / sqrt((double)A->shape[1]);
             for (int64_t j = 0; j < dt_numel(A); j++) dt_f32(A)[j] = (float)((2.0 * dt_rng_uniform(&rng) - 1.0) * bound);
             size_t k = (size_t)l * DT_MOD_COUNT + (size_t)mod;
-            a->refs[k] = (dt_lora_ref){A, B, scale, cfg->dropout};
+            a->refs[k] = (dt_lora_ref){A, B, scale, cfg->dropout, NULL};
             a->ref_ptrs[k] = &a->refs[k];
         }
     a->view.lora = a->ref_ptrs;

@@ -114,7 +114,16 @@ int main(void) {
     char dir[512];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(dir, sizeof dir, "tests/golden/%s", cases[i]);
-        run_case(cases[i], dir, dir);
+        // Cases that reuse another case's model name it in model.txt ("model: tests/golden/llama_gqa").
+        char model[512], note[600];
+        snprintf(model, sizeof model, "%s", dir);
+        snprintf(note, sizeof note, "%s/model.txt", dir);
+        FILE *f = fopen(note, "r");
+        if (f) {
+            if (fscanf(f, "model: %511s", model) != 1) snprintf(model, sizeof model, "%s", dir);
+            fclose(f);
+        }
+        run_case(cases[i], dir, model);
     }
     // The real stories260K weights, in both the Hugging Face and the llama2.c form, against one golden file.
     const char *fx = dt_test_fixtures();

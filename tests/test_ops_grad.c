@@ -8,7 +8,7 @@
 #include "autograd/ops.h"
 #include "tests/test_util.h"
 
-#define MAXIN 6
+#define MAXIN 8
 
 typedef struct fd_case fd_case;
 struct fd_case {
@@ -136,13 +136,42 @@ typedef struct { float scale, dropout; bool bias; } lin_arg;
 static dt_tensor *f_linear(dt_graph *g, dt_tensor **in, void *a) {
     lin_arg *la = a;
     static dt_lora_ref l; // rebuilt each call from the leaves of this forward
-    l = (dt_lora_ref){in[2], in[3], la->scale, la->dropout};
+    l = (dt_lora_ref){in[2], in[3], la->scale, la->dropout, NULL};
     // A and B are trainable leaves: their gradients must exist before the backward accumulates into them.
     for (int i = 2; i <= 3; i++) {
         in[i]->grad = dt_graph_scratch(g, dt_nbytes(in[i]));
         memset(in[i]->grad, 0, dt_nbytes(in[i]));
     }
     return dt_linear(g, in[0], in[1], la->bias ? in[4] : NULL, &l);
+}
+
+static void make_trainable(dt_graph *g, dt_tensor *t) {
+    t->grad = dt_graph_scratch(g, dt_nbytes(t));
+    memset(t->grad, 0, dt_nbytes(t));
+}
+
+// x (2,3,6) -> rmsnorm(x, w) -> two projections with LoRA; the output is their sum (multi-output op).
+static dt_tensor *f_norm_linears(dt_graph *g, dt_tensor **in, void *a) {
+    (void)a;
+    static dt_lora_ref l0, l1;
+    for (int i = 3; i <= 6; i++) make_trainable(g, in[i]);
+    l0 = (dt_lora_ref){in[3], in[4], 0.8f, 0.0f, NULL};
+    l1 = (dt_lora_ref){in[5], in[6], 1.3f, 0.0f, NULL};
+    const dt_tensor *W[2] = {in[1], in[2]};
+    const dt_lora_ref *L[2] = {&l0, &l1};
+    dt_tensor *out[2];
+    if (dt_norm_linears(g, in[0], in[7], 1e-5f, 2, W, NULL, L, out)) return NULL;
+    return dt_add(g, out[0], out[1]);
+}
+
+// residual + (silu(gate) * up) W^T + LoRA with dropout
+static dt_tensor *f_swiglu_linear(dt_graph *g, dt_tensor **in, void *a) {
+    (void)a;
+    static dt_lora_ref l;
+    make_trainable(g, in[3]);
+    make_trainable(g, in[4]);
+    l = (dt_lora_ref){in[3], in[4], 0.9f, 0.2f, NULL};
+    return dt_swiglu_linear(g, in[0], in[1], in[2], &l, in[5]);
 }
 
 typedef struct { int64_t H, KV, hd; bool packed; } attn_arg;
@@ -211,6 +240,12 @@ int main(void) {
          {true, true, true}, {0}, f_attention, &(attn_arg){4, 2, 8, false}, false},
         {"grad_attention_packed", 3, {3, 3, 3}, {SHAPE(2, 9, 16), SHAPE(2, 9, 8), SHAPE(2, 9, 8)},
          {true, true, true}, {0}, f_attention, &(attn_arg){2, 1, 8, true}, false},
+        {"grad_norm_linears_lora", 8, {3, 2, 2, 2, 2, 2, 2, 1},
+         {SHAPE(2, 3, 6), SHAPE(5, 6), SHAPE(5, 6), SHAPE(2, 6), SHAPE(5, 2), SHAPE(3, 6), SHAPE(5, 3), SHAPE(6)},
+         {true, false, false, true, true, true, true, false}, {0}, f_norm_linears, NULL, false},
+        {"grad_swiglu_linear_residual_dropout", 6, {3, 3, 2, 2, 2, 3},
+         {SHAPE(2, 3, 7), SHAPE(2, 3, 7), SHAPE(5, 7), SHAPE(2, 7), SHAPE(5, 2), SHAPE(2, 3, 5)},
+         {true, true, false, true, true, true}, {0}, f_swiglu_linear, NULL, true},
         {"grad_lm_head_xent", 2, {2, 2}, {SHAPE(8, 6), SHAPE(11, 6)}, {true, false}, {0}, f_xent, NULL, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -5,7 +5,10 @@
 
 static const struct { const char *name; int (*run)(int, char **); const char *help; } COMMANDS[] = {
     {"version", cmd_version, "print the version"},
+    {"validate", cmd_validate, "check a recipe and print it with every default resolved"},
     {"tokenize", cmd_tokenize, "print the token ids of JSON-string lines"},
+    {"train", cmd_train, "fine-tune a model from a YAML recipe"},
+    {"generate", cmd_generate, "stream text from a model, with adapters applied"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,164 @@
+#include "optim/checkpoint.h"
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "models/safetensors.h"
+#include "models/safetensors_write.h"
+#include "peft/peft_io.h"
+
+#define CKPT_VERSION "1"
+
+static int rm_tree(const char *path) {
+    DIR *d = opendir(path);
+    if (!d) return unlink(path);
+    struct dirent *e;
+    char p[4096];
+    while ((e = readdir(d))) {
+        if (!strcmp(e->d_name, ".") || !strcmp(e->d_name, "..")) continue;
+        snprintf(p, sizeof p, "%s/%s", path, e->d_name);
+        rm_tree(p);
+    }
+    closedir(d);
+    return rmdir(path);
+}
+
+static void fsync_dir(const char *path) {
+    int fd = open(path, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) { fsync(fd); close(fd); }
+}
+
+int dt_checkpoint_save(dt_ctx *ctx, const char *dir, const dt_adapter *a, const dt_llama *m, const dt_optimizer *o,
+                       const dt_train_state *s) {
+    char tmp[4096], path[4200], parent[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp", dir);
+    rm_tree(tmp); // a leftover from an interrupted save
+    snprintf(parent, sizeof parent, "%s", dir);
+    char *slash = strrchr(parent, '/');
+    if (slash) { *slash = 0; mkdir(parent, 0777); }
+    if (mkdir(tmp, 0777)) return dt_fail(ctx, DT_EIO, "%s: cannot create checkpoint folder: %s", tmp, strerror(errno));
+    int rc = dt_adapter_save(ctx, a, m, tmp);
+    if (!rc) {
+        dt_st_writer *w;
+        rc = dt_st_writer_init(ctx, &w);
+        if (!rc) {
+            char buf[64];
+            size_t states = o->state ? (o->kind == DT_OPT_ADAMW ? 2 * o->n : o->n) : 0;
+            if (states) rc = dt_st_writer_add(ctx, w, "optimizer.state", DT_F32, 1, (int64_t[]){(int64_t)states}, o->state);
+            const struct { const char *k; int64_t v; } meta[] = {
+                {"step", s->step}, {"epoch", s->epoch}, {"batch", s->batch}, {"optimizer_step", o->step},
+                {"optimizer_kind", o->kind}, {"data_seed", (int64_t)s->data_seed}};
+            for (size_t i = 0; i < sizeof meta / sizeof meta[0] && !rc; i++) {
+                snprintf(buf, sizeof buf, "%" PRId64, meta[i].v);
+                rc = dt_st_writer_set_metadata(ctx, w, meta[i].k, buf);
+            }
+            if (!rc) rc = dt_st_writer_set_metadata(ctx, w, "deltatune_checkpoint", CKPT_VERSION);
+            snprintf(path, sizeof path, "%s/trainer_state.safetensors", tmp);
+            if (!rc) rc = dt_st_writer_write(ctx, w, path);
+            dt_st_writer_free(w);
+        }
+    }
+    if (!rc) {
+        rm_tree(dir); // re-saving the same step replaces it
+        if (rename(tmp, dir)) rc = dt_fail(ctx, DT_EIO, "%s: cannot rename checkpoint into place: %s", dir, strerror(errno));
+        else fsync_dir(parent);
+    }
+    if (rc) rm_tree(tmp);
+    return rc;
+}
+
+static int meta_i64(dt_ctx *ctx, const dt_safetensors *st, const char *path, const char *key, int64_t *v) {
+    const char *s = dt_st_metadata(st, key);
+    char *end;
+    if (!s || (*v = strtoll(s, &end, 10), *end))
+        return dt_fail(ctx, DT_EINPUT, "%s: metadata '%s' is missing or not an integer", path, key);
+    return DT_OK;
+}
+
+int dt_checkpoint_load(dt_ctx *ctx, const char *dir, dt_adapter *a, const dt_llama *m, dt_optimizer *o,
+                       dt_train_state *s) {
+    dt_adapter *saved;
+    int rc = dt_adapter_load(ctx, dir, m, &saved);
+    if (rc) return rc;
+    if (saved->n_params != a->n_params || saved->method != a->method) {
+        dt_adapter_free(saved);
+        return dt_fail(ctx, DT_EINPUT, "%s: the checkpoint's adapter does not match the recipe's (method, rank or modules differ)", dir);
+    }
+    memcpy(a->params, saved->params, a->n_params * sizeof(float));
+    dt_adapter_free(saved);
+    char path[4096];
+    snprintf(path, sizeof path, "%s/trainer_state.safetensors", dir);
+    dt_safetensors *st;
+    if ((rc = dt_st_open(ctx, path, &st))) return rc;
+    const char *ver = dt_st_metadata(st, "deltatune_checkpoint");
+    int64_t kind = 0, seed = 0;
+    if (!ver || strcmp(ver, CKPT_VERSION)) rc = dt_fail(ctx, DT_EINPUT, "%s: not a deltatune checkpoint of version %s", path, CKPT_VERSION);
+    if (!rc) rc = meta_i64(ctx, st, path, "step", &s->step);
+    if (!rc) rc = meta_i64(ctx, st, path, "epoch", &s->epoch);
+    if (!rc) rc = meta_i64(ctx, st, path, "batch", &s->batch);
+    if (!rc) rc = meta_i64(ctx, st, path, "optimizer_step", &o->step);
+    if (!rc) rc = meta_i64(ctx, st, path, "optimizer_kind", &kind);
+    if (!rc) rc = meta_i64(ctx, st, path, "data_seed", &seed);
+    if (!rc && kind != o->kind) rc = dt_fail(ctx, DT_EINPUT, "%s: saved with another optimizer than the recipe's", path);
+    size_t states = o->state ? (o->kind == DT_OPT_ADAMW ? 2 * o->n : o->n) : 0;
+    if (!rc && states) rc = dt_st_read_f32(ctx, st, "optimizer.state", o->state, 1, (int64_t[]){(int64_t)states});
+    s->data_seed = (uint64_t)seed;
+    dt_st_close(st);
+    return rc;
+}
+
+// Step number of a "step-N" folder name, or -1.
+static int64_t step_of(const char *name) {
+    char *end;
+    if (strncmp(name, "step-", 5)) return -1;
+    long long v = strtoll(name + 5, &end, 10);
+    return *end || v < 0 ? -1 : v;
+}
+
+int dt_checkpoint_latest(const char *output_dir, char *buf, size_t n) {
+    char dir[4096];
+    snprintf(dir, sizeof dir, "%s/checkpoints", output_dir);
+    DIR *d = opendir(dir);
+    if (!d) return -1;
+    int64_t best = -1;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        int64_t s = step_of(e->d_name);
+        if (s > best) best = s;
+    }
+    closedir(d);
+    if (best < 0) return -1;
+    snprintf(buf, n, "%s/step-%lld", dir, (long long)best);
+    return 0;
+}
+
+static int cmp_i64(const void *a, const void *b) {
+    int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
+    return x < y ? -1 : x > y;
+}
+
+void dt_checkpoint_prune(const char *output_dir, int keep) {
+    if (keep <= 0) return;
+    char dir[4096], p[4352];
+    snprintf(dir, sizeof dir, "%s/checkpoints", output_dir);
+    DIR *d = opendir(dir);
+    if (!d) return;
+    int64_t steps[4096];
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) && n < 4096) {
+        int64_t s = step_of(e->d_name);
+        if (s >= 0) steps[n++] = s;
+    }
+    closedir(d);
+    qsort(steps, (size_t)n, sizeof steps[0], cmp_i64);
+    for (int i = 0; i + keep < n; i++) {
+        snprintf(p, sizeof p, "%s/step-%lld", dir, (long long)steps[i]);
+        rm_tree(p);
+    }
+}

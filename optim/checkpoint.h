@@ -1,0 +1,29 @@
+// Training checkpoints: output_dir/checkpoints/step-N/ holds the adapter in PEFT format plus
+// trainer_state.safetensors: the optimizer's state block ("optimizer.state", F32) and, as string
+// metadata, the step, the optimizer's step count, the data position (epoch, batch) and the format
+// version. Together they let a resumed run continue bit-identically. A checkpoint folder is built
+// under a temporary name and renamed into place, so a half-written one never looks complete.
+#ifndef DT_CHECKPOINT_H
+#define DT_CHECKPOINT_H
+#include <stdint.h>
+#include "optim/optim.h"
+#include "peft/adapter.h"
+
+typedef struct dt_train_state {
+    int64_t step;        // optimizer steps done
+    int64_t epoch;       // data position: epoch and the next batch within it
+    int64_t batch;
+    uint64_t data_seed;  // the seed the data order derives from
+} dt_train_state;
+
+int dt_checkpoint_save(dt_ctx *ctx, const char *dir, const dt_adapter *a, const dt_llama *m, const dt_optimizer *o,
+                       const dt_train_state *s);
+// Loads into an adapter and optimizer already created with the same shapes.
+int dt_checkpoint_load(dt_ctx *ctx, const char *dir, dt_adapter *a, const dt_llama *m, dt_optimizer *o,
+                       dt_train_state *s);
+// The checkpoint folder with the highest step under output_dir/checkpoints, into buf; 0 when found.
+int dt_checkpoint_latest(const char *output_dir, char *buf, size_t n);
+// Removes all but the newest `keep` checkpoints (keep <= 0 keeps all).
+void dt_checkpoint_prune(const char *output_dir, int keep);
+
+#endif

@@ -1,0 +1,330 @@
+// deltatune train: the loop. Deterministic for a seed: the data order derives from (seed, epoch), the
+// dropout masks from (seed, step), so a run resumed from a checkpoint ends bit-identical to one that
+// was never interrupted.
+#include "tools/train_loop.h"
+#include <errno.h>
+#include <jansson.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+#include "datasets/tokenizer.h"
+#include "models/llama.h"
+#include "optim/checkpoint.h"
+#include "optim/optim.h"
+#include "optim/schedule.h"
+#include "peft/peft_io.h"
+#include "tools/loss_plot.h"
+#include "tools/train_data.h"
+
+typedef struct trainer {
+    const dt_recipe *r;
+    dt_llama *m;
+    dt_tokenizer *tok;
+    dt_adapter *a;
+    dt_optimizer opt;
+    dt_graph g;
+    dt_train_data data;
+    dt_train_state st;
+    int64_t total, warmup, steps_per_epoch;
+    FILE *metrics;
+    dt_point *train_pts, *val_pts;
+    size_t n_train_pts, n_val_pts, cap_train_pts, cap_val_pts;
+    double t_start;
+} trainer;
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+static void add_point(dt_point **v, size_t *n, size_t *cap, int64_t step, double loss) {
+    if (*n == *cap) {
+        *cap = *cap ? 2 * *cap : 256;
+        *v = realloc(*v, *cap * sizeof **v);
+    }
+    (*v)[(*n)++] = (dt_point){step, loss};
+}
+
+static int setup_adapter(dt_ctx *ctx, trainer *t) {
+    const dt_recipe *r = t->r;
+    int rc;
+    if (r->method.init_from) {
+        if ((rc = dt_adapter_load(ctx, r->method.init_from, t->m, &t->a))) return rc;
+    } else if (r->method.name == DT_METHOD_LORA) {
+        dt_lora_config lc = {.r = r->method.r, .alpha = (float)r->method.alpha, .dropout = (float)r->method.dropout,
+                             .use_rslora = r->method.use_rslora};
+        for (int i = 0; i < DT_MOD_COUNT; i++) lc.target[i] = r->method.target_all_linear;
+        for (int i = 0; i < r->method.target_modules.n; i++) {
+            int mod = dt_module_from_name(r->method.target_modules.items[i]);
+            if (mod < 0)
+                return dt_fail(ctx, DT_EINPUT, "%s: method.target_modules: '%s' is not a linear module of this model (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)",
+                               r->recipe_path, r->method.target_modules.items[i]);
+            lc.target[mod] = true;
+        }
+        bool *layers = NULL;
+        if (r->method.layers_to_transform.n) {
+            layers = calloc((size_t)t->m->cfg.num_layers, sizeof(bool));
+            for (int i = 0; i < r->method.layers_to_transform.n; i++) {
+                int l = r->method.layers_to_transform.items[i];
+                if (l < 0 || l >= t->m->cfg.num_layers) {
+                    free(layers);
+                    return dt_fail(ctx, DT_EINPUT, "%s: method.layers_to_transform: layer %d does not exist (the model has %d)",
+                                   r->recipe_path, l, t->m->cfg.num_layers);
+                }
+                layers[l] = true;
+            }
+        }
+        lc.layers = layers;
+        rc = dt_lora_create(ctx, t->m, &lc, (uint64_t)r->train.seed, &t->a);
+        free(layers);
+        if (rc) return rc;
+    } else {
+        dt_prompt_config pc = {r->method.num_virtual_tokens, (dt_prompt_init)r->method.init, r->method.init_text};
+        dt_ids ids = {0};
+        if (pc.init == DT_PROMPT_INIT_TEXT) {
+            if (!t->tok) return dt_fail(ctx, DT_EINPUT, "%s: method.init: text needs a tokenizer (model.tokenizer)", r->recipe_path);
+            // PEFT tokenises the init text with the tokenizer's special tokens (BOS) included.
+            if ((rc = dt_tokenizer_encode(ctx, t->tok, pc.init_text, strlen(pc.init_text), true, &ids))) return rc;
+        }
+        rc = dt_prompt_create(ctx, t->m, &pc, (uint64_t)r->train.seed, ids.v, (int)ids.n, &t->a);
+        dt_ids_free(&ids);
+        if (rc) return rc;
+    }
+    snprintf(t->a->base_model, sizeof t->a->base_model, "%s", r->model.path);
+    return DT_OK;
+}
+
+// Mean loss over the trained tokens of the validation set (no gradients).
+static int evaluate(dt_ctx *ctx, trainer *t, double *loss) {
+    double sum = 0;
+    int64_t n = 0;
+    bool keep = t->g.grad_enabled, train = t->g.training;
+    t->g.grad_enabled = false;
+    t->g.training = false;
+    int rc = DT_OK;
+    for (int64_t i = 0; i < dt_train_data_val_batches(&t->data) && !rc; i++) {
+        dt_batch b;
+        if ((rc = dt_train_data_val_batch(ctx, &t->data, i, &b))) break;
+        dt_graph_reset(&t->g);
+        dt_llama_out out;
+        if ((rc = dt_llama_forward(ctx, &t->g, t->m, &t->a->view, &b, 1.0f, false, &out))) break;
+        sum += out.loss_sum;
+        n += out.n_targets;
+    }
+    t->g.grad_enabled = keep;
+    t->g.training = train;
+    *loss = n ? sum / (double)n : NAN;
+    return rc;
+}
+
+static void progress(const trainer *t, const dt_train_hooks *h, double loss, double lr, double tps) {
+    double elapsed = now() - t->t_start;
+    int64_t done = t->st.step;
+    double eta = done > 0 ? elapsed / (double)done * (double)(t->total - done) : 0;
+    if (h->tty) {
+        int width = 30, fill = t->total ? (int)(width * done / t->total) : width;
+        char bar[64];
+        for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
+        bar[width] = 0;
+        fprintf(stderr, "\r[%s] %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %02d:%02d   ", bar, (long long)done,
+                (long long)t->total, loss, lr, tps, (int)(eta / 60), (int)eta % 60);
+        fflush(stderr);
+    } else {
+        fprintf(stderr, "step %lld/%lld loss %.4f lr %.3e tokens/s %.0f eta %.0fs\n", (long long)done, (long long)t->total,
+                loss, lr, tps, eta);
+    }
+}
+
+static int save_checkpoint(dt_ctx *ctx, trainer *t) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/checkpoints/step-%lld", t->r->output_dir, (long long)t->st.step);
+    int rc = dt_checkpoint_save(ctx, dir, t->a, t->m, &t->opt, &t->st);
+    if (!rc) dt_checkpoint_prune(t->r->output_dir, t->r->train.keep_last_n_checkpoints);
+    return rc;
+}
+
+// Keeps the metrics of steps up to the resumed step (a run interrupted after its last checkpoint
+// logged steps that will be redone) and reloads them for the plot.
+static int reload_metrics(dt_ctx *ctx, trainer *t, const char *path) {
+    FILE *f = fopen(path, "r");
+    if (!f) return DT_OK;
+    char *line = NULL, *kept = NULL;
+    size_t cap = 0, klen = 0;
+    FILE *out = open_memstream(&kept, &klen);
+    while (getline(&line, &cap, f) > 0) {
+        json_t *j = json_loads(line, 0, NULL);
+        json_int_t step = j ? json_integer_value(json_object_get(j, "step")) : -1;
+        if (j && step <= t->st.step) {
+            fputs(line, out);
+            json_t *l = json_object_get(j, "loss"), *v = json_object_get(j, "val_loss");
+            if (json_is_number(l)) add_point(&t->train_pts, &t->n_train_pts, &t->cap_train_pts, step, json_number_value(l));
+            if (json_is_number(v)) add_point(&t->val_pts, &t->n_val_pts, &t->cap_val_pts, step, json_number_value(v));
+        }
+        json_decref(j);
+    }
+    free(line);
+    fclose(f);
+    fclose(out);
+    FILE *w = fopen(path, "w");
+    int rc = w && fwrite(kept, 1, klen, w) == klen ? DT_OK : dt_fail(ctx, DT_EIO, "%s: cannot rewrite: %s", path, strerror(errno));
+    if (w) fclose(w);
+    free(kept);
+    return rc;
+}
+
+static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
+    const dt_recipe *r = t->r;
+    const int accum = r->train.gradient_accumulation_steps;
+    dt_batch *mb = calloc((size_t)accum, sizeof *mb);
+    int rc = DT_OK;
+    t->t_start = now();
+    int64_t first = t->st.step;
+    while (t->st.step < t->total && !rc) {
+        double t0 = now();
+        dt_adapter_zero_grad(t->a);
+        // The loss is averaged over every trained token of the accumulated batch, so count them first.
+        int64_t targets = 0, tokens = 0;
+        for (int k = 0; k < accum && !rc; k++) {
+            if (t->st.batch >= t->data.n_batches) { t->st.epoch++; t->st.batch = 0; }
+            rc = dt_train_data_batch(ctx, &t->data, t->st.epoch, t->st.batch++, &mb[k]);
+            if (rc) break;
+            targets += dt_count_targets(mb[k].labels, mb[k].B, mb[k].T, dt_llama_out_len(&t->a->view, 0));
+            tokens += mb[k].B * mb[k].T;
+        }
+        if (rc) break;
+        double loss_sum = 0;
+        float denom = targets > 0 ? (float)targets : 1.0f;
+        t->g.dropout_seed = (uint64_t)r->train.seed * 1000003u + (uint64_t)t->st.step; // reproducible on resume
+        for (int k = 0; k < accum && !rc; k++) {
+            dt_graph_reset(&t->g);
+            dt_llama_out out;
+            rc = dt_llama_forward(ctx, &t->g, t->m, &t->a->view, &mb[k], denom, false, &out);
+            if (!rc) rc = dt_graph_backward(&t->g, out.loss, 1.0f);
+            loss_sum += out.loss_sum;
+        }
+        if (rc) break;
+        double loss = loss_sum / denom;
+        if (!isfinite(loss)) {
+            char last[4200] = "none";
+            dt_checkpoint_latest(r->output_dir, last, sizeof last);
+            rc = dt_fail(ctx, DT_EINTERNAL, "the loss is %s at step %lld; stopping. The last good checkpoint is %s",
+                         isnan(loss) ? "NaN" : "infinite", (long long)t->st.step + 1, last);
+            break;
+        }
+        double gnorm = dt_clip_grad_norm(t->a->grads, t->a->n_params, r->train.clip_grad_norm);
+        double lr = dt_lr_at((dt_lr_kind)r->train.lr_scheduler.name, r->train.optimizer.lr, t->st.step, t->total,
+                             t->warmup, r->train.lr_scheduler.min_lr_ratio);
+        dt_optim_step(&t->opt, t->a->params, t->a->grads, (float)lr);
+        t->st.step++;
+        double tps = (double)tokens / (now() - t0);
+        add_point(&t->train_pts, &t->n_train_pts, &t->cap_train_pts, t->st.step, loss);
+        json_t *j = json_pack("{s:I,s:f,s:f,s:f,s:f,s:I}", "step", (json_int_t)t->st.step, "loss", loss, "lr", lr,
+                              "grad_norm", gnorm, "tokens_per_s", tps, "trained_tokens", (json_int_t)targets);
+        bool last = t->st.step == t->total;
+        if (t->data.n_val_batches && ((r->train.eval_every_n_steps && t->st.step % r->train.eval_every_n_steps == 0) || last)) {
+            double vl;
+            if ((rc = evaluate(ctx, t, &vl))) { json_decref(j); break; }
+            json_object_set_new(j, "val_loss", json_real(vl));
+            json_object_set_new(j, "val_perplexity", json_real(exp(vl)));
+            add_point(&t->val_pts, &t->n_val_pts, &t->cap_val_pts, t->st.step, vl);
+            if (!h->tty) fprintf(stderr, "step %lld val_loss %.4f perplexity %.3f\n", (long long)t->st.step, vl, exp(vl));
+        }
+        char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8));
+        fprintf(t->metrics, "%s\n", s);
+        fflush(t->metrics);
+        free(s);
+        json_decref(j);
+        if (r->train.log_every_n_steps && (t->st.step % r->train.log_every_n_steps == 0 || last || t->st.step == first + 1))
+            progress(t, h, loss, lr, tps);
+        if (r->train.save_every_n_steps && t->st.step % r->train.save_every_n_steps == 0 && !last)
+            if ((rc = save_checkpoint(ctx, t))) break;
+        if (h->stop && *h->stop && !last) {
+            if (h->tty) fputc('\n', stderr);
+            if ((rc = save_checkpoint(ctx, t))) break;
+            rc = dt_fail(ctx, DT_EINTERRUPTED, "interrupted at step %lld; checkpoint saved in %s/checkpoints/step-%lld; resume with resume: true",
+                         (long long)t->st.step, r->output_dir, (long long)t->st.step);
+        }
+    }
+    if (h->tty) fputc('\n', stderr);
+    free(mb);
+    return rc;
+}
+
+int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
+    if (r->hardware.device == DT_DEV_CUDA)
+        return dt_fail(ctx, DT_EUNSUPPORTED, "%s: hardware.device: cuda: this build has no CUDA (build with make CUDA=1)", r->recipe_path);
+    if (r->train.activation_checkpointing)
+        dt_warn(ctx, "%s: train.activation_checkpointing is not implemented yet; training keeps all activations", r->recipe_path);
+    if (r->hardware.dtype != DT_F32)
+        dt_warn(ctx, "%s: hardware.dtype %s applies to GPU training; the CPU backend computes in f32", r->recipe_path,
+                dt_dtype_name(r->hardware.dtype));
+    ctx->nthreads = r->hardware.threads;
+    dt_ctx_apply_threads(ctx);
+    trainer t = {0};
+    t.r = r;
+    int rc = dt_llama_load(ctx, r->model.path, dt_backend_cpu(), &t.m);
+    if (!rc && r->data.format != DT_FORMAT_TOKENS) rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
+    else if (!rc && r->method.name == DT_METHOD_PROMPT_TUNING && r->method.init == DT_PT_INIT_TEXT)
+        rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
+    if (!rc) rc = setup_adapter(ctx, &t);
+    if (!rc) rc = dt_train_data_open(ctx, &t.data, r, t.tok, &t.m->cfg);
+    if (rc) goto done;
+    char summary[256];
+    dt_adapter_param_summary(t.a, t.m, summary, sizeof summary);
+    fprintf(stderr, "%s\n", summary);
+    const int accum = r->train.gradient_accumulation_steps;
+    t.steps_per_epoch = t.data.n_batches / accum > 0 ? t.data.n_batches / accum : 1;
+    t.total = r->train.max_steps > 0 ? r->train.max_steps : (int64_t)r->train.epochs * t.steps_per_epoch;
+    t.warmup = r->train.lr_scheduler.warmup_steps >= 0 ? r->train.lr_scheduler.warmup_steps
+                                                       : (int64_t)ceil(r->train.lr_scheduler.warmup_ratio * (double)t.total);
+    const dt_opt_kind ok = r->train.optimizer.name == DT_OPTIM_ADAMW ? DT_OPT_ADAMW : DT_OPT_SGD;
+    rc = dt_optim_init(ctx, &t.opt, ok, t.a->n_params, (float)r->train.optimizer.betas[0], (float)r->train.optimizer.betas[1],
+                       (float)r->train.optimizer.eps, (float)r->train.optimizer.weight_decay, (float)r->train.optimizer.momentum);
+    if (!rc) rc = dt_graph_init(ctx, &t.g, t.m->be, 0);
+    if (rc) goto done;
+    t.g.training = true;
+    t.st.data_seed = (uint64_t)r->train.seed;
+    if (mkdir(r->output_dir, 0777) && errno != EEXIST) { rc = dt_fail(ctx, DT_EIO, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno)); goto done; }
+    char path[4200];
+    if (r->resume != DT_RESUME_NO) {
+        char ck[4200];
+        if (r->resume == DT_RESUME_PATH) snprintf(ck, sizeof ck, "%s", r->resume_path);
+        if (r->resume == DT_RESUME_PATH || !dt_checkpoint_latest(r->output_dir, ck, sizeof ck)) {
+            if ((rc = dt_checkpoint_load(ctx, ck, t.a, t.m, &t.opt, &t.st))) goto done;
+            fprintf(stderr, "resuming from %s (step %lld)\n", ck, (long long)t.st.step);
+        } else {
+            fprintf(stderr, "resume: no checkpoint in %s/checkpoints; starting from the beginning\n", r->output_dir);
+        }
+    }
+    snprintf(path, sizeof path, "%s/metrics.jsonl", r->output_dir);
+    if (t.st.step > 0) { if ((rc = reload_metrics(ctx, &t, path))) goto done; }
+    t.metrics = fopen(path, t.st.step > 0 ? "a" : "w");
+    if (!t.metrics) { rc = dt_fail(ctx, DT_EIO, "%s: cannot open: %s", path, strerror(errno)); goto done; }
+    snprintf(path, sizeof path, "%s/recipe.yaml", r->output_dir);
+    if ((rc = dt_recipe_write(ctx, r, path))) goto done;
+    rc = train_steps(ctx, &t, h);
+    if (!rc) rc = dt_adapter_save(ctx, t.a, t.m, r->output_dir);
+    if (!rc || rc == DT_EINTERRUPTED) {
+        snprintf(path, sizeof path, "%s/loss.svg", r->output_dir);
+        dt_ctx tmp;
+        dt_ctx_init(&tmp);
+        dt_loss_plot_write(&tmp, path, t.train_pts, t.n_train_pts, t.val_pts, t.n_val_pts);
+    }
+    if (!rc) fprintf(stderr, "done: %lld steps; adapter written to %s\n", (long long)t.st.step, r->output_dir);
+done:
+    if (t.metrics) fclose(t.metrics);
+    free(t.train_pts);
+    free(t.val_pts);
+    dt_train_data_close(&t.data);
+    dt_graph_free(&t.g);
+    dt_optim_free(&t.opt);
+    dt_adapter_free(t.a);
+    dt_tokenizer_free(t.tok);
+    dt_llama_free(t.m);
+    return rc;
+}

@@ -1,0 +1,18 @@
+// The training loop behind `deltatune train`: built from a resolved recipe, it owns the model, the
+// adapter, the optimizer, the data and the graph, runs the steps, logs, evaluates, checkpoints and
+// writes the final adapter. Printing is done through the callbacks the command passes in.
+#ifndef DT_TRAIN_LOOP_H
+#define DT_TRAIN_LOOP_H
+#include <signal.h>
+#include "recipes/recipe.h"
+
+typedef struct dt_train_hooks {
+    volatile sig_atomic_t *stop;  // set by SIGINT/SIGTERM: save a checkpoint and return DT_EINTERRUPTED
+    bool tty;                     // progress bar on a terminal, plain lines otherwise
+} dt_train_hooks;
+
+#define DT_EINTERRUPTED 130
+
+int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *hooks);
+
+#endif
