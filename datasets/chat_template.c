@@ -1,0 +1,296 @@
+#include "datasets/chat_template.h"
+#include <stdbool.h>
+#include <string.h>
+
+static const char *const NAMES[DT_TMPL_COUNT] = {"chatml", "qwen3", "llama3", "llama2", "mistral", "zephyr", "alpaca"};
+static const char *const ROLES[] = {"system", "user", "assistant"};
+
+static const char ALPACA_PREAMBLE[] =
+    "Below is an instruction that describes a task. Write a response that appropriately completes the request.";
+
+const char *dt_chat_template_name(dt_chat_template t) { return t < DT_TMPL_COUNT ? NAMES[t] : "?"; }
+
+int dt_chat_template_parse(dt_ctx *ctx, const char *name, dt_chat_template *out) {
+    for (int i = 0; i < DT_TMPL_COUNT; i++)
+        if (!strcmp(name, NAMES[i])) {
+            *out = (dt_chat_template)i;
+            return DT_OK;
+        }
+    return dt_fail(ctx, DT_EINPUT,
+                   "unknown chat template '%s' (expected chatml, qwen3, llama3, llama2, mistral, zephyr or alpaca)", name);
+}
+
+int dt_chat_template_detect(dt_ctx *ctx, const char *j, dt_chat_template *out) {
+    if (strstr(j, "<|im_start|>")) *out = strstr(j, "<think>") ? DT_TMPL_QWEN3 : DT_TMPL_CHATML;
+    else if (strstr(j, "<|start_header_id|>")) *out = DT_TMPL_LLAMA3;
+    else if (strstr(j, "[INST]")) *out = strstr(j, "<<SYS>>") ? DT_TMPL_LLAMA2 : DT_TMPL_MISTRAL;
+    // Phi-3 also writes <|user|> but ends turns with <|end|>; zephyr ends them with the EOS.
+    else if (strstr(j, "<|user|>") && (strstr(j, "eos_token") || strstr(j, "</s>")) && !strstr(j, "<|end|>"))
+        *out = DT_TMPL_ZEPHYR;
+    else if (strstr(j, "### Instruction")) *out = DT_TMPL_ALPACA;
+    else
+        return dt_fail(ctx, DT_EINPUT,
+                       "tokenizer_config.json: chat_template is none of the built-in templates (chatml, qwen3, llama3, "
+                       "llama2, mistral, zephyr, alpaca); name one with data.chat_template");
+    return DT_OK;
+}
+
+// Python's str.strip() whitespace (what Jinja's trim filter and .strip() use), for UTF-8 text.
+static bool py_space(unsigned c) {
+    return (c >= 0x09 && c <= 0x0D) || (c >= 0x1C && c <= 0x20) || c == 0x85 || c == 0xA0 || c == 0x1680 ||
+           (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
+}
+
+// Decodes the code point at s[i] (the text is valid UTF-8: jansson checks it); returns its length.
+static size_t cp_at(const unsigned char *s, size_t i, unsigned *c) {
+    unsigned b = s[i];
+    size_t k = b < 0x80 ? 1 : b < 0xE0 ? 2 : b < 0xF0 ? 3 : 4;
+    unsigned v = k == 1 ? b : k == 2 ? (b & 0x1F) : k == 3 ? (b & 0x0F) : (b & 0x07);
+    for (size_t j = 1; j < k; j++) v = (v << 6) | (s[i + j] & 0x3F);
+    *c = v;
+    return k;
+}
+
+typedef struct { const char *p; size_t n; } str;
+
+static str strip(str s) {
+    const unsigned char *u = (const unsigned char *)s.p;
+    size_t b = 0, e = s.n;
+    unsigned c;
+    while (b < e) {
+        size_t k = cp_at(u, b, &c);
+        if (!py_space(c)) break;
+        b += k;
+    }
+    while (e > b) {
+        size_t st = e - 1;
+        while (st > b && (u[st] & 0xC0) == 0x80) st--;
+        cp_at(u, st, &c);
+        if (!py_space(c)) break;
+        e = st;
+    }
+    return (str){s.p + b, e - b};
+}
+
+static str lstrip_nl(str s) {
+    while (s.n && s.p[0] == '\n') s.p++, s.n--;
+    return s;
+}
+static str rstrip_nl(str s) {
+    while (s.n && s.p[s.n - 1] == '\n') s.n--;
+    return s;
+}
+
+static const char *find(str s, const char *needle) {
+    size_t k = strlen(needle);
+    for (size_t i = 0; i + k <= s.n; i++)
+        if (!memcmp(s.p + i, needle, k)) return s.p + i;
+    return NULL;
+}
+static const char *rfind(str s, const char *needle) {
+    size_t k = strlen(needle);
+    for (size_t i = s.n + 1; i-- > k;)
+        if (!memcmp(s.p + i - k, needle, k)) return s.p + i - k;
+    return NULL;
+}
+
+static bool starts(str s, const char *p) { size_t k = strlen(p); return s.n >= k && !memcmp(s.p, p, k); }
+static bool ends(str s, const char *p) { size_t k = strlen(p); return s.n >= k && !memcmp(s.p + s.n - k, p, k); }
+
+#define TXT(s, trained) do { int st_ = dt_segs_str(ctx, out, (s), (trained)); if (st_) return st_; } while (0)
+#define STR(x, trained) do { int st_ = dt_segs_text(ctx, out, (x).p, (x).n, (trained)); if (st_) return st_; } while (0)
+#define TOK(id, trained) do { int st_ = dt_segs_token(ctx, out, (id), (trained)); if (st_) return st_; } while (0)
+
+static str content(const dt_message *m) { return (str){m->text, m->len}; }
+
+static int render_chatml(dt_ctx *ctx, const dt_message *m, size_t n, dt_segs *out) {
+    for (size_t i = 0; i < n; i++) {
+        bool a = m[i].role == DT_ROLE_ASSISTANT;
+        TXT("<|im_start|>", false);
+        TXT(ROLES[m[i].role], false);
+        TXT("\n", false);
+        STR(content(&m[i]), a);
+        TXT("<|im_end|>", a);
+        TXT("\n", false);
+    }
+    return DT_OK;
+}
+
+static int render_qwen3(dt_ctx *ctx, const dt_message *m, size_t n, dt_segs *out) {
+    // The last user message that is not a wrapped tool response; assistant messages after it keep their
+    // reasoning (the template's ns.last_query_index).
+    size_t last_query = n - 1;
+    for (size_t i = n; i-- > 0;) {
+        str c = content(&m[i]);
+        if (m[i].role == DT_ROLE_USER && !(starts(c, "<tool_response>") && ends(c, "</tool_response>"))) {
+            last_query = i;
+            break;
+        }
+    }
+    for (size_t i = 0; i < n; i++) {
+        str c = content(&m[i]);
+        if (m[i].role != DT_ROLE_ASSISTANT) {
+            TXT("<|im_start|>", false);
+            TXT(ROLES[m[i].role], false);
+            TXT("\n", false);
+            STR(c, false);
+            TXT("<|im_end|>\n", false);
+            continue;
+        }
+        str reasoning = {"", 0};
+        const char *close_last = rfind(c, "</think>");
+        if (close_last) {
+            const char *close_first = find(c, "</think>");
+            str after = {close_last + 8, (size_t)(c.p + c.n - close_last - 8)};
+            str before = rstrip_nl((str){c.p, (size_t)(close_first - c.p)});
+            const char *open = rfind(before, "<think>");
+            if (open) before = (str){open + 7, (size_t)(before.p + before.n - open - 7)};
+            reasoning = lstrip_nl(before);
+            c = lstrip_nl(after);
+        }
+        TXT("<|im_start|>assistant\n", false);
+        if (i > last_query && (i == n - 1 || reasoning.n)) {
+            TXT("<think>\n", true);
+            STR(rstrip_nl(lstrip_nl(reasoning)), true);
+            TXT("\n</think>\n\n", true);
+            c = lstrip_nl(c);
+        }
+        STR(c, true);
+        TXT("<|im_end|>", true);
+        TXT("\n", false);
+    }
+    return DT_OK;
+}
+
+static int render_llama3(dt_ctx *ctx, const dt_message *m, size_t n, const dt_seg_encoder *e, dt_segs *out) {
+    if (e->bos >= 0) TOK(e->bos, false);
+    for (size_t i = 0; i < n; i++) {
+        bool a = m[i].role == DT_ROLE_ASSISTANT;
+        TXT("<|start_header_id|>", false);
+        TXT(ROLES[m[i].role], false);
+        TXT("<|end_header_id|>\n\n", false);
+        STR(strip(content(&m[i])), a);
+        TXT("<|eot_id|>", a);
+    }
+    return DT_OK;
+}
+
+// Llama 2 and Mistral v0.1 raise unless the messages (after Llama 2's optional leading system) go
+// user, assistant, user, ...
+static int check_alternation(dt_ctx *ctx, dt_chat_template t, const dt_message *m, size_t n) {
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].role == DT_ROLE_SYSTEM)
+            return dt_fail(ctx, DT_EINPUT, "chat template %s: %s", NAMES[t],
+                           t == DT_TMPL_MISTRAL ? "system messages are not supported (only user and assistant)"
+                                                : "a system message is allowed only as the first message");
+        if ((m[i].role == DT_ROLE_USER) != (i % 2 == 0))
+            return dt_fail(ctx, DT_EINPUT, "chat template %s: conversation roles must alternate user/assistant/"
+                           "user/assistant/... (message %zu is %s)", NAMES[t], i + 1, ROLES[m[i].role]);
+    }
+    return DT_OK;
+}
+
+static int render_llama2(dt_ctx *ctx, const dt_message *m, size_t n, const dt_seg_encoder *e, dt_segs *out) {
+    str sys = {NULL, 0};
+    if (n && m[0].role == DT_ROLE_SYSTEM) {
+        sys = content(&m[0]);
+        m++, n--;
+    }
+    int st = check_alternation(ctx, DT_TMPL_LLAMA2, m, n);
+    if (st) return st;
+    for (size_t i = 0; i < n; i++) {
+        str c = content(&m[i]);
+        if (m[i].role == DT_ROLE_USER) {
+            if (e->bos >= 0) TOK(e->bos, false);
+            TXT("[INST] ", false);
+            if (i == 0 && sys.p) {
+                // content = "<<SYS>>\n" + system + "\n<</SYS>>\n\n" + user, then .strip(): the front starts
+                // with '<', so only the end can lose whitespace, reaching into the "\n\n" when the user
+                // text is all whitespace.
+                str u = strip(c);
+                TXT("<<SYS>>\n", false);
+                STR(sys, false);
+                TXT(u.n ? "\n<</SYS>>\n\n" : "\n<</SYS>>", false);
+                STR(u, false);
+            } else {
+                STR(strip(c), false);
+            }
+            TXT(" [/INST]", false);
+        } else {
+            TXT(" ", true);
+            STR(strip(c), true);
+            TXT(" ", true);
+            if (e->eos < 0) return dt_fail(ctx, DT_EINPUT, "chat template llama2 needs an EOS token; the tokenizer has none");
+            TOK(e->eos, true);
+        }
+    }
+    return DT_OK;
+}
+
+static int render_mistral(dt_ctx *ctx, const dt_message *m, size_t n, const dt_seg_encoder *e, dt_segs *out) {
+    int st = check_alternation(ctx, DT_TMPL_MISTRAL, m, n);
+    if (st) return st;
+    if (e->bos >= 0) TOK(e->bos, false);
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].role == DT_ROLE_USER) {
+            TXT("[INST] ", false);
+            STR(content(&m[i]), false);
+            TXT(" [/INST]", false);
+        } else {
+            STR(content(&m[i]), true);
+            if (e->eos < 0) return dt_fail(ctx, DT_EINPUT, "chat template mistral needs an EOS token; the tokenizer has none");
+            TOK(e->eos, true);
+        }
+    }
+    return DT_OK;
+}
+
+static int render_zephyr(dt_ctx *ctx, const dt_message *m, size_t n, const dt_seg_encoder *e, dt_segs *out) {
+    if (e->eos < 0) return dt_fail(ctx, DT_EINPUT, "chat template zephyr needs an EOS token; the tokenizer has none");
+    if (e->add_bos) TOK(e->bos, false);
+    for (size_t i = 0; i < n; i++) {
+        bool a = m[i].role == DT_ROLE_ASSISTANT;
+        TXT("<|", false);
+        TXT(ROLES[m[i].role], false);
+        TXT("|>\n", false);
+        STR(content(&m[i]), a);
+        TOK(e->eos, a);
+        TXT("\n", false);
+    }
+    return DT_OK;
+}
+
+static int render_alpaca(dt_ctx *ctx, const dt_message *m, size_t n, const dt_seg_encoder *e, dt_segs *out) {
+    if (e->eos < 0) return dt_fail(ctx, DT_EINPUT, "chat template alpaca needs an EOS token; the tokenizer has none");
+    if (e->add_bos) TOK(e->bos, false);
+    if (n && m[0].role == DT_ROLE_SYSTEM) {
+        STR(content(&m[0]), false);
+        m++, n--;
+    } else {
+        TXT(ALPACA_PREAMBLE, false);
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].role == DT_ROLE_SYSTEM)
+            return dt_fail(ctx, DT_EINPUT, "chat template alpaca: a system message is allowed only as the first message");
+        bool a = m[i].role == DT_ROLE_ASSISTANT;
+        TXT(a ? "\n\n### Response:\n" : "\n\n### Instruction:\n", false);
+        STR(content(&m[i]), a);
+        if (a) TOK(e->eos, true);
+    }
+    return DT_OK;
+}
+
+int dt_chat_render(dt_ctx *ctx, dt_chat_template t, const dt_message *m, size_t n, const dt_seg_encoder *e,
+                   dt_segs *out) {
+    if (!n) return dt_fail(ctx, DT_EINPUT, "empty conversation");
+    switch (t) {
+    case DT_TMPL_CHATML: return render_chatml(ctx, m, n, out);
+    case DT_TMPL_QWEN3: return render_qwen3(ctx, m, n, out);
+    case DT_TMPL_LLAMA3: return render_llama3(ctx, m, n, e, out);
+    case DT_TMPL_LLAMA2: return render_llama2(ctx, m, n, e, out);
+    case DT_TMPL_MISTRAL: return render_mistral(ctx, m, n, e, out);
+    case DT_TMPL_ZEPHYR: return render_zephyr(ctx, m, n, e, out);
+    case DT_TMPL_ALPACA: return render_alpaca(ctx, m, n, e, out);
+    default: return dt_fail(ctx, DT_EINTERNAL, "chat template %d out of range", (int)t);
+    }
+}

@@ -1,0 +1,55 @@
+// Built-in chat templates, rendered exactly as the models' Jinja chat templates render a conversation
+// (add_generation_prompt false), split into trained and untrained segments:
+//
+//   chatml   <|im_start|>{role}\n{content}<|im_end|>\n per message (Qwen2/2.5 style, no default system).
+//   qwen3    ChatML as Qwen3's template: an assistant message after the last user message renders its
+//            reasoning as "<think>\n{reasoning}\n</think>\n\n" before the answer when it is the last
+//            message or has reasoning (an empty "<think>\n\n</think>\n\n" block when it has none);
+//            reasoning ("<think>..</think>" in the content) of earlier assistant messages is dropped.
+//   llama3   BOS, then <|start_header_id|>{role}<|end_header_id|>\n\n{content|trim}<|eot_id|> per message.
+//   llama2   optional system folded into the first user message as "<<SYS>>\n{s}\n<</SYS>>\n\n", then
+//            per pair: BOS "[INST] {user.strip()} [/INST]" and " {answer.strip()} " EOS.
+//   mistral  BOS, then "[INST] {user} [/INST]" and "{answer}" EOS (Mistral 7B Instruct v0.1: no system).
+//   zephyr   <|{role}|>\n{content}EOS\n per message, BOS when the tokenizer adds one.
+//   alpaca   the Stanford Alpaca prompt carried over to several turns: BOS when the tokenizer adds one,
+//            the system message or "Below is an instruction that describes a task. Write a response that
+//            appropriately completes the request.", then "\n\n### Instruction:\n{user}" and
+//            "\n\n### Response:\n{answer}" EOS (one turn gives exactly the single-turn Alpaca prompt).
+//
+// What is trained (the rest is label -100): each assistant message's content plus the token that ends
+// the turn: <|im_end|> for chatml/qwen3 (Qwen's EOS, so no extra EOS is added), <|eot_id|> for llama3,
+// EOS for the others; for llama2 also the spaces the template puts around the answer, for qwen3 the
+// <think> block. Role headers ("<|im_start|>assistant\n") and the newline after a turn's end are not
+// trained: they are prompt that the inference-time template supplies.
+#ifndef DT_CHAT_TEMPLATE_H
+#define DT_CHAT_TEMPLATE_H
+#include <stddef.h>
+#include "autograd/context.h"
+#include "datasets/segments.h"
+
+typedef enum { DT_ROLE_SYSTEM, DT_ROLE_USER, DT_ROLE_ASSISTANT } dt_role;
+
+typedef struct {
+    dt_role role;
+    const char *text; // UTF-8, len bytes, not necessarily NUL-terminated
+    size_t len;
+} dt_message;
+
+typedef enum {
+    DT_TMPL_CHATML, DT_TMPL_QWEN3, DT_TMPL_LLAMA3, DT_TMPL_LLAMA2, DT_TMPL_MISTRAL, DT_TMPL_ZEPHYR, DT_TMPL_ALPACA,
+    DT_TMPL_COUNT
+} dt_chat_template;
+
+const char *dt_chat_template_name(dt_chat_template t);
+// An unknown name is DT_EINPUT listing the built-in names.
+int dt_chat_template_parse(dt_ctx *ctx, const char *name, dt_chat_template *out);
+// Chooses the template from the Jinja source in tokenizer_config.json by its markers: <|im_start|> is
+// chatml (qwen3 when it also has <think>), <|start_header_id|> llama3, [INST] llama2 with <<SYS>> and
+// mistral without, <|user|> with an EOS (eos_token or </s>) zephyr, "### Instruction" alpaca.
+int dt_chat_template_detect(dt_ctx *ctx, const char *jinja, dt_chat_template *out);
+// Renders a conversation into segments (appended to out). Fails with DT_EINPUT (no file/line prefix)
+// where the model's template would raise, e.g. roles that do not alternate for llama2/mistral.
+int dt_chat_render(dt_ctx *ctx, dt_chat_template t, const dt_message *m, size_t n, const dt_seg_encoder *e,
+                   dt_segs *out);
+
+#endif

@@ -1,0 +1,54 @@
+// `deltatune preview`: one example decoded, with the trained tokens marked.
+#include <stdlib.h>
+#include <string.h>
+#include "datasets/dataset.h"
+
+int dt_dataset_render_example(dt_ctx *ctx, const dt_dataset *ds, const dt_tokenizer *tok, size_t i, FILE *out) {
+    return dt_dataset_render_example_styled(ctx, ds, tok, i, false, out);
+}
+
+int dt_dataset_render_example_styled(dt_ctx *ctx, const dt_dataset *ds, const dt_tokenizer *tok, size_t i,
+                                     bool ansi, FILE *out) {
+    if (i >= dt_dataset_size(ds))
+        return dt_fail(ctx, DT_EINPUT, "example %zu does not exist (the dataset has %zu)", i, dt_dataset_size(ds));
+    const int32_t *ids, *labels;
+    int64_t n = dt_dataset_example(ds, i, &ids, &labels), trained = 0, line;
+    bool cut;
+    const char *path = dt_dataset_example_source(ds, i, &line, &cut);
+    for (int64_t t = 0; t < n; t++) trained += labels[t] != -100;
+    fprintf(out, "example %zu (%s:%lld): %lld tokens, %lld trained, %lld not trained%s\n", i, path, (long long)line,
+            (long long)n, (long long)trained, (long long)(n - trained), cut ? ", truncated to max_seq_len" : "");
+    // Runs of trained/untrained tokens are cut out of the decoded prefix strings, so the decoder sees
+    // whole byte sequences and word boundaries; where a run's text is not a clean extension of the
+    // previous prefix (a character split across the boundary), the run is decoded on its own.
+    char *prev = NULL, *cur = NULL, *piece = NULL;
+    size_t prev_len = 0, cur_len, piece_len;
+    int st = DT_OK;
+    for (int64_t a = 0; a < n && !st;) {
+        bool tr = labels[a] != -100;
+        int64_t b = a;
+        while (b < n && (labels[b] != -100) == tr) b++;
+        if ((st = dt_tokenizer_decode(ctx, tok, ids, (size_t)b, false, &cur, &cur_len))) break;
+        const char *text = cur + prev_len;
+        size_t len = cur_len - prev_len;
+        if (cur_len < prev_len || memcmp(cur, prev, prev_len)) {
+            if ((st = dt_tokenizer_decode(ctx, tok, ids + a, (size_t)(b - a), false, &piece, &piece_len))) break;
+            text = piece, len = piece_len;
+        }
+        if (ansi) fputs(tr ? "\x1b[32m" : "\x1b[2m", out);
+        else if (tr) fputs("\xc2\xab", out); // «
+        fwrite(text, 1, len, out);
+        if (ansi) fputs("\x1b[0m", out);
+        else if (tr) fputs("\xc2\xbb", out); // »
+        free(piece);
+        piece = NULL;
+        free(prev);
+        prev = cur, prev_len = cur_len, cur = NULL;
+        a = b;
+    }
+    fputc('\n', out);
+    free(prev);
+    free(cur);
+    free(piece);
+    return st;
+}
