@@ -50,6 +50,15 @@ static void add_point(dt_point **v, size_t *n, size_t *cap, int64_t step, double
     (*v)[(*n)++] = (dt_point){step, loss};
 }
 
+// mkdir -p
+static int make_dirs(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') { *p = 0; if (mkdir(buf, 0777) && errno != EEXIST) return -1; *p = '/'; }
+    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
+}
+
 static int setup_adapter(dt_ctx *ctx, trainer *t) {
     const dt_recipe *r = t->r;
     int rc;
@@ -289,7 +298,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     if (rc) goto done;
     t.g.training = true;
     t.st.data_seed = (uint64_t)r->train.seed;
-    if (mkdir(r->output_dir, 0777) && errno != EEXIST) { rc = dt_fail(ctx, DT_EIO, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno)); goto done; }
+    if (make_dirs(r->output_dir)) { rc = dt_fail(ctx, DT_EIO, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno)); goto done; }
     char path[4200];
     if (r->resume != DT_RESUME_NO) {
         char ck[4200];
