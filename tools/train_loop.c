@@ -252,7 +252,7 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
             progress(t, h, loss, lr, tps);
         if (r->train.save_every_n_steps && t->st.step % r->train.save_every_n_steps == 0 && !last)
             if ((rc = save_checkpoint(ctx, t))) break;
-        if (h->stop && *h->stop && !last) {
+        if (((h->stop && *h->stop) || (h->stop_after > 0 && t->st.step == h->stop_after)) && !last) {
             if (h->tty) fputc('\n', stderr);
             if ((rc = save_checkpoint(ctx, t))) break;
             rc = dt_fail(ctx, DT_EINTERRUPTED, "interrupted at step %lld; checkpoint saved in %s/checkpoints/step-%lld; resume with resume: true",
