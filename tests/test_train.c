@@ -94,6 +94,12 @@ static void test_tiny_run_and_resume(void) {
     snprintf(p2, sizeof p2, "%s/b/adapter_model.safetensors", tmp);
     TEST_CHECK("train_resume_bit_identical", rc == 0 && file_has(err, "resuming from") && same_bytes(p1, p2),
                "exit %d; the resumed run's adapter differs from the uninterrupted one", rc);
+    // Activation checkpointing recomputes each layer in the backward, with the same dropout masks.
+    snprintf(b, sizeof b, "output_dir=%s/c", tmp);
+    rc = run("./deltatune train tests/data/train/tiny.yaml %s train.activation_checkpointing=true", b, NULL);
+    snprintf(p2, sizeof p2, "%s/c/adapter_model.safetensors", tmp);
+    TEST_CHECK("train_activation_checkpointing_same_adapter", rc == 0 && same_bytes(p1, p2),
+               "exit %d; the checkpointed run's adapter differs", rc);
 }
 
 static void test_sgd_init_from(void) {

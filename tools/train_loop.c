@@ -267,8 +267,6 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
 int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     if (r->hardware.device == DT_DEV_CUDA)
         return dt_fail(ctx, DT_EUNSUPPORTED, "%s: hardware.device: cuda: this build has no CUDA (build with make CUDA=1)", r->recipe_path);
-    if (r->train.activation_checkpointing)
-        dt_warn(ctx, "%s: train.activation_checkpointing is not implemented yet; training keeps all activations", r->recipe_path);
     if (r->hardware.dtype != DT_F32)
         dt_warn(ctx, "%s: hardware.dtype %s applies to GPU training; the CPU backend computes in f32", r->recipe_path,
                 dt_dtype_name(r->hardware.dtype));
@@ -297,6 +295,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     if (!rc) rc = dt_graph_init(ctx, &t.g, t.m->be, 0);
     if (rc) goto done;
     t.g.training = true;
+    t.g.checkpoint_layers = r->train.activation_checkpointing;
     t.st.data_seed = (uint64_t)r->train.seed;
     if (make_dirs(r->output_dir)) { rc = dt_fail(ctx, DT_EIO, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno)); goto done; }
     char path[4200];
