@@ -75,7 +75,8 @@ int main(void) {
     dt_graph g;
     dt_graph_init(&ctx, &g, dt_backend_cpu(), 0);
     g.training = true;
-    g.checkpoint_layers = getenv("DT_BENCH_CHECKPOINT") && atoi(getenv("DT_BENCH_CHECKPOINT"));
+    const bool ckpt = getenv("DT_BENCH_CHECKPOINT") && atoi(getenv("DT_BENCH_CHECKPOINT"));
+    g.checkpoint_layers = ckpt;
     double *tps = malloc(sizeof(double) * (size_t)steps);
     double loss = 0;
     for (int s = 0; s < warmup + steps; s++) {
@@ -112,7 +113,7 @@ int main(void) {
     double flops_tok = 4.0 * matmul_params + attn;
 
     printf("lora step  SmolLM2-135M shape, B=%lld T=%lld, r=16 all-linear, %d threads%s\n", (long long)B, (long long)T,
-           ctx.nthreads, g.checkpoint_layers ? ", activation checkpointing" : "");
+           ctx.nthreads, ckpt ? ", activation checkpointing" : "");
     printf("  trainable params: %zu\n", n_trainable);
     printf("  sgemm peak          %.1f GFLOP/s (2048^3 sgemm, best of 5 before and 5 after the steps)\n", peak * 1e-9);
     printf("  model FLOPs/token   %.1f MFLOP\n", flops_tok * 1e-6);
