@@ -163,9 +163,24 @@ void dt_tokenizer_free(dt_tokenizer *tok) {
 
 // ---- encoding
 
+// Cuts s before each run of '▁' that follows another character (allowed when tok->split_meta).
+static int encode_meta_words(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char *s, size_t n,
+                             dt_ids *ids) {
+    static const char META[3] = {'\xE2', '\x96', '\x81'};
+    size_t start = 0;
+    int rc = DT_OK;
+    for (size_t i = 1; i + 3 <= n && !rc; i++) {
+        if (memcmp(s + i, META, 3) || (i >= 3 && !memcmp(s + i - 3, META, 3))) continue;
+        rc = tk_bpe_piece(ctx, tok, w, s + start, i - start, ids);
+        start = i;
+    }
+    return rc ? rc : tk_bpe_piece(ctx, tok, w, s + start, n - start, ids);
+}
+
 // Pre-tokenizes normalized text and runs the model on each piece.
 static int encode_text(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char *s, size_t n, bool first,
                        dt_ids *ids) {
+    if (tok->split_meta) return encode_meta_words(ctx, tok, w, s, n, ids);
     const tk_piece *pc;
     size_t np;
     int rc = tk_pretokenize(ctx, tok, w, s, n, first, &pc, &np);

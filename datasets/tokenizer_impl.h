@@ -72,17 +72,21 @@ static inline const tk_pair *tk_pairmap_get(const tk_pairmap *m, int32_t a, int3
 }
 void tk_pairmap_free(tk_pairmap *m);
 
-// ---- word → ids cache shared by all threads: direct-mapped slots under striped mutexes
+// ---- word → ids cache shared by all threads: direct-mapped slots under striped mutexes. Entries are
+// malloc'd (ids, then key bytes); a new word replaces whatever held its slot. Pieces longer than
+// TK_CACHE_SMALL bytes may only use the first TK_CACHE_BIG_SLOTS slots, which bounds the memory
+// (about 8 MiB for long pieces, 10 MiB for short ones at worst; typically 1-2 MiB).
 #define TK_CACHE_SLOTS (1u << 15)
+#define TK_CACHE_BIG_SLOTS (1u << 12)
+#define TK_CACHE_SMALL 64
 #define TK_CACHE_LOCKS 64
-#define TK_CACHE_KEY 22
-#define TK_CACHE_IDS 8
-typedef struct { uint32_t hash; uint8_t klen, nids; char key[TK_CACHE_KEY]; int32_t ids[TK_CACHE_IDS]; } tk_cache_slot;
-typedef struct { tk_cache_slot *slots; pthread_mutex_t locks[TK_CACHE_LOCKS]; bool ready; } tk_cache;
+#define TK_CACHE_KEY 1024 // longest cached piece: 256 characters, as the JS reference caches
+typedef struct { uint64_t hash; uint32_t klen, nids; } tk_cache_entry;
+typedef struct { tk_cache_entry **slots; pthread_mutex_t locks[TK_CACHE_LOCKS]; bool ready; } tk_cache;
 int  tk_cache_init(dt_ctx *ctx, tk_cache *c);
 void tk_cache_free(tk_cache *c);
-// Copies the cached ids of key into ids (room for TK_CACHE_IDS) and returns their count, or -1.
-int  tk_cache_get(tk_cache *c, uint64_t hash, const char *key, size_t klen, int32_t *ids);
+// Copies the cached ids of key into ids (room for cap) and returns their count, or -1.
+int  tk_cache_get(tk_cache *c, uint64_t hash, const char *key, size_t klen, int32_t *ids, size_t cap);
 void tk_cache_put(tk_cache *c, uint64_t hash, const char *key, size_t klen, const int32_t *ids, size_t n);
 
 // ---- normalizers (tokenizer_normalize.c)
@@ -148,6 +152,7 @@ struct dt_tokenizer {
     int32_t fallback_id[256];     // the <0xXX> tokens, -1 when absent
     int32_t unk_id;
     bool byte_fallback, fuse_unk, ignore_merges;
+    bool split_meta;              // encode may cut pre-tokenizer-less text before each '▁' run (see json.c)
     uint16_t byte_to_cp[256];
     int16_t cp_to_byte[324];      // inverse of byte_to_cp (code points below 324), -1 elsewhere
     // llama2.c

@@ -229,6 +229,22 @@ static void byte_tables(dt_tokenizer *tok) {
     }
 }
 
+static bool is_meta(const char *s) { return !memcmp(s, "\xE2\x96\x81", 3); } // U+2581 '▁'
+
+// SentencePiece-style tokenizers without a pre-tokenizer run BPE over a whole section as one word, which
+// the word cache cannot help. When no token has '▁' right after another character, no merge can join
+// the text before a '▁' run with the run, so cutting there gives the same ids and cacheable words.
+static bool can_split_meta(const dt_tokenizer *tok) {
+    if (tok->byte_level || tok->n_pres || tok->ignore_merges || tk_strmap_get(&tok->vocab, "\xE2\x96\x81", 3) < 0)
+        return false;
+    for (size_t e = 0; e < tok->vocab.n; e++) {
+        const char *s = tk_strmap_key(&tok->vocab, (uint32_t)e);
+        for (size_t i = 1, n = tok->vocab.ent[e].len; i + 3 <= n; i++)
+            if (is_meta(s + i) && !(i >= 3 && is_meta(s + i - 3))) return false;
+    }
+    return true;
+}
+
 // ---- normalizers, pre-tokenizers, decoders
 
 // A {"String": s} or {"Regex": r} pattern.
@@ -501,6 +517,7 @@ int tk_load_hf(dt_ctx *ctx, dt_tokenizer *tok, const char *json_path, const char
     if (!rc) rc = read_decoder(ctx, tok, hp.decoder, json_path, &cap_dec);
     if (!rc) {
         byte_tables(tok);
+        tok->split_meta = can_split_meta(tok);
         rc = read_added(ctx, tok, hp.added, json_path);
     }
     if (!rc) rc = tk_finish_ids(ctx, tok);

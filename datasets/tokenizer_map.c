@@ -121,6 +121,13 @@ void tk_pairmap_free(tk_pairmap *m) {
 // ---- word cache. A slot is overwritten by the next word that hashes to it; the cache only ever holds
 // correct results, so a miss costs one BPE and nothing else.
 
+// Entry layout: header, ids (int32, aligned), then the key bytes.
+static int32_t *entry_ids(tk_cache_entry *e) { return (int32_t *)(void *)(e + 1); }
+static char *entry_key(tk_cache_entry *e) { return (char *)(entry_ids(e) + e->nids); }
+static size_t slot_of(uint64_t hash, size_t klen) {
+    return (size_t)hash & (klen > TK_CACHE_SMALL ? TK_CACHE_BIG_SLOTS - 1 : TK_CACHE_SLOTS - 1);
+}
+
 int tk_cache_init(dt_ctx *ctx, tk_cache *c) {
     c->slots = calloc(TK_CACHE_SLOTS, sizeof *c->slots);
     if (!c->slots) return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for the word cache");
@@ -132,35 +139,38 @@ int tk_cache_init(dt_ctx *ctx, tk_cache *c) {
 void tk_cache_free(tk_cache *c) {
     if (!c->ready) return;
     for (int i = 0; i < TK_CACHE_LOCKS; i++) pthread_mutex_destroy(&c->locks[i]);
+    for (size_t i = 0; i < TK_CACHE_SLOTS; i++) free(c->slots[i]);
     free(c->slots);
     c->slots = NULL;
     c->ready = false;
 }
 
-int tk_cache_get(tk_cache *c, uint64_t hash, const char *key, size_t klen, int32_t *ids) {
-    size_t i = (size_t)hash & (TK_CACHE_SLOTS - 1);
+int tk_cache_get(tk_cache *c, uint64_t hash, const char *key, size_t klen, int32_t *ids, size_t cap) {
+    size_t i = slot_of(hash, klen);
     pthread_mutex_t *lock = &c->locks[i % TK_CACHE_LOCKS];
-    tk_cache_slot *s = &c->slots[i];
     int n = -1;
     pthread_mutex_lock(lock);
-    if (s->klen == klen && s->hash == (uint32_t)(hash >> 32) && !memcmp(s->key, key, klen)) {
-        n = s->nids;
-        memcpy(ids, s->ids, (size_t)n * sizeof *ids);
+    tk_cache_entry *e = c->slots[i];
+    if (e && e->hash == hash && e->klen == klen && e->nids <= cap && !memcmp(entry_key(e), key, klen)) {
+        n = (int)e->nids;
+        memcpy(ids, entry_ids(e), e->nids * sizeof *ids);
     }
     pthread_mutex_unlock(lock);
     return n;
 }
 
 void tk_cache_put(tk_cache *c, uint64_t hash, const char *key, size_t klen, const int32_t *ids, size_t n) {
-    if (klen == 0 || klen > TK_CACHE_KEY || n > TK_CACHE_IDS) return;
-    size_t i = (size_t)hash & (TK_CACHE_SLOTS - 1);
+    if (klen == 0 || klen > TK_CACHE_KEY || n > TK_CACHE_KEY / 4) return;
+    tk_cache_entry *e = malloc(sizeof *e + n * sizeof *ids + klen);
+    if (!e) return; // a cache that cannot grow just misses
+    *e = (tk_cache_entry){hash, (uint32_t)klen, (uint32_t)n};
+    memcpy(entry_ids(e), ids, n * sizeof *ids);
+    memcpy(entry_key(e), key, klen);
+    size_t i = slot_of(hash, klen);
     pthread_mutex_t *lock = &c->locks[i % TK_CACHE_LOCKS];
-    tk_cache_slot *s = &c->slots[i];
     pthread_mutex_lock(lock);
-    s->hash = (uint32_t)(hash >> 32);
-    s->klen = (uint8_t)klen;
-    s->nids = (uint8_t)n;
-    memcpy(s->key, key, klen);
-    memcpy(s->ids, ids, n * sizeof *ids);
+    tk_cache_entry *old = c->slots[i];
+    c->slots[i] = e;
     pthread_mutex_unlock(lock);
+    free(old);
 }

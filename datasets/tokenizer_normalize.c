@@ -5,6 +5,24 @@
 #include <utf8proc.h>
 #include "datasets/tokenizer_impl.h"
 
+// True when every character of s is one that no normalization form changes, reorders or composes
+// with what precedes it: below U+0300 (before the combining marks), kana other than the combining voicing
+// marks, CJK ideographs, Hangul syllables. Such text is its own NFC/NFD/NFKC/NFKD... except that NFD and
+// NFKx still decompose precomposed letters and syllables, so this shortcut serves NFC only.
+static bool nfc_stable(const char *s, size_t n) {
+    for (size_t i = 0, adv; i < n; i += adv) {
+        if ((unsigned char)s[i] < 0x80) {
+            adv = 1;
+            continue;
+        }
+        uint32_t cp = tk_utf8_next(s + i, n - i, &adv);
+        if (!(cp < 0x300 || (cp >= 0x3041 && cp <= 0x3096) || (cp >= 0x30A1 && cp <= 0x30FA) ||
+              (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0xAC00 && cp <= 0xD7A3)))
+            return false;
+    }
+    return true;
+}
+
 static bool all_ascii(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] >= 0x80) return false;
@@ -94,7 +112,7 @@ int tk_normalize(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char *s
         switch (nm->kind) {
         case TK_NORM_NFC: case TK_NORM_NFD: case TK_NORM_NFKC: case TK_NORM_NFKD:
             // ASCII is the same in every normalization form.
-            if (all_ascii(s, n)) wrote = false;
+            if (nm->kind == TK_NORM_NFC ? nfc_stable(s, n) : all_ascii(s, n)) wrote = false;
             else rc = unicode_form(ctx, w, nm->kind, s, n, dst);
             break;
         case TK_NORM_PREPEND:
