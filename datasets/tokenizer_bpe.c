@@ -158,11 +158,10 @@ int tk_bpe_piece(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char *s
     int rc = tk_grow(ctx, (void **)&w->sym, &w->sym_cap, n + 4, sizeof *w->sym);
     if (rc) return rc;
     uint64_t h = 0;
-    // The cache is internal scratch shared by threads; its slots are guarded by its own mutexes.
-    tk_cache *cache = (tk_cache *)&tok->cache;
+    if (!w->shard) w->shard = tk_cache_shard_of_thread(&tok->cache);
     if (n <= TK_CACHE_KEY) {
         h = tk_hash(s, n);
-        int k = tk_cache_get(cache, h, s, n, w->sym, w->sym_cap);
+        int k = tk_cache_get(w->shard, h, s, n, w->sym, w->sym_cap);
         if (k >= 0) return dt_ids_append(ctx, ids, w->sym, (size_t)k);
     }
     size_t count = 0;
@@ -177,6 +176,6 @@ int tk_bpe_piece(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char *s
         count = count <= TK_NAIVE_MAX ? tk_bpe_merge_naive(&tok->merges, w->sym, count, w->aux)
                                       : tk_bpe_merge_heap(&tok->merges, w->sym, count, w->aux);
     }
-    if (n <= TK_CACHE_KEY) tk_cache_put(cache, h, s, n, w->sym, count);
+    if (n <= TK_CACHE_KEY) tk_cache_put(w->shard, h, s, n, w->sym, count);
     return dt_ids_append(ctx, ids, w->sym, count);
 }

@@ -119,7 +119,8 @@ void tk_pairmap_free(tk_pairmap *m) {
 }
 
 // ---- word cache. A slot is overwritten by the next word that hashes to it; the cache only ever holds
-// correct results, so a miss costs one BPE and nothing else.
+// correct results, so a miss costs one BPE and nothing else. Any thread may use any shard (the mutex
+// keeps that correct); the thread → shard mapping only keeps them apart.
 
 // Entry layout: header, ids (int32, aligned), then the key bytes.
 static int32_t *entry_ids(tk_cache_entry *e) { return (int32_t *)(void *)(e + 1); }
@@ -129,37 +130,50 @@ static size_t slot_of(uint64_t hash, size_t klen) {
 }
 
 int tk_cache_init(dt_ctx *ctx, tk_cache *c) {
-    c->slots = calloc(TK_CACHE_SLOTS, sizeof *c->slots);
-    if (!c->slots) return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for the word cache");
-    for (int i = 0; i < TK_CACHE_LOCKS; i++) pthread_mutex_init(&c->locks[i], NULL);
-    c->ready = true;
+    c->shards = aligned_alloc(64, TK_CACHE_SHARDS * sizeof *c->shards);
+    if (!c->shards) return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for the word cache");
+    for (int i = 0; i < TK_CACHE_SHARDS; i++) {
+        c->shards[i].slots = calloc(TK_CACHE_SLOTS, sizeof *c->shards[i].slots);
+        pthread_mutex_init(&c->shards[i].lock, NULL);
+    }
+    for (int i = 0; i < TK_CACHE_SHARDS; i++)
+        if (!c->shards[i].slots) {
+            tk_cache_free(c);
+            return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for the word cache");
+        }
     return DT_OK;
 }
 
 void tk_cache_free(tk_cache *c) {
-    if (!c->ready) return;
-    for (int i = 0; i < TK_CACHE_LOCKS; i++) pthread_mutex_destroy(&c->locks[i]);
-    for (size_t i = 0; i < TK_CACHE_SLOTS; i++) free(c->slots[i]);
-    free(c->slots);
-    c->slots = NULL;
-    c->ready = false;
+    if (!c->shards) return;
+    for (int i = 0; i < TK_CACHE_SHARDS; i++) {
+        pthread_mutex_destroy(&c->shards[i].lock);
+        for (size_t k = 0; c->shards[i].slots && k < TK_CACHE_SLOTS; k++) free(c->shards[i].slots[k]);
+        free(c->shards[i].slots);
+    }
+    free(c->shards);
+    c->shards = NULL;
 }
 
-int tk_cache_get(tk_cache *c, uint64_t hash, const char *key, size_t klen, int32_t *ids, size_t cap) {
+tk_cache_shard *tk_cache_shard_of_thread(const tk_cache *c) {
+    pthread_t self = pthread_self();
+    return &c->shards[tk_hash(&self, sizeof self) % TK_CACHE_SHARDS];
+}
+
+int tk_cache_get(tk_cache_shard *c, uint64_t hash, const char *key, size_t klen, int32_t *ids, size_t cap) {
     size_t i = slot_of(hash, klen);
-    pthread_mutex_t *lock = &c->locks[i % TK_CACHE_LOCKS];
     int n = -1;
-    pthread_mutex_lock(lock);
+    pthread_mutex_lock(&c->lock);
     tk_cache_entry *e = c->slots[i];
     if (e && e->hash == hash && e->klen == klen && e->nids <= cap && !memcmp(entry_key(e), key, klen)) {
         n = (int)e->nids;
         memcpy(ids, entry_ids(e), e->nids * sizeof *ids);
     }
-    pthread_mutex_unlock(lock);
+    pthread_mutex_unlock(&c->lock);
     return n;
 }
 
-void tk_cache_put(tk_cache *c, uint64_t hash, const char *key, size_t klen, const int32_t *ids, size_t n) {
+void tk_cache_put(tk_cache_shard *c, uint64_t hash, const char *key, size_t klen, const int32_t *ids, size_t n) {
     if (klen == 0 || klen > TK_CACHE_KEY || n > TK_CACHE_KEY / 4) return;
     tk_cache_entry *e = malloc(sizeof *e + n * sizeof *ids + klen);
     if (!e) return; // a cache that cannot grow just misses
@@ -167,10 +181,9 @@ void tk_cache_put(tk_cache *c, uint64_t hash, const char *key, size_t klen, cons
     memcpy(entry_ids(e), ids, n * sizeof *ids);
     memcpy(entry_key(e), key, klen);
     size_t i = slot_of(hash, klen);
-    pthread_mutex_t *lock = &c->locks[i % TK_CACHE_LOCKS];
-    pthread_mutex_lock(lock);
+    pthread_mutex_lock(&c->lock);
     tk_cache_entry *old = c->slots[i];
     c->slots[i] = e;
-    pthread_mutex_unlock(lock);
+    pthread_mutex_unlock(&c->lock);
     free(old);
 }
