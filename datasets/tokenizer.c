@@ -223,8 +223,8 @@ int dt_tokenizer_encode(dt_ctx *ctx, const dt_tokenizer *tok, const char *text, 
     size_t valid = tk_utf8_valid_prefix(text, len);
     if (valid != len) return dt_fail(ctx, DT_EINPUT, "text to tokenize: invalid UTF-8 at byte %zu", valid);
     size_t n0 = ids->n;
-    // Most text gives fewer ids than bytes / 2; reserving avoids regrowing in the loop.
-    int rc = dt_ids_reserve(ctx, ids, len / 2 + tok->n_prefix + tok->n_suffix + 4);
+    // Text averages 3-5 bytes per id; reserving that avoids most regrowing in the loop.
+    int rc = dt_ids_reserve(ctx, ids, len / 4 + tok->n_prefix + tok->n_suffix + 16);
     if (!rc && add_special) rc = dt_ids_append(ctx, ids, tok->prefix, tok->n_prefix);
     tk_work w = {0};
     if (!rc) rc = tok->model == TK_MODEL_LLAMA2C ? tk_llama2c_encode(ctx, tok, &w, text, len, ids)

@@ -30,7 +30,7 @@ int tk_regex_compile(dt_ctx *ctx, const char *pattern, size_t len, bool literal,
     }
     int err;
     PCRE2_SIZE at;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP); // PCRE2 refuses LITERAL with UCP
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)(pat.p ? pat.p : ""), pat.n, opts, &err, &at, NULL);
     tk_buf_free(&pat);
     if (!re) {

@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <omp.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <utf8proc.h>
 #include "datasets/tokenizer_impl.h"
@@ -317,6 +318,17 @@ static int write_file(const char *path, const void *data, size_t n) {
     return fclose(f) || w != n ? -1 : 0;
 }
 
+static dt_tokenizer *load_doc(const char *name, const char *doc) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    write_file(path, doc, strlen(doc));
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    dt_tokenizer *tok = NULL;
+    if (dt_tokenizer_load(&ctx, path, &tok)) printf("  %s: %s\n", name, ctx.msg);
+    return tok;
+}
+
 // A character-level BPE (no merges) over the given characters, with the given added tokens and normalizer.
 static dt_tokenizer *char_tokenizer(const char *chars[], size_t nchars, const char *added, const char *normalizer) {
     json_t *vocab = json_object();
@@ -324,19 +336,14 @@ static dt_tokenizer *char_tokenizer(const char *chars[], size_t nchars, const ch
     char *v = json_dumps(vocab, JSON_COMPACT);
     json_decref(vocab);
     size_t cap = strlen(v) + strlen(added) + strlen(normalizer) + 512;
-    char *doc = malloc(cap), path[128];
+    char *doc = malloc(cap);
     snprintf(doc, cap,
              "{\"version\":\"1.0\",\"added_tokens\":%s,\"normalizer\":%s,\"pre_tokenizer\":null,\"post_processor\":null,"
              "\"decoder\":null,\"model\":{\"type\":\"BPE\",\"vocab\":%s,\"merges\":[]}}",
              added, normalizer, v);
-    snprintf(path, sizeof path, "%s/char.json", tmpdir);
-    write_file(path, doc, strlen(doc));
+    dt_tokenizer *tok = load_doc("char.json", doc);
     free(doc);
     free(v);
-    dt_ctx ctx;
-    dt_ctx_init(&ctx);
-    dt_tokenizer *tok = NULL;
-    if (dt_tokenizer_load(&ctx, path, &tok)) printf("  char tokenizer: %s\n", ctx.msg);
     return tok;
 }
 
@@ -434,6 +441,70 @@ static void byte_level_options(void) {
     ids_str(ids.v, ids.n, got, sizeof got);
     ids_str(want, 7, exp, sizeof exp);
     TEST_CHECK("byte-level options: Digits, add_prefix_space, RobertaProcessing", !rc && !strcmp(got, exp), "got %s want %s", got, exp);
+    dt_ids_free(&ids);
+    dt_tokenizer_free(t);
+}
+
+// Metaspace pre-tokenizer and decoder (prepend_scheme "first", split), as newer Llama/Mistral files have.
+static void metaspace_tests(void) {
+    dt_tokenizer *t = load_doc("meta.json",
+        "{\"added_tokens\":[{\"id\":9,\"content\":\"<s>\",\"special\":true}],\"normalizer\":null,"
+        "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"\xE2\x96\x81\",\"prepend_scheme\":\"first\",\"split\":true},"
+        "\"post_processor\":null,\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"\xE2\x96\x81\",\"prepend_scheme\":\"first\"},"
+        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"\xE2\x96\x81\":0,\"H\":1,\"e\":2,\"l\":3,\"o\":4,\"w\":5,\"r\":6,"
+        "\"d\":7,\"\xE2\x96\x81H\":8},\"merges\":[[\"\xE2\x96\x81\",\"H\"]]}}");
+    // "Hello world" → "▁Hello▁world" → "▁Hello", "▁world"; "▁H" merges.
+    int32_t want[] = {8, 2, 3, 3, 4, 0, 5, 4, 6, 3, 7};
+    check_encode("Metaspace: replace spaces, prepend to the first section, split before '\xE2\x96\x81'", t, "Hello world",
+                 want, sizeof want / 4);
+    // After an added token the section does not start the text, so "first" prepends nothing.
+    int32_t want2[] = {8, 2, 9, 2, 0, 7};
+    check_encode("Metaspace: prepend_scheme first skips sections after an added token", t, "He<s>e d", want2, sizeof want2 / 4);
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    char *out = NULL;
+    int rc = t ? dt_tokenizer_decode(&ctx, t, want, sizeof want / 4, false, &out, NULL) : -1;
+    TEST_CHECK("Metaspace decoder: spaces back, none in front", rc == 0 && !strcmp(out, "Hello world"), "got '%s'", out ? out : ctx.msg);
+    free(out);
+    dt_tokenizer_free(t);
+}
+
+// tokenizer_config.json's add_bos_token / add_eos_token override the post-processor's template.
+static void config_flag_tests(void) {
+    const char *fx = dt_test_fixtures();
+    if (!fx) {
+        TEST_SKIP("tokenizer_config add_bos_token/add_eos_token", "../shared/fixtures is absent");
+        return;
+    }
+    char dir[160], src[1024], dst[200];
+    snprintf(dir, sizeof dir, "%s/mistral_eos", tmpdir);
+    mkdir(dir, 0700);
+    snprintf(src, sizeof src, "%s/tokenizers/mistral/tokenizer.json", fx);
+    if (src[0] != '/') { // symlinks resolve from their own folder
+        char cwd[256];
+        if (!getcwd(cwd, sizeof cwd)) return;
+        char rel[1024];
+        snprintf(rel, sizeof rel, "%s/%.700s", cwd, src);
+        snprintf(src, sizeof src, "%s", rel);
+    }
+    snprintf(dst, sizeof dst, "%s/tokenizer.json", dir);
+    if (symlink(src, dst) != 0) {
+        TEST_FAIL("tokenizer_config add_bos_token/add_eos_token", "cannot link %s", src);
+        return;
+    }
+    snprintf(dst, sizeof dst, "%s/tokenizer_config.json", dir);
+    const char *cfg = "{\"add_bos_token\": false, \"add_eos_token\": true, \"bos_token\": \"<s>\", "
+                      "\"eos_token\": {\"__type\": \"AddedToken\", \"content\": \"</s>\"}, \"pad_token\": \"<unk>\"}";
+    write_file(dst, cfg, strlen(cfg));
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    dt_tokenizer *t = NULL;
+    dt_ids ids = {0};
+    int rc = dt_tokenizer_load(&ctx, dir, &t);
+    if (!rc) rc = dt_tokenizer_encode(&ctx, t, "Hello", 5, true, &ids);
+    TEST_CHECK("tokenizer_config add_bos_token false / add_eos_token true override the template",
+               !rc && ids.n == 2 && ids.v[0] == 22557 && ids.v[1] == 2 && dt_tokenizer_pad_id(t) == 0, "rc %d %s n %zu", rc,
+               ctx.msg, ids.n);
     dt_ids_free(&ids);
     dt_tokenizer_free(t);
 }
@@ -563,6 +634,8 @@ int main(void) {
     fixture_tests();
     added_token_rules();
     byte_level_options();
+    metaspace_tests();
+    config_flag_tests();
     llama2c_tests();
     error_tests();
     cli_tests();
