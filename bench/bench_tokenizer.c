@@ -41,7 +41,8 @@ static int read_corpus(const char *path, texts *t) {
     return t->count ? 0 : -1;
 }
 
-XX
+// About `bytes` of text: random groups of 1-4 corpus lines joined by a space (the recipe of the .sh
+// script, with other random numbers).
 static void make_text(const texts *corpus, size_t bytes, texts *out) {
     uint64_t seed = 42;
     size_t total = 0, cap = 0;
