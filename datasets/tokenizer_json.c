@@ -50,6 +50,7 @@ static int load_span(dt_ctx *ctx, tk_js *js, const char *what, json_t **out) {
 static int split_model(dt_ctx *ctx, tk_js *js, tk_buf *key, hf_parts *hp) {
     int rc = tk_js_expect(ctx, js, '{', "\"model\" must be an object");
     if (rc) return rc;
+    json_decref(hp->model); // a repeated "model" member replaces the first, as in a JSON object
     hp->model = json_object();
     if (!hp->model) return dt_fail(ctx, DT_ENOMEM, "%s: out of memory", js->path);
     bool more, first = true;
