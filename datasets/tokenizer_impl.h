@@ -99,8 +99,7 @@ typedef enum { TK_NORM_NFC, TK_NORM_NFD, TK_NORM_NFKC, TK_NORM_NFKD, TK_NORM_PRE
 typedef struct {
     tk_norm_kind kind;
     char *str; size_t len;         // PREPEND: the prefix; REPLACE: the replacement
-    char *pat; size_t pat_len;     // REPLACE with a String pattern
-    pcre2_code *re;                // REPLACE with a Regex pattern
+    pcre2_code *re;                // REPLACE: the pattern (a String one compiled as a literal)
     bool left, right;              // STRIP
 } tk_norm;
 
@@ -210,6 +209,10 @@ void tk_norms_free(tk_norm *n, size_t count);
 
 // tokenizer_pretok.c
 int  tk_regex_compile(dt_ctx *ctx, const char *pattern, size_t len, bool literal, pcre2_code **out);
+// The next match of re in s at or after *pos: *found, and [*ms, *me). *pos moves past it (one character
+// past an empty match, as HF's find_iter does).
+int  tk_regex_find(dt_ctx *ctx, const pcre2_code *re, pcre2_match_data *md, const char *s, size_t n, size_t *pos,
+                   size_t *ms, size_t *me, bool *found);
 // Splits s into pieces (*out, valid until the next call); first: s starts the text (Metaspace "first").
 int  tk_pretokenize(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char *s, size_t n, bool first,
                     const tk_piece **out, size_t *n_out);

@@ -230,6 +230,20 @@ static void byte_tables(dt_tokenizer *tok) {
     }
 }
 
+typedef int (*tk_reader)(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, const char *path, size_t *cap);
+
+// Reads each element of a Sequence's list with the reader of its kind.
+static int read_each(dt_ctx *ctx, dt_tokenizer *tok, const json_t *list, const char *path, size_t *cap,
+                     tk_reader read) {
+    size_t i;
+    const json_t *x;
+    json_array_foreach(list, i, x) {
+        int rc = read(ctx, tok, x, path, cap);
+        if (rc) return rc;
+    }
+    return DT_OK;
+}
+
 static bool is_meta(const char *s) { return !memcmp(s, "\xE2\x96\x81", 3); } // U+2581 '▁'
 
 // SentencePiece-style tokenizers without a pre-tokenizer run BPE over a whole section as one word, which
@@ -262,16 +276,7 @@ static int read_normalizer(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, cons
     if (json_is_null(j)) return DT_OK;
     const char *type = jstr(j, "type");
     if (!type) return dt_fail(ctx, DT_EINPUT, "%s: normalizer without a \"type\"", path);
-    if (!strcmp(type, "Sequence")) {
-        const json_t *list = json_object_get(j, "normalizers");
-        size_t i;
-        const json_t *x;
-        json_array_foreach(list, i, x) {
-            int rc = read_normalizer(ctx, tok, x, path, cap);
-            if (rc) return rc;
-        }
-        return DT_OK;
-    }
+    if (!strcmp(type, "Sequence")) return read_each(ctx, tok, json_object_get(j, "normalizers"), path, cap, read_normalizer);
     tk_norm nm = {0};
     int rc = DT_OK;
     if (!strcmp(type, "NFC")) nm.kind = TK_NORM_NFC;
@@ -293,9 +298,9 @@ static int read_normalizer(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, cons
         const json_t *str, *re, *content = json_object_get(j, "content");
         if (!json_is_string(content)) return dt_fail(ctx, DT_EINPUT, "%s: Replace normalizer needs \"content\"", path);
         rc = read_pattern(ctx, json_object_get(j, "pattern"), "Replace normalizer", path, &str, &re);
+        const json_t *p = json_is_string(str) ? str : re;
         if (!rc) rc = dup_str(ctx, content, &nm.str, &nm.len);
-        if (!rc && json_is_string(str)) rc = dup_str(ctx, str, &nm.pat, &nm.pat_len);
-        else if (!rc) rc = tk_regex_compile(ctx, json_string_value(re), json_string_length(re), false, &nm.re);
+        if (!rc) rc = tk_regex_compile(ctx, json_string_value(p), json_string_length(p), p == str, &nm.re);
     } else {
         return dt_fail(ctx, DT_EUNSUPPORTED, "%s: normalizer %s is not supported", path, type);
     }
@@ -306,7 +311,6 @@ static int read_normalizer(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, cons
     }
     if (rc) {
         free(nm.str);
-        free(nm.pat);
         if (nm.re) pcre2_code_free(nm.re);
     }
     return rc;
@@ -345,15 +349,7 @@ static int read_pre(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, const char 
     if (!type) return dt_fail(ctx, DT_EINPUT, "%s: pre_tokenizer without a \"type\"", path);
     if (tok->byte_level && strcmp(type, "ByteLevel") && strcmp(type, "Sequence"))
         return dt_fail(ctx, DT_EUNSUPPORTED, "%s: pre-tokenizer %s after ByteLevel is not supported", path, type);
-    if (!strcmp(type, "Sequence")) {
-        const json_t *x, *list = json_object_get(j, "pretokenizers");
-        size_t i;
-        json_array_foreach(list, i, x) {
-            int rc = read_pre(ctx, tok, x, path, cap);
-            if (rc) return rc;
-        }
-        return DT_OK;
-    }
+    if (!strcmp(type, "Sequence")) return read_each(ctx, tok, json_object_get(j, "pretokenizers"), path, cap, read_pre);
     int rc;
     if (!strcmp(type, "Split")) {
         const json_t *str, *re;
@@ -409,15 +405,7 @@ static int read_decoder(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, const c
     tok->has_decoder = true;
     const char *type = jstr(j, "type");
     if (!type) return dt_fail(ctx, DT_EINPUT, "%s: decoder without a \"type\"", path);
-    if (!strcmp(type, "Sequence")) {
-        const json_t *x, *list = json_object_get(j, "decoders");
-        size_t i;
-        json_array_foreach(list, i, x) {
-            int rc = read_decoder(ctx, tok, x, path, cap);
-            if (rc) return rc;
-        }
-        return DT_OK;
-    }
+    if (!strcmp(type, "Sequence")) return read_each(ctx, tok, json_object_get(j, "decoders"), path, cap, read_decoder);
     tk_dec d = {0};
     int rc = DT_OK;
     const json_t *str = NULL, *re = NULL;

@@ -51,42 +51,21 @@ static int unicode_form(dt_ctx *ctx, tk_work *w, tk_norm_kind kind, const char *
     return DT_OK;
 }
 
-// Replaces every match of the normalizer's pattern; returns 1 in *changed when anything matched.
+// Replaces every match of the normalizer's pattern; *changed tells whether anything matched.
 static int replace(dt_ctx *ctx, tk_work *w, const tk_norm *nm, const char *s, size_t n, tk_buf *out,
                    bool *changed) {
     out->n = 0;
     *changed = false;
-    size_t pos = 0, copied = 0;
-    while (pos <= n) {
-        size_t ms, me;
-        if (nm->re) {
-            int r = pcre2_match(nm->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, w->md, NULL);
-            if (r == PCRE2_ERROR_NOMATCH) break;
-            if (r < 0) return dt_fail(ctx, DT_EINTERNAL, "Replace normalizer: regex match failed (%d)", r);
-            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(w->md);
-            ms = ov[0];
-            me = ov[1];
-        } else {
-            const char *hit = nm->pat_len ? memmem(s + pos, n - pos, nm->pat, nm->pat_len) : NULL;
-            if (!hit) break;
-            ms = (size_t)(hit - s);
-            me = ms + nm->pat_len;
-        }
-        int rc = tk_buf_put(ctx, out, s + copied, ms - copied);
-        if (!rc) rc = tk_buf_put(ctx, out, nm->str, nm->len);
-        if (rc) return rc;
+    size_t pos = 0, copied = 0, ms, me;
+    bool found;
+    int rc;
+    while (!(rc = tk_regex_find(ctx, nm->re, w->md, s, n, &pos, &ms, &me, &found)) && found) {
+        if ((rc = tk_buf_put(ctx, out, s + copied, ms - copied)) || (rc = tk_buf_put(ctx, out, nm->str, nm->len)))
+            return rc;
         *changed = true;
         copied = me;
-        if (me == ms) { // an empty match: step over one character
-            if (me >= n) break;
-            size_t adv;
-            tk_utf8_next(s + me, n - me, &adv);
-            pos = me + adv;
-        } else {
-            pos = me;
-        }
     }
-    return *changed ? tk_buf_put(ctx, out, s + copied, n - copied) : DT_OK;
+    return rc || !*changed ? rc : tk_buf_put(ctx, out, s + copied, n - copied);
 }
 
 static int lowercase(dt_ctx *ctx, const char *s, size_t n, tk_buf *out) {
@@ -153,7 +132,6 @@ int tk_normalize(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char *s
 void tk_norms_free(tk_norm *nm, size_t count) {
     for (size_t i = 0; i < count; i++) {
         free(nm[i].str);
-        free(nm[i].pat);
         if (nm[i].re) pcre2_code_free(nm[i].re);
     }
     free(nm);
