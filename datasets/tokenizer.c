@@ -119,16 +119,22 @@ int dt_tokenizer_load(dt_ctx *ctx, const char *path, dt_tokenizer **out) {
 
 int tk_finish_ids(dt_ctx *ctx, dt_tokenizer *tok) {
     int32_t top = -1;
-    for (size_t e = 0; e < tok->vocab.n; e++)
-        if (tok->vocab.ent[e].id > top) top = tok->vocab.ent[e].id;
+    const tk_strmap *v = &tok->vocab;
+    for (size_t i = 0; i <= v->mask; i++)
+        if (v->slot[i].hash && v->slot[i].id > top) top = v->slot[i].id;
     for (size_t a = 0; a < tok->n_added; a++)
         if (tok->added[a].id > top) top = tok->added[a].id;
     tok->n_ids = top + 1;
     tok->id_str = calloc((size_t)tok->n_ids + 1, sizeof *tok->id_str);
     tok->special = calloc((size_t)tok->n_ids + 1, 1);
     if (!tok->id_str || !tok->special) return dt_fail(ctx, DT_ENOMEM, "%s: out of memory", tok->path);
-    // The first vocabulary string of an id names it; added tokens override, as HF's id_to_token.
-    for (size_t e = tok->vocab.n; e-- > 0;) tok->id_str[tok->vocab.ent[e].id] = tk_strmap_key(&tok->vocab, (uint32_t)e);
+    // Added tokens override vocabulary strings, as in HF's id_to_token. When two strings share an id (HF
+    // picks either), the one stored first names it, so the choice is the same on every load.
+    for (size_t i = 0; i <= v->mask; i++) {
+        const tk_slot *x = &v->slot[i];
+        if (x->hash && (!tok->id_str[x->id] || x->off < (uint32_t)(tok->id_str[x->id] - v->arena)))
+            tok->id_str[x->id] = tk_strmap_key(v, x);
+    }
     for (size_t a = 0; a < tok->n_added; a++) {
         tok->id_str[tok->added[a].id] = tok->added[a].content;
         tok->special[tok->added[a].id] = tok->added[a].special;

@@ -41,20 +41,19 @@ int      tk_utf8_lossy(dt_ctx *ctx, tk_buf *out, const char *s, size_t n);
 // GPT-2's byte → printable code point table used by the ByteLevel pre-tokenizer and decoder.
 void     tk_byte_level_table(uint16_t byte_to_cp[256]);
 
-// ---- string → id map (open addressing); it owns NUL-terminated copies of its keys
-typedef struct { uint32_t off, len; int32_t id; } tk_entry;
+// ---- string → id map (open addressing); it owns NUL-terminated copies of its keys. A slot holds all a
+// lookup needs, so a hit touches one slot and one key (loading Qwen3 does 600k lookups).
+typedef struct { uint32_t hash, off, len; int32_t id; } tk_slot; // hash 0 = empty slot
 typedef struct {
     char *arena; size_t arena_len, arena_cap;
-    tk_entry *ent; size_t n, cap;
-    uint32_t *slot;      // (mask + 1) entry index + 1; 0 = empty
-    uint32_t *slot_hash; // (mask + 1) low hash bits, to skip most key compares
-    size_t mask;
+    tk_slot *slot; size_t mask, n;
 } tk_strmap;
 int     tk_strmap_init(dt_ctx *ctx, tk_strmap *m, size_t expected, size_t expected_bytes);
-// Adds key → id, or replaces the id when the key is present. *entry (may be NULL) gets its index.
-int     tk_strmap_put(dt_ctx *ctx, tk_strmap *m, const char *key, size_t len, int32_t id, uint32_t *entry);
+// Adds key → id, or replaces the id when the key is present.
+int     tk_strmap_put(dt_ctx *ctx, tk_strmap *m, const char *key, size_t len, int32_t id);
 int32_t tk_strmap_get(const tk_strmap *m, const char *key, size_t len); // -1 when absent
-static inline const char *tk_strmap_key(const tk_strmap *m, uint32_t e) { return m->arena + m->ent[e].off; }
+// Iterate with: for (size_t i = 0; i <= m->mask; i++) if (m->slot[i].hash) ...
+static inline const char *tk_strmap_key(const tk_strmap *m, const tk_slot *s) { return m->arena + s->off; }
 void    tk_strmap_free(tk_strmap *m);
 
 // ---- (left id, right id) → (rank, merged id)

@@ -129,7 +129,7 @@ static int read_vocab(dt_ctx *ctx, dt_tokenizer *tok, tk_js *js, tk_span sp) {
                          (long long)id);
             break;
         }
-        rc = tk_strmap_put(ctx, &tok->vocab, key.p, key.n, (int32_t)id, NULL);
+        rc = tk_strmap_put(ctx, &tok->vocab, key.p, key.n, (int32_t)id);
     }
     tk_buf_free(&key);
     return rc;
@@ -252,9 +252,10 @@ static bool is_meta(const char *s) { return !memcmp(s, "\xE2\x96\x81", 3); } // 
 static bool can_split_meta(const dt_tokenizer *tok) {
     if (tok->byte_level || tok->n_pres || tok->ignore_merges || tk_strmap_get(&tok->vocab, "\xE2\x96\x81", 3) < 0)
         return false;
-    for (size_t e = 0; e < tok->vocab.n; e++) {
-        const char *s = tk_strmap_key(&tok->vocab, (uint32_t)e);
-        for (size_t i = 1, n = tok->vocab.ent[e].len; i + 3 <= n; i++)
+    for (size_t k = 0; k <= tok->vocab.mask; k++) {
+        const tk_slot *x = &tok->vocab.slot[k];
+        const char *s = tk_strmap_key(&tok->vocab, x);
+        for (size_t i = 1; x->hash && i + 3 <= x->len; i++)
             if (is_meta(s + i) && !(i >= 3 && is_meta(s + i - 3))) return false;
     }
     return true;
@@ -473,7 +474,7 @@ static int read_added(dt_ctx *ctx, dt_tokenizer *tok, const json_t *list, const 
         a->single_word = jbool(x, "single_word", false);
         a->lstrip = jbool(x, "lstrip", false);
         a->rstrip = jbool(x, "rstrip", false);
-        if ((rc = tk_strmap_put(ctx, &tok->added_map, a->content, a->len, a->id, NULL))) break;
+        if ((rc = tk_strmap_put(ctx, &tok->added_map, a->content, a->len, a->id))) break;
         if (!a->normalized) {
             rc = tk_trie_add(ctx, &tok->raw, a->content, a->len, (int32_t)(a - tok->added));
         } else {

@@ -5,26 +5,20 @@
 
 // ---- string → id
 
+static uint32_t slot_hash(uint64_t h) { return (uint32_t)(h >> 32) | 1; } // never 0, which marks empty
+
 static int strmap_rehash(dt_ctx *ctx, tk_strmap *m, size_t slots) {
-    uint32_t *slot = calloc(slots, sizeof *slot);
-    uint32_t *hash = malloc(slots * sizeof *hash);
-    if (!slot || !hash) {
-        free(slot);
-        free(hash);
-        return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for a %zu-slot map", slots);
-    }
+    tk_slot *slot = calloc(slots, sizeof *slot);
+    if (!slot) return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for a %zu-slot map", slots);
     size_t mask = slots - 1;
-    for (size_t e = 0; e < m->n; e++) {
-        uint64_t h = tk_hash(m->arena + m->ent[e].off, m->ent[e].len);
-        size_t i = (size_t)h & mask;
-        while (slot[i]) i = (i + 1) & mask;
-        slot[i] = (uint32_t)e + 1;
-        hash[i] = (uint32_t)(h >> 32);
+    for (size_t k = 0; m->slot && k <= m->mask; k++) {
+        if (!m->slot[k].hash) continue;
+        size_t i = (size_t)tk_hash(m->arena + m->slot[k].off, m->slot[k].len) & mask;
+        while (slot[i].hash) i = (i + 1) & mask;
+        slot[i] = m->slot[k];
     }
     free(m->slot);
-    free(m->slot_hash);
     m->slot = slot;
-    m->slot_hash = hash;
     m->mask = mask;
     return DT_OK;
 }
@@ -33,42 +27,33 @@ int tk_strmap_init(dt_ctx *ctx, tk_strmap *m, size_t expected, size_t expected_b
     memset(m, 0, sizeof *m);
     size_t slots = 16;
     while (slots < 2 * expected) slots *= 2;
-    int rc = tk_grow(ctx, (void **)&m->ent, &m->cap, expected ? expected : 1, sizeof *m->ent);
-    if (!rc) rc = tk_grow(ctx, (void **)&m->arena, &m->arena_cap, expected_bytes ? expected_bytes : 1, 1);
-    if (!rc) rc = strmap_rehash(ctx, m, slots);
-    return rc;
+    int rc = tk_grow(ctx, (void **)&m->arena, &m->arena_cap, expected_bytes ? expected_bytes : 1, 1);
+    return rc ? rc : strmap_rehash(ctx, m, slots);
 }
 
 static size_t strmap_find(const tk_strmap *m, uint64_t h, const char *key, size_t len) {
-    uint32_t hi = (uint32_t)(h >> 32);
+    uint32_t hi = slot_hash(h);
     for (size_t i = (size_t)h & m->mask;; i = (i + 1) & m->mask) {
-        uint32_t e = m->slot[i];
-        if (!e) return i;
-        const tk_entry *x = &m->ent[e - 1];
-        if (m->slot_hash[i] == hi && x->len == len && !memcmp(m->arena + x->off, key, len)) return i;
+        const tk_slot *x = &m->slot[i];
+        if (!x->hash || (x->hash == hi && x->len == len && !memcmp(m->arena + x->off, key, len))) return i;
     }
 }
 
-int tk_strmap_put(dt_ctx *ctx, tk_strmap *m, const char *key, size_t len, int32_t id, uint32_t *entry) {
+int tk_strmap_put(dt_ctx *ctx, tk_strmap *m, const char *key, size_t len, int32_t id) {
     if (len > UINT32_MAX || m->arena_len + len + 1 > UINT32_MAX)
         return dt_fail(ctx, DT_EINPUT, "tokenizer: vocabulary strings exceed 4 GiB");
     uint64_t h = tk_hash(key, len);
     size_t i = strmap_find(m, h, key, len);
-    if (m->slot[i]) {
-        m->ent[m->slot[i] - 1].id = id;
-        if (entry) *entry = m->slot[i] - 1;
+    if (m->slot[i].hash) {
+        m->slot[i].id = id;
         return DT_OK;
     }
-    int rc = tk_grow(ctx, (void **)&m->ent, &m->cap, m->n + 1, sizeof *m->ent);
-    if (!rc) rc = tk_grow(ctx, (void **)&m->arena, &m->arena_cap, m->arena_len + len + 1, 1);
+    int rc = tk_grow(ctx, (void **)&m->arena, &m->arena_cap, m->arena_len + len + 1, 1);
     if (rc) return rc;
     memcpy(m->arena + m->arena_len, key, len);
     m->arena[m->arena_len + len] = 0;
-    m->ent[m->n] = (tk_entry){(uint32_t)m->arena_len, (uint32_t)len, id};
+    m->slot[i] = (tk_slot){slot_hash(h), (uint32_t)m->arena_len, (uint32_t)len, id};
     m->arena_len += len + 1;
-    m->slot[i] = (uint32_t)m->n + 1;
-    m->slot_hash[i] = (uint32_t)(h >> 32);
-    if (entry) *entry = (uint32_t)m->n;
     m->n++;
     // Keep the load factor under 1/2 so probes stay short.
     if (2 * m->n > m->mask + 1) return strmap_rehash(ctx, m, 2 * (m->mask + 1));
@@ -78,14 +63,12 @@ int tk_strmap_put(dt_ctx *ctx, tk_strmap *m, const char *key, size_t len, int32_
 int32_t tk_strmap_get(const tk_strmap *m, const char *key, size_t len) {
     if (!m->slot) return -1;
     size_t i = strmap_find(m, tk_hash(key, len), key, len);
-    return m->slot[i] ? m->ent[m->slot[i] - 1].id : -1;
+    return m->slot[i].hash ? m->slot[i].id : -1;
 }
 
 void tk_strmap_free(tk_strmap *m) {
     free(m->arena);
-    free(m->ent);
     free(m->slot);
-    free(m->slot_hash);
     memset(m, 0, sizeof *m);
 }
 
