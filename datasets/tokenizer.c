@@ -119,16 +119,22 @@ int dt_tokenizer_load(dt_ctx *ctx, const char *path, dt_tokenizer **out) {
 
 int tk_finish_ids(dt_ctx *ctx, dt_tokenizer *tok) {
     int32_t top = -1;
-    for (size_t e = 0; e < tok->vocab.n; e++)
-        if (tok->vocab.ent[e].id > top) top = tok->vocab.ent[e].id;
+    const tk_strmap *v = &tok->vocab;
+    for (size_t i = 0; i <= v->mask; i++)
+        if (v->slot[i].hash && v->slot[i].id > top) top = v->slot[i].id;
     for (size_t a = 0; a < tok->n_added; a++)
         if (tok->added[a].id > top) top = tok->added[a].id;
     tok->n_ids = top + 1;
     tok->id_str = calloc((size_t)tok->n_ids + 1, sizeof *tok->id_str);
     tok->special = calloc((size_t)tok->n_ids + 1, 1);
     if (!tok->id_str || !tok->special) return dt_fail(ctx, DT_ENOMEM, "%s: out of memory", tok->path);
-    // The first vocabulary string of an id names it; added tokens override, as HF's id_to_token.
-    for (size_t e = tok->vocab.n; e-- > 0;) tok->id_str[tok->vocab.ent[e].id] = tk_strmap_key(&tok->vocab, (uint32_t)e);
+    // Added tokens override vocabulary strings, as in HF's id_to_token. When two strings share an id (HF
+    // picks either), the one stored first names it, so the choice is the same on every load.
+    for (size_t i = 0; i <= v->mask; i++) {
+        const tk_slot *x = &v->slot[i];
+        if (x->hash && (!tok->id_str[x->id] || x->off < (uint32_t)(tok->id_str[x->id] - v->arena)))
+            tok->id_str[x->id] = tk_strmap_key(v, x);
+    }
     for (size_t a = 0; a < tok->n_added; a++) {
         tok->id_str[tok->added[a].id] = tok->added[a].content;
         tok->special[tok->added[a].id] = tok->added[a].special;
@@ -163,9 +169,24 @@ void dt_tokenizer_free(dt_tokenizer *tok) {
 
 // ---- encoding
 
+// Cuts s before each run of '▁' that follows another character (allowed when tok->split_meta).
+static int encode_meta_words(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char *s, size_t n,
+                             dt_ids *ids) {
+    static const char META[3] = {'\xE2', '\x96', '\x81'};
+    size_t start = 0;
+    int rc = DT_OK;
+    for (size_t i = 1; i + 3 <= n && !rc; i++) {
+        if (memcmp(s + i, META, 3) || (i >= 3 && !memcmp(s + i - 3, META, 3))) continue;
+        rc = tk_bpe_piece(ctx, tok, w, s + start, i - start, ids);
+        start = i;
+    }
+    return rc ? rc : tk_bpe_piece(ctx, tok, w, s + start, n - start, ids);
+}
+
 // Pre-tokenizes normalized text and runs the model on each piece.
 static int encode_text(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char *s, size_t n, bool first,
                        dt_ids *ids) {
+    if (tok->split_meta) return encode_meta_words(ctx, tok, w, s, n, ids);
     const tk_piece *pc;
     size_t np;
     int rc = tk_pretokenize(ctx, tok, w, s, n, first, &pc, &np);
@@ -208,8 +229,8 @@ int dt_tokenizer_encode(dt_ctx *ctx, const dt_tokenizer *tok, const char *text, 
     size_t valid = tk_utf8_valid_prefix(text, len);
     if (valid != len) return dt_fail(ctx, DT_EINPUT, "text to tokenize: invalid UTF-8 at byte %zu", valid);
     size_t n0 = ids->n;
-    // Most text gives fewer ids than bytes / 2; reserving avoids regrowing in the loop.
-    int rc = dt_ids_reserve(ctx, ids, len / 2 + tok->n_prefix + tok->n_suffix + 4);
+    // Text averages 3-5 bytes per id; reserving that avoids most regrowing in the loop.
+    int rc = dt_ids_reserve(ctx, ids, len / 4 + tok->n_prefix + tok->n_suffix + 16);
     if (!rc && add_special) rc = dt_ids_append(ctx, ids, tok->prefix, tok->n_prefix);
     tk_work w = {0};
     if (!rc) rc = tok->model == TK_MODEL_LLAMA2C ? tk_llama2c_encode(ctx, tok, &w, text, len, ids)

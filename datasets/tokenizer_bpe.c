@@ -116,11 +116,8 @@ static int32_t whole_word_id(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, c
     return tk_strmap_get(&tok->vocab, w->word.p, w->word.n);
 }
 
-// Splits s into its first symbols; returns their count in w->sym.
-static int initial_symbols(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char *s, size_t n,
-                           size_t *count) {
-    int rc = tk_grow(ctx, (void **)&w->sym, &w->sym_cap, n, sizeof *w->sym);
-    if (rc) return rc;
+// Splits s into its first symbols (at most n of them) and returns their count.
+static size_t initial_symbols(const dt_tokenizer *tok, int32_t *sym, const char *s, size_t n) {
     size_t k = 0;
     bool last_unk = false;
     for (size_t i = 0, adv; i < n; i += adv) {
@@ -134,7 +131,7 @@ static int initial_symbols(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, con
                                                                     : tk_strmap_get(&tok->vocab, s + i, adv);
         }
         if (id >= 0) {
-            w->sym[k++] = id;
+            sym[k++] = id;
             last_unk = false;
             continue;
         }
@@ -142,49 +139,43 @@ static int initial_symbols(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, con
             bool all = true;
             for (size_t b = 0; b < adv; b++) all = all && tok->fallback_id[(unsigned char)s[i + b]] >= 0;
             if (all) {
-                for (size_t b = 0; b < adv; b++) w->sym[k++] = tok->fallback_id[(unsigned char)s[i + b]];
+                for (size_t b = 0; b < adv; b++) sym[k++] = tok->fallback_id[(unsigned char)s[i + b]];
                 last_unk = false;
                 continue;
             }
         }
         // HF drops characters it cannot map when the model has no unk token.
         if (tok->unk_id < 0) continue;
-        if (!(tok->fuse_unk && last_unk)) w->sym[k++] = tok->unk_id;
+        if (!(tok->fuse_unk && last_unk)) sym[k++] = tok->unk_id;
         last_unk = true;
     }
-    *count = k;
-    return DT_OK;
+    return k;
 }
 
 int tk_bpe_piece(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char *s, size_t n, dt_ids *ids) {
     if (n == 0) return DT_OK;
-    int32_t cached[TK_CACHE_IDS];
+    // A piece of n bytes never has more than n ids (n + 3 with byte fallback of one 4-byte character).
+    int rc = tk_grow(ctx, (void **)&w->sym, &w->sym_cap, n + 4, sizeof *w->sym);
+    if (rc) return rc;
     uint64_t h = 0;
-    // The cache is internal scratch shared by threads; its slots are guarded by its own mutexes.
-    tk_cache *cache = (tk_cache *)&tok->cache;
+    if (!w->shard) w->shard = tk_cache_shard_of_thread(&tok->cache);
     if (n <= TK_CACHE_KEY) {
         h = tk_hash(s, n);
-        int k = tk_cache_get(cache, h, s, n, cached);
-        if (k >= 0) return dt_ids_append(ctx, ids, cached, (size_t)k);
+        int k = tk_cache_get(w->shard, h, s, n, w->sym, w->sym_cap);
+        if (k >= 0) return dt_ids_append(ctx, ids, w->sym, (size_t)k);
     }
-    const int32_t *out;
-    size_t count;
+    size_t count = 0;
     int32_t whole = -1;
-    if (tok->ignore_merges) {
-        whole = whole_word_id(ctx, tok, w, s, n);
-        if (whole == -2) return DT_ENOMEM;
-    }
+    if (tok->ignore_merges && (whole = whole_word_id(ctx, tok, w, s, n)) == -2) return DT_ENOMEM;
     if (whole >= 0) {
-        out = &whole;
+        w->sym[0] = whole;
         count = 1;
     } else {
-        int rc = initial_symbols(ctx, tok, w, s, n, &count);
-        if (!rc) rc = tk_grow(ctx, (void **)&w->aux, &w->aux_cap, 8 * count, sizeof *w->aux);
-        if (rc) return rc;
+        count = initial_symbols(tok, w->sym, s, n);
+        if ((rc = tk_grow(ctx, (void **)&w->aux, &w->aux_cap, 8 * count, sizeof *w->aux))) return rc;
         count = count <= TK_NAIVE_MAX ? tk_bpe_merge_naive(&tok->merges, w->sym, count, w->aux)
                                       : tk_bpe_merge_heap(&tok->merges, w->sym, count, w->aux);
-        out = w->sym;
     }
-    if (n <= TK_CACHE_KEY) tk_cache_put(cache, h, s, n, out, count);
-    return dt_ids_append(ctx, ids, out, count);
+    if (n <= TK_CACHE_KEY) tk_cache_put(w->shard, h, s, n, w->sym, count);
+    return dt_ids_append(ctx, ids, w->sym, count);
 }

@@ -131,10 +131,7 @@ static int metaspace(dt_ctx *ctx, const tk_dec *d, size_t index, const char *s, 
 static int run_decoder(dt_ctx *ctx, const dt_tokenizer *tok, const tk_dec *d, const tk_list *in, tk_list *out) {
     if (d->kind == TK_DEC_BYTE_LEVEL) return byte_level(ctx, tok, in, out);
     if (d->kind == TK_DEC_BYTE_FALLBACK) return byte_fallback(ctx, in, out);
-    if (d->kind == TK_DEC_FUSE) {
-        int rc = list_add(ctx, out, in->text.p ? in->text.p : "", in->text.n);
-        return rc;
-    }
+    if (d->kind == TK_DEC_FUSE) return list_add(ctx, out, in->text.p ? in->text.p : "", in->text.n);
     int rc = DT_OK;
     for (size_t i = 0; i < in->n && !rc; i++) {
         const char *s = in->text.p + in->tok[i].off;

@@ -41,20 +41,19 @@ int      tk_utf8_lossy(dt_ctx *ctx, tk_buf *out, const char *s, size_t n);
 // GPT-2's byte → printable code point table used by the ByteLevel pre-tokenizer and decoder.
 void     tk_byte_level_table(uint16_t byte_to_cp[256]);
 
-// ---- string → id map (open addressing); it owns NUL-terminated copies of its keys
-typedef struct { uint32_t off, len; int32_t id; } tk_entry;
+// ---- string → id map (open addressing); it owns NUL-terminated copies of its keys. A slot holds all a
+// lookup needs, so a hit touches one slot and one key (loading Qwen3 does 600k lookups).
+typedef struct { uint32_t hash, off, len; int32_t id; } tk_slot; // hash 0 = empty slot
 typedef struct {
     char *arena; size_t arena_len, arena_cap;
-    tk_entry *ent; size_t n, cap;
-    uint32_t *slot;      // (mask + 1) entry index + 1; 0 = empty
-    uint32_t *slot_hash; // (mask + 1) low hash bits, to skip most key compares
-    size_t mask;
+    tk_slot *slot; size_t mask, n;
 } tk_strmap;
 int     tk_strmap_init(dt_ctx *ctx, tk_strmap *m, size_t expected, size_t expected_bytes);
-// Adds key → id, or replaces the id when the key is present. *entry (may be NULL) gets its index.
-int     tk_strmap_put(dt_ctx *ctx, tk_strmap *m, const char *key, size_t len, int32_t id, uint32_t *entry);
+// Adds key → id, or replaces the id when the key is present.
+int     tk_strmap_put(dt_ctx *ctx, tk_strmap *m, const char *key, size_t len, int32_t id);
 int32_t tk_strmap_get(const tk_strmap *m, const char *key, size_t len); // -1 when absent
-static inline const char *tk_strmap_key(const tk_strmap *m, uint32_t e) { return m->arena + m->ent[e].off; }
+// Iterate with: for (size_t i = 0; i <= m->mask; i++) if (m->slot[i].hash) ...
+static inline const char *tk_strmap_key(const tk_strmap *m, const tk_slot *s) { return m->arena + s->off; }
 void    tk_strmap_free(tk_strmap *m);
 
 // ---- (left id, right id) → (rank, merged id)
@@ -72,18 +71,26 @@ static inline const tk_pair *tk_pairmap_get(const tk_pairmap *m, int32_t a, int3
 }
 void tk_pairmap_free(tk_pairmap *m);
 
-// ---- word → ids cache shared by all threads: direct-mapped slots under striped mutexes
-#define TK_CACHE_SLOTS (1u << 15)
-#define TK_CACHE_LOCKS 64
-#define TK_CACHE_KEY 22
-#define TK_CACHE_IDS 8
-typedef struct { uint32_t hash; uint8_t klen, nids; char key[TK_CACHE_KEY]; int32_t ids[TK_CACHE_IDS]; } tk_cache_slot;
-typedef struct { tk_cache_slot *slots; pthread_mutex_t locks[TK_CACHE_LOCKS]; bool ready; } tk_cache;
+// ---- word → ids cache, in shards: a thread uses the shard its id hashes to, so threads rarely share a
+// lock or a cache line (one shared table stopped 2 threads from scaling). Each shard is direct-mapped
+// under its own mutex; entries are malloc'd (ids, then key bytes) and a new word replaces whatever held
+// its slot. Pieces longer than TK_CACHE_SMALL bytes may only use the first TK_CACHE_BIG_SLOTS slots of a
+// shard, which bounds the memory (typically 1-2 MiB per busy shard).
+#define TK_CACHE_SHARDS 16
+#define TK_CACHE_SLOTS (1u << 14)
+#define TK_CACHE_BIG_SLOTS (1u << 10)
+#define TK_CACHE_SMALL 64
+#define TK_CACHE_KEY 1024 // longest cached piece: 256 characters, as the JS reference caches
+typedef struct { uint64_t hash; uint32_t klen, nids; } tk_cache_entry;
+typedef struct { _Alignas(64) pthread_mutex_t lock; tk_cache_entry **slots; } tk_cache_shard;
+typedef struct { tk_cache_shard *shards; } tk_cache;
 int  tk_cache_init(dt_ctx *ctx, tk_cache *c);
 void tk_cache_free(tk_cache *c);
-// Copies the cached ids of key into ids (room for TK_CACHE_IDS) and returns their count, or -1.
-int  tk_cache_get(tk_cache *c, uint64_t hash, const char *key, size_t klen, int32_t *ids);
-void tk_cache_put(tk_cache *c, uint64_t hash, const char *key, size_t klen, const int32_t *ids, size_t n);
+// The shard of the calling thread.
+tk_cache_shard *tk_cache_shard_of_thread(const tk_cache *c);
+// Copies the cached ids of key into ids (room for cap) and returns their count, or -1.
+int  tk_cache_get(tk_cache_shard *c, uint64_t hash, const char *key, size_t klen, int32_t *ids, size_t cap);
+void tk_cache_put(tk_cache_shard *c, uint64_t hash, const char *key, size_t klen, const int32_t *ids, size_t n);
 
 // ---- normalizers (tokenizer_normalize.c)
 typedef enum { TK_NORM_NFC, TK_NORM_NFD, TK_NORM_NFKC, TK_NORM_NFKD, TK_NORM_PREPEND, TK_NORM_REPLACE,
@@ -91,8 +98,7 @@ typedef enum { TK_NORM_NFC, TK_NORM_NFD, TK_NORM_NFKC, TK_NORM_NFKD, TK_NORM_PRE
 typedef struct {
     tk_norm_kind kind;
     char *str; size_t len;         // PREPEND: the prefix; REPLACE: the replacement
-    char *pat; size_t pat_len;     // REPLACE with a String pattern
-    pcre2_code *re;                // REPLACE with a Regex pattern
+    pcre2_code *re;                // REPLACE: the pattern (a String one compiled as a literal)
     bool left, right;              // STRIP
 } tk_norm;
 
@@ -148,6 +154,7 @@ struct dt_tokenizer {
     int32_t fallback_id[256];     // the <0xXX> tokens, -1 when absent
     int32_t unk_id;
     bool byte_fallback, fuse_unk, ignore_merges;
+    bool split_meta;              // encode may cut pre-tokenizer-less text before each '▁' run (see json.c)
     uint16_t byte_to_cp[256];
     int16_t cp_to_byte[324];      // inverse of byte_to_cp (code points below 324), -1 elsewhere
     // llama2.c
@@ -182,6 +189,7 @@ typedef struct {
     int32_t *sym; size_t sym_cap; // BPE symbols and their scratch arrays
     int32_t *aux; size_t aux_cap;
     tk_buf word;                  // byte-level → vocab string conversion
+    tk_cache_shard *shard;        // this thread's part of the word cache
 } tk_work;
 void tk_work_free(tk_work *w);
 
@@ -200,6 +208,10 @@ void tk_norms_free(tk_norm *n, size_t count);
 
 // tokenizer_pretok.c
 int  tk_regex_compile(dt_ctx *ctx, const char *pattern, size_t len, bool literal, pcre2_code **out);
+// The next match of re in s at or after *pos: *found, and [*ms, *me). *pos moves past it (one character
+// past an empty match, as HF's find_iter does).
+int  tk_regex_find(dt_ctx *ctx, const pcre2_code *re, pcre2_match_data *md, const char *s, size_t n, size_t *pos,
+                   size_t *ms, size_t *me, bool *found);
 // Splits s into pieces (*out, valid until the next call); first: s starts the text (Metaspace "first").
 int  tk_pretokenize(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char *s, size_t n, bool first,
                     const tk_piece **out, size_t *n_out);

@@ -50,6 +50,7 @@ static int load_span(dt_ctx *ctx, tk_js *js, const char *what, json_t **out) {
 static int split_model(dt_ctx *ctx, tk_js *js, tk_buf *key, hf_parts *hp) {
     int rc = tk_js_expect(ctx, js, '{', "\"model\" must be an object");
     if (rc) return rc;
+    json_decref(hp->model); // a repeated "model" member replaces the first, as in a JSON object
     hp->model = json_object();
     if (!hp->model) return dt_fail(ctx, DT_ENOMEM, "%s: out of memory", js->path);
     bool more, first = true;
@@ -128,7 +129,7 @@ static int read_vocab(dt_ctx *ctx, dt_tokenizer *tok, tk_js *js, tk_span sp) {
                          (long long)id);
             break;
         }
-        rc = tk_strmap_put(ctx, &tok->vocab, key.p, key.n, (int32_t)id, NULL);
+        rc = tk_strmap_put(ctx, &tok->vocab, key.p, key.n, (int32_t)id);
     }
     tk_buf_free(&key);
     return rc;
@@ -229,6 +230,37 @@ static void byte_tables(dt_tokenizer *tok) {
     }
 }
 
+typedef int (*tk_reader)(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, const char *path, size_t *cap);
+
+// Reads each element of a Sequence's list with the reader of its kind.
+static int read_each(dt_ctx *ctx, dt_tokenizer *tok, const json_t *list, const char *path, size_t *cap,
+                     tk_reader read) {
+    size_t i;
+    const json_t *x;
+    json_array_foreach(list, i, x) {
+        int rc = read(ctx, tok, x, path, cap);
+        if (rc) return rc;
+    }
+    return DT_OK;
+}
+
+static bool is_meta(const char *s) { return !memcmp(s, "\xE2\x96\x81", 3); } // U+2581 '▁'
+
+// SentencePiece-style tokenizers without a pre-tokenizer run BPE over a whole section as one word, which
+// the word cache cannot help. When no token has '▁' right after another character, no merge can join
+// the text before a '▁' run with the run, so cutting there gives the same ids and cacheable words.
+static bool can_split_meta(const dt_tokenizer *tok) {
+    if (tok->byte_level || tok->n_pres || tok->ignore_merges || tk_strmap_get(&tok->vocab, "\xE2\x96\x81", 3) < 0)
+        return false;
+    for (size_t k = 0; k <= tok->vocab.mask; k++) {
+        const tk_slot *x = &tok->vocab.slot[k];
+        const char *s = tk_strmap_key(&tok->vocab, x);
+        for (size_t i = 1; x->hash && i + 3 <= x->len; i++)
+            if (is_meta(s + i) && !(i >= 3 && is_meta(s + i - 3))) return false;
+    }
+    return true;
+}
+
 // ---- normalizers, pre-tokenizers, decoders
 
 // A {"String": s} or {"Regex": r} pattern.
@@ -245,16 +277,7 @@ static int read_normalizer(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, cons
     if (json_is_null(j)) return DT_OK;
     const char *type = jstr(j, "type");
     if (!type) return dt_fail(ctx, DT_EINPUT, "%s: normalizer without a \"type\"", path);
-    if (!strcmp(type, "Sequence")) {
-        const json_t *list = json_object_get(j, "normalizers");
-        size_t i;
-        const json_t *x;
-        json_array_foreach(list, i, x) {
-            int rc = read_normalizer(ctx, tok, x, path, cap);
-            if (rc) return rc;
-        }
-        return DT_OK;
-    }
+    if (!strcmp(type, "Sequence")) return read_each(ctx, tok, json_object_get(j, "normalizers"), path, cap, read_normalizer);
     tk_norm nm = {0};
     int rc = DT_OK;
     if (!strcmp(type, "NFC")) nm.kind = TK_NORM_NFC;
@@ -276,9 +299,9 @@ static int read_normalizer(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, cons
         const json_t *str, *re, *content = json_object_get(j, "content");
         if (!json_is_string(content)) return dt_fail(ctx, DT_EINPUT, "%s: Replace normalizer needs \"content\"", path);
         rc = read_pattern(ctx, json_object_get(j, "pattern"), "Replace normalizer", path, &str, &re);
+        const json_t *p = json_is_string(str) ? str : re;
         if (!rc) rc = dup_str(ctx, content, &nm.str, &nm.len);
-        if (!rc && json_is_string(str)) rc = dup_str(ctx, str, &nm.pat, &nm.pat_len);
-        else if (!rc) rc = tk_regex_compile(ctx, json_string_value(re), json_string_length(re), false, &nm.re);
+        if (!rc) rc = tk_regex_compile(ctx, json_string_value(p), json_string_length(p), p == str, &nm.re);
     } else {
         return dt_fail(ctx, DT_EUNSUPPORTED, "%s: normalizer %s is not supported", path, type);
     }
@@ -289,7 +312,6 @@ static int read_normalizer(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, cons
     }
     if (rc) {
         free(nm.str);
-        free(nm.pat);
         if (nm.re) pcre2_code_free(nm.re);
     }
     return rc;
@@ -328,15 +350,7 @@ static int read_pre(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, const char 
     if (!type) return dt_fail(ctx, DT_EINPUT, "%s: pre_tokenizer without a \"type\"", path);
     if (tok->byte_level && strcmp(type, "ByteLevel") && strcmp(type, "Sequence"))
         return dt_fail(ctx, DT_EUNSUPPORTED, "%s: pre-tokenizer %s after ByteLevel is not supported", path, type);
-    if (!strcmp(type, "Sequence")) {
-        const json_t *x, *list = json_object_get(j, "pretokenizers");
-        size_t i;
-        json_array_foreach(list, i, x) {
-            int rc = read_pre(ctx, tok, x, path, cap);
-            if (rc) return rc;
-        }
-        return DT_OK;
-    }
+    if (!strcmp(type, "Sequence")) return read_each(ctx, tok, json_object_get(j, "pretokenizers"), path, cap, read_pre);
     int rc;
     if (!strcmp(type, "Split")) {
         const json_t *str, *re;
@@ -392,15 +406,7 @@ static int read_decoder(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, const c
     tok->has_decoder = true;
     const char *type = jstr(j, "type");
     if (!type) return dt_fail(ctx, DT_EINPUT, "%s: decoder without a \"type\"", path);
-    if (!strcmp(type, "Sequence")) {
-        const json_t *x, *list = json_object_get(j, "decoders");
-        size_t i;
-        json_array_foreach(list, i, x) {
-            int rc = read_decoder(ctx, tok, x, path, cap);
-            if (rc) return rc;
-        }
-        return DT_OK;
-    }
+    if (!strcmp(type, "Sequence")) return read_each(ctx, tok, json_object_get(j, "decoders"), path, cap, read_decoder);
     tk_dec d = {0};
     int rc = DT_OK;
     const json_t *str = NULL, *re = NULL;
@@ -468,7 +474,7 @@ static int read_added(dt_ctx *ctx, dt_tokenizer *tok, const json_t *list, const 
         a->single_word = jbool(x, "single_word", false);
         a->lstrip = jbool(x, "lstrip", false);
         a->rstrip = jbool(x, "rstrip", false);
-        if ((rc = tk_strmap_put(ctx, &tok->added_map, a->content, a->len, a->id, NULL))) break;
+        if ((rc = tk_strmap_put(ctx, &tok->added_map, a->content, a->len, a->id))) break;
         if (!a->normalized) {
             rc = tk_trie_add(ctx, &tok->raw, a->content, a->len, (int32_t)(a - tok->added));
         } else {
@@ -501,6 +507,7 @@ int tk_load_hf(dt_ctx *ctx, dt_tokenizer *tok, const char *json_path, const char
     if (!rc) rc = read_decoder(ctx, tok, hp.decoder, json_path, &cap_dec);
     if (!rc) {
         byte_tables(tok);
+        tok->split_meta = can_split_meta(tok);
         rc = read_added(ctx, tok, hp.added, json_path);
     }
     if (!rc) rc = tk_finish_ids(ctx, tok);

@@ -50,7 +50,7 @@ int tk_load_llama2c(dt_ctx *ctx, dt_tokenizer *tok, const char *path) {
             break;
         // A piece spelled twice keeps its first id for lookups.
         if (tk_strmap_get(&tok->vocab, data + pos, (size_t)n) < 0)
-            rc = tk_strmap_put(ctx, &tok->vocab, data + pos, (size_t)n, (int32_t)count, NULL);
+            rc = tk_strmap_put(ctx, &tok->vocab, data + pos, (size_t)n, (int32_t)count);
         pos += (size_t)n;
         count++;
     }

@@ -5,26 +5,20 @@
 
 // ---- string → id
 
+static uint32_t slot_hash(uint64_t h) { return (uint32_t)(h >> 32) | 1; } // never 0, which marks empty
+
 static int strmap_rehash(dt_ctx *ctx, tk_strmap *m, size_t slots) {
-    uint32_t *slot = calloc(slots, sizeof *slot);
-    uint32_t *hash = malloc(slots * sizeof *hash);
-    if (!slot || !hash) {
-        free(slot);
-        free(hash);
-        return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for a %zu-slot map", slots);
-    }
+    tk_slot *slot = calloc(slots, sizeof *slot);
+    if (!slot) return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for a %zu-slot map", slots);
     size_t mask = slots - 1;
-    for (size_t e = 0; e < m->n; e++) {
-        uint64_t h = tk_hash(m->arena + m->ent[e].off, m->ent[e].len);
-        size_t i = (size_t)h & mask;
-        while (slot[i]) i = (i + 1) & mask;
-        slot[i] = (uint32_t)e + 1;
-        hash[i] = (uint32_t)(h >> 32);
+    for (size_t k = 0; m->slot && k <= m->mask; k++) {
+        if (!m->slot[k].hash) continue;
+        size_t i = (size_t)tk_hash(m->arena + m->slot[k].off, m->slot[k].len) & mask;
+        while (slot[i].hash) i = (i + 1) & mask;
+        slot[i] = m->slot[k];
     }
     free(m->slot);
-    free(m->slot_hash);
     m->slot = slot;
-    m->slot_hash = hash;
     m->mask = mask;
     return DT_OK;
 }
@@ -33,42 +27,33 @@ int tk_strmap_init(dt_ctx *ctx, tk_strmap *m, size_t expected, size_t expected_b
     memset(m, 0, sizeof *m);
     size_t slots = 16;
     while (slots < 2 * expected) slots *= 2;
-    int rc = tk_grow(ctx, (void **)&m->ent, &m->cap, expected ? expected : 1, sizeof *m->ent);
-    if (!rc) rc = tk_grow(ctx, (void **)&m->arena, &m->arena_cap, expected_bytes ? expected_bytes : 1, 1);
-    if (!rc) rc = strmap_rehash(ctx, m, slots);
-    return rc;
+    int rc = tk_grow(ctx, (void **)&m->arena, &m->arena_cap, expected_bytes ? expected_bytes : 1, 1);
+    return rc ? rc : strmap_rehash(ctx, m, slots);
 }
 
 static size_t strmap_find(const tk_strmap *m, uint64_t h, const char *key, size_t len) {
-    uint32_t hi = (uint32_t)(h >> 32);
+    uint32_t hi = slot_hash(h);
     for (size_t i = (size_t)h & m->mask;; i = (i + 1) & m->mask) {
-        uint32_t e = m->slot[i];
-        if (!e) return i;
-        const tk_entry *x = &m->ent[e - 1];
-        if (m->slot_hash[i] == hi && x->len == len && !memcmp(m->arena + x->off, key, len)) return i;
+        const tk_slot *x = &m->slot[i];
+        if (!x->hash || (x->hash == hi && x->len == len && !memcmp(m->arena + x->off, key, len))) return i;
     }
 }
 
-int tk_strmap_put(dt_ctx *ctx, tk_strmap *m, const char *key, size_t len, int32_t id, uint32_t *entry) {
+int tk_strmap_put(dt_ctx *ctx, tk_strmap *m, const char *key, size_t len, int32_t id) {
     if (len > UINT32_MAX || m->arena_len + len + 1 > UINT32_MAX)
         return dt_fail(ctx, DT_EINPUT, "tokenizer: vocabulary strings exceed 4 GiB");
     uint64_t h = tk_hash(key, len);
     size_t i = strmap_find(m, h, key, len);
-    if (m->slot[i]) {
-        m->ent[m->slot[i] - 1].id = id;
-        if (entry) *entry = m->slot[i] - 1;
+    if (m->slot[i].hash) {
+        m->slot[i].id = id;
         return DT_OK;
     }
-    int rc = tk_grow(ctx, (void **)&m->ent, &m->cap, m->n + 1, sizeof *m->ent);
-    if (!rc) rc = tk_grow(ctx, (void **)&m->arena, &m->arena_cap, m->arena_len + len + 1, 1);
+    int rc = tk_grow(ctx, (void **)&m->arena, &m->arena_cap, m->arena_len + len + 1, 1);
     if (rc) return rc;
     memcpy(m->arena + m->arena_len, key, len);
     m->arena[m->arena_len + len] = 0;
-    m->ent[m->n] = (tk_entry){(uint32_t)m->arena_len, (uint32_t)len, id};
+    m->slot[i] = (tk_slot){slot_hash(h), (uint32_t)m->arena_len, (uint32_t)len, id};
     m->arena_len += len + 1;
-    m->slot[i] = (uint32_t)m->n + 1;
-    m->slot_hash[i] = (uint32_t)(h >> 32);
-    if (entry) *entry = (uint32_t)m->n;
     m->n++;
     // Keep the load factor under 1/2 so probes stay short.
     if (2 * m->n > m->mask + 1) return strmap_rehash(ctx, m, 2 * (m->mask + 1));
@@ -78,14 +63,12 @@ int tk_strmap_put(dt_ctx *ctx, tk_strmap *m, const char *key, size_t len, int32_
 int32_t tk_strmap_get(const tk_strmap *m, const char *key, size_t len) {
     if (!m->slot) return -1;
     size_t i = strmap_find(m, tk_hash(key, len), key, len);
-    return m->slot[i] ? m->ent[m->slot[i] - 1].id : -1;
+    return m->slot[i].hash ? m->slot[i].id : -1;
 }
 
 void tk_strmap_free(tk_strmap *m) {
     free(m->arena);
-    free(m->ent);
     free(m->slot);
-    free(m->slot_hash);
     memset(m, 0, sizeof *m);
 }
 
@@ -119,48 +102,71 @@ void tk_pairmap_free(tk_pairmap *m) {
 }
 
 // ---- word cache. A slot is overwritten by the next word that hashes to it; the cache only ever holds
-// correct results, so a miss costs one BPE and nothing else.
+// correct results, so a miss costs one BPE and nothing else. Any thread may use any shard (the mutex
+// keeps that correct); the thread → shard mapping only keeps them apart.
+
+// Entry layout: header, ids (int32, aligned), then the key bytes.
+static int32_t *entry_ids(tk_cache_entry *e) { return (int32_t *)(void *)(e + 1); }
+static char *entry_key(tk_cache_entry *e) { return (char *)(entry_ids(e) + e->nids); }
+static size_t slot_of(uint64_t hash, size_t klen) {
+    return (size_t)hash & (klen > TK_CACHE_SMALL ? TK_CACHE_BIG_SLOTS - 1 : TK_CACHE_SLOTS - 1);
+}
 
 int tk_cache_init(dt_ctx *ctx, tk_cache *c) {
-    c->slots = calloc(TK_CACHE_SLOTS, sizeof *c->slots);
-    if (!c->slots) return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for the word cache");
-    for (int i = 0; i < TK_CACHE_LOCKS; i++) pthread_mutex_init(&c->locks[i], NULL);
-    c->ready = true;
+    c->shards = aligned_alloc(64, TK_CACHE_SHARDS * sizeof *c->shards);
+    if (!c->shards) return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for the word cache");
+    for (int i = 0; i < TK_CACHE_SHARDS; i++) {
+        c->shards[i].slots = calloc(TK_CACHE_SLOTS, sizeof *c->shards[i].slots);
+        pthread_mutex_init(&c->shards[i].lock, NULL);
+    }
+    for (int i = 0; i < TK_CACHE_SHARDS; i++)
+        if (!c->shards[i].slots) {
+            tk_cache_free(c);
+            return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for the word cache");
+        }
     return DT_OK;
 }
 
 void tk_cache_free(tk_cache *c) {
-    if (!c->ready) return;
-    for (int i = 0; i < TK_CACHE_LOCKS; i++) pthread_mutex_destroy(&c->locks[i]);
-    free(c->slots);
-    c->slots = NULL;
-    c->ready = false;
+    if (!c->shards) return;
+    for (int i = 0; i < TK_CACHE_SHARDS; i++) {
+        pthread_mutex_destroy(&c->shards[i].lock);
+        for (size_t k = 0; c->shards[i].slots && k < TK_CACHE_SLOTS; k++) free(c->shards[i].slots[k]);
+        free(c->shards[i].slots);
+    }
+    free(c->shards);
+    c->shards = NULL;
 }
 
-int tk_cache_get(tk_cache *c, uint64_t hash, const char *key, size_t klen, int32_t *ids) {
-    size_t i = (size_t)hash & (TK_CACHE_SLOTS - 1);
-    pthread_mutex_t *lock = &c->locks[i % TK_CACHE_LOCKS];
-    tk_cache_slot *s = &c->slots[i];
+tk_cache_shard *tk_cache_shard_of_thread(const tk_cache *c) {
+    pthread_t self = pthread_self();
+    return &c->shards[tk_hash(&self, sizeof self) % TK_CACHE_SHARDS];
+}
+
+int tk_cache_get(tk_cache_shard *c, uint64_t hash, const char *key, size_t klen, int32_t *ids, size_t cap) {
+    size_t i = slot_of(hash, klen);
     int n = -1;
-    pthread_mutex_lock(lock);
-    if (s->klen == klen && s->hash == (uint32_t)(hash >> 32) && !memcmp(s->key, key, klen)) {
-        n = s->nids;
-        memcpy(ids, s->ids, (size_t)n * sizeof *ids);
+    pthread_mutex_lock(&c->lock);
+    tk_cache_entry *e = c->slots[i];
+    if (e && e->hash == hash && e->klen == klen && e->nids <= cap && !memcmp(entry_key(e), key, klen)) {
+        n = (int)e->nids;
+        memcpy(ids, entry_ids(e), e->nids * sizeof *ids);
     }
-    pthread_mutex_unlock(lock);
+    pthread_mutex_unlock(&c->lock);
     return n;
 }
 
-void tk_cache_put(tk_cache *c, uint64_t hash, const char *key, size_t klen, const int32_t *ids, size_t n) {
-    if (klen == 0 || klen > TK_CACHE_KEY || n > TK_CACHE_IDS) return;
-    size_t i = (size_t)hash & (TK_CACHE_SLOTS - 1);
-    pthread_mutex_t *lock = &c->locks[i % TK_CACHE_LOCKS];
-    tk_cache_slot *s = &c->slots[i];
-    pthread_mutex_lock(lock);
-    s->hash = (uint32_t)(hash >> 32);
-    s->klen = (uint8_t)klen;
-    s->nids = (uint8_t)n;
-    memcpy(s->key, key, klen);
-    memcpy(s->ids, ids, n * sizeof *ids);
-    pthread_mutex_unlock(lock);
+void tk_cache_put(tk_cache_shard *c, uint64_t hash, const char *key, size_t klen, const int32_t *ids, size_t n) {
+    if (klen == 0 || klen > TK_CACHE_KEY || n > TK_CACHE_KEY / 4) return;
+    tk_cache_entry *e = malloc(sizeof *e + n * sizeof *ids + klen);
+    if (!e) return; // a cache that cannot grow just misses
+    *e = (tk_cache_entry){hash, (uint32_t)klen, (uint32_t)n};
+    memcpy(entry_ids(e), ids, n * sizeof *ids);
+    memcpy(entry_key(e), key, klen);
+    size_t i = slot_of(hash, klen);
+    pthread_mutex_lock(&c->lock);
+    tk_cache_entry *old = c->slots[i];
+    c->slots[i] = e;
+    pthread_mutex_unlock(&c->lock);
+    free(old);
 }

@@ -5,6 +5,24 @@
 #include <utf8proc.h>
 #include "datasets/tokenizer_impl.h"
 
+// True when every character of s is one that no normalization form changes, reorders or composes
+// with what precedes it: below U+0300 (before the combining marks), kana other than the combining voicing
+// marks, CJK ideographs, Hangul syllables. Such text is its own NFC/NFD/NFKC/NFKD... except that NFD and
+// NFKx still decompose precomposed letters and syllables, so this shortcut serves NFC only.
+static bool nfc_stable(const char *s, size_t n) {
+    for (size_t i = 0, adv; i < n; i += adv) {
+        if ((unsigned char)s[i] < 0x80) {
+            adv = 1;
+            continue;
+        }
+        uint32_t cp = tk_utf8_next(s + i, n - i, &adv);
+        if (!(cp < 0x300 || (cp >= 0x3041 && cp <= 0x3096) || (cp >= 0x30A1 && cp <= 0x30FA) ||
+              (cp >= 0x4E00 && cp <= 0x9FFF) || (cp >= 0xAC00 && cp <= 0xD7A3)))
+            return false;
+    }
+    return true;
+}
+
 static bool all_ascii(const char *s, size_t n) {
     for (size_t i = 0; i < n; i++)
         if ((unsigned char)s[i] >= 0x80) return false;
@@ -33,42 +51,21 @@ static int unicode_form(dt_ctx *ctx, tk_work *w, tk_norm_kind kind, const char *
     return DT_OK;
 }
 
-// Replaces every match of the normalizer's pattern; returns 1 in *changed when anything matched.
+// Replaces every match of the normalizer's pattern; *changed tells whether anything matched.
 static int replace(dt_ctx *ctx, tk_work *w, const tk_norm *nm, const char *s, size_t n, tk_buf *out,
                    bool *changed) {
     out->n = 0;
     *changed = false;
-    size_t pos = 0, copied = 0;
-    while (pos <= n) {
-        size_t ms, me;
-        if (nm->re) {
-            int r = pcre2_match(nm->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, w->md, NULL);
-            if (r == PCRE2_ERROR_NOMATCH) break;
-            if (r < 0) return dt_fail(ctx, DT_EINTERNAL, "Replace normalizer: regex match failed (%d)", r);
-            PCRE2_SIZE *ov = pcre2_get_ovector_pointer(w->md);
-            ms = ov[0];
-            me = ov[1];
-        } else {
-            const char *hit = nm->pat_len ? memmem(s + pos, n - pos, nm->pat, nm->pat_len) : NULL;
-            if (!hit) break;
-            ms = (size_t)(hit - s);
-            me = ms + nm->pat_len;
-        }
-        int rc = tk_buf_put(ctx, out, s + copied, ms - copied);
-        if (!rc) rc = tk_buf_put(ctx, out, nm->str, nm->len);
-        if (rc) return rc;
+    size_t pos = 0, copied = 0, ms, me;
+    bool found;
+    int rc;
+    while (!(rc = tk_regex_find(ctx, nm->re, w->md, s, n, &pos, &ms, &me, &found)) && found) {
+        if ((rc = tk_buf_put(ctx, out, s + copied, ms - copied)) || (rc = tk_buf_put(ctx, out, nm->str, nm->len)))
+            return rc;
         *changed = true;
         copied = me;
-        if (me == ms) { // an empty match: step over one character
-            if (me >= n) break;
-            size_t adv;
-            tk_utf8_next(s + me, n - me, &adv);
-            pos = me + adv;
-        } else {
-            pos = me;
-        }
     }
-    return *changed ? tk_buf_put(ctx, out, s + copied, n - copied) : DT_OK;
+    return rc || !*changed ? rc : tk_buf_put(ctx, out, s + copied, n - copied);
 }
 
 static int lowercase(dt_ctx *ctx, const char *s, size_t n, tk_buf *out) {
@@ -94,7 +91,7 @@ int tk_normalize(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char *s
         switch (nm->kind) {
         case TK_NORM_NFC: case TK_NORM_NFD: case TK_NORM_NFKC: case TK_NORM_NFKD:
             // ASCII is the same in every normalization form.
-            if (all_ascii(s, n)) wrote = false;
+            if (nm->kind == TK_NORM_NFC ? nfc_stable(s, n) : all_ascii(s, n)) wrote = false;
             else rc = unicode_form(ctx, w, nm->kind, s, n, dst);
             break;
         case TK_NORM_PREPEND:
@@ -135,7 +132,6 @@ int tk_normalize(dt_ctx *ctx, const dt_tokenizer *tok, tk_work *w, const char *s
 void tk_norms_free(tk_norm *nm, size_t count) {
     for (size_t i = 0; i < count; i++) {
         free(nm[i].str);
-        free(nm[i].pat);
         if (nm[i].re) pcre2_code_free(nm[i].re);
     }
     free(nm);

@@ -30,7 +30,7 @@ int tk_regex_compile(dt_ctx *ctx, const char *pattern, size_t len, bool literal,
     }
     int err;
     PCRE2_SIZE at;
-    uint32_t opts = PCRE2_UTF | PCRE2_UCP | (literal ? PCRE2_LITERAL : 0);
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP); // PCRE2 refuses LITERAL with UCP
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)(pat.p ? pat.p : ""), pat.n, opts, &err, &at, NULL);
     tk_buf_free(&pat);
     if (!re) {
@@ -53,33 +53,39 @@ static int push_piece(dt_ctx *ctx, tk_work *w, int to, size_t *n, const char *p,
     return DT_OK;
 }
 
+int tk_regex_find(dt_ctx *ctx, const pcre2_code *re, pcre2_match_data *md, const char *s, size_t n, size_t *pos,
+                  size_t *ms, size_t *me, bool *found) {
+    *found = false;
+    if (*pos > n) return DT_OK;
+    int r = pcre2_match(re, (PCRE2_SPTR)s, n, *pos, PCRE2_NO_UTF_CHECK, md, NULL);
+    if (r == PCRE2_ERROR_NOMATCH) return DT_OK;
+    if (r < 0) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(r, msg, sizeof msg);
+        return dt_fail(ctx, DT_EINTERNAL, "tokenizer: regex match failed: %s", (const char *)msg);
+    }
+    PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
+    *ms = ov[0];
+    *me = ov[1];
+    *found = true;
+    size_t adv = 1;
+    if (*me == *ms && *me < n) tk_utf8_next(s + *me, n - *me, &adv);
+    *pos = *me + (*me == *ms ? adv : 0);
+    return DT_OK;
+}
+
 // Collects the matches of one piece as alternating segments: id 1 for a match, 0 for text between.
 static int split_segments(dt_ctx *ctx, tk_work *w, const tk_pre *st, const char *s, size_t n, size_t *count) {
-    size_t k = 0, prev = 0, pos = 0;
+    size_t k = 0, prev = 0, pos = 0, ms, me;
+    bool found;
     int rc;
-    while (pos <= n) {
-        int r = pcre2_match(st->re, (PCRE2_SPTR)s, n, pos, PCRE2_NO_UTF_CHECK, w->md, NULL);
-        if (r == PCRE2_ERROR_NOMATCH) break;
-        if (r < 0) {
-            PCRE2_UCHAR msg[256];
-            pcre2_get_error_message(r, msg, sizeof msg);
-            return dt_fail(ctx, DT_EINTERNAL, "Split pre-tokenizer: regex match failed: %s", (const char *)msg);
-        }
-        PCRE2_SIZE *ov = pcre2_get_ovector_pointer(w->md);
-        size_t ms = ov[0], me = ov[1];
+    while (!(rc = tk_regex_find(ctx, st->re, w->md, s, n, &pos, &ms, &me, &found)) && found) {
         if ((rc = tk_grow(ctx, (void **)&w->ms, &w->ms_cap, k + 2, sizeof *w->ms))) return rc;
         if (ms > prev) w->ms[k++] = (tk_seg){prev, ms - prev, 0};
         if (me > ms) w->ms[k++] = (tk_seg){ms, me - ms, 1};
         prev = me;
-        if (me == ms) { // empty match: move on by one character
-            if (me >= n) break;
-            size_t adv;
-            tk_utf8_next(s + me, n - me, &adv);
-            pos = me + adv;
-        } else {
-            pos = me;
-        }
     }
+    if (rc) return rc;
     if ((rc = tk_grow(ctx, (void **)&w->ms, &w->ms_cap, k + 1, sizeof *w->ms))) return rc;
     if (prev < n) w->ms[k++] = (tk_seg){prev, n - prev, 0};
     if (st->invert)

@@ -4,6 +4,7 @@
 #include <jansson.h>
 #include <omp.h>
 #include <stdint.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <utf8proc.h>
 #include "datasets/tokenizer_impl.h"
@@ -317,6 +318,17 @@ static int write_file(const char *path, const void *data, size_t n) {
     return fclose(f) || w != n ? -1 : 0;
 }
 
+static dt_tokenizer *load_doc(const char *name, const char *doc) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", tmpdir, name);
+    write_file(path, doc, strlen(doc));
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    dt_tokenizer *tok = NULL;
+    if (dt_tokenizer_load(&ctx, path, &tok)) printf("  %s: %s\n", name, ctx.msg);
+    return tok;
+}
+
 // A character-level BPE (no merges) over the given characters, with the given added tokens and normalizer.
 static dt_tokenizer *char_tokenizer(const char *chars[], size_t nchars, const char *added, const char *normalizer) {
     json_t *vocab = json_object();
@@ -324,28 +336,24 @@ static dt_tokenizer *char_tokenizer(const char *chars[], size_t nchars, const ch
     char *v = json_dumps(vocab, JSON_COMPACT);
     json_decref(vocab);
     size_t cap = strlen(v) + strlen(added) + strlen(normalizer) + 512;
-    char *doc = malloc(cap), path[128];
+    char *doc = malloc(cap);
     snprintf(doc, cap,
              "{\"version\":\"1.0\",\"added_tokens\":%s,\"normalizer\":%s,\"pre_tokenizer\":null,\"post_processor\":null,"
              "\"decoder\":null,\"model\":{\"type\":\"BPE\",\"vocab\":%s,\"merges\":[]}}",
              added, normalizer, v);
-    snprintf(path, sizeof path, "%s/char.json", tmpdir);
-    write_file(path, doc, strlen(doc));
+    dt_tokenizer *tok = load_doc("char.json", doc);
     free(doc);
     free(v);
-    dt_ctx ctx;
-    dt_ctx_init(&ctx);
-    dt_tokenizer *tok = NULL;
-    if (dt_tokenizer_load(&ctx, path, &tok)) printf("  char tokenizer: %s\n", ctx.msg);
     return tok;
 }
 
-static void check_encode(const char *test, const dt_tokenizer *tok, const char *text, const int32_t *want, size_t n) {
+static void check_encode(const char *test, const dt_tokenizer *tok, const char *text, bool special, const int32_t *want,
+                         size_t n) {
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     dt_ids ids = {0};
     char got[512], exp[512];
-    int rc = tok ? dt_tokenizer_encode(&ctx, tok, text, strlen(text), false, &ids) : -1;
+    int rc = tok ? dt_tokenizer_encode(&ctx, tok, text, strlen(text), special, &ids) : -1;
     ids_str(ids.v, ids.n, got, sizeof got);
     ids_str(want, n, exp, sizeof exp);
     TEST_CHECK(test, rc == 0 && !strcmp(got, exp), "got %s want %s %s", got, exp, rc > 0 ? ctx.msg : "");
@@ -373,17 +381,17 @@ static void added_token_rules(void) {
     // "[CLS]", " my " (both spaces stripped into it), "name", " is anthony " (ony is not a single word), "[SEP]"
     int32_t want1[] = {43, 40, 41, 26, 8, 18, 26, 0, 13, 19, 7, 14, 13, 24, 26, 44};
     check_encode("added tokens: lstrip/rstrip/normalized/single_word (HF options_use_cases)", t,
-                 "[CLS] My name is Anthony [SEP]", want1, sizeof want1 / 4);
+                 "[CLS] My name is Anthony [SEP]", false, want1, sizeof want1 / 4);
     dt_tokenizer_free(t);
     t = char_tokenizer(chars, 34, "[{\"id\":40,\"content\":\"<mask>\",\"single_word\":true,\"special\":false}]", lower);
     // "<mask>", " my name ", "<mask>", " a<mask> <mask>ony ", "<mask>"
     int32_t want2[] = {40, 26, 12, 24, 26, 13, 0, 12, 4, 26, 40, 26, 0, 32, 12, 0, 18, 10, 33,
                        26, 32, 12, 0, 18, 10, 33, 14, 13, 24, 26, 40};
     check_encode("added tokens: single_word (HF test_single_word_is_correct)", t,
-                 "<mask> My name <mask> A<mask> <mask>ony <mask>", want2, sizeof want2 / 4);
+                 "<mask> My name <mask> A<mask> <mask>ony <mask>", false, want2, sizeof want2 / 4);
     // A combining mark is a word character; punctuation and '-' are not.
     int32_t want3[] = {40, 30, 26, 40, 29, 26, 31, 32, 12, 0, 18, 10, 33, 18};
-    check_encode("added tokens: single_word around marks and punctuation", t, "<mask>, <mask>- \xCC\xB0<mask>s", want3,
+    check_encode("added tokens: single_word around marks and punctuation", t, "<mask>, <mask>- \xCC\xB0<mask>s", false, want3,
                  sizeof want3 / 4);
     dt_tokenizer_free(t);
     t = char_tokenizer(chars, 34,
@@ -391,7 +399,7 @@ static void added_token_rules(void) {
     // "hi", " <mask> ", "there", "\t<mask>\t", "<mask>\u2000"
     int32_t want4[] = {7, 8, 40, 19, 7, 4, 17, 4, 40, 40};
     check_encode("added tokens: lstrip/rstrip eat Unicode spaces (HF test_lstrip_unicode_space)", t,
-                 "Hi <mask> there\t<mask>\t<mask>\xE2\x80\x80", want4, sizeof want4 / 4);
+                 "Hi <mask> there\t<mask>\t<mask>\xE2\x80\x80", false, want4, sizeof want4 / 4);
     dt_tokenizer_free(t);
 }
 
@@ -409,31 +417,82 @@ static void byte_level_options(void) {
     char *v = json_dumps(vocab, JSON_COMPACT);
     json_decref(vocab);
     size_t cap = strlen(v) + 1024;
-    char *doc = malloc(cap), path[128];
+    char *doc = malloc(cap);
     snprintf(doc, cap,
              "{\"added_tokens\":[],\"normalizer\":null,\"pre_tokenizer\":{\"type\":\"Sequence\",\"pretokenizers\":["
              "{\"type\":\"Digits\",\"individual_digits\":false},{\"type\":\"ByteLevel\"}]},"
              "\"post_processor\":{\"type\":\"RobertaProcessing\",\"sep\":[\"</s>\",2],\"cls\":[\"<s>\",0]},"
              "\"decoder\":{\"type\":\"ByteLevel\"},\"model\":{\"type\":\"BPE\",\"vocab\":%s,\"merges\":[\"\xC4\xA0 h\"]}}", v);
-    snprintf(path, sizeof path, "%s/gpt2.json", tmpdir);
-    write_file(path, doc, strlen(doc));
+    dt_tokenizer *t = load_doc("gpt2.json", doc);
     free(doc);
     free(v);
-    dt_ctx ctx;
-    dt_ctx_init(&ctx);
-    dt_tokenizer *t = NULL;
-    int rc = dt_tokenizer_load(&ctx, path, &t);
-    TEST_CHECK("byte-level options: load a GPT-2 style tokenizer.json", rc == 0, "%s", ctx.msg);
-    if (rc) return;
     // Digits gives "12" and "hi"; ByteLevel puts a space before each (HF does it per piece), " h" merges,
     // and RobertaProcessing wraps the ids in <s> (0) and </s> (2). Vocabulary ids are the byte values.
     int32_t want[] = {0, ' ', '1', '2', 256, 'i', 2};
+    check_encode("byte-level options: Digits, add_prefix_space, RobertaProcessing", t, "12hi", true, want, 7);
+    dt_tokenizer_free(t);
+}
+
+// Metaspace pre-tokenizer and decoder (prepend_scheme "first", split), as newer Llama/Mistral files have.
+static void metaspace_tests(void) {
+    dt_tokenizer *t = load_doc("meta.json",
+        "{\"added_tokens\":[{\"id\":9,\"content\":\"<s>\",\"special\":true}],\"normalizer\":null,"
+        "\"pre_tokenizer\":{\"type\":\"Metaspace\",\"replacement\":\"\xE2\x96\x81\",\"prepend_scheme\":\"first\",\"split\":true},"
+        "\"post_processor\":null,\"decoder\":{\"type\":\"Metaspace\",\"replacement\":\"\xE2\x96\x81\",\"prepend_scheme\":\"first\"},"
+        "\"model\":{\"type\":\"BPE\",\"vocab\":{\"\xE2\x96\x81\":0,\"H\":1,\"e\":2,\"l\":3,\"o\":4,\"w\":5,\"r\":6,"
+        "\"d\":7,\"\xE2\x96\x81H\":8},\"merges\":[[\"\xE2\x96\x81\",\"H\"]]}}");
+    // "Hello world" → "▁Hello▁world" → "▁Hello", "▁world"; "▁H" merges.
+    int32_t want[] = {8, 2, 3, 3, 4, 0, 5, 4, 6, 3, 7};
+    check_encode("Metaspace: replace spaces, prepend to the first section, split before '\xE2\x96\x81'", t, "Hello world", false,
+                 want, sizeof want / 4);
+    // After an added token the section does not start the text, so "first" prepends nothing.
+    int32_t want2[] = {8, 2, 9, 2, 0, 7};
+    check_encode("Metaspace: prepend_scheme first skips sections after an added token", t, "He<s>e d", false, want2, sizeof want2 / 4);
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    char *out = NULL;
+    int rc = t ? dt_tokenizer_decode(&ctx, t, want, sizeof want / 4, false, &out, NULL) : -1;
+    TEST_CHECK("Metaspace decoder: spaces back, none in front", rc == 0 && !strcmp(out, "Hello world"), "got '%s'", out ? out : ctx.msg);
+    free(out);
+    dt_tokenizer_free(t);
+}
+
+// tokenizer_config.json's add_bos_token / add_eos_token override the post-processor's template.
+static void config_flag_tests(void) {
+    const char *fx = dt_test_fixtures();
+    if (!fx) {
+        TEST_SKIP("tokenizer_config add_bos_token/add_eos_token", "../shared/fixtures is absent");
+        return;
+    }
+    char dir[160], src[1024], dst[200];
+    snprintf(dir, sizeof dir, "%s/mistral_eos", tmpdir);
+    mkdir(dir, 0700);
+    snprintf(src, sizeof src, "%s/tokenizers/mistral/tokenizer.json", fx);
+    if (src[0] != '/') { // symlinks resolve from their own folder
+        char cwd[256];
+        if (!getcwd(cwd, sizeof cwd)) return;
+        char rel[1024];
+        snprintf(rel, sizeof rel, "%s/%.700s", cwd, src);
+        snprintf(src, sizeof src, "%s", rel);
+    }
+    snprintf(dst, sizeof dst, "%s/tokenizer.json", dir);
+    if (symlink(src, dst) != 0) {
+        TEST_FAIL("tokenizer_config add_bos_token/add_eos_token", "cannot link %s", src);
+        return;
+    }
+    snprintf(dst, sizeof dst, "%s/tokenizer_config.json", dir);
+    const char *cfg = "{\"add_bos_token\": false, \"add_eos_token\": true, \"bos_token\": \"<s>\", "
+                      "\"eos_token\": {\"__type\": \"AddedToken\", \"content\": \"</s>\"}, \"pad_token\": \"<unk>\"}";
+    write_file(dst, cfg, strlen(cfg));
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    dt_tokenizer *t = NULL;
     dt_ids ids = {0};
-    char got[256], exp[256];
-    rc = dt_tokenizer_encode(&ctx, t, "12hi", 4, true, &ids);
-    ids_str(ids.v, ids.n, got, sizeof got);
-    ids_str(want, 7, exp, sizeof exp);
-    TEST_CHECK("byte-level options: Digits, add_prefix_space, RobertaProcessing", !rc && !strcmp(got, exp), "got %s want %s", got, exp);
+    int rc = dt_tokenizer_load(&ctx, dir, &t);
+    if (!rc) rc = dt_tokenizer_encode(&ctx, t, "Hello", 5, true, &ids);
+    TEST_CHECK("tokenizer_config add_bos_token false / add_eos_token true override the template",
+               !rc && ids.n == 2 && ids.v[0] == 22557 && ids.v[1] == 2 && dt_tokenizer_pad_id(t) == 0, "rc %d %s n %zu", rc,
+               ctx.msg, ids.n);
     dt_ids_free(&ids);
     dt_tokenizer_free(t);
 }
@@ -470,21 +529,12 @@ static void llama2c_tests(void) {
     if (rc) return;
     // " a b c": " a" (-1) beats "ab" (-2) and "bc" (-5), then " ab" (-0.5), then " abc" (-0.1).
     int32_t want1[] = {1, 267};
-    dt_ids ids = {0};
-    char got[256], exp[256];
-    rc = dt_tokenizer_encode(&ctx, t, "abc", 3, true, &ids);
-    ids_str(ids.v, ids.n, got, sizeof got);
-    ids_str(want1, 2, exp, sizeof exp);
-    TEST_CHECK("llama2.c: greedy best-score merges with the dummy space", !rc && !strcmp(got, exp), "got %s want %s", got, exp);
+    check_encode("llama2.c: greedy best-score merges with the dummy space", t, "abc", true, want1, 2);
     // "b" then "a": no pair is in the vocabulary; "ü" is not either, so its two bytes fall back to ids byte + 3.
     int32_t want2[] = {259, 261, 260, 0xC3 + 3, 0xBC + 3, 269};
-    ids.n = 0;
-    rc = dt_tokenizer_encode(&ctx, t, "ba\xC3\xBC\xC3\xA9", 6, false, &ids);
-    ids_str(ids.v, ids.n, got, sizeof got);
-    ids_str(want2, 6, exp, sizeof exp);
-    TEST_CHECK("llama2.c: byte fallback and known multi-byte pieces", !rc && !strcmp(got, exp), "got %s want %s", got, exp);
+    check_encode("llama2.c: byte fallback and known multi-byte pieces", t, "ba\xC3\xBC\xC3\xA9", false, want2, 6);
     char *out = NULL;
-    rc = dt_tokenizer_decode(&ctx, t, ids.v, ids.n, false, &out, NULL);
+    rc = dt_tokenizer_decode(&ctx, t, want2, 6, false, &out, NULL);
     TEST_CHECK("llama2.c: decode drops the dummy space and joins byte tokens", !rc && !strcmp(out, "ba\xC3\xBC\xC3\xA9"),
                "got '%s'", out ? out : ctx.msg);
     free(out);
@@ -492,7 +542,6 @@ static void llama2c_tests(void) {
     rc = dt_tokenizer_decode(&ctx, t, with_bos, 3, true, &out, NULL);
     TEST_CHECK("llama2.c: decode skip_special after BOS", !rc && !strcmp(out, "abc"), "got '%s'", out ? out : ctx.msg);
     free(out);
-    dt_ids_free(&ids);
     dt_tokenizer_free(t);
     // A record cut short is reported with its token index.
     FILE *g = fopen(path, "r+b");
@@ -563,6 +612,8 @@ int main(void) {
     fixture_tests();
     added_token_rules();
     byte_level_options();
+    metaspace_tests();
+    config_flag_tests();
     llama2c_tests();
     error_tests();
     cli_tests();

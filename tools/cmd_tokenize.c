@@ -14,20 +14,24 @@ static void usage(FILE *f) {
                "  --special: add BOS/EOS as the tokenizer's post-processor says\n");
 }
 
-static void put_ids(FILE *out, const dt_ids *ids) {
-    char buf[16];
-    putc('[', out);
+// Formats ids as a compact JSON array line into buf (room for 12 bytes per id + 3).
+static size_t format_ids(const dt_ids *ids, char *buf) {
+    char *p = buf;
+    *p++ = '[';
     for (size_t i = 0; i < ids->n; i++) {
         // A hand-rolled itoa: printf per id would dominate the run time.
+        char tmp[12];
         int32_t v = ids->v[i];
-        int k = 0;
         uint32_t u = v < 0 ? (uint32_t)0 - (uint32_t)v : (uint32_t)v;
-        do buf[k++] = (char)('0' + u % 10); while (u /= 10);
-        if (v < 0) buf[k++] = '-';
-        if (i) putc(',', out);
-        while (k) putc(buf[--k], out);
+        int k = 0;
+        do tmp[k++] = (char)('0' + u % 10); while (u /= 10);
+        if (v < 0) tmp[k++] = '-';
+        if (i) *p++ = ',';
+        while (k) *p++ = tmp[--k];
     }
-    fputs("]\n", out);
+    *p++ = ']';
+    *p++ = '\n';
+    return (size_t)(p - buf);
 }
 
 int cmd_tokenize(int argc, char **argv) {
@@ -68,6 +72,8 @@ int cmd_tokenize(int argc, char **argv) {
     size_t cap = 0, lineno = 0;
     ssize_t len;
     dt_ids ids = {0};
+    char *text = NULL;
+    size_t text_cap = 0;
     int status = 0;
     while ((len = getline(&line, &cap, in)) >= 0) {
         lineno++;
@@ -89,7 +95,16 @@ int cmd_tokenize(int argc, char **argv) {
             status = dt_cli_fail("tokenize", &ctx, rc);
             break;
         }
-        put_ids(stdout, &ids);
+        if (text_cap < 12 * ids.n + 3) {
+            free(text);
+            text_cap = 12 * ids.n + 3;
+            if (!(text = malloc(text_cap))) {
+                fprintf(stderr, "deltatune tokenize: out of memory\n");
+                status = 1;
+                break;
+            }
+        }
+        fwrite(text, 1, format_ids(&ids, text), stdout);
     }
     if (!status && ferror(in)) {
         fprintf(stderr, "deltatune tokenize: %s: read error\n", file);
@@ -100,6 +115,7 @@ int cmd_tokenize(int argc, char **argv) {
         status = 1;
     }
     free(line);
+    free(text);
     fclose(in);
     dt_ids_free(&ids);
     dt_tokenizer_free(tok);
