@@ -8,19 +8,19 @@ static const char *const ROLES[] = {"system", "user", "assistant"};
 static const char ALPACA_PREAMBLE[] =
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.";
 
-const char *dt_chat_template_name(dt_chat_template t) { return t < DT_TMPL_COUNT ? NAMES[t] : "?"; }
+const char *dt_chat_tmpl_name(dt_chat_tmpl t) { return t < DT_TMPL_COUNT ? NAMES[t] : "?"; }
 
-int dt_chat_template_parse(dt_ctx *ctx, const char *name, dt_chat_template *out) {
+int dt_chat_tmpl_parse(dt_ctx *ctx, const char *name, dt_chat_tmpl *out) {
     for (int i = 0; i < DT_TMPL_COUNT; i++)
         if (!strcmp(name, NAMES[i])) {
-            *out = (dt_chat_template)i;
+            *out = (dt_chat_tmpl)i;
             return DT_OK;
         }
     return dt_fail(ctx, DT_EINPUT,
                    "unknown chat template '%s' (expected chatml, qwen3, llama3, llama2, mistral, zephyr or alpaca)", name);
 }
 
-int dt_chat_template_detect(dt_ctx *ctx, const char *j, dt_chat_template *out) {
+int dt_chat_tmpl_detect(dt_ctx *ctx, const char *j, dt_chat_tmpl *out) {
     if (strstr(j, "<|im_start|>")) *out = strstr(j, "<think>") ? DT_TMPL_QWEN3 : DT_TMPL_CHATML;
     else if (strstr(j, "<|start_header_id|>")) *out = DT_TMPL_LLAMA3;
     else if (strstr(j, "[INST]")) *out = strstr(j, "<<SYS>>") ? DT_TMPL_LLAMA2 : DT_TMPL_MISTRAL;
@@ -177,7 +177,7 @@ static int render_llama3(dt_ctx *ctx, const dt_message *m, size_t n, const dt_se
 
 // Llama 2 and Mistral v0.1 raise unless the messages (after Llama 2's optional leading system) go
 // user, assistant, user, ...
-static int check_alternation(dt_ctx *ctx, dt_chat_template t, const dt_message *m, size_t n) {
+static int check_alternation(dt_ctx *ctx, dt_chat_tmpl t, const dt_message *m, size_t n) {
     for (size_t i = 0; i < n; i++) {
         if (m[i].role == DT_ROLE_SYSTEM)
             return dt_fail(ctx, DT_EINPUT, "chat template %s: %s", NAMES[t],
@@ -280,7 +280,7 @@ static int render_alpaca(dt_ctx *ctx, const dt_message *m, size_t n, const dt_se
     return DT_OK;
 }
 
-int dt_chat_render(dt_ctx *ctx, dt_chat_template t, const dt_message *m, size_t n, const dt_seg_encoder *e,
+int dt_chat_render(dt_ctx *ctx, dt_chat_tmpl t, const dt_message *m, size_t n, const dt_seg_encoder *e,
                    dt_segs *out) {
     if (!n) return dt_fail(ctx, DT_EINPUT, "empty conversation");
     switch (t) {

@@ -38,18 +38,18 @@ typedef struct {
 typedef enum {
     DT_TMPL_CHATML, DT_TMPL_QWEN3, DT_TMPL_LLAMA3, DT_TMPL_LLAMA2, DT_TMPL_MISTRAL, DT_TMPL_ZEPHYR, DT_TMPL_ALPACA,
     DT_TMPL_COUNT
-} dt_chat_template;
+} dt_chat_tmpl;
 
-const char *dt_chat_template_name(dt_chat_template t);
+const char *dt_chat_tmpl_name(dt_chat_tmpl t);
 // An unknown name is DT_EINPUT listing the built-in names.
-int dt_chat_template_parse(dt_ctx *ctx, const char *name, dt_chat_template *out);
+int dt_chat_tmpl_parse(dt_ctx *ctx, const char *name, dt_chat_tmpl *out);
 // Chooses the template from the Jinja source in tokenizer_config.json by its markers: <|im_start|> is
 // chatml (qwen3 when it also has <think>), <|start_header_id|> llama3, [INST] llama2 with <<SYS>> and
 // mistral without, <|user|> with an EOS (eos_token or </s>) zephyr, "### Instruction" alpaca.
-int dt_chat_template_detect(dt_ctx *ctx, const char *jinja, dt_chat_template *out);
+int dt_chat_tmpl_detect(dt_ctx *ctx, const char *jinja, dt_chat_tmpl *out);
 // Renders a conversation into segments (appended to out). Fails with DT_EINPUT (no file/line prefix)
 // where the model's template would raise, e.g. roles that do not alternate for llama2/mistral.
-int dt_chat_render(dt_ctx *ctx, dt_chat_template t, const dt_message *m, size_t n, const dt_seg_encoder *e,
+int dt_chat_render(dt_ctx *ctx, dt_chat_tmpl t, const dt_message *m, size_t n, const dt_seg_encoder *e,
                    dt_segs *out);
 
 #endif
