@@ -226,11 +226,12 @@ int dt_dataset_load(dt_ctx *ctx, const char *const *paths, size_t npaths, const 
     }
     ds->stats.n_examples = ds->n;
     if (ds->stats.n_truncated)
-        dt_warn(ctx, "%zu of %zu examples were longer than max_seq_len (%lld tokens) and were truncated",
-                ds->stats.n_truncated, ds->n, (long long)ds->max_seq_len);
+        dt_warn(ctx, "%zu of %zu examples %s longer than max_seq_len (%lld tokens) and truncated", ds->stats.n_truncated,
+                ds->n, ds->stats.n_truncated > 1 ? "were" : "was", (long long)ds->max_seq_len);
     if (ds->stats.n_untrained)
-        dt_warn(ctx, "%zu examples had no trained token (no answer%s) and were dropped", ds->stats.n_untrained,
-                ds->max_seq_len ? ", or the answer was cut off by max_seq_len" : "");
+        dt_warn(ctx, "%zu example%s had no trained token (no answer%s) and %s dropped", ds->stats.n_untrained,
+                ds->stats.n_untrained > 1 ? "s" : "", ds->max_seq_len ? ", or the answer was cut off by max_seq_len" : "",
+                ds->stats.n_untrained > 1 ? "were" : "was");
     int32_t pad = tok ? dt_tokenizer_pad_id(tok) : -1, eos = tok ? dt_tokenizer_eos_id(tok) : -1;
     ds->pad_id = pad >= 0 ? pad : eos >= 0 ? eos : 0;
     *out = ds;

@@ -31,7 +31,7 @@ int dt_dataset_render_example_styled(dt_ctx *ctx, const dt_dataset *ds, const dt
         if ((st = dt_tokenizer_decode(ctx, tok, ids, (size_t)b, false, &cur, &cur_len))) break;
         const char *text = cur + prev_len;
         size_t len = cur_len - prev_len;
-        if (cur_len < prev_len || memcmp(cur, prev, prev_len)) {
+        if (cur_len < prev_len || (prev_len && memcmp(cur, prev, prev_len))) {
             if ((st = dt_tokenizer_decode(ctx, tok, ids + a, (size_t)(b - a), false, &piece, &piece_len))) break;
             text = piece, len = piece_len;
         }
