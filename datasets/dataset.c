@@ -100,7 +100,7 @@ static int resolve_template(dt_ctx *ctx, dt_record_encoder *r, bool none, const 
     const char *j = dt_tokenizer_chat_template(r->tok);
     if (!j)
         return dt_fail(ctx, DT_EINPUT, "%s:%lld: the tokenizer has no chat_template in tokenizer_config.json; set "
-                       "data.chat_template to chatml, qwen3, llama3, llama2, mistral, zephyr or alpaca",
+                       "data.chat_template to " DT_CHAT_TEMPLATE_NAMES,
                        path, (long long)line);
     int st = dt_chat_tmpl_detect(ctx, j, &r->tmpl);
     if (st) return st;
@@ -156,7 +156,7 @@ static int load_file(dt_ctx *ctx, dt_dataset *ds, loader *L, const dt_dataset_op
                 json_decref(rec);
                 break;
             }
-            if (!ds->tmpl_name && dt_rec_format_needs_template(fmt)) ds->tmpl_name = dt_chat_tmpl_name(L->rec.tmpl);
+            if (!ds->tmpl_name && dt_rec_format_needs_template(fmt)) ds->tmpl_name = dt_chat_tmpl_name(L->rec.tmpl.kind);
             dt_ids_clear(&L->ids);
             dt_ids_clear(&L->labels);
             st = dt_record_encode(ctx, &L->rec, fmt, rec, &L->ids, &L->labels);

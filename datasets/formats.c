@@ -236,7 +236,7 @@ int dt_record_encode(dt_ctx *ctx, dt_record_encoder *r, dt_rec_format f, const j
         size_t nm = 0;
         st = read_messages(ctx, r, f, rec, &nm);
         if (!st && !r->have_tmpl) st = dt_fail(ctx, DT_EINTERNAL, "no chat template chosen");
-        if (!st) st = dt_chat_render(ctx, r->tmpl, r->msgs, nm, &r->enc, &r->segs);
+        if (!st) st = dt_chat_render(ctx, &r->tmpl, r->msgs, nm, &r->enc, &r->segs);
         break;
     }
     default: st = dt_fail(ctx, DT_EINTERNAL, "format %d cannot be encoded", (int)f);

@@ -37,7 +37,7 @@ static inline bool dt_rec_format_needs_template(dt_rec_format f) { return f == D
 typedef struct {
     const dt_tokenizer *tok;   // NULL only when every file is pre-tokenized
     dt_seg_encoder enc;        // valid when tok
-    dt_chat_tmpl tmpl;     // valid when have_tmpl
+    dt_chat_fmt tmpl;      // valid when have_tmpl
     bool have_tmpl;
     bool train_on_prompt;
     int32_t vocab;             // ids must be below this (0: unchecked, no tokenizer)

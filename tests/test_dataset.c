@@ -208,11 +208,11 @@ static void formats(const dt_tokenizer *tok) {
 
 // ---- chat templates, segment by segment (no tokenizer: BOS and EOS are shown as <bos> and <eos>)
 
-static char *render_segments(dt_chat_tmpl t, const dt_message *m, size_t n, bool add_bos, int *rc, dt_ctx *ctx) {
+static char *render_segments(const dt_chat_fmt *fmt, const dt_message *m, size_t n, bool add_bos, int *rc, dt_ctx *ctx) {
     dt_seg_encoder e = {.bos = 1, .eos = 2, .add_bos = add_bos};
     dt_segs s = {0};
     dt_ctx_init(ctx);
-    *rc = dt_chat_render(ctx, t, m, n, &e, &s);
+    *rc = dt_chat_render(ctx, fmt, m, n, &e, &s);
     char *buf = NULL;
     size_t len = 0;
     FILE *f = open_memstream(&buf, &len);
@@ -232,19 +232,26 @@ static char *render_segments(dt_chat_tmpl t, const dt_message *m, size_t n, bool
 
 #define MSG(r, s) ((dt_message){DT_ROLE_##r, s, sizeof(s) - 1})
 
-static void check_template(const char *name, dt_chat_tmpl t, const dt_message *m, size_t n, bool add_bos,
-                           const char *want) {
+static void check_fmt(const char *name, const dt_chat_fmt *f, const dt_message *m, size_t n, bool add_bos,
+                      const char *want) {
     dt_ctx ctx;
     int rc;
-    char *got = render_segments(t, m, n, add_bos, &rc, &ctx);
+    char *got = render_segments(f, m, n, add_bos, &rc, &ctx);
     TEST_CHECK(name, !rc && !strcmp(got, want), "rc %d %s\n got: %s\nwant: %s", rc, ctx.msg, got, want);
     free(got);
+}
+
+static void check_template(const char *name, dt_chat_tmpl t, const dt_message *m, size_t n, bool add_bos,
+                           const char *want) {
+    dt_chat_fmt f = {.kind = t};
+    check_fmt(name, &f, m, n, add_bos, want);
 }
 
 static void check_template_error(const char *name, dt_chat_tmpl t, const dt_message *m, size_t n, const char *want) {
     dt_ctx ctx;
     int rc;
-    free(render_segments(t, m, n, false, &rc, &ctx));
+    dt_chat_fmt f = {.kind = t};
+    free(render_segments(&f, m, n, false, &rc, &ctx));
     TEST_CHECK(name, rc == DT_EINPUT && strstr(ctx.msg, want), "rc %d: %s", rc, ctx.msg);
 }
 
@@ -270,6 +277,14 @@ static void templates(void) {
                    "<bos><|start_header_id|>system<|end_header_id|>\n\nS<|eot_id|><|start_header_id|>user<|end_header_id|>"
                    "\n\nU1<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n«A1<|eot_id|>»<|start_header_id|>user"
                    "<|end_header_id|>\n\nU2<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n«A2<|eot_id|>»");
+    check_template("template llama3.1: the dated system header holds the system message", DT_TMPL_LLAMA31, c, 3, false,
+                   "<bos><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: "
+                   "26 Jul 2024\n\nS<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nU1<|eot_id|><|start_header_id|>"
+                   "assistant<|end_header_id|>\n\n«A1<|eot_id|>»");
+    check_template("template llama3.1: the system header is there without a system message", DT_TMPL_LLAMA31, c + 1, 2,
+                   false, "<bos><|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday "
+                   "Date: 26 Jul 2024\n\n<|eot_id|><|start_header_id|>user<|end_header_id|>\n\nU1<|eot_id|>"
+                   "<|start_header_id|>assistant<|end_header_id|>\n\n«A1<|eot_id|>»");
     const dt_message ws[] = {MSG(USER, " \tU1\n"), MSG(ASSISTANT, "\n A1 \xE3\x80\x80")};
     check_template("template llama3: trim strips Unicode whitespace (U+3000) like Python", DT_TMPL_LLAMA3, ws, 2, false,
                    "<bos><|start_header_id|>user<|end_header_id|>\n\nU1<|eot_id|><|start_header_id|>assistant"
@@ -296,6 +311,8 @@ static void templates(void) {
 
     struct { const char *jinja; dt_chat_tmpl want; } det[] = {
         {"{{'<|im_start|>' + message['role']}}", DT_TMPL_CHATML},
+        {"{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}{{- \"Cutting Knowledge Date: December 2023\\n\" }}",
+         DT_TMPL_LLAMA31},
         {"<|im_start|>{% if '</think>' in c %}<think>{% endif %}", DT_TMPL_QWEN3},
         {"'<|start_header_id|>' + message['role'] + '<|end_header_id|>'", DT_TMPL_LLAMA3},
         {"{{ bos_token + '[INST] ' + '<<SYS>>\\n' }}", DT_TMPL_LLAMA2},
@@ -306,17 +323,42 @@ static void templates(void) {
     bool ok = true;
     dt_ctx ctx;
     dt_ctx_init(&ctx);
+    dt_chat_fmt f;
     for (size_t i = 0; i < sizeof det / sizeof det[0]; i++) {
-        dt_chat_tmpl t;
-        if (dt_chat_tmpl_detect(&ctx, det[i].jinja, &t) || t != det[i].want) {
+        if (dt_chat_tmpl_detect(&ctx, det[i].jinja, &f) || f.kind != det[i].want || f.default_system[0]) {
             printf("  detect %s: %s\n", det[i].jinja, ctx.msg);
             ok = false;
         }
     }
-    dt_chat_tmpl t;
-    int rc = dt_chat_tmpl_detect(&ctx, "{{'<|user|>' + content + '<|end|>'}}", &t); // Phi-3
+    int rc = dt_chat_tmpl_detect(&ctx, "{{'<|user|>' + content + '<|end|>'}}", &f); // Phi-3
     TEST_CHECK("chat template detection by markers", ok && rc == DT_EINPUT && strstr(ctx.msg, "chatml, qwen3"),
                "phi-3: rc %d %s", rc, ctx.msg);
+
+    // ChatML templates that insert a default system prompt (Jinja source as in tokenizer_config.json).
+    struct { const char *jinja, *want; } sys[] = {
+        {"{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+         "{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant."
+         "<|im_end|>\\n' }}{%- endif %}", "You are Qwen, created by Alibaba Cloud. You are a helpful assistant."}, // Qwen2.5
+        {"{% if loop.first and messages[0]['role'] != 'system' %}{{ '<|im_start|>system\\nYou are a helpful AI assistant "
+         "named SmolLM, trained by Hugging Face<|im_end|>\\n' }}{% endif %}",
+         "You are a helpful AI assistant named SmolLM, trained by Hugging Face"}, // SmolLM2
+        {"{{ \"<|im_start|>system\\nYou're \\\"kind\\\".\\nReally.<|im_end|>\\n\" }}", "You're \"kind\".\nReally."},
+        {"{{ '<|im_start|>system\\n' + system_message + '<|im_end|>\\n' }}", ""},
+    };
+    ok = true;
+    for (size_t i = 0; i < sizeof sys / sizeof sys[0]; i++) {
+        if (dt_chat_tmpl_detect(&ctx, sys[i].jinja, &f) || f.kind != DT_TMPL_CHATML || strcmp(f.default_system, sys[i].want)) {
+            printf("  default system of %s: '%s' %s\n", sys[i].jinja, f.default_system, ctx.msg);
+            ok = false;
+        }
+    }
+    TEST_CHECK("chatml: default system prompt read from the template (Qwen2.5, SmolLM2, escapes)", ok, "see above");
+    dt_chat_tmpl_detect(&ctx, sys[0].jinja, &f);
+    check_fmt("chatml: the default system prompt opens a conversation without one", &f, c + 1, 2, false,
+              "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful assistant.<|im_end|>\n"
+              "<|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\n«A1<|im_end|>»\n");
+    check_fmt("chatml: ... and is not used when the conversation has a system message", &f, c, 3, false,
+              "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\n«A1<|im_end|>»\n");
 }
 
 // ---- malformed input
