@@ -9,6 +9,7 @@ int dt_dataset_render_example(dt_ctx *ctx, const dt_dataset *ds, const dt_tokeni
 
 int dt_dataset_render_example_styled(dt_ctx *ctx, const dt_dataset *ds, const dt_tokenizer *tok, size_t i,
                                      bool ansi, FILE *out) {
+    if (!tok) return dt_fail(ctx, DT_EINPUT, "showing an example needs a tokenizer to decode its tokens");
     if (i >= dt_dataset_size(ds))
         return dt_fail(ctx, DT_EINPUT, "example %zu does not exist (the dataset has %zu)", i, dt_dataset_size(ds));
     const int32_t *ids, *labels;

@@ -655,6 +655,8 @@ static void render(const dt_tokenizer *tok) {
     free(buf);
     int rc = dt_dataset_render_example(&ctx, ds, tok, 5, stdout);
     TEST_CHECK("render: an example that does not exist", rc == DT_EINPUT, "rc %d", rc);
+    rc = dt_dataset_render_example(&ctx, ds, NULL, 0, stdout);
+    TEST_CHECK("render: no tokenizer is an error, not a crash", rc == DT_EINPUT, "rc %d", rc);
     dt_dataset_free(ds);
 }
 
