@@ -32,7 +32,12 @@ int dt_arena_init(dt_arena *a, size_t cap, void *(*alloc)(size_t), void (*free_f
 void *dt_arena_alloc(dt_arena *a, size_t bytes) {
     bytes = (bytes + ALIGN - 1) & ~(size_t)(ALIGN - 1);
     dt_arena_chunk *c = a->head;
-    if (c->used + bytes > c->cap) {
+    while (c->used + bytes > c->cap) {
+        if (c->next) { // a chunk left over from before a release: reuse it
+            c = a->head = c->next;
+            c->used = 0;
+            continue;
+        }
         size_t cap = bytes > a->grow ? bytes : a->grow;
         dt_arena_chunk *n = chunk_new(a, cap);
         if (!n) return NULL;
@@ -60,6 +65,16 @@ void dt_arena_reset(dt_arena *a) {
     a->head = a->first;
     a->first->used = 0;
     a->in_use = 0;
+}
+
+dt_arena_mark dt_arena_get_mark(const dt_arena *a) {
+    return (dt_arena_mark){a->head, a->head->used, a->in_use};
+}
+
+void dt_arena_release(dt_arena *a, dt_arena_mark m) {
+    a->head = m.chunk;
+    a->head->used = m.used;
+    a->in_use = m.in_use;
 }
 
 void dt_arena_free(dt_arena *a) {

@@ -27,6 +27,10 @@ int dt_arena_init(dt_arena *a, size_t cap, void *(*alloc)(size_t), void (*free_f
 // 64-byte aligned; NULL only when the device allocator fails.
 void *dt_arena_alloc(dt_arena *a, size_t bytes);
 void dt_arena_reset(dt_arena *a);
+// A position in the arena; releasing to it frees everything allocated after it (kept for reuse).
+typedef struct { dt_arena_chunk *chunk; size_t used, in_use; } dt_arena_mark;
+dt_arena_mark dt_arena_get_mark(const dt_arena *a);
+void dt_arena_release(dt_arena *a, dt_arena_mark m);
 void dt_arena_free(dt_arena *a);
 size_t dt_arena_capacity(const dt_arena *a);
 

@@ -127,6 +127,8 @@ int dt_graph_backward(dt_graph *g, dt_tensor *loss, float seed) {
     return dt_graph_backward_from(g, loss, one);
 }
 
+int dt_graph_run_backward(dt_graph *g, int from, int to);
+
 int dt_graph_backward_from(dt_graph *g, dt_tensor *t, const float *dy) {
     if (g->failed) return DT_ENOMEM;
     if (!t->requires_grad) return dt_fail(g->ctx, DT_EINTERNAL, "the loss does not depend on any trainable tensor");
@@ -134,16 +136,75 @@ int dt_graph_backward_from(dt_graph *g, dt_tensor *t, const float *dy) {
     float *gt = dt_graph_grad(g, t, &fresh);
     if (!gt) return DT_ENOMEM;
     g->be->axpy(gt, !fresh, 1.0f, dy, dt_numel(t));
-    for (int i = g->n_nodes - 1; i >= 0; i--) {
-        dt_node *n = &g->nodes[i];
-        bool reached = n->out->grad != NULL;
-        for (int j = 0; j < 3; j++) reached |= n->more[j] && n->more[j]->grad;
+    return dt_graph_run_backward(g, 0, g->n_nodes);
+}
+
+int dt_graph_run_backward(dt_graph *g, int from, int to) {
+    for (int i = to - 1; i >= from; i--) {
+        // A copy: a node's backward may record nodes (activation checkpointing), which can move the tape.
+        dt_node n = g->nodes[i];
+        bool reached = n.out->grad != NULL;
+        for (int j = 0; j < 3; j++) reached |= n.more[j] && n.more[j]->grad;
         if (!reached) continue; // nothing downstream reached the loss
-        n->backward(g, n);
+        n.backward(g, &n);
         if (g->failed) return DT_ENOMEM;
-        if (!n->out_in_place) { pool_give(g, n->out->grad); n->out->grad = NULL; }
+        if (!n.out_in_place) { pool_give(g, n.out->grad); n.out->grad = NULL; }
         for (int j = 0; j < 3; j++)
-            if (n->more[j] && n->more[j]->grad) { pool_give(g, n->more[j]->grad); n->more[j]->grad = NULL; }
+            if (n.more[j] && n.more[j]->grad) { pool_give(g, n.more[j]->grad); n.more[j]->grad = NULL; }
     }
     return DT_OK;
+}
+
+// Activation checkpointing: the forward of fn runs without recording, everything it allocated is
+// released, and only its input and output stay. The backward runs fn again with recording on (same
+// dropout masks: the dropout call counter is rewound), back-propagates through those nodes, and
+// releases them again.
+typedef struct { dt_checkpoint_fn fn; const void *arg; dt_tensor *x; uint64_t dropout_calls; } ckpt_saved;
+
+static void checkpoint_bwd(dt_graph *g, dt_node *n) {
+    ckpt_saved *s = n->saved;
+    dt_arena_mark dm = dt_arena_get_mark(&g->arena), hm = dt_arena_get_mark(&g->host);
+    int n0 = g->n_nodes;
+    uint64_t calls = g->dropout_calls;
+    g->dropout_calls = s->dropout_calls;
+    dt_tensor *y = s->fn(g, s->arg, s->x);
+    g->dropout_calls = calls;
+    if (!y) return;
+    bool fresh;
+    float *gy = dt_graph_grad(g, y, &fresh);
+    if (!gy) return;
+    g->be->axpy(gy, !fresh, 1.0f, n->out->grad, dt_numel(y));
+    if (dt_graph_run_backward(g, n0, g->n_nodes)) return;
+    if (y->grad) { pool_give(g, y->grad); y->grad = NULL; }
+    g->n_nodes = n0;
+    dt_arena_release(&g->arena, dm);
+    dt_arena_release(&g->host, hm);
+}
+
+dt_tensor *dt_checkpoint(dt_graph *g, dt_checkpoint_fn fn, const void *arg, dt_tensor *x) {
+    if (!x || g->failed) return NULL;
+    if (!g->grad_enabled) return fn(g, arg, x);
+    dt_arena_mark dm = dt_arena_get_mark(&g->arena), hm = dt_arena_get_mark(&g->host);
+    uint64_t calls = g->dropout_calls;
+    g->grad_enabled = false;
+    dt_tensor *y = fn(g, arg, x);
+    g->grad_enabled = true;
+    if (!y) return NULL;
+    size_t bytes = dt_nbytes(y);
+    int ndim = y->ndim;
+    int64_t shape[DT_MAX_DIMS];
+    memcpy(shape, y->shape, sizeof shape);
+    float *keep = dt_graph_temp(g, bytes); // the output survives the release through a pool block
+    if (!keep) return NULL;
+    g->be->axpy(keep, false, 1.0f, dt_f32(y), (int64_t)(bytes / sizeof(float)));
+    dt_arena_release(&g->arena, dm);
+    dt_arena_release(&g->host, hm);
+    dt_tensor *out = dt_graph_tensor(g, ndim, shape);
+    if (out) g->be->axpy(dt_f32(out), false, 1.0f, keep, (int64_t)(bytes / sizeof(float)));
+    dt_graph_temp_release(g, keep);
+    if (!out) return NULL;
+    dt_node *n = dt_graph_record(g, checkpoint_bwd, out, sizeof(ckpt_saved));
+    if (!n) return NULL;
+    *(ckpt_saved *)n->saved = (ckpt_saved){fn, arg, x, calls};
+    return out;
 }

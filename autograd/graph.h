@@ -38,6 +38,7 @@ struct dt_graph {
     int n_blocks, cap_blocks;
     bool grad_enabled;        // false: ops record nothing (evaluation, generation)
     bool training;            // dropout active
+    bool checkpoint_layers;   // models wrap each layer in dt_checkpoint (activation checkpointing)
     uint64_t dropout_seed;    // advanced per dropout call; set by the trainer per step
     uint64_t dropout_calls;
     bool failed;              // an op failed; ctx->msg says why; later ops return NULL
@@ -68,6 +69,11 @@ uint64_t dt_graph_next_dropout_seed(dt_graph *g);
 // (recomputed instead of kept); give it back with dt_graph_temp_release.
 float *dt_graph_temp(dt_graph *g, size_t bytes);
 void dt_graph_temp_release(dt_graph *g, float *p);
+
+// Activation checkpointing of one block: y = fn(g, arg, x) is computed without keeping its
+// intermediate activations and recomputed during the backward. arg must stay valid until then.
+typedef dt_tensor *(*dt_checkpoint_fn)(dt_graph *g, const void *arg, dt_tensor *x);
+dt_tensor *dt_checkpoint(dt_graph *g, dt_checkpoint_fn fn, const void *arg, dt_tensor *x);
 
 // Runs the backward from a scalar loss (its gradient is set to `seed`, normally 1).
 int dt_graph_backward(dt_graph *g, dt_tensor *loss, float seed);

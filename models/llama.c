@@ -199,10 +199,56 @@ int64_t dt_count_targets(const int32_t *labels, int64_t B, int64_t T, int64_t n_
     return n;
 }
 
+// What one decoder layer needs besides its input; lives in the step's host arena.
+typedef struct {
+    const dt_llama *m;
+    int l;
+    const dt_lora_ref *const *lora; // (DT_MOD_COUNT) or NULL
+    const int32_t *pos, *seg;       // device arrays
+} layer_arg;
+
+// One decoder layer: x (B, Tp, D) -> x + attention + MLP.
+static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
+    const layer_arg *arg = argp;
+    const dt_llama *m = arg->m;
+    const dt_model_config *c = &m->cfg;
+    const int64_t H = c->num_heads, KV = c->num_kv_heads, hd = c->head_dim;
+    const dt_llama_layer *ly = &m->layers[arg->l];
+    const dt_lora_ref *const *lora = arg->lora;
+    const int32_t *pos_d = arg->pos, *seg_d = arg->seg;
+#define LORA(mod) (lora ? lora[mod] : NULL)
+    // q, k, v share one normalised input, recomputed in their backward instead of kept.
+    const dt_tensor *wqkv[3] = {&ly->w[DT_MOD_Q], &ly->w[DT_MOD_K], &ly->w[DT_MOD_V]};
+    const dt_tensor *bqkv[3] = {&ly->q_bias, &ly->k_bias, &ly->v_bias};
+    const dt_lora_ref *lqkv[3] = {LORA(DT_MOD_Q), LORA(DT_MOD_K), LORA(DT_MOD_V)};
+    dt_tensor *qkv[3]; // (B, Tp, H*hd), (B, Tp, KV*hd), (B, Tp, KV*hd)
+    if (dt_norm_linears(g, x, &ly->attn_norm, c->rms_norm_eps, 3, wqkv, c->attention_bias ? bqkv : NULL, lqkv, qkv))
+        return NULL;
+    dt_tensor *q = qkv[0], *k = qkv[1], *v = qkv[2];
+    if (c->qk_norm) { // Qwen3: RMSNorm over each head, before RoPE
+        q = dt_rmsnorm(g, q, &ly->q_norm, c->rms_norm_eps);
+        k = dt_rmsnorm(g, k, &ly->k_norm, c->rms_norm_eps);
+    }
+    q = dt_rope_(g, q, H, hd, pos_d, m->inv_freq);
+    k = dt_rope_(g, k, KV, hd, pos_d, m->inv_freq);
+    dt_tensor *a = dt_attention(g, q, k, v, H, KV, hd, seg_d);                // (B, Tp, H*hd)
+    x = dt_linear_add(g, a, &ly->w[DT_MOD_O], NULL, LORA(DT_MOD_O), x);      // (B, Tp, D)
+    // gate and up share one normalised input too.
+    const dt_tensor *wgu[2] = {&ly->w[DT_MOD_GATE], &ly->w[DT_MOD_UP]};
+    const dt_lora_ref *lgu[2] = {LORA(DT_MOD_GATE), LORA(DT_MOD_UP)};
+    dt_tensor *gu[2]; // (B, Tp, I) each
+    if (dt_norm_linears(g, x, &ly->ffn_norm, c->rms_norm_eps, 2, wgu, NULL, lgu, gu))
+        return NULL;
+    dt_tensor *gate = gu[0], *up = gu[1];
+    x = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], LORA(DT_MOD_DOWN), x);      // (B, Tp, D)
+#undef LORA
+    return x;
+}
+
 int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
                      float denom, bool want_logits, dt_llama_out *out) {
     const dt_model_config *c = &m->cfg;
-    const int64_t B = b->B, T = b->T, D = c->hidden_size, H = c->num_heads, KV = c->num_kv_heads, hd = c->head_dim;
+    const int64_t B = b->B, T = b->T;
     dt_tensor *prompt = ad ? ad->prompt : NULL;
     const int64_t P = prompt ? prompt->shape[0] : 0, Tp = T + P; // positions after the virtual tokens
     memset(out, 0, sizeof *out);
@@ -224,34 +270,10 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
     dt_tensor *x = dt_embedding(g, dt_graph_ints(g, b->input_ids, B * T), B, T, &m->embed); // (B, T, D)
     if (prompt) x = dt_prompt_concat(g, prompt, x);                                          // (B, Tp, D)
     for (int l = 0; l < c->num_layers; l++) {
-        const dt_llama_layer *ly = &m->layers[l];
-        const dt_lora_ref *const *lora = ad && ad->lora ? ad->lora + (size_t)l * DT_MOD_COUNT : NULL;
-#define LORA(mod) (lora ? lora[mod] : NULL)
-        // q, k, v share one normalised input, recomputed in their backward instead of kept.
-        const dt_tensor *wqkv[3] = {&ly->w[DT_MOD_Q], &ly->w[DT_MOD_K], &ly->w[DT_MOD_V]};
-        const dt_tensor *bqkv[3] = {&ly->q_bias, &ly->k_bias, &ly->v_bias};
-        const dt_lora_ref *lqkv[3] = {LORA(DT_MOD_Q), LORA(DT_MOD_K), LORA(DT_MOD_V)};
-        dt_tensor *qkv[3]; // (B, Tp, H*hd), (B, Tp, KV*hd), (B, Tp, KV*hd)
-        if (dt_norm_linears(g, x, &ly->attn_norm, c->rms_norm_eps, 3, wqkv, c->attention_bias ? bqkv : NULL, lqkv, qkv))
-            return g->failed ? DT_ENOMEM : dt_fail(ctx, DT_EINTERNAL, "forward failed");
-        dt_tensor *q = qkv[0], *k = qkv[1], *v = qkv[2];
-        if (c->qk_norm) { // Qwen3: RMSNorm over each head, before RoPE
-            q = dt_rmsnorm(g, q, &ly->q_norm, c->rms_norm_eps);
-            k = dt_rmsnorm(g, k, &ly->k_norm, c->rms_norm_eps);
-        }
-        q = dt_rope_(g, q, H, hd, pos_d, m->inv_freq);
-        k = dt_rope_(g, k, KV, hd, pos_d, m->inv_freq);
-        dt_tensor *a = dt_attention(g, q, k, v, H, KV, hd, seg_d);                // (B, Tp, H*hd)
-        x = dt_linear_add(g, a, &ly->w[DT_MOD_O], NULL, LORA(DT_MOD_O), x);      // (B, Tp, D)
-        // gate and up share one normalised input too.
-        const dt_tensor *wgu[2] = {&ly->w[DT_MOD_GATE], &ly->w[DT_MOD_UP]};
-        const dt_lora_ref *lgu[2] = {LORA(DT_MOD_GATE), LORA(DT_MOD_UP)};
-        dt_tensor *gu[2]; // (B, Tp, I) each
-        if (dt_norm_linears(g, x, &ly->ffn_norm, c->rms_norm_eps, 2, wgu, NULL, lgu, gu))
-            return g->failed ? DT_ENOMEM : dt_fail(ctx, DT_EINTERNAL, "forward failed");
-        dt_tensor *gate = gu[0], *up = gu[1];
-        x = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], LORA(DT_MOD_DOWN), x);      // (B, Tp, D)
-#undef LORA
+        layer_arg *arg = dt_arena_alloc(&g->host, sizeof *arg);
+        if (!arg) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+        *arg = (layer_arg){m, l, ad && ad->lora ? ad->lora + (size_t)l * DT_MOD_COUNT : NULL, pos_d, seg_d};
+        x = g->checkpoint_layers ? dt_checkpoint(g, layer_forward, arg, x) : layer_forward(g, arg, x);
     }
     dt_tensor *xf = dt_rmsnorm(g, x, &m->norm, c->rms_norm_eps); // (B, Tp, D)
     if (!xf) return g->failed ? DT_ENOMEM : dt_fail(ctx, DT_EINTERNAL, "forward failed");
@@ -281,6 +303,5 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
         out->loss = dt_lm_head_xent(g, xf, &m->lm_head, dt_graph_ints(g, tg, B * Tp), d, &out->loss_sum);
         if (!out->loss) return DT_ENOMEM;
     }
-    (void)D;
     return g->failed ? DT_ENOMEM : DT_OK;
 }

@@ -121,8 +121,8 @@ int dt_recipe_write(dt_ctx *ctx, const dt_recipe *r, const char *path);
 // The YAML spelling of each enum value ("lora", "chatml", "cosine", ...).
 const char *dt_method_kind_name(dt_method_kind v);
 const char *dt_pt_init_name(dt_pt_init v);
-const char *dt_data_format_name(dt_data_format v);
-const char *dt_chat_template_name(dt_chat_template v);
+const char *dt_recipe_format_name(dt_data_format v);
+const char *dt_recipe_template_name(dt_chat_template v);
 const char *dt_optim_kind_name(dt_optim_kind v);
 const char *dt_sched_kind_name(dt_sched_kind v);
 

@@ -125,7 +125,7 @@ const char *dt_renum_name(const dt_renum *names, int value) {
 
 const char *dt_method_kind_name(dt_method_kind v) { return dt_renum_name(METHODS, v); }
 const char *dt_pt_init_name(dt_pt_init v) { return dt_renum_name(PT_INITS, v); }
-const char *dt_data_format_name(dt_data_format v) { return dt_renum_name(FORMATS, v); }
-const char *dt_chat_template_name(dt_chat_template v) { return dt_renum_name(TEMPLATES, v); }
+const char *dt_recipe_format_name(dt_data_format v) { return dt_renum_name(FORMATS, v); }
+const char *dt_recipe_template_name(dt_chat_template v) { return dt_renum_name(TEMPLATES, v); }
 const char *dt_optim_kind_name(dt_optim_kind v) { return dt_renum_name(OPTIMIZERS, v); }
 const char *dt_sched_kind_name(dt_sched_kind v) { return dt_renum_name(SCHEDULERS, v); }

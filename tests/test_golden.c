@@ -29,7 +29,7 @@ static float *floats(const dt_safetensors *g, const char *name, size_t *n) {
     return p;
 }
 
-static void run_case(const char *name, const char *case_dir, const char *model_path) {
+static void run_case(const char *name, const char *case_dir, const char *model_path, bool checkpoint) {
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     char path[1024], adapter_dir[1024];
@@ -60,6 +60,7 @@ static void run_case(const char *name, const char *case_dir, const char *model_p
     }
     dt_batch batch = {B, T, ids, labels, pos, seg};
     dt_graph_init(&ctx, &g, dt_backend_cpu(), 0);
+    g.checkpoint_layers = checkpoint;
     dt_llama_out out;
     if (dt_llama_forward(&ctx, &g, m, &a->view, &batch, 0, true, &out)) { TEST_FAIL(name, "forward: %s", ctx.msg); goto done; }
     size_t nl, n1;
@@ -123,7 +124,11 @@ int main(void) {
             if (fscanf(f, "model: %511s", model) != 1) snprintf(model, sizeof model, "%s", dir);
             fclose(f);
         }
-        run_case(cases[i], dir, model);
+        run_case(cases[i], dir, model, false);
+        // The same with activation checkpointing: the recomputed layers must give the same gradients.
+        char ck[128];
+        snprintf(ck, sizeof ck, "%s_checkpointed", cases[i]);
+        run_case(ck, dir, model, true);
     }
     // The real stories260K weights, in both the Hugging Face and the llama2.c form, against one golden file.
     const char *fx = dt_test_fixtures();
@@ -133,9 +138,9 @@ int main(void) {
     } else {
         char model[1024];
         snprintf(model, sizeof model, "%s/stories260K-hf", fx);
-        run_case("stories260k_hf", "tests/golden/stories260k", model);
+        run_case("stories260k_hf", "tests/golden/stories260k", model, false);
         snprintf(model, sizeof model, "%s/stories260K/stories260K.bin", fx);
-        run_case("stories260k_llama2c", "tests/golden/stories260k", model);
+        run_case("stories260k_llama2c", "tests/golden/stories260k", model, false);
     }
     TEST_EXIT();
 }

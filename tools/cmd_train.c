@@ -1,5 +1,6 @@
 // deltatune train RECIPE.yaml [key=value ...]
 #include <signal.h>
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -26,7 +27,9 @@ int cmd_train(int argc, char **argv) {
     sa.sa_handler = on_signal;
     sigaction(SIGINT, &sa, NULL);
     sigaction(SIGTERM, &sa, NULL);
-    dt_train_hooks hooks = {&g_stop, isatty(STDERR_FILENO)};
+    // DT_TEST_INTERRUPT_AFTER=N acts like Ctrl-C after step N, so tests can interrupt deterministically.
+    const char *stop_after = getenv("DT_TEST_INTERRUPT_AFTER");
+    dt_train_hooks hooks = {&g_stop, isatty(STDERR_FILENO), stop_after ? atoll(stop_after) : 0};
     rc = dt_train_run(&ctx, &r, &hooks);
     dt_recipe_free(&r);
     if (rc == DT_EINTERRUPTED) {

@@ -8,6 +8,8 @@ static const struct { const char *name; int (*run)(int, char **); const char *he
     {"validate", cmd_validate, "check a recipe and print it with every default resolved"},
     {"tokenize", cmd_tokenize, "print the token ids of JSON-string lines"},
     {"train", cmd_train, "fine-tune a model from a YAML recipe"},
+    {"preview", cmd_preview, "print the first training examples with the trained tokens marked"},
+    {"eval", cmd_eval, "mean loss and perplexity of a model (+ adapter) on a data file"},
     {"generate", cmd_generate, "stream text from a model, with adapters applied"},
 };
 

@@ -50,6 +50,15 @@ static void add_point(dt_point **v, size_t *n, size_t *cap, int64_t step, double
     (*v)[(*n)++] = (dt_point){step, loss};
 }
 
+// mkdir -p
+static int make_dirs(const char *path) {
+    char buf[4096];
+    snprintf(buf, sizeof buf, "%s", path);
+    for (char *p = buf + 1; *p; p++)
+        if (*p == '/') { *p = 0; if (mkdir(buf, 0777) && errno != EEXIST) return -1; *p = '/'; }
+    return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
+}
+
 static int setup_adapter(dt_ctx *ctx, trainer *t) {
     const dt_recipe *r = t->r;
     int rc;
@@ -243,7 +252,7 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
             progress(t, h, loss, lr, tps);
         if (r->train.save_every_n_steps && t->st.step % r->train.save_every_n_steps == 0 && !last)
             if ((rc = save_checkpoint(ctx, t))) break;
-        if (h->stop && *h->stop && !last) {
+        if (((h->stop && *h->stop) || (h->stop_after > 0 && t->st.step == h->stop_after)) && !last) {
             if (h->tty) fputc('\n', stderr);
             if ((rc = save_checkpoint(ctx, t))) break;
             rc = dt_fail(ctx, DT_EINTERRUPTED, "interrupted at step %lld; checkpoint saved in %s/checkpoints/step-%lld; resume with resume: true",
@@ -258,8 +267,6 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
 int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     if (r->hardware.device == DT_DEV_CUDA)
         return dt_fail(ctx, DT_EUNSUPPORTED, "%s: hardware.device: cuda: this build has no CUDA (build with make CUDA=1)", r->recipe_path);
-    if (r->train.activation_checkpointing)
-        dt_warn(ctx, "%s: train.activation_checkpointing is not implemented yet; training keeps all activations", r->recipe_path);
     if (r->hardware.dtype != DT_F32)
         dt_warn(ctx, "%s: hardware.dtype %s applies to GPU training; the CPU backend computes in f32", r->recipe_path,
                 dt_dtype_name(r->hardware.dtype));
@@ -288,8 +295,9 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     if (!rc) rc = dt_graph_init(ctx, &t.g, t.m->be, 0);
     if (rc) goto done;
     t.g.training = true;
+    t.g.checkpoint_layers = r->train.activation_checkpointing;
     t.st.data_seed = (uint64_t)r->train.seed;
-    if (mkdir(r->output_dir, 0777) && errno != EEXIST) { rc = dt_fail(ctx, DT_EIO, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno)); goto done; }
+    if (make_dirs(r->output_dir)) { rc = dt_fail(ctx, DT_EIO, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno)); goto done; }
     char path[4200];
     if (r->resume != DT_RESUME_NO) {
         char ck[4200];

@@ -1,0 +1,66 @@
+// `deltatune eval` against PyTorch: the golden batches written as pre-tokenized data give the golden
+// loss (1e-5 relative), through the binary; and bad input exits 2.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include "models/safetensors.h"
+#include "tests/test_util.h"
+
+static void check(const char *name, const char *case_dir, const char *model) {
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    char path[512], data[256], cmd[2048];
+    snprintf(path, sizeof path, "%s/golden.safetensors", case_dir);
+    dt_safetensors *gs;
+    if (dt_st_open(&ctx, path, &gs)) { TEST_FAIL(name, "%s", ctx.msg); return; }
+    const dt_st_tensor *it = dt_st_find(gs, "input_ids"), *lt = dt_st_find(gs, "labels"), *ls = dt_st_find(gs, "loss");
+    int64_t B = it->shape[0], T = it->shape[1];
+    int32_t *ids = malloc(it->nbytes), *lab = malloc(lt->nbytes);
+    float ref;
+    memcpy(ids, it->data, it->nbytes);
+    memcpy(lab, lt->data, lt->nbytes);
+    memcpy(&ref, ls->data, 4);
+    dt_st_close(gs);
+    snprintf(data, sizeof data, "/tmp/dt_eval_%s_%d.jsonl", name, (int)getpid());
+    FILE *f = fopen(data, "w");
+    for (int64_t r = 0; r < B; r++) {
+        fprintf(f, "{\"input_ids\":[");
+        for (int64_t t = 0; t < T; t++) fprintf(f, "%s%d", t ? "," : "", ids[r * T + t]);
+        fprintf(f, "],\"labels\":[");
+        for (int64_t t = 0; t < T; t++) fprintf(f, "%s%d", t ? "," : "", lab[r * T + t]);
+        fprintf(f, "]}\n");
+    }
+    fclose(f);
+    free(ids);
+    free(lab);
+    snprintf(cmd, sizeof cmd, "./deltatune eval --model %s --adapter %s/adapter --data %s --format tokens --json", model, case_dir, data);
+    FILE *p = popen(cmd, "r");
+    char line[512] = "";
+    if (!fgets(line, sizeof line, p)) line[0] = 0;
+    int st = pclose(p);
+    unlink(data);
+    char *l = strstr(line, "\"loss\": ");
+    double loss = l ? atof(l + 8) : NAN;
+    TEST_CHECK(name, WIFEXITED(st) && WEXITSTATUS(st) == 0 && fabs(loss - ref) <= 1e-5 * fabs(ref),
+               "eval printed '%s', PyTorch's loss is %.8f", line, ref);
+}
+
+int main(void) {
+    check("eval_llama_gqa", "tests/golden/llama_gqa", "tests/golden/llama_gqa");
+    check("eval_qwen2_bias", "tests/golden/qwen2_bias", "tests/golden/qwen2_bias");
+    check("eval_qwen3_qknorm", "tests/golden/qwen3_qknorm", "tests/golden/qwen3_qknorm");
+    const char *fx = dt_test_fixtures();
+    if (fx) {
+        char model[512];
+        snprintf(model, sizeof model, "%s/stories260K-hf", fx);
+        check("eval_stories260k", "tests/golden/stories260k", model);
+    } else {
+        TEST_SKIP("eval_stories260k", "../shared/fixtures is absent");
+    }
+    int st = system("./deltatune eval --model tests/golden/llama_gqa --data /nonexistent.jsonl --format tokens 2>/dev/null");
+    TEST_CHECK("eval_missing_data_exit_2", WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d", st);
+    st = system("./deltatune eval --model tests/golden/llama_gqa --adapter tests/golden/qwen3_qknorm/adapter --data tests/data/train/tokens.jsonl --format tokens 2>/dev/null");
+    TEST_CHECK("eval_adapter_mismatch_exit_2", WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d", st);
+    TEST_EXIT();
+}

@@ -1,0 +1,211 @@
+// `deltatune train` end to end, through the binary: a tiny run writes every output; an interrupted
+// run exits 130 with a checkpoint and, resumed, ends with an adapter byte-identical to the
+// uninterrupted one; one SGD step from an init_from adapter equals PyTorch's (tests/golden/sgd_step);
+// the stories260K recipe's loss falls; bad data and an unavailable device exit 2 naming the problem.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include "models/safetensors.h"
+#include "tests/test_util.h"
+
+static char tmp[64];
+
+// Runs a shell command, returns its exit status; its stderr goes to tmp/err.txt.
+static int run(const char *fmt, const char *a, const char *b) {
+    char cmd[4096], full[4400];
+    snprintf(cmd, sizeof cmd, fmt, a ? a : "", b ? b : "");
+    snprintf(full, sizeof full, "%s >%s/out.txt 2>%s/err.txt", cmd, tmp, tmp);
+    int st = system(full);
+    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+}
+
+static char *slurp(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NULL;
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    char *b = malloc((size_t)sz + 1);
+    *n = fread(b, 1, (size_t)sz, f);
+    b[*n] = 0;
+    fclose(f);
+    return b;
+}
+
+static bool file_has(const char *path, const char *needle) {
+    size_t n;
+    char *s = slurp(path, &n);
+    bool ok = s && strstr(s, needle);
+    free(s);
+    return ok;
+}
+
+static bool same_bytes(const char *a, const char *b) {
+    size_t na, nb;
+    char *x = slurp(a, &na), *y = slurp(b, &nb);
+    bool same = x && y && na == nb && !memcmp(x, y, na);
+    free(x);
+    free(y);
+    return same;
+}
+
+// First and last "loss" of a metrics.jsonl.
+static bool first_last_loss(const char *path, double *first, double *last) {
+    FILE *f = fopen(path, "r");
+    if (!f) return false;
+    char line[1024];
+    int n = 0;
+    while (fgets(line, sizeof line, f)) {
+        char *p = strstr(line, "\"loss\":");
+        if (!p) continue;
+        double v = atof(p + 7);
+        if (n++ == 0) *first = v;
+        *last = v;
+    }
+    fclose(f);
+    return n >= 2;
+}
+
+static void test_tiny_run_and_resume(void) {
+    char a[256], b[256], p1[512], p2[512];
+    snprintf(a, sizeof a, "output_dir=%s/a", tmp);
+    int rc = run("./deltatune train tests/data/train/tiny.yaml %s", a, NULL);
+    snprintf(p1, sizeof p1, "%s/a/adapter_model.safetensors", tmp);
+    snprintf(p2, sizeof p2, "%s/a/metrics.jsonl", tmp);
+    char svg[512], cfg[512], rec[512], ck[512];
+    snprintf(svg, sizeof svg, "%s/a/loss.svg", tmp);
+    snprintf(cfg, sizeof cfg, "%s/a/adapter_config.json", tmp);
+    snprintf(rec, sizeof rec, "%s/a/recipe.yaml", tmp);
+    snprintf(ck, sizeof ck, "%s/a/checkpoints/step-8/trainer_state.safetensors", tmp);
+    TEST_CHECK("train_tiny_outputs", rc == 0 && access(p1, R_OK) == 0 && file_has(p2, "\"step\":12,") &&
+                                         file_has(p2, "\"val_loss\"") && file_has(svg, "<svg") &&
+                                         file_has(cfg, "\"peft_type\": \"LORA\"") && file_has(rec, "max_steps: 12") &&
+                                         access(ck, R_OK) == 0,
+               "exit %d, or an output is missing under %s/a", rc, tmp);
+    snprintf(b, sizeof b, "output_dir=%s/b", tmp);
+    rc = run("DT_TEST_INTERRUPT_AFTER=6 ./deltatune train tests/data/train/tiny.yaml %s", b, NULL);
+    snprintf(ck, sizeof ck, "%s/b/checkpoints/step-6/adapter_model.safetensors", tmp);
+    char err[512];
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    TEST_CHECK("train_interrupt_exit_130", rc == 130 && access(ck, R_OK) == 0 && file_has(err, "interrupted at step 6"),
+               "exit %d (want 130) or no checkpoint at step 6", rc);
+    rc = run("./deltatune train tests/data/train/tiny.yaml %s resume=true", b, NULL);
+    snprintf(p2, sizeof p2, "%s/b/adapter_model.safetensors", tmp);
+    TEST_CHECK("train_resume_bit_identical", rc == 0 && file_has(err, "resuming from") && same_bytes(p1, p2),
+               "exit %d; the resumed run's adapter differs from the uninterrupted one", rc);
+    // Activation checkpointing recomputes each layer in the backward, with the same dropout masks.
+    snprintf(b, sizeof b, "output_dir=%s/c", tmp);
+    rc = run("./deltatune train tests/data/train/tiny.yaml %s train.activation_checkpointing=true", b, NULL);
+    snprintf(p2, sizeof p2, "%s/c/adapter_model.safetensors", tmp);
+    TEST_CHECK("train_activation_checkpointing_same_adapter", rc == 0 && same_bytes(p1, p2),
+               "exit %d; the checkpointed run's adapter differs", rc);
+}
+
+static void test_sgd_init_from(void) {
+    // The golden batch as a tokens file: two rows, labels with -100 where PyTorch had them.
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    dt_safetensors *gs;
+    if (dt_st_open(&ctx, "tests/golden/sgd_step/golden.safetensors", &gs)) { TEST_FAIL("train_sgd_step_golden", "%s", ctx.msg); return; }
+    const dt_st_tensor *it = dt_st_find(gs, "input_ids"), *lt = dt_st_find(gs, "labels");
+    int64_t B = it->shape[0], T = it->shape[1];
+    int32_t *ids = malloc(it->nbytes), *lab = malloc(lt->nbytes);
+    memcpy(ids, it->data, it->nbytes);
+    memcpy(lab, lt->data, lt->nbytes);
+    dt_st_close(gs);
+    char data[256];
+    snprintf(data, sizeof data, "%s/sgd.jsonl", tmp);
+    FILE *f = fopen(data, "w");
+    for (int64_t r = 0; r < B; r++) {
+        fprintf(f, "{\"input_ids\":[");
+        for (int64_t t = 0; t < T; t++) fprintf(f, "%s%d", t ? "," : "", ids[r * T + t]);
+        fprintf(f, "],\"labels\":[");
+        for (int64_t t = 0; t < T; t++) fprintf(f, "%s%d", t ? "," : "", lab[r * T + t]);
+        fprintf(f, "]}\n");
+    }
+    fclose(f);
+    free(ids);
+    free(lab);
+    char over[1024];
+    snprintf(over, sizeof over,
+             "data.train=%s data.val=[] data.packing=false data.shuffle=false train.batch_size=2 "
+             "train.gradient_accumulation_steps=1 train.max_steps=1 train.optimizer.name=sgd train.optimizer.lr=0.1 "
+             "train.optimizer.momentum=0 train.optimizer.weight_decay=0 train.lr_scheduler.name=constant "
+             "train.lr_scheduler.warmup_steps=0 train.clip_grad_norm=null method.dropout=0 "
+             "method.init_from=tests/golden/sgd_step/adapter output_dir=%s/sgd train.eval_every_n_steps=0 "
+             "train.save_every_n_steps=0",
+             data, tmp);
+    int rc = run("./deltatune train tests/data/train/tiny.yaml %s", over, NULL);
+    char out[512];
+    snprintf(out, sizeof out, "%s/sgd/adapter_model.safetensors", tmp);
+    dt_safetensors *got = NULL, *want = NULL;
+    if (rc || dt_st_open(&ctx, out, &got) || dt_st_open(&ctx, "tests/golden/sgd_step/adapter_after_sgd/adapter_model.safetensors", &want)) {
+        TEST_FAIL("train_sgd_step_golden", "exit %d: %s", rc, ctx.msg);
+        dt_st_close(got);
+        return;
+    }
+    double dd = 0, rr = 0;
+    size_t matched = 0;
+    for (size_t i = 0; i < dt_st_count(want); i++) {
+        const dt_st_tensor *w = dt_st_at(want, i), *g = dt_st_find(got, w->name);
+        if (!g || g->nbytes != w->nbytes) continue;
+        matched++;
+        size_t n = w->nbytes / 4;
+        float *x = malloc(w->nbytes), *y = malloc(w->nbytes);
+        memcpy(x, g->data, w->nbytes);
+        memcpy(y, w->data, w->nbytes);
+        for (size_t j = 0; j < n; j++) { double d = (double)x[j] - y[j]; dd += d * d; rr += (double)y[j] * y[j]; }
+        free(x);
+        free(y);
+    }
+    double rel = sqrt(dd / (rr + 1e-30));
+    TEST_CHECK("train_sgd_step_golden", matched == dt_st_count(want) && rel <= 1e-5,
+               "%zu of %zu tensors matched; relative difference %.3g", matched, dt_st_count(want), rel);
+    dt_st_close(got);
+    dt_st_close(want);
+}
+
+static void test_stories_loss_falls(void) {
+    const char *fx = dt_test_fixtures();
+    if (!fx) { TEST_SKIP("train_stories260k_loss_falls", "../shared/fixtures is absent"); return; }
+    char over[512], metrics[512];
+    snprintf(over, sizeof over, "output_dir=%s/stories train.max_steps=60 train.save_every_n_steps=0 hardware.threads=2", tmp);
+    int rc = run("./deltatune train recipes/stories260k-lora.yaml %s", over, NULL);
+    snprintf(metrics, sizeof metrics, "%s/stories/metrics.jsonl", tmp);
+    double first = 0, last = 0;
+    bool ok = first_last_loss(metrics, &first, &last);
+    TEST_CHECK("train_stories260k_loss_falls", rc == 0 && ok && last < first - 1.0, "exit %d, loss %.4f -> %.4f", rc, first, last);
+}
+
+static void test_bad_input(void) {
+    char bad[256], over[512], err[256];
+    snprintf(bad, sizeof bad, "%s/bad.jsonl", tmp);
+    FILE *f = fopen(bad, "w");
+    fprintf(f, "{\"input_ids\":[1,2,3]}\n{\"input_ids\":[1,2,\"x\"]}\n");
+    fclose(f);
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    snprintf(over, sizeof over, "data.train=%s output_dir=%s/bad", bad, tmp);
+    int rc = run("./deltatune train tests/data/train/tiny.yaml %s", over, NULL);
+    TEST_CHECK("train_bad_data_line", rc == 2 && file_has(err, "bad.jsonl:2"), "exit %d; stderr lacks bad.jsonl:2", rc);
+    snprintf(over, sizeof over, "%s/bad/adapter_model.safetensors", tmp);
+    TEST_CHECK("train_bad_data_writes_nothing", access(over, F_OK) != 0, "an adapter was written");
+    snprintf(over, sizeof over, "hardware.device=cuda output_dir=%s/cuda", tmp);
+    rc = run("./deltatune train tests/data/train/tiny.yaml %s", over, NULL);
+    TEST_CHECK("train_cuda_unavailable", rc == 2 && file_has(err, "CUDA"), "exit %d", rc);
+    rc = run("./deltatune train tests/data/train/tiny.yaml train.gradient_accumulation_step=2", NULL, NULL);
+    TEST_CHECK("train_bad_override", rc == 2 && file_has(err, "did you mean"), "exit %d", rc);
+}
+
+int main(void) {
+    snprintf(tmp, sizeof tmp, "/tmp/dt_train_XXXXXX");
+    if (!mkdtemp(tmp)) { TEST_FAIL("mkdtemp", "cannot make a temporary folder"); TEST_EXIT(); }
+    test_tiny_run_and_resume();
+    test_sgd_init_from();
+    test_stories_loss_falls();
+    test_bad_input();
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
+    if (!dt_test_failures) (void)!system(cmd);
+    TEST_EXIT();
+}
