@@ -2,36 +2,72 @@
 #include <stdbool.h>
 #include <string.h>
 
-static const char *const NAMES[DT_TMPL_COUNT] = {"chatml", "qwen3", "llama3", "llama2", "mistral", "zephyr", "alpaca"};
+static const char *const NAMES[DT_TMPL_COUNT] = {"chatml", "qwen3", "llama3", "llama3.1", "llama2", "mistral", "zephyr",
+                                                "alpaca"};
 static const char *const ROLES[] = {"system", "user", "assistant"};
 
 static const char ALPACA_PREAMBLE[] =
     "Below is an instruction that describes a task. Write a response that appropriately completes the request.";
 
-const char *dt_chat_template_name(dt_chat_template t) { return t < DT_TMPL_COUNT ? NAMES[t] : "?"; }
+const char *dt_chat_tmpl_name(dt_chat_tmpl t) { return t < DT_TMPL_COUNT ? NAMES[t] : "?"; }
 
-int dt_chat_template_parse(dt_ctx *ctx, const char *name, dt_chat_template *out) {
+int dt_chat_tmpl_parse(dt_ctx *ctx, const char *name, dt_chat_fmt *out) {
+    memset(out, 0, sizeof *out);
     for (int i = 0; i < DT_TMPL_COUNT; i++)
         if (!strcmp(name, NAMES[i])) {
-            *out = (dt_chat_template)i;
+            out->kind = (dt_chat_tmpl)i;
             return DT_OK;
         }
-    return dt_fail(ctx, DT_EINPUT,
-                   "unknown chat template '%s' (expected chatml, qwen3, llama3, llama2, mistral, zephyr or alpaca)", name);
+    return dt_fail(ctx, DT_EINPUT, "unknown chat template '%s' (expected " DT_CHAT_TEMPLATE_NAMES ")", name);
 }
 
-int dt_chat_template_detect(dt_ctx *ctx, const char *j, dt_chat_template *out) {
-    if (strstr(j, "<|im_start|>")) *out = strstr(j, "<think>") ? DT_TMPL_QWEN3 : DT_TMPL_CHATML;
-    else if (strstr(j, "<|start_header_id|>")) *out = DT_TMPL_LLAMA3;
-    else if (strstr(j, "[INST]")) *out = strstr(j, "<<SYS>>") ? DT_TMPL_LLAMA2 : DT_TMPL_MISTRAL;
-    // Phi-3 also writes <|user|> but ends turns with <|end|>; zephyr ends them with the EOS.
-    else if (strstr(j, "<|user|>") && (strstr(j, "eos_token") || strstr(j, "</s>")) && !strstr(j, "<|end|>"))
-        *out = DT_TMPL_ZEPHYR;
-    else if (strstr(j, "### Instruction")) *out = DT_TMPL_ALPACA;
-    else
-        return dt_fail(ctx, DT_EINPUT,
-                       "tokenizer_config.json: chat_template is none of the built-in templates (chatml, qwen3, llama3, "
-                       "llama2, mistral, zephyr, alpaca); name one with data.chat_template");
+// A ChatML template's default system prompt: a string literal '<|im_start|>system\n...<|im_end|>' whose
+// text follows the newline directly, as opposed to '<|im_start|>system\n' + messages[0]['content'].
+// The literal's Jinja escapes (\n, \t, \\, \', \") are undone.
+static int default_system(dt_ctx *ctx, const char *j, char *out, size_t cap) {
+    static const char head[] = "<|im_start|>system";
+    out[0] = 0;
+    for (const char *p = strstr(j, head); p; p = strstr(p + 1, head)) {
+        const char *s = p + sizeof head - 1, *end = strstr(s, "<|im_end|>");
+        if (s[0] == '\\' && s[1] == 'n') s += 2;
+        else if (s[0] == '\n') s += 1;
+        else continue;
+        char quote = p > j ? p[-1] : 0; // the literal's delimiter
+        if ((quote != '\'' && quote != '"') || !end || *s == quote) continue;
+        size_t n = 0;
+        for (; s < end && *s != quote; s++) {
+            char c = *s;
+            if (c == '\\' && s + 1 < end) {
+                s++;
+                c = *s == 'n' ? '\n' : *s == 't' ? '\t' : *s;
+            }
+            if (n + 1 >= cap) return dt_fail(ctx, DT_EINPUT, "tokenizer_config.json: the chat template's default system "
+                                             "prompt is longer than %zu bytes", cap - 1);
+            out[n++] = c;
+        }
+        out[s == end ? n : 0] = 0; // a literal that closes before <|im_end|> is not a whole prompt
+        if (s == end) return DT_OK;
+    }
+    return DT_OK;
+}
+
+int dt_chat_tmpl_detect(dt_ctx *ctx, const char *j, dt_chat_fmt *out) {
+    memset(out, 0, sizeof *out);
+    if (strstr(j, "<|im_start|>")) {
+        out->kind = strstr(j, "<think>") ? DT_TMPL_QWEN3 : DT_TMPL_CHATML;
+        if (out->kind == DT_TMPL_CHATML) return default_system(ctx, j, out->default_system, sizeof out->default_system);
+    } else if (strstr(j, "<|start_header_id|>")) {
+        out->kind = strstr(j, "Cutting Knowledge Date") ? DT_TMPL_LLAMA31 : DT_TMPL_LLAMA3;
+    } else if (strstr(j, "[INST]")) {
+        out->kind = strstr(j, "<<SYS>>") ? DT_TMPL_LLAMA2 : DT_TMPL_MISTRAL;
+    } else if (strstr(j, "<|user|>") && (strstr(j, "eos_token") || strstr(j, "</s>")) && !strstr(j, "<|end|>")) {
+        out->kind = DT_TMPL_ZEPHYR; // Phi-3 also writes <|user|> but ends turns with <|end|>, zephyr with the EOS
+    } else if (strstr(j, "### Instruction")) {
+        out->kind = DT_TMPL_ALPACA;
+    } else {
+        return dt_fail(ctx, DT_EINPUT, "tokenizer_config.json: chat_template is none of the built-in templates ("
+                       DT_CHAT_TEMPLATE_NAMES "); name one with data.chat_template");
+    }
     return DT_OK;
 }
 
@@ -103,7 +139,12 @@ static bool ends(str s, const char *p) { size_t k = strlen(p); return s.n >= k &
 
 static str content(const dt_message *m) { return (str){m->text, m->len}; }
 
-static int render_chatml(dt_ctx *ctx, const dt_message *m, size_t n, dt_segs *out) {
+static int render_chatml(dt_ctx *ctx, const char *default_system, const dt_message *m, size_t n, dt_segs *out) {
+    if (default_system[0] && m[0].role != DT_ROLE_SYSTEM) {
+        TXT("<|im_start|>system\n", false);
+        TXT(default_system, false);
+        TXT("<|im_end|>\n", false);
+    }
     for (size_t i = 0; i < n; i++) {
         bool a = m[i].role == DT_ROLE_ASSISTANT;
         TXT("<|im_start|>", false);
@@ -162,8 +203,17 @@ static int render_qwen3(dt_ctx *ctx, const dt_message *m, size_t n, dt_segs *out
     return DT_OK;
 }
 
-static int render_llama3(dt_ctx *ctx, const dt_message *m, size_t n, const dt_seg_encoder *e, dt_segs *out) {
+static int render_llama3(dt_ctx *ctx, bool v31, const dt_message *m, size_t n, const dt_seg_encoder *e, dt_segs *out) {
     if (e->bos >= 0) TOK(e->bos, false);
+    if (v31) { // the system header is always there; the first message goes into it when it is a system one
+        TXT("<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\nToday Date: 26 Jul 2024"
+            "\n\n", false);
+        if (m[0].role == DT_ROLE_SYSTEM) {
+            STR(strip(content(&m[0])), false);
+            m++, n--;
+        }
+        TXT("<|eot_id|>", false);
+    }
     for (size_t i = 0; i < n; i++) {
         bool a = m[i].role == DT_ROLE_ASSISTANT;
         TXT("<|start_header_id|>", false);
@@ -177,7 +227,7 @@ static int render_llama3(dt_ctx *ctx, const dt_message *m, size_t n, const dt_se
 
 // Llama 2 and Mistral v0.1 raise unless the messages (after Llama 2's optional leading system) go
 // user, assistant, user, ...
-static int check_alternation(dt_ctx *ctx, dt_chat_template t, const dt_message *m, size_t n) {
+static int check_alternation(dt_ctx *ctx, dt_chat_tmpl t, const dt_message *m, size_t n) {
     for (size_t i = 0; i < n; i++) {
         if (m[i].role == DT_ROLE_SYSTEM)
             return dt_fail(ctx, DT_EINPUT, "chat template %s: %s", NAMES[t],
@@ -280,13 +330,15 @@ static int render_alpaca(dt_ctx *ctx, const dt_message *m, size_t n, const dt_se
     return DT_OK;
 }
 
-int dt_chat_render(dt_ctx *ctx, dt_chat_template t, const dt_message *m, size_t n, const dt_seg_encoder *e,
+int dt_chat_render(dt_ctx *ctx, const dt_chat_fmt *f, const dt_message *m, size_t n, const dt_seg_encoder *e,
                    dt_segs *out) {
     if (!n) return dt_fail(ctx, DT_EINPUT, "empty conversation");
+    dt_chat_tmpl t = f->kind;
     switch (t) {
-    case DT_TMPL_CHATML: return render_chatml(ctx, m, n, out);
+    case DT_TMPL_CHATML: return render_chatml(ctx, f->default_system, m, n, out);
     case DT_TMPL_QWEN3: return render_qwen3(ctx, m, n, out);
-    case DT_TMPL_LLAMA3: return render_llama3(ctx, m, n, e, out);
+    case DT_TMPL_LLAMA3: return render_llama3(ctx, false, m, n, e, out);
+    case DT_TMPL_LLAMA31: return render_llama3(ctx, true, m, n, e, out);
     case DT_TMPL_LLAMA2: return render_llama2(ctx, m, n, e, out);
     case DT_TMPL_MISTRAL: return render_mistral(ctx, m, n, e, out);
     case DT_TMPL_ZEPHYR: return render_zephyr(ctx, m, n, e, out);

@@ -1,12 +1,18 @@
 // Built-in chat templates, rendered exactly as the models' Jinja chat templates render a conversation
 // (add_generation_prompt false), split into trained and untrained segments:
 //
-//   chatml   <|im_start|>{role}\n{content}<|im_end|>\n per message (Qwen2/2.5 style, no default system).
+//   chatml   <|im_start|>{role}\n{content}<|im_end|>\n per message; when the template has a default system
+//            prompt (Qwen2/2.5 "You are Qwen, created by Alibaba Cloud...", SmolLM2) it is read from the
+//            Jinja source and rendered first for conversations that do not start with a system message.
 //   qwen3    ChatML as Qwen3's template: an assistant message after the last user message renders its
 //            reasoning as "<think>\n{reasoning}\n</think>\n\n" before the answer when it is the last
 //            message or has reasoning (an empty "<think>\n\n</think>\n\n" block when it has none);
 //            reasoning ("<think>..</think>" in the content) of earlier assistant messages is dropped.
 //   llama3   BOS, then <|start_header_id|>{role}<|end_header_id|>\n\n{content|trim}<|eot_id|> per message.
+//   llama3.1 Llama 3.1/3.2: BOS, then always a system header "Cutting Knowledge Date: December 2023\nToday
+//            Date: 26 Jul 2024\n\n" + the system message (trimmed, or empty), then as llama3. The date is the
+//            template's own fallback; Hugging Face passes today's date instead, which would make the
+//            training data change from day to day.
 //   llama2   optional system folded into the first user message as "<<SYS>>\n{s}\n<</SYS>>\n\n", then
 //            per pair: BOS "[INST] {user.strip()} [/INST]" and " {answer.strip()} " EOS.
 //   mistral  BOS, then "[INST] {user} [/INST]" and "{answer}" EOS (Mistral 7B Instruct v0.1: no system).
@@ -17,7 +23,7 @@
 //            "\n\n### Response:\n{answer}" EOS (one turn gives exactly the single-turn Alpaca prompt).
 //
 // What is trained (the rest is label -100): each assistant message's content plus the token that ends
-// the turn: <|im_end|> for chatml/qwen3 (Qwen's EOS, so no extra EOS is added), <|eot_id|> for llama3,
+// the turn: <|im_end|> for chatml/qwen3 (Qwen's EOS, so no extra EOS is added), <|eot_id|> for llama3(.1),
 // EOS for the others; for llama2 also the spaces the template puts around the answer, for qwen3 the
 // <think> block. Role headers ("<|im_start|>assistant\n") and the newline after a turn's end are not
 // trained: they are prompt that the inference-time template supplies.
@@ -36,20 +42,29 @@ typedef struct {
 } dt_message;
 
 typedef enum {
-    DT_TMPL_CHATML, DT_TMPL_QWEN3, DT_TMPL_LLAMA3, DT_TMPL_LLAMA2, DT_TMPL_MISTRAL, DT_TMPL_ZEPHYR, DT_TMPL_ALPACA,
-    DT_TMPL_COUNT
-} dt_chat_template;
+    DT_TMPL_CHATML, DT_TMPL_QWEN3, DT_TMPL_LLAMA3, DT_TMPL_LLAMA31, DT_TMPL_LLAMA2, DT_TMPL_MISTRAL, DT_TMPL_ZEPHYR,
+    DT_TMPL_ALPACA, DT_TMPL_COUNT
+} dt_chat_tmpl;
 
-const char *dt_chat_template_name(dt_chat_template t);
-// An unknown name is DT_EINPUT listing the built-in names.
-int dt_chat_template_parse(dt_ctx *ctx, const char *name, dt_chat_template *out);
+#define DT_CHAT_TEMPLATE_NAMES "chatml, qwen3, llama3, llama3.1, llama2, mistral, zephyr or alpaca"
+
+// A template and what it takes from the model's Jinja source.
+typedef struct {
+    dt_chat_tmpl kind;
+    char default_system[1024]; // chatml: the system prompt used when a conversation has none; "" = none
+} dt_chat_fmt;
+
+const char *dt_chat_tmpl_name(dt_chat_tmpl t);
+// A built-in template by name (no default system prompt); an unknown name is DT_EINPUT listing the names.
+int dt_chat_tmpl_parse(dt_ctx *ctx, const char *name, dt_chat_fmt *out);
 // Chooses the template from the Jinja source in tokenizer_config.json by its markers: <|im_start|> is
-// chatml (qwen3 when it also has <think>), <|start_header_id|> llama3, [INST] llama2 with <<SYS>> and
-// mistral without, <|user|> with an EOS (eos_token or </s>) zephyr, "### Instruction" alpaca.
-int dt_chat_template_detect(dt_ctx *ctx, const char *jinja, dt_chat_template *out);
+// chatml (qwen3 when it also has <think>), <|start_header_id|> llama3 (llama3.1 with "Cutting Knowledge
+// Date"), [INST] llama2 with <<SYS>> and mistral without, <|user|> with an EOS (eos_token or </s>) and
+// no <|end|> zephyr, "### Instruction" alpaca.
+int dt_chat_tmpl_detect(dt_ctx *ctx, const char *jinja, dt_chat_fmt *out);
 // Renders a conversation into segments (appended to out). Fails with DT_EINPUT (no file/line prefix)
 // where the model's template would raise, e.g. roles that do not alternate for llama2/mistral.
-int dt_chat_render(dt_ctx *ctx, dt_chat_template t, const dt_message *m, size_t n, const dt_seg_encoder *e,
+int dt_chat_render(dt_ctx *ctx, const dt_chat_fmt *f, const dt_message *m, size_t n, const dt_seg_encoder *e,
                    dt_segs *out);
 
 #endif

@@ -91,15 +91,18 @@ static int add_example(dt_ctx *ctx, dt_dataset *ds, dt_ids *ids, dt_ids *labels,
 }
 
 // Chooses the chat template the first time a file holds conversations.
-static int resolve_template(dt_ctx *ctx, dt_record_encoder *r, const char *path, int64_t line) {
+static int resolve_template(dt_ctx *ctx, dt_record_encoder *r, bool none, const char *path, int64_t line) {
+    if (none)
+        return dt_fail(ctx, DT_EINPUT, "%s:%lld: conversations need a chat template, but data.chat_template is none",
+                       path, (long long)line);
     if (!r->tok)
         return dt_fail(ctx, DT_EINPUT, "%s:%lld: conversations need a tokenizer", path, (long long)line);
     const char *j = dt_tokenizer_chat_template(r->tok);
     if (!j)
         return dt_fail(ctx, DT_EINPUT, "%s:%lld: the tokenizer has no chat_template in tokenizer_config.json; set "
-                       "data.chat_template to chatml, qwen3, llama3, llama2, mistral, zephyr or alpaca",
+                       "data.chat_template to " DT_CHAT_TEMPLATE_NAMES,
                        path, (long long)line);
-    int st = dt_chat_template_detect(ctx, j, &r->tmpl);
+    int st = dt_chat_tmpl_detect(ctx, j, &r->tmpl);
     if (st) return st;
     r->have_tmpl = true;
     return DT_OK;
@@ -107,7 +110,8 @@ static int resolve_template(dt_ctx *ctx, dt_record_encoder *r, const char *path,
 
 typedef struct {
     dt_record_encoder rec;
-    dt_data_format fixed; // DT_FMT_AUTO: detect per file
+    dt_rec_format fixed; // DT_FMT_AUTO: detect per file
+    bool tmpl_none;       // chat_template "none": conversations are an error
     dt_ids ids, labels;   // one record, reused
 } loader;
 
@@ -116,7 +120,7 @@ static int load_file(dt_ctx *ctx, dt_dataset *ds, loader *L, const dt_dataset_op
     dt_jsonl *jr;
     int st = dt_jsonl_open(ctx, path, &jr);
     if (st) return st;
-    dt_data_format fmt = L->fixed;
+    dt_rec_format fmt = L->fixed;
     size_t lines = 0, bad = 0;
     int64_t first_bad_line = 0;
     char first_bad[512] = "";
@@ -137,7 +141,7 @@ static int load_file(dt_ctx *ctx, dt_dataset *ds, loader *L, const dt_dataset_op
         } else {
             // The first well-formed record decides an auto file's format; a record that fits no format
             // there is an error even under skip_bad_lines, since the whole file would be skipped.
-            if (fmt == DT_FMT_AUTO && (st = dt_data_format_detect(ctx, rec, &fmt))) {
+            if (fmt == DT_FMT_AUTO && (st = dt_rec_format_detect(ctx, rec, &fmt))) {
                 json_decref(rec);
                 st = dt_prefix(ctx, st, "%s:%lld: ", path, (long long)ln);
                 break;
@@ -145,14 +149,14 @@ static int load_file(dt_ctx *ctx, dt_dataset *ds, loader *L, const dt_dataset_op
             if (fmt != DT_FMT_TOKENS && !L->rec.tok) {
                 json_decref(rec);
                 st = dt_fail(ctx, DT_EINPUT, "%s:%lld: format %s needs a tokenizer", path, (long long)ln,
-                             dt_data_format_name(fmt));
+                             dt_rec_format_name(fmt));
                 break;
             }
-            if (dt_data_format_needs_template(fmt) && !L->rec.have_tmpl && (st = resolve_template(ctx, &L->rec, path, ln))) {
+            if (dt_rec_format_needs_template(fmt) && !L->rec.have_tmpl && (st = resolve_template(ctx, &L->rec, L->tmpl_none, path, ln))) {
                 json_decref(rec);
                 break;
             }
-            if (!ds->tmpl_name && dt_data_format_needs_template(fmt)) ds->tmpl_name = dt_chat_template_name(L->rec.tmpl);
+            if (!ds->tmpl_name && dt_rec_format_needs_template(fmt)) ds->tmpl_name = dt_chat_tmpl_name(L->rec.tmpl.kind);
             dt_ids_clear(&L->ids);
             dt_ids_clear(&L->labels);
             st = dt_record_encode(ctx, &L->rec, fmt, rec, &L->ids, &L->labels);
@@ -192,7 +196,7 @@ int dt_dataset_load(dt_ctx *ctx, const char *const *paths, size_t npaths, const 
     if (o->max_seq_len < 0) return dt_fail(ctx, DT_EINPUT, "max_seq_len must be >= 0, got %lld", (long long)o->max_seq_len);
     loader L = {0};
     int st = DT_OK;
-    if (o->format && (st = dt_data_format_parse(ctx, o->format, &L.fixed))) return st;
+    if (o->format && (st = dt_rec_format_parse(ctx, o->format, &L.fixed))) return st;
     dt_dataset *ds = calloc(1, sizeof *ds);
     if (!ds) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     ds->max_seq_len = o->max_seq_len;
@@ -204,8 +208,9 @@ int dt_dataset_load(dt_ctx *ctx, const char *const *paths, size_t npaths, const 
         if (!ds->files[i]) st = dt_fail(ctx, DT_ENOMEM, "out of memory");
     }
     if (!st) st = dt_record_encoder_init(ctx, &L.rec, tok, o->train_on_prompt);
-    if (!st && o->chat_template && strcmp(o->chat_template, "auto")) {
-        st = dt_chat_template_parse(ctx, o->chat_template, &L.rec.tmpl);
+    L.tmpl_none = o->chat_template && !strcmp(o->chat_template, "none");
+    if (!st && o->chat_template && strcmp(o->chat_template, "auto") && !L.tmpl_none) {
+        st = dt_chat_tmpl_parse(ctx, o->chat_template, &L.rec.tmpl);
         L.rec.have_tmpl = !st;
     }
     for (size_t i = 0; !st && i < npaths; i++) st = load_file(ctx, ds, &L, o, (uint32_t)i);
@@ -221,11 +226,12 @@ int dt_dataset_load(dt_ctx *ctx, const char *const *paths, size_t npaths, const 
     }
     ds->stats.n_examples = ds->n;
     if (ds->stats.n_truncated)
-        dt_warn(ctx, "%zu of %zu examples were longer than max_seq_len (%lld tokens) and were truncated",
-                ds->stats.n_truncated, ds->n, (long long)ds->max_seq_len);
+        dt_warn(ctx, "%zu of %zu examples %s longer than max_seq_len (%lld tokens) and truncated", ds->stats.n_truncated,
+                ds->n, ds->stats.n_truncated > 1 ? "were" : "was", (long long)ds->max_seq_len);
     if (ds->stats.n_untrained)
-        dt_warn(ctx, "%zu examples had no trained token (no answer%s) and were dropped", ds->stats.n_untrained,
-                ds->max_seq_len ? ", or the answer was cut off by max_seq_len" : "");
+        dt_warn(ctx, "%zu example%s had no trained token (no answer%s) and %s dropped", ds->stats.n_untrained,
+                ds->stats.n_untrained > 1 ? "s" : "", ds->max_seq_len ? ", or the answer was cut off by max_seq_len" : "",
+                ds->stats.n_untrained > 1 ? "were" : "was");
     int32_t pad = tok ? dt_tokenizer_pad_id(tok) : -1, eos = tok ? dt_tokenizer_eos_id(tok) : -1;
     ds->pad_id = pad >= 0 ? pad : eos >= 0 ? eos : 0;
     *out = ds;

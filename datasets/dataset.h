@@ -18,7 +18,9 @@ typedef struct dt_dataset dt_dataset;
 
 typedef struct dt_dataset_opts {
     const char *format;        // NULL or "auto": each file's format from its first record; or a format name
-    const char *chat_template; // NULL or "auto": chosen from the tokenizer's chat_template; or a built-in name
+                               // (text, completion, alpaca, chat, sharegpt, tokens: formats.h)
+    const char *chat_template; // NULL or "auto": chosen from the tokenizer's chat_template; a built-in name
+                               // (chat_template.h); "none": conversations are an error
     bool train_on_prompt;      // train on every token, not only on answers
     bool skip_bad_lines;       // skip malformed lines (counted, one warning per file) instead of failing
     int64_t max_seq_len;       // longer examples are cut to this many tokens (counted); 0 = no limit

@@ -9,6 +9,7 @@ int dt_dataset_render_example(dt_ctx *ctx, const dt_dataset *ds, const dt_tokeni
 
 int dt_dataset_render_example_styled(dt_ctx *ctx, const dt_dataset *ds, const dt_tokenizer *tok, size_t i,
                                      bool ansi, FILE *out) {
+    if (!tok) return dt_fail(ctx, DT_EINPUT, "showing an example needs a tokenizer to decode its tokens");
     if (i >= dt_dataset_size(ds))
         return dt_fail(ctx, DT_EINPUT, "example %zu does not exist (the dataset has %zu)", i, dt_dataset_size(ds));
     const int32_t *ids, *labels;
@@ -31,7 +32,7 @@ int dt_dataset_render_example_styled(dt_ctx *ctx, const dt_dataset *ds, const dt
         if ((st = dt_tokenizer_decode(ctx, tok, ids, (size_t)b, false, &cur, &cur_len))) break;
         const char *text = cur + prev_len;
         size_t len = cur_len - prev_len;
-        if (cur_len < prev_len || memcmp(cur, prev, prev_len)) {
+        if (cur_len < prev_len || (prev_len && memcmp(cur, prev, prev_len))) {
             if ((st = dt_tokenizer_decode(ctx, tok, ids + a, (size_t)(b - a), false, &piece, &piece_len))) break;
             text = piece, len = piece_len;
         }

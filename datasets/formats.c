@@ -14,18 +14,18 @@ static const char ALPACA_NO_INPUT[] =
     "Below is an instruction that describes a task. Write a response that appropriately completes the request."
     "\n\n### Instruction:\n";
 
-const char *dt_data_format_name(dt_data_format f) { return f < DT_FMT_COUNT ? NAMES[f] : "?"; }
+const char *dt_rec_format_name(dt_rec_format f) { return f < DT_FMT_COUNT ? NAMES[f] : "?"; }
 
-int dt_data_format_parse(dt_ctx *ctx, const char *name, dt_data_format *out) {
+int dt_rec_format_parse(dt_ctx *ctx, const char *name, dt_rec_format *out) {
     for (int i = 0; i < DT_FMT_COUNT; i++)
         if (!strcmp(name, NAMES[i])) {
-            *out = (dt_data_format)i;
+            *out = (dt_rec_format)i;
             return DT_OK;
         }
     return dt_fail(ctx, DT_EINPUT, "unknown data format '%s' (expected auto or one of: " DT_FORMAT_LIST ")", name);
 }
 
-int dt_data_format_detect(dt_ctx *ctx, const json_t *rec, dt_data_format *out) {
+int dt_rec_format_detect(dt_ctx *ctx, const json_t *rec, dt_rec_format *out) {
     if (!json_is_object(rec)) return dt_fail(ctx, DT_EINPUT, "expected a JSON object per line");
 #define HAS(k) (json_object_get(rec, k) != NULL)
     if (HAS("messages")) *out = DT_FMT_CHAT;
@@ -139,7 +139,7 @@ static int segs_alpaca(dt_ctx *ctx, dt_record_encoder *r, const json_t *rec) {
 
 // chat: {"role","content"} with role system/user/assistant; sharegpt: {"from","value"} with from
 // human/gpt/system (user/assistant accepted too).
-static int read_messages(dt_ctx *ctx, dt_record_encoder *r, dt_data_format f, const json_t *rec, size_t *nm) {
+static int read_messages(dt_ctx *ctx, dt_record_encoder *r, dt_rec_format f, const json_t *rec, size_t *nm) {
     bool sg = f == DT_FMT_SHAREGPT;
     const char *key = sg ? "conversations" : "messages", *rk = sg ? "from" : "role", *ck = sg ? "value" : "content";
     json_t *arr = json_object_get(rec, key);
@@ -217,7 +217,7 @@ static int encode_tokens(dt_ctx *ctx, dt_record_encoder *r, const json_t *rec, d
     return st;
 }
 
-int dt_record_encode(dt_ctx *ctx, dt_record_encoder *r, dt_data_format f, const json_t *rec, dt_ids *ids,
+int dt_record_encode(dt_ctx *ctx, dt_record_encoder *r, dt_rec_format f, const json_t *rec, dt_ids *ids,
                      dt_ids *labels) {
     if (!json_is_object(rec)) return dt_fail(ctx, DT_EINPUT, "expected a JSON object per line");
     if (f == DT_FMT_TOKENS) return encode_tokens(ctx, r, rec, ids, labels);
@@ -236,7 +236,7 @@ int dt_record_encode(dt_ctx *ctx, dt_record_encoder *r, dt_data_format f, const 
         size_t nm = 0;
         st = read_messages(ctx, r, f, rec, &nm);
         if (!st && !r->have_tmpl) st = dt_fail(ctx, DT_EINTERNAL, "no chat template chosen");
-        if (!st) st = dt_chat_render(ctx, r->tmpl, r->msgs, nm, &r->enc, &r->segs);
+        if (!st) st = dt_chat_render(ctx, &r->tmpl, r->msgs, nm, &r->enc, &r->segs);
         break;
     }
     default: st = dt_fail(ctx, DT_EINTERNAL, "format %d cannot be encoded", (int)f);

@@ -19,25 +19,25 @@
 typedef enum {
     DT_FMT_AUTO, DT_FMT_TEXT, DT_FMT_COMPLETION, DT_FMT_ALPACA, DT_FMT_CHAT, DT_FMT_SHAREGPT, DT_FMT_TOKENS,
     DT_FMT_COUNT
-} dt_data_format;
+} dt_rec_format;
 
 #define DT_FORMAT_LIST "text {\"text\"}, completion {\"prompt\",\"completion\"}, alpaca " \
     "{\"instruction\",\"input\",\"output\"}, chat {\"messages\":[{\"role\",\"content\"}]}, sharegpt " \
     "{\"conversations\":[{\"from\",\"value\"}]}, tokens {\"input_ids\",\"labels\"}"
 
-const char *dt_data_format_name(dt_data_format f);
+const char *dt_rec_format_name(dt_rec_format f);
 // "auto" or one of the names above; anything else is DT_EINPUT listing the formats.
-int dt_data_format_parse(dt_ctx *ctx, const char *name, dt_data_format *out);
+int dt_rec_format_parse(dt_ctx *ctx, const char *name, dt_rec_format *out);
 // The format of a record from its keys; DT_EINPUT listing the formats when none fits.
-int dt_data_format_detect(dt_ctx *ctx, const json_t *rec, dt_data_format *out);
+int dt_rec_format_detect(dt_ctx *ctx, const json_t *rec, dt_rec_format *out);
 // The text formats need a tokenizer; chat and sharegpt also a chat template.
-static inline bool dt_data_format_needs_template(dt_data_format f) { return f == DT_FMT_CHAT || f == DT_FMT_SHAREGPT; }
+static inline bool dt_rec_format_needs_template(dt_rec_format f) { return f == DT_FMT_CHAT || f == DT_FMT_SHAREGPT; }
 
 // Per-load state for encoding records; scratch buffers are reused from record to record.
 typedef struct {
     const dt_tokenizer *tok;   // NULL only when every file is pre-tokenized
     dt_seg_encoder enc;        // valid when tok
-    dt_chat_template tmpl;     // valid when have_tmpl
+    dt_chat_fmt tmpl;      // valid when have_tmpl
     bool have_tmpl;
     bool train_on_prompt;
     int32_t vocab;             // ids must be below this (0: unchecked, no tokenizer)
@@ -50,7 +50,7 @@ int  dt_record_encoder_init(dt_ctx *ctx, dt_record_encoder *r, const dt_tokenize
 void dt_record_encoder_free(dt_record_encoder *r);
 // Appends one record's ids and labels. Errors are DT_EINPUT naming the key and what was expected, without
 // the file:line (the caller adds it).
-int dt_record_encode(dt_ctx *ctx, dt_record_encoder *r, dt_data_format f, const json_t *rec, dt_ids *ids,
+int dt_record_encode(dt_ctx *ctx, dt_record_encoder *r, dt_rec_format f, const json_t *rec, dt_ids *ids,
                      dt_ids *labels);
 
 #endif

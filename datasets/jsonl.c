@@ -110,7 +110,7 @@ int dt_jsonl_next(dt_ctx *ctx, dt_jsonl *r, const char **line, size_t *len, int6
     *len = 0;
     for (;;) {
         bool got;
-        size_t n;
+        size_t n = 0;
         int st = read_line(ctx, r, &n, &got);
         if (st) return st;
         if (!got) return DT_OK;
