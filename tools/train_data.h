@@ -7,13 +7,16 @@
 #include "datasets/tokenizer.h"
 
 typedef struct dt_train_data {
-    int64_t n_batches, n_val_batches;
+    int64_t n_batches, n_val_batches; // of epoch 0 (with packing, other epochs may differ slightly)
     void *impl;
 } dt_train_data;
 
 int dt_train_data_open(dt_ctx *ctx, dt_train_data *d, const dt_recipe *r, const dt_tokenizer *tok,
                        const dt_model_config *cfg);
-int dt_train_data_batch(dt_ctx *ctx, dt_train_data *d, int64_t epoch, int64_t index, dt_batch *out);
+// Batches in this epoch, or -1 on error.
+int64_t dt_train_data_epoch_batches(dt_ctx *ctx, dt_train_data *d, int64_t epoch);
+// Batch `index` of `epoch` into buffer `slot` (one slot per micro-batch of a step stays valid together).
+int dt_train_data_batch(dt_ctx *ctx, dt_train_data *d, int64_t epoch, int64_t index, int slot, dt_batch *out);
 int64_t dt_train_data_val_batches(const dt_train_data *d);
 int dt_train_data_val_batch(dt_ctx *ctx, dt_train_data *d, int64_t index, dt_batch *out);
 void dt_train_data_close(dt_train_data *d);

@@ -199,8 +199,10 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
         // The loss is averaged over every trained token of the accumulated batch, so count them first.
         int64_t targets = 0, tokens = 0;
         for (int k = 0; k < accum && !rc; k++) {
-            if (t->st.batch >= t->data.n_batches) { t->st.epoch++; t->st.batch = 0; }
-            rc = dt_train_data_batch(ctx, &t->data, t->st.epoch, t->st.batch++, &mb[k]);
+            int64_t in_epoch = dt_train_data_epoch_batches(ctx, &t->data, t->st.epoch);
+            if (in_epoch < 0) { rc = DT_EINPUT; break; }
+            if (t->st.batch >= in_epoch) { t->st.epoch++; t->st.batch = 0; }
+            rc = dt_train_data_batch(ctx, &t->data, t->st.epoch, t->st.batch++, k, &mb[k]);
             if (rc) break;
             targets += dt_count_targets(mb[k].labels, mb[k].B, mb[k].T, dt_llama_out_len(&t->a->view, 0));
             tokens += mb[k].B * mb[k].T;
