@@ -9,6 +9,8 @@ static const struct { const char *name; int (*run)(int, char **); const char *he
     {"tokenize", cmd_tokenize, "print the token ids of JSON-string lines"},
     {"train", cmd_train, "fine-tune a model from a YAML recipe"},
     {"generate", cmd_generate, "stream text from a model, with adapters applied"},
+    {"export", cmd_export, "write a LoRA adapter as a llama.cpp GGUF adapter"},
+    {"merge", cmd_merge, "fold LoRA adapters into the weights (Hugging Face or GGUF model)"},
 };
 
 static void usage(FILE *f) {
