@@ -49,6 +49,7 @@ typedef struct merger {
     dt_weights *w;        // the model (its config; the tensors of a llama2.c file)
     dt_safetensors *st;   // a Hugging Face model's shards, NULL for llama2.c
     dt_adapter **ad;      // (n_adapters)
+    const char *arch;     // gguf: llama.cpp's architecture name
     float *scratch;       // (largest folded or permuted tensor) f32
     size_t scratch_n;
     void *obuf;           // gguf: one tensor in its output dtype
@@ -567,9 +568,7 @@ static int plan_gguf(merger *m, dt_dtype dtype, gguf_plan *p) {
 
 static int merge_gguf(merger *m) {
     dt_ctx *ctx = m->ctx;
-    const char *arch;
-    int rc = dt_gguf_arch(ctx, &m->cfg, m->o->model, &arch);
-    if (rc) return rc;
+    int rc;
     // The base's storage dtype: that of its embedding (a llama2.c checkpoint is f32).
     const dt_st_tensor *embed = src_find(m, dt_tn_global(DT_GT_EMBED));
     const dt_dtype dtype = m->o->dtype >= 0 ? (dt_dtype)m->o->dtype : embed->dtype;
@@ -587,7 +586,7 @@ static int merge_gguf(merger *m) {
     char name[256];
     base_name(m->o->model, name, sizeof name);
     const uint32_t ftype = dtype == DT_BF16 ? DT_GGUF_FTYPE_BF16 : dtype == DT_F16 ? DT_GGUF_FTYPE_F16 : DT_GGUF_FTYPE_F32;
-    if (!rc) rc = dt_gguf_set_model_keys(ctx, w, &m->cfg, arch, name, ftype);
+    if (!rc) rc = dt_gguf_set_model_keys(ctx, w, &m->cfg, m->arch, name, ftype);
     dt_gguf_tok_opts topts = {.n_vocab = m->cfg.vocab_size};
     if (!rc) rc = dt_gguf_add_tokenizer(ctx, w, tokdir, &topts);
     for (size_t i = 0; i < p.n && !rc; i++)
@@ -607,6 +606,7 @@ int dt_merge(dt_ctx *ctx, const dt_merge_opts *o) {
     size_t len = strlen(o->model);
     const bool l2c = len >= 4 && !strcmp(o->model + len - 4, ".bin");
     if (!rc && !l2c) rc = dt_st_open(ctx, o->model, &m.st);
+    if (!rc && o->format == DT_MERGE_GGUF) rc = dt_gguf_arch(ctx, &m.cfg, o->model, &m.arch);
     if (!rc) rc = check_base(&m);
     if (!rc) rc = load_adapters(&m);
     if (!rc) rc = o->format == DT_MERGE_GGUF ? merge_gguf(&m) : merge_hf(&m);
