@@ -34,7 +34,7 @@ static inline bool tf_write(const char *path, const void *data, size_t n) {
 }
 
 static inline bool tf_same_file(const char *a, const char *b) {
-    size_t na, nb;
+    size_t na = 0, nb = 0;
     char *x = tf_slurp(a, &na), *y = tf_slurp(b, &nb);
     bool same = x && y && na == nb && !memcmp(x, y, na);
     free(x);
