@@ -11,6 +11,8 @@ static const struct { const char *name; int (*run)(int, char **); const char *he
     {"preview", cmd_preview, "print the first training examples with the trained tokens marked"},
     {"eval", cmd_eval, "mean loss and perplexity of a model (+ adapter) on a data file"},
     {"generate", cmd_generate, "stream text from a model, with adapters applied"},
+    {"export", cmd_export, "write a LoRA adapter as a llama.cpp GGUF adapter"},
+    {"merge", cmd_merge, "fold LoRA adapters into the weights (Hugging Face or GGUF model)"},
 };
 
 static void usage(FILE *f) {

@@ -1,0 +1,195 @@
+// PEFT LoRA adapter -> llama.cpp GGUF LoRA adapter, and the llama.cpp conventions shared with merge.
+#include "peft/export_gguf.h"
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include "models/gguf.h"
+#include "models/tensor_names.h"
+#include "models/weights.h"
+#include "peft/merge.h"
+
+int dt_gguf_arch(dt_ctx *ctx, const dt_model_config *cfg, const char *path, const char **arch) {
+    *arch = NULL;
+    switch (cfg->arch) {
+    case DT_ARCH_LLAMA:
+    case DT_ARCH_MISTRAL: *arch = "llama"; break; // the converter maps MistralForCausalLM to LlamaModel
+    case DT_ARCH_QWEN2: *arch = "qwen2"; break;
+    case DT_ARCH_QWEN3:
+        // llama.cpp's qwen3 graph has no q/k/v biases; the file would not load.
+        if (cfg->attention_bias)
+            return dt_fail(ctx, DT_EUNSUPPORTED, "%s: Qwen3 with attention_bias cannot be exported: llama.cpp's qwen3 has no q/k/v biases", path);
+        *arch = "qwen3";
+        break;
+    default:
+        return dt_fail(ctx, DT_EUNSUPPORTED, "%s: architecture '%s' has no llama.cpp GGUF form here", path, cfg->arch_name);
+    }
+    if (cfg->rope_interleaved)
+        return dt_fail(ctx, DT_EUNSUPPORTED, "%s: interleaved RoPE weights cannot be exported", path);
+    return DT_OK;
+}
+
+bool dt_gguf_permutes_qk(const dt_model_config *cfg) { return cfg->arch == DT_ARCH_LLAMA || cfg->arch == DT_ARCH_MISTRAL; }
+
+int64_t dt_gguf_qk_source_row(int64_t row, int64_t rows, int n_head) {
+    // reshape(n_head, 2, hd/2, ...).swapaxes(1, 2): llama row h*hd + 2i + j holds HF row h*hd + j*hd/2 + i.
+    const int64_t hd = rows / n_head, h = row / hd, within = row % hd;
+    return h * hd + (within % 2) * (hd / 2) + within / 2;
+}
+
+void dt_gguf_permute_rows(void *dst, const void *src, int64_t rows, size_t row_bytes, int n_head, bool inverse) {
+    char *d = dst;
+    const char *s = src;
+    for (int64_t r = 0; r < rows; r++) {
+        int64_t hf = dt_gguf_qk_source_row(r, rows, n_head);
+        if (inverse) memcpy(d + (size_t)hf * row_bytes, s + (size_t)r * row_bytes, row_bytes);
+        else memcpy(d + (size_t)r * row_bytes, s + (size_t)hf * row_bytes, row_bytes);
+    }
+}
+
+void dt_gguf_rope_factors(const dt_model_config *c, float *out) {
+    const int hd = c->head_dim;
+    const double old_ctx = c->rope_original_max_pos, lo = c->rope_low_freq_factor, hi = c->rope_high_freq_factor;
+    const double low_wavelen = old_ctx / lo, high_wavelen = old_ctx / hi;
+    for (int i = 0; i < hd / 2; i++) {
+        // torch computes the frequencies in float32: base ** (arange(0, dim, 2) / dim).
+        float freq = 1.0f / powf(c->rope_theta, (float)(2 * i) / (float)hd);
+        double wavelen = 2.0 * M_PI / (double)freq;
+        double f;
+        if (wavelen < high_wavelen) f = 1.0;
+        else if (wavelen > low_wavelen) f = c->rope_factor;
+        else {
+            double smooth = (old_ctx / wavelen - lo) / (hi - lo);
+            f = 1.0 / ((1.0 - smooth) / c->rope_factor + smooth);
+        }
+        out[i] = (float)f;
+    }
+}
+
+int dt_gguf_set_model_keys(dt_ctx *ctx, dt_gguf_writer *w, const dt_model_config *c, const char *arch,
+                           const char *name, uint32_t file_type) {
+    char k[128];
+#define KEY(suffix) (snprintf(k, sizeof k, "%s.%s", arch, suffix), k)
+    int rc = dt_gguf_set_str(ctx, w, "general.architecture", arch);
+    if (!rc) rc = dt_gguf_set_str(ctx, w, "general.type", "model");
+    if (!rc) rc = dt_gguf_set_str(ctx, w, "general.name", name);
+    if (!rc) rc = dt_gguf_set_u32(ctx, w, KEY("block_count"), (uint32_t)c->num_layers);
+    if (!rc) rc = dt_gguf_set_u32(ctx, w, KEY("context_length"), (uint32_t)c->max_position_embeddings);
+    if (!rc) rc = dt_gguf_set_u32(ctx, w, KEY("embedding_length"), (uint32_t)c->hidden_size);
+    if (!rc) rc = dt_gguf_set_u32(ctx, w, KEY("feed_forward_length"), (uint32_t)c->intermediate_size);
+    if (!rc) rc = dt_gguf_set_u32(ctx, w, KEY("attention.head_count"), (uint32_t)c->num_heads);
+    if (!rc) rc = dt_gguf_set_u32(ctx, w, KEY("attention.head_count_kv"), (uint32_t)c->num_kv_heads);
+    if (!rc) rc = dt_gguf_set_f32(ctx, w, KEY("rope.freq_base"), c->rope_theta);
+    if (!rc) rc = dt_gguf_set_f32(ctx, w, KEY("attention.layer_norm_rms_epsilon"), c->rms_norm_eps);
+    // The converter writes key/value lengths whenever the config has head_dim (transformers' Llama and
+    // Qwen3 configs always do); llama.cpp otherwise assumes hidden / heads, so they are always right.
+    if (!rc) rc = dt_gguf_set_u32(ctx, w, KEY("attention.key_length"), (uint32_t)c->head_dim);
+    if (!rc) rc = dt_gguf_set_u32(ctx, w, KEY("attention.value_length"), (uint32_t)c->head_dim);
+    if (!rc) rc = dt_gguf_set_u32(ctx, w, KEY("rope.dimension_count"), (uint32_t)c->head_dim);
+    if (!rc) rc = dt_gguf_set_u32(ctx, w, KEY("vocab_size"), (uint32_t)c->vocab_size);
+    if (!rc) rc = dt_gguf_set_u32(ctx, w, "general.file_type", file_type);
+    if (!rc) rc = dt_gguf_set_u32(ctx, w, "general.quantization_version", 2);
+#undef KEY
+    return rc;
+}
+
+// The last component of a path, without trailing slashes, into buf.
+static void base_name(const char *path, char *buf, size_t n) {
+    size_t len = strlen(path);
+    while (len > 1 && path[len - 1] == '/') len--;
+    size_t start = len;
+    while (start > 0 && path[start - 1] != '/') start--;
+    snprintf(buf, n, "%.*s", (int)(len - start), path + start);
+}
+
+// Rows of module m's output that form heads for the q/k permutation: n_head for q, n_kv_head for k, else 0.
+static int permute_heads(const dt_model_config *c, int m) {
+    if (!dt_gguf_permutes_qk(c)) return 0;
+    return m == DT_MOD_Q ? c->num_heads : m == DT_MOD_K ? c->num_kv_heads : 0;
+}
+
+static void pair_names(int layer, int m, char a[96], char b[96]) {
+    char base[64];
+    dt_tn_layer_gguf(base, sizeof base, layer, (dt_layer_tensor)m);
+    snprintf(a, 96, "%s.lora_a", base);
+    snprintf(b, 96, "%s.lora_b", base);
+}
+
+static int write_adapter(dt_ctx *ctx, const dt_adapter *a, const dt_model_config *c, const char *arch,
+                         const char *name, const char *out_path, float alpha) {
+    dt_gguf_writer *w;
+    int rc = dt_gguf_writer_new(ctx, out_path, &w);
+    if (rc) return rc;
+    rc = dt_gguf_set_str(ctx, w, "general.architecture", arch);
+    if (!rc) rc = dt_gguf_set_str(ctx, w, "general.type", "adapter");
+    if (!rc) rc = dt_gguf_set_str(ctx, w, "general.name", name);
+    if (!rc) rc = dt_gguf_set_str(ctx, w, "adapter.type", "lora");
+    if (!rc) rc = dt_gguf_set_f32(ctx, w, "adapter.lora.alpha", alpha);
+    const int L = c->num_layers;
+    char an[96], bn[96];
+    for (int l = 0; l < L && !rc; l++)
+        for (int m = 0; m < DT_MOD_COUNT && !rc; m++) {
+            const dt_lora_ref *r = dt_adapter_lora_at(a, l, m);
+            if (!r) continue;
+            pair_names(l, m, an, bn);
+            rc = dt_gguf_add_tensor(ctx, w, an, DT_GGML_F32, 2, r->A->shape); // (r, in): ggml ne {in, r}
+            if (!rc) rc = dt_gguf_add_tensor(ctx, w, bn, DT_GGML_F32, 2, r->B->shape); // (out, r): ne {r, out}
+        }
+    float *perm = NULL; // (out, r) the permuted B of q/k
+    for (int l = 0; l < L && !rc; l++)
+        for (int m = 0; m < DT_MOD_COUNT && !rc; m++) {
+            const dt_lora_ref *r = dt_adapter_lora_at(a, l, m);
+            if (!r) continue;
+            pair_names(l, m, an, bn);
+            rc = dt_gguf_write_tensor(ctx, w, an, r->A->data);
+            if (rc) break;
+            const int heads = permute_heads(c, m);
+            const void *b = r->B->data;
+            if (heads) {
+                const int64_t rows = r->B->shape[0], cols = r->B->shape[1];
+                float *p = realloc(perm, (size_t)(rows * cols) * sizeof(float));
+                if (!p) { rc = dt_fail(ctx, DT_ENOMEM, "out of memory"); break; }
+                perm = p;
+                dt_gguf_permute_rows(perm, b, rows, (size_t)cols * sizeof(float), heads, false);
+                b = perm;
+            }
+            rc = dt_gguf_write_tensor(ctx, w, bn, b);
+        }
+    free(perm);
+    if (!rc) rc = dt_gguf_writer_finish(ctx, w);
+    dt_gguf_writer_free(w);
+    return rc ? rc : dt_gguf_check_spec(ctx, out_path);
+}
+
+int dt_export_lora_gguf(dt_ctx *ctx, const char *adapter_dir, const char *model_path, const char *out_path,
+                        dt_export_info *info) {
+    dt_model_config cfg;
+    dt_weights *wts = NULL;
+    int rc = dt_weights_open(ctx, model_path, &cfg, &wts);
+    dt_weights_close(wts); // only the config is needed
+    if (rc) return rc;
+    const char *arch;
+    if ((rc = dt_gguf_arch(ctx, &cfg, model_path, &arch))) return rc;
+    dt_adapter *a = NULL;
+    if ((rc = dt_adapter_load_cfg(ctx, adapter_dir, &cfg, &a))) return rc;
+    if (a->method != DT_PEFT_LORA) {
+        dt_adapter_free(a);
+        return dt_fail(ctx, DT_EINPUT, "%s: a prompt-tuning adapter has no llama.cpp GGUF form (only LoRA adapters can be exported)", adapter_dir);
+    }
+    // llama.cpp multiplies by alpha / r; with rsLoRA the trained scale is alpha / sqrt(r) = (alpha sqrt(r)) / r.
+    const int r = a->lora.r;
+    float alpha = a->lora.use_rslora ? (float)((double)a->lora.alpha * sqrt((double)r)) : a->lora.alpha;
+    char name[256];
+    base_name(adapter_dir, name, sizeof name);
+    rc = write_adapter(ctx, a, &cfg, arch, name, out_path, alpha);
+    if (!rc && info) {
+        info->n_pairs = 0;
+        for (int l = 0; l < cfg.num_layers; l++)
+            for (int m = 0; m < DT_MOD_COUNT; m++) info->n_pairs += dt_adapter_lora_at(a, l, m) != NULL;
+        info->rank = r;
+        info->alpha = alpha;
+        info->arch = arch;
+    }
+    dt_adapter_free(a);
+    return rc;
+}
