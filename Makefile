@@ -31,9 +31,10 @@ CUDA_HOME ?= /usr/local/cuda
 CU_SRC    := $(wildcard autograd/cuda/*.cu)
 CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/%.o)
 LIB_OBJ   += $(CU_OBJ)
-CFLAGS    += -DDT_CUDA=1 -I$(CUDA_HOME)/include
+# override: CFLAGS was set with override above, so a plain += here would be silently ignored.
+override CFLAGS += -DDT_CUDA=1 -I$(CUDA_HOME)/include
 LDLIBS    += -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
-NVFLAGS   ?= -O2 -std=c++17 -I. -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
+NVFLAGS   ?= -O2 -std=c++17 -I. -MMD -MP -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
              -gencode arch=compute_90,code=compute_90 -Xcompiler -fPIC,-Wall
 endif
 

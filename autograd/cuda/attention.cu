@@ -1,0 +1,430 @@
+// Causal grouped-query attention on the GPU, flash-style: the (T, T) score matrix never exists. Queries
+// and keys are cut into square tiles of TL rows held in shared memory.
+//  - forward: a block owns TL query rows of one head and sweeps the key tiles those rows can see, with an
+//    online softmax (running max m, running sum l, output rescaled when m grows); it keeps only
+//    lse = m + log(l) per row.
+//  - backward: D = rowsum(dO * O) first; then one kernel owns query tiles and sums dQ over key tiles, and
+//    another owns key tiles and sums dK, dV over the query tiles and over the query heads of its
+//    key/value group. Both recompute P = exp(S - lse) block by block. No atomics: results do not depend
+//    on scheduling.
+// Visibility: key j is seen by query i when seg_start[i] <= j <= i (seg_start NULL: 0 <= j <= i).
+// The arithmetic is plain f32 (no tensor cores): correctness and readability first; see the notes at
+// the launchers. The naive kernel at the end is the reference the tests compare with.
+#include <math.h>
+#include <stdio.h>
+#include "autograd/cuda/cuda_internal.h"
+
+#define ATT_THREADS 256
+#define MAX_HEAD_DIM 512
+
+// Tile edge for a head size: smaller tiles for larger heads keep the shared memory of every kernel
+// under 110 KB (sm_80 allows 163 KB per block, sm_90 227 KB). TL <= ATT_THREADS, so one thread per
+// tile row can vote on whether a tile is needed.
+static int attn_tile(int64_t hd) { return hd <= 32 ? 64 : hd <= 128 ? 32 : hd <= 256 ? 16 : 8; }
+
+// Shared-memory layouts (floats). Rows of hd values are padded to P = hd + 1 and score rows to
+// SP = TL + 1, so a warp reading one column (one value per row) touches 32 different banks.
+static size_t fwd_smem(int TL, int hd) { return (size_t)(4 * TL * (hd + 1) + TL * (TL + 1) + 3 * TL) * sizeof(float); }
+static size_t dq_smem(int TL, int hd) { return (size_t)(5 * TL * (hd + 1) + TL * (TL + 1) + 2 * TL) * sizeof(float); }
+static size_t dkv_smem(int TL, int hd) { return (size_t)(6 * TL * (hd + 1) + 2 * TL * (TL + 1) + 2 * TL) * sizeof(float); }
+
+__device__ __forceinline__ int64_t seg_of(const int32_t *seg, int64_t i) { return seg ? (int64_t)seg[i] : 0; }
+
+// Query i (any value) sees key j.
+__device__ __forceinline__ bool visible(const int32_t *seg, int64_t i, int64_t j, int64_t T) {
+    return i < T && j <= i && j >= seg_of(seg, i);
+}
+
+// Query i sees at least one key of the tile [j0, j0 + TL): its keys [seg(i), i] overlap the tile.
+__device__ __forceinline__ bool sees_tile(const int32_t *seg, int64_t i, int64_t T, int64_t j0, int TL) {
+    return i < T && j0 <= i && seg_of(seg, i) <= j0 + TL - 1;
+}
+
+// dst (TL, P) <- rows r0 .. r0 + TL - 1 of src (row r at src + r * ld, hd floats); rows >= T are zero.
+__device__ void load_tile(float *dst, int P, const float *src, int64_t ld, int64_t r0, int64_t T, int TL, int hd) {
+    for (int e = threadIdx.x; e < TL * hd; e += blockDim.x) {
+        int r = e / hd, d = e - r * hd;
+        dst[r * P + d] = r0 + r < T ? src[(r0 + r) * ld + d] : 0.0f;
+    }
+}
+
+// dst (TL) <- src[r0 .. r0 + TL - 1]; entries >= T are zero.
+__device__ void load_rows(float *dst, const float *src, int64_t r0, int64_t T, int TL) {
+    for (int r = threadIdx.x; r < TL; r += blockDim.x) dst[r] = r0 + r < T ? src[r0 + r] : 0.0f;
+}
+
+__global__ void attn_fwd_k(float *out, float *lse, const float *q, const float *k, const float *v,
+                           const int32_t *seg_start, int64_t T, int H, int KV, int hd, int TL, float scale) {
+    // out, q (B, T, H, hd); k, v (B, T, KV, hd); lse (B, H, T); seg_start (B, T) or NULL.
+    // This block: query rows [i0, i0 + TL) of head h = blockIdx.y of batch row b = blockIdx.z.
+    extern __shared__ float sm[];
+    const int P = hd + 1, SP = TL + 1;
+    float *Qs = sm;            // (TL, P) this tile's queries
+    float *Ks = Qs + TL * P;   // (TL, P) the current key tile
+    float *Vs = Ks + TL * P;   // (TL, P) the current value tile
+    float *Os = Vs + TL * P;   // (TL, P) output accumulators, not yet divided by l
+    float *Ss = Os + TL * P;   // (TL, SP) scores of the current key tile, then their exponentials
+    float *m_s = Ss + TL * SP; // (TL) running max of each row's scores
+    float *l_s = m_s + TL;     // (TL) running sum of exp(score - m)
+    float *a_s = l_s + TL;     // (TL) factor rescaling Os when m grows in this key tile
+    const int tid = threadIdx.x, nt = blockDim.x, lane = tid & 31, warp = tid >> 5, nwarps = nt >> 5;
+    const int64_t b = blockIdx.z;
+    const int h = blockIdx.y, g = h / (H / KV);
+    const int64_t i0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * TL; // the last rows see the most keys: start them first
+    const int64_t ldq = (int64_t)H * hd, ldk = (int64_t)KV * hd;
+    const float *qb = q + b * T * ldq + (int64_t)h * hd; // query row i at qb + i * ldq
+    const float *kb = k + b * T * ldk + (int64_t)g * hd; // key row j at kb + j * ldk
+    const float *vb = v + b * T * ldk + (int64_t)g * hd;
+    const int32_t *seg = seg_start ? seg_start + b * T : NULL; // (T)
+
+    load_tile(Qs, P, qb, ldq, i0, T, TL, hd);
+    for (int e = tid; e < TL * hd; e += nt) Os[(e / hd) * P + e % hd] = 0.0f;
+    for (int r = tid; r < TL; r += nt) { m_s[r] = -INFINITY; l_s[r] = 0.0f; }
+    const int64_t i_end = i0 + TL < T ? i0 + TL : T; // rows [i0, i_end) exist
+    for (int64_t j0 = 0; j0 < i_end; j0 += TL) {
+        // Skip key tiles no row here can see. The vote is also the barrier after which the previous
+        // tile's Ks, Vs and Ss (and, the first time, the setup above) are no longer in use.
+        const bool sees = tid < TL && sees_tile(seg, i0 + tid, T, j0, TL);
+        if (!__syncthreads_or(sees)) continue;
+        load_tile(Ks, P, kb, ldk, j0, T, TL, hd);
+        load_tile(Vs, P, vb, ldk, j0, T, TL, hd);
+        __syncthreads();
+        for (int e = tid; e < TL * TL; e += nt) { // S = scale Q K^T, -inf where not visible
+            const int r = e / TL, c = e - r * TL;
+            float s = -INFINITY;
+            if (visible(seg, i0 + r, j0 + c, T)) {
+                float acc = 0.0f;
+                for (int d = 0; d < hd; d++) acc += Qs[r * P + d] * Ks[c * P + d];
+                s = acc * scale;
+            }
+            Ss[r * SP + c] = s;
+        }
+        __syncthreads();
+        for (int r = warp; r < TL; r += nwarps) { // online softmax, one warp per row
+            float mx = -INFINITY;
+            for (int c = lane; c < TL; c += 32) mx = fmaxf(mx, Ss[r * SP + c]);
+            mx = dt_warp_max(mx);
+            const float m_old = m_s[r], m_new = fmaxf(m_old, mx);
+            // A row that has seen no key yet keeps m = -inf: its exponentials are 0 and nothing is rescaled
+            // (exp(-inf - -inf) would be NaN).
+            const bool none = m_new == -INFINITY;
+            float sum = 0.0f;
+            for (int c = lane; c < TL; c += 32) {
+                const float p = none ? 0.0f : expf(Ss[r * SP + c] - m_new); // 0 for masked keys
+                Ss[r * SP + c] = p;
+                sum += p;
+            }
+            sum = dt_warp_sum(sum);
+            if (lane == 0) {
+                const float alpha = none ? 1.0f : expf(m_old - m_new); // 0 when m_old = -inf
+                m_s[r] = m_new;
+                l_s[r] = l_s[r] * alpha + sum;
+                a_s[r] = alpha;
+            }
+        }
+        __syncthreads();
+        for (int e = tid; e < TL * hd; e += nt) { // O = alpha O + P V
+            const int r = e / hd, d = e - r * hd;
+            float acc = 0.0f;
+            for (int c = 0; c < TL; c++) acc += Ss[r * SP + c] * Vs[c * P + d];
+            Os[r * P + d] = Os[r * P + d] * a_s[r] + acc;
+        }
+    }
+    __syncthreads();
+    // Every existing row saw at least its own key, so l > 0 there.
+    for (int e = tid; e < TL * hd; e += nt) {
+        const int r = e / hd, d = e - r * hd;
+        if (i0 + r < T) out[(b * T + i0 + r) * ldq + (int64_t)h * hd + d] = Os[r * P + d] / l_s[r];
+    }
+    for (int r = tid; r < TL; r += nt)
+        if (i0 + r < T) lse[(b * H + h) * T + i0 + r] = m_s[r] + logf(l_s[r]);
+}
+
+__global__ void attn_rowdot_k(float *Dg, const float *out, const float *dout, int64_t B, int64_t T, int H, int hd) {
+    // Dg (B, H, T) = sum over hd of out * dout, out and dout (B, T, H, hd): one warp per (b, t, h) row.
+    const int64_t rows = B * T * H;
+    const int lane = threadIdx.x & 31;
+    const int64_t first = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5; // the same for a whole warp
+    const int64_t stride = ((int64_t)gridDim.x * blockDim.x) >> 5;
+    for (int64_t n = first; n < rows; n += stride) {
+        const float *o = out + n * hd, *d = dout + n * hd; // (hd)
+        float acc = 0.0f;
+        for (int e = lane; e < hd; e += 32) acc += o[e] * d[e];
+        acc = dt_warp_sum(acc);
+        if (lane == 0) {
+            const int64_t h = n % H, bt = n / H, t = bt % T, bb = bt / T;
+            Dg[(bb * H + h) * T + t] = acc;
+        }
+    }
+}
+
+// dS = P * (dP - D) with P = exp(scale q.k - lse), dP = dO.v, for query row r and key row c of the
+// tiles in shared memory (rows of stride P).
+__device__ __forceinline__ void prob_and_ds(float *p_out, float *ds_out, const float *Qs, const float *dOs,
+                                            const float *Ks, const float *Vs, int r, int c, int P, int hd, float scale,
+                                            float lse_r, float D_r) {
+    float s = 0.0f, dp = 0.0f;
+    for (int d = 0; d < hd; d++) {
+        s += Qs[r * P + d] * Ks[c * P + d];
+        dp += dOs[r * P + d] * Vs[c * P + d];
+    }
+    const float p = expf(s * scale - lse_r);
+    *p_out = p;
+    *ds_out = p * (dp - D_r);
+}
+
+__global__ void attn_bwd_dq_k(float *dq, bool acc_q, const float *dout, const float *Dg, const float *lse,
+                              const float *q, const float *k, const float *v, const int32_t *seg_start, int64_t T,
+                              int H, int KV, int hd, int TL, float scale) {
+    // dq, dout, q (B, T, H, hd); k, v (B, T, KV, hd); Dg, lse (B, H, T); seg_start (B, T) or NULL.
+    // This block: dq rows [i0, i0 + TL) of head h = blockIdx.y of batch row b = blockIdx.z,
+    // dq = scale * sum over the visible key tiles of dS K.
+    extern __shared__ float sm[];
+    const int P = hd + 1, SP = TL + 1;
+    float *Qs = sm;               // (TL, P)
+    float *dOs = Qs + TL * P;     // (TL, P)
+    float *dQs = dOs + TL * P;    // (TL, P) sum of dS K, scaled when written out
+    float *Ks = dQs + TL * P;     // (TL, P)
+    float *Vs = Ks + TL * P;      // (TL, P)
+    float *dSs = Vs + TL * P;     // (TL, SP) dS of the current key tile
+    float *lse_s = dSs + TL * SP; // (TL)
+    float *D_s = lse_s + TL;      // (TL)
+    const int tid = threadIdx.x, nt = blockDim.x;
+    const int64_t b = blockIdx.z;
+    const int h = blockIdx.y, g = h / (H / KV);
+    const int64_t i0 = (int64_t)(gridDim.x - 1 - blockIdx.x) * TL;
+    const int64_t ldq = (int64_t)H * hd, ldk = (int64_t)KV * hd;
+    const float *qb = q + b * T * ldq + (int64_t)h * hd, *dob = dout + b * T * ldq + (int64_t)h * hd;
+    const float *kb = k + b * T * ldk + (int64_t)g * hd, *vb = v + b * T * ldk + (int64_t)g * hd;
+    const int32_t *seg = seg_start ? seg_start + b * T : NULL; // (T)
+
+    load_tile(Qs, P, qb, ldq, i0, T, TL, hd);
+    load_tile(dOs, P, dob, ldq, i0, T, TL, hd);
+    for (int e = tid; e < TL * hd; e += nt) dQs[(e / hd) * P + e % hd] = 0.0f;
+    load_rows(lse_s, lse + (b * H + h) * T, i0, T, TL);
+    load_rows(D_s, Dg + (b * H + h) * T, i0, T, TL);
+    const int64_t i_end = i0 + TL < T ? i0 + TL : T;
+    for (int64_t j0 = 0; j0 < i_end; j0 += TL) {
+        const bool sees = tid < TL && sees_tile(seg, i0 + tid, T, j0, TL);
+        if (!__syncthreads_or(sees)) continue; // also the barrier before Ks, Vs, dSs are reused
+        load_tile(Ks, P, kb, ldk, j0, T, TL, hd);
+        load_tile(Vs, P, vb, ldk, j0, T, TL, hd);
+        __syncthreads();
+        for (int e = tid; e < TL * TL; e += nt) {
+            const int r = e / TL, c = e - r * TL;
+            float p = 0.0f, ds = 0.0f;
+            if (visible(seg, i0 + r, j0 + c, T)) prob_and_ds(&p, &ds, Qs, dOs, Ks, Vs, r, c, P, hd, scale, lse_s[r], D_s[r]);
+            dSs[r * SP + c] = ds;
+        }
+        __syncthreads();
+        for (int e = tid; e < TL * hd; e += nt) { // dQ += dS K
+            const int r = e / hd, d = e - r * hd;
+            float acc = 0.0f;
+            for (int c = 0; c < TL; c++) acc += dSs[r * SP + c] * Ks[c * P + d];
+            dQs[r * P + d] += acc;
+        }
+    }
+    __syncthreads();
+    for (int e = tid; e < TL * hd; e += nt) {
+        const int r = e / hd, d = e - r * hd;
+        if (i0 + r >= T) continue;
+        float *dst = dq + (b * T + i0 + r) * ldq + (int64_t)h * hd + d;
+        const float val = scale * dQs[r * P + d];
+        *dst = acc_q ? *dst + val : val;
+    }
+}
+
+__global__ void attn_bwd_dkv_k(float *dk, float *dv, bool acc_k, bool acc_v, const float *dout, const float *Dg,
+                               const float *lse, const float *q, const float *k, const float *v,
+                               const int32_t *seg_start, int64_t T, int H, int KV, int hd, int TL, float scale) {
+    // dk, dv, k, v (B, T, KV, hd), dk/dv may be NULL; dout, q (B, T, H, hd); Dg, lse (B, H, T);
+    // seg_start (B, T) or NULL. This block: key rows [j0, j0 + TL) of key/value head g = blockIdx.y of batch
+    // row b = blockIdx.z; dv = sum of P^T dO and dk = scale * sum of dS^T Q over the query heads of g's
+    // group and the query tiles that see these keys.
+    extern __shared__ float sm[];
+    const int P = hd + 1, SP = TL + 1;
+    float *Ks = sm;               // (TL, P)
+    float *Vs = Ks + TL * P;      // (TL, P)
+    float *dKs = Vs + TL * P;     // (TL, P) sum of dS^T Q, scaled when written out
+    float *dVs = dKs + TL * P;    // (TL, P) sum of P^T dO
+    float *Qs = dVs + TL * P;     // (TL, P) the current query tile
+    float *dOs = Qs + TL * P;     // (TL, P)
+    float *Ps = dOs + TL * P;     // (TL, SP) [query row][key row] probabilities of the current tile pair
+    float *dSs = Ps + TL * SP;    // (TL, SP) [query row][key row]
+    float *lse_s = dSs + TL * SP; // (TL)
+    float *D_s = lse_s + TL;      // (TL)
+    const int tid = threadIdx.x, nt = blockDim.x;
+    const int64_t b = blockIdx.z;
+    const int g = blockIdx.y, group = H / KV;
+    const int64_t j0 = (int64_t)blockIdx.x * TL; // the first keys are seen by the most queries: they start first
+    const int64_t ldq = (int64_t)H * hd, ldk = (int64_t)KV * hd;
+    const float *kb = k + b * T * ldk + (int64_t)g * hd, *vb = v + b * T * ldk + (int64_t)g * hd;
+    const int32_t *seg = seg_start ? seg_start + b * T : NULL; // (T)
+
+    load_tile(Ks, P, kb, ldk, j0, T, TL, hd);
+    load_tile(Vs, P, vb, ldk, j0, T, TL, hd);
+    for (int e = tid; e < TL * hd; e += nt) dKs[(e / hd) * P + e % hd] = dVs[(e / hd) * P + e % hd] = 0.0f;
+    for (int hh = 0; hh < group; hh++) {
+        const int h = g * group + hh;
+        const float *qb = q + b * T * ldq + (int64_t)h * hd, *dob = dout + b * T * ldq + (int64_t)h * hd;
+        // Query tiles start at j0 (tiles are aligned to TL): earlier queries see none of these keys.
+        for (int64_t i0 = j0; i0 < T; i0 += TL) {
+            const bool sees = tid < TL && sees_tile(seg, i0 + tid, T, j0, TL);
+            if (!__syncthreads_or(sees)) continue; // also the barrier before Qs, dOs, Ps, dSs are reused
+            load_tile(Qs, P, qb, ldq, i0, T, TL, hd);
+            load_tile(dOs, P, dob, ldq, i0, T, TL, hd);
+            load_rows(lse_s, lse + (b * H + h) * T, i0, T, TL);
+            load_rows(D_s, Dg + (b * H + h) * T, i0, T, TL);
+            __syncthreads();
+            for (int e = tid; e < TL * TL; e += nt) {
+                const int r = e / TL, c = e - r * TL; // query row r, key row c
+                float p = 0.0f, ds = 0.0f;
+                if (visible(seg, i0 + r, j0 + c, T))
+                    prob_and_ds(&p, &ds, Qs, dOs, Ks, Vs, r, c, P, hd, scale, lse_s[r], D_s[r]);
+                Ps[r * SP + c] = p;
+                dSs[r * SP + c] = ds;
+            }
+            __syncthreads();
+            for (int e = tid; e < TL * hd; e += nt) { // dV += P^T dO ; dK += dS^T Q
+                const int c = e / hd, d = e - c * hd;
+                float av = 0.0f, ak = 0.0f;
+                for (int r = 0; r < TL; r++) {
+                    av += Ps[r * SP + c] * dOs[r * P + d];
+                    ak += dSs[r * SP + c] * Qs[r * P + d];
+                }
+                dVs[c * P + d] += av;
+                dKs[c * P + d] += ak;
+            }
+        }
+    }
+    __syncthreads();
+    for (int e = tid; e < TL * hd; e += nt) {
+        const int c = e / hd, d = e - c * hd;
+        if (j0 + c >= T) continue;
+        const int64_t at = (b * T + j0 + c) * ldk + (int64_t)g * hd + d;
+        if (dk) { const float val = scale * dKs[c * P + d]; dk[at] = acc_k ? dk[at] + val : val; }
+        if (dv) { const float val = dVs[c * P + d]; dv[at] = acc_v ? dv[at] + val : val; }
+    }
+}
+
+// ---- launchers ----
+
+// Shapes the kernels cannot take are recorded as unsupported (the model already refuses head_dim > 512).
+static bool attn_args_ok(const char *what, int64_t B, int64_t H, int64_t KV, int64_t hd) {
+    char why[200];
+    if (hd < 1 || hd > MAX_HEAD_DIM)
+        snprintf(why, sizeof why, "head_dim %lld is not supported (1 to %d)", (long long)hd, MAX_HEAD_DIM);
+    else if (KV < 1 || H % KV)
+        snprintf(why, sizeof why, "%lld query heads are not a multiple of %lld key/value heads", (long long)H, (long long)KV);
+    else if (H > 65535 || B > 65535)
+        snprintf(why, sizeof why, "%lld heads x %lld batch rows exceed the launch grid (65535 each)", (long long)H,
+                 (long long)B);
+    else
+        return true;
+    dt_cuda_record(DT_EUNSUPPORTED, what, __FILE__, __LINE__, why);
+    return false;
+}
+
+// Lets kernel use bytes of dynamic shared memory (above the 48 KB default), if the device has them.
+template <typename Kernel> static bool smem_ok(Kernel kernel, size_t bytes, const char *what) {
+    if (bytes > dt_cuda()->smem_optin) {
+        char why[160];
+        snprintf(why, sizeof why, "needs %zu bytes of shared memory per block, the device allows %zu", bytes,
+                 dt_cuda()->smem_optin);
+        dt_cuda_record(DT_EUNSUPPORTED, what, __FILE__, __LINE__, why);
+        return false;
+    }
+    return CU_OK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
+}
+
+// The backward's D = rowsum(dO * O), (B, H, T) floats; the forward needs no scratch.
+size_t dt_cuda_attention_scratch_bytes(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
+    (void)KV;
+    (void)hd;
+    return (size_t)B * (size_t)H * (size_t)T * sizeof(float);
+}
+
+void dt_cuda_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+                           const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
+                           void *scratch) {
+    (void)scratch;
+    if (B <= 0 || T <= 0 || H <= 0 || !attn_args_ok("attention_fwd", B, H, KV, hd)) return;
+    const int TL = attn_tile(hd);
+    const size_t smem = fwd_smem(TL, (int)hd);
+    if (!smem_ok(attn_fwd_k, smem, "attention_fwd")) return;
+    const dim3 grid((unsigned)((T + TL - 1) / TL), (unsigned)H, (unsigned)B);
+    attn_fwd_k<<<grid, ATT_THREADS, smem, dt_cuda_stream()>>>(out, lse, q, k, v, seg_start, T, (int)H, (int)KV,
+                                                               (int)hd, TL, 1.0f / sqrtf((float)hd));
+    LAUNCH_OK("attn_fwd_k");
+}
+
+void dt_cuda_attention_bwd(float *dq, float *dk, float *dv, bool acc_q, bool acc_k, bool acc_v, const float *dout,
+                           const float *out, const float *lse, const float *q, const float *k, const float *v,
+                           const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
+                           void *scratch) {
+    if (B <= 0 || T <= 0 || H <= 0 || (!dq && !dk && !dv) || !attn_args_ok("attention_bwd", B, H, KV, hd)) return;
+    const cudaStream_t s = dt_cuda_stream();
+    const int TL = attn_tile(hd);
+    const float scale = 1.0f / sqrtf((float)hd);
+    float *Dg = (float *)scratch; // (B, H, T)
+    attn_rowdot_k<<<dt_cuda_blocks(B * T * H * 32, ATT_THREADS), ATT_THREADS, 0, s>>>(Dg, out, dout, B, T, (int)H,
+                                                                                      (int)hd);
+    if (!LAUNCH_OK("attn_rowdot_k")) return;
+    const unsigned tiles = (unsigned)((T + TL - 1) / TL);
+    if (dq) {
+        const size_t smem = dq_smem(TL, (int)hd);
+        if (!smem_ok(attn_bwd_dq_k, smem, "attention_bwd")) return;
+        attn_bwd_dq_k<<<dim3(tiles, (unsigned)H, (unsigned)B), ATT_THREADS, smem, s>>>(
+            dq, acc_q, dout, Dg, lse, q, k, v, seg_start, T, (int)H, (int)KV, (int)hd, TL, scale);
+        if (!LAUNCH_OK("attn_bwd_dq_k")) return;
+    }
+    if (dk || dv) {
+        const size_t smem = dkv_smem(TL, (int)hd);
+        if (!smem_ok(attn_bwd_dkv_k, smem, "attention_bwd")) return;
+        attn_bwd_dkv_k<<<dim3(tiles, (unsigned)KV, (unsigned)B), ATT_THREADS, smem, s>>>(
+            dk, dv, acc_k, acc_v, dout, Dg, lse, q, k, v, seg_start, T, (int)H, (int)KV, (int)hd, TL, scale);
+        LAUNCH_OK("attn_bwd_dkv_k");
+    }
+}
+
+// ---- the naive reference ----
+
+// scale * q_i . k_j in double, q_i (hd) and key row j of head g.
+__device__ double naive_score(const float *qi, const float *k, int64_t b, int64_t j, int64_t T, int64_t KV, int64_t g,
+                              int64_t hd, float scale) {
+    const float *kj = k + ((b * T + j) * KV + g) * hd; // (hd)
+    double s = 0.0;
+    for (int64_t e = 0; e < hd; e++) s += (double)qi[e] * kj[e];
+    return s * scale;
+}
+
+// One thread per query row, three passes over its keys (max, normaliser, each output element), every
+// score recomputed: O(T hd^2) per row, for tests only.
+__global__ void attn_naive_k(float *out, float *lse, const float *q, const float *k, const float *v,
+                             const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
+    // out, q (B, T, H, hd); k, v (B, T, KV, hd); lse (B, H, T); seg_start (B, T) or NULL
+    const float scale = 1.0f / sqrtf((float)hd);
+    for (int64_t n = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; n < B * T * H; n += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t h = n % H, i = (n / H) % T, b = n / (H * T), g = h / (H / KV);
+        const float *qi = q + n * hd; // (hd)
+        const int64_t lo = seg_start ? seg_start[b * T + i] : 0;
+        double m = -INFINITY, sum = 0.0;
+        for (int64_t j = lo; j <= i; j++) m = fmax(m, naive_score(qi, k, b, j, T, KV, g, hd, scale));
+        for (int64_t j = lo; j <= i; j++) sum += exp(naive_score(qi, k, b, j, T, KV, g, hd, scale) - m);
+        for (int64_t e = 0; e < hd; e++) {
+            double acc = 0.0;
+            for (int64_t j = lo; j <= i; j++)
+                acc += exp(naive_score(qi, k, b, j, T, KV, g, hd, scale) - m) / sum * v[((b * T + j) * KV + g) * hd + e];
+            out[n * hd + e] = (float)acc;
+        }
+        lse[(b * H + h) * T + i] = (float)(m + log(sum));
+    }
+}
+
+void dt_cuda_attention_fwd_naive(float *out, float *lse, const float *q, const float *k, const float *v,
+                                 const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
+    if (B <= 0 || T <= 0 || H <= 0 || !attn_args_ok("attention_fwd_naive", B, H, KV, hd)) return;
+    attn_naive_k<<<dt_cuda_blocks(B * T * H, 128), 128, 0, dt_cuda_stream()>>>(out, lse, q, k, v, seg_start, B, T, H,
+                                                                                KV, hd);
+    LAUNCH_OK("attn_naive_k");
+}

@@ -1,0 +1,219 @@
+// A CPU stand-in for the parts of the CUDA runtime, cuBLAS and the device language that autograd/cuda/
+// uses, so the backend's real sources (rewritten only at their <<<...>>> launches by emu_build.sh) and
+// tests/test_cuda_ops.c can run on a machine without a GPU, under AddressSanitizer or ThreadSanitizer.
+// It checks index math, bounds (device memory and shared memory are exact-size heap blocks), barrier
+// placement (every CUDA thread is an OS thread; __syncthreads is a real barrier, so a missing one is a
+// data race) and the launch configuration. It says nothing about speed or about the real compiler.
+// Blocks of a grid run one after another; the threads of a block run concurrently.
+#ifndef DT_EMU_CUDA_H
+#define DT_EMU_CUDA_H
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <atomic>
+#include <barrier>
+#include <map>
+#include <memory>
+#include <thread>
+#include <tuple>
+#include <vector>
+
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __shared__ static // blocks run one at a time, so one static copy per kernel is one per block
+
+struct dim3 {
+    unsigned x, y, z;
+    dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+
+typedef enum cudaError {
+    cudaSuccess = 0,
+    cudaErrorInvalidValue = 1,
+    cudaErrorMemoryAllocation = 2,
+    cudaErrorInvalidConfiguration = 9,
+} cudaError_t;
+typedef enum { cudaMemcpyHostToDevice = 1, cudaMemcpyDeviceToHost = 2 } cudaMemcpyKind;
+typedef enum {
+    cudaDevAttrMaxSharedMemoryPerBlockOptin = 97,
+    cudaDevAttrMemoryPoolsSupported = 115,
+} cudaDeviceAttr;
+typedef enum { cudaFuncAttributeMaxDynamicSharedMemorySize = 8 } cudaFuncAttribute;
+typedef enum { cudaMemPoolAttrReleaseThreshold = 4 } cudaMemPoolAttr;
+typedef struct emu_stream *cudaStream_t;
+typedef struct emu_pool *cudaMemPool_t;
+struct cudaDeviceProp { char name[256]; int major, minor; };
+
+namespace emu {
+struct block_state {
+    explicit block_state(int n) : bar(n), warps(n / 32) {}
+    std::barrier<> bar;
+    std::atomic<int> vote{0};
+    struct warp { std::barrier<> bar{32}; double slot[32]; };
+    std::vector<warp> warps;
+    std::vector<float> smem;
+};
+inline thread_local dim3 threadIdx_, blockIdx_;
+inline dim3 blockDim_, gridDim_;
+inline block_state *blk;
+inline cudaError_t last_error = cudaSuccess;
+inline std::map<const void *, int> smem_attr;
+inline size_t smem_optin = 166912; // an A100's opt-in limit, the smaller of the two targets
+inline float *dyn_smem() { return blk->smem.data(); }
+inline cudaError_t set_error(cudaError_t e) { if (last_error == cudaSuccess) last_error = e; return e; }
+
+template <class... P> struct launcher {
+    void (*k)(P...);
+    dim3 grid, block;
+    size_t smem;
+    template <class... A> void operator()(A &&...a) {
+        if (block.x * block.y * block.z > 1024 || block.y != 1 || block.z != 1 || block.x % 32 || grid.x == 0 ||
+            grid.y == 0 || grid.z == 0 || grid.y > 65535 || grid.z > 65535) {
+            set_error(cudaErrorInvalidConfiguration);
+            return;
+        }
+        auto it = smem_attr.find((const void *)k);
+        if (smem > smem_optin || (smem > 48 * 1024 && (it == smem_attr.end() || (size_t)it->second < smem))) {
+            set_error(cudaErrorInvalidValue); // shared memory above 48 KB needs the opt-in attribute
+            return;
+        }
+        std::tuple<P...> args((P)a...);
+        blockDim_ = block;
+        gridDim_ = grid;
+        for (unsigned bz = 0; bz < grid.z; bz++)
+            for (unsigned by = 0; by < grid.y; by++)
+                for (unsigned bx = 0; bx < grid.x; bx++) {
+                    block_state st((int)block.x);
+                    st.smem.assign(smem / sizeof(float), NAN); // uninitialised shared memory reads as NaN
+                    blk = &st;
+                    std::vector<std::thread> th;
+                    for (unsigned t = 0; t < block.x; t++)
+                        th.emplace_back([&, t] {
+                            threadIdx_ = dim3(t);
+                            blockIdx_ = dim3(bx, by, bz);
+                            std::apply(k, args);
+                        });
+                    for (auto &x : th) x.join();
+                    blk = nullptr;
+                }
+    }
+};
+template <class... P> launcher<P...> launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem = 0, cudaStream_t = 0) {
+    return launcher<P...>{k, grid, block, smem};
+}
+} // namespace emu
+
+#define threadIdx emu::threadIdx_
+#define blockIdx emu::blockIdx_
+#define blockDim emu::blockDim_
+#define gridDim emu::gridDim_
+
+inline void __syncthreads() { emu::blk->bar.arrive_and_wait(); }
+inline int __syncthreads_or(int pred) {
+    emu::block_state &b = *emu::blk;
+    b.bar.arrive_and_wait(); // the previous vote has been read and reset
+    if (pred) b.vote.store(1);
+    b.bar.arrive_and_wait();
+    int r = b.vote.load();
+    b.bar.arrive_and_wait();
+    if (threadIdx.x == 0) b.vote.store(0);
+    return r;
+}
+template <class T> inline T __shfl_xor_sync(unsigned mask, T v, int o) {
+    if (mask != 0xffffffffu) abort(); // only full-warp shuffles are used
+    emu::block_state::warp &w = emu::blk->warps[threadIdx.x / 32];
+    const unsigned lane = threadIdx.x & 31;
+    w.bar.arrive_and_wait(); // the previous exchange has been read
+    w.slot[lane] = (double)v;
+    w.bar.arrive_and_wait();
+    return (T)w.slot[lane ^ (unsigned)o];
+}
+
+// ---- runtime ----
+inline const char *cudaGetErrorString(cudaError_t e) {
+    switch (e) {
+    case cudaSuccess: return "no error";
+    case cudaErrorInvalidValue: return "invalid argument";
+    case cudaErrorMemoryAllocation: return "out of memory";
+    case cudaErrorInvalidConfiguration: return "invalid configuration argument";
+    }
+    return "unknown error";
+}
+inline cudaError_t cudaGetLastError() { cudaError_t e = emu::last_error; emu::last_error = cudaSuccess; return e; }
+inline cudaError_t cudaGetDeviceCount(int *n) { *n = getenv("EMU_NO_DEVICE") ? 0 : 1; return cudaSuccess; }
+inline cudaError_t cudaGetDevice(int *d) { *d = 0; return cudaSuccess; }
+inline cudaError_t cudaSetDevice(int) { return cudaSuccess; }
+inline cudaError_t cudaGetDeviceProperties(cudaDeviceProp *p, int) {
+    strcpy(p->name, "CPU emulation");
+    p->major = 8;
+    p->minor = 0;
+    return cudaSuccess;
+}
+inline cudaError_t cudaDeviceGetAttribute(int *v, cudaDeviceAttr a, int) {
+    *v = a == cudaDevAttrMaxSharedMemoryPerBlockOptin ? (int)emu::smem_optin : 1;
+    return cudaSuccess;
+}
+template <class K> inline cudaError_t cudaFuncSetAttribute(K k, cudaFuncAttribute, int v) {
+    if ((size_t)v > emu::smem_optin) return emu::set_error(cudaErrorInvalidValue);
+    emu::smem_attr[(const void *)k] = v;
+    return cudaSuccess;
+}
+inline cudaError_t cudaStreamCreate(cudaStream_t *s) { *s = (cudaStream_t)malloc(1); return cudaSuccess; }
+inline cudaError_t cudaStreamDestroy(cudaStream_t s) { free(s); return cudaSuccess; }
+inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
+inline cudaError_t cudaMalloc(void **p, size_t n) { *p = malloc(n); return *p ? cudaSuccess : emu::set_error(cudaErrorMemoryAllocation); }
+inline cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
+inline cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t) { return cudaMalloc(p, n); }
+inline cudaError_t cudaFreeAsync(void *p, cudaStream_t) { free(p); return cudaSuccess; }
+inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) { memcpy(d, s, n); return cudaSuccess; }
+inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { memset(p, v, n); return cudaSuccess; }
+inline cudaError_t cudaMemGetInfo(size_t *f, size_t *t) { *f = (size_t)1 << 30; *t = (size_t)2 << 30; return cudaSuccess; }
+inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *p, int) { *p = nullptr; return cudaSuccess; }
+inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, cudaMemPoolAttr, void *) { return cudaSuccess; }
+inline cudaError_t cudaMemPoolTrimTo(cudaMemPool_t, size_t) { return cudaSuccess; }
+
+// ---- cuBLAS: column-major reference gemm, straight from the cuBLAS definition ----
+typedef struct emu_blas *cublasHandle_t;
+typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_ALLOC_FAILED = 3, CUBLAS_STATUS_INVALID_VALUE = 7 } cublasStatus_t;
+typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
+typedef enum { CUDA_R_32F = 0 } cudaDataType;
+typedef enum { CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_16F = 74, CUBLAS_COMPUTE_32F_FAST_16BF = 75 } cublasComputeType_t;
+typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
+inline const char *cublasGetStatusString(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS ? "success" : "error"; }
+inline cublasStatus_t cublasCreate(cublasHandle_t *h) { *h = (cublasHandle_t)malloc(1); return CUBLAS_STATUS_SUCCESS; }
+inline cublasStatus_t cublasDestroy(cublasHandle_t h) { free(h); return CUBLAS_STATUS_SUCCESS; }
+inline cublasStatus_t cublasSetStream(cublasHandle_t, cudaStream_t) { return CUBLAS_STATUS_SUCCESS; }
+inline float emu_round16(float x, cublasComputeType_t c) {
+    if (c == CUBLAS_COMPUTE_32F_FAST_16BF) { // round to nearest even bf16
+        uint32_t u; memcpy(&u, &x, 4); u = (u + 0x7fff + ((u >> 16) & 1)) & 0xffff0000u; memcpy(&x, &u, 4);
+    } else if (c == CUBLAS_COMPUTE_32F_FAST_16F) {
+        x = (float)(_Float16)x;
+    }
+    return x;
+}
+inline cublasStatus_t cublasGemmEx_64(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n,
+                                      int64_t k, const void *alpha, const void *A, cudaDataType, int64_t lda, const void *B,
+                                      cudaDataType, int64_t ldb, const void *beta, void *C, cudaDataType, int64_t ldc,
+                                      cublasComputeType_t compute, cublasGemmAlgo_t) {
+    // C (m, n) = alpha op(A) op(B) + beta C, column-major: element (i, j) of X at X[i + j * ldX]
+    const float *a = (const float *)A, *b = (const float *)B;
+    float *c = (float *)C, al = *(const float *)alpha, be = *(const float *)beta;
+    if ((ta == CUBLAS_OP_N ? lda < m : lda < k) || (tb == CUBLAS_OP_N ? ldb < k : ldb < n) || ldc < m)
+        return CUBLAS_STATUS_INVALID_VALUE;
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t i = 0; i < m; i++) {
+            double s = 0;
+            for (int64_t p = 0; p < k; p++) {
+                float x = ta == CUBLAS_OP_N ? a[i + p * lda] : a[p + i * lda];
+                float y = tb == CUBLAS_OP_N ? b[p + j * ldb] : b[j + p * ldb];
+                s += (double)emu_round16(x, compute) * emu_round16(y, compute);
+            }
+            c[i + j * ldc] = al * (float)s + (be == 0.0f ? 0.0f : be * c[i + j * ldc]);
+        }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+#endif

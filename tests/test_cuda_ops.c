@@ -1,0 +1,405 @@
+// Every kernel of the CUDA backend against its CPU twin (autograd/cpu_*.c) on random shapes, forward and
+// backward, plus the flash attention against the naive GPU attention. Without a GPU, or in a build
+// without CUDA, it prints one SKIP line.
+// Error measure: the worst |gpu - cpu| over an array divided by the largest |cpu| of that array (1 when
+// all are zero), so a value near zero in a sum with cancellation does not count as a large relative error.
+// Tolerances: f32 kernels 1e-5 (summation order and fused multiply-adds differ); matmuls with bf16 or
+// f16 inputs 2e-2; copies and dropout masks exact; the sum of squares (in double) 1e-12.
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "autograd/backend.h"
+#include "autograd/cpu_kernels.h"
+#include "autograd/cuda/cuda_backend.h"
+#include "tests/test_util.h"
+
+#ifndef DT_CUDA
+
+int main(void) {
+    TEST_SKIP("cuda_ops", "no CUDA device (built without CUDA; build with make CUDA=1)");
+    TEST_EXIT();
+}
+
+#else
+
+#define TOL_F32 1e-5
+#define TOL_16 2e-2
+
+static const dt_backend *G; // the CUDA table with f32 matmuls
+static dt_ctx ctx;
+static uint64_t rng_i = 1;
+
+static float frand(void) { return dt_uniform(11, rng_i++) * 2.0f - 1.0f; }
+static int64_t irand(int64_t n) { return (int64_t)(dt_uniform(13, rng_i++) * (float)n) % n; }
+
+static float *rand_host(int64_t n, float scale) { // (n) uniform in [-scale, scale)
+    float *h = malloc((size_t)(n ? n : 1) * sizeof(float));
+    for (int64_t i = 0; i < n; i++) h[i] = frand() * scale;
+    return h;
+}
+static float *copy_host(const float *h, int64_t n) {
+    float *c = malloc((size_t)(n ? n : 1) * sizeof(float));
+    memcpy(c, h, (size_t)n * sizeof(float));
+    return c;
+}
+static void *to_dev(const void *h, size_t bytes) {
+    void *d = G->alloc(bytes);
+    G->upload(d, h, bytes);
+    return d;
+}
+static float *from_dev(const void *d, int64_t n) { // (n) floats copied to the host
+    float *h = malloc((size_t)(n ? n : 1) * sizeof(float));
+    G->download(h, d, (size_t)n * sizeof(float));
+    return h;
+}
+
+static double rel_err(const float *got, const float *ref, int64_t n) {
+    double worst = 0, big = 0;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(got[i]) != isnan(ref[i])) return INFINITY;
+        double d = fabs((double)got[i] - ref[i]);
+        if (d > worst) worst = d;
+        if (fabs(ref[i]) > big) big = fabs(ref[i]);
+    }
+    return worst / (big > 0 ? big : 1.0);
+}
+
+// Compares a device array with a host reference, frees nothing.
+static void check_dev(const char *name, const float *dev, const float *ref, int64_t n, double tol) {
+    float *got = from_dev(dev, n);
+    double e = rel_err(got, ref, n);
+    TEST_CHECK(name, e <= tol, "worst error %.3g (relative to max |ref|) above %.1g", e, tol);
+    free(got);
+}
+
+static void test_memory(void) {
+    const int64_t n = 1000;
+    float *h = rand_host(n, 1.0f);
+    float *d = to_dev(h, n * sizeof(float));
+    float *back = from_dev(d, n);
+    TEST_CHECK("cuda_upload_download", !memcmp(h, back, n * sizeof(float)), "the round trip changed the data");
+    G->zero(d, 100 * sizeof(float));
+    free(back);
+    back = from_dev(d, n);
+    int ok = 1;
+    for (int64_t i = 0; i < n; i++) ok &= back[i] == (i < 100 ? 0.0f : h[i]);
+    TEST_CHECK("cuda_zero", ok, "zero(100 floats) did not clear exactly the first 100");
+    free(back); free(h); G->free(d);
+}
+
+// One matmul of every transpose combination, with padded leading dimensions and beta != 0.
+static void test_gemm(const dt_backend *be, const char *tag, double tol, bool ta, bool tb, int64_t M, int64_t N, int64_t K) {
+    const int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
+    const int64_t lda = ac + 3, ldb = bc + 1, ldc = N + 2;
+    float *A = rand_host(ar * lda, 1.0f), *B = rand_host(br * ldb, 1.0f), *C = rand_host(M * ldc, 1.0f);
+    float *dA = to_dev(A, ar * lda * sizeof(float)), *dB = to_dev(B, br * ldb * sizeof(float));
+    float *dC = to_dev(C, M * ldc * sizeof(float));
+    dt_cpu_gemm(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.5f, C, ldc);
+    be->gemm(ta, tb, M, N, K, 0.7f, dA, lda, dB, ldb, 0.5f, dC, ldc);
+    char name[128];
+    snprintf(name, sizeof name, "cuda_gemm_%s %c%c M=%lld N=%lld K=%lld", tag, ta ? 'T' : 'N', tb ? 'T' : 'N',
+             (long long)M, (long long)N, (long long)K);
+    check_dev(name, dC, C, M * ldc, tol); // the padding columns must be untouched too
+    free(A); free(B); free(C); G->free(dA); G->free(dB); G->free(dC);
+}
+
+static void test_gemms(void) {
+    const int64_t shapes[][3] = {{37, 53, 29}, {128, 64, 256}, {1, 300, 17}, {65, 1, 130}};
+    const dt_backend *bf16, *f16;
+    if (dt_backend_cuda_init(&ctx, DT_BF16, &bf16) || dt_backend_cuda_init(&ctx, DT_F16, &f16)) {
+        TEST_FAIL("cuda_init_16bit", "%s", ctx.msg);
+        return;
+    }
+    for (int s = 0; s < 4; s++)
+        for (int t = 0; t < 4; t++) {
+            test_gemm(G, "f32", TOL_F32, t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2]);
+            if (s == 1) { // the 16-bit paths on one shape, all transposes
+                test_gemm(bf16, "bf16", TOL_16, t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2]);
+                test_gemm(f16, "f16", TOL_16, t & 1, t & 2, shapes[s][0], shapes[s][1], shapes[s][2]);
+            }
+        }
+}
+
+static void test_embedding(void) {
+    const int64_t V = 50, D = 33, n = 70;
+    float *table = rand_host(V * D, 1.0f), *ref = malloc(n * D * sizeof(float));
+    int32_t ids[70];
+    for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)irand(V);
+    dt_cpu_embedding_fwd(ref, ids, n, table, D);
+    float *dt = to_dev(table, V * D * sizeof(float)), *dout = G->alloc(n * D * sizeof(float));
+    int32_t *dids = to_dev(ids, sizeof ids);
+    G->embedding_fwd(dout, dids, n, dt, D);
+    check_dev("cuda_embedding_fwd", dout, ref, n * D, 0.0);
+    free(table); free(ref); G->free(dt); G->free(dout); G->free(dids);
+}
+
+static void test_rmsnorm(int64_t N, int64_t D) {
+    char name[96];
+    float *x = rand_host(N * D, 2.0f), *w = rand_host(D, 1.0f), *dy = rand_host(N * D, 1.0f);
+    float *y = malloc(N * D * sizeof(float)), *rstd = malloc(N * sizeof(float)), *dx = rand_host(N * D, 1.0f);
+    float *dx0 = copy_host(dx, N * D);
+    float *dX = to_dev(x, N * D * 4), *dW = to_dev(w, D * 4), *dDY = to_dev(dy, N * D * 4);
+    float *dY = G->alloc(N * D * 4), *dR = G->alloc(N * 4), *dY2 = G->alloc(N * D * 4), *dDX = to_dev(dx, N * D * 4);
+    dt_cpu_rmsnorm_fwd(y, rstd, x, w, N, D, 1e-5f);
+    G->rmsnorm_fwd(dY, dR, dX, dW, N, D, 1e-5f);
+    snprintf(name, sizeof name, "cuda_rmsnorm_fwd N=%lld D=%lld", (long long)N, (long long)D);
+    check_dev(name, dY, y, N * D, TOL_F32);
+    snprintf(name, sizeof name, "cuda_rmsnorm_fwd rstd D=%lld", (long long)D);
+    check_dev(name, dR, rstd, N, TOL_F32);
+    // apply with the saved rstd must give the forward's values bit for bit
+    G->rmsnorm_apply(dY2, dX, dR, dW, N, D);
+    float *a = from_dev(dY, N * D), *b2 = from_dev(dY2, N * D);
+    snprintf(name, sizeof name, "cuda_rmsnorm_apply D=%lld", (long long)D);
+    TEST_CHECK(name, !memcmp(a, b2, N * D * sizeof(float)), "apply differs from the forward");
+    free(a); free(b2);
+    for (int acc = 0; acc < 2; acc++) { // the GPU uses its own rstd, the CPU its own (they agree to 1e-5)
+        memcpy(dx, dx0, N * D * sizeof(float));
+        G->upload(dDX, dx0, N * D * 4);
+        dt_cpu_rmsnorm_bwd(dx, acc, dy, x, w, rstd, N, D);
+        G->rmsnorm_bwd(dDX, acc, dDY, dX, dW, dR, N, D);
+        snprintf(name, sizeof name, "cuda_rmsnorm_bwd D=%lld acc=%d", (long long)D, acc);
+        check_dev(name, dDX, dx, N * D, TOL_F32);
+    }
+    free(x); free(w); free(dy); free(y); free(rstd); free(dx); free(dx0);
+    G->free(dX); G->free(dW); G->free(dDY); G->free(dY); G->free(dR); G->free(dY2); G->free(dDX);
+}
+
+static void test_rope(int64_t N, int64_t H, int64_t hd) {
+    char name[96];
+    float *x = rand_host(N * H * hd, 1.0f), *inv = malloc(hd / 2 * sizeof(float));
+    int32_t *pos = malloc(N * sizeof(int32_t));
+    for (int64_t i = 0; i < hd / 2; i++) inv[i] = (float)(1.0 / pow(500000.0, 2.0 * i / hd));
+    for (int64_t n = 0; n < N; n++) pos[n] = (int32_t)irand(131072);
+    float *dX = to_dev(x, N * H * hd * 4), *dI = to_dev(inv, hd / 2 * 4);
+    int32_t *dP = to_dev(pos, N * 4);
+    for (int inverse = 0; inverse < 2; inverse++) {
+        dt_cpu_rope(x, pos, inv, N, H, hd, inverse);
+        G->rope(dX, dP, dI, N, H, hd, inverse);
+        snprintf(name, sizeof name, "cuda_rope hd=%lld inverse=%d", (long long)hd, inverse);
+        check_dev(name, dX, x, N * H * hd, TOL_F32);
+    }
+    free(x); free(inv); free(pos); G->free(dX); G->free(dI); G->free(dP);
+}
+
+// seg (B, T): random example boundaries, each position pointing at its example's first position.
+static int32_t *make_segments(int64_t B, int64_t T) {
+    int32_t *seg = malloc(B * T * sizeof(int32_t));
+    for (int64_t b = 0; b < B; b++) {
+        int32_t start = 0;
+        for (int64_t t = 0; t < T; t++) {
+            if (t > 0 && irand(10) == 0) start = (int32_t)t;
+            seg[b * T + t] = start;
+        }
+    }
+    return seg;
+}
+
+typedef struct { int64_t B, T, H, KV, hd; bool packed; } attn_case;
+
+static void test_attention(attn_case c) {
+    const int64_t B = c.B, T = c.T, H = c.H, KV = c.KV, hd = c.hd;
+    const int64_t nq = B * T * H * hd, nk = B * T * KV * hd, nl = B * H * T;
+    char tag[96], name[160];
+    snprintf(tag, sizeof tag, "B=%lld T=%lld H=%lld KV=%lld hd=%lld%s", (long long)B, (long long)T, (long long)H,
+             (long long)KV, (long long)hd, c.packed ? " packed" : "");
+    float *q = rand_host(nq, 1.0f), *k = rand_host(nk, 1.0f), *v = rand_host(nk, 1.0f), *dout = rand_host(nq, 1.0f);
+    int32_t *seg = c.packed ? make_segments(B, T) : NULL;
+    float *out = malloc(nq * 4), *lse = malloc(nl * 4), *naive = malloc(nq * 4);
+    void *scratch = malloc(dt_cpu_attention_scratch_bytes(B, T, H, KV, hd));
+    dt_cpu_attention_fwd(out, lse, q, k, v, seg, B, T, H, KV, hd, scratch);
+    dt_cpu_attention_fwd_naive(naive, q, k, v, seg, B, T, H, KV, hd);
+
+    float *dQ = to_dev(q, nq * 4), *dK = to_dev(k, nk * 4), *dV = to_dev(v, nk * 4), *dDO = to_dev(dout, nq * 4);
+    int32_t *dSeg = seg ? to_dev(seg, B * T * 4) : NULL;
+    float *dOut = G->alloc(nq * 4), *dLse = G->alloc(nl * 4), *dNaive = G->alloc(nq * 4), *dNLse = G->alloc(nl * 4);
+    void *dScratch = G->alloc(G->attention_scratch_bytes(B, T, H, KV, hd));
+    G->attention_fwd(dOut, dLse, dQ, dK, dV, dSeg, B, T, H, KV, hd, dScratch);
+    snprintf(name, sizeof name, "cuda_attention_fwd %s", tag);
+    check_dev(name, dOut, out, nq, TOL_F32);
+    snprintf(name, sizeof name, "cuda_attention_fwd lse %s", tag);
+    check_dev(name, dLse, lse, nl, TOL_F32);
+    dt_cuda_attention_fwd_naive(dNaive, dNLse, dQ, dK, dV, dSeg, B, T, H, KV, hd);
+    snprintf(name, sizeof name, "cuda_attention_naive vs cpu naive %s", tag);
+    check_dev(name, dNaive, naive, nq, TOL_F32);
+    float *flash = from_dev(dOut, nq), *flash_lse = from_dev(dLse, nl);
+    snprintf(name, sizeof name, "cuda_attention_fwd vs cuda naive %s", tag);
+    check_dev(name, dNaive, flash, nq, TOL_F32);
+    snprintf(name, sizeof name, "cuda_attention_fwd lse vs cuda naive %s", tag);
+    check_dev(name, dNLse, flash_lse, nl, TOL_F32);
+    free(flash); free(flash_lse);
+
+    // Backward, three ways: all gradients overwritten; all accumulated into; dq not wanted and dk alone.
+    float *gq0 = rand_host(nq, 1.0f), *gk0 = rand_host(nk, 1.0f), *gv0 = rand_host(nk, 1.0f);
+    float *gq = malloc(nq * 4), *gk = malloc(nk * 4), *gv = malloc(nk * 4);
+    float *dGQ = G->alloc(nq * 4), *dGK = G->alloc(nk * 4), *dGV = G->alloc(nk * 4);
+    for (int mode = 0; mode < 3; mode++) {
+        bool acc = mode == 1;
+        memcpy(gq, gq0, nq * 4); memcpy(gk, gk0, nk * 4); memcpy(gv, gv0, nk * 4);
+        G->upload(dGQ, gq0, nq * 4); G->upload(dGK, gk0, nk * 4); G->upload(dGV, gv0, nk * 4);
+        float *cq = mode == 2 ? NULL : gq, *cv = mode == 2 ? NULL : gv;
+        float *gq_d = mode == 2 ? NULL : dGQ, *gv_d = mode == 2 ? NULL : dGV;
+        dt_cpu_attention_bwd(cq, gk, cv, acc, acc, acc, dout, out, lse, q, k, v, seg, B, T, H, KV, hd, scratch);
+        G->attention_bwd(gq_d, dGK, gv_d, acc, acc, acc, dDO, dOut, dLse, dQ, dK, dV, dSeg, B, T, H, KV, hd, dScratch);
+        const char *what = mode == 0 ? "" : mode == 1 ? " acc" : " dk only";
+        snprintf(name, sizeof name, "cuda_attention_bwd dq %s%s", tag, what);
+        check_dev(name, dGQ, gq, nq, TOL_F32); // mode 2: both must still hold gq0
+        snprintf(name, sizeof name, "cuda_attention_bwd dk %s%s", tag, what);
+        check_dev(name, dGK, gk, nk, TOL_F32);
+        snprintf(name, sizeof name, "cuda_attention_bwd dv %s%s", tag, what);
+        check_dev(name, dGV, gv, nk, TOL_F32);
+    }
+    free(q); free(k); free(v); free(dout); free(seg); free(out); free(lse); free(naive); free(scratch);
+    free(gq0); free(gk0); free(gv0); free(gq); free(gk); free(gv);
+    G->free(dQ); G->free(dK); G->free(dV); G->free(dDO); G->free(dSeg); G->free(dOut); G->free(dLse);
+    G->free(dNaive); G->free(dNLse); G->free(dScratch); G->free(dGQ); G->free(dGK); G->free(dGV);
+}
+
+static void test_swiglu(void) {
+    const int64_t n = 5003;
+    float *g = rand_host(n, 4.0f), *u = rand_host(n, 2.0f), *dh = rand_host(n, 1.0f), *h = malloc(n * 4);
+    float *dg0 = rand_host(n, 1.0f), *du0 = rand_host(n, 1.0f), *dg = malloc(n * 4), *du = malloc(n * 4);
+    float *dG = to_dev(g, n * 4), *dU = to_dev(u, n * 4), *dDH = to_dev(dh, n * 4), *dH = G->alloc(n * 4);
+    float *dDG = G->alloc(n * 4), *dDU = G->alloc(n * 4);
+    dt_cpu_swiglu_fwd(h, g, u, n);
+    G->swiglu_fwd(dH, dG, dU, n);
+    check_dev("cuda_swiglu_fwd", dH, h, n, TOL_F32);
+    for (int mode = 0; mode < 3; mode++) { // overwrite both; accumulate both; dg alone, accumulated
+        bool acc = mode > 0;
+        memcpy(dg, dg0, n * 4); memcpy(du, du0, n * 4);
+        G->upload(dDG, dg0, n * 4); G->upload(dDU, du0, n * 4);
+        dt_cpu_swiglu_bwd(dg, mode == 2 ? NULL : du, acc, acc, dh, g, u, n);
+        G->swiglu_bwd(dDG, mode == 2 ? NULL : dDU, acc, acc, dDH, dG, dU, n);
+        char name[64];
+        snprintf(name, sizeof name, "cuda_swiglu_bwd dg mode=%d", mode);
+        check_dev(name, dDG, dg, n, TOL_F32);
+        snprintf(name, sizeof name, "cuda_swiglu_bwd du mode=%d", mode);
+        check_dev(name, dDU, du, n, TOL_F32);
+    }
+    free(g); free(u); free(dh); free(h); free(dg0); free(du0); free(dg); free(du);
+    G->free(dG); G->free(dU); G->free(dDH); G->free(dH); G->free(dDG); G->free(dDU);
+}
+
+static void test_elementwise(void) {
+    const int64_t N = 37, D = 129, n = N * D;
+    float *a = rand_host(n, 1.0f), *b = rand_host(n, 1.0f), *y0 = rand_host(n, 1.0f), *bias = rand_host(D, 1.0f);
+    float *y = malloc(n * 4);
+    float *dA = to_dev(a, n * 4), *dB = to_dev(b, n * 4), *dY = G->alloc(n * 4), *dBias = to_dev(bias, D * 4);
+    dt_cpu_add(y, a, b, n);
+    G->add(dY, dA, dB, n);
+    check_dev("cuda_add", dY, y, n, TOL_F32);
+    for (int acc = 0; acc < 2; acc++) {
+        memcpy(y, y0, n * 4);
+        G->upload(dY, y0, n * 4);
+        dt_cpu_mul(y, acc, a, b, n);
+        G->mul(dY, acc, dA, dB, n);
+        check_dev(acc ? "cuda_mul acc" : "cuda_mul", dY, y, n, TOL_F32);
+        memcpy(y, y0, n * 4);
+        G->upload(dY, y0, n * 4);
+        dt_cpu_axpy(y, acc, -0.3f, a, n);
+        G->axpy(dY, acc, -0.3f, dA, n);
+        check_dev(acc ? "cuda_axpy acc" : "cuda_axpy", dY, y, n, TOL_F32);
+    }
+    memcpy(y, y0, n * 4);
+    G->upload(dY, y0, n * 4);
+    dt_cpu_add_bias(y, bias, N, D);
+    G->add_bias(dY, dBias, N, D);
+    check_dev("cuda_add_bias", dY, y, n, TOL_F32);
+    dt_cpu_scale(y, 1.7f, n);
+    G->scale(dY, 1.7f, n);
+    check_dev("cuda_scale", dY, y, n, TOL_F32);
+    free(a); free(b); free(y0); free(bias); free(y);
+    G->free(dA); G->free(dB); G->free(dY); G->free(dBias);
+}
+
+// The mask comes from the same counter-based hash on both sides, so kept/dropped must agree everywhere.
+static void test_dropout(void) {
+    const int64_t n = 10007;
+    const uint64_t seed = 0x1234567890abcdefull;
+    float *x = rand_host(n, 1.0f), *y0 = rand_host(n, 1.0f), *y = malloc(n * 4);
+    float *dX = to_dev(x, n * 4), *dY = G->alloc(n * 4);
+    for (int acc = 0; acc < 2; acc++) {
+        memcpy(y, y0, n * 4);
+        G->upload(dY, y0, n * 4);
+        dt_cpu_dropout(y, acc, x, n, 0.3f, seed);
+        G->dropout(dY, acc, dX, n, 0.3f, seed);
+        float *got = from_dev(dY, n);
+        int64_t mismatched = 0;
+        for (int64_t i = 0; i < n; i++) mismatched += (got[i] == (acc ? y0[i] : 0.0f)) != (y[i] == (acc ? y0[i] : 0.0f));
+        double e = rel_err(got, y, n);
+        TEST_CHECK(acc ? "cuda_dropout acc" : "cuda_dropout", mismatched == 0 && e <= TOL_F32,
+                   "%lld positions kept on one side and dropped on the other; worst error %.3g", (long long)mismatched, e);
+        free(got);
+    }
+    free(x); free(y0); free(y); G->free(dX); G->free(dY);
+}
+
+static void test_xent(int64_t n, int64_t V) {
+    char name[96];
+    float *logits = rand_host(n * V, 8.0f);
+    int32_t *tg = malloc(n * sizeof(int32_t));
+    for (int64_t r = 0; r < n; r++) tg[r] = r % 3 == 1 ? -100 : (int32_t)irand(V);
+    float *dL = to_dev(logits, n * V * 4);
+    int32_t *dT = to_dev(tg, n * 4);
+    double ref = dt_cpu_xent_rows(logits, tg, n, V, 0.25f);
+    double got = G->xent_rows(dL, dT, n, V, 0.25f);
+    snprintf(name, sizeof name, "cuda_xent_rows loss n=%lld V=%lld", (long long)n, (long long)V);
+    TEST_CHECK(name, fabs(got - ref) <= TOL_F32 * fabs(ref), "loss %.9g, cpu %.9g", got, ref);
+    snprintf(name, sizeof name, "cuda_xent_rows grad n=%lld V=%lld", (long long)n, (long long)V);
+    check_dev(name, dL, logits, n * V, TOL_F32);
+    free(logits); free(tg); G->free(dL); G->free(dT);
+}
+
+static void test_sumsq(void) {
+    const int64_t n = 1000003;
+    float *x = rand_host(n, 3.0f), *dX = to_dev(x, n * 4);
+    double ref = dt_cpu_sumsq(x, n), got = G->sumsq(dX, n);
+    TEST_CHECK("cuda_sumsq", fabs(got - ref) <= 1e-12 * ref, "%.17g, cpu %.17g", got, ref);
+    free(x); G->free(dX);
+}
+
+// An unsupported shape is recorded and reported by the next check, which then clears it.
+static void test_error_report(void) {
+    float *d = G->alloc(4096);
+    G->attention_fwd(d, d, d, d, d, NULL, 1, 1, 1, 1, 1024, d);
+    int rc = dt_backend_cuda_check(&ctx);
+    TEST_CHECK("cuda_error_reported", rc == DT_EUNSUPPORTED && strstr(ctx.msg, "head_dim 1024"),
+               "check returned %d: %s", rc, ctx.msg);
+    rc = dt_backend_cuda_check(&ctx);
+    TEST_CHECK("cuda_error_cleared", rc == DT_OK, "a second check still failed (%d): %s", rc, ctx.msg);
+    G->free(d);
+}
+
+int main(void) {
+    dt_ctx_init(&ctx);
+    int rc = dt_backend_cuda_init(&ctx, DT_F32, &G);
+    if (rc == DT_EUNSUPPORTED) {
+        TEST_SKIP("cuda_ops", "no CUDA device (%s)", ctx.msg);
+        TEST_EXIT();
+    }
+    if (rc) { TEST_FAIL("cuda_init", "%s", ctx.msg); TEST_EXIT(); }
+    printf("# device: %s\n", dt_backend_cuda_device_name());
+    test_memory();
+    test_gemms();
+    test_embedding();
+    test_rmsnorm(13, 64);
+    test_rmsnorm(5, 2051);
+    test_rope(19, 3, 16);
+    test_rope(7, 4, 128);
+    const attn_case cases[] = {
+        {2, 37, 4, 2, 16, false}, {1, 130, 2, 1, 64, false}, {2, 100, 4, 4, 32, true}, {1, 70, 2, 2, 128, true},
+        {1, 40, 2, 1, 96, false}, {1, 33, 2, 2, 256, false}, {1, 20, 2, 1, 512, true}, {3, 5, 2, 1, 8, false},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) test_attention(cases[i]);
+    test_swiglu();
+    test_elementwise();
+    test_dropout();
+    test_xent(7, 1000);
+    test_xent(5, 50000);
+    test_sumsq();
+    test_error_report();
+    rc = dt_backend_cuda_check(&ctx);
+    TEST_CHECK("cuda_no_errors", rc == DT_OK, "%s", ctx.msg);
+    TEST_EXIT();
+}
+
+#endif
