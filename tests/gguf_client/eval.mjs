@@ -15,13 +15,18 @@ async function loadNlc() {
 }
 
 // Opens a model (and adapter) once; returns {llama, model, context, release}.
-export async function open({ model, lora = null, loraScale = 1, contextSize = 256 }) {
+// loras: [{filePath, scale}, ...] applies several adapters at once (lora/loraScale: one).
+// kvF32: an f32 KV cache and no flash attention; llama.cpp's defaults (f16 cache, flash attention in f16)
+// move f32 logits by ~2e-3, with them off an f32 model matches ours to ~1e-6.
+export async function open({ model, lora = null, loraScale = 1, loras = null, contextSize = 256, kvF32 = false }) {
     const { getLlama, LlamaLogLevel } = await loadNlc();
     // build: "never" keeps it on the prebuilt binary shipped in the npm package (no download, no compiler).
     const llama = await getLlama({ gpu: false, build: "never", logLevel: LlamaLogLevel.error });
     const m = await llama.loadModel({ modelPath: model, gpuLayers: 0 });
     const ctxOpts = { contextSize, batchSize: contextSize, sequences: 1 };
     if (lora) ctxOpts.lora = { adapters: [{ filePath: lora, scale: loraScale }] };
+    if (loras) ctxOpts.lora = { adapters: loras };
+    if (kvF32) Object.assign(ctxOpts, { experimentalKvCacheKeyType: "F32", experimentalKvCacheValueType: "F32", flashAttention: false });
     const context = await m.createContext(ctxOpts);
     const sequence = context.getSequence();
     return { llama, model: m, context, sequence, release: async () => { await context.dispose(); await m.dispose(); } };
