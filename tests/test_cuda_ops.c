@@ -4,13 +4,16 @@
 // Error measure: the worst |gpu - cpu| over an array divided by the largest |cpu| of that array (1 when
 // all are zero), so a value near zero in a sum with cancellation does not count as a large relative error.
 // Tolerances: f32 kernels 1e-5 (summation order and fused multiply-adds differ); matmuls with bf16 or
-// f16 inputs 2e-2; copies and dropout masks exact; the sum of squares (in double) 1e-12.
+// f16 inputs 2e-2; copies and dropout masks exact; the sum of squares (in double) 1e-12; a whole
+// training step of a small model (loss and LoRA gradients) 1e-4.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include "autograd/backend.h"
 #include "autograd/cpu_kernels.h"
 #include "autograd/cuda/cuda_backend.h"
+#include "models/llama.h"
+#include "peft/adapter.h"
 #include "tests/test_util.h"
 
 #ifndef DT_CUDA
@@ -24,6 +27,7 @@ int main(void) {
 
 #define TOL_F32 1e-5
 #define TOL_16 2e-2
+#define TOL_STEP 1e-4
 
 static const dt_backend *G; // the CUDA table with f32 matmuls
 static dt_ctx ctx;
@@ -369,6 +373,81 @@ static void test_error_report(void) {
     G->free(d);
 }
 
+// One LoRA training step (forward + backward) of a small random Llama with packed sequences and LoRA
+// dropout, on the CPU and on the GPU from the same weights and adapter: loss and every LoRA gradient.
+// *grads: a malloc'd copy of the adapter's gradient block, *n its length.
+static int step_on(const dt_backend *be, const dt_model_config *cfg, const dt_batch *batch, float *loss, float **grads,
+                   size_t *n) {
+    dt_llama *m = NULL;
+    dt_adapter *a = NULL;
+    dt_graph g;
+    float *dp = NULL, *dg = NULL;
+    dt_lora_config lc = {.r = 4, .alpha = 8, .dropout = 0.1f};
+    for (int i = 0; i < DT_MOD_COUNT; i++) lc.target[i] = true;
+    int rc = dt_llama_init_random(&ctx, cfg, be, 7, &m);
+    if (!rc) rc = dt_lora_create(&ctx, m, &lc, 3, &a);
+    if (rc) { dt_llama_free(m); return rc; }
+    for (size_t i = 0; i < a->n_params; i++) // B != 0, the same on both backends
+        if (a->params[i] == 0) a->params[i] = 0.02f * dt_uniform(5, i) - 0.01f;
+    if (be->device == DT_DEV_CUDA) { // parameters and gradients into device blocks of the same layout
+        size_t bytes = a->n_params * sizeof(float);
+        dp = to_dev(a->params, bytes);
+        dg = G->alloc(bytes);
+        for (int i = 0; i < a->n_tensors; i++) {
+            size_t off = (size_t)((float *)a->tensors[i].data - a->params);
+            a->tensors[i].data = dp + off;
+            a->tensors[i].grad = dg + off;
+        }
+        G->zero(dg, bytes);
+    }
+    rc = dt_graph_init(&ctx, &g, be, 0);
+    if (!rc) {
+        g.training = true;
+        g.dropout_seed = 99;
+        dt_llama_out out;
+        rc = dt_llama_forward(&ctx, &g, m, &a->view, batch, 0, false, &out);
+        if (!rc) rc = dt_graph_backward(&g, out.loss, 1.0f);
+        if (!rc) be->download(loss, dt_f32(out.loss), sizeof *loss);
+        *n = a->n_params;
+        *grads = malloc(a->n_params * sizeof(float));
+        if (!rc) be->download(*grads, dg ? dg : a->grads, a->n_params * sizeof(float));
+        dt_graph_free(&g);
+    }
+    if (dp) { G->free(dp); G->free(dg); }
+    dt_adapter_free(a);
+    dt_llama_free(m);
+    return rc ? rc : dt_backend_cuda_check(&ctx);
+}
+
+static void test_llama_step(void) {
+    dt_model_config cfg = {0};
+    cfg.arch = DT_ARCH_LLAMA;
+    snprintf(cfg.arch_name, sizeof cfg.arch_name, "LlamaForCausalLM");
+    cfg.hidden_size = 64; cfg.num_layers = 2; cfg.num_heads = 4; cfg.num_kv_heads = 2; cfg.head_dim = 16;
+    cfg.intermediate_size = 96; cfg.vocab_size = 300; cfg.max_position_embeddings = 256;
+    cfg.rms_norm_eps = 1e-5f; cfg.rope_theta = 10000.0f; cfg.tie_word_embeddings = true; cfg.torch_dtype = DT_F32;
+    enum { B = 2, T = 24 };
+    int32_t ids[B * T], labels[B * T], pos[B * T];
+    int32_t *seg = make_segments(B, T);
+    for (int i = 0; i < B * T; i++) {
+        ids[i] = (int32_t)irand(cfg.vocab_size);
+        labels[i] = i % 5 == 0 ? -100 : ids[i];
+        pos[i] = i % T - seg[i];
+    }
+    dt_batch batch = {B, T, ids, labels, pos, seg};
+    float lc = 0, lg = 0, *gc = NULL, *gg = NULL;
+    size_t n = 0, ng = 0;
+    int rc = step_on(dt_backend_cpu(), &cfg, &batch, &lc, &gc, &n);
+    if (!rc) rc = step_on(G, &cfg, &batch, &lg, &gg, &ng);
+    if (rc || n != ng) TEST_FAIL("cuda_llama_step", "%s", rc ? ctx.msg : "adapter sizes differ");
+    else {
+        TEST_CHECK("cuda_llama_step loss", fabs(lg - lc) <= TOL_STEP * fabs(lc), "loss %.7g, cpu %.7g", lg, lc);
+        double e = rel_err(gg, gc, (int64_t)n);
+        TEST_CHECK("cuda_llama_step lora grads", e <= TOL_STEP, "worst error %.3g above %.1g", e, TOL_STEP);
+    }
+    free(seg); free(gc); free(gg);
+}
+
 int main(void) {
     dt_ctx_init(&ctx);
     int rc = dt_backend_cuda_init(&ctx, DT_F32, &G);
@@ -396,6 +475,7 @@ int main(void) {
     test_xent(7, 1000);
     test_xent(5, 50000);
     test_sumsq();
+    test_llama_step();
     test_error_report();
     rc = dt_backend_cuda_check(&ctx);
     TEST_CHECK("cuda_no_errors", rc == DT_OK, "%s", ctx.msg);

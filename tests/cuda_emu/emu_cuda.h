@@ -83,22 +83,26 @@ template <class... P> struct launcher {
         std::tuple<P...> args((P)a...);
         blockDim_ = block;
         gridDim_ = grid;
-        for (unsigned bz = 0; bz < grid.z; bz++)
-            for (unsigned by = 0; by < grid.y; by++)
-                for (unsigned bx = 0; bx < grid.x; bx++) {
-                    block_state st((int)block.x);
-                    st.smem.assign(smem / sizeof(float), NAN); // uninitialised shared memory reads as NaN
-                    blk = &st;
-                    std::vector<std::thread> th;
-                    for (unsigned t = 0; t < block.x; t++)
-                        th.emplace_back([&, t] {
-                            threadIdx_ = dim3(t);
+        block_state st((int)block.x);
+        blk = &st;
+        std::barrier<> between((std::ptrdiff_t)block.x);
+        // One OS thread per CUDA thread of a block, reused for every block of the grid in turn.
+        std::vector<std::thread> th;
+        for (unsigned t = 0; t < block.x; t++)
+            th.emplace_back([&, t] {
+                threadIdx_ = dim3(t);
+                for (unsigned bz = 0; bz < grid.z; bz++)
+                    for (unsigned by = 0; by < grid.y; by++)
+                        for (unsigned bx = 0; bx < grid.x; bx++) {
+                            if (t == 0) st.smem.assign(smem / sizeof(float), NAN); // uninitialised reads give NaN
+                            between.arrive_and_wait();
                             blockIdx_ = dim3(bx, by, bz);
                             std::apply(k, args);
-                        });
-                    for (auto &x : th) x.join();
-                    blk = nullptr;
-                }
+                            between.arrive_and_wait(); // the block is done before the next one starts
+                        }
+            });
+        for (auto &x : th) x.join();
+        blk = nullptr;
     }
 };
 template <class... P> launcher<P...> launch(void (*k)(P...), dim3 grid, dim3 block, size_t smem = 0, cudaStream_t = 0) {
