@@ -197,6 +197,47 @@ static void test_two_adapters(const char *second) {
     free(g.logits);
 }
 
+// The merged linear weights against dt_lora_fold (cblas_sgemm) on the base weights: the row kernel of the
+// merge (4 of A's rows per pass, a scalar tail for r = 2) is the fast version of the same sum.
+static void test_against_fold(const char *second) {
+    char out[256];
+    snprintf(out, sizeof out, "%s/two_merged", tmp); // written by test_two_adapters: adapters at 0.7 and -1.3
+    const char *dirs[2] = {"tests/golden/llama_gqa/adapter", second};
+    const float ws[2] = {0.7f, -1.3f};
+    dt_model_config cfg;
+    dt_safetensors *base = NULL, *merged = NULL;
+    dt_adapter *ad[2] = {0};
+    if (dt_config_load(&ctx, "tests/golden/llama_gqa", &cfg) || dt_st_open(&ctx, "tests/golden/llama_gqa", &base) ||
+        dt_st_open(&ctx, out, &merged) || dt_adapter_load_cfg(&ctx, dirs[0], &cfg, &ad[0]) || dt_adapter_load_cfg(&ctx, dirs[1], &cfg, &ad[1])) {
+        TEST_FAIL("merge_matches_lora_fold", "%s", ctx.msg);
+    } else {
+        double worst = 0;
+        int checked = 0;
+        for (int l = 0; l < cfg.num_layers; l++)
+            for (int mod = 0; mod < DT_MOD_COUNT; mod++) {
+                char name[128];
+                dt_tn_layer(name, sizeof name, l, (dt_layer_tensor)mod);
+                const dt_st_tensor *t = dt_st_find(base, name), *mt = dt_st_find(merged, name);
+                float *W = malloc(t->nbytes), *M = malloc(mt->nbytes);
+                memcpy(W, t->data, t->nbytes);
+                memcpy(M, mt->data, mt->nbytes);
+                for (int i = 0; i < 2; i++) {
+                    const dt_lora_ref *r = dt_adapter_lora_at(ad[i], l, mod);
+                    if (r) dt_lora_fold(W, dt_f32(r->A), dt_f32(r->B), t->shape[0], t->shape[1], r->A->shape[0], r->scale * ws[i]);
+                }
+                worst = fmax(worst, max_diff(W, M, t->nbytes / 4) / fmax(1e-30, max_abs(W, t->nbytes / 4)));
+                checked++;
+                free(W);
+                free(M);
+            }
+        TEST_CHECK("merge_matches_lora_fold", checked == 14 && worst <= 1e-6, "worst relative difference %.3g", worst);
+    }
+    dt_adapter_free(ad[0]);
+    dt_adapter_free(ad[1]);
+    dt_st_close(base);
+    dt_st_close(merged);
+}
+
 // The first 8 + header bytes of a safetensors file: names, dtypes, shapes and offsets.
 static bool same_header(const char *a, const char *b) {
     size_t na = 0, nb = 0;
@@ -596,6 +637,7 @@ int main(void) {
     if (!make_second_adapter(second)) TEST_FAIL("merge_second_adapter", "%s", ctx.msg);
     else {
         test_two_adapters(second);
+        test_against_fold(second);
         test_sharded(second);
         test_gguf(second);
     }

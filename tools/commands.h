@@ -13,6 +13,7 @@ int cmd_eval(int argc, char **argv);
 int cmd_preview(int argc, char **argv);
 int cmd_export(int argc, char **argv);
 int cmd_merge(int argc, char **argv);
+int cmd_inspect(int argc, char **argv);
 
 // Maps a library status to the exit code and prints ctx->msg as "deltatune CMD: msg".
 int dt_cli_fail(const char *cmd, const dt_ctx *ctx, int status);

@@ -13,6 +13,7 @@ static const struct { const char *name; int (*run)(int, char **); const char *he
     {"generate", cmd_generate, "stream text from a model, with adapters applied"},
     {"export", cmd_export, "write a LoRA adapter as a llama.cpp GGUF adapter"},
     {"merge", cmd_merge, "fold LoRA adapters into the weights (Hugging Face or GGUF model)"},
+    {"inspect", cmd_inspect, "describe a safetensors, model, adapter or GGUF file: metadata, tensors, counts"},
 };
 
 static void usage(FILE *f) {
