@@ -1,4 +1,4 @@
-// deltatune generate --model DIR [--adapter DIR ...] [--tokenizer DIR] --prompt TEXT [-n N] [--temp T]
+// deltatune generate --model DIR [--adapter DIR ...] [--tokenizer DIR] [--chat] --prompt TEXT [-n N] [--temp T]
 //                    [--top-p P] [--seed S]
 // Streams text with a KV cache; adapters are applied unmerged (several LoRA adapters add up; at most
 // one prompt-tuning adapter). At temperature 0 the choice is greedy.
@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include "autograd/rng.h"
+#include "datasets/chat_template.h"
 #include "datasets/tokenizer.h"
 #include "models/llama_infer.h"
 #include "peft/peft_io.h"
@@ -36,8 +37,41 @@ static int32_t sample(const float *logits, int64_t V, float temp, float top_p, d
     return buf[n - 1].id;
 }
 
+// What the model's template appends with add_generation_prompt=True: the opening of the assistant turn.
+static const char *generation_prompt(dt_chat_tmpl k) {
+    switch (k) {
+    case DT_TMPL_CHATML: case DT_TMPL_QWEN3: return "<|im_start|>assistant\n";
+    case DT_TMPL_LLAMA3: case DT_TMPL_LLAMA31: return "<|start_header_id|>assistant<|end_header_id|>\n\n";
+    case DT_TMPL_ZEPHYR: return "<|assistant|>\n";
+    case DT_TMPL_ALPACA: return "\n\n### Response:\n";
+    default: return ""; // llama2 / mistral: "[INST] ... [/INST]" already ends the prompt
+    }
+}
+
+// The prompt as one user turn in the model's chat template, plus the generation prompt.
+static int chat_prompt(dt_ctx *ctx, const dt_tokenizer *tok, const char *text, dt_ids *ids) {
+    const char *jinja = dt_tokenizer_chat_template(tok);
+    if (!jinja) return dt_fail(ctx, DT_EINPUT, "--chat: the tokenizer has no chat_template in tokenizer_config.json");
+    dt_chat_fmt f;
+    int rc = dt_chat_tmpl_detect(ctx, jinja, &f);
+    if (rc) return rc;
+    dt_message msg = {DT_ROLE_USER, text, strlen(text)};
+    dt_seg_encoder e;
+    if ((rc = dt_seg_encoder_init(ctx, &e, tok))) return rc;
+    dt_segs segs = {0};
+    dt_ids labels = {0};
+    const char *gp = generation_prompt(f.kind);
+    rc = dt_chat_render(ctx, &f, &msg, 1, &e, &segs);
+    if (!rc && gp[0]) rc = dt_segs_text(ctx, &segs, gp, strlen(gp), false);
+    if (!rc) rc = dt_segs_encode(ctx, &e, &segs, true, ids, &labels);
+    dt_ids_free(&labels);
+    dt_segs_free(&segs);
+    dt_seg_encoder_free(&e);
+    return rc;
+}
+
 static int usage(void) {
-    fprintf(stderr, "usage: deltatune generate --model DIR [--adapter DIR ...] [--tokenizer DIR] --prompt TEXT [-n N]\n"
+    fprintf(stderr, "usage: deltatune generate --model DIR [--adapter DIR ...] [--tokenizer DIR] [--chat] --prompt TEXT [-n N]\n"
                     "                          [--temp T] [--top-p P] [--seed S]\n");
     return 2;
 }
@@ -47,6 +81,7 @@ int cmd_generate(int argc, char **argv) {
     int n_ad = 0, n_new = 128;
     float temp = 0.0f, top_p = 1.0f;
     unsigned long long seed = 0;
+    bool chat = false;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--model") && v) model = argv[++i];
@@ -57,7 +92,7 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--temp") && v) temp = strtof(argv[++i], NULL);
         else if (!strcmp(a, "--top-p") && v) top_p = strtof(argv[++i], NULL);
         else if (!strcmp(a, "--seed") && v) seed = strtoull(argv[++i], NULL, 10);
-        else if (!strcmp(a, "--chat")) { fprintf(stderr, "deltatune generate: --chat is not available yet\n"); return 2; }
+        else if (!strcmp(a, "--chat")) chat = true;
         else { fprintf(stderr, "deltatune generate: unknown or incomplete option '%s'\n", a); return usage(); }
     }
     if (!model || !prompt || n_new < 0 || temp < 0 || top_p <= 0 || top_p > 1) return usage();
@@ -93,7 +128,7 @@ int cmd_generate(int argc, char **argv) {
         }
         view.lora = chain;
     }
-    if (!rc) rc = dt_tokenizer_encode(&ctx, tok, prompt, strlen(prompt), true, &ids);
+    if (!rc) rc = chat ? chat_prompt(&ctx, tok, prompt, &ids) : dt_tokenizer_encode(&ctx, tok, prompt, strlen(prompt), true, &ids);
     int64_t P = view.prompt ? view.prompt->shape[0] : 0;
     if (!rc) rc = dt_kv_cache_init(&ctx, m, P + (int64_t)ids.n + n_new + 1, &cache);
     int64_t V = m ? m->cfg.vocab_size : 0;
@@ -105,7 +140,7 @@ int cmd_generate(int argc, char **argv) {
     if (!rc && ids.n == 0) rc = dt_fail(&ctx, DT_EINPUT, "the prompt has no tokens");
     if (!rc) rc = dt_llama_infer(&ctx, m, &view, &cache, ids.v, (int64_t)ids.n, logits);
     if (rc) goto done;
-    fputs(prompt, stdout);
+    if (!chat) fputs(prompt, stdout); // a chat reply is printed alone
     fflush(stdout);
     dt_rng rng = {seed};
     size_t prompt_n = ids.n, shown = 0;
