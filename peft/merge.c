@@ -53,7 +53,9 @@ typedef struct merger {
     dt_safetensors *st;   // a Hugging Face model's shards, NULL for llama2.c
     dt_adapter **ad;      // (n_adapters)
     const char *arch;     // gguf: llama.cpp's architecture name
-    float *scratch;       // (threads, 2, widest folded or permuted row) f32
+    float *scratch;       // (threads + 1, 2, row_cols) f32 row buffers: the row loop's and the prefetcher's
+    size_t row_cols;      // the widest row of a folded or permuted tensor
+    struct prefetch *pf;  // computing ahead of the writer, or NULL
     void *obuf;           // gguf: one tensor in its output dtype
     size_t obuf_n;
 } merger;
@@ -231,7 +233,15 @@ static int threads_for(const merger *m) {
     return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
 }
 
-static int produce(tjob *j, void *dst) {
+static size_t job_bytes(const tjob *j) {
+    size_t n = dt_dtype_size(j->out);
+    for (int d = 0; d < j->ndim; d++) n *= (size_t)j->shape[d];
+    return n;
+}
+
+// Writes job j's bytes into dst, splitting the rows of a folded or permuted tensor over nt threads that use
+// the row buffers at bufs (2 rows each).
+static int produce_with(tjob *j, void *dst, int nt, float *bufs) {
     merger *m = j->m;
     if (!j->src) {
         dt_gguf_rope_factors(&m->cfg, dst);
@@ -242,19 +252,18 @@ static int produce(tjob *j, void *dst) {
     if (!j->heads && !folds(m, j->layer, j->lt)) {
         rc = dt_st_tensor_copy(m->ctx, src_file(m, t), t, j->out, dst);
     } else {
-        const int64_t rows = t->shape[0], cols = t->ndim == 2 ? t->shape[1] : 1;
-        int nt = threads_for(m);
+        const int64_t rows = t->shape[0];
         if (rows < 64 * nt) nt = 1; // tiny tensors: a thread costs more than it saves
         rows_task tasks[MAX_THREADS];
         pthread_t tid[MAX_THREADS];
-        int started = 0;
+        bool started[MAX_THREADS] = {false};
         for (int i = 0; i < nt; i++) {
-            tasks[i] = (rows_task){j, dst, rows * i / nt, rows * (i + 1) / nt, m->scratch + (size_t)i * 2 * (size_t)cols};
-            if (i > 0 && !pthread_create(&tid[i], NULL, run_rows, &tasks[i])) started |= 1 << i;
+            tasks[i] = (rows_task){j, dst, rows * i / nt, rows * (i + 1) / nt, bufs + (size_t)i * 2 * m->row_cols};
+            if (i > 0) started[i] = !pthread_create(&tid[i], NULL, run_rows, &tasks[i]);
         }
         run_rows(&tasks[0]);
         for (int i = 1; i < nt; i++) {
-            if (started & (1 << i)) pthread_join(tid[i], NULL);
+            if (started[i]) pthread_join(tid[i], NULL);
             else run_rows(&tasks[i]); // no thread could be started: do its share here
         }
     }
@@ -262,11 +271,108 @@ static int produce(tjob *j, void *dst) {
     return rc;
 }
 
-static size_t job_bytes(const tjob *j) {
-    size_t n = dt_dtype_size(j->out);
-    for (int d = 0; d < j->ndim; d++) n *= (size_t)j->shape[d];
-    return n;
+static int produce(tjob *j, void *dst) { return produce_with(j, dst, threads_for(j->m), j->m->scratch); }
+
+// ---- computing ahead -----------------------------------------------------------------------------------
+// The writers ask for one tensor, then write it, then ask for the next. While the kernel copies one tensor
+// into the file, a second thread computes the next folded/permuted tensors into a ring of slots, in the
+// order the writer will ask for them; a fill then only copies a slot. If the writer asks for something
+// else than predicted, the prefetcher is stopped and everything is computed on demand (always correct).
+
+enum { NSLOT = 4 };
+
+typedef struct prefetch {
+    merger *m;
+    tjob **order;            // (n) the compute jobs in the writer's order
+    size_t n, next;          // next: the index fill expects
+    void *slot[NSLOT];       // each the size of the largest compute job
+    bool ready[NSLOT];
+    size_t done;             // jobs produced so far
+    bool stop, started;
+    pthread_t thread;
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+} prefetch;
+
+static void *prefetch_run(void *arg) {
+    prefetch *p = arg;
+    float *bufs = p->m->scratch + (size_t)threads_for(p->m) * 2 * p->m->row_cols; // this thread's row buffers
+    for (size_t i = 0; i < p->n; i++) {
+        pthread_mutex_lock(&p->mu);
+        while (!p->stop && p->ready[i % NSLOT]) pthread_cond_wait(&p->cv, &p->mu);
+        bool stop = p->stop;
+        pthread_mutex_unlock(&p->mu);
+        if (stop) break;
+        produce_with(p->order[i], p->slot[i % NSLOT], 1, bufs); // cannot fail: a compute job only converts
+        pthread_mutex_lock(&p->mu);
+        p->ready[i % NSLOT] = true;
+        p->done = i + 1;
+        pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+    }
+    return NULL;
 }
+
+static bool is_compute(const tjob *j) { return j->src && (j->heads || folds(j->m, j->layer, j->lt)); }
+
+static void prefetch_stop(prefetch *p) {
+    if (!p->started) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    p->started = false;
+}
+
+static void prefetch_free(prefetch *p) {
+    prefetch_stop(p);
+    for (int s = 0; s < NSLOT; s++) free(p->slot[s]);
+    free(p->order);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+}
+
+// Starts computing jobs[order[i]] ahead (order: indices into jobs, the writer's order). Without a second
+// thread or memory for the slots it stays off, and every tensor is produced on demand.
+static void prefetch_start(prefetch *p, merger *m, tjob *jobs, const size_t *order, size_t n) {
+    memset(p, 0, sizeof *p);
+    p->m = m;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    size_t biggest = 0;
+    if (!(p->order = malloc((n ? n : 1) * sizeof *p->order))) return;
+    for (size_t i = 0; i < n; i++)
+        if (is_compute(&jobs[order[i]])) {
+            p->order[p->n++] = &jobs[order[i]];
+            if (job_bytes(&jobs[order[i]]) > biggest) biggest = job_bytes(&jobs[order[i]]);
+        }
+    for (int s = 0; s < NSLOT; s++)
+        if (!(p->slot[s] = malloc(biggest ? biggest : 1))) return;
+    p->started = p->n > 0 && !pthread_create(&p->thread, NULL, prefetch_run, p);
+}
+
+// Job j's bytes: the prefetched slot when j is the one predicted (returned in *out, valid until the next
+// call), else produced into dst.
+static int fetch(prefetch *p, tjob *j, void *dst, const void **out) {
+    *out = dst;
+    if (p && p->started && is_compute(j)) {
+        if (p->next < p->n && p->order[p->next] == j) {
+            const int s = (int)(p->next % NSLOT);
+            pthread_mutex_lock(&p->mu);
+            if (p->next > 0) p->ready[(p->next - 1) % NSLOT] = false; // the previous slot has been written out
+            pthread_cond_broadcast(&p->cv);
+            while (!p->ready[s]) pthread_cond_wait(&p->cv, &p->mu);
+            pthread_mutex_unlock(&p->mu);
+            p->next++;
+            *out = p->slot[s];
+            return DT_OK;
+        }
+        prefetch_stop(p); // not the predicted order: compute on demand from here on
+    }
+    return produce(j, dst);
+}
+
 
 // Fills a job for source tensor t (output name and dtype set by the caller) and grows the scratch need.
 static void job_init(merger *m, tjob *j, const dt_st_tensor *t) {
@@ -281,15 +387,15 @@ static void job_init(merger *m, tjob *j, const dt_st_tensor *t) {
     if (!dt_tn_parse_layer(t->name, &j->layer, &lt)) j->lt = (int)lt;
 }
 
-// Per-thread row buffers for the widest folded or permuted tensor: 2 rows of f32 per thread.
+// Row buffers for the widest folded or permuted tensor: 2 rows of f32 for each row-loop thread and for
+// the prefetcher.
 static int alloc_scratch(merger *m, const tjob *jobs, size_t n) {
-    size_t cols = 0;
     for (size_t i = 0; i < n; i++)
-        if (jobs[i].src && (jobs[i].heads || folds(m, jobs[i].layer, jobs[i].lt))) {
+        if (is_compute(&jobs[i])) {
             size_t c = jobs[i].ndim == 2 ? (size_t)jobs[i].shape[1] : 1;
-            if (c > cols) cols = c;
+            if (c > m->row_cols) m->row_cols = c;
         }
-    const size_t need = cols * 2 * (size_t)threads_for(m);
+    const size_t need = m->row_cols * 2 * (size_t)(threads_for(m) + 1);
     if (need && !(m->scratch = malloc(need * sizeof(float))))
         return dt_fail(m->ctx, DT_ENOMEM, "out of memory for %zu row buffers", need);
     return DT_OK;
@@ -299,8 +405,19 @@ static int alloc_scratch(merger *m, const tjob *jobs, size_t n) {
 
 static int st_fill(dt_ctx *ctx, void *user, void *dst, size_t nbytes) {
     (void)ctx;
-    (void)nbytes;
-    return produce(user, dst);
+    tjob *j = user;
+    const void *src;
+    int rc = fetch(j->m->pf, j, dst, &src);
+    if (!rc && src != dst) memcpy(dst, src, nbytes);
+    return rc;
+}
+
+// The safetensors writer's layout order (see safetensors_write.h): dtypes F32, I32, BF16, F16, then names.
+static int layout_rank(dt_dtype t) { return t == DT_F32 ? 3 : t == DT_I32 ? 2 : t == DT_BF16 ? 1 : 0; }
+static int cmp_layout(const void *a, const void *b, void *jobs) {
+    const tjob *x = (const tjob *)jobs + *(const size_t *)a, *y = (const tjob *)jobs + *(const size_t *)b;
+    int rx = layout_rank(x->out), ry = layout_rank(y->out);
+    return rx != ry ? ry - rx : strcmp(x->name, y->name);
 }
 
 static const char *torch_dtype_name(dt_dtype t) {
@@ -484,13 +601,17 @@ static int write_shards(merger *m, const char *tmp, uint64_t *total) {
     }
     if (!rc) rc = alloc_scratch(m, jobs, n);
     const int n_shards = m->st ? dt_st_shard_count(m->st) : 1;
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    if (!order && !rc) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
     for (int s = 0; s < n_shards && !rc; s++) {
         dt_st_writer *w;
         if ((rc = dt_st_writer_init(ctx, &w))) break;
         rc = dt_st_writer_set_metadata(ctx, w, "format", "pt");
+        size_t k = 0;
         for (size_t i = 0; i < n && !rc; i++) {
             const dt_st_tensor *t = jobs[i].src;
             if (m->st && t->shard != s) continue;
+            order[k++] = i;
             rc = t->dtype == DT_I32 ? dt_st_writer_add(ctx, w, t->name, DT_I32, t->ndim, t->shape, t->data)
                                     : dt_st_writer_add_fn(ctx, w, t->name, jobs[i].out, t->ndim, t->shape, st_fill, &jobs[i]);
         }
@@ -498,9 +619,18 @@ static int write_shards(merger *m, const char *tmp, uint64_t *total) {
         if (m->st) base_name(dt_st_shard_path(m->st, s), name, sizeof name);
         else snprintf(name, sizeof name, "model.safetensors");
         snprintf(path, sizeof path, "%s/%s", tmp, name);
-        if (!rc) rc = dt_st_writer_write(ctx, w, path);
+        if (!rc) {
+            prefetch pf;
+            qsort_r(order, k, sizeof *order, cmp_layout, jobs);
+            prefetch_start(&pf, m, jobs, order, k);
+            m->pf = &pf;
+            rc = dt_st_writer_write(ctx, w, path);
+            m->pf = NULL;
+            prefetch_free(&pf);
+        }
         dt_st_writer_free(w);
     }
+    free(order);
     free(jobs);
     return rc;
 }
@@ -582,9 +712,10 @@ static int gguf_fill(void *user, dt_ctx *ctx, dt_gguf_writer *w, const char *nam
     tjob *j = &p->jobs[p->next++];
     if (strcmp(name, j->name) || nbytes != job_bytes(j))
         return dt_fail(ctx, DT_EINTERNAL, "merge: the GGUF writer asks for '%s', expected '%s'", name, j->name);
-    int rc = produce(j, j->m->obuf);
+    const void *src;
+    int rc = fetch(j->m->pf, j, j->m->obuf, &src);
     if (rc) return dt_prefix(ctx, rc, "tensor '%s': ", j->src ? j->src->name : j->name);
-    return dt_gguf_write_data(ctx, w, j->m->obuf, nbytes);
+    return dt_gguf_write_data(ctx, w, src, nbytes);
 }
 
 // The per-layer tensor order of the GGUF file (llama.cpp finds tensors by name, so the order is ours).
@@ -675,7 +806,19 @@ static int merge_gguf(merger *m) {
     if (!rc) rc = dt_gguf_add_tokenizer(ctx, w, tokdir, &topts);
     for (size_t i = 0; i < p.n && !rc; i++)
         rc = dt_gguf_add_tensor(ctx, w, p.jobs[i].name, (uint32_t)dt_ggml_from_dtype(p.jobs[i].out), p.jobs[i].ndim, p.jobs[i].shape);
-    if (!rc) rc = dt_gguf_write_tensors(ctx, w, gguf_fill, &p);
+    // The GGUF writer asks for the tensors in the order they were declared.
+    size_t *order = rc ? NULL : malloc((p.n ? p.n : 1) * sizeof *order);
+    if (!rc && !order) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
+    for (size_t i = 0; !rc && i < p.n; i++) order[i] = i;
+    prefetch pf;
+    if (!rc) {
+        prefetch_start(&pf, m, p.jobs, order, p.n);
+        m->pf = &pf;
+        rc = dt_gguf_write_tensors(ctx, w, gguf_fill, &p);
+        m->pf = NULL;
+        prefetch_free(&pf);
+    }
+    free(order);
     if (!rc) rc = dt_gguf_writer_finish(ctx, w);
     dt_gguf_writer_free(w);
     free(p.jobs);
