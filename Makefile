@@ -38,7 +38,7 @@ NVFLAGS   ?= -O2 -std=c++17 -I. -MMD -MP -gencode arch=compute_80,code=sm_80 -ge
              -gencode arch=compute_90,code=compute_90 -Xcompiler -fPIC,-Wall
 endif
 
-.PHONY: all deps test test-asan bench golden golden-deps clean
+.PHONY: all deps test test-asan test-cuda bench bench-cuda golden golden-deps clean
 all: $(BUILD)/libdeltatune.a $(BIN)
 
 DEB_PKGS := build-essential libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev
@@ -84,10 +84,18 @@ test-asan:
 bench: all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
 
+# The CUDA tests and benchmark need a GPU; without one the CUDA tests print SKIP.
+test-cuda:
+	$(MAKE) CUDA=1 BUILD=build-cuda BIN=build-cuda/deltatune test
+
+bench-cuda:
+	$(MAKE) CUDA=1 BUILD=build-cuda BIN=build-cuda/deltatune build-cuda/bench/bench_cuda_step
+	./build-cuda/bench/bench_cuda_step
+
 golden:
 	OMP_NUM_THREADS=2 /usr/bin/python3 tests/golden/gen_golden.py
 
 clean:
-	rm -rf build build-asan deltatune
+	rm -rf build build-asan build-cuda deltatune
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)
