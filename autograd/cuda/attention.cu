@@ -25,9 +25,12 @@ static int attn_tile(int64_t hd) { return hd <= 32 ? 64 : hd <= 128 ? 32 : hd <=
 
 // Shared-memory layouts (floats). Rows of hd values are padded to P = hd + 1 and score rows to
 // SP = TL + 1, so a warp reading one column (one value per row) touches 32 different banks.
-static size_t fwd_smem(int TL, int hd) { return (size_t)(4 * TL * (hd + 1) + TL * (TL + 1) + 3 * TL) * sizeof(float); }
-static size_t dq_smem(int TL, int hd) { return (size_t)(5 * TL * (hd + 1) + 2 * TL * (TL + 1) + 2 * TL) * sizeof(float); }
-static size_t dkv_smem(int TL, int hd) { return (size_t)(6 * TL * (hd + 1) + 2 * TL * (TL + 1) + 2 * TL) * sizeof(float); }
+static size_t smem_bytes(int TL, int hd, int hd_rows, int score_rows, int vectors) {
+    return (size_t)(hd_rows * TL * (hd + 1) + score_rows * TL * (TL + 1) + vectors * TL) * sizeof(float);
+}
+static size_t fwd_smem(int TL, int hd) { return smem_bytes(TL, hd, 4, 1, 3); } // Q K V O; S; m l alpha
+static size_t dq_smem(int TL, int hd) { return smem_bytes(TL, hd, 5, 2, 2); }  // Q dO dQ K V; S dS; lse D
+static size_t dkv_smem(int TL, int hd) { return smem_bytes(TL, hd, 6, 2, 2); } // K V dK dV Q dO; P dS; lse D
 
 __device__ __forceinline__ int64_t seg_of(const int32_t *seg, int64_t i) { return seg ? (int64_t)seg[i] : 0; }
 
@@ -324,7 +327,8 @@ static bool attn_args_ok(const char *what, int64_t B, int64_t H, int64_t KV, int
     if (hd < 1 || hd > MAX_HEAD_DIM)
         snprintf(why, sizeof why, "head_dim %lld is not supported (1 to %d)", (long long)hd, MAX_HEAD_DIM);
     else if (KV < 1 || H % KV)
-        snprintf(why, sizeof why, "%lld query heads are not a multiple of %lld key/value heads", (long long)H, (long long)KV);
+        snprintf(why, sizeof why, "%lld query heads are not a multiple of %lld key/value heads", (long long)H,
+                 (long long)KV);
     else if (H > 65535 || B > 65535)
         snprintf(why, sizeof why, "%lld heads x %lld batch rows exceed the launch grid (65535 each)", (long long)H,
                  (long long)B);
@@ -413,7 +417,8 @@ __global__ void attn_naive_k(float *out, float *lse, const float *q, const float
                              const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
     // out, q (B, T, H, hd); k, v (B, T, KV, hd); lse (B, H, T); seg_start (B, T) or NULL
     const float scale = 1.0f / sqrtf((float)hd);
-    for (int64_t n = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; n < B * T * H; n += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t rows = B * T * H, stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t n = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; n < rows; n += stride) {
         const int64_t h = n % H, i = (n / H) % T, b = n / (H * T), g = h / (H / KV);
         const float *qi = q + n * hd; // (hd)
         const int64_t lo = seg_start ? seg_start[b * T + i] : 0;
@@ -422,8 +427,10 @@ __global__ void attn_naive_k(float *out, float *lse, const float *q, const float
         for (int64_t j = lo; j <= i; j++) sum += exp(naive_score(qi, k, b, j, T, KV, g, hd, scale) - m);
         for (int64_t e = 0; e < hd; e++) {
             double acc = 0.0;
-            for (int64_t j = lo; j <= i; j++)
-                acc += exp(naive_score(qi, k, b, j, T, KV, g, hd, scale) - m) / sum * v[((b * T + j) * KV + g) * hd + e];
+            for (int64_t j = lo; j <= i; j++) {
+                const double p = exp(naive_score(qi, k, b, j, T, KV, g, hd, scale) - m) / sum;
+                acc += p * v[((b * T + j) * KV + g) * hd + e];
+            }
             out[n * hd + e] = (float)acc;
         }
         lse[(b * H + h) * T + i] = (float)(m + log(sum));
