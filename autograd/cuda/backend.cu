@@ -166,8 +166,9 @@ static void init_once(void) {
         return init_fail(DT_EUNSUPPORTED, msg, NULL, cudaSuccess);
     }
     int optin = 0, pools = 0;
-    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, st->device);
-    cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, st->device);
+    if ((e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, st->device)) != cudaSuccess ||
+        (e = cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, st->device)) != cudaSuccess)
+        return init_fail(DT_EUNSUPPORTED, "cannot read the CUDA device's attributes", "cudaDeviceGetAttribute", e);
     st->smem_optin = (size_t)optin;
     if (!pools)
         return init_fail(DT_EUNSUPPORTED, "the CUDA device does not support stream-ordered allocation", NULL,
