@@ -114,7 +114,10 @@ int main(int argc, char **argv) {
     if (dt_lora_create(&ctx, m, &lc, 2, &a)) { fprintf(stderr, "bench_cuda_step: %s\n", ctx.msg); return 1; }
     for (size_t i = 0; i < a->n_params; i++) if (a->params[i] == 0) a->params[i] = 1e-3f; // non-zero B: dA flows
     float *dparams, *dgrads;
-    if (adapter_to_device(&ctx, be, a, &dparams, &dgrads)) { fprintf(stderr, "bench_cuda_step: %s\n", ctx.msg); return 1; }
+    if (adapter_to_device(&ctx, be, a, &dparams, &dgrads)) {
+        fprintf(stderr, "bench_cuda_step: %s\n", ctx.msg);
+        return 1;
+    }
     dt_optimizer opt;
     dt_optim_init(&ctx, &opt, DT_OPT_ADAMW, a->n_params, 0.9f, 0.999f, 1e-8f, 0.0f, 0.0f);
 

@@ -92,7 +92,8 @@ static void test_memory(void) {
 }
 
 // One matmul of every transpose combination, with padded leading dimensions and beta != 0.
-static void test_gemm(const dt_backend *be, const char *tag, double tol, bool ta, bool tb, int64_t M, int64_t N, int64_t K) {
+static void test_gemm(const dt_backend *be, const char *tag, double tol, bool ta, bool tb, int64_t M, int64_t N,
+                      int64_t K) {
     const int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N;
     const int64_t lda = ac + 3, ldb = bc + 1, ldc = N + 2;
     float *A = rand_host(ar * lda, 1.0f), *B = rand_host(br * ldb, 1.0f), *C = rand_host(M * ldc, 1.0f);
@@ -328,10 +329,14 @@ static void test_dropout(void) {
         G->dropout(dY, acc, dX, n, 0.3f, seed);
         float *got = from_dev(dY, n);
         int64_t mismatched = 0;
-        for (int64_t i = 0; i < n; i++) mismatched += (got[i] == (acc ? y0[i] : 0.0f)) != (y[i] == (acc ? y0[i] : 0.0f));
+        for (int64_t i = 0; i < n; i++) { // dropped: the output is what it was before (0, or y0 when accumulating)
+            float before = acc ? y0[i] : 0.0f;
+            mismatched += (got[i] == before) != (y[i] == before);
+        }
         double e = rel_err(got, y, n);
         TEST_CHECK(acc ? "cuda_dropout acc" : "cuda_dropout", mismatched == 0 && e <= TOL_F32,
-                   "%lld positions kept on one side and dropped on the other; worst error %.3g", (long long)mismatched, e);
+                   "%lld positions kept on one side and dropped on the other; worst error %.3g", (long long)mismatched,
+                   e);
         free(got);
     }
     free(x); free(y0); free(y); G->free(dX); G->free(dY);

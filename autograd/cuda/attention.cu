@@ -8,25 +8,29 @@
 //    key/value group. Both recompute P = exp(S - lse) block by block. No atomics: results do not depend
 //    on scheduling.
 // Visibility: key j is seen by query i when seg_start[i] <= j <= i (seg_start NULL: 0 <= j <= i).
-// The arithmetic is plain f32 (no tensor cores): correctness and readability first; see the notes at
-// the launchers. The naive kernel at the end is the reference the tests compare with.
+// Each kernel is a sequence of small matmuls between shared-memory tiles (tile_mm, register-blocked)
+// and element-wise steps. The arithmetic is plain f32 on the CUDA cores (no tensor cores). The naive
+// kernel at the end is the reference the tests compare with.
 #include <math.h>
 #include <stdio.h>
 #include "autograd/cuda/cuda_internal.h"
 
-#define ATT_THREADS 256
+#define ATT_THREADS 256 // tile_mm arranges exactly 256 threads as 16 x 16
 #define MAX_HEAD_DIM 512
 
 // Tile edge for a head size: smaller tiles for larger heads keep the shared memory of every kernel
-// under 110 KB (sm_80 allows 163 KB per block, sm_90 227 KB). TL <= ATT_THREADS, so one thread per
-// tile row can vote on whether a tile is needed.
+// under 110 KB (sm_80 allows 163 KB per block, sm_90 227 KB). TL <= 64 (tile_mm's limit), which is also
+// at most ATT_THREADS, so one thread per tile row can vote on whether a tile is needed.
 static int attn_tile(int64_t hd) { return hd <= 32 ? 64 : hd <= 128 ? 32 : hd <= 256 ? 16 : 8; }
 
 // Shared-memory layouts (floats). Rows of hd values are padded to P = hd + 1 and score rows to
 // SP = TL + 1, so a warp reading one column (one value per row) touches 32 different banks.
-static size_t fwd_smem(int TL, int hd) { return (size_t)(4 * TL * (hd + 1) + TL * (TL + 1) + 3 * TL) * sizeof(float); }
-static size_t dq_smem(int TL, int hd) { return (size_t)(5 * TL * (hd + 1) + TL * (TL + 1) + 2 * TL) * sizeof(float); }
-static size_t dkv_smem(int TL, int hd) { return (size_t)(6 * TL * (hd + 1) + 2 * TL * (TL + 1) + 2 * TL) * sizeof(float); }
+static size_t smem_bytes(int TL, int hd, int hd_rows, int score_rows, int vectors) {
+    return (size_t)(hd_rows * TL * (hd + 1) + score_rows * TL * (TL + 1) + vectors * TL) * sizeof(float);
+}
+static size_t fwd_smem(int TL, int hd) { return smem_bytes(TL, hd, 4, 1, 3); } // Q K V O; S; m l alpha
+static size_t dq_smem(int TL, int hd) { return smem_bytes(TL, hd, 5, 2, 2); }  // Q dO dQ K V; S dS; lse D
+static size_t dkv_smem(int TL, int hd) { return smem_bytes(TL, hd, 6, 2, 2); } // K V dK dV Q dO; P dS; lse D
 
 __device__ __forceinline__ int64_t seg_of(const int32_t *seg, int64_t i) { return seg ? (int64_t)seg[i] : 0; }
 
@@ -53,6 +57,57 @@ __device__ void load_rows(float *dst, const float *src, int64_t r0, int64_t T, i
     for (int r = threadIdx.x; r < TL; r += blockDim.x) dst[r] = r0 + r < T ? src[r0 + r] : 0.0f;
 }
 
+// C (M, N) = [C * row_scale +] A (M, K) B (K, N), all in shared memory. Element (r, k) of A is at
+// A[r * a_r + k * a_k], (k, c) of B at B[k * b_k + c * b_c], (r, c) of C at C[r * ldc + c]; the strides
+// let one routine take Q K^T, P V, P^T dO, ... without transposing anything. acc = false overwrites C;
+// acc = true adds to C, first multiplied by row_scale[r] when row_scale is not NULL.
+// The block's 256 threads form a 16 x 16 grid: thread (ty, tx) computes rows ty + 16 i (i < 4) and
+// columns n0 + tx + 16 j (j < 4) of each 64-column strip n0, so each value it loads feeds four
+// multiply-adds. Needs M <= 64. Reads and writes only; the caller puts the barriers around it.
+__device__ void tile_mm(float *C, int ldc, bool acc, const float *row_scale, const float *A, int a_r, int a_k,
+                        const float *B, int b_k, int b_c, int M, int N, int K) {
+    const int tx = threadIdx.x & 15, ty = threadIdx.x >> 4;
+    for (int n0 = 0; n0 < N; n0 += 64) {
+        float c[4][4] = {};
+        for (int k = 0; k < K; k++) {
+            float a[4], b[4];
+#pragma unroll
+            for (int i = 0; i < 4; i++) a[i] = ty + 16 * i < M ? A[(ty + 16 * i) * a_r + k * a_k] : 0.0f;
+#pragma unroll
+            for (int j = 0; j < 4; j++) b[j] = n0 + tx + 16 * j < N ? B[k * b_k + (n0 + tx + 16 * j) * b_c] : 0.0f;
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++) c[i][j] += a[i] * b[j];
+        }
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int r = ty + 16 * i, col = n0 + tx + 16 * j;
+                if (r >= M || col >= N) continue;
+                float *dst = C + r * ldc + col;
+                *dst = acc ? *dst * (row_scale ? row_scale[r] : 1.0f) + c[i][j] : c[i][j];
+            }
+    }
+}
+
+// Turns the raw products of a (query tile, key tile) pair into P = exp(scale S - lse) and
+// dS = P * (dP - D), in place: S (TL, SP) becomes P, dP (TL, SP) becomes dS; 0 where not visible.
+__device__ void probs_and_dscores(float *S, float *dP, int SP, const float *lse_s, const float *D_s,
+                                  const int32_t *seg, int64_t i0, int64_t j0, int64_t T, int TL, float scale) {
+    for (int e = threadIdx.x; e < TL * TL; e += blockDim.x) {
+        const int r = e / TL, c = e - r * TL; // query row r, key row c
+        float p = 0.0f, ds = 0.0f;
+        if (visible(seg, i0 + r, j0 + c, T)) {
+            p = expf(S[r * SP + c] * scale - lse_s[r]);
+            ds = p * (dP[r * SP + c] - D_s[r]);
+        }
+        S[r * SP + c] = p;
+        dP[r * SP + c] = ds;
+    }
+}
+
 __global__ void attn_fwd_k(float *out, float *lse, const float *q, const float *k, const float *v,
                            const int32_t *seg_start, int64_t T, int H, int KV, int hd, int TL, float scale) {
     // out, q (B, T, H, hd); k, v (B, T, KV, hd); lse (B, H, T); seg_start (B, T) or NULL.
@@ -63,9 +118,9 @@ __global__ void attn_fwd_k(float *out, float *lse, const float *q, const float *
     float *Ks = Qs + TL * P;   // (TL, P) the current key tile
     float *Vs = Ks + TL * P;   // (TL, P) the current value tile
     float *Os = Vs + TL * P;   // (TL, P) output accumulators, not yet divided by l
-    float *Ss = Os + TL * P;   // (TL, SP) scores of the current key tile, then their exponentials
-    float *m_s = Ss + TL * SP; // (TL) running max of each row's scores
-    float *l_s = m_s + TL;     // (TL) running sum of exp(score - m)
+    float *Ss = Os + TL * P;   // (TL, SP) Q K^T of the current key tile, then exp(scale S - m)
+    float *m_s = Ss + TL * SP; // (TL) running max of each row's scaled scores
+    float *l_s = m_s + TL;     // (TL) running sum of exp(scaled score - m)
     float *a_s = l_s + TL;     // (TL) factor rescaling Os when m grows in this key tile
     const int tid = threadIdx.x, nt = blockDim.x, lane = tid & 31, warp = tid >> 5, nwarps = nt >> 5;
     const int64_t b = blockIdx.z;
@@ -89,20 +144,15 @@ __global__ void attn_fwd_k(float *out, float *lse, const float *q, const float *
         load_tile(Ks, P, kb, ldk, j0, T, TL, hd);
         load_tile(Vs, P, vb, ldk, j0, T, TL, hd);
         __syncthreads();
-        for (int e = tid; e < TL * TL; e += nt) { // S = scale Q K^T, -inf where not visible
-            const int r = e / TL, c = e - r * TL;
-            float s = -INFINITY;
-            if (visible(seg, i0 + r, j0 + c, T)) {
-                float acc = 0.0f;
-                for (int d = 0; d < hd; d++) acc += Qs[r * P + d] * Ks[c * P + d];
-                s = acc * scale;
-            }
-            Ss[r * SP + c] = s;
-        }
+        tile_mm(Ss, SP, false, NULL, Qs, P, 1, Ks, 1, P, TL, TL, hd); // S = Q K^T
         __syncthreads();
         for (int r = warp; r < TL; r += nwarps) { // online softmax, one warp per row
             float mx = -INFINITY;
-            for (int c = lane; c < TL; c += 32) mx = fmaxf(mx, Ss[r * SP + c]);
+            for (int c = lane; c < TL; c += 32) {
+                const float s = visible(seg, i0 + r, j0 + c, T) ? Ss[r * SP + c] * scale : -INFINITY;
+                Ss[r * SP + c] = s;
+                mx = fmaxf(mx, s);
+            }
             mx = dt_warp_max(mx);
             const float m_old = m_s[r], m_new = fmaxf(m_old, mx);
             // A row that has seen no key yet keeps m = -inf: its exponentials are 0 and nothing is rescaled
@@ -123,12 +173,7 @@ __global__ void attn_fwd_k(float *out, float *lse, const float *q, const float *
             }
         }
         __syncthreads();
-        for (int e = tid; e < TL * hd; e += nt) { // O = alpha O + P V
-            const int r = e / hd, d = e - r * hd;
-            float acc = 0.0f;
-            for (int c = 0; c < TL; c++) acc += Ss[r * SP + c] * Vs[c * P + d];
-            Os[r * P + d] = Os[r * P + d] * a_s[r] + acc;
-        }
+        tile_mm(Os, P, true, a_s, Ss, SP, 1, Vs, P, 1, TL, hd, TL); // O = alpha O + P V
     }
     __syncthreads();
     // Every existing row saw at least its own key, so l > 0 there.
@@ -158,21 +203,6 @@ __global__ void attn_rowdot_k(float *Dg, const float *out, const float *dout, in
     }
 }
 
-// dS = P * (dP - D) with P = exp(scale q.k - lse), dP = dO.v, for query row r and key row c of the
-// tiles in shared memory (rows of stride P).
-__device__ __forceinline__ void prob_and_ds(float *p_out, float *ds_out, const float *Qs, const float *dOs,
-                                            const float *Ks, const float *Vs, int r, int c, int P, int hd, float scale,
-                                            float lse_r, float D_r) {
-    float s = 0.0f, dp = 0.0f;
-    for (int d = 0; d < hd; d++) {
-        s += Qs[r * P + d] * Ks[c * P + d];
-        dp += dOs[r * P + d] * Vs[c * P + d];
-    }
-    const float p = expf(s * scale - lse_r);
-    *p_out = p;
-    *ds_out = p * (dp - D_r);
-}
-
 __global__ void attn_bwd_dq_k(float *dq, bool acc_q, const float *dout, const float *Dg, const float *lse,
                               const float *q, const float *k, const float *v, const int32_t *seg_start, int64_t T,
                               int H, int KV, int hd, int TL, float scale) {
@@ -186,7 +216,8 @@ __global__ void attn_bwd_dq_k(float *dq, bool acc_q, const float *dout, const fl
     float *dQs = dOs + TL * P;    // (TL, P) sum of dS K, scaled when written out
     float *Ks = dQs + TL * P;     // (TL, P)
     float *Vs = Ks + TL * P;      // (TL, P)
-    float *dSs = Vs + TL * P;     // (TL, SP) dS of the current key tile
+    float *Ss = Vs + TL * P;      // (TL, SP) Q K^T, then P
+    float *dSs = Ss + TL * SP;    // (TL, SP) dO V^T, then dS
     float *lse_s = dSs + TL * SP; // (TL)
     float *D_s = lse_s + TL;      // (TL)
     const int tid = threadIdx.x, nt = blockDim.x;
@@ -206,23 +237,16 @@ __global__ void attn_bwd_dq_k(float *dq, bool acc_q, const float *dout, const fl
     const int64_t i_end = i0 + TL < T ? i0 + TL : T;
     for (int64_t j0 = 0; j0 < i_end; j0 += TL) {
         const bool sees = tid < TL && sees_tile(seg, i0 + tid, T, j0, TL);
-        if (!__syncthreads_or(sees)) continue; // also the barrier before Ks, Vs, dSs are reused
+        if (!__syncthreads_or(sees)) continue; // also the barrier before Ks, Vs, Ss, dSs are reused
         load_tile(Ks, P, kb, ldk, j0, T, TL, hd);
         load_tile(Vs, P, vb, ldk, j0, T, TL, hd);
         __syncthreads();
-        for (int e = tid; e < TL * TL; e += nt) {
-            const int r = e / TL, c = e - r * TL;
-            float p = 0.0f, ds = 0.0f;
-            if (visible(seg, i0 + r, j0 + c, T)) prob_and_ds(&p, &ds, Qs, dOs, Ks, Vs, r, c, P, hd, scale, lse_s[r], D_s[r]);
-            dSs[r * SP + c] = ds;
-        }
+        tile_mm(Ss, SP, false, NULL, Qs, P, 1, Ks, 1, P, TL, TL, hd);   // S = Q K^T
+        tile_mm(dSs, SP, false, NULL, dOs, P, 1, Vs, 1, P, TL, TL, hd); // dP = dO V^T
         __syncthreads();
-        for (int e = tid; e < TL * hd; e += nt) { // dQ += dS K
-            const int r = e / hd, d = e - r * hd;
-            float acc = 0.0f;
-            for (int c = 0; c < TL; c++) acc += dSs[r * SP + c] * Ks[c * P + d];
-            dQs[r * P + d] += acc;
-        }
+        probs_and_dscores(Ss, dSs, SP, lse_s, D_s, seg, i0, j0, T, TL, scale);
+        __syncthreads();
+        tile_mm(dQs, P, true, NULL, dSs, SP, 1, Ks, P, 1, TL, hd, TL); // dQ += dS K
     }
     __syncthreads();
     for (int e = tid; e < TL * hd; e += nt) {
@@ -249,8 +273,8 @@ __global__ void attn_bwd_dkv_k(float *dk, float *dv, bool acc_k, bool acc_v, con
     float *dVs = dKs + TL * P;    // (TL, P) sum of P^T dO
     float *Qs = dVs + TL * P;     // (TL, P) the current query tile
     float *dOs = Qs + TL * P;     // (TL, P)
-    float *Ps = dOs + TL * P;     // (TL, SP) [query row][key row] probabilities of the current tile pair
-    float *dSs = Ps + TL * SP;    // (TL, SP) [query row][key row]
+    float *Ps = dOs + TL * P;     // (TL, SP) [query row][key row]: Q K^T, then P
+    float *dSs = Ps + TL * SP;    // (TL, SP) [query row][key row]: dO V^T, then dS
     float *lse_s = dSs + TL * SP; // (TL)
     float *D_s = lse_s + TL;      // (TL)
     const int tid = threadIdx.x, nt = blockDim.x;
@@ -276,25 +300,13 @@ __global__ void attn_bwd_dkv_k(float *dk, float *dv, bool acc_k, bool acc_v, con
             load_rows(lse_s, lse + (b * H + h) * T, i0, T, TL);
             load_rows(D_s, Dg + (b * H + h) * T, i0, T, TL);
             __syncthreads();
-            for (int e = tid; e < TL * TL; e += nt) {
-                const int r = e / TL, c = e - r * TL; // query row r, key row c
-                float p = 0.0f, ds = 0.0f;
-                if (visible(seg, i0 + r, j0 + c, T))
-                    prob_and_ds(&p, &ds, Qs, dOs, Ks, Vs, r, c, P, hd, scale, lse_s[r], D_s[r]);
-                Ps[r * SP + c] = p;
-                dSs[r * SP + c] = ds;
-            }
+            tile_mm(Ps, SP, false, NULL, Qs, P, 1, Ks, 1, P, TL, TL, hd);   // S = Q K^T
+            tile_mm(dSs, SP, false, NULL, dOs, P, 1, Vs, 1, P, TL, TL, hd); // dP = dO V^T
             __syncthreads();
-            for (int e = tid; e < TL * hd; e += nt) { // dV += P^T dO ; dK += dS^T Q
-                const int c = e / hd, d = e - c * hd;
-                float av = 0.0f, ak = 0.0f;
-                for (int r = 0; r < TL; r++) {
-                    av += Ps[r * SP + c] * dOs[r * P + d];
-                    ak += dSs[r * SP + c] * Qs[r * P + d];
-                }
-                dVs[c * P + d] += av;
-                dKs[c * P + d] += ak;
-            }
+            probs_and_dscores(Ps, dSs, SP, lse_s, D_s, seg, i0, j0, T, TL, scale);
+            __syncthreads();
+            tile_mm(dVs, P, true, NULL, Ps, 1, SP, dOs, P, 1, TL, hd, TL); // dV += P^T dO
+            tile_mm(dKs, P, true, NULL, dSs, 1, SP, Qs, P, 1, TL, hd, TL); // dK += dS^T Q
         }
     }
     __syncthreads();
@@ -315,7 +327,8 @@ static bool attn_args_ok(const char *what, int64_t B, int64_t H, int64_t KV, int
     if (hd < 1 || hd > MAX_HEAD_DIM)
         snprintf(why, sizeof why, "head_dim %lld is not supported (1 to %d)", (long long)hd, MAX_HEAD_DIM);
     else if (KV < 1 || H % KV)
-        snprintf(why, sizeof why, "%lld query heads are not a multiple of %lld key/value heads", (long long)H, (long long)KV);
+        snprintf(why, sizeof why, "%lld query heads are not a multiple of %lld key/value heads", (long long)H,
+                 (long long)KV);
     else if (H > 65535 || B > 65535)
         snprintf(why, sizeof why, "%lld heads x %lld batch rows exceed the launch grid (65535 each)", (long long)H,
                  (long long)B);
@@ -404,7 +417,8 @@ __global__ void attn_naive_k(float *out, float *lse, const float *q, const float
                              const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
     // out, q (B, T, H, hd); k, v (B, T, KV, hd); lse (B, H, T); seg_start (B, T) or NULL
     const float scale = 1.0f / sqrtf((float)hd);
-    for (int64_t n = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; n < B * T * H; n += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t rows = B * T * H, stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t n = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; n < rows; n += stride) {
         const int64_t h = n % H, i = (n / H) % T, b = n / (H * T), g = h / (H / KV);
         const float *qi = q + n * hd; // (hd)
         const int64_t lo = seg_start ? seg_start[b * T + i] : 0;
@@ -413,8 +427,10 @@ __global__ void attn_naive_k(float *out, float *lse, const float *q, const float
         for (int64_t j = lo; j <= i; j++) sum += exp(naive_score(qi, k, b, j, T, KV, g, hd, scale) - m);
         for (int64_t e = 0; e < hd; e++) {
             double acc = 0.0;
-            for (int64_t j = lo; j <= i; j++)
-                acc += exp(naive_score(qi, k, b, j, T, KV, g, hd, scale) - m) / sum * v[((b * T + j) * KV + g) * hd + e];
+            for (int64_t j = lo; j <= i; j++) {
+                const double p = exp(naive_score(qi, k, b, j, T, KV, g, hd, scale) - m) / sum;
+                acc += p * v[((b * T + j) * KV + g) * hd + e];
+            }
             out[n * hd + e] = (float)acc;
         }
         lse[(b * H + h) * T + i] = (float)(m + log(sum));

@@ -34,7 +34,8 @@ static void *cuda_alloc(size_t bytes) {
         // The stream-ordered pool may still hold freed temporaries (reduction buffers): return them
         // to the device and try once more.
         (void)cudaGetLastError(); // an allocation failure is not sticky; clear it for LAUNCH_OK
-        if (CU_OK(cudaStreamSynchronize(st->stream)) && CU_OK(cudaMemPoolTrimTo(st->pool, 0))) e = cudaMalloc(&p, bytes);
+        if (CU_OK(cudaStreamSynchronize(st->stream)) && CU_OK(cudaMemPoolTrimTo(st->pool, 0)))
+            e = cudaMalloc(&p, bytes);
     }
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
@@ -165,11 +166,15 @@ static void init_once(void) {
         return init_fail(DT_EUNSUPPORTED, msg, NULL, cudaSuccess);
     }
     int optin = 0, pools = 0;
-    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, st->device);
-    cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, st->device);
+    if ((e = cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, st->device)) != cudaSuccess ||
+        (e = cudaDeviceGetAttribute(&pools, cudaDevAttrMemoryPoolsSupported, st->device)) != cudaSuccess)
+        return init_fail(DT_EUNSUPPORTED, "cannot read the CUDA device's attributes", "cudaDeviceGetAttribute", e);
     st->smem_optin = (size_t)optin;
-    if (!pools) return init_fail(DT_EUNSUPPORTED, "the CUDA device does not support stream-ordered allocation", NULL, cudaSuccess);
-    if ((e = cudaStreamCreate(&st->stream)) != cudaSuccess) return init_fail(DT_EINTERNAL, "cannot create a CUDA stream", "cudaStreamCreate", e);
+    if (!pools)
+        return init_fail(DT_EUNSUPPORTED, "the CUDA device does not support stream-ordered allocation", NULL,
+                         cudaSuccess);
+    if ((e = cudaStreamCreate(&st->stream)) != cudaSuccess)
+        return init_fail(DT_EINTERNAL, "cannot create a CUDA stream", "cudaStreamCreate", e);
     cublasStatus_t s = cublasCreate(&st->blas);
     if (s != CUBLAS_STATUS_SUCCESS) {
         st->blas = NULL;

@@ -9,7 +9,9 @@
 //
 // Errors: table functions return void, so a failing CUDA or cuBLAS call (or an unsupported argument)
 // is recorded and the call does nothing further; dt_backend_cuda_check reports it. alloc returns NULL
-// on failure, which the graph already reports as out of memory.
+// on failure, which the graph already reports as out of memory. A fault inside a kernel surfaces at the
+// next call that waits for the GPU and is reported as that call: run with CUDA_LAUNCH_BLOCKING=1 to
+// have it reported at the launch of the faulty kernel instead.
 #ifndef DT_CUDA_BACKEND_H
 #define DT_CUDA_BACKEND_H
 #include <stddef.h>
@@ -35,7 +37,7 @@ int dt_backend_cuda_init(dt_ctx *ctx, dt_dtype compute, const dt_backend **out);
 int dt_backend_cuda_check(dt_ctx *ctx);
 // Device memory in use (total - free, all processes) and the device's total, in bytes.
 int dt_backend_cuda_mem_info(dt_ctx *ctx, size_t *used, size_t *total);
-// The device's name, e.g. "NVIDIA H100 80GB HBM3" (empty before a successful init).
+// The device's name, e.g. "NVIDIA H100 80GB HBM3" (empty when no device can be used).
 const char *dt_backend_cuda_device_name(void);
 // The obviously-correct attention the tests compare the flash kernel with (device pointers, shapes as
 // attention_fwd): one thread per query row, scores recomputed in double, no blocking.

@@ -60,7 +60,9 @@ __global__ void mul_k(float *y, bool acc, const float *a, const float *b, int64_
     // y, a, b (n)
     GRID_STRIDE(i, n) y[i] = (acc ? y[i] : 0.0f) + a[i] * b[i];
 }
-void dt_cuda_mul(float *y, bool acc, const float *a, const float *b, int64_t n) { LAUNCH_EW(mul_k, n, y, acc, a, b, n); }
+void dt_cuda_mul(float *y, bool acc, const float *a, const float *b, int64_t n) {
+    LAUNCH_EW(mul_k, n, y, acc, a, b, n);
+}
 
 __global__ void add_bias_k(float *y, const float *bias, int64_t N, int64_t D) {
     // y (N, D), bias (D)

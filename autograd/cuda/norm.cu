@@ -77,7 +77,8 @@ __global__ void rope_k(float *x, const int32_t *pos, const float *inv_freq, int6
                        bool inverse) {
     // x (N, H, hd) in place; pos (N); inv_freq (hd/2)
     const int64_t half = hd / 2;
-    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < N * half; e += (int64_t)gridDim.x * blockDim.x) {
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < N * half; e += stride) {
         int64_t n = e / half, i = e - n * half;
         double s, c;
         sincos((double)pos[n] * (double)inv_freq[i], &s, &c);

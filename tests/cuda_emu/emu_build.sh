@@ -23,7 +23,8 @@ s = s.replace("extern __shared__ float sm[];", "float *sm = emu::dyn_smem();")
 s, n = re.subn(r"(\w+)<<<(.*?)>>>\(", r"emu::launch(\1, \2)(", s, flags=re.S)
 open(sys.argv[2], "w").write('#include "tests/cuda_emu/emu_cuda.h"\n#line 1 "%s"\n' % sys.argv[1] + s)
 PY
-    g++ -std=c++20 -O1 -g $san -Wall -Wno-unused-function -Itests/cuda_emu/include -I. -DDT_CUDA=1 -c "$src" -o "${src%.cpp}.o"
+    g++ -std=c++20 -O1 -g $san -Wall -Wno-unused-function -Wno-unknown-pragmas -Itests/cuda_emu/include -I. \
+        -DDT_CUDA=1 -c "$src" -o "${src%.cpp}.o"
     objs="$objs ${src%.cpp}.o"
 done
 BLAS=/usr/lib/x86_64-linux-gnu/openblas-openmp

@@ -168,23 +168,41 @@ template <class K> inline cudaError_t cudaFuncSetAttribute(K k, cudaFuncAttribut
 inline cudaError_t cudaStreamCreate(cudaStream_t *s) { *s = (cudaStream_t)malloc(1); return cudaSuccess; }
 inline cudaError_t cudaStreamDestroy(cudaStream_t s) { free(s); return cudaSuccess; }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-inline cudaError_t cudaMalloc(void **p, size_t n) { *p = malloc(n); return *p ? cudaSuccess : emu::set_error(cudaErrorMemoryAllocation); }
+inline cudaError_t cudaMalloc(void **p, size_t n) {
+    *p = malloc(n);
+    return *p ? cudaSuccess : emu::set_error(cudaErrorMemoryAllocation);
+}
 inline cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
 inline cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t) { return cudaMalloc(p, n); }
 inline cudaError_t cudaFreeAsync(void *p, cudaStream_t) { free(p); return cudaSuccess; }
-inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) { memcpy(d, s, n); return cudaSuccess; }
+inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) {
+    memcpy(d, s, n);
+    return cudaSuccess;
+}
 inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { memset(p, v, n); return cudaSuccess; }
-inline cudaError_t cudaMemGetInfo(size_t *f, size_t *t) { *f = (size_t)1 << 30; *t = (size_t)2 << 30; return cudaSuccess; }
+inline cudaError_t cudaMemGetInfo(size_t *f, size_t *t) {
+    *f = (size_t)1 << 30;
+    *t = (size_t)2 << 30;
+    return cudaSuccess;
+}
 inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *p, int) { *p = nullptr; return cudaSuccess; }
 inline cudaError_t cudaMemPoolSetAttribute(cudaMemPool_t, cudaMemPoolAttr, void *) { return cudaSuccess; }
 inline cudaError_t cudaMemPoolTrimTo(cudaMemPool_t, size_t) { return cudaSuccess; }
 
 // ---- cuBLAS: column-major reference gemm, straight from the cuBLAS definition ----
 typedef struct emu_blas *cublasHandle_t;
-typedef enum { CUBLAS_STATUS_SUCCESS = 0, CUBLAS_STATUS_ALLOC_FAILED = 3, CUBLAS_STATUS_INVALID_VALUE = 7 } cublasStatus_t;
+typedef enum {
+    CUBLAS_STATUS_SUCCESS = 0,
+    CUBLAS_STATUS_ALLOC_FAILED = 3,
+    CUBLAS_STATUS_INVALID_VALUE = 7,
+} cublasStatus_t;
 typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
 typedef enum { CUDA_R_32F = 0 } cudaDataType;
-typedef enum { CUBLAS_COMPUTE_32F = 68, CUBLAS_COMPUTE_32F_FAST_16F = 74, CUBLAS_COMPUTE_32F_FAST_16BF = 75 } cublasComputeType_t;
+typedef enum {
+    CUBLAS_COMPUTE_32F = 68,
+    CUBLAS_COMPUTE_32F_FAST_16F = 74,
+    CUBLAS_COMPUTE_32F_FAST_16BF = 75,
+} cublasComputeType_t;
 typedef enum { CUBLAS_GEMM_DEFAULT = -1 } cublasGemmAlgo_t;
 inline const char *cublasGetStatusString(cublasStatus_t s) { return s == CUBLAS_STATUS_SUCCESS ? "success" : "error"; }
 inline cublasStatus_t cublasCreate(cublasHandle_t *h) { *h = (cublasHandle_t)malloc(1); return CUBLAS_STATUS_SUCCESS; }
@@ -199,9 +217,9 @@ inline float emu_round16(float x, cublasComputeType_t c) {
     return x;
 }
 inline cublasStatus_t cublasGemmEx_64(cublasHandle_t, cublasOperation_t ta, cublasOperation_t tb, int64_t m, int64_t n,
-                                      int64_t k, const void *alpha, const void *A, cudaDataType, int64_t lda, const void *B,
-                                      cudaDataType, int64_t ldb, const void *beta, void *C, cudaDataType, int64_t ldc,
-                                      cublasComputeType_t compute, cublasGemmAlgo_t) {
+                                      int64_t k, const void *alpha, const void *A, cudaDataType, int64_t lda,
+                                      const void *B, cudaDataType, int64_t ldb, const void *beta, void *C,
+                                      cudaDataType, int64_t ldc, cublasComputeType_t compute, cublasGemmAlgo_t) {
     // C (m, n) = alpha op(A) op(B) + beta C, column-major: element (i, j) of X at X[i + j * ldX]
     const float *a = (const float *)A, *b = (const float *)B;
     float *c = (float *)C, al = *(const float *)alpha, be = *(const float *)beta;
