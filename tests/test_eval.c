@@ -5,6 +5,7 @@
 #include <string.h>
 #include <sys/wait.h>
 #include "models/safetensors.h"
+#include "tests/golden_data.h"
 #include "tests/test_util.h"
 
 static void check(const char *name, const char *case_dir, const char *model) {
@@ -12,28 +13,9 @@ static void check(const char *name, const char *case_dir, const char *model) {
     dt_ctx_init(&ctx);
     char path[512], data[256], cmd[2048];
     snprintf(path, sizeof path, "%s/golden.safetensors", case_dir);
-    dt_safetensors *gs;
-    if (dt_st_open(&ctx, path, &gs)) { TEST_FAIL(name, "%s", ctx.msg); return; }
-    const dt_st_tensor *it = dt_st_find(gs, "input_ids"), *lt = dt_st_find(gs, "labels"), *ls = dt_st_find(gs, "loss");
-    int64_t B = it->shape[0], T = it->shape[1];
-    int32_t *ids = malloc(it->nbytes), *lab = malloc(lt->nbytes);
-    float ref;
-    memcpy(ids, it->data, it->nbytes);
-    memcpy(lab, lt->data, lt->nbytes);
-    memcpy(&ref, ls->data, 4);
-    dt_st_close(gs);
+    float ref = 0;
     snprintf(data, sizeof data, "/tmp/dt_eval_%s_%d.jsonl", name, (int)getpid());
-    FILE *f = fopen(data, "w");
-    for (int64_t r = 0; r < B; r++) {
-        fprintf(f, "{\"input_ids\":[");
-        for (int64_t t = 0; t < T; t++) fprintf(f, "%s%d", t ? "," : "", ids[r * T + t]);
-        fprintf(f, "],\"labels\":[");
-        for (int64_t t = 0; t < T; t++) fprintf(f, "%s%d", t ? "," : "", lab[r * T + t]);
-        fprintf(f, "]}\n");
-    }
-    fclose(f);
-    free(ids);
-    free(lab);
+    if (golden_batch_to_jsonl(&ctx, path, data, &ref)) { TEST_FAIL(name, "%s", ctx.msg); return; }
     snprintf(cmd, sizeof cmd, "./deltatune eval --model %s --adapter %s/adapter --data %s --format tokens --json", model, case_dir, data);
     FILE *p = popen(cmd, "r");
     char line[512] = "";

@@ -8,29 +8,8 @@
 #include "models/safetensors.h"
 #include "optim/optim.h"
 #include "peft/peft_io.h"
+#include "tests/file_util.h"
 #include "tests/test_util.h"
-
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)sz + 1);
-    *n = fread(b, 1, (size_t)sz, f);
-    b[*n] = 0;
-    fclose(f);
-    return b;
-}
-
-static bool same_file(const char *a, const char *b) {
-    size_t na, nb;
-    char *x = slurp(a, &na), *y = slurp(b, &nb);
-    bool same = x && y && na == nb && !memcmp(x, y, na);
-    free(x);
-    free(y);
-    return same;
-}
 
 static void test_round_trip(dt_ctx *ctx, const dt_llama *m) {
     dt_lora_config lc = {.r = 4, .alpha = 8, .dropout = 0.05f, .use_rslora = true};
@@ -48,12 +27,12 @@ static void test_round_trip(dt_ctx *ctx, const dt_llama *m) {
     char p1[256], p2[256];
     snprintf(p1, sizeof p1, "%s/adapter_model.safetensors", d1);
     snprintf(p2, sizeof p2, "%s/adapter_model.safetensors", d2);
-    TEST_CHECK("peft_round_trip_weights_identical", same_file(p1, p2), "%s and %s differ", p1, p2);
+    TEST_CHECK("peft_round_trip_weights_identical", tf_same_file(p1, p2), "%s and %s differ", p1, p2);
     snprintf(p1, sizeof p1, "%s/adapter_config.json", d1);
     snprintf(p2, sizeof p2, "%s/adapter_config.json", d2);
-    TEST_CHECK("peft_round_trip_config_identical", same_file(p1, p2), "%s and %s differ", p1, p2);
+    TEST_CHECK("peft_round_trip_config_identical", tf_same_file(p1, p2), "%s and %s differ", p1, p2);
     size_t n;
-    char *cfg = slurp(p1, &n);
+    char *cfg = tf_slurp(p1, &n);
     TEST_CHECK("peft_config_fields",
                cfg && strstr(cfg, "\"peft_type\": \"LORA\"") && strstr(cfg, "\"layers_to_transform\": [\n    1\n  ]") &&
                    strstr(cfg, "\"target_modules\": [\n    \"q_proj\",\n    \"v_proj\",\n    \"down_proj\"\n  ]") &&

@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/wait.h>
 #include "models/safetensors.h"
+#include "tests/file_util.h"
+#include "tests/golden_data.h"
 #include "tests/test_util.h"
 
 static char tmp[64];
@@ -20,34 +22,12 @@ static int run(const char *fmt, const char *a, const char *b) {
     return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
-static char *slurp(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return NULL;
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    char *b = malloc((size_t)sz + 1);
-    *n = fread(b, 1, (size_t)sz, f);
-    b[*n] = 0;
-    fclose(f);
-    return b;
-}
-
 static bool file_has(const char *path, const char *needle) {
     size_t n;
-    char *s = slurp(path, &n);
+    char *s = tf_slurp(path, &n);
     bool ok = s && strstr(s, needle);
     free(s);
     return ok;
-}
-
-static bool same_bytes(const char *a, const char *b) {
-    size_t na, nb;
-    char *x = slurp(a, &na), *y = slurp(b, &nb);
-    bool same = x && y && na == nb && !memcmp(x, y, na);
-    free(x);
-    free(y);
-    return same;
 }
 
 // First and last "loss" of a metrics.jsonl.
@@ -92,13 +72,13 @@ static void test_tiny_run_and_resume(void) {
                "exit %d (want 130) or no checkpoint at step 6", rc);
     rc = run("./deltatune train tests/data/train/tiny.yaml %s resume=true", b, NULL);
     snprintf(p2, sizeof p2, "%s/b/adapter_model.safetensors", tmp);
-    TEST_CHECK("train_resume_bit_identical", rc == 0 && file_has(err, "resuming from") && same_bytes(p1, p2),
+    TEST_CHECK("train_resume_bit_identical", rc == 0 && file_has(err, "resuming from") && tf_same_file(p1, p2),
                "exit %d; the resumed run's adapter differs from the uninterrupted one", rc);
     // Activation checkpointing recomputes each layer in the backward, with the same dropout masks.
     snprintf(b, sizeof b, "output_dir=%s/c", tmp);
     rc = run("./deltatune train tests/data/train/tiny.yaml %s train.activation_checkpointing=true", b, NULL);
     snprintf(p2, sizeof p2, "%s/c/adapter_model.safetensors", tmp);
-    TEST_CHECK("train_activation_checkpointing_same_adapter", rc == 0 && same_bytes(p1, p2),
+    TEST_CHECK("train_activation_checkpointing_same_adapter", rc == 0 && tf_same_file(p1, p2),
                "exit %d; the checkpointed run's adapter differs", rc);
 }
 
@@ -106,27 +86,12 @@ static void test_sgd_init_from(void) {
     // The golden batch as a tokens file: two rows, labels with -100 where PyTorch had them.
     dt_ctx ctx;
     dt_ctx_init(&ctx);
-    dt_safetensors *gs;
-    if (dt_st_open(&ctx, "tests/golden/sgd_step/golden.safetensors", &gs)) { TEST_FAIL("train_sgd_step_golden", "%s", ctx.msg); return; }
-    const dt_st_tensor *it = dt_st_find(gs, "input_ids"), *lt = dt_st_find(gs, "labels");
-    int64_t B = it->shape[0], T = it->shape[1];
-    int32_t *ids = malloc(it->nbytes), *lab = malloc(lt->nbytes);
-    memcpy(ids, it->data, it->nbytes);
-    memcpy(lab, lt->data, lt->nbytes);
-    dt_st_close(gs);
     char data[256];
     snprintf(data, sizeof data, "%s/sgd.jsonl", tmp);
-    FILE *f = fopen(data, "w");
-    for (int64_t r = 0; r < B; r++) {
-        fprintf(f, "{\"input_ids\":[");
-        for (int64_t t = 0; t < T; t++) fprintf(f, "%s%d", t ? "," : "", ids[r * T + t]);
-        fprintf(f, "],\"labels\":[");
-        for (int64_t t = 0; t < T; t++) fprintf(f, "%s%d", t ? "," : "", lab[r * T + t]);
-        fprintf(f, "]}\n");
+    if (golden_batch_to_jsonl(&ctx, "tests/golden/sgd_step/golden.safetensors", data, NULL)) {
+        TEST_FAIL("train_sgd_step_golden", "%s", ctx.msg);
+        return;
     }
-    fclose(f);
-    free(ids);
-    free(lab);
     char over[1024];
     snprintf(over, sizeof over,
              "data.train=%s data.val=[] data.packing=false data.shuffle=false train.batch_size=2 "
