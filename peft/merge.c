@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
+#include <math.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -149,7 +150,7 @@ static void release(const merger *m, const dt_st_tensor *t) {
 }
 
 // row (cols) += sum over the adapters of weight * scale * B[src_row, :] @ A: one row of W + s B A, with the
-// row in L1 and A in L2. Four of A's rows per pass over the output row.
+// row in L1 and A in L2. Four of A's rows per pass over the output row, as fused multiply-adds.
 static void fold_row(const merger *m, const tjob *j, int64_t src_row, int64_t cols, float *restrict row) {
     for (int i = 0; i < m->o->n_adapters; i++) {
         const dt_lora_ref *r = dt_adapter_lora_at(m->ad[i], j->layer, j->lt);
@@ -162,13 +163,13 @@ static void fold_row(const merger *m, const tjob *j, int64_t src_row, int64_t co
             const float c0 = s * B[k], c1 = s * B[k + 1], c2 = s * B[k + 2], c3 = s * B[k + 3];
             const float *restrict a0 = A + k * cols, *restrict a1 = a0 + cols, *restrict a2 = a1 + cols, *restrict a3 = a2 + cols;
             #pragma omp simd
-            for (int64_t x = 0; x < cols; x++) row[x] += c0 * a0[x] + c1 * a1[x] + c2 * a2[x] + c3 * a3[x];
+            for (int64_t x = 0; x < cols; x++) row[x] = fmaf(c3, a3[x], fmaf(c2, a2[x], fmaf(c1, a1[x], fmaf(c0, a0[x], row[x]))));
         }
         for (; k < rk; k++) {
             const float c = s * B[k];
             const float *restrict a = A + k * cols;
             #pragma omp simd
-            for (int64_t x = 0; x < cols; x++) row[x] += c * a[x];
+            for (int64_t x = 0; x < cols; x++) row[x] = fmaf(c, a[x], row[x]);
         }
     }
 }
@@ -274,46 +275,76 @@ static int produce_with(tjob *j, void *dst, int nt, float *bufs) {
 static int produce(tjob *j, void *dst) { return produce_with(j, dst, threads_for(j->m), j->m->scratch); }
 
 // ---- computing ahead -----------------------------------------------------------------------------------
-// The writers ask for one tensor, then write it, then ask for the next. While the kernel copies one tensor
-// into the file, a second thread computes the next folded/permuted tensors into a ring of slots, in the
-// order the writer will ask for them; a fill then only copies a slot. If the writer asks for something
-// else than predicted, the prefetcher is stopped and everything is computed on demand (always correct).
+// The writers ask for one tensor, then write it, then ask for the next. A second thread computes the
+// folded/permuted tensors ahead into a ring of slots, in the order the writer will ask for them, while the
+// writer's thread copies finished tensors into the file; when that thread gets ahead and waits for a
+// tensor, it computes rows of it too (rows are handed out in chunks). If the writer asks for something else
+// than predicted, the prefetcher is stopped and everything is computed on demand (always correct).
 
-enum { NSLOT = 4 };
+enum { NSLOT = 4, CHUNK_ROWS = 32 };
+
+typedef struct slot {
+    tjob *job;               // NULL: free
+    void *buf;               // the job's bytes, sized for the largest compute job
+    int64_t next_row, rows_left;
+} slot;
 
 typedef struct prefetch {
     merger *m;
     tjob **order;            // (n) the compute jobs in the writer's order
     size_t n, next;          // next: the index fill expects
-    void *slot[NSLOT];       // each the size of the largest compute job
-    bool ready[NSLOT];
-    size_t done;             // jobs produced so far
+    slot slots[NSLOT];       // job i goes to slot i % NSLOT
     bool stop, started;
     pthread_t thread;
     pthread_mutex_t mu;
     pthread_cond_t cv;
 } prefetch;
 
+static bool is_compute(const tjob *j) { return j->src && (j->heads || folds(j->m, j->layer, j->lt)); }
+
+// Computes chunks of job j's rows in slot s until none is left to hand out; bufs: this thread's row
+// buffers. The slot may have been finished, written and handed to a later job meanwhile: then nothing is
+// left to do here.
+static void work_on(prefetch *p, slot *s, tjob *j, float *bufs) {
+    const int64_t rows = j->src->shape[0];
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        const bool mine = s->job == j && s->next_row < rows;
+        const int64_t r0 = s->next_row, r1 = r0 + CHUNK_ROWS < rows ? r0 + CHUNK_ROWS : rows;
+        if (mine) s->next_row = r1;
+        pthread_mutex_unlock(&p->mu);
+        if (!mine) return;
+        rows_task t = {j, s->buf, r0, r1, bufs};
+        run_rows(&t);
+        pthread_mutex_lock(&p->mu);
+        s->rows_left -= r1 - r0;
+        const bool finished = s->rows_left == 0;
+        if (finished) pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        if (finished) release(p->m, j->src);
+    }
+}
+
 static void *prefetch_run(void *arg) {
     prefetch *p = arg;
     float *bufs = p->m->scratch + (size_t)threads_for(p->m) * 2 * p->m->row_cols; // this thread's row buffers
     for (size_t i = 0; i < p->n; i++) {
+        slot *s = &p->slots[i % NSLOT];
         pthread_mutex_lock(&p->mu);
-        while (!p->stop && p->ready[i % NSLOT]) pthread_cond_wait(&p->cv, &p->mu);
-        bool stop = p->stop;
+        while (!p->stop && s->job) pthread_cond_wait(&p->cv, &p->mu);
+        const bool stop = p->stop;
+        if (!stop) {
+            s->job = p->order[i];
+            s->next_row = 0;
+            s->rows_left = p->order[i]->src->shape[0];
+            pthread_cond_broadcast(&p->cv);
+        }
         pthread_mutex_unlock(&p->mu);
         if (stop) break;
-        produce_with(p->order[i], p->slot[i % NSLOT], 1, bufs); // cannot fail: a compute job only converts
-        pthread_mutex_lock(&p->mu);
-        p->ready[i % NSLOT] = true;
-        p->done = i + 1;
-        pthread_cond_broadcast(&p->cv);
-        pthread_mutex_unlock(&p->mu);
+        work_on(p, s, p->order[i], bufs);
     }
     return NULL;
 }
-
-static bool is_compute(const tjob *j) { return j->src && (j->heads || folds(j->m, j->layer, j->lt)); }
 
 static void prefetch_stop(prefetch *p) {
     if (!p->started) return;
@@ -327,7 +358,7 @@ static void prefetch_stop(prefetch *p) {
 
 static void prefetch_free(prefetch *p) {
     prefetch_stop(p);
-    for (int s = 0; s < NSLOT; s++) free(p->slot[s]);
+    for (int s = 0; s < NSLOT; s++) free(p->slots[s].buf);
     free(p->order);
     pthread_mutex_destroy(&p->mu);
     pthread_cond_destroy(&p->cv);
@@ -348,7 +379,7 @@ static void prefetch_start(prefetch *p, merger *m, tjob *jobs, const size_t *ord
             if (job_bytes(&jobs[order[i]]) > biggest) biggest = job_bytes(&jobs[order[i]]);
         }
     for (int s = 0; s < NSLOT; s++)
-        if (!(p->slot[s] = malloc(biggest ? biggest : 1))) return;
+        if (!(p->slots[s].buf = malloc(biggest ? biggest : 1))) return;
     p->started = p->n > 0 && !pthread_create(&p->thread, NULL, prefetch_run, p);
 }
 
@@ -358,21 +389,31 @@ static int fetch(prefetch *p, tjob *j, void *dst, const void **out) {
     *out = dst;
     if (p && p->started && is_compute(j)) {
         if (p->next < p->n && p->order[p->next] == j) {
-            const int s = (int)(p->next % NSLOT);
+            slot *s = &p->slots[p->next % NSLOT];
+            float *bufs = p->m->scratch; // the row buffers of the (idle) row-loop threads
             pthread_mutex_lock(&p->mu);
-            if (p->next > 0) p->ready[(p->next - 1) % NSLOT] = false; // the previous slot has been written out
-            pthread_cond_broadcast(&p->cv);
-            while (!p->ready[s]) pthread_cond_wait(&p->cv, &p->mu);
+            if (p->next > 0) { // the previous tensor has been written out: its slot is free
+                p->slots[(p->next - 1) % NSLOT].job = NULL;
+                pthread_cond_broadcast(&p->cv);
+            }
+            while (s->job != j || s->rows_left > 0) {
+                if (s->job == j && s->next_row < j->src->shape[0]) { // help with its rows
+                    pthread_mutex_unlock(&p->mu);
+                    work_on(p, s, j, bufs);
+                    pthread_mutex_lock(&p->mu);
+                } else {
+                    pthread_cond_wait(&p->cv, &p->mu);
+                }
+            }
             pthread_mutex_unlock(&p->mu);
             p->next++;
-            *out = p->slot[s];
+            *out = s->buf;
             return DT_OK;
         }
         prefetch_stop(p); // not the predicted order: compute on demand from here on
     }
     return produce(j, dst);
 }
-
 
 // Fills a job for source tensor t (output name and dtype set by the caller) and grows the scratch need.
 static void job_init(merger *m, tjob *j, const dt_st_tensor *t) {
