@@ -1,0 +1,303 @@
+// The Hugging Face output of a merge: the input's shard files and index, config.json and the tokenizer
+// files, written into a temporary folder beside the output that is renamed into place when complete.
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include "models/atomic_file.h"
+#include "models/safetensors_write.h"
+#include "peft/merge_internal.h"
+
+static int st_fill(dt_ctx *ctx, void *user, void *dst, size_t nbytes) {
+    (void)ctx;
+    tjob *j = user;
+    const void *src;
+    int rc = dt_mg_fetch(j->m->pf, j, dst, &src);
+    if (!rc && src != dst) memcpy(dst, src, nbytes);
+    return rc;
+}
+
+// The safetensors writer's layout order (see safetensors_write.h): dtypes F32, I32, BF16, F16, then names.
+static int layout_rank(dt_dtype t) { return t == DT_F32 ? 3 : t == DT_I32 ? 2 : t == DT_BF16 ? 1 : 0; }
+static int cmp_layout(const void *a, const void *b, void *jobs) {
+    const tjob *x = (const tjob *)jobs + *(const size_t *)a, *y = (const tjob *)jobs + *(const size_t *)b;
+    int rx = layout_rank(x->out), ry = layout_rank(y->out);
+    return rx != ry ? ry - rx : strcmp(x->name, y->name);
+}
+
+static const char *torch_dtype_name(dt_dtype t) {
+    return t == DT_BF16 ? "bfloat16" : t == DT_F16 ? "float16" : "float32";
+}
+
+static int read_file(dt_ctx *ctx, const char *path, char **out, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return dt_fail(ctx, DT_EINPUT, "%s: cannot read the file: %s", path, strerror(errno));
+    char *buf = NULL;
+    size_t cap = 0, len = 0;
+    for (;;) {
+        if (len + 65536 + 1 > cap) {
+            char *p = realloc(buf, cap = (len + 65536 + 1) * 2);
+            if (!p) { free(buf); fclose(f); return dt_fail(ctx, DT_ENOMEM, "%s: out of memory", path); }
+            buf = p;
+        }
+        size_t got = fread(buf + len, 1, 65536, f);
+        len += got;
+        if (got < 65536) break;
+    }
+    int err = ferror(f);
+    fclose(f);
+    if (err) { free(buf); return dt_fail(ctx, DT_EIO, "%s: read failed", path); }
+    buf[len] = '\0';
+    *out = buf;
+    *n = len;
+    return DT_OK;
+}
+
+// config.json with every "torch_dtype"/"dtype" string value replaced by `value` (or "torch_dtype" added
+// at the top when there is none), edited as text so that everything else stays byte for byte.
+static char *set_config_dtype(const char *text, const char *value) {
+    size_t n = strlen(text), cap = n + 64;
+    char *out = malloc(cap);
+    if (!out) return NULL;
+    size_t o = 0;
+    bool found = false;
+    for (size_t i = 0; i < n;) {
+        const char *keys[] = {"\"torch_dtype\"", "\"dtype\""};
+        size_t klen = 0;
+        for (int k = 0; k < 2 && !klen; k++)
+            if (!strncmp(text + i, keys[k], strlen(keys[k]))) klen = strlen(keys[k]);
+        size_t p = i + klen;
+        if (klen) {
+            while (p < n && strchr(" \t\r\n", text[p])) p++;
+            if (p < n && text[p] == ':') {
+                p++;
+                while (p < n && strchr(" \t\r\n", text[p])) p++;
+            } else klen = 0;
+        }
+        const char *close = klen && p < n && text[p] == '"' ? strchr(text + p + 1, '"') : NULL;
+        if (close) {
+            size_t need = o + (p + 1 - i) + strlen(value) + 1 + (n - (size_t)(close + 1 - text)) + 1;
+            if (need > cap) {
+                char *q = realloc(out, cap = need + 64);
+                if (!q) { free(out); return NULL; }
+                out = q;
+            }
+            memcpy(out + o, text + i, p + 1 - i); // key, colon, opening quote
+            o += p + 1 - i;
+            memcpy(out + o, value, strlen(value));
+            o += strlen(value);
+            out[o++] = '"';
+            i = (size_t)(close + 1 - text);
+            found = true;
+        } else {
+            if (o + 2 > cap) {
+                char *q = realloc(out, cap = cap * 2);
+                if (!q) { free(out); return NULL; }
+                out = q;
+            }
+            out[o++] = text[i++];
+        }
+    }
+    out[o] = '\0';
+    if (found) return out;
+    const char *brace = strchr(out, '{');
+    if (!brace) { free(out); return NULL; }
+    size_t at = (size_t)(brace + 1 - out);
+    char *r = malloc(o + strlen(value) + 32);
+    if (r) sprintf(r, "%.*s\n  \"torch_dtype\": \"%s\",%s", (int)at, out, value, out + at);
+    free(out);
+    return r;
+}
+
+static int write_config(merger *m, const char *tmp) {
+    dt_ctx *ctx = m->ctx;
+    char dst[4096], srcp[4096];
+    snprintf(dst, sizeof dst, "%s/config.json", tmp);
+    if (!m->st) { // llama2.c: the config comes from its header
+        dt_model_config c = m->cfg;
+        c.torch_dtype = m->o->dtype >= 0 ? (dt_dtype)m->o->dtype : DT_F32;
+        return dt_config_save(ctx, &c, dst);
+    }
+    snprintf(srcp, sizeof srcp, "%s/config.json", m->o->model);
+    char *text;
+    size_t n;
+    int rc = read_file(ctx, srcp, &text, &n);
+    if (rc) return rc;
+    if (m->o->dtype >= 0) {
+        char *edited = set_config_dtype(text, torch_dtype_name((dt_dtype)m->o->dtype));
+        free(text);
+        if (!edited) return dt_fail(ctx, DT_EINPUT, "%s: cannot set torch_dtype (not a JSON object?)", srcp);
+        text = edited;
+        n = strlen(text);
+    }
+    rc = dt_atomic_write(ctx, dst, text, n);
+    free(text);
+    return rc;
+}
+
+// Files a Hugging Face folder carries besides the weights, copied as they are when present.
+static const char *const COPIED[] = {"generation_config.json", "tokenizer.json", "tokenizer_config.json",
+                                     "special_tokens_map.json", "tokenizer.model", "chat_template.jinja"};
+
+static int copy_extras(merger *m, const char *tmp) {
+    for (size_t i = 0; i < sizeof COPIED / sizeof COPIED[0]; i++) {
+        char src[4096], dst[4096];
+        snprintf(src, sizeof src, "%s/%s", m->o->model, COPIED[i]);
+        if (access(src, F_OK)) continue;
+        snprintf(dst, sizeof dst, "%s/%s", tmp, COPIED[i]);
+        char *data;
+        size_t n;
+        int rc = read_file(m->ctx, src, &data, &n);
+        if (!rc) rc = dt_atomic_write(m->ctx, dst, data, n);
+        if (!rc) free(data);
+        if (rc) return rc;
+    }
+    return DT_OK;
+}
+
+// The input's index with total_size updated to the output's bytes (the weight map is unchanged).
+static int write_index(merger *m, const char *tmp, uint64_t total) {
+    char src[4096], dst[4096];
+    snprintf(src, sizeof src, "%s/model.safetensors.index.json", m->o->model);
+    snprintf(dst, sizeof dst, "%s/model.safetensors.index.json", tmp);
+    json_error_t err;
+    json_t *idx = json_load_file(src, 0, &err);
+    if (!idx) return dt_fail(m->ctx, DT_EINPUT, "%s:%d:%d: %s", src, err.line, err.column, err.text);
+    json_t *meta = json_object_get(idx, "metadata");
+    if (!json_is_object(meta)) json_object_set_new(idx, "metadata", meta = json_object());
+    json_object_set_new(meta, "total_size", json_integer((json_int_t)total));
+    // As transformers writes it: json.dumps(index, indent=2, sort_keys=True) + "\n".
+    char *text = json_dumps(idx, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
+    json_decref(idx);
+    if (!text) return dt_fail(m->ctx, DT_ENOMEM, "out of memory");
+    size_t len = strlen(text);
+    char *t2 = realloc(text, len + 2);
+    if (!t2) { free(text); return dt_fail(m->ctx, DT_ENOMEM, "out of memory"); }
+    t2[len] = '\n';
+    int rc = dt_atomic_write(m->ctx, dst, t2, len + 1);
+    free(t2);
+    return rc;
+}
+
+// Writes the shard files into tmp: for each input shard, its tensors under the same name.
+static int write_shards(merger *m, const char *tmp, uint64_t *total) {
+    dt_ctx *ctx = m->ctx;
+    const size_t n = dt_mg_src_count(m);
+    tjob *jobs = calloc(n ? n : 1, sizeof *jobs);
+    if (!jobs) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    int rc = DT_OK;
+    *total = 0;
+    for (size_t i = 0; i < n && !rc; i++) {
+        const dt_st_tensor *t = dt_mg_src_at(m, i);
+        dt_mg_job_init(m, &jobs[i], t);
+        if (t->st_dtype == DT_ST_I64)
+            rc = dt_fail(ctx, DT_EUNSUPPORTED, "%s: tensor '%s': I64 tensors cannot be written", dt_mg_src_file(m, t), t->name);
+        jobs[i].out = t->dtype == DT_I32 || m->o->dtype < 0 ? t->dtype : (dt_dtype)m->o->dtype;
+        *total += dt_mg_job_bytes(&jobs[i]);
+    }
+    if (!rc) rc = dt_mg_alloc_scratch(m, jobs, n);
+    const int n_shards = m->st ? dt_st_shard_count(m->st) : 1;
+    size_t *order = malloc((n ? n : 1) * sizeof *order);
+    if (!order && !rc) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
+    for (int s = 0; s < n_shards && !rc; s++) {
+        dt_st_writer *w;
+        if ((rc = dt_st_writer_init(ctx, &w))) break;
+        rc = dt_st_writer_set_metadata(ctx, w, "format", "pt");
+        size_t k = 0;
+        for (size_t i = 0; i < n && !rc; i++) {
+            const dt_st_tensor *t = jobs[i].src;
+            if (m->st && t->shard != s) continue;
+            order[k++] = i;
+            rc = t->dtype == DT_I32 ? dt_st_writer_add(ctx, w, t->name, DT_I32, t->ndim, t->shape, t->data)
+                                    : dt_st_writer_add_fn(ctx, w, t->name, jobs[i].out, t->ndim, t->shape, st_fill, &jobs[i]);
+        }
+        char name[512], path[4096];
+        if (m->st) dt_mg_base_name(dt_st_shard_path(m->st, s), name, sizeof name);
+        else snprintf(name, sizeof name, "model.safetensors");
+        snprintf(path, sizeof path, "%s/%s", tmp, name);
+        if (!rc) {
+            prefetch pf;
+            qsort_r(order, k, sizeof *order, cmp_layout, jobs);
+            dt_mg_prefetch_start(&pf, m, jobs, order, k);
+            m->pf = &pf;
+            rc = dt_st_writer_write(ctx, w, path);
+            m->pf = NULL;
+            dt_mg_prefetch_free(&pf);
+        }
+        dt_st_writer_free(w);
+    }
+    free(order);
+    free(jobs);
+    return rc;
+}
+
+static void remove_tree(const char *dir) {
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        char p[4096];
+        while ((e = readdir(d)))
+            if (strcmp(e->d_name, ".") && strcmp(e->d_name, "..")) {
+                snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+                unlink(p);
+            }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static int fsync_dir(dt_ctx *ctx, const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return dt_fail(ctx, DT_EIO, "%s: cannot open the folder: %s", dir, strerror(errno));
+    int rc = fsync(fd) && errno != EINVAL ? dt_fail(ctx, DT_EIO, "%s: fsync failed: %s", dir, strerror(errno)) : DT_OK;
+    close(fd);
+    return rc;
+}
+
+int dt_mg_write_hf(merger *m) {
+    dt_ctx *ctx = m->ctx;
+    const char *out = m->o->out;
+    if (!access(out, F_OK)) return dt_fail(ctx, DT_EINPUT, "%s: already exists; choose a new output folder", out);
+    size_t n = strlen(out);
+    while (n > 1 && out[n - 1] == '/') n--;
+    char *tmp = malloc(n + sizeof ".tmp.XXXXXX");
+    if (!tmp) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    memcpy(tmp, out, n);
+    memcpy(tmp + n, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
+    if (!mkdtemp(tmp)) {
+        int e = errno;
+        free(tmp);
+        return dt_fail(ctx, e == ENOENT || e == ENOTDIR || e == EACCES ? DT_EINPUT : DT_EIO,
+                       "%s: cannot create a temporary folder beside it: %s", out, strerror(e));
+    }
+    chmod(tmp, 0755); // mkdtemp makes it 0700; the output is meant to be shared like any model folder
+    uint64_t total = 0;
+    int rc = write_shards(m, tmp, &total);
+    char idx[4096];
+    snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", m->o->model);
+    if (!rc && m->st && !access(idx, F_OK)) rc = write_index(m, tmp, total);
+    if (!rc) rc = write_config(m, tmp);
+    if (!rc && m->st) rc = copy_extras(m, tmp);
+    if (!rc) rc = fsync_dir(ctx, tmp);
+    if (!rc && rename(tmp, out))
+        rc = dt_fail(ctx, errno == EEXIST || errno == ENOTEMPTY ? DT_EINPUT : DT_EIO, "%s: cannot rename the finished folder into place: %s", out, strerror(errno));
+    if (rc) remove_tree(tmp);
+    else {
+        // The rename itself becomes durable with the parent folder's fsync.
+        char *parent = strdup(out), *slash = parent ? strrchr(parent, '/') : NULL;
+        if (parent) {
+            if (slash && slash != parent) *slash = '\0';
+            else if (slash) slash[1] = '\0';
+            rc = fsync_dir(ctx, slash ? parent : ".");
+            free(parent);
+        }
+    }
+    free(tmp);
+    return rc;
+}
+

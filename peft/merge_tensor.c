@@ -1,0 +1,302 @@
+// Producing one output tensor of a merge: its rows read from the mapped source, widened to f32, folded
+// (W + sum weight * scale * B A, row by row), permuted for llama.cpp and narrowed to the output dtype; and a
+// prefetcher that computes these ahead of the writer while the writer's thread copies finished ones out.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+#include "peft/export_gguf.h"
+#include "peft/merge_internal.h"
+
+bool dt_mg_folds(const merger *m, int layer, int lt) {
+    for (int i = 0; i < m->o->n_adapters && lt >= 0; i++)
+        if (dt_adapter_lora_at(m->ad[i], layer, lt)) return true;
+    return false;
+}
+
+// Drops the pages of a memory-mapped safetensors tensor once used, so the resident size stays near one
+// tensor rather than growing to the whole model; a later read would simply fault them in again. Only
+// whole pages inside the tensor, and only for the read-only file mapping (llama2.c tensors may be heap).
+static void release(const merger *m, const dt_st_tensor *t) {
+    if (!m->st || !t->nbytes) return;
+    const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)t->data;
+    uintptr_t start = (a + pg - 1) / pg * pg, end = (a + t->nbytes) / pg * pg;
+    if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);
+}
+
+// row (cols) += sum over the adapters of weight * scale * B[src_row, :] @ A: one row of W + s B A, with the
+// row in L1 and A in L2. Four of A's rows per pass over the output row, as fused multiply-adds.
+static void fold_row(const merger *m, const tjob *j, int64_t src_row, int64_t cols, float *restrict row) {
+    for (int i = 0; i < m->o->n_adapters; i++) {
+        const dt_lora_ref *r = dt_adapter_lora_at(m->ad[i], j->layer, j->lt);
+        if (!r) continue;
+        const int64_t rk = r->A->shape[0];
+        const float s = r->scale * m->o->adapters[i].weight;
+        const float *A = dt_f32(r->A), *B = dt_f32(r->B) + src_row * rk; // A (rk, cols), B row (rk)
+        int64_t k = 0;
+        for (; k + 4 <= rk; k += 4) {
+            const float c0 = s * B[k], c1 = s * B[k + 1], c2 = s * B[k + 2], c3 = s * B[k + 3];
+            const float *restrict a0 = A + k * cols, *restrict a1 = a0 + cols, *restrict a2 = a1 + cols, *restrict a3 = a2 + cols;
+            #pragma omp simd
+            for (int64_t x = 0; x < cols; x++) row[x] = fmaf(c3, a3[x], fmaf(c2, a2[x], fmaf(c1, a1[x], fmaf(c0, a0[x], row[x]))));
+        }
+        for (; k < rk; k++) {
+            const float c = s * B[k];
+            const float *restrict a = A + k * cols;
+            #pragma omp simd
+            for (int64_t x = 0; x < cols; x++) row[x] = fmaf(c, a[x], row[x]);
+        }
+    }
+}
+
+// Row conversions of the hot loop, vectorised (dt_convert_* are not, at -O2) for bf16 with
+// dt_f32_to_bf16's rounding (round to nearest even, NaN kept quiet; test_merge compares the two); other
+// dtypes go through dt_convert_*.
+static void row_to_f32(float *restrict dst, const void *restrict src, dt_dtype t, int64_t n) {
+    if (t != DT_BF16) { dt_convert_to_f32(dst, src, t, (size_t)n); return; }
+    const uint16_t *restrict s = src;
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)s[i] << 16;
+        memcpy(&dst[i], &u, 4);
+    }
+}
+
+static void row_from_f32(void *restrict dst, dt_dtype t, const float *restrict src, int64_t n) {
+    if (t != DT_BF16) { dt_convert_from_f32(dst, t, src, (size_t)n); return; }
+    uint16_t *restrict d = dst;
+    #pragma omp simd
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u;
+        memcpy(&u, &src[i], 4);
+        const uint32_t rounded = (u + 0x7fffu + ((u >> 16) & 1)) >> 16;
+        d[i] = (uint16_t)((u & 0x7fffffffu) > 0x7f800000u ? (u >> 16) | 0x40 : rounded);
+    }
+}
+
+// One thread's share of a folded or permuted tensor: output rows [r0, r1), each read from its source row
+// (the q/k permutation picks it), widened to f32, folded and narrowed into dst.
+typedef struct rows_task {
+    tjob *j;
+    void *dst;
+    int64_t r0, r1;
+    float *buf; // (cols) f32, plus (cols) staging for an unaligned source row
+} rows_task;
+
+static void *run_rows(void *arg) {
+    rows_task *task = arg;
+    const tjob *j = task->j;
+    const dt_st_tensor *t = j->src;
+    const int64_t rows = t->shape[0], cols = t->ndim == 2 ? t->shape[1] : 1;
+    const size_t in_row = (size_t)cols * dt_dtype_size(t->dtype), out_row = (size_t)cols * dt_dtype_size(j->out);
+    const bool aligned = dt_st_aligned(t), fold = dt_mg_folds(j->m, j->layer, j->lt);
+    float *row = task->buf, *stage = task->buf + cols;
+    for (int64_t r = task->r0; r < task->r1; r++) {
+        const int64_t sr = j->heads ? dt_gguf_qk_source_row(r, rows, j->heads) : r;
+        const void *src = (const char *)t->data + (size_t)sr * in_row;
+        if (!aligned) src = memcpy(stage, src, in_row);
+        row_to_f32(row, src, t->dtype, cols);
+        if (fold) fold_row(j->m, j, sr, cols, row);
+        row_from_f32((char *)task->dst + (size_t)r * out_row, j->out, row, cols);
+    }
+    return NULL;
+}
+
+// Threads for the row loop: plain pthreads rather than OpenMP, whose idle workers spin between parallel
+// regions and would take the second core from the kernel's writing of the output (measured: 4x slower).
+static int threads_for(const merger *m) {
+    int n = m->ctx->nthreads > 0 ? m->ctx->nthreads : (int)sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > MAX_THREADS ? MAX_THREADS : n;
+}
+
+size_t dt_mg_job_bytes(const tjob *j) {
+    size_t n = dt_dtype_size(j->out);
+    for (int d = 0; d < j->ndim; d++) n *= (size_t)j->shape[d];
+    return n;
+}
+
+// Writes job j's bytes into dst, splitting the rows of a folded or permuted tensor over nt threads that use
+// the row buffers at bufs (2 rows each).
+static int produce_with(tjob *j, void *dst, int nt, float *bufs) {
+    merger *m = j->m;
+    if (!j->src) {
+        dt_gguf_rope_factors(&m->cfg, dst);
+        return DT_OK;
+    }
+    const dt_st_tensor *t = j->src;
+    int rc = DT_OK;
+    if (!j->heads && !dt_mg_folds(m, j->layer, j->lt)) {
+        rc = dt_st_tensor_copy(m->ctx, dt_mg_src_file(m, t), t, j->out, dst);
+    } else {
+        const int64_t rows = t->shape[0];
+        if (rows < 64 * nt) nt = 1; // tiny tensors: a thread costs more than it saves
+        rows_task tasks[MAX_THREADS];
+        pthread_t tid[MAX_THREADS];
+        bool started[MAX_THREADS] = {false};
+        for (int i = 0; i < nt; i++) {
+            tasks[i] = (rows_task){j, dst, rows * i / nt, rows * (i + 1) / nt, bufs + (size_t)i * 2 * m->row_cols};
+            if (i > 0) started[i] = !pthread_create(&tid[i], NULL, run_rows, &tasks[i]);
+        }
+        run_rows(&tasks[0]);
+        for (int i = 1; i < nt; i++) {
+            if (started[i]) pthread_join(tid[i], NULL);
+            else run_rows(&tasks[i]); // no thread could be started: do its share here
+        }
+    }
+    release(m, t);
+    return rc;
+}
+
+static int produce(tjob *j, void *dst) { return produce_with(j, dst, threads_for(j->m), j->m->scratch); }
+
+// ---- computing ahead -----------------------------------------------------------------------------------
+// The writers ask for one tensor, then write it, then ask for the next. A second thread computes the
+// folded/permuted tensors ahead into a ring of slots, in the order the writer will ask for them, while the
+// writer's thread copies finished tensors into the file; when that thread gets ahead and waits for a
+// tensor, it computes rows of it too (rows are handed out in chunks). If the writer asks for something else
+// than predicted, the prefetcher is stopped and everything is computed on demand (always correct).
+
+bool dt_mg_is_compute(const tjob *j) { return j->src && (j->heads || dt_mg_folds(j->m, j->layer, j->lt)); }
+
+// Computes chunks of job j's rows in slot s until none is left to hand out; bufs: this thread's row
+// buffers. The slot may have been finished, written and handed to a later job meanwhile: then nothing is
+// left to do here.
+static void work_on(prefetch *p, slot *s, tjob *j, float *bufs) {
+    const int64_t rows = j->src->shape[0];
+    for (;;) {
+        pthread_mutex_lock(&p->mu);
+        const bool mine = s->job == j && s->next_row < rows;
+        const int64_t r0 = s->next_row, r1 = r0 + CHUNK_ROWS < rows ? r0 + CHUNK_ROWS : rows;
+        if (mine) s->next_row = r1;
+        pthread_mutex_unlock(&p->mu);
+        if (!mine) return;
+        rows_task t = {j, s->buf, r0, r1, bufs};
+        run_rows(&t);
+        pthread_mutex_lock(&p->mu);
+        s->rows_left -= r1 - r0;
+        const bool finished = s->rows_left == 0;
+        if (finished) pthread_cond_broadcast(&p->cv);
+        pthread_mutex_unlock(&p->mu);
+        if (finished) release(p->m, j->src);
+    }
+}
+
+static void *prefetch_run(void *arg) {
+    prefetch *p = arg;
+    float *bufs = p->m->scratch + (size_t)threads_for(p->m) * 2 * p->m->row_cols; // this thread's row buffers
+    for (size_t i = 0; i < p->n; i++) {
+        slot *s = &p->slots[i % NSLOT];
+        pthread_mutex_lock(&p->mu);
+        while (!p->stop && s->job) pthread_cond_wait(&p->cv, &p->mu);
+        const bool stop = p->stop;
+        if (!stop) {
+            s->job = p->order[i];
+            s->next_row = 0;
+            s->rows_left = p->order[i]->src->shape[0];
+            pthread_cond_broadcast(&p->cv);
+        }
+        pthread_mutex_unlock(&p->mu);
+        if (stop) break;
+        work_on(p, s, p->order[i], bufs);
+    }
+    return NULL;
+}
+
+static void prefetch_stop(prefetch *p) {
+    if (!p->started) return;
+    pthread_mutex_lock(&p->mu);
+    p->stop = true;
+    pthread_cond_broadcast(&p->cv);
+    pthread_mutex_unlock(&p->mu);
+    pthread_join(p->thread, NULL);
+    p->started = false;
+}
+
+void dt_mg_prefetch_free(prefetch *p) {
+    prefetch_stop(p);
+    for (int s = 0; s < NSLOT; s++) free(p->slots[s].buf);
+    free(p->order);
+    pthread_mutex_destroy(&p->mu);
+    pthread_cond_destroy(&p->cv);
+}
+
+// Starts computing jobs[order[i]] ahead (order: indices into jobs, the writer's order). Without a second
+// thread or memory for the slots it stays off, and every tensor is produced on demand.
+void dt_mg_prefetch_start(prefetch *p, merger *m, tjob *jobs, const size_t *order, size_t n) {
+    memset(p, 0, sizeof *p);
+    p->m = m;
+    pthread_mutex_init(&p->mu, NULL);
+    pthread_cond_init(&p->cv, NULL);
+    size_t biggest = 0;
+    if (!(p->order = malloc((n ? n : 1) * sizeof *p->order))) return;
+    for (size_t i = 0; i < n; i++)
+        if (dt_mg_is_compute(&jobs[order[i]])) {
+            p->order[p->n++] = &jobs[order[i]];
+            if (dt_mg_job_bytes(&jobs[order[i]]) > biggest) biggest = dt_mg_job_bytes(&jobs[order[i]]);
+        }
+    for (int s = 0; s < NSLOT; s++)
+        if (!(p->slots[s].buf = malloc(biggest ? biggest : 1))) return;
+    p->started = p->n > 0 && !pthread_create(&p->thread, NULL, prefetch_run, p);
+}
+
+// Job j's bytes: the prefetched slot when j is the one predicted (returned in *out, valid until the next
+// call), else produced into dst.
+int dt_mg_fetch(prefetch *p, tjob *j, void *dst, const void **out) {
+    *out = dst;
+    if (p && p->started && dt_mg_is_compute(j)) {
+        if (p->next < p->n && p->order[p->next] == j) {
+            slot *s = &p->slots[p->next % NSLOT];
+            float *bufs = p->m->scratch; // the row buffers of the (idle) row-loop threads
+            pthread_mutex_lock(&p->mu);
+            if (p->next > 0) { // the previous tensor has been written out: its slot is free
+                p->slots[(p->next - 1) % NSLOT].job = NULL;
+                pthread_cond_broadcast(&p->cv);
+            }
+            while (s->job != j || s->rows_left > 0) {
+                if (s->job == j && s->next_row < j->src->shape[0]) { // help with its rows
+                    pthread_mutex_unlock(&p->mu);
+                    work_on(p, s, j, bufs);
+                    pthread_mutex_lock(&p->mu);
+                } else {
+                    pthread_cond_wait(&p->cv, &p->mu);
+                }
+            }
+            pthread_mutex_unlock(&p->mu);
+            p->next++;
+            *out = s->buf;
+            return DT_OK;
+        }
+        prefetch_stop(p); // not the predicted order: compute on demand from here on
+    }
+    return produce(j, dst);
+}
+
+// Fills a job for source tensor t (output name and dtype set by the caller) and grows the scratch need.
+void dt_mg_job_init(merger *m, tjob *j, const dt_st_tensor *t) {
+    memset(j, 0, sizeof *j);
+    j->m = m;
+    j->src = t;
+    j->lt = -1;
+    j->ndim = t->ndim;
+    memcpy(j->shape, t->shape, sizeof j->shape);
+    snprintf(j->name, sizeof j->name, "%s", t->name);
+    dt_layer_tensor lt;
+    if (!dt_tn_parse_layer(t->name, &j->layer, &lt)) j->lt = (int)lt;
+}
+
+// Row buffers for the widest folded or permuted tensor: 2 rows of f32 for each row-loop thread and for
+// the prefetcher.
+int dt_mg_alloc_scratch(merger *m, const tjob *jobs, size_t n) {
+    for (size_t i = 0; i < n; i++)
+        if (dt_mg_is_compute(&jobs[i])) {
+            size_t c = jobs[i].ndim == 2 ? (size_t)jobs[i].shape[1] : 1;
+            if (c > m->row_cols) m->row_cols = c;
+        }
+    const size_t need = m->row_cols * 2 * (size_t)(threads_for(m) + 1);
+    if (need && !(m->scratch = malloc(need * sizeof(float))))
+        return dt_fail(m->ctx, DT_ENOMEM, "out of memory for %zu row buffers", need);
+    return DT_OK;
+}
+
