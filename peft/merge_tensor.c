@@ -19,7 +19,7 @@ bool dt_mg_folds(const merger *m, int layer, int lt) {
 // Drops the pages of a memory-mapped safetensors tensor once used, so the resident size stays near one
 // tensor rather than growing to the whole model; a later read would simply fault them in again. Only
 // whole pages inside the tensor, and only for the read-only file mapping (llama2.c tensors may be heap).
-static void release(const merger *m, const dt_st_tensor *t) {
+void dt_mg_release(const merger *m, const dt_st_tensor *t) {
     if (!m->st || !t->nbytes) return;
     const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)t->data;
     uintptr_t start = (a + pg - 1) / pg * pg, end = (a + t->nbytes) / pg * pg;
@@ -145,7 +145,7 @@ static int produce_with(tjob *j, void *dst, int nt, float *bufs) {
             else run_rows(&tasks[i]); // no thread could be started: do its share here
         }
     }
-    release(m, t);
+    dt_mg_release(m, t);
     return rc;
 }
 
@@ -159,6 +159,8 @@ static int produce(tjob *j, void *dst) { return produce_with(j, dst, threads_for
 // than predicted, the prefetcher is stopped and everything is computed on demand (always correct).
 
 bool dt_mg_is_compute(const tjob *j) { return j->src && (j->heads || dt_mg_folds(j->m, j->layer, j->lt)); }
+
+bool dt_mg_is_plain(const tjob *j) { return j->src && !dt_mg_is_compute(j) && j->out == j->src->dtype; }
 
 // Computes chunks of job j's rows in slot s until none is left to hand out; bufs: this thread's row
 // buffers. The slot may have been finished, written and handed to a later job meanwhile: then nothing is
@@ -179,7 +181,7 @@ static void work_on(prefetch *p, slot *s, tjob *j, float *bufs) {
         const bool finished = s->rows_left == 0;
         if (finished) pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
-        if (finished) release(p->m, j->src);
+        if (finished) dt_mg_release(p->m, j->src);
     }
 }
 
