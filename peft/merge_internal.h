@@ -22,7 +22,7 @@ typedef struct merger {
     dt_safetensors *st;   // a Hugging Face model's shards, NULL for llama2.c
     dt_adapter **ad;      // (n_adapters)
     const char *arch;     // gguf: llama.cpp's architecture name
-    float *scratch;       // (threads + 1, 2, row_cols) f32 row buffers: the row loop's and the prefetcher's
+    float *scratch;       // (threads + 1, ROW_BUFS, row_cols) f32 row buffers: the row loop's and the prefetcher's
     size_t row_cols;      // the widest row of a folded or permuted tensor
     struct prefetch *pf;  // computing ahead of the writer, or NULL
     void *obuf;           // gguf: one tensor in its output dtype
