@@ -1,7 +1,8 @@
 // Folding LoRA adapters into a model's weights: W' = W + sum_i weight_i * scale_i * B_i A_i, computed in
 // f32 and stored in the output dtype, written as a Hugging Face folder (the input's shard layout) or as a
 // complete llama.cpp GGUF model. One tensor at a time, one shard at a time, so a model larger than memory
-// merges: peak memory is about the largest tensor twice plus the adapters.
+// merges: unchanged tensors go from the memory-mapped input straight to the file (their pages dropped once
+// written); peak memory is the adapters plus a few copies of the largest folded tensor.
 #ifndef DT_MERGE_H
 #define DT_MERGE_H
 #include <stdint.h>

@@ -19,6 +19,11 @@ static int gguf_fill(void *user, dt_ctx *ctx, dt_gguf_writer *w, const char *nam
     tjob *j = &p->jobs[p->next++];
     if (strcmp(name, j->name) || nbytes != dt_mg_job_bytes(j))
         return dt_fail(ctx, DT_EINTERNAL, "merge: the GGUF writer asks for '%s', expected '%s'", name, j->name);
+    if (dt_mg_is_plain(j)) { // straight from the mapping
+        int rc = dt_gguf_write_data(ctx, w, j->src->data, nbytes);
+        dt_mg_release(j->m, j->src);
+        return rc;
+    }
     const void *src;
     int rc = dt_mg_fetch(j->m->pf, j, j->m->obuf, &src);
     if (rc) return dt_prefix(ctx, rc, "tensor '%s': ", j->src ? j->src->name : j->name);
@@ -101,7 +106,7 @@ int dt_mg_write_gguf(merger *m) {
     rc = plan_gguf(m, dtype, &p);
     if (!rc) rc = dt_mg_alloc_scratch(m, p.jobs, p.n);
     for (size_t i = 0; i < p.n && !rc; i++)
-        if (dt_mg_job_bytes(&p.jobs[i]) > m->obuf_n) m->obuf_n = dt_mg_job_bytes(&p.jobs[i]);
+        if (!dt_mg_is_plain(&p.jobs[i]) && dt_mg_job_bytes(&p.jobs[i]) > m->obuf_n) m->obuf_n = dt_mg_job_bytes(&p.jobs[i]);
     if (!rc && !(m->obuf = malloc(m->obuf_n ? m->obuf_n : 1))) rc = dt_fail(ctx, DT_ENOMEM, "out of memory for a %zu-byte tensor", m->obuf_n);
     dt_gguf_writer *w = NULL;
     if (!rc) rc = dt_gguf_writer_new(ctx, m->o->out, &w);

@@ -213,8 +213,10 @@ static int write_shards(merger *m, const char *tmp, uint64_t *total) {
             const dt_st_tensor *t = jobs[i].src;
             if (m->st && t->shard != s) continue;
             order[k++] = i;
-            rc = t->dtype == DT_I32 ? dt_st_writer_add(ctx, w, t->name, DT_I32, t->ndim, t->shape, t->data)
-                                    : dt_st_writer_add_fn(ctx, w, t->name, jobs[i].out, t->ndim, t->shape, st_fill, &jobs[i]);
+            // Unchanged tensors are written straight from the mapping; the others through st_fill.
+            rc = t->dtype == DT_I32 || dt_mg_is_plain(&jobs[i])
+                     ? dt_st_writer_add(ctx, w, t->name, t->dtype, t->ndim, t->shape, t->data)
+                     : dt_st_writer_add_fn(ctx, w, t->name, jobs[i].out, t->ndim, t->shape, st_fill, &jobs[i]);
         }
         char name[512], path[4096];
         if (m->st) dt_mg_base_name(dt_st_shard_path(m->st, s), name, sizeof name);
@@ -228,6 +230,7 @@ static int write_shards(merger *m, const char *tmp, uint64_t *total) {
             rc = dt_st_writer_write(ctx, w, path);
             m->pf = NULL;
             dt_mg_prefetch_free(&pf);
+            for (size_t i = 0; i < k; i++) dt_mg_release(m, jobs[order[i]].src); // the mapped pages of this shard
         }
         dt_st_writer_free(w);
     }

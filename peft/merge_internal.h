@@ -22,7 +22,7 @@ typedef struct merger {
     dt_safetensors *st;   // a Hugging Face model's shards, NULL for llama2.c
     dt_adapter **ad;      // (n_adapters)
     const char *arch;     // gguf: llama.cpp's architecture name
-    float *scratch;       // (threads + 1, 2, row_cols) f32 row buffers: the row loop's and the prefetcher's
+    float *scratch;       // (threads + 1, ROW_BUFS, row_cols) f32 row buffers: the row loop's and the prefetcher's
     size_t row_cols;      // the widest row of a folded or permuted tensor
     struct prefetch *pf;  // computing ahead of the writer, or NULL
     void *obuf;           // gguf: one tensor in its output dtype
@@ -73,7 +73,12 @@ typedef struct prefetch {
 bool dt_mg_folds(const merger *m, int layer, int lt);
 // Whether a job needs computing (a fold or a permutation), not just a copy or conversion.
 bool dt_mg_is_compute(const tjob *j);
+// Whether a job's bytes are the source tensor's as they are (no fold, permutation or cast): the writers
+// then take them straight from the mapping, with no copy and no buffer.
+bool dt_mg_is_plain(const tjob *j);
 size_t dt_mg_job_bytes(const tjob *j);
+// Drops the mapped pages of a source tensor once written (see merge_tensor.c).
+void dt_mg_release(const merger *m, const dt_st_tensor *t);
 // A job for source tensor t under its own name; the caller sets the output name and dtype.
 void dt_mg_job_init(merger *m, tjob *j, const dt_st_tensor *t);
 // Row buffers for the widest compute job of jobs (n).

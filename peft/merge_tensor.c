@@ -19,34 +19,45 @@ bool dt_mg_folds(const merger *m, int layer, int lt) {
 // Drops the pages of a memory-mapped safetensors tensor once used, so the resident size stays near one
 // tensor rather than growing to the whole model; a later read would simply fault them in again. Only
 // whole pages inside the tensor, and only for the read-only file mapping (llama2.c tensors may be heap).
-static void release(const merger *m, const dt_st_tensor *t) {
+void dt_mg_release(const merger *m, const dt_st_tensor *t) {
     if (!m->st || !t->nbytes) return;
     const uintptr_t pg = (uintptr_t)sysconf(_SC_PAGESIZE), a = (uintptr_t)t->data;
     uintptr_t start = (a + pg - 1) / pg * pg, end = (a + t->nbytes) / pg * pg;
     if (end > start) madvise((void *)start, end - start, MADV_DONTNEED);
 }
 
-// row (cols) += sum over the adapters of weight * scale * B[src_row, :] @ A: one row of W + s B A, with the
-// row in L1 and A in L2. Four of A's rows per pass over the output row, as fused multiply-adds.
-static void fold_row(const merger *m, const tjob *j, int64_t src_row, int64_t cols, float *restrict row) {
+// RB output rows are folded together: each vector of A loaded serves RB rows. Row buffers per thread: RB
+// rows and one for staging an unaligned source row.
+enum { RB = 4, ROW_BUFS = RB + 1 };
+
+// rows[b] (cols) += sum over the adapters of weight * scale * B[src[b], :] @ A for b < RB: RB rows of
+// W + s B A at once, so that A (r x cols, in L2) is read once per RB rows. Four of A's rows per pass, as
+// fused multiply-adds in a fixed order per element (the same for every b and every block size); the rows of
+// a short block beyond nb are zeroed scratch rows with zero coefficients.
+static void fold_rows(const merger *m, const tjob *j, const int64_t *src, int nb, int64_t cols, float *const *rows) {
+    float *restrict w0 = rows[0], *restrict w1 = rows[1], *restrict w2 = rows[2], *restrict w3 = rows[3];
     for (int i = 0; i < m->o->n_adapters; i++) {
         const dt_lora_ref *r = dt_adapter_lora_at(m->ad[i], j->layer, j->lt);
         if (!r) continue;
         const int64_t rk = r->A->shape[0];
         const float s = r->scale * m->o->adapters[i].weight;
-        const float *A = dt_f32(r->A), *B = dt_f32(r->B) + src_row * rk; // A (rk, cols), B row (rk)
+        const float *A = dt_f32(r->A), *B = dt_f32(r->B); // A (rk, cols), B (out, rk)
+        float c[RB][4];
         int64_t k = 0;
-        for (; k + 4 <= rk; k += 4) {
-            const float c0 = s * B[k], c1 = s * B[k + 1], c2 = s * B[k + 2], c3 = s * B[k + 3];
-            const float *restrict a0 = A + k * cols, *restrict a1 = a0 + cols, *restrict a2 = a1 + cols, *restrict a3 = a2 + cols;
+        for (; k < rk; k += 4) {
+            const int kn = rk - k < 4 ? (int)(rk - k) : 4; // A's rows in this pass; missing ones get c = 0
+            for (int b = 0; b < RB; b++)
+                for (int q = 0; q < 4; q++) c[b][q] = b < nb && q < kn ? s * B[src[b] * rk + k + q] : 0.0f;
+            const float *restrict a0 = A + k * cols, *restrict a1 = kn > 1 ? a0 + cols : a0, *restrict a2 = kn > 2 ? a0 + 2 * cols : a0,
+                        *restrict a3 = kn > 3 ? a0 + 3 * cols : a0;
             #pragma omp simd
-            for (int64_t x = 0; x < cols; x++) row[x] = fmaf(c3, a3[x], fmaf(c2, a2[x], fmaf(c1, a1[x], fmaf(c0, a0[x], row[x]))));
-        }
-        for (; k < rk; k++) {
-            const float c = s * B[k];
-            const float *restrict a = A + k * cols;
-            #pragma omp simd
-            for (int64_t x = 0; x < cols; x++) row[x] = fmaf(c, a[x], row[x]);
+            for (int64_t x = 0; x < cols; x++) {
+                const float v0 = a0[x], v1 = a1[x], v2 = a2[x], v3 = a3[x];
+                w0[x] = fmaf(c[0][3], v3, fmaf(c[0][2], v2, fmaf(c[0][1], v1, fmaf(c[0][0], v0, w0[x]))));
+                w1[x] = fmaf(c[1][3], v3, fmaf(c[1][2], v2, fmaf(c[1][1], v1, fmaf(c[1][0], v0, w1[x]))));
+                w2[x] = fmaf(c[2][3], v3, fmaf(c[2][2], v2, fmaf(c[2][1], v1, fmaf(c[2][0], v0, w2[x]))));
+                w3[x] = fmaf(c[3][3], v3, fmaf(c[3][2], v2, fmaf(c[3][1], v1, fmaf(c[3][0], v0, w3[x]))));
+            }
         }
     }
 }
@@ -76,13 +87,13 @@ static void row_from_f32(void *restrict dst, dt_dtype t, const float *restrict s
     }
 }
 
-// One thread's share of a folded or permuted tensor: output rows [r0, r1), each read from its source row
-// (the q/k permutation picks it), widened to f32, folded and narrowed into dst.
+// One thread's share of a folded or permuted tensor: output rows [r0, r1), RB at a time, each read from its
+// source row (the q/k permutation picks it), widened to f32, folded and narrowed into dst.
 typedef struct rows_task {
     tjob *j;
     void *dst;
     int64_t r0, r1;
-    float *buf; // (cols) f32, plus (cols) staging for an unaligned source row
+    float *buf; // (ROW_BUFS, cols) f32
 } rows_task;
 
 static void *run_rows(void *arg) {
@@ -92,14 +103,21 @@ static void *run_rows(void *arg) {
     const int64_t rows = t->shape[0], cols = t->ndim == 2 ? t->shape[1] : 1;
     const size_t in_row = (size_t)cols * dt_dtype_size(t->dtype), out_row = (size_t)cols * dt_dtype_size(j->out);
     const bool aligned = dt_st_aligned(t), fold = dt_mg_folds(j->m, j->layer, j->lt);
-    float *row = task->buf, *stage = task->buf + cols;
-    for (int64_t r = task->r0; r < task->r1; r++) {
-        const int64_t sr = j->heads ? dt_gguf_qk_source_row(r, rows, j->heads) : r;
-        const void *src = (const char *)t->data + (size_t)sr * in_row;
-        if (!aligned) src = memcpy(stage, src, in_row);
-        row_to_f32(row, src, t->dtype, cols);
-        if (fold) fold_row(j->m, j, sr, cols, row);
-        row_from_f32((char *)task->dst + (size_t)r * out_row, j->out, row, cols);
+    float *stage = task->buf + RB * cols;
+    for (int64_t r0 = task->r0; r0 < task->r1; r0 += RB) {
+        const int nb = task->r1 - r0 < RB ? (int)(task->r1 - r0) : RB;
+        int64_t src[RB];
+        float *w[RB];
+        for (int b = 0; b < RB; b++) {
+            w[b] = task->buf + b * cols;
+            src[b] = b < nb ? (j->heads ? dt_gguf_qk_source_row(r0 + b, rows, j->heads) : r0 + b) : 0;
+            if (b >= nb) { memset(w[b], 0, (size_t)cols * sizeof(float)); continue; }
+            const void *in = (const char *)t->data + (size_t)src[b] * in_row;
+            if (!aligned) in = memcpy(stage, in, in_row);
+            row_to_f32(w[b], in, t->dtype, cols);
+        }
+        if (fold) fold_rows(j->m, j, src, nb, cols, w);
+        for (int b = 0; b < nb; b++) row_from_f32((char *)task->dst + (size_t)(r0 + b) * out_row, j->out, w[b], cols);
     }
     return NULL;
 }
@@ -118,7 +136,7 @@ size_t dt_mg_job_bytes(const tjob *j) {
 }
 
 // Writes job j's bytes into dst, splitting the rows of a folded or permuted tensor over nt threads that use
-// the row buffers at bufs (2 rows each).
+// the row buffers at bufs (ROW_BUFS rows each).
 static int produce_with(tjob *j, void *dst, int nt, float *bufs) {
     merger *m = j->m;
     if (!j->src) {
@@ -136,7 +154,7 @@ static int produce_with(tjob *j, void *dst, int nt, float *bufs) {
         pthread_t tid[MAX_THREADS];
         bool started[MAX_THREADS] = {false};
         for (int i = 0; i < nt; i++) {
-            tasks[i] = (rows_task){j, dst, rows * i / nt, rows * (i + 1) / nt, bufs + (size_t)i * 2 * m->row_cols};
+            tasks[i] = (rows_task){j, dst, rows * i / nt, rows * (i + 1) / nt, bufs + (size_t)i * ROW_BUFS * m->row_cols};
             if (i > 0) started[i] = !pthread_create(&tid[i], NULL, run_rows, &tasks[i]);
         }
         run_rows(&tasks[0]);
@@ -145,7 +163,7 @@ static int produce_with(tjob *j, void *dst, int nt, float *bufs) {
             else run_rows(&tasks[i]); // no thread could be started: do its share here
         }
     }
-    release(m, t);
+    dt_mg_release(m, t);
     return rc;
 }
 
@@ -159,6 +177,8 @@ static int produce(tjob *j, void *dst) { return produce_with(j, dst, threads_for
 // than predicted, the prefetcher is stopped and everything is computed on demand (always correct).
 
 bool dt_mg_is_compute(const tjob *j) { return j->src && (j->heads || dt_mg_folds(j->m, j->layer, j->lt)); }
+
+bool dt_mg_is_plain(const tjob *j) { return j->src && !dt_mg_is_compute(j) && j->out == j->src->dtype; }
 
 // Computes chunks of job j's rows in slot s until none is left to hand out; bufs: this thread's row
 // buffers. The slot may have been finished, written and handed to a later job meanwhile: then nothing is
@@ -179,13 +199,13 @@ static void work_on(prefetch *p, slot *s, tjob *j, float *bufs) {
         const bool finished = s->rows_left == 0;
         if (finished) pthread_cond_broadcast(&p->cv);
         pthread_mutex_unlock(&p->mu);
-        if (finished) release(p->m, j->src);
+        if (finished) dt_mg_release(p->m, j->src);
     }
 }
 
 static void *prefetch_run(void *arg) {
     prefetch *p = arg;
-    float *bufs = p->m->scratch + (size_t)threads_for(p->m) * 2 * p->m->row_cols; // this thread's row buffers
+    float *bufs = p->m->scratch + (size_t)threads_for(p->m) * ROW_BUFS * p->m->row_cols; // this thread's row buffers
     for (size_t i = 0; i < p->n; i++) {
         slot *s = &p->slots[i % NSLOT];
         pthread_mutex_lock(&p->mu);
@@ -286,7 +306,7 @@ void dt_mg_job_init(merger *m, tjob *j, const dt_st_tensor *t) {
     if (!dt_tn_parse_layer(t->name, &j->layer, &lt)) j->lt = (int)lt;
 }
 
-// Row buffers for the widest folded or permuted tensor: 2 rows of f32 for each row-loop thread and for
+// Row buffers for the widest folded or permuted tensor: ROW_BUFS rows of f32 for each row-loop thread and for
 // the prefetcher.
 int dt_mg_alloc_scratch(merger *m, const tjob *jobs, size_t n) {
     for (size_t i = 0; i < n; i++)
@@ -294,7 +314,7 @@ int dt_mg_alloc_scratch(merger *m, const tjob *jobs, size_t n) {
             size_t c = jobs[i].ndim == 2 ? (size_t)jobs[i].shape[1] : 1;
             if (c > m->row_cols) m->row_cols = c;
         }
-    const size_t need = m->row_cols * 2 * (size_t)(threads_for(m) + 1);
+    const size_t need = m->row_cols * ROW_BUFS * (size_t)(threads_for(m) + 1);
     if (need && !(m->scratch = malloc(need * sizeof(float))))
         return dt_fail(m->ctx, DT_ENOMEM, "out of memory for %zu row buffers", need);
     return DT_OK;
