@@ -9,7 +9,9 @@
 #include <string.h>
 #include <sys/resource.h>
 #include <time.h>
+#include <unistd.h>
 #include <cblas.h>
+#include "autograd/blas_core.h"
 #include "models/llama.h"
 #include "optim/optim.h"
 #include "peft/adapter.h"
@@ -41,7 +43,11 @@ static double sgemm_peak(void) {
     return best;
 }
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc;
+    // The same restart as the deltatune command's (blas_core.h), so the bench measures what users get.
+    const char *core = dt_blas_better_coretype();
+    if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) execv("/proc/self/exe", argv);
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     const char *th = getenv("DT_BENCH_THREADS");
@@ -115,6 +121,8 @@ int main(void) {
     printf("lora step  SmolLM2-135M shape, B=%lld T=%lld, r=16 all-linear, %d threads%s\n", (long long)B, (long long)T,
            ctx.nthreads, ckpt ? ", activation checkpointing" : "");
     printf("  trainable params: %zu\n", n_trainable);
+    printf("  OpenBLAS kernels    %s%s\n", openblas_get_corename(),
+           getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE)" : "");
     printf("  sgemm peak          %.1f GFLOP/s (2048^3 sgemm, best of 5 before and 5 after the steps)\n", peak * 1e-9);
     printf("  model FLOPs/token   %.1f MFLOP\n", flops_tok * 1e-6);
     printf("  tokens/s (median)   %.1f  (min %.1f, max %.1f over %d steps)\n", med, tps[0], tps[steps - 1], steps);

@@ -1,6 +1,9 @@
 // The `deltatune` command: dispatches to one function per subcommand (tools/cmd_*.c).
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include "autograd/blas_core.h"
 #include "tools/commands.h"
 
 static const struct { const char *name; int (*run)(int, char **); const char *help; } COMMANDS[] = {
@@ -23,6 +26,10 @@ static void usage(FILE *f) {
 }
 
 int main(int argc, char **argv) {
+    // See blas_core.h: OpenBLAS fell back to slow generic kernels on this CPU; start again with the
+    // right ones. If the restart fails we simply go on, slower.
+    const char *core = dt_blas_better_coretype();
+    if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) execv("/proc/self/exe", argv);
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
