@@ -6,7 +6,9 @@ CFLAGS  ?= -O2 -march=x86-64-v3 -g -fno-math-errno
 # instead of oversubscribing the cores, and outside them it shares OpenMP's thread pool.
 BLAS_INC := /usr/include/x86_64-linux-gnu/openblas-openmp
 BLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
-override CFLAGS += -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -I. -isystem $(BLAS_INC) -MMD -MP
+# -fno-trapping-math: we never enable floating-point traps, and without it GCC will not turn the
+# selects of the kernels' `omp simd` loops (dt_expf's range checks) into vector blends.
+override CFLAGS += -fno-trapping-math -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -I. -isystem $(BLAS_INC) -MMD -MP
 LDLIBS  := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ljansson -lpcre2-8 -lutf8proc -lyaml -lz -lm -fopenmp
 BUILD   := build
 BIN     ?= deltatune
@@ -58,11 +60,12 @@ $(BUILD)/libdeltatune.a: $(LIB_OBJ)
 $(BIN): $(TOOL_OBJ) $(BUILD)/libdeltatune.a
 	$(CC) $(CFLAGS) -o $@ $(TOOL_OBJ) $(BUILD)/libdeltatune.a $(LDLIBS)
 
-$(BUILD)/%.o: %.c
+# Objects depend on the Makefile too, so a change of flags rebuilds them.
+$(BUILD)/%.o: %.c Makefile
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
-$(BUILD)/%.o: %.cu
+$(BUILD)/%.o: %.cu Makefile
 	@mkdir -p $(dir $@)
 	$(NVCC) $(NVFLAGS) -c $< -o $@
 

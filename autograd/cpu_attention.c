@@ -8,6 +8,7 @@
 #include <omp.h>
 #include <string.h>
 #include "autograd/cpu_kernels.h"
+#include "autograd/cpu_math.h"
 
 #define BQ 64
 
@@ -62,9 +63,12 @@ void dt_cpu_attention_fwd(float *out, float *lse, const float *q, const float *k
                 int64_t nc = block_scores(S, qh, kg, ldq, ldk, i0, i1, j0, hd, scale, seg);
                 for (int64_t r = 0; r < i1 - i0; r++) {
                     float *s = S + r * nc, m = -INFINITY, sum = 0;
+                    #pragma omp simd reduction(max : m)
                     for (int64_t c = 0; c < nc; c++) m = s[c] > m ? s[c] : m;
-                    for (int64_t c = 0; c < nc; c++) { s[c] = expf(s[c] - m); sum += s[c]; }
+                    #pragma omp simd reduction(+ : sum)
+                    for (int64_t c = 0; c < nc; c++) { s[c] = dt_expf(s[c] - m); sum += s[c]; }
                     float inv = 1.0f / sum;
+                    #pragma omp simd
                     for (int64_t c = 0; c < nc; c++) s[c] *= inv;
                     lse[(b * H + h) * T + i0 + r] = m + logf(sum);
                 }
@@ -105,7 +109,8 @@ void dt_cpu_attention_bwd(float *dq, float *dk, float *dv, bool acc_q, bool acc_
                 int64_t nc = block_scores(S, qh, kg, ldq, ldk, i0, i1, j0, hd, scale, seg);
                 for (int64_t r = 0; r < nr; r++) {
                     float *s = S + r * nc, l = lh[i0 + r];
-                    for (int64_t c = 0; c < nc; c++) s[c] = expf(s[c] - l); // P, exactly 0 where masked
+                    #pragma omp simd
+                    for (int64_t c = 0; c < nc; c++) s[c] = dt_expf(s[c] - l); // P, exactly 0 where masked
                     const float *o = oh + (i0 + r) * ldq, *d = doh + (i0 + r) * ldq;
                     float acc = 0;
                     for (int64_t e = 0; e < hd; e++) acc += o[e] * d[e];
@@ -115,8 +120,9 @@ void dt_cpu_attention_bwd(float *dq, float *dk, float *dv, bool acc_q, bool acc_
                 dt_cpu_gemm(false, true, nr, nc, hd, 1.0f, doh + i0 * ldq, ldq, vg + j0 * ldk, ldk, 0.0f, dP, nc);
                 dt_cpu_gemm(true, false, nc, hd, nr, 1.0f, S, nc, doh + i0 * ldq, ldq, 1.0f, dVp + j0 * hd, hd);
                 for (int64_t r = 0; r < nr; r++) {
-                    float *s = S + r * nc, *dp = dP + r * nc;
-                    for (int64_t c = 0; c < nc; c++) s[c] *= dp[c] - D[r];
+                    float *s = S + r * nc, *dp = dP + r * nc, d = D[r];
+                    #pragma omp simd
+                    for (int64_t c = 0; c < nc; c++) s[c] *= dp[c] - d;
                 }
                 if (dq)
                     dt_cpu_gemm(false, false, nr, hd, nc, scale, S, nc, kg + j0 * ldk, ldk, acc_q ? 1.0f : 0.0f,

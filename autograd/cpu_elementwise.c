@@ -2,6 +2,7 @@
 #include <math.h>
 #include <string.h>
 #include "autograd/cpu_kernels.h"
+#include "autograd/cpu_math.h"
 
 // Below this many elements the OpenMP fork/join costs more than the loop.
 #define PAR_MIN 32768
@@ -11,22 +12,39 @@ void dt_cpu_embedding_fwd(float *out, const int32_t *ids, int64_t n, const float
     for (int64_t i = 0; i < n; i++) memcpy(out + i * D, table + (int64_t)ids[i] * D, (size_t)D * sizeof(float));
 }
 
-static inline float silu(float x) { return x / (1.0f + expf(-x)); }
+static inline float sigmoid(float x) { return 1.0f / (1.0f + dt_expf(-x)); }
 
 void dt_cpu_swiglu_fwd(float *h, const float *g, const float *u, int64_t n) {
     #pragma omp parallel for simd if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) h[i] = silu(g[i]) * u[i];
+    for (int64_t i = 0; i < n; i++) h[i] = g[i] * sigmoid(g[i]) * u[i];
 }
 
+// silu'(g) = sig * (1 + g * (1 - sig)); the three loops (dg and du, dg only, du only) keep the
+// stores unconditional so each loop vectorises.
 void dt_cpu_swiglu_bwd(float *dg, float *du, bool acc_g, bool acc_u, const float *dh, const float *g, const float *u,
                        int64_t n) {
-    #pragma omp parallel for simd if (n > PAR_MIN)
-    for (int64_t i = 0; i < n; i++) {
-        float sig = 1.0f / (1.0f + expf(-g[i]));
-        float s = g[i] * sig;
-        // d silu(g)/dg = sig * (1 + g * (1 - sig))
-        if (dg) { float v = dh[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig)); dg[i] = acc_g ? dg[i] + v : v; }
-        if (du) { float v = dh[i] * s; du[i] = acc_u ? du[i] + v : v; }
+    // As floats, the accumulate flags become vector selects (a bool condition does not vectorise).
+    const float ag = acc_g, au = acc_u;
+    if (dg && du) {
+        #pragma omp parallel for simd if (n > PAR_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            float sig = sigmoid(g[i]);
+            float vg = dh[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig)), vu = dh[i] * g[i] * sig;
+            dg[i] = ag != 0.0f ? dg[i] + vg : vg;
+            du[i] = au != 0.0f ? du[i] + vu : vu;
+        }
+    } else if (dg) {
+        #pragma omp parallel for simd if (n > PAR_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            float sig = sigmoid(g[i]), vg = dh[i] * u[i] * sig * (1.0f + g[i] * (1.0f - sig));
+            dg[i] = ag != 0.0f ? dg[i] + vg : vg;
+        }
+    } else if (du) {
+        #pragma omp parallel for simd if (n > PAR_MIN)
+        for (int64_t i = 0; i < n; i++) {
+            float vu = dh[i] * g[i] * sigmoid(g[i]);
+            du[i] = au != 0.0f ? du[i] + vu : vu;
+        }
     }
 }
 
@@ -86,10 +104,11 @@ double dt_cpu_xent_rows(float *logits, const int32_t *targets, int64_t n, int64_
         int32_t t = targets[r];
         if (t < 0) { memset(x, 0, (size_t)V * sizeof(float)); continue; }
         float m = -INFINITY;
+        #pragma omp simd reduction(max : m)
         for (int64_t j = 0; j < V; j++) m = x[j] > m ? x[j] : m;
         float sum = 0;
         #pragma omp simd reduction(+ : sum)
-        for (int64_t j = 0; j < V; j++) { x[j] = expf(x[j] - m); sum += x[j]; }
+        for (int64_t j = 0; j < V; j++) { x[j] = dt_expf(x[j] - m); sum += x[j]; }
         // loss = logsumexp - x[t] = log(sum) - log(p_t * sum) = -log(p_t), with p_t = e[t] / sum
         total += -log((double)x[t] / sum);
         float inv = scale / sum;
