@@ -1,9 +1,12 @@
-// Causal grouped-query attention on the CPU, flash-style: queries are processed in row blocks of BQ;
-// for each block the scores against the keys it can see are formed with one sgemm into a per-thread
-// (BQ, T) scratch, soft-maxed, and multiplied into V. Only the log-sum-exp of each row is kept; the
-// backward recomputes the block's scores instead of storing a (T, T) matrix per head per layer.
-// Work is spread over (batch, head, row block) with OpenMP; the sgemm calls inside run single-threaded
-// (the OpenMP build of OpenBLAS does that inside a parallel region).
+// Causal grouped-query attention on the CPU, flash-style. The query heads that share one key/value
+// head (a GQA group of G = H/KV heads) are processed together: a block of BQ query rows of each of
+// the G heads is stacked into one (G*BQ, hd) matrix, so every sgemm against the group's keys and
+// values is G times taller and K/V are packed once for the group instead of once per head. For each
+// block the scores against the keys it can see are formed into a per-thread (G*BQ, T) scratch,
+// soft-maxed and multiplied into V. Only the log-sum-exp of each row is kept; the backward recomputes
+// the block's scores instead of storing a (T, T) matrix per head per layer.
+// The sgemm calls run inside OpenMP regions, where the OpenMP build of OpenBLAS runs them
+// single-threaded.
 #include <math.h>
 #include <omp.h>
 #include <string.h>
@@ -15,133 +18,182 @@
 // Keys visible to row i are [seg_start[i], i]; a block sees the union, from its smallest start.
 static inline int64_t row_start(const int32_t *seg, int64_t i) { return seg ? seg[i] : 0; }
 
-size_t dt_cpu_attention_scratch_bytes(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
-    (void)KV;
-    size_t per_thread = (size_t)2 * BQ * (size_t)T + BQ; // S, dP, D
-    size_t partial = (size_t)2 * B * H * T * hd;           // per-query-head dK, dV before the group sum
-    return ((size_t)omp_get_max_threads() * per_thread + partial) * sizeof(float);
-}
-
-// Fills S (rows i0..i1, cols j0..i1) with masked scaled scores; returns the column count.
-static int64_t block_scores(float *S, const float *qh, const float *kg, int64_t ldq, int64_t ldk, int64_t i0,
-                            int64_t i1, int64_t j0, int64_t hd, float scale, const int32_t *seg) {
-    int64_t nc = i1 - j0, nr = i1 - i0;
-    dt_cpu_gemm(false, true, nr, nc, hd, scale, qh + i0 * ldq, ldq, kg + j0 * ldk, ldk, 0.0f, S, nc);
-    for (int64_t r = 0; r < nr; r++) {
-        int64_t i = i0 + r, lo = row_start(seg, i) - j0;
-        float *s = S + r * nc;
-        for (int64_t c = 0; c < lo; c++) s[c] = -INFINITY;
-        for (int64_t c = i - j0 + 1; c < nc; c++) s[c] = -INFINITY;
-    }
-    return nc;
-}
-
 static int64_t block_key_start(const int32_t *seg, int64_t i0, int64_t i1) {
     int64_t j0 = i1;
     for (int64_t i = i0; i < i1; i++) { int64_t s = row_start(seg, i); if (s < j0) j0 = s; }
     return j0;
 }
 
+// The backward splits each group's query blocks into NSLOT fixed sets of equal work; each set is one
+// task that adds its dK/dV contributions into its own sums, in a fixed order, and the sums are added
+// up in a fixed order too: the result does not depend on the thread count or the schedule.
+#define NSLOT 2
+
+// Per-thread scratch: S and dP (G*BQ, T), the stacked block of Q and of dO or O (G*BQ, hd) each, D (G*BQ).
+static size_t per_thread_floats(int64_t T, int64_t G, int64_t hd) {
+    size_t rows = (size_t)G * BQ;
+    return 2 * rows * (size_t)T + 2 * rows * (size_t)hd + rows;
+}
+
+size_t dt_cpu_attention_scratch_bytes(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
+    size_t sums = (size_t)B * KV * NSLOT * 2 * T * hd; // (B, KV, NSLOT, 2, T, hd): dK and dV sums per task
+    return ((size_t)omp_get_max_threads() * per_thread_floats(T, H / KV, hd) + sums) * sizeof(float);
+}
+
+// Query block number k of set `slot` (or -1 past its end). Blocks are paired first with last, second
+// with second-to-last, ..., so every pair costs about the same under the causal mask; pair p goes to
+// set p % NSLOT, the wider block of a pair first.
+static int64_t slot_block(int64_t nblk, int slot, int64_t k) {
+    int64_t pair = (k / 2) * NSLOT + slot, lo = pair, hi = nblk - 1 - pair;
+    if (lo > hi) return -1;
+    if (k % 2 == 0) return hi;
+    return lo < hi ? lo : -1;
+}
+
+// Copies rows i0..i1 of the G heads of group g out of x (rows stride ld) into X (G*nr, hd), head-major.
+static void stack_rows(float *X, const float *x, int64_t ld, int64_t i0, int64_t nr, int64_t g, int64_t G,
+                       int64_t hd) {
+    for (int64_t h = 0; h < G; h++)
+        for (int64_t r = 0; r < nr; r++)
+            memcpy(X + (h * nr + r) * hd, x + (i0 + r) * ld + (g * G + h) * hd, (size_t)hd * sizeof(float));
+}
+
+// S (G*nr, nc) = scale Q K[j0:i1]^T with the causal / packing mask applied (-inf where not visible).
+static void block_scores(float *S, const float *Q, const float *kg, int64_t ldk, int64_t i0, int64_t nr, int64_t j0,
+                         int64_t nc, int64_t G, int64_t hd, float scale, const int32_t *seg) {
+    dt_cpu_gemm(false, true, G * nr, nc, hd, scale, Q, hd, kg + j0 * ldk, ldk, 0.0f, S, nc);
+    for (int64_t h = 0; h < G; h++)
+        for (int64_t r = 0; r < nr; r++) {
+            int64_t i = i0 + r, lo = row_start(seg, i) - j0;
+            float *s = S + (h * nr + r) * nc;
+            for (int64_t c = 0; c < lo; c++) s[c] = -INFINITY;
+            for (int64_t c = i - j0 + 1; c < nc; c++) s[c] = -INFINITY;
+        }
+}
+
 void dt_cpu_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
                           const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
                           void *scratch) {
-    const int64_t nblk = (T + BQ - 1) / BQ, group = H / KV;
+    const int64_t nblk = (T + BQ - 1) / BQ, G = H / KV;
     const int64_t ldq = H * hd, ldk = KV * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    const size_t per_thread = (size_t)2 * BQ * (size_t)T + BQ;
+    const size_t per_thread = per_thread_floats(T, G, hd);
+    // Blocks in reverse: the late (widest) blocks start first, which balances the dynamic schedule.
     #pragma omp parallel for collapse(3) schedule(dynamic)
     for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++)
-            for (int64_t blk = 0; blk < nblk; blk++) {
-                float *S = (float *)scratch + (size_t)omp_get_thread_num() * per_thread; // (BQ, T)
+        for (int64_t g = 0; g < KV; g++)
+            for (int64_t rb = 0; rb < nblk; rb++) {
+                float *S = (float *)scratch + (size_t)omp_get_thread_num() * per_thread; // (G*BQ, T)
+                float *Q = S + 2 * (size_t)G * BQ * T;                                   // (G*BQ, hd)
+                float *O = Q + (size_t)G * BQ * hd;                                      // (G*BQ, hd)
                 const int32_t *seg = seg_start ? seg_start + b * T : NULL;
-                const float *qh = q + b * T * ldq + h * hd;           // rows stride ldq
-                const float *kg = k + b * T * ldk + (h / group) * hd; // rows stride ldk
-                const float *vg = v + b * T * ldk + (h / group) * hd;
-                int64_t i0 = blk * BQ, i1 = i0 + BQ < T ? i0 + BQ : T;
-                int64_t j0 = block_key_start(seg, i0, i1);
-                int64_t nc = block_scores(S, qh, kg, ldq, ldk, i0, i1, j0, hd, scale, seg);
-                for (int64_t r = 0; r < i1 - i0; r++) {
-                    float *s = S + r * nc, m = -INFINITY, sum = 0;
-                    #pragma omp simd reduction(max : m)
-                    for (int64_t c = 0; c < nc; c++) m = s[c] > m ? s[c] : m;
-                    #pragma omp simd reduction(+ : sum)
-                    for (int64_t c = 0; c < nc; c++) { s[c] = dt_expf(s[c] - m); sum += s[c]; }
-                    float inv = 1.0f / sum;
-                    #pragma omp simd
-                    for (int64_t c = 0; c < nc; c++) s[c] *= inv;
-                    lse[(b * H + h) * T + i0 + r] = m + logf(sum);
-                }
-                dt_cpu_gemm(false, false, i1 - i0, hd, nc, 1.0f, S, nc, vg + j0 * ldk, ldk, 0.0f,
-                            out + b * T * ldq + i0 * ldq + h * hd, ldq);
+                const float *kg = k + b * T * ldk + g * hd, *vg = v + b * T * ldk + g * hd; // rows stride ldk
+                int64_t blk = nblk - 1 - rb, i0 = blk * BQ, i1 = i0 + BQ < T ? i0 + BQ : T, nr = i1 - i0;
+                int64_t j0 = block_key_start(seg, i0, i1), nc = i1 - j0;
+                stack_rows(Q, q + b * T * ldq, ldq, i0, nr, g, G, hd);
+                block_scores(S, Q, kg, ldk, i0, nr, j0, nc, G, hd, scale, seg);
+                for (int64_t h = 0; h < G; h++)
+                    for (int64_t r = 0; r < nr; r++) {
+                        float *s = S + (h * nr + r) * nc, m = -INFINITY, sum = 0;
+                        #pragma omp simd reduction(max : m)
+                        for (int64_t c = 0; c < nc; c++) m = s[c] > m ? s[c] : m;
+                        #pragma omp simd reduction(+ : sum)
+                        for (int64_t c = 0; c < nc; c++) { s[c] = dt_expf(s[c] - m); sum += s[c]; }
+                        float inv = 1.0f / sum;
+                        #pragma omp simd
+                        for (int64_t c = 0; c < nc; c++) s[c] *= inv;
+                        lse[(b * H + g * G + h) * T + i0 + r] = m + logf(sum);
+                    }
+                dt_cpu_gemm(false, false, G * nr, hd, nc, 1.0f, S, nc, vg + j0 * ldk, ldk, 0.0f, O, hd);
+                for (int64_t h = 0; h < G; h++)
+                    for (int64_t r = 0; r < nr; r++)
+                        memcpy(out + (b * T + i0 + r) * ldq + (g * G + h) * hd, O + (h * nr + r) * hd,
+                               (size_t)hd * sizeof(float));
             }
+}
+
+// One query block of group g in the backward: dQ of its rows (written or added into dq), and its
+// contributions to the group's dK and dV, added into the calling thread's sums dKt, dVt (T, hd).
+static void block_bwd(float *dq, bool acc_q, float *dKt, float *dVt, const float *dout, const float *out,
+                      const float *lse, const float *q, const float *kg, const float *vg, const int32_t *seg,
+                      int64_t T, int64_t H, int64_t G, int64_t g, int64_t ldk, int64_t hd, int64_t blk, float *ws) {
+    const int64_t ldq = H * hd;
+    const float scale = 1.0f / sqrtf((float)hd);
+    int64_t i0 = blk * BQ, i1 = i0 + BQ < T ? i0 + BQ : T, nr = i1 - i0, rows = G * nr;
+    int64_t j0 = block_key_start(seg, i0, i1), nc = i1 - j0;
+    float *S = ws, *dP = S + (size_t)G * BQ * T;            // (G*nr, nc) each
+    float *Q = dP + (size_t)G * BQ * T, *dO = Q + (size_t)G * BQ * hd; // (G*nr, hd) each
+    float *D = dO + (size_t)G * BQ * hd;                     // (G*nr)
+    stack_rows(Q, q, ldq, i0, nr, g, G, hd);
+    stack_rows(dO, dout, ldq, i0, nr, g, G, hd);
+    block_scores(S, Q, kg, ldk, i0, nr, j0, nc, G, hd, scale, seg);
+    for (int64_t h = 0; h < G; h++)
+        for (int64_t r = 0; r < nr; r++) {
+            float *s = S + (h * nr + r) * nc, l = lse[(g * G + h) * T + i0 + r];
+            #pragma omp simd
+            for (int64_t c = 0; c < nc; c++) s[c] = dt_expf(s[c] - l); // P, exactly 0 where masked
+            const float *o = out + (i0 + r) * ldq + (g * G + h) * hd, *d = dO + (h * nr + r) * hd;
+            float acc = 0;
+            #pragma omp simd reduction(+ : acc)
+            for (int64_t e = 0; e < hd; e++) acc += o[e] * d[e];
+            D[h * nr + r] = acc;
+        }
+    // dP = dO V^T ; dV += P^T dO ; dS = P * (dP - D) ; dQ = scale dS K ; dK += scale dS^T Q.
+    // The transposed products sum over the G stacked heads, which is the group's sum for dK and dV.
+    dt_cpu_gemm(false, true, rows, nc, hd, 1.0f, dO, hd, vg + j0 * ldk, ldk, 0.0f, dP, nc);
+    dt_cpu_gemm(true, false, nc, hd, rows, 1.0f, S, nc, dO, hd, 1.0f, dVt + j0 * hd, hd);
+    for (int64_t r = 0; r < rows; r++) {
+        float *s = S + r * nc, *dp = dP + r * nc, d = D[r];
+        #pragma omp simd
+        for (int64_t c = 0; c < nc; c++) s[c] *= dp[c] - d;
+    }
+    dt_cpu_gemm(true, false, nc, hd, rows, scale, S, nc, Q, hd, 1.0f, dKt + j0 * hd, hd);
+    if (!dq) return;
+    dt_cpu_gemm(false, false, rows, hd, nc, scale, S, nc, kg + j0 * ldk, ldk, 0.0f, Q, hd); // Q now holds dQ
+    for (int64_t h = 0; h < G; h++)
+        for (int64_t r = 0; r < nr; r++) {
+            float *dst = dq + (i0 + r) * ldq + (g * G + h) * hd;
+            const float *src = Q + (h * nr + r) * hd;
+            if (acc_q) {
+                #pragma omp simd
+                for (int64_t e = 0; e < hd; e++) dst[e] += src[e];
+            } else {
+                memcpy(dst, src, (size_t)hd * sizeof(float));
+            }
+        }
 }
 
 void dt_cpu_attention_bwd(float *dq, float *dk, float *dv, bool acc_q, bool acc_k, bool acc_v, const float *dout,
                           const float *out, const float *lse, const float *q, const float *k, const float *v,
                           const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
                           void *scratch) {
-    const int64_t nblk = (T + BQ - 1) / BQ, group = H / KV;
+    const int64_t nblk = (T + BQ - 1) / BQ, G = H / KV;
     const int64_t ldq = H * hd, ldk = KV * hd;
-    const float scale = 1.0f / sqrtf((float)hd);
-    const size_t per_thread = (size_t)2 * BQ * (size_t)T + BQ;
-    float *partial = (float *)scratch + (size_t)omp_get_max_threads() * per_thread; // (2, B, H, T, hd)
-    const size_t pstride = (size_t)T * hd;
-    // Each (b, h) task owns its dK/dV partials, so row blocks of one head can accumulate without races.
-    #pragma omp parallel for collapse(2) schedule(dynamic)
+    const size_t per_thread = per_thread_floats(T, G, hd), pair = 2 * (size_t)T * hd;
+    float *sums = (float *)scratch + (size_t)omp_get_max_threads() * per_thread; // (B, KV, NSLOT, 2, T, hd)
+    #pragma omp parallel for collapse(3) schedule(dynamic)
     for (int64_t b = 0; b < B; b++)
-        for (int64_t h = 0; h < H; h++) {
-            float *S = (float *)scratch + (size_t)omp_get_thread_num() * per_thread; // (BQ, T)
-            float *dP = S + (size_t)BQ * T;                                          // (BQ, T)
-            float *D = dP + (size_t)BQ * T;                                          // (BQ)
-            float *dKp = partial + (size_t)(b * H + h) * pstride;                    // (T, hd)
-            float *dVp = partial + (size_t)(B * H + b * H + h) * pstride;            // (T, hd)
-            const int32_t *seg = seg_start ? seg_start + b * T : NULL;
-            const float *qh = q + b * T * ldq + h * hd, *oh = out + b * T * ldq + h * hd;
-            const float *doh = dout + b * T * ldq + h * hd;
-            const float *kg = k + b * T * ldk + (h / group) * hd, *vg = v + b * T * ldk + (h / group) * hd;
-            const float *lh = lse + (b * H + h) * T;
-            memset(dKp, 0, pstride * sizeof(float));
-            memset(dVp, 0, pstride * sizeof(float));
-            for (int64_t blk = 0; blk < nblk; blk++) {
-                int64_t i0 = blk * BQ, i1 = i0 + BQ < T ? i0 + BQ : T, nr = i1 - i0;
-                int64_t j0 = block_key_start(seg, i0, i1);
-                int64_t nc = block_scores(S, qh, kg, ldq, ldk, i0, i1, j0, hd, scale, seg);
-                for (int64_t r = 0; r < nr; r++) {
-                    float *s = S + r * nc, l = lh[i0 + r];
-                    #pragma omp simd
-                    for (int64_t c = 0; c < nc; c++) s[c] = dt_expf(s[c] - l); // P, exactly 0 where masked
-                    const float *o = oh + (i0 + r) * ldq, *d = doh + (i0 + r) * ldq;
-                    float acc = 0;
-                    for (int64_t e = 0; e < hd; e++) acc += o[e] * d[e];
-                    D[r] = acc;
-                }
-                // dP = dO V^T ; dS = P * (dP - D) ; dQ = scale dS K ; dK += scale dS^T Q ; dV += P^T dO
-                dt_cpu_gemm(false, true, nr, nc, hd, 1.0f, doh + i0 * ldq, ldq, vg + j0 * ldk, ldk, 0.0f, dP, nc);
-                dt_cpu_gemm(true, false, nc, hd, nr, 1.0f, S, nc, doh + i0 * ldq, ldq, 1.0f, dVp + j0 * hd, hd);
-                for (int64_t r = 0; r < nr; r++) {
-                    float *s = S + r * nc, *dp = dP + r * nc, d = D[r];
-                    #pragma omp simd
-                    for (int64_t c = 0; c < nc; c++) s[c] *= dp[c] - d;
-                }
-                if (dq)
-                    dt_cpu_gemm(false, false, nr, hd, nc, scale, S, nc, kg + j0 * ldk, ldk, acc_q ? 1.0f : 0.0f,
-                                dq + b * T * ldq + i0 * ldq + h * hd, ldq);
-                dt_cpu_gemm(true, false, nc, hd, nr, scale, S, nc, qh + i0 * ldq, ldq, 1.0f, dKp + j0 * hd, hd);
+        for (int64_t g = 0; g < KV; g++)
+            for (int slot = 0; slot < NSLOT; slot++) {
+                float *ws = (float *)scratch + (size_t)omp_get_thread_num() * per_thread;
+                float *dKt = sums + ((size_t)(b * KV + g) * NSLOT + slot) * pair, *dVt = dKt + (size_t)T * hd;
+                memset(dKt, 0, pair * sizeof(float));
+                for (int64_t n = 0, blk; (blk = slot_block(nblk, slot, n)) >= 0; n++)
+                    block_bwd(dq ? dq + b * T * ldq : NULL, acc_q, dKt, dVt, dout + b * T * ldq, out + b * T * ldq,
+                              lse + b * H * T, q + b * T * ldq, k + b * T * ldk + g * hd, v + b * T * ldk + g * hd,
+                              seg_start ? seg_start + b * T : NULL, T, H, G, g, ldk, hd, blk, ws);
             }
-        }
-    // Sum the per-head partials into each key/value head of the group.
     #pragma omp parallel for collapse(3)
     for (int64_t b = 0; b < B; b++)
         for (int64_t g = 0; g < KV; g++)
             for (int64_t t = 0; t < T; t++) {
+                const float *s0 = sums + (size_t)(b * KV + g) * NSLOT * pair + (size_t)t * hd;
                 float *dkr = dk ? dk + (b * T + t) * ldk + g * hd : NULL, *dvr = dv ? dv + (b * T + t) * ldk + g * hd : NULL;
                 for (int64_t e = 0; e < hd; e++) {
                     float sk = 0, sv = 0;
-                    for (int64_t j = 0; j < group; j++) {
-                        size_t hh = (size_t)(b * H + g * group + j);
-                        sk += partial[hh * pstride + t * hd + e];
-                        sv += partial[(size_t)(B * H) * pstride + hh * pstride + t * hd + e];
+                    for (int slot = 0; slot < NSLOT; slot++) {
+                        sk += s0[slot * pair + e];
+                        sv += s0[slot * pair + (size_t)T * hd + e];
                     }
                     if (dkr) dkr[e] = acc_k ? dkr[e] + sk : sk;
                     if (dvr) dvr[e] = acc_v ? dvr[e] + sv : sv;
@@ -172,6 +224,50 @@ void dt_cpu_attention_fwd_naive(float *out, const float *q, const float *k, cons
                     double acc = 0;
                     for (int64_t j = lo; j <= i; j++) acc += p[j] / sum * v[((b * T + j) * KV + h / group) * hd + e];
                     o[e] = (float)acc;
+                }
+            }
+}
+
+void dt_cpu_attention_bwd_naive(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                                const float *v, const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV,
+                                int64_t hd) {
+    const int64_t group = H / KV;
+    const double scale = 1.0 / sqrt((double)hd);
+    memset(dq, 0, (size_t)B * T * H * hd * sizeof(float));
+    memset(dk, 0, (size_t)B * T * KV * hd * sizeof(float));
+    memset(dv, 0, (size_t)B * T * KV * hd * sizeof(float));
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t h = 0; h < H; h++)
+            for (int64_t i = 0; i < T; i++) {
+                const float *qi = q + ((b * T + i) * H + h) * hd, *doi = dout + ((b * T + i) * H + h) * hd;
+                double m = -INFINITY, sum = 0, p[T], dp[T], dot = 0;
+                int64_t lo = seg_start ? seg_start[b * T + i] : 0;
+                for (int64_t j = lo; j <= i; j++) {
+                    const float *kj = k + ((b * T + j) * KV + h / group) * hd;
+                    double s = 0;
+                    for (int64_t e = 0; e < hd; e++) s += (double)qi[e] * kj[e];
+                    p[j] = s * scale;
+                    if (p[j] > m) m = p[j];
+                }
+                for (int64_t j = lo; j <= i; j++) { p[j] = exp(p[j] - m); sum += p[j]; }
+                // P = softmax row; dP_j = dO . v_j; dS_j = P_j (dP_j - sum_j' P_j' dP_j')
+                for (int64_t j = lo; j <= i; j++) {
+                    const float *vj = v + ((b * T + j) * KV + h / group) * hd;
+                    p[j] /= sum;
+                    double s = 0;
+                    for (int64_t e = 0; e < hd; e++) s += (double)doi[e] * vj[e];
+                    dp[j] = s;
+                    dot += p[j] * s;
+                }
+                for (int64_t j = lo; j <= i; j++) {
+                    float *dkj = dk + ((b * T + j) * KV + h / group) * hd, *dvj = dv + ((b * T + j) * KV + h / group) * hd;
+                    const float *kj = k + ((b * T + j) * KV + h / group) * hd;
+                    double ds = p[j] * (dp[j] - dot) * scale;
+                    for (int64_t e = 0; e < hd; e++) {
+                        dq[((b * T + i) * H + h) * hd + e] += (float)(ds * kj[e]);
+                        dkj[e] += (float)(ds * qi[e]);
+                        dvj[e] += (float)(p[j] * doi[e]);
+                    }
                 }
             }
 }

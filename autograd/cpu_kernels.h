@@ -24,6 +24,10 @@ void dt_cpu_attention_bwd(float *dq, float *dk, float *dv, bool acc_q, bool acc_
 // The naive reference the tests compare the blocked kernel with: full T x T scores, no blocking.
 void dt_cpu_attention_fwd_naive(float *out, const float *q, const float *k, const float *v,
                                 const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd);
+// Its backward (dq, dk, dv written, not accumulated), also row by row in double.
+void dt_cpu_attention_bwd_naive(float *dq, float *dk, float *dv, const float *dout, const float *q, const float *k,
+                                const float *v, const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV,
+                                int64_t hd);
 void dt_cpu_swiglu_fwd(float *h, const float *g, const float *u, int64_t n);
 void dt_cpu_swiglu_bwd(float *dg, float *du, bool acc_g, bool acc_u, const float *dh, const float *g, const float *u,
                        int64_t n);

@@ -196,14 +196,24 @@ static dt_tensor *f_xent(dt_graph *g, dt_tensor **in, void *a) {
     return dt_lm_head_xent(g, in[0], in[1], dt_graph_ints(g, tg, N), 7.0f, NULL);
 }
 
+static double max_abs_diff(const float *a, const float *b, size_t n) {
+    double worst = 0;
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs((double)a[i] - b[i]));
+    return worst;
+}
+
+// The blocked kernels against the naive ones. T crosses several row blocks (64), the last one partial,
+// so the block logic, the pairing of blocks in the backward and the packing masks are exercised; three
+// query heads share each key/value head.
 static void test_attention_vs_naive(void) {
-    // T crosses several row blocks (64) so the block logic and packing masks are exercised.
-    const int64_t B = 2, T = 150, H = 4, KV = 2, hd = 16;
+    const int64_t B = 2, T = 150, H = 6, KV = 2, hd = 16;
     size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KV * hd;
     float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *o1 = malloc(nq * 4), *o2 = malloc(nq * 4);
+    float *dout = malloc(nq * 4), *dq1 = malloc(nq * 4), *dq2 = malloc(nq * 4);
+    float *dk1 = malloc(nk * 4), *dk2 = malloc(nk * 4), *dv1 = malloc(nk * 4), *dv2 = malloc(nk * 4);
     float *lse = malloc((size_t)B * H * T * 4);
     int32_t *seg = malloc((size_t)B * T * 4);
-    for (size_t i = 0; i < nq; i++) q[i] = frand();
+    for (size_t i = 0; i < nq; i++) { q[i] = frand(); dout[i] = frand(); }
     for (size_t i = 0; i < nk; i++) { k[i] = frand(); v[i] = frand(); }
     for (int64_t b = 0; b < B; b++)
         for (int64_t t = 0; t < T; t++) seg[b * T + t] = t < 70 ? 0 : (t < 101 ? 70 : 101);
@@ -212,12 +222,24 @@ static void test_attention_vs_naive(void) {
         const int32_t *s = packed ? seg : NULL;
         dt_cpu_attention_fwd(o1, lse, q, k, v, s, B, T, H, KV, hd, scratch);
         dt_cpu_attention_fwd_naive(o2, q, k, v, s, B, T, H, KV, hd);
-        double worst = 0;
-        for (size_t i = 0; i < nq; i++) worst = fmax(worst, fabs(o1[i] - o2[i]));
+        double worst = max_abs_diff(o1, o2, nq);
         TEST_CHECK(packed ? "attention_blocked_vs_naive_packed" : "attention_blocked_vs_naive", worst < 1e-5,
                    "max abs diff %.3g", worst);
+        dt_cpu_attention_bwd(dq1, dk1, dv1, false, false, false, dout, o1, lse, q, k, v, s, B, T, H, KV, hd, scratch);
+        dt_cpu_attention_bwd_naive(dq2, dk2, dv2, dout, q, k, v, s, B, T, H, KV, hd);
+        double wq = max_abs_diff(dq1, dq2, nq), wk = max_abs_diff(dk1, dk2, nk), wv = max_abs_diff(dv1, dv2, nk);
+        TEST_CHECK(packed ? "attention_bwd_blocked_vs_naive_packed" : "attention_bwd_blocked_vs_naive",
+                   wq < 1e-5 && wk < 1e-5 && wv < 1e-5, "max abs diff dq %.3g dk %.3g dv %.3g", wq, wk, wv);
+        // accumulate mode adds the same gradients onto what is there
+        dt_cpu_attention_bwd(dq1, dk1, dv1, true, true, true, dout, o1, lse, q, k, v, s, B, T, H, KV, hd, scratch);
+        for (size_t i = 0; i < nq; i++) dq2[i] *= 2;
+        for (size_t i = 0; i < nk; i++) { dk2[i] *= 2; dv2[i] *= 2; }
+        wq = max_abs_diff(dq1, dq2, nq), wk = max_abs_diff(dk1, dk2, nk), wv = max_abs_diff(dv1, dv2, nk);
+        TEST_CHECK(packed ? "attention_bwd_accumulate_packed" : "attention_bwd_accumulate",
+                   wq < 2e-5 && wk < 2e-5 && wv < 2e-5, "max abs diff dq %.3g dk %.3g dv %.3g", wq, wk, wv);
     }
     free(q); free(k); free(v); free(o1); free(o2); free(lse); free(seg); free(scratch);
+    free(dout); free(dq1); free(dq2); free(dk1); free(dk2); free(dv1); free(dv2);
 }
 
 int main(void) {
