@@ -58,17 +58,23 @@ static void stack_rows(float *X, const float *x, int64_t ld, int64_t i0, int64_t
             memcpy(X + (h * nr + r) * hd, x + (i0 + r) * ld + (g * G + h) * hd, (size_t)hd * sizeof(float));
 }
 
-// S (G*nr, nc) = scale Q K[j0:i1]^T with the causal / packing mask applied (-inf where not visible).
-static void block_scores(float *S, const float *Q, const float *kg, int64_t ldk, int64_t i0, int64_t nr, int64_t j0,
-                         int64_t nc, int64_t G, int64_t hd, float scale, const int32_t *seg) {
+// S (G*nr, nc) = scale Q K[j0:i1]^T. Row r of each head sees columns [visible_lo, visible_hi) of S;
+// the kernels below read only those and write zeros elsewhere.
+static void block_scores(float *S, const float *Q, const float *kg, int64_t ldk, int64_t nr, int64_t j0, int64_t nc,
+                         int64_t G, int64_t hd, float scale) {
     dt_cpu_gemm(false, true, G * nr, nc, hd, scale, Q, hd, kg + j0 * ldk, ldk, 0.0f, S, nc);
-    for (int64_t h = 0; h < G; h++)
-        for (int64_t r = 0; r < nr; r++) {
-            int64_t i = i0 + r, lo = row_start(seg, i) - j0;
-            float *s = S + (h * nr + r) * nc;
-            for (int64_t c = 0; c < lo; c++) s[c] = -INFINITY;
-            for (int64_t c = i - j0 + 1; c < nc; c++) s[c] = -INFINITY;
-        }
+}
+static inline int64_t visible_lo(const int32_t *seg, int64_t i, int64_t j0) { return row_start(seg, i) - j0; }
+static inline int64_t visible_hi(int64_t i, int64_t j0) { return i - j0 + 1; }
+
+// s[c] = exp(s[c] - m) on [lo, hi), 0 elsewhere (nc columns); returns the sum.
+static inline float exp_row(float *s, int64_t lo, int64_t hi, int64_t nc, float m) {
+    float sum = 0;
+    for (int64_t c = 0; c < lo; c++) s[c] = 0.0f;
+    #pragma omp simd reduction(+ : sum)
+    for (int64_t c = lo; c < hi; c++) { s[c] = dt_expf(s[c] - m); sum += s[c]; }
+    for (int64_t c = hi; c < nc; c++) s[c] = 0.0f;
+    return sum;
 }
 
 void dt_cpu_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
@@ -91,24 +97,27 @@ void dt_cpu_attention_fwd(float *out, float *lse, const float *q, const float *k
                 int64_t blk = nblk - 1 - rb, i0 = blk * BQ, i1 = i0 + BQ < T ? i0 + BQ : T, nr = i1 - i0;
                 int64_t j0 = block_key_start(seg, i0, i1), nc = i1 - j0;
                 stack_rows(Q, q + b * T * ldq, ldq, i0, nr, g, G, hd);
-                block_scores(S, Q, kg, ldk, i0, nr, j0, nc, G, hd, scale, seg);
+                block_scores(S, Q, kg, ldk, nr, j0, nc, G, hd, scale);
+                float *inv = O + (size_t)G * BQ * hd; // (G*nr): 1 / row sum, applied to the output rows
                 for (int64_t h = 0; h < G; h++)
                     for (int64_t r = 0; r < nr; r++) {
-                        float *s = S + (h * nr + r) * nc, m = -INFINITY, sum = 0;
+                        int64_t lo = visible_lo(seg, i0 + r, j0), hi = visible_hi(i0 + r, j0);
+                        float *s = S + (h * nr + r) * nc, m = -INFINITY;
                         #pragma omp simd reduction(max : m)
-                        for (int64_t c = 0; c < nc; c++) m = s[c] > m ? s[c] : m;
-                        #pragma omp simd reduction(+ : sum)
-                        for (int64_t c = 0; c < nc; c++) { s[c] = dt_expf(s[c] - m); sum += s[c]; }
-                        float inv = 1.0f / sum;
-                        #pragma omp simd
-                        for (int64_t c = 0; c < nc; c++) s[c] *= inv;
+                        for (int64_t c = lo; c < hi; c++) m = s[c] > m ? s[c] : m;
+                        float sum = exp_row(s, lo, hi, nc, m);
+                        inv[h * nr + r] = 1.0f / sum;
                         lse[(b * H + g * G + h) * T + i0 + r] = m + logf(sum);
                     }
+                // O = (exp(S - m) V) / sum: the division is applied to the (G*nr, hd) result, not to S.
                 dt_cpu_gemm(false, false, G * nr, hd, nc, 1.0f, S, nc, vg + j0 * ldk, ldk, 0.0f, O, hd);
                 for (int64_t h = 0; h < G; h++)
-                    for (int64_t r = 0; r < nr; r++)
-                        memcpy(out + (b * T + i0 + r) * ldq + (g * G + h) * hd, O + (h * nr + r) * hd,
-                               (size_t)hd * sizeof(float));
+                    for (int64_t r = 0; r < nr; r++) {
+                        float *dst = out + (b * T + i0 + r) * ldq + (g * G + h) * hd, f = inv[h * nr + r];
+                        const float *src = O + (h * nr + r) * hd;
+                        #pragma omp simd
+                        for (int64_t e = 0; e < hd; e++) dst[e] = src[e] * f;
+                    }
             }
 }
 
@@ -126,12 +135,11 @@ static void block_bwd(float *dq, bool acc_q, float *dKt, float *dVt, const float
     float *D = dO + (size_t)G * BQ * hd;                     // (G*nr)
     stack_rows(Q, q, ldq, i0, nr, g, G, hd);
     stack_rows(dO, dout, ldq, i0, nr, g, G, hd);
-    block_scores(S, Q, kg, ldk, i0, nr, j0, nc, G, hd, scale, seg);
+    block_scores(S, Q, kg, ldk, nr, j0, nc, G, hd, scale);
     for (int64_t h = 0; h < G; h++)
         for (int64_t r = 0; r < nr; r++) {
             float *s = S + (h * nr + r) * nc, l = lse[(g * G + h) * T + i0 + r];
-            #pragma omp simd
-            for (int64_t c = 0; c < nc; c++) s[c] = dt_expf(s[c] - l); // P, exactly 0 where masked
+            exp_row(s, visible_lo(seg, i0 + r, j0), visible_hi(i0 + r, j0), nc, l); // P, 0 where masked
             const float *o = out + (i0 + r) * ldq + (g * G + h) * hd, *d = dO + (h * nr + r) * hd;
             float acc = 0;
             #pragma omp simd reduction(+ : acc)

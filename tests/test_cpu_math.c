@@ -21,7 +21,7 @@ int main(void) {
         double want = exp((double)x), err = fabs(dt_expf(x) - want) / ldexp(1.0, ilogb(want) - 23);
         if (err > worst) { worst = err; worst_x = x; }
     }
-    TEST_CHECK("expf_within_2_ulp", worst < 2.0, "worst error %.3f ulp at x = %.9g", worst, worst_x);
+    TEST_CHECK("expf_within_1_ulp", worst < 1.0, "worst error %.3f ulp at x = %.9g", worst, worst_x);
     printf("     worst error %.3f ulp at x = %.9g\n", worst, worst_x);
     TEST_CHECK("expf_zero_is_one", dt_expf(0.0f) == 1.0f, "exp(0) = %.9g", dt_expf(0.0f));
     TEST_CHECK("expf_minus_inf_is_zero", dt_expf(-INFINITY) == 0.0f, "exp(-inf) = %.9g", dt_expf(-INFINITY));
