@@ -1,43 +1,74 @@
 // Linear layers with an optional LoRA adapter: y = [residual +] x W^T + b + scale * (dropout(x) A^T) B^T.
-// W + BA is never formed; the adapter path costs two thin matmuls. Two memory savers, both exact:
+// W + BA is never formed; the adapter path costs two thin matmuls. Memory and time savers, all exact:
 //  - the residual add is fused (y starts as the residual), so the bare projection is never stored;
 //  - dt_swiglu_linear takes the gate and up projections and recomputes silu(gate) * up in its
-//    backward instead of keeping that (N, intermediate) product for the whole step.
+//    backward instead of keeping that (N, intermediate) product for the whole step;
+//  - dt_norm_linears treats the A's of adapters that read the same input (q/k/v, gate/up) as one
+//    stacked matrix when they are adjacent in memory (peft/lora.c lays them out so): one sgemm for
+//    x A^T, one for dA and one for dx instead of one per module.
 #include "autograd/ops.h"
 
 // The adapter path's state for one call.
 typedef struct {
-    float *h;      // (N, r): dropout(x) A^T, kept for dB
+    float *h;      // (N, r), rows ldh apart: dropout(x) A^T, kept for dB
+    int64_t ldh;
     uint64_t seed; // dropout mask seed, 0 when no dropout
 } lora_state;
 
-// y (N, out) = [y +] x W^T + bias + LoRA. Returns 0, or -1 when the graph failed.
-static int linear_fwd_core(dt_graph *g, const float *x, int64_t N, const dt_tensor *W, const dt_tensor *bias,
-                           const dt_lora_ref *lora, float *y, bool acc, lora_state *ls) {
-    const dt_backend *be = g->be;
+// y (N, out) = [y +] x W^T + bias: the frozen part.
+static void frozen_fwd(const dt_backend *be, const float *x, int64_t N, const dt_tensor *W, const dt_tensor *bias,
+                       float *y, bool acc) {
     int64_t in = W->shape[1], out = W->shape[0];
     be->gemm(false, true, N, out, in, 1.0f, x, in, dt_f32(W), in, acc ? 1.0f : 0.0f, y, out);
     if (bias) be->add_bias(y, dt_f32(bias), N, out);
-    ls->h = NULL;
-    ls->seed = 0;
-    if (!lora) return 0;
-    int64_t r = lora->A->shape[0];
+}
+
+// y (N, out) += scale h B^T: the adapter's second half.
+static void lora_fwd_B(const dt_backend *be, const dt_lora_ref *l, const lora_state *ls, int64_t N, float *y) {
+    int64_t r = l->A->shape[0], out = l->B->shape[0];
+    be->gemm(false, true, N, out, r, l->scale, ls->h, ls->ldh, dt_f32(l->B), r, 1.0f, y, out);
+}
+
+// ls->h (N, r) = dropout(x) A^T in the arena (kept for the backward). Returns 0, or -1 when the graph failed.
+static int lora_fwd_A(dt_graph *g, const float *x, int64_t N, const dt_lora_ref *l, lora_state *ls) {
+    const dt_backend *be = g->be;
+    int64_t r = l->A->shape[0], in = l->A->shape[1];
     const float *xd = x;
     float *tmp = NULL;
-    if (g->training && lora->dropout > 0.0f) {
+    ls->seed = 0;
+    if (g->training && l->dropout > 0.0f) {
         // The dropped-out input is needed only here and in the backward, which regenerates it from the seed.
         tmp = dt_graph_temp(g, (size_t)N * in * sizeof(float)); // (N, in)
         if (!tmp) return -1;
         ls->seed = dt_graph_next_dropout_seed(g);
-        be->dropout(tmp, false, x, N * in, lora->dropout, ls->seed);
+        be->dropout(tmp, false, x, N * in, l->dropout, ls->seed);
         xd = tmp;
     }
     ls->h = dt_graph_scratch(g, (size_t)N * r * sizeof(float)); // (N, r)
+    ls->ldh = r;
     if (!ls->h) return -1;
-    be->gemm(false, true, N, r, in, 1.0f, xd, in, dt_f32(lora->A), in, 0.0f, ls->h, r);
-    be->gemm(false, true, N, out, r, lora->scale, ls->h, r, dt_f32(lora->B), r, 1.0f, y, out);
+    be->gemm(false, true, N, r, in, 1.0f, xd, in, dt_f32(l->A), in, 0.0f, ls->h, r);
     dt_graph_temp_release(g, tmp);
     return 0;
+}
+
+// y (N, out) = [y +] x W^T + bias + LoRA. Returns 0, or -1 when the graph failed.
+static int linear_fwd_core(dt_graph *g, const float *x, int64_t N, const dt_tensor *W, const dt_tensor *bias,
+                           const dt_lora_ref *lora, float *y, bool acc, lora_state *ls) {
+    frozen_fwd(g->be, x, N, W, bias, y, acc);
+    *ls = (lora_state){0};
+    if (!lora) return 0;
+    if (lora_fwd_A(g, x, N, lora, ls)) return -1;
+    lora_fwd_B(g->be, lora, ls, N, y);
+    return 0;
+}
+
+// dB (out, r) += scale dy^T h ; dh (N, r), rows ldd apart, = scale dy B.
+static void lora_bwd_B(const dt_backend *be, const dt_lora_ref *l, const lora_state *ls, int64_t N, const float *dy,
+                       float *dh, int64_t ldd) {
+    int64_t r = l->A->shape[0], out = l->B->shape[0];
+    be->gemm(true, false, out, r, N, l->scale, dy, out, ls->h, ls->ldh, 1.0f, l->B->grad, r);
+    be->gemm(false, false, N, r, out, l->scale, dy, out, dt_f32(l->B), r, 0.0f, dh, ldd);
 }
 
 // From dy (N, out): accumulates dA, dB, and writes (fresh) or adds dx (N, in) when dx is not NULL.
@@ -52,9 +83,8 @@ static void linear_bwd_core(dt_graph *g, const float *x, int64_t N, const dt_ten
     float *xd = ls->seed ? dt_graph_temp(g, (size_t)N * in * sizeof(float)) : NULL; // (N, in)
     if (!dh || (ls->seed && !xd)) return;
     if (ls->seed) be->dropout(xd, false, x, N * in, l->dropout, ls->seed);
-    // dB (out, r) += scale dy^T h ; dh (N, r) = scale dy B ; dA (r, in) += dh^T dropout(x)
-    be->gemm(true, false, out, r, N, l->scale, dy, out, ls->h, r, 1.0f, l->B->grad, r);
-    be->gemm(false, false, N, r, out, l->scale, dy, out, dt_f32(l->B), r, 0.0f, dh, r);
+    lora_bwd_B(be, l, ls, N, dy, dh, r);
+    // dA (r, in) += dh^T dropout(x)
     be->gemm(true, false, r, in, N, 1.0f, dh, r, ls->seed ? xd : x, in, 1.0f, l->A->grad, in);
     if (dx) {
         if (ls->seed) { // d(dropout(x)) = dh A, then back through the same mask
@@ -174,11 +204,30 @@ typedef struct {
     const dt_tensor *norm_w;   // (D)
     float *rstd;               // (N)
     int n;
+    bool stacked;              // the adapters' A's form one matrix (see stack_rows)
+    int64_t stack_rows;        // sum of their ranks when stacked
     const dt_tensor *W[4];
     const dt_lora_ref *lora[4];
     lora_state ls[4];
     dt_tensor *out[4];
 } norm_linears_saved;
+
+// Sum of the ranks when every projection has an adapter, none drops out, and their A's (and the
+// A's gradients) follow each other in memory, so [A_0; ...; A_{n-1}] is one (R, in) matrix; else 0.
+static int64_t stacked_rank(const dt_graph *g, int n, const dt_lora_ref *const *lora) {
+    if (n < 2 || !lora) return 0;
+    int64_t R = 0;
+    for (int i = 0; i < n; i++) {
+        const dt_lora_ref *l = lora[i];
+        if (!l || (g->training && l->dropout > 0.0f)) return 0;
+        if (i > 0) {
+            const dt_tensor *p = lora[i - 1]->A;
+            if (dt_f32(l->A) != dt_f32(p) + dt_numel(p) || l->A->grad != p->grad + dt_numel(p)) return 0;
+        }
+        R += l->A->shape[0];
+    }
+    return R;
+}
 
 static void norm_linears_bwd(dt_graph *g, dt_node *nd) {
     norm_linears_saved *s = nd->saved;
@@ -188,14 +237,41 @@ static void norm_linears_bwd(dt_graph *g, dt_node *nd) {
     float *xn = dt_graph_temp(g, bytes), *dxn = dt_graph_temp(g, bytes); // (N, D) each
     if (!xn || !dxn) return;
     be->rmsnorm_apply(xn, dt_f32(s->x), s->rstd, dt_f32(s->norm_w), N, D); // the forward's values, bit for bit
-    bool fresh = true;
-    for (int i = 0; i < s->n; i++) {
-        const float *dy = s->out[i]->grad;
-        if (!dy) continue; // this projection did not reach the loss
-        linear_bwd_core(g, xn, N, s->W[i], s->lora[i], &s->ls[i], dy, s->x->requires_grad ? dxn : NULL, fresh);
-        fresh = fresh && !s->x->requires_grad;
+    bool fresh = true, want_dx = s->x->requires_grad;
+    if (s->stacked) {
+        // dH (N, R): the per-adapter dh side by side; then dA and dx once for the stacked A.
+        int64_t R = s->stack_rows;
+        float *dH = dt_graph_temp(g, (size_t)N * R * sizeof(float));
+        if (!dH) return;
+        bool all_reached = true; // a projection that did not reach the loss has dh = 0
+        for (int i = 0; i < s->n; i++) all_reached &= s->out[i]->grad != NULL;
+        if (!all_reached) be->zero(dH, (size_t)N * R * sizeof(float));
+        for (int i = 0, off = 0; i < s->n; off += (int)s->lora[i]->A->shape[0], i++) {
+            const float *dy = s->out[i]->grad;
+            if (!dy) continue;
+            if (want_dx) {
+                int64_t out = s->W[i]->shape[0];
+                be->gemm(false, false, N, D, out, 1.0f, dy, out, dt_f32(s->W[i]), D, fresh ? 0.0f : 1.0f, dxn, D);
+                fresh = false;
+            }
+            lora_bwd_B(be, s->lora[i], &s->ls[i], N, dy, dH + off, R);
+        }
+        const dt_tensor *A0 = s->lora[0]->A; // the stacked (R, D) A and its gradient start here
+        be->gemm(true, false, R, D, N, 1.0f, dH, R, xn, D, 1.0f, A0->grad, D);
+        if (want_dx) {
+            be->gemm(false, false, N, D, R, 1.0f, dH, R, dt_f32(A0), D, fresh ? 0.0f : 1.0f, dxn, D);
+            fresh = false;
+        }
+        dt_graph_temp_release(g, dH);
+    } else {
+        for (int i = 0; i < s->n; i++) {
+            const float *dy = s->out[i]->grad;
+            if (!dy) continue; // this projection did not reach the loss
+            linear_bwd_core(g, xn, N, s->W[i], s->lora[i], &s->ls[i], dy, want_dx ? dxn : NULL, fresh);
+            fresh = fresh && !want_dx;
+        }
     }
-    if (s->x->requires_grad && !fresh) {
+    if (want_dx && !fresh) {
         bool fx;
         float *dx = dt_graph_grad(g, s->x, &fx);
         if (dx) be->rmsnorm_bwd(dx, !fx, dxn, dt_f32(s->x), dt_f32(s->norm_w), s->rstd, N, D);
@@ -212,19 +288,36 @@ int dt_norm_linears(dt_graph *g, dt_tensor *x, const dt_tensor *norm_w, float ep
     float *xn = dt_graph_temp(g, (size_t)N * D * sizeof(float));        // (N, D), released below
     if (!rstd || !xn) return -1;
     g->be->rmsnorm_fwd(xn, rstd, dt_f32(x), dt_f32(norm_w), N, D, eps);
-    norm_linears_saved sv = {x, norm_w, rstd, n, {0}, {0}, {{0}}, {0}};
+    norm_linears_saved sv = {x, norm_w, rstd, n, false, 0, {0}, {0}, {{0}}, {0}};
+    sv.stack_rows = stacked_rank(g, n, lora);
+    sv.stacked = sv.stack_rows > 0;
+    float *H = NULL; // (N, R): x [A_0; ...]^T when stacked, kept for dB
+    if (sv.stacked) {
+        H = dt_graph_scratch(g, (size_t)N * sv.stack_rows * sizeof(float));
+        if (!H) { dt_graph_temp_release(g, xn); return -1; }
+        g->be->gemm(false, true, N, sv.stack_rows, D, 1.0f, xn, D, dt_f32(lora[0]->A), D, 0.0f, H, sv.stack_rows);
+    }
     bool record = g->grad_enabled && x->requires_grad;
-    for (int i = 0; i < n; i++) {
+    for (int i = 0, off = 0; i < n; i++) {
+        const dt_lora_ref *l = lora ? lora[i] : NULL;
         out[i] = out_like(g, x, W[i]->shape[0]);
-        if (!out[i] || linear_fwd_core(g, xn, N, W[i], bias ? bias[i] : NULL, lora ? lora[i] : NULL, dt_f32(out[i]),
-                                       false, &sv.ls[i])) {
+        int rc = !out[i];
+        if (!rc && sv.stacked) {
+            frozen_fwd(g->be, xn, N, W[i], bias ? bias[i] : NULL, dt_f32(out[i]), false);
+            sv.ls[i] = (lora_state){H + off, sv.stack_rows, 0};
+            lora_fwd_B(g->be, l, &sv.ls[i], N, dt_f32(out[i]));
+            off += (int)l->A->shape[0];
+        } else if (!rc) {
+            rc = linear_fwd_core(g, xn, N, W[i], bias ? bias[i] : NULL, l, dt_f32(out[i]), false, &sv.ls[i]);
+        }
+        if (rc) {
             dt_graph_temp_release(g, xn);
             return -1;
         }
         sv.W[i] = W[i];
-        sv.lora[i] = lora ? lora[i] : NULL;
+        sv.lora[i] = l;
         sv.out[i] = out[i];
-        record |= g->grad_enabled && sv.lora[i];
+        record |= g->grad_enabled && l;
     }
     dt_graph_temp_release(g, xn);
     if (record) {

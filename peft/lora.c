@@ -44,36 +44,55 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
         free(shapes); free(ndims); free(names); dt_adapter_free(a);
         return dt_fail(ctx, DT_ENOMEM, "out of memory");
     }
-    int i = 0;
+    // Per layer, the A's of all its modules come first, then the B's, in module order. So the A's of
+    // modules that read the same input (q/k/v, gate/up) sit next to each other in the parameter and
+    // gradient blocks, and the ops treat them as one stacked (sum of r, in) matrix: one sgemm for the
+    // three of them instead of three thin ones. The order of the tensors in the files does not depend
+    // on this (the writers sort by name).
     char buf[256];
-    for (int l = 0; l < L; l++)
-        for (int mod = 0; mod < DT_MOD_COUNT; mod++) {
+    int i = 0;
+    for (int l = 0; l < L; l++) {
+        int first = i, k = 0;
+        for (int mod = 0; mod < DT_MOD_COUNT; mod++)
+            if (cfg->target[mod] && (!cfg->layers || cfg->layers[l])) k++;
+        for (int mod = 0, j = 0; mod < DT_MOD_COUNT; mod++) {
             if (!cfg->target[mod] || (cfg->layers && !cfg->layers[l])) continue;
             int64_t o, in;
             module_dims(c, (dt_module)mod, &o, &in);
+            int ia = first + j, ib = first + k + j;
             dt_tn_module(buf, sizeof buf, "base_model.model.", l, (dt_module)mod, ".lora_A.weight");
-            names[i] = strdup(buf); ndims[i] = 2; shapes[i][0] = cfg->r; shapes[i][1] = in; i++;
+            names[ia] = strdup(buf); ndims[ia] = 2; shapes[ia][0] = cfg->r; shapes[ia][1] = in;
             dt_tn_module(buf, sizeof buf, "base_model.model.", l, (dt_module)mod, ".lora_B.weight");
-            names[i] = strdup(buf); ndims[i] = 2; shapes[i][0] = o; shapes[i][1] = cfg->r; i++;
+            names[ib] = strdup(buf); ndims[ib] = 2; shapes[ib][0] = o; shapes[ib][1] = cfg->r;
+            j++;
         }
+        i += 2 * k;
+    }
     int rc = dt_adapter_alloc(ctx, a, n, (const int64_t(*)[2])shapes, ndims, names);
     free(shapes);
     free(ndims);
     if (rc) { a->names = names; a->n_tensors = n; dt_adapter_free(a); return rc; }
-    // Wire the refs and initialise A; B stays zero so the adapted model starts equal to the base.
+    // Wire the refs and initialise A (in layer, module order, as PEFT does); B stays zero so the adapted
+    // model starts equal to the base.
     dt_rng rng = {seed};
     const float scale = dt_lora_scale(cfg);
     i = 0;
-    for (int l = 0; l < L; l++)
-        for (int mod = 0; mod < DT_MOD_COUNT; mod++) {
+    for (int l = 0; l < L; l++) {
+        int first = i, k = 0;
+        for (int mod = 0; mod < DT_MOD_COUNT; mod++)
+            if (cfg->target[mod] && (!cfg->layers || cfg->layers[l])) k++;
+        for (int mod = 0, j = 0; mod < DT_MOD_COUNT; mod++) {
             if (!cfg->target[mod] || (cfg->layers && !cfg->layers[l])) continue;
-            dt_tensor *A = &a->tensors[i++], *B = &a->tensors[i++];
+            dt_tensor *A = &a->tensors[first + j], *B = &a->tensors[first + k + j];
+            j++;
             double bound = 1.0 / sqrt((double)A->shape[1]);
-            for (int64_t j = 0; j < dt_numel(A); j++) dt_f32(A)[j] = (float)((2.0 * dt_rng_uniform(&rng) - 1.0) * bound);
-            size_t k = (size_t)l * DT_MOD_COUNT + (size_t)mod;
-            a->refs[k] = (dt_lora_ref){A, B, scale, cfg->dropout, NULL};
-            a->ref_ptrs[k] = &a->refs[k];
+            for (int64_t e = 0; e < dt_numel(A); e++) dt_f32(A)[e] = (float)((2.0 * dt_rng_uniform(&rng) - 1.0) * bound);
+            size_t ref = (size_t)l * DT_MOD_COUNT + (size_t)mod;
+            a->refs[ref] = (dt_lora_ref){A, B, scale, cfg->dropout, NULL};
+            a->ref_ptrs[ref] = &a->refs[ref];
         }
+        i += 2 * k;
+    }
     a->view.lora = a->ref_ptrs;
     *out = a;
     return DT_OK;

@@ -8,7 +8,7 @@
 #include "autograd/ops.h"
 #include "tests/test_util.h"
 
-#define MAXIN 8
+#define MAXIN 10
 
 typedef struct fd_case fd_case;
 struct fd_case {
@@ -164,6 +164,27 @@ static dt_tensor *f_norm_linears(dt_graph *g, dt_tensor **in, void *a) {
     return dt_add(g, out[0], out[1]);
 }
 
+// Three projections whose A's (ranks 2, 3, 2) are rows of one (7, 6) input, as peft/lora.c lays out q/k/v:
+// dt_norm_linears takes its stacked path. With *skip_middle the middle projection does not reach the loss.
+static dt_tensor *f_norm_linears_stacked(dt_graph *g, dt_tensor **in, void *a) {
+    bool skip_middle = *(bool *)a;
+    static dt_tensor A[3];
+    static dt_lora_ref l[3];
+    for (int i = 3; i <= 6; i++) make_trainable(g, in[i]);
+    const int64_t ranks[3] = {2, 3, 2};
+    for (int i = 0, off = 0; i < 3; off += (int)ranks[i], i++) {
+        dt_tensor_set(&A[i], DT_F32, dt_f32(in[3]) + off * 6, 2, (int64_t[]){ranks[i], 6});
+        A[i].grad = in[3]->grad + off * 6;
+        A[i].requires_grad = true;
+        l[i] = (dt_lora_ref){&A[i], in[4 + i], 0.5f + 0.4f * (float)i, 0.0f, NULL};
+    }
+    const dt_tensor *W[3] = {in[0 + 7], in[1 + 7], in[1]};
+    const dt_lora_ref *L[3] = {&l[0], &l[1], &l[2]};
+    dt_tensor *out[3];
+    if (dt_norm_linears(g, in[0], in[2], 1e-5f, 3, W, NULL, L, out)) return NULL;
+    return skip_middle ? dt_add(g, out[0], out[2]) : dt_add(g, dt_add(g, out[0], out[1]), out[2]);
+}
+
 // residual + (silu(gate) * up) W^T + LoRA with dropout
 static dt_tensor *f_swiglu_linear(dt_graph *g, dt_tensor **in, void *a) {
     (void)a;
@@ -265,6 +286,12 @@ int main(void) {
         {"grad_norm_linears_lora", 8, {3, 2, 2, 2, 2, 2, 2, 1},
          {SHAPE(2, 3, 6), SHAPE(5, 6), SHAPE(5, 6), SHAPE(2, 6), SHAPE(5, 2), SHAPE(3, 6), SHAPE(5, 3), SHAPE(6)},
          {true, false, false, true, true, true, true, false}, {0}, f_norm_linears, NULL, false},
+        {"grad_norm_linears_lora_stacked", 9, {3, 2, 1, 2, 2, 2, 2, 2, 2},
+         {SHAPE(2, 3, 6), SHAPE(5, 6), SHAPE(6), SHAPE(7, 6), SHAPE(5, 2), SHAPE(5, 3), SHAPE(5, 2), SHAPE(5, 6), SHAPE(5, 6)},
+         {true, false, false, true, true, true, true, false, false}, {0}, f_norm_linears_stacked, &(bool){false}, false},
+        {"grad_norm_linears_lora_stacked_unused_output", 9, {3, 2, 1, 2, 2, 2, 2, 2, 2},
+         {SHAPE(2, 3, 6), SHAPE(5, 6), SHAPE(6), SHAPE(7, 6), SHAPE(5, 2), SHAPE(5, 3), SHAPE(5, 2), SHAPE(5, 6), SHAPE(5, 6)},
+         {true, false, false, true, true, true, true, false, false}, {0}, f_norm_linears_stacked, &(bool){true}, false},
         {"grad_swiglu_linear_residual_dropout", 6, {3, 3, 2, 2, 2, 3},
          {SHAPE(2, 3, 7), SHAPE(2, 3, 7), SHAPE(5, 7), SHAPE(2, 7), SHAPE(5, 2), SHAPE(2, 3, 5)},
          {true, true, false, true, true, true}, {0}, f_swiglu_linear, NULL, true},
