@@ -12,7 +12,9 @@
 #include "models/safetensors_write.h"
 #include "peft/peft_io.h"
 
-#define CKPT_VERSION "1"
+// The optimizer state is saved as one flat block in the adapter's parameter layout, so the version
+// changes whenever that layout does (2: per layer, the A's before the B's; see peft/lora.c).
+#define CKPT_VERSION "2"
 
 static int rm_tree(const char *path) {
     DIR *d = opendir(path);
