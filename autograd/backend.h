@@ -30,8 +30,12 @@ typedef struct dt_backend {
     void (*rmsnorm_apply)(float *y, const float *x, const float *rstd, const float *w, int64_t N, int64_t D);
     void (*rmsnorm_bwd)(float *dx, bool acc, const float *dy, const float *x, const float *w, const float *rstd,
                         int64_t N, int64_t D);
-    // In place on x (N, H, hd), rotate-half layout; pos (N); inv_freq (hd/2). inverse=true rotates by -angle.
-    void (*rope)(float *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t H, int64_t hd, bool inverse);
+    // cs (N, hd): for each position, cos then sin of pos * inv_freq (hd/2 each, angle in double); pos (N),
+    // inv_freq (hd/2). Made once per forward and shared by every layer's q and k, forward and backward.
+    void (*rope_table)(float *cs, const int32_t *pos, const float *inv_freq, int64_t N, int64_t hd);
+    // In place on x (N, H, hd), rotate-half layout, by the angles of cs (N, hd) from rope_table.
+    // inverse=true rotates by -angle.
+    void (*rope)(float *x, const float *cs, int64_t N, int64_t H, int64_t hd, bool inverse);
     // Causal grouped-query attention. q (B,T,H,hd), k/v (B,T,KV,hd), out (B,T,H,hd), lse (B,H,T).
     // seg_start (B,T) or NULL: first position of the example each position belongs to (packing).
     // Only lse is kept for the backward, which recomputes the scores block by block (flash-style).

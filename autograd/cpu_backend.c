@@ -33,6 +33,7 @@ static const dt_backend CPU = {
     .rmsnorm_fwd = dt_cpu_rmsnorm_fwd,
     .rmsnorm_apply = dt_cpu_rmsnorm_apply,
     .rmsnorm_bwd = dt_cpu_rmsnorm_bwd,
+    .rope_table = dt_cpu_rope_table,
     .rope = dt_cpu_rope,
     .attention_scratch_bytes = dt_cpu_attention_scratch_bytes,
     .attention_fwd = dt_cpu_attention_fwd,

@@ -12,7 +12,8 @@ void dt_cpu_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, i
 void dt_cpu_rmsnorm_apply(float *y, const float *x, const float *rstd, const float *w, int64_t N, int64_t D);
 void dt_cpu_rmsnorm_bwd(float *dx, bool acc, const float *dy, const float *x, const float *w, const float *rstd,
                         int64_t N, int64_t D);
-void dt_cpu_rope(float *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t H, int64_t hd, bool inverse);
+void dt_cpu_rope_table(float *cs, const int32_t *pos, const float *inv_freq, int64_t N, int64_t hd);
+void dt_cpu_rope(float *x, const float *cs, int64_t N, int64_t H, int64_t hd, bool inverse);
 size_t dt_cpu_attention_scratch_bytes(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd);
 void dt_cpu_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
                           const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,

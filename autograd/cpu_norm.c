@@ -49,25 +49,33 @@ void dt_cpu_rmsnorm_bwd(float *dx, bool acc, const float *dy, const float *x, co
     }
 }
 
-// Hugging Face rotate-half layout: element i pairs with element i + hd/2 of the same head.
 // The angle is computed in double: pos * inv_freq loses digits in float at long positions.
-void dt_cpu_rope(float *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t H, int64_t hd, bool inverse) {
+void dt_cpu_rope_table(float *cs, const int32_t *pos, const float *inv_freq, int64_t N, int64_t hd) {
     const int64_t half = hd / 2;
+    #pragma omp parallel for if (N * half > 4096)
+    for (int64_t n = 0; n < N; n++)
+        for (int64_t i = 0; i < half; i++) {
+            double s, c;
+            sincos((double)pos[n] * (double)inv_freq[i], &s, &c); // one call for both (GNU libm)
+            cs[n * hd + i] = (float)c;
+            cs[n * hd + half + i] = (float)s;
+        }
+}
+
+// Hugging Face rotate-half layout: element i pairs with element i + hd/2 of the same head.
+void dt_cpu_rope(float *x, const float *cs, int64_t N, int64_t H, int64_t hd, bool inverse) {
+    const int64_t half = hd / 2;
+    const float sign = inverse ? -1.0f : 1.0f;
     #pragma omp parallel for if (N * H * hd > 32768)
     for (int64_t n = 0; n < N; n++) {
-        float cs[256], sn[256]; // (half); head_dim <= 512 is checked by the model
-        for (int64_t i = 0; i < half; i++) {
-            double a = (double)pos[n] * (double)inv_freq[i];
-            cs[i] = (float)cos(a);
-            sn[i] = inverse ? -(float)sin(a) : (float)sin(a);
-        }
+        const float *c = cs + n * hd, *s = c + half; // (half) each
         for (int64_t h = 0; h < H; h++) {
             float *v = x + (n * H + h) * hd; // (hd)
             #pragma omp simd
             for (int64_t i = 0; i < half; i++) {
-                float a = v[i], b = v[i + half];
-                v[i] = a * cs[i] - b * sn[i];
-                v[i + half] = b * cs[i] + a * sn[i];
+                float a = v[i], b = v[i + half], sn = sign * s[i];
+                v[i] = a * c[i] - b * sn;
+                v[i + half] = b * c[i] + a * sn;
             }
         }
     }

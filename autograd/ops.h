@@ -27,8 +27,11 @@ dt_tensor *dt_mul(dt_graph *g, dt_tensor *a, dt_tensor *b);
 dt_tensor *dt_dropout(dt_graph *g, dt_tensor *x, float p);
 // RMSNorm over the last dim of size w's numel (so (B,T,H*hd) with w (hd) normalises each head).
 dt_tensor *dt_rmsnorm(dt_graph *g, dt_tensor *x, const dt_tensor *w, float eps);
-// x (B, T, H*hd) rotated in place at positions pos (B*T); inv_freq (hd/2) device floats.
-dt_tensor *dt_rope_(dt_graph *g, dt_tensor *x, int64_t H, int64_t hd, const int32_t *pos, const float *inv_freq);
+// The cos/sin table (N, hd) of positions pos (N) for dt_rope_, in the arena; inv_freq (hd/2) device floats.
+// NULL when the graph failed.
+float *dt_rope_table(dt_graph *g, const int32_t *pos, const float *inv_freq, int64_t N, int64_t hd);
+// x (B, T, H*hd) rotated in place by the angles of cs (B*T, hd) from dt_rope_table.
+dt_tensor *dt_rope_(dt_graph *g, dt_tensor *x, int64_t H, int64_t hd, const float *cs);
 // y (..., out) = x (..., in) W^T + bias + LoRA
 dt_tensor *dt_linear(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_tensor *bias, const dt_lora_ref *lora);
 // residual (..., out) + dt_linear(x, ...), without storing the bare projection

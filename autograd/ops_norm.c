@@ -26,24 +26,30 @@ dt_tensor *dt_rmsnorm(dt_graph *g, dt_tensor *x, const dt_tensor *w, float eps) 
     return y;
 }
 
-typedef struct { int64_t H, hd; const int32_t *pos; const float *inv_freq; } rope_saved;
+float *dt_rope_table(dt_graph *g, const int32_t *pos, const float *inv_freq, int64_t N, int64_t hd) {
+    float *cs = dt_graph_scratch(g, (size_t)N * hd * sizeof(float)); // (N, hd)
+    if (cs) g->be->rope_table(cs, pos, inv_freq, N, hd);
+    return cs;
+}
+
+typedef struct { int64_t H, hd; const float *cs; } rope_saved;
 
 // The rotation is orthogonal, so the gradient is the gradient rotated back, done in place.
 static void rope_bwd(dt_graph *g, dt_node *n) {
     rope_saved *s = n->saved;
     int64_t N = dt_numel(n->out) / (s->H * s->hd);
-    g->be->rope(n->out->grad, s->pos, s->inv_freq, N, s->H, s->hd, true);
+    g->be->rope(n->out->grad, s->cs, N, s->H, s->hd, true);
 }
 
-dt_tensor *dt_rope_(dt_graph *g, dt_tensor *x, int64_t H, int64_t hd, const int32_t *pos, const float *inv_freq) {
-    if (!x || g->failed) return NULL;
+dt_tensor *dt_rope_(dt_graph *g, dt_tensor *x, int64_t H, int64_t hd, const float *cs) {
+    if (!x || !cs || g->failed) return NULL;
     int64_t N = dt_numel(x) / (H * hd);
-    g->be->rope(dt_f32(x), pos, inv_freq, N, H, hd, false);
+    g->be->rope(dt_f32(x), cs, N, H, hd, false);
     if (g->grad_enabled && x->requires_grad) {
         dt_node *n = dt_graph_record(g, rope_bwd, x, sizeof(rope_saved));
         if (!n) return NULL;
         n->out_in_place = true;
-        *(rope_saved *)n->saved = (rope_saved){H, hd, pos, inv_freq};
+        *(rope_saved *)n->saved = (rope_saved){H, hd, cs};
     }
     return x;
 }

@@ -204,7 +204,8 @@ typedef struct {
     const dt_llama *m;
     int l;
     const dt_lora_ref *const *lora; // (DT_MOD_COUNT) or NULL
-    const int32_t *pos, *seg;       // device arrays
+    const float *rope_cs;           // (B*Tp, hd) cos/sin table of the positions, device
+    const int32_t *seg;             // (B*T) device array or NULL
 } layer_arg;
 
 // One decoder layer: x (B, Tp, D) -> x + attention + MLP.
@@ -215,7 +216,7 @@ static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
     const int64_t H = c->num_heads, KV = c->num_kv_heads, hd = c->head_dim;
     const dt_llama_layer *ly = &m->layers[arg->l];
     const dt_lora_ref *const *lora = arg->lora;
-    const int32_t *pos_d = arg->pos, *seg_d = arg->seg;
+    const int32_t *seg_d = arg->seg;
 #define LORA(mod) (lora ? lora[mod] : NULL)
     // q, k, v share one normalised input, recomputed in their backward instead of kept.
     const dt_tensor *wqkv[3] = {&ly->w[DT_MOD_Q], &ly->w[DT_MOD_K], &ly->w[DT_MOD_V]};
@@ -229,8 +230,8 @@ static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
         q = dt_rmsnorm(g, q, &ly->q_norm, c->rms_norm_eps);
         k = dt_rmsnorm(g, k, &ly->k_norm, c->rms_norm_eps);
     }
-    q = dt_rope_(g, q, H, hd, pos_d, m->inv_freq);
-    k = dt_rope_(g, k, KV, hd, pos_d, m->inv_freq);
+    q = dt_rope_(g, q, H, hd, arg->rope_cs);
+    k = dt_rope_(g, k, KV, hd, arg->rope_cs);
     dt_tensor *a = dt_attention(g, q, k, v, H, KV, hd, seg_d);                // (B, Tp, H*hd)
     x = dt_linear_add(g, a, &ly->w[DT_MOD_O], NULL, LORA(DT_MOD_O), x);      // (B, Tp, D)
     // gate and up share one normalised input too.
@@ -265,6 +266,7 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
         for (int64_t t = 0; t < Tp; t++)
             pos[r * Tp + t] = t < P ? (int32_t)t : (int32_t)(P + (b->pos ? b->pos[r * T + t - P] : t - P));
     const int32_t *pos_d = dt_graph_ints(g, pos, B * Tp);
+    const float *rope_cs = pos_d ? dt_rope_table(g, pos_d, m->inv_freq, B * Tp, c->head_dim) : NULL;
     const int32_t *seg_d = b->seg_start ? dt_graph_ints(g, b->seg_start, B * T) : NULL;
 
     dt_tensor *x = dt_embedding(g, dt_graph_ints(g, b->input_ids, B * T), B, T, &m->embed); // (B, T, D)
@@ -272,7 +274,7 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
     for (int l = 0; l < c->num_layers; l++) {
         layer_arg *arg = dt_arena_alloc(&g->host, sizeof *arg);
         if (!arg) return dt_fail(ctx, DT_ENOMEM, "out of memory");
-        *arg = (layer_arg){m, l, ad && ad->lora ? ad->lora + (size_t)l * DT_MOD_COUNT : NULL, pos_d, seg_d};
+        *arg = (layer_arg){m, l, ad && ad->lora ? ad->lora + (size_t)l * DT_MOD_COUNT : NULL, rope_cs, seg_d};
         x = g->checkpoint_layers ? dt_checkpoint(g, layer_forward, arg, x) : layer_forward(g, arg, x);
     }
     dt_tensor *xf = dt_rmsnorm(g, x, &m->norm, c->rms_norm_eps); // (B, Tp, D)

@@ -77,17 +77,18 @@ int dt_llama_infer(dt_ctx *ctx, const dt_llama *m, const dt_llama_adapters *ad, 
         for (const dt_lora_ref *l = ad->lora[i]; l; l = l->next)
             if (l->A->shape[0] > rmax) rmax = l->A->shape[0];
     // Scratch for this call (generation is not the training loop: one allocation per call is fine).
-    size_t floats = (size_t)n * (size_t)(2 * D + 2 * qd + 3 * I + rmax + H);
+    size_t floats = (size_t)n * (size_t)(2 * D + 2 * qd + 3 * I + rmax + H + hd);
     float *x = malloc(floats * sizeof(float));                        // (n, D)
     if (!x) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     float *xn = x + n * D, *qb = xn + n * D, *att = qb + n * qd;      // (n, D), (n, H*hd), (n, H*hd)
     float *gate = att + n * qd, *up = gate + n * I, *tmp = up + n * I; // (n, I) each
-    float *h = tmp + n * I, *rstd = h + n * rmax;                     // (n, r), (n * H)
+    float *h = tmp + n * I, *rstd = h + n * rmax, *cs = rstd + n * H; // (n, r), (n * H), (n, hd)
     for (int64_t i = 0; i < P; i++) memcpy(x + i * D, dt_f32(ad->prompt) + i * D, (size_t)D * sizeof(float));
     be->embedding_fwd(x + P * D, ids, n_ids, dt_f32(&m->embed), D);
     int32_t *pos = malloc((size_t)n * sizeof(int32_t));
     if (!pos) { free(x); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
     for (int64_t i = 0; i < n; i++) pos[i] = (int32_t)(c->len + i);
+    be->rope_table(cs, pos, m->inv_freq, n, hd);
     for (int64_t l = 0; l < L; l++) {
         const dt_llama_layer *ly = &m->layers[l];
         const dt_lora_ref *const *lo = ad && ad->lora ? ad->lora + l * DT_MOD_COUNT : NULL;
@@ -102,8 +103,8 @@ int dt_llama_infer(dt_ctx *ctx, const dt_llama *m, const dt_llama_adapters *ad, 
             be->rmsnorm_fwd(qb, rstd, qb, dt_f32(&ly->q_norm), n * H, hd, cf->rms_norm_eps);
             be->rmsnorm_fwd(kn, rstd, kn, dt_f32(&ly->k_norm), n * KV, hd, cf->rms_norm_eps);
         }
-        be->rope(qb, pos, m->inv_freq, n, H, hd, false);
-        be->rope(kn, pos, m->inv_freq, n, KV, hd, false);
+        be->rope(qb, cs, n, H, hd, false);
+        be->rope(kn, cs, n, KV, hd, false);
         attend(qb, kc, vc, att, n, c->len, H, KV, hd);
         linear(be, att, n, &ly->w[DT_MOD_O], NULL, LORA(DT_MOD_O), x, true, h);
         be->rmsnorm_fwd(xn, rstd, x, dt_f32(&ly->ffn_norm), n, D, cf->rms_norm_eps);

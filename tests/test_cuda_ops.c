@@ -175,15 +175,19 @@ static void test_rope(int64_t N, int64_t H, int64_t hd) {
     int32_t *pos = malloc(N * sizeof(int32_t));
     for (int64_t i = 0; i < hd / 2; i++) inv[i] = (float)(1.0 / pow(500000.0, 2.0 * i / hd));
     for (int64_t n = 0; n < N; n++) pos[n] = (int32_t)irand(131072);
-    float *dX = to_dev(x, N * H * hd * 4), *dI = to_dev(inv, hd / 2 * 4);
+    float *dX = to_dev(x, N * H * hd * 4), *dI = to_dev(inv, hd / 2 * 4), *cs = malloc(N * hd * 4);
     int32_t *dP = to_dev(pos, N * 4);
+    float *dCS = G->alloc(N * hd * 4);
+    dt_cpu_rope_table(cs, pos, inv, N, hd);
+    G->rope_table(dCS, dP, dI, N, hd);
+    check_dev("cuda_rope_table", dCS, cs, N * hd, TOL_F32);
     for (int inverse = 0; inverse < 2; inverse++) {
-        dt_cpu_rope(x, pos, inv, N, H, hd, inverse);
-        G->rope(dX, dP, dI, N, H, hd, inverse);
+        dt_cpu_rope(x, cs, N, H, hd, inverse);
+        G->rope(dX, dCS, N, H, hd, inverse);
         snprintf(name, sizeof name, "cuda_rope hd=%lld inverse=%d", (long long)hd, inverse);
         check_dev(name, dX, x, N * H * hd, TOL_F32);
     }
-    free(x); free(inv); free(pos); G->free(dX); G->free(dI); G->free(dP);
+    free(x); free(inv); free(pos); free(cs); G->free(dX); G->free(dI); G->free(dP); G->free(dCS);
 }
 
 // seg (B, T): random example boundaries, each position pointing at its example's first position.

@@ -129,7 +129,7 @@ static dt_tensor *f_rope(dt_graph *g, dt_tensor **in, void *a) {
     memcpy(dinv, inv, sizeof inv);
     // rope is in place on a non-leaf: apply it to x * 1 so the leaf keeps its value
     dt_tensor *x = dt_mul(g, in[0], in[1]);
-    return dt_rope_(g, x, 3, 8, dt_graph_ints(g, pos, N), dinv);
+    return dt_rope_(g, x, 3, 8, dt_rope_table(g, dt_graph_ints(g, pos, N), dinv, N, 8));
 }
 
 typedef struct { float scale, dropout; bool bias; } lin_arg;

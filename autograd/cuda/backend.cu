@@ -118,6 +118,7 @@ static void fill_table(dt_backend *t, const char *name, gemm_fn gemm) {
     t->rmsnorm_fwd = dt_cuda_rmsnorm_fwd;
     t->rmsnorm_apply = dt_cuda_rmsnorm_apply;
     t->rmsnorm_bwd = dt_cuda_rmsnorm_bwd;
+    t->rope_table = dt_cuda_rope_table;
     t->rope = dt_cuda_rope;
     t->attention_scratch_bytes = dt_cuda_attention_scratch_bytes;
     t->attention_fwd = dt_cuda_attention_fwd;

@@ -116,7 +116,8 @@ void dt_cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, 
 void dt_cuda_rmsnorm_apply(float *y, const float *x, const float *rstd, const float *w, int64_t N, int64_t D);
 void dt_cuda_rmsnorm_bwd(float *dx, bool acc, const float *dy, const float *x, const float *w, const float *rstd,
                          int64_t N, int64_t D);
-void dt_cuda_rope(float *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t H, int64_t hd, bool inverse);
+void dt_cuda_rope_table(float *cs, const int32_t *pos, const float *inv_freq, int64_t N, int64_t hd);
+void dt_cuda_rope(float *x, const float *cs, int64_t N, int64_t H, int64_t hd, bool inverse);
 // reduce.cu
 double dt_cuda_xent_rows(float *logits, const int32_t *targets, int64_t n, int64_t V, float scale);
 double dt_cuda_sumsq(const float *x, int64_t n);

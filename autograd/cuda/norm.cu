@@ -70,31 +70,46 @@ void dt_cuda_rmsnorm_bwd(float *dx, bool acc, const float *dy, const float *x, c
     LAUNCH_OK("rmsnorm_bwd_k");
 }
 
-// Hugging Face rotate-half layout: element i pairs with element i + hd/2 of the same head. One thread
-// per (position, frequency) computes the angle once, in double as the CPU does (pos * inv_freq loses
-// digits in float at long positions), and rotates that pair in every head.
-__global__ void rope_k(float *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t H, int64_t hd,
-                       bool inverse) {
-    // x (N, H, hd) in place; pos (N); inv_freq (hd/2)
+// cs (N, hd): cos then sin of pos * inv_freq per position, the angle in double as the CPU does
+// (pos * inv_freq loses digits in float at long positions). One thread per (position, frequency).
+__global__ void rope_table_k(float *cs, const int32_t *pos, const float *inv_freq, int64_t N, int64_t hd) {
     const int64_t half = hd / 2;
     const int64_t stride = (int64_t)gridDim.x * blockDim.x;
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < N * half; e += stride) {
         int64_t n = e / half, i = e - n * half;
         double s, c;
         sincos((double)pos[n] * (double)inv_freq[i], &s, &c);
-        const float cs = (float)c, sn = inverse ? -(float)s : (float)s;
+        cs[n * hd + i] = (float)c;
+        cs[n * hd + half + i] = (float)s;
+    }
+}
+
+void dt_cuda_rope_table(float *cs, const int32_t *pos, const float *inv_freq, int64_t N, int64_t hd) {
+    if (N * (hd / 2) <= 0) return;
+    rope_table_k<<<dt_cuda_blocks(N * (hd / 2), EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(cs, pos, inv_freq, N, hd);
+    LAUNCH_OK("rope_table_k");
+}
+
+// Hugging Face rotate-half layout: element i pairs with element i + hd/2 of the same head. One thread
+// per (position, frequency) reads its angle's cos/sin once and rotates that pair in every head.
+__global__ void rope_k(float *x, const float *cs, int64_t N, int64_t H, int64_t hd, bool inverse) {
+    // x (N, H, hd) in place; cs (N, hd)
+    const int64_t half = hd / 2;
+    const int64_t stride = (int64_t)gridDim.x * blockDim.x;
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < N * half; e += stride) {
+        int64_t n = e / half, i = e - n * half;
+        const float c = cs[n * hd + i], sn = inverse ? -cs[n * hd + half + i] : cs[n * hd + half + i];
         for (int64_t h = 0; h < H; h++) {
             float *v = x + (n * H + h) * hd; // (hd)
             float a = v[i], b = v[i + half];
-            v[i] = a * cs - b * sn;
-            v[i + half] = b * cs + a * sn;
+            v[i] = a * c - b * sn;
+            v[i + half] = b * c + a * sn;
         }
     }
 }
 
-void dt_cuda_rope(float *x, const int32_t *pos, const float *inv_freq, int64_t N, int64_t H, int64_t hd, bool inverse) {
+void dt_cuda_rope(float *x, const float *cs, int64_t N, int64_t H, int64_t hd, bool inverse) {
     if (N * (hd / 2) <= 0) return;
-    rope_k<<<dt_cuda_blocks(N * (hd / 2), EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(x, pos, inv_freq, N, H, hd,
-                                                                                       inverse);
+    rope_k<<<dt_cuda_blocks(N * (hd / 2), EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(x, cs, N, H, hd, inverse);
     LAUNCH_OK("rope_k");
 }
