@@ -105,11 +105,17 @@ static dt_tensor *out_like(dt_graph *g, const dt_tensor *x, int64_t out) {
     return dt_graph_tensor(g, x->ndim, shape);
 }
 
-static void residual_bwd(dt_graph *g, dt_tensor *residual, const float *dy) {
+// y = residual + f(x), so d(residual) += dy. When the residual has no gradient yet, dy's buffer becomes
+// its gradient instead of being copied: y gives it up, so the tape does not return it to the pool.
+// Call last in a backward: y's gradient is gone afterwards.
+static void residual_bwd(dt_graph *g, dt_tensor *y, dt_tensor *residual) {
     if (!residual || !residual->requires_grad) return;
-    bool fresh;
-    float *dr = dt_graph_grad(g, residual, &fresh);
-    if (dr) g->be->axpy(dr, !fresh, 1.0f, dy, dt_numel(residual));
+    if (!residual->grad) {
+        residual->grad = y->grad;
+        y->grad = NULL;
+        return;
+    }
+    g->be->axpy(residual->grad, true, 1.0f, y->grad, dt_numel(residual));
 }
 
 typedef struct {
@@ -127,7 +133,7 @@ static void linear_bwd(dt_graph *g, dt_node *n) {
     float *dx = s->x->requires_grad ? dt_graph_grad(g, s->x, &fresh) : NULL;
     if (g->failed) return;
     linear_bwd_core(g, dt_f32(s->x), N, s->W, s->lora, &s->ls, n->out->grad, dx, fresh);
-    residual_bwd(g, s->residual, n->out->grad);
+    residual_bwd(g, n->out, s->residual);
 }
 
 dt_tensor *dt_linear_add(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_tensor *bias,
@@ -175,7 +181,7 @@ static void swiglu_linear_bwd(dt_graph *g, dt_node *n) {
     if (!g->failed) be->swiglu_bwd(dg, du, !fg, !fu, dh, dt_f32(s->gate), dt_f32(s->up), N * I);
     dt_graph_temp_release(g, dh);
     dt_graph_temp_release(g, h);
-    residual_bwd(g, s->residual, n->out->grad);
+    residual_bwd(g, n->out, s->residual);
 }
 
 dt_tensor *dt_swiglu_linear(dt_graph *g, dt_tensor *gate, dt_tensor *up, const dt_tensor *W, const dt_lora_ref *lora,
