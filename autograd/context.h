@@ -12,6 +12,7 @@ typedef enum {
     DT_ENOMEM = 4,       // an allocation failed
     DT_EUNSUPPORTED = 5, // valid but not supported here (e.g. CUDA in a CPU-only build)
     DT_EINTERNAL = 6,    // a bug: an invariant did not hold
+    DT_EDIVERGED = 7,    // training produced a NaN or infinite loss: the command exits 1
 } dt_status;
 
 typedef void (*dt_warn_fn)(void *user, const char *msg);

@@ -1,7 +1,8 @@
 // `deltatune train` end to end, through the binary: a tiny run writes every output; an interrupted
 // run exits 130 with a checkpoint and, resumed, ends with an adapter byte-identical to the
 // uninterrupted one; one SGD step from an init_from adapter equals PyTorch's (tests/golden/sgd_step);
-// the stories260K recipe's loss falls; bad data and an unavailable device exit 2 naming the problem.
+// the stories260K recipe's loss falls; a NaN loss stops the run keeping the last good checkpoint; bad data and
+// an unavailable device exit 2 naming the problem.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,6 +144,44 @@ static void test_stories_loss_falls(void) {
     TEST_CHECK("train_stories260k_loss_falls", rc == 0 && ok && last < first - 1.0, "exit %d, loss %.4f -> %.4f", rc, first, last);
 }
 
+// A learning rate of 1e30 blows the adapter up: the loss of step 3 is NaN. The run must stop with exit 1
+// and a message naming the step and the last good checkpoint, keep that checkpoint (finite values),
+// write no checkpoint for the bad step and no final adapter.
+static void test_nan_loss_stops(void) {
+    char over[512], ck2[512], ck3[512], final_adapter[512], err[512];
+    snprintf(over, sizeof over, "output_dir=%s/nan train.optimizer.lr=1e30 train.save_every_n_steps=1", tmp);
+    int rc = run("./deltatune train tests/data/train/tiny.yaml %s", over, NULL);
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    snprintf(ck2, sizeof ck2, "%s/nan/checkpoints/step-2/adapter_model.safetensors", tmp);
+    snprintf(ck3, sizeof ck3, "%s/nan/checkpoints/step-3", tmp);
+    snprintf(final_adapter, sizeof final_adapter, "%s/nan/adapter_model.safetensors", tmp);
+    char want[512];
+    snprintf(want, sizeof want, "the loss is NaN at step 3; stopping. The last good checkpoint is %s/nan/checkpoints/step-2", tmp);
+    TEST_CHECK("train_nan_loss_stops", rc == 1 && file_has(err, want), "exit %d; stderr should contain \"%s\"", rc, want);
+    TEST_CHECK("train_nan_loss_keeps_last_good_checkpoint", access(ck2, R_OK) == 0 && access(ck3, F_OK) != 0 &&
+               access(final_adapter, F_OK) != 0, "step-2 %s, step-3 %s, final adapter %s",
+               access(ck2, R_OK) ? "missing" : "present", access(ck3, F_OK) ? "absent" : "present",
+               access(final_adapter, F_OK) ? "absent" : "present");
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    dt_safetensors *st;
+    bool finite = false;
+    if (!dt_st_open(&ctx, ck2, &st)) {
+        finite = dt_st_count(st) > 0;
+        for (size_t i = 0; i < dt_st_count(st) && finite; i++) {
+            const dt_st_tensor *t = dt_st_at(st, i);
+            size_t n = 1;
+            for (int d = 0; d < t->ndim; d++) n *= (size_t)t->shape[d];
+            float *v = malloc(n * sizeof(float));
+            finite = v && !dt_st_read_f32(&ctx, st, t->name, v, t->ndim, t->shape);
+            for (size_t j = 0; j < n && finite; j++) finite = isfinite(v[j]);
+            free(v);
+        }
+        dt_st_close(st);
+    }
+    TEST_CHECK("train_nan_loss_checkpoint_is_finite", finite, "the step-2 checkpoint is unreadable or holds NaN/Inf");
+}
+
 static void test_bad_input(void) {
     char bad[256], over[512], err[256];
     snprintf(bad, sizeof bad, "%s/bad.jsonl", tmp);
@@ -168,6 +207,7 @@ int main(void) {
     test_tiny_run_and_resume();
     test_sgd_init_from();
     test_stories_loss_falls();
+    test_nan_loss_stops();
     test_bad_input();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);

@@ -223,7 +223,7 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
         if (!isfinite(loss)) {
             char last[4200] = "none";
             dt_checkpoint_latest(r->output_dir, last, sizeof last);
-            rc = dt_fail(ctx, DT_EINTERNAL, "the loss is %s at step %lld; stopping. The last good checkpoint is %s",
+            rc = dt_fail(ctx, DT_EDIVERGED, "the loss is %s at step %lld; stopping. The last good checkpoint is %s",
                          isnan(loss) ? "NaN" : "infinite", (long long)t->st.step + 1, last);
             break;
         }
