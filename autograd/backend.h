@@ -9,6 +9,20 @@
 #include <stdint.h>
 #include "autograd/tensor.h"
 
+// The arguments of one gemm call (see dt_backend.gemm), for gemm2.
+typedef struct dt_gemm_args {
+    bool ta, tb;
+    int64_t M, N, K;
+    float alpha;
+    const float *A;
+    int64_t lda;
+    const float *B;
+    int64_t ldb;
+    float beta;
+    float *C;
+    int64_t ldc;
+} dt_gemm_args;
+
 typedef struct dt_backend {
     const char *name;
     dt_device device;
@@ -21,6 +35,12 @@ typedef struct dt_backend {
     // C (M,N) = alpha * op(A) * op(B) + beta * C; op(A) is (M,K), op(B) is (K,N).
     void (*gemm)(bool trans_a, bool trans_b, int64_t M, int64_t N, int64_t K, float alpha,
                  const float *A, int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
+    // Optional (NULL: callers use dt_gemm_pair, which then calls gemm twice): two independent gemms,
+    // neither reading nor writing the other's C. The CPU runs them at once on two threads, each
+    // single-threaded: the thin LoRA products (rank r) are bound by packing their large operand, which
+    // one thread does as fast as two, so a pair costs about as much as one of them.
+    void (*gemm2)(const dt_gemm_args *a, const dt_gemm_args *b);
 
     // out (n, D) = table[ids[i]] ; table (V, D)
     void (*embedding_fwd)(float *out, const int32_t *ids, int64_t n, const float *table, int64_t D);
@@ -71,5 +91,19 @@ typedef struct dt_backend {
 } dt_backend;
 
 const dt_backend *dt_backend_cpu(void);
+
+static inline void dt_gemm_one(const dt_backend *be, const dt_gemm_args *a) {
+    be->gemm(a->ta, a->tb, a->M, a->N, a->K, a->alpha, a->A, a->lda, a->B, a->ldb, a->beta, a->C, a->ldc);
+}
+
+// Runs a and b (independent, see gemm2) with the backend's gemm2 when it has one, else one after the other.
+static inline void dt_gemm_pair(const dt_backend *be, const dt_gemm_args *a, const dt_gemm_args *b) {
+    if (be->gemm2) {
+        be->gemm2(a, b);
+        return;
+    }
+    dt_gemm_one(be, a);
+    dt_gemm_one(be, b);
+}
 
 #endif

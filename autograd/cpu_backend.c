@@ -2,6 +2,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <cblas.h>
+#include <omp.h>
 #include "autograd/backend.h"
 #include "autograd/cpu_kernels.h"
 
@@ -20,6 +21,26 @@ void dt_cpu_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                 (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
 }
 
+static void gemm_args(const dt_gemm_args *g) {
+    dt_cpu_gemm(g->ta, g->tb, g->M, g->N, g->K, g->alpha, g->A, g->lda, g->B, g->ldb, g->beta, g->C, g->ldc);
+}
+
+// Inside the parallel region the OpenMP build of OpenBLAS runs each call on its own thread only.
+static void cpu_gemm2(const dt_gemm_args *a, const dt_gemm_args *b) {
+    if (omp_in_parallel() || omp_get_max_threads() < 2) {
+        gemm_args(a);
+        gemm_args(b);
+        return;
+    }
+    #pragma omp parallel sections num_threads(2)
+    {
+        #pragma omp section
+        gemm_args(a);
+        #pragma omp section
+        gemm_args(b);
+    }
+}
+
 static const dt_backend CPU = {
     .name = "cpu",
     .device = DT_DEV_CPU,
@@ -29,6 +50,7 @@ static const dt_backend CPU = {
     .download = cpu_copy,
     .zero = cpu_zero,
     .gemm = dt_cpu_gemm,
+    .gemm2 = cpu_gemm2,
     .embedding_fwd = dt_cpu_embedding_fwd,
     .rmsnorm_fwd = dt_cpu_rmsnorm_fwd,
     .rmsnorm_apply = dt_cpu_rmsnorm_apply,

@@ -63,12 +63,12 @@ static int linear_fwd_core(dt_graph *g, const float *x, int64_t N, const dt_tens
     return 0;
 }
 
-// dB (out, r) += scale dy^T h ; dh (N, r), rows ldd apart, = scale dy B.
+// dB (out, r) += scale dy^T h ; dh (N, r), rows ldd apart, = scale dy B. Independent: one gemm pair.
 static void lora_bwd_B(const dt_backend *be, const dt_lora_ref *l, const lora_state *ls, int64_t N, const float *dy,
                        float *dh, int64_t ldd) {
     int64_t r = l->A->shape[0], out = l->B->shape[0];
-    be->gemm(true, false, out, r, N, l->scale, dy, out, ls->h, ls->ldh, 1.0f, l->B->grad, r);
-    be->gemm(false, false, N, r, out, l->scale, dy, out, dt_f32(l->B), r, 0.0f, dh, ldd);
+    dt_gemm_pair(be, &(dt_gemm_args){true, false, out, r, N, l->scale, dy, out, ls->h, ls->ldh, 1.0f, l->B->grad, r},
+                 &(dt_gemm_args){false, false, N, r, out, l->scale, dy, out, dt_f32(l->B), r, 0.0f, dh, ldd});
 }
 
 // From dy (N, out): accumulates dA, dB, and writes (fresh) or adds dx (N, in) when dx is not NULL.
@@ -85,13 +85,14 @@ static void linear_bwd_core(dt_graph *g, const float *x, int64_t N, const dt_ten
     if (ls->seed) be->dropout(xd, false, x, N * in, l->dropout, ls->seed);
     lora_bwd_B(be, l, ls, N, dy, dh, r);
     // dA (r, in) += dh^T dropout(x)
-    be->gemm(true, false, r, in, N, 1.0f, dh, r, ls->seed ? xd : x, in, 1.0f, l->A->grad, in);
-    if (dx) {
-        if (ls->seed) { // d(dropout(x)) = dh A, then back through the same mask
+    dt_gemm_args dA = {true, false, r, in, N, 1.0f, dh, r, ls->seed ? xd : x, in, 1.0f, l->A->grad, in};
+    if (dx && !ls->seed) { // dx += dh A, independent of dA: one gemm pair
+        dt_gemm_pair(be, &dA, &(dt_gemm_args){false, false, N, in, r, 1.0f, dh, r, dt_f32(l->A), in, 1.0f, dx, in});
+    } else {
+        dt_gemm_one(be, &dA);
+        if (dx) { // d(dropout(x)) = dh A into xd (after dA has read it), then back through the same mask
             be->gemm(false, false, N, in, r, 1.0f, dh, r, dt_f32(l->A), in, 0.0f, xd, in);
             be->dropout(dx, true, xd, N * in, l->dropout, ls->seed);
-        } else {
-            be->gemm(false, false, N, in, r, 1.0f, dh, r, dt_f32(l->A), in, 1.0f, dx, in);
         }
     }
     dt_graph_temp_release(g, xd);
@@ -263,10 +264,12 @@ static void norm_linears_bwd(dt_graph *g, dt_node *nd) {
             lora_bwd_B(be, s->lora[i], &s->ls[i], N, dy, dH + off, R);
         }
         const dt_tensor *A0 = s->lora[0]->A; // the stacked (R, D) A and its gradient start here
-        be->gemm(true, false, R, D, N, 1.0f, dH, R, xn, D, 1.0f, A0->grad, D);
-        if (want_dx) {
-            be->gemm(false, false, N, D, R, 1.0f, dH, R, dt_f32(A0), D, fresh ? 0.0f : 1.0f, dxn, D);
+        dt_gemm_args dA = {true, false, R, D, N, 1.0f, dH, R, xn, D, 1.0f, A0->grad, D};
+        if (want_dx) { // dx += dH A, independent of dA: one gemm pair
+            dt_gemm_pair(be, &dA, &(dt_gemm_args){false, false, N, D, R, 1.0f, dH, R, dt_f32(A0), D, fresh ? 0.0f : 1.0f, dxn, D});
             fresh = false;
+        } else {
+            dt_gemm_one(be, &dA);
         }
         dt_graph_temp_release(g, dH);
     } else {
