@@ -1,4 +1,5 @@
 #include "datasets/jsonl.h"
+#include "datasets/tokenizer_jscan.h"
 #include <errno.h>
 #include <stdbool.h>
 #include <stdlib.h>
@@ -136,4 +137,17 @@ void dt_jsonl_close(dt_jsonl *r) {
     free(r->in);
     free(r->line);
     free(r);
+}
+
+int dt_json_line_string(dt_ctx *ctx, const char *line, size_t n, char **buf, size_t *cap, size_t *len) {
+    tk_js js = {line, line + n, line, "line"};
+    tk_buf b = {*buf, 0, *cap};
+    int rc = tk_js_string(ctx, &js, &b);
+    if (!rc && tk_js_peek(&js) != 0) rc = DT_EINPUT; // something after the string
+    if (!rc) rc = tk_buf_put(ctx, &b, "", 1);       // the NUL, not counted in *len
+    *buf = b.p;
+    *cap = b.cap;
+    *len = rc ? 0 : b.n - 1;
+    if (rc == DT_ENOMEM) return rc;
+    return rc ? dt_fail(ctx, DT_EINPUT, "expected a JSON string") : DT_OK;
 }

@@ -1,9 +1,9 @@
 // `deltatune tokenize --tokenizer DIR --json-lines FILE [--special]`: FILE holds one JSON string per line;
 // prints the ids of each as a compact JSON array per line (blank lines are skipped, as the reference does).
-#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "datasets/jsonl.h"
 #include "datasets/tokenizer.h"
 #include "tools/commands.h"
 
@@ -72,24 +72,21 @@ int cmd_tokenize(int argc, char **argv) {
     size_t cap = 0, lineno = 0;
     ssize_t len;
     dt_ids ids = {0};
-    char *text = NULL;
-    size_t text_cap = 0;
+    char *text = NULL, *str = NULL; // the output line; the decoded input string
+    size_t text_cap = 0, str_cap = 0, str_len = 0;
     int status = 0;
     while ((len = getline(&line, &cap, in)) >= 0) {
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
         if (len == 0) continue;
-        json_error_t err;
-        json_t *s = json_loadb(line, (size_t)len, JSON_DECODE_ANY | JSON_ALLOW_NUL, &err);
-        if (!json_is_string(s)) {
-            json_decref(s);
-            fprintf(stderr, "deltatune tokenize: %s:%zu: expected a JSON string\n", file, lineno);
-            status = 2;
+        rc = dt_json_line_string(&ctx, line, (size_t)len, &str, &str_cap, &str_len);
+        if (rc) {
+            dt_prefix(&ctx, rc, "%s:%zu: ", file, lineno);
+            status = dt_cli_fail("tokenize", &ctx, rc);
             break;
         }
         ids.n = 0;
-        rc = dt_tokenizer_encode(&ctx, tok, json_string_value(s), json_string_length(s), special, &ids);
-        json_decref(s);
+        rc = dt_tokenizer_encode(&ctx, tok, str, str_len, special, &ids);
         if (rc) {
             dt_prefix(&ctx, rc, "%s:%zu: ", file, lineno);
             status = dt_cli_fail("tokenize", &ctx, rc);
@@ -116,6 +113,7 @@ int cmd_tokenize(int argc, char **argv) {
     }
     free(line);
     free(text);
+    free(str);
     fclose(in);
     dt_ids_free(&ids);
     dt_tokenizer_free(tok);
