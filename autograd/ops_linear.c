@@ -24,9 +24,13 @@ static void frozen_fwd(const dt_backend *be, const float *x, int64_t N, const dt
 }
 
 // y (N, out) += scale h B^T: the adapter's second half.
-static void lora_fwd_B(const dt_backend *be, const dt_lora_ref *l, const lora_state *ls, int64_t N, float *y) {
+static dt_gemm_args lora_fwd_B_args(const dt_lora_ref *l, const lora_state *ls, int64_t N, float *y) {
     int64_t r = l->A->shape[0], out = l->B->shape[0];
-    be->gemm(false, true, N, out, r, l->scale, ls->h, ls->ldh, dt_f32(l->B), r, 1.0f, y, out);
+    return (dt_gemm_args){false, true, N, out, r, l->scale, ls->h, ls->ldh, dt_f32(l->B), r, 1.0f, y, out};
+}
+static void lora_fwd_B(const dt_backend *be, const dt_lora_ref *l, const lora_state *ls, int64_t N, float *y) {
+    dt_gemm_args a = lora_fwd_B_args(l, ls, N, y);
+    dt_gemm_one(be, &a);
 }
 
 // ls->h (N, r) = dropout(x) A^T in the arena (kept for the backward). Returns 0, or -1 when the graph failed.
@@ -311,10 +315,9 @@ int dt_norm_linears(dt_graph *g, dt_tensor *x, const dt_tensor *norm_w, float ep
         const dt_lora_ref *l = lora ? lora[i] : NULL;
         out[i] = out_like(g, x, W[i]->shape[0]);
         int rc = !out[i];
-        if (!rc && sv.stacked) {
+        if (!rc && sv.stacked) { // the adapters' h B^T come after the loop, in pairs
             frozen_fwd(g->be, xn, N, W[i], bias ? bias[i] : NULL, dt_f32(out[i]), false);
             sv.ls[i] = (lora_state){H + off, sv.stack_rows, 0};
-            lora_fwd_B(g->be, l, &sv.ls[i], N, dt_f32(out[i]));
             off += (int)l->A->shape[0];
         } else if (!rc) {
             rc = linear_fwd_core(g, xn, N, W[i], bias ? bias[i] : NULL, l, dt_f32(out[i]), false, &sv.ls[i]);
@@ -327,6 +330,15 @@ int dt_norm_linears(dt_graph *g, dt_tensor *x, const dt_tensor *norm_w, float ep
         sv.lora[i] = l;
         sv.out[i] = out[i];
         record |= g->grad_enabled && l;
+    }
+    for (int i = 0; sv.stacked && i < n; i += 2) { // independent outputs: two at a time
+        dt_gemm_args a = lora_fwd_B_args(lora[i], &sv.ls[i], N, dt_f32(out[i]));
+        if (i + 1 < n) {
+            dt_gemm_args b = lora_fwd_B_args(lora[i + 1], &sv.ls[i + 1], N, dt_f32(out[i + 1]));
+            dt_gemm_pair(g->be, &a, &b);
+        } else {
+            dt_gemm_one(g->be, &a);
+        }
     }
     dt_graph_temp_release(g, xn);
     if (record) {
