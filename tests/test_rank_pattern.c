@@ -1,10 +1,12 @@
 // PEFT's rank_pattern / alpha_pattern: the rule that picks a module's key (each expectation below was
 // checked against Python's re.match(rf"(.*\.)?({key})$", name), PEFT's get_pattern_key); the golden
 // rank_pattern adapter loads with the per-module ranks and scales PEFT gives it; load -> save -> load ->
-// save is byte-identical and keeps the patterns' order; bad patterns, ranks and tensors exit 2 naming
-// the file, the key, the pattern and what was expected.
+// save is byte-identical and keeps the patterns' order; a checkpoint of another per-module layout is
+// refused; bad patterns, ranks and tensors exit 2 naming the file, the key, the pattern and what was
+// expected.
 #include <jansson.h>
 #include <math.h>
+#include "optim/checkpoint.h"
 #include "peft/lora_pattern.h"
 #include "peft/peft_io.h"
 #include "tests/file_util.h"
@@ -224,6 +226,38 @@ static void test_bad_input(void) {
              "\"mlp.down_proj\": 2,\n    \"layers.1.mlp.down_proj\": 1,", order);
 }
 
+// A checkpoint whose modules have other ranks than the run's adapter is refused, even when the totals
+// agree (q 2 + o 4 against q 4 + o 2: both 768 parameters a layer), since the optimizer state is copied
+// as one block.
+static void test_checkpoint_layout(dt_ctx *ctx, const dt_llama *m) {
+    dt_lora_config x = {.r = 4, .alpha = 8}, y = {.r = 4, .alpha = 8};
+    x.target[DT_MOD_Q] = x.target[DT_MOD_O] = y.target[DT_MOD_Q] = y.target[DT_MOD_O] = true;
+    dt_lora_pattern_add(ctx, &x.rank_pattern, "q_proj", 2, true);
+    dt_lora_pattern_add(ctx, &y.rank_pattern, "o_proj", 2, true);
+    dt_adapter *a = NULL, *b = NULL;
+    dt_optimizer oa = {0}, ob = {0};
+    dt_train_state sa = {0}, sb = {0};
+    char dir[128];
+    snprintf(dir, sizeof dir, "%s/ckpt", tmp);
+    int rc = dt_lora_create(ctx, m, &x, 1, &a) || dt_lora_create(ctx, m, &y, 1, &b) ||
+             dt_optim_init(ctx, &oa, DT_OPT_SGD, a->n_params, 0, 0, 0, 0, 0) || dt_optim_init(ctx, &ob, DT_OPT_SGD, b->n_params, 0, 0, 0, 0, 0) ||
+             dt_checkpoint_save(ctx, dir, a, m, &oa, &sa);
+    if (rc || a->n_params != b->n_params) {
+        TEST_FAIL("rank_pattern_checkpoint_layout", "setup: %s (%zu vs %zu parameters)", ctx->msg, a ? a->n_params : 0, b ? b->n_params : 0);
+    } else {
+        rc = dt_checkpoint_load(ctx, dir, b, m, &ob, &sb);
+        TEST_CHECK("rank_pattern_checkpoint_layout", rc == DT_EINPUT && strstr(ctx->msg, "does not match"), "rc %d: %s", rc, ctx->msg);
+        rc = dt_checkpoint_load(ctx, dir, a, m, &oa, &sa);
+        TEST_CHECK("rank_pattern_checkpoint_same_layout", rc == DT_OK, "rc %d: %s", rc, ctx->msg);
+    }
+    dt_optim_free(&oa);
+    dt_optim_free(&ob);
+    dt_adapter_free(a);
+    dt_adapter_free(b);
+    dt_lora_config_free(&x);
+    dt_lora_config_free(&y);
+}
+
 int main(void) {
     dt_ctx ctx;
     dt_ctx_init(&ctx);
@@ -234,6 +268,7 @@ int main(void) {
     test_rule(&ctx);
     test_loaded(&ctx, m);
     test_round_trip(&ctx, m);
+    test_checkpoint_layout(&ctx, m);
     test_bad_input();
     dt_llama_free(m);
     if (!dt_test_failures) tf_rm_tree(tmp);
