@@ -61,8 +61,8 @@ void dt_adapter_zero_grad(dt_adapter *a);
 float dt_lora_scale(const dt_lora_config *c);
 // The same for one module's rank and alpha.
 float dt_lora_scale_of(float alpha, int r, bool use_rslora);
-// Frees what a config owns (layers, patterns); for configs built by readers, not by dt_lora_create's callers
-// that pass their own arrays.
+// Frees what a config owns (layers and patterns, as the adapter readers fill them) and empties it. A
+// caller whose layers point at its own array clears that pointer first, or frees only the patterns.
 void dt_lora_config_free(dt_lora_config *c);
 // Prints "trainable params: N || all params: M || trainable%: P" into buf.
 void dt_adapter_param_summary(const dt_adapter *a, const dt_llama *m, char *buf, size_t n);
