@@ -87,9 +87,17 @@ int dt_checkpoint_load(dt_ctx *ctx, const char *dir, dt_adapter *a, const dt_lla
     dt_adapter *saved;
     int rc = dt_adapter_load(ctx, dir, m, &saved);
     if (rc) return rc;
-    if (saved->n_params != a->n_params || saved->method != a->method) {
+    // The optimizer state is copied as one block, so every tensor must have the same shape in both: with
+    // per-module ranks (rank_pattern) equal totals do not mean equal layouts.
+    bool same = saved->n_params == a->n_params && saved->method == a->method && saved->n_tensors == a->n_tensors;
+    for (int i = 0; same && i < a->n_tensors; i++) {
+        const dt_tensor *x = &saved->tensors[i], *y = &a->tensors[i];
+        same = !strcmp(saved->names[i], a->names[i]) && x->ndim == y->ndim;
+        for (int d = 0; same && d < x->ndim; d++) same = x->shape[d] == y->shape[d];
+    }
+    if (!same) {
         dt_adapter_free(saved);
-        return dt_fail(ctx, DT_EINPUT, "%s: the checkpoint's adapter does not match the recipe's (method, rank or modules differ)", dir);
+        return dt_fail(ctx, DT_EINPUT, "%s: the checkpoint's adapter does not match the recipe's (method, ranks or modules differ)", dir);
     }
     memcpy(a->params, saved->params, a->n_params * sizeof(float));
     dt_adapter_free(saved);

@@ -13,16 +13,26 @@ void dt_adapter_free(dt_adapter *a) {
     free(a->params);
     free(a->grads);
     free(a->refs);
+    free(a->alphas);
     free(a->ref_ptrs);
-    free(a->lora.layers);
+    dt_lora_config_free(&a->lora);
     free(a->prompt.init_text);
     free(a);
 }
 
 void dt_adapter_zero_grad(dt_adapter *a) { memset(a->grads, 0, a->n_params * sizeof(float)); }
 
-float dt_lora_scale(const dt_lora_config *c) {
-    return c->use_rslora ? c->alpha / sqrtf((float)c->r) : c->alpha / (float)c->r;
+float dt_lora_scale_of(float alpha, int r, bool use_rslora) {
+    return use_rslora ? alpha / sqrtf((float)r) : alpha / (float)r;
+}
+
+float dt_lora_scale(const dt_lora_config *c) { return dt_lora_scale_of(c->alpha, c->r, c->use_rslora); }
+
+void dt_lora_config_free(dt_lora_config *c) {
+    free(c->layers);
+    c->layers = NULL;
+    dt_lora_pattern_free(&c->rank_pattern);
+    dt_lora_pattern_free(&c->alpha_pattern);
 }
 
 dt_tensor *dt_adapter_find(const dt_adapter *a, const char *name) {

@@ -6,16 +6,20 @@
 #include <stdbool.h>
 #include "autograd/ops.h"
 #include "models/llama.h"
+#include "peft/lora_pattern.h"
 
 typedef enum { DT_PEFT_LORA = 0, DT_PEFT_PROMPT = 1 } dt_peft_method;
 typedef enum { DT_PROMPT_INIT_RANDOM = 0, DT_PROMPT_INIT_VOCAB = 1, DT_PROMPT_INIT_TEXT = 2 } dt_prompt_init;
 
 typedef struct dt_lora_config {
-    int r;
-    float alpha, dropout;
+    int r;                     // the rank of modules no rank_pattern key matches
+    float alpha, dropout;      // alpha: of modules no alpha_pattern key matches
     bool use_rslora;
     bool target[DT_MOD_COUNT]; // which linear modules carry an adapter
     bool *layers;              // (L) which layers; NULL = all (layers_to_transform unset)
+    // PEFT's per-module overrides of r and alpha (empty = none), kept as read so that saving writes
+    // them back unchanged; dt_lora_create resolves them per module.
+    dt_lora_pattern rank_pattern, alpha_pattern;
 } dt_lora_config;
 
 typedef struct dt_prompt_config {
@@ -35,12 +39,16 @@ typedef struct dt_adapter {
     float *params, *grads;     // (n_params) each: one block per kind
     size_t n_params;
     dt_lora_ref *refs;         // (L * DT_MOD_COUNT) LoRA only
+    float *alphas;             // (L * DT_MOD_COUNT) LoRA only: each adapted module's alpha (lora_alpha or its
+                               // alpha_pattern value; its rank is refs[i].A->shape[0]), 0 elsewhere
     const dt_lora_ref **ref_ptrs; // (L * DT_MOD_COUNT) NULL where a module has no adapter
     dt_llama_adapters view;    // what dt_llama_forward takes
 } dt_adapter;
 
 // Creates a LoRA adapter for model m with PEFT's initialisation: A Kaiming-uniform (a = sqrt(5)), i.e.
-// U(-1/sqrt(in), 1/sqrt(in)), from seed; B zero. cfg is copied (layers too).
+// U(-1/sqrt(in), 1/sqrt(in)), from seed; B zero. cfg is copied (layers and patterns too). Each module's
+// rank and alpha come from cfg's patterns where a key matches (see lora_pattern.h), else r and alpha;
+// its ref's scale is alpha_i / r_i (alpha_i / sqrt(r_i) with rsLoRA).
 int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, uint64_t seed, dt_adapter **out);
 // Prompt tuning with n virtual tokens (n, D): RANDOM ~ N(0, 1) like nn.Embedding; VOCAB copies rows of
 // randomly sampled token ids; TEXT copies the rows of text_ids (the tokenised init text, repeated or cut
@@ -49,8 +57,13 @@ int dt_prompt_create(dt_ctx *ctx, const dt_llama *m, const dt_prompt_config *cfg
                      const int32_t *text_ids, int n_text_ids, dt_adapter **out);
 void dt_adapter_free(dt_adapter *a);
 void dt_adapter_zero_grad(dt_adapter *a);
-// The LoRA scale of this config: alpha / r, or alpha / sqrt(r) with rsLoRA.
+// The LoRA scale of this config's default rank and alpha: alpha / r, or alpha / sqrt(r) with rsLoRA.
 float dt_lora_scale(const dt_lora_config *c);
+// The same for one module's rank and alpha.
+float dt_lora_scale_of(float alpha, int r, bool use_rslora);
+// Frees what a config owns (layers and patterns, as the adapter readers fill them) and empties it. A
+// caller whose layers point at its own array clears that pointer first, or frees only the patterns.
+void dt_lora_config_free(dt_lora_config *c);
 // Prints "trainable params: N || all params: M || trainable%: P" into buf.
 void dt_adapter_param_summary(const dt_adapter *a, const dt_llama *m, char *buf, size_t n);
 // The tensor with this PEFT key, or NULL.

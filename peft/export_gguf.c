@@ -115,8 +115,26 @@ static void pair_names(int layer, int m, char a[96], char b[96]) {
     snprintf(b, 96, "%s.lora_b", base);
 }
 
+// The factor folded into module (layer, m)'s lora_b so that llama.cpp applies exactly the trained scale.
+// llama.cpp has one adapter.lora.alpha per file and scales each tensor by alpha / rank_of_that_tensor
+// (lora_b's ne[0]), or by 1 when alpha is 0 (llama-graph.cpp, build_lora_mm). The file's alpha is the one
+// the config's own r and lora_alpha need (see dt_export_lora_gguf), so modules that use those need
+// nothing: plain LoRA with the default alpha at any rank (alpha / r_i either way), rsLoRA at the default
+// alpha and rank. A module with another alpha (alpha_pattern), or rsLoRA at another rank (rank_pattern:
+// llama.cpp divides by r_i, not sqrt(r_i)), gets lora_b multiplied by wanted / llama.cpp's scale. The
+// test is on the parameters, not on the two floats, so that rounding never rescales a uniform adapter.
+static double fold_factor(const dt_adapter *a, int layer, int m, float file_alpha) {
+    const dt_lora_ref *r = dt_adapter_lora_at(a, layer, m);
+    const int64_t rank = r->A->shape[0];
+    const double alpha = a->alphas[(size_t)layer * DT_MOD_COUNT + (size_t)m];
+    if (file_alpha != 0.0f && alpha == (double)a->lora.alpha && (!a->lora.use_rslora || rank == a->lora.r)) return 1.0;
+    const double wanted = a->lora.use_rslora ? alpha / sqrt((double)rank) : alpha / (double)rank;
+    const double llama = file_alpha != 0.0f ? (double)(file_alpha / (float)rank) : 1.0; // computed in float there
+    return wanted / llama;
+}
+
 static int write_adapter(dt_ctx *ctx, const dt_adapter *a, const dt_model_config *c, const char *arch,
-                         const char *name, const char *out_path, float alpha) {
+                         const char *name, const char *out_path, float alpha, int *n_folded) {
     dt_gguf_writer *w;
     int rc = dt_gguf_writer_new(ctx, out_path, &w);
     if (rc) return rc;
@@ -135,7 +153,8 @@ static int write_adapter(dt_ctx *ctx, const dt_adapter *a, const dt_model_config
             rc = dt_gguf_add_tensor(ctx, w, an, DT_GGML_F32, 2, r->A->shape); // (r, in): ggml ne {in, r}
             if (!rc) rc = dt_gguf_add_tensor(ctx, w, bn, DT_GGML_F32, 2, r->B->shape); // (out, r): ne {r, out}
         }
-    float *perm = NULL; // (out, r) the permuted B of q/k
+    float *buf = NULL; // (out, r) lora_b as written when it is permuted (q/k) or rescaled
+    *n_folded = 0;
     for (int l = 0; l < L && !rc; l++)
         for (int m = 0; m < DT_MOD_COUNT && !rc; m++) {
             const dt_lora_ref *r = dt_adapter_lora_at(a, l, m);
@@ -144,18 +163,24 @@ static int write_adapter(dt_ctx *ctx, const dt_adapter *a, const dt_model_config
             rc = dt_gguf_write_tensor(ctx, w, an, r->A->data);
             if (rc) break;
             const int heads = permute_heads(c, m);
+            const double f = fold_factor(a, l, m, alpha);
             const void *b = r->B->data;
-            if (heads) {
-                const int64_t rows = r->B->shape[0], cols = r->B->shape[1];
-                float *p = realloc(perm, (size_t)(rows * cols) * sizeof(float));
+            const int64_t rows = r->B->shape[0], cols = r->B->shape[1], n = rows * cols;
+            if (heads || f != 1.0) {
+                float *p = realloc(buf, (size_t)n * sizeof(float));
                 if (!p) { rc = dt_fail(ctx, DT_ENOMEM, "out of memory"); break; }
-                perm = p;
-                dt_gguf_permute_rows(perm, b, rows, (size_t)cols * sizeof(float), heads, false);
-                b = perm;
+                buf = p;
+                if (heads) dt_gguf_permute_rows(buf, b, rows, (size_t)cols * sizeof(float), heads, false);
+                else memcpy(buf, b, (size_t)n * sizeof(float));
+                if (f != 1.0) {
+                    for (int64_t e = 0; e < n; e++) buf[e] = (float)(buf[e] * f);
+                    (*n_folded)++;
+                }
+                b = buf;
             }
             rc = dt_gguf_write_tensor(ctx, w, bn, b);
         }
-    free(perm);
+    free(buf);
     if (!rc) rc = dt_gguf_writer_finish(ctx, w);
     dt_gguf_writer_free(w);
     return rc ? rc : dt_gguf_check_spec(ctx, out_path);
@@ -177,16 +202,27 @@ int dt_export_lora_gguf(dt_ctx *ctx, const char *adapter_dir, const char *model_
         return dt_fail(ctx, DT_EINPUT, "%s: a prompt-tuning adapter has no llama.cpp GGUF form (only LoRA adapters can be exported)", adapter_dir);
     }
     // llama.cpp multiplies by alpha / r; with rsLoRA the trained scale is alpha / sqrt(r) = (alpha sqrt(r)) / r.
+    // These are the config's r and lora_alpha; modules with other ones (rank_pattern, alpha_pattern) get
+    // the difference folded into their lora_b (fold_factor).
     const int r = a->lora.r;
     float alpha = a->lora.use_rslora ? (float)((double)a->lora.alpha * sqrt((double)r)) : a->lora.alpha;
     char name[256];
     base_name(adapter_dir, name, sizeof name);
-    rc = write_adapter(ctx, a, &cfg, arch, name, out_path, alpha);
+    int n_folded = 0;
+    rc = write_adapter(ctx, a, &cfg, arch, name, out_path, alpha, &n_folded);
     if (!rc && info) {
         info->n_pairs = 0;
+        info->rank_min = info->rank_max = 0;
         for (int l = 0; l < cfg.num_layers; l++)
-            for (int m = 0; m < DT_MOD_COUNT; m++) info->n_pairs += dt_adapter_lora_at(a, l, m) != NULL;
-        info->rank = r;
+            for (int m = 0; m < DT_MOD_COUNT; m++) {
+                const dt_lora_ref *ref = dt_adapter_lora_at(a, l, m);
+                if (!ref) continue;
+                const int rk = (int)ref->A->shape[0];
+                if (!info->n_pairs++) info->rank_min = info->rank_max = rk;
+                if (rk < info->rank_min) info->rank_min = rk;
+                if (rk > info->rank_max) info->rank_max = rk;
+            }
+        info->n_folded = n_folded;
         info->alpha = alpha;
         info->arch = arch;
     }

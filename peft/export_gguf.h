@@ -42,7 +42,8 @@ int dt_gguf_set_model_keys(dt_ctx *ctx, dt_gguf_writer *w, const dt_model_config
 // What an exported adapter holds, for callers that report it.
 typedef struct dt_export_info {
     int n_pairs;      // adapted weights (lora_a + lora_b pairs)
-    int rank;
+    int rank_min, rank_max; // the smallest and largest rank of a pair (equal unless rank_pattern)
+    int n_folded;     // lora_b's rescaled to carry a module's own scale (alpha_pattern, rsLoRA + rank_pattern)
     float alpha;      // adapter.lora.alpha as written
     const char *arch; // static string
 } dt_export_info;
@@ -53,6 +54,8 @@ typedef struct dt_export_info {
 // adapter.type "lora", adapter.lora.alpha. llama.cpp scales by alpha / r (r read from lora_b), so an
 // rsLoRA adapter (scale alpha / sqrt(r)) is written with alpha * sqrt(r). Tensors per adapted weight W:
 // "W.lora_a" = PEFT's A (r, in), "W.lora_b" = B (out, r), B's rows permuted for q/k as the base's are.
+// llama.cpp has a single alpha per file: a module whose own scale differs from alpha / r_i (another alpha
+// from alpha_pattern, or rsLoRA at another rank from rank_pattern) has lora_b = (scale_i r_i / alpha) B.
 // A prompt-tuning adapter is DT_EINPUT (llama.cpp has no form for it). info may be NULL.
 int dt_export_lora_gguf(dt_ctx *ctx, const char *adapter_dir, const char *model_path, const char *out_path,
                         dt_export_info *info);

@@ -40,12 +40,10 @@ static int parse_lora_config(dt_ctx *ctx, json_t *cfg, const char *path, const d
     lc->use_rslora = json_is_true(json_object_get(cfg, "use_rslora"));
     if (json_is_true(json_object_get(cfg, "use_dora")))
         return dt_fail(ctx, DT_EINPUT, "%s: key 'use_dora': DoRA adapters are not supported", path);
-    const char *patterns[] = {"rank_pattern", "alpha_pattern"};
-    for (int i = 0; i < 2; i++) {
-        json_t *p = json_object_get(cfg, patterns[i]);
-        if (p && json_is_object(p) && json_object_size(p) > 0)
-            return dt_fail(ctx, DT_EINPUT, "%s: key '%s': per-module ranks/alphas are not supported yet", path, patterns[i]);
-    }
+    // Per-module ranks and alphas; the rank each module gets is checked against the tensors when they are read.
+    int rc = dt_lora_pattern_from_json(ctx, cfg, path, "rank_pattern", true, &lc->rank_pattern);
+    if (!rc) rc = dt_lora_pattern_from_json(ctx, cfg, path, "alpha_pattern", false, &lc->alpha_pattern);
+    if (rc) return rc;
     json_t *tm = json_object_get(cfg, "target_modules");
     if (json_is_string(tm)) {
         if (strcmp(json_string_value(tm), "all-linear"))
@@ -109,7 +107,7 @@ int dt_adapter_load(dt_ctx *ctx, const char *dir, const dt_llama *m, dt_adapter 
         dt_lora_config lc;
         rc = parse_lora_config(ctx, cfg, cpath, m, &lc);
         if (!rc) rc = dt_lora_create(ctx, m, &lc, 0, &a);
-        free(lc.layers);
+        dt_lora_config_free(&lc);
     } else if (!strcmp(type, "PROMPT_TUNING")) {
         json_t *n = json_object_get(cfg, "num_virtual_tokens"), *td = json_object_get(cfg, "token_dim");
         if (!json_is_integer(n) || json_integer_value(n) <= 0) { rc = dt_fail(ctx, DT_EINPUT, "%s: key 'num_virtual_tokens': expected a positive integer", cpath); goto done; }
@@ -175,8 +173,9 @@ static json_t *lora_config_json(const dt_adapter *a, const dt_llama *m) {
     json_object_set_new(c, "fan_in_fan_out", json_false());
     json_object_set_new(c, "modules_to_save", json_null());
     json_object_set_new(c, "init_lora_weights", json_true());
-    json_object_set_new(c, "rank_pattern", json_object());
-    json_object_set_new(c, "alpha_pattern", json_object());
+    // As read (empty for our own adapters): same keys, values and order, so PEFT picks the same key per module.
+    json_object_set_new(c, "rank_pattern", dt_lora_pattern_to_json(&a->lora.rank_pattern));
+    json_object_set_new(c, "alpha_pattern", dt_lora_pattern_to_json(&a->lora.alpha_pattern));
     return c;
 }
 
@@ -196,6 +195,26 @@ static json_t *prompt_config_json(const dt_adapter *a, const dt_llama *m) {
     return c;
 }
 
+static int cmp_str(const void *x, const void *y) { return strcmp(*(const char *const *)x, *(const char *const *)y); }
+
+// c's members in sorted key order (strcmp: Python's sort_keys order for these ASCII keys). Not jansson's
+// JSON_SORT_KEYS: that sorts nested objects too, and the order of a rank_pattern / alpha_pattern is
+// meaningful (the first matching key wins), so those stay in the order they were read. (PEFT's own
+// save sorts them; an adapter it wrote is therefore already sorted and stays byte-identical.)
+static json_t *sorted_copy(json_t *c) {
+    size_t n = json_object_size(c), i = 0;
+    const char **keys = malloc((n ? n : 1) * sizeof *keys);
+    json_t *out = keys ? json_object() : NULL;
+    if (!out) { free(keys); return NULL; }
+    const char *k;
+    json_t *v;
+    json_object_foreach(c, k, v) keys[i++] = k;
+    qsort(keys, n, sizeof *keys, cmp_str);
+    for (i = 0; i < n; i++) json_object_set(out, keys[i], json_object_get(c, keys[i]));
+    free(keys);
+    return out;
+}
+
 int dt_adapter_save(dt_ctx *ctx, const dt_adapter *a, const dt_llama *m, const char *dir) {
     if (mkdir(dir, 0777) && errno != EEXIST) return dt_fail(ctx, DT_EIO, "%s: cannot create folder: %s", dir, strerror(errno));
     json_t *c = a->method == DT_PEFT_LORA ? lora_config_json(a, m) : prompt_config_json(a, m);
@@ -205,8 +224,10 @@ int dt_adapter_save(dt_ctx *ctx, const dt_adapter *a, const dt_llama *m, const c
     json_object_set_new(c, "revision", json_null());
     // PEFT writes sorted keys with an indent of 2 (json.dumps(indent=2, sort_keys=True)). Reals come
     // from floats, so 7 significant digits print 0.05 as 0.05.
-    char *text = json_dumps(c, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_REAL_PRECISION(7));
+    json_t *sorted = sorted_copy(c);
     json_decref(c);
+    char *text = sorted ? json_dumps(sorted, JSON_INDENT(2) | JSON_REAL_PRECISION(7)) : NULL;
+    json_decref(sorted);
     if (!text) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     char path[4096];
     snprintf(path, sizeof path, "%s/adapter_config.json", dir);

@@ -6,10 +6,13 @@
 #include "peft/adapter.h"
 
 // Reads dir/adapter_config.json and dir/adapter_model.safetensors for model m. F32/F16/BF16 tensors;
-// unknown config keys are ignored with a warning; a missing tensor, an extra one, or a shape that
-// does not fit the base model is DT_EINPUT naming the file and the tensor.
+// unknown config keys are ignored with a warning; rank_pattern / alpha_pattern give modules their own
+// rank and alpha as PEFT does (peft/lora_pattern.h; a bad pattern or value is DT_EINPUT naming the file,
+// the key and the pattern); a missing tensor, an extra one, or a shape that does not fit the base model
+// and those ranks is DT_EINPUT naming the file and the tensor.
 int dt_adapter_load(dt_ctx *ctx, const char *dir, const dt_llama *m, dt_adapter **out);
-// Writes both files into dir (created if needed), each atomically.
+// Writes both files into dir (created if needed), each atomically; a LoRA adapter's rank_pattern /
+// alpha_pattern as they were read (same keys, values and order; {} when there are none).
 int dt_adapter_save(dt_ctx *ctx, const dt_adapter *a, const dt_llama *m, const char *dir);
 
 #endif

@@ -32,6 +32,7 @@ int main(void) {
     check("eval_llama_gqa", "tests/golden/llama_gqa", "tests/golden/llama_gqa");
     check("eval_qwen2_bias", "tests/golden/qwen2_bias", "tests/golden/qwen2_bias");
     check("eval_qwen3_qknorm", "tests/golden/qwen3_qknorm", "tests/golden/qwen3_qknorm");
+    check("eval_rank_pattern", "tests/golden/rank_pattern", "tests/golden/llama_gqa"); // per-module ranks and alphas
     const char *fx = dt_test_fixtures();
     if (fx) {
         char model[512];

@@ -2,7 +2,9 @@
 // and reads back with the keys llama.cpp's loader needs; lora_a holds PEFT's A bytes, lora_b PEFT's B
 // (rows permuted for Llama q/k); the permutation equals PyTorch's run of the converter's
 // LlamaModel.permute (tests/golden/qk_permute); rsLoRA's alpha is written so that alpha' / r = alpha /
-// sqrt(r); prompt tuning and missing adapters are refused with exit 2 and leave no file.
+// sqrt(r); with rank_pattern / alpha_pattern, the deltas llama.cpp applies (alpha / rank_of_tensor
+// lora_b lora_a) equal scale_i B_i A_i for every module; prompt tuning and missing adapters are refused
+// with exit 2 and leave no file.
 // The real-llama.cpp check is tests/gguf_client/check_export.mjs (not part of make test).
 #include <math.h>
 #include "models/gguf.h"
@@ -60,10 +62,45 @@ static bool kv_str(const dt_gguf_file *f, const char *key, const char *want) {
     return k && k->type == DT_GGUF_STRING && !strcmp(k->strs[0], want);
 }
 
-// Exports the adapter of a golden case and checks keys and every tensor against the PEFT tensors.
-static void check_case(dt_ctx *ctx, const char *name, const char *model, const char *arch, bool permutes) {
-    char adir[256], out[256], label[128];
+// max |llama.cpp's delta - ours| / max |ours| for one module: llama.cpp applies (alpha / rank) lora_b
+// lora_a, rank = lora_b's ne[0] (scale 1 when alpha is 0: llama-graph.cpp build_lora_mm); ours is
+// scale_i B_i A_i with B's rows in llama.cpp's order (src_row) for q/k.
+static double delta_error(const dt_gguf_tensor *ta, const dt_gguf_tensor *tb, double alpha, const dt_lora_ref *r, int heads) {
+    const int64_t rk = r->A->shape[0], in = r->A->shape[1], o = r->B->shape[0];
+    float *ga = malloc(ta->nbytes), *gb = malloc(tb->nbytes); // (rk, in), (o, rk) as in the file
+    memcpy(ga, ta->data, ta->nbytes);
+    memcpy(gb, tb->data, tb->nbytes);
+    const double s_ll = alpha != 0 ? (double)((float)alpha / (float)tb->ne[0]) : 1.0;
+    double worst = 0, big = 0;
+    for (int64_t row = 0; row < o; row++) {
+        const int64_t src = heads ? dt_gguf_qk_source_row(row, o, heads) : row;
+        for (int64_t i = 0; i < in; i++) {
+            double ll = 0, ours = 0;
+            for (int64_t k = 0; k < rk; k++) {
+                ll += (double)gb[row * rk + k] * ga[k * in + i];
+                ours += (double)dt_f32(r->B)[src * rk + k] * dt_f32(r->A)[k * in + i];
+            }
+            ll *= s_ll;
+            ours *= r->scale;
+            worst = fmax(worst, fabs(ll - ours));
+            big = fmax(big, fabs(ours));
+        }
+    }
+    free(ga);
+    free(gb);
+    return worst / (big + 1e-30);
+}
+
+// Exports the adapter of a golden case and checks keys and every tensor against the PEFT tensors: A as
+// it is, B as it is (rows permuted for Llama's q/k) unless the module has its own scale (n_folded of
+// them: alpha_pattern, rsLoRA with rank_pattern), and for every module llama.cpp's applied delta
+// against scale_i B_i A_i.
+static void check_case(dt_ctx *ctx, const char *name, const char *model, const char *arch, bool permutes, int n_folded) {
+    char adir[256], out[256], label[128], id[64];
     snprintf(adir, sizeof adir, "tests/golden/%s/adapter", name);
+    snprintf(id, sizeof id, "%s", name);
+    for (char *p = id; *p; p++) if (*p == '/') *p = '_'; // rank_pattern/rslora -> rank_pattern_rslora
+    name = id;
     snprintf(out, sizeof out, "%s/%s.gguf", tmp, name);
     dt_model_config cfg;
     dt_weights *w;
@@ -92,8 +129,9 @@ static void check_case(dt_ctx *ctx, const char *name, const char *model, const c
     snprintf(label, sizeof label, "export_%s_scale", name);
     TEST_CHECK(label, alpha && fabs(dt_gguf_kv_float(alpha, 0) / a->lora.r - dt_lora_scale(&a->lora)) <= 1e-6,
                "alpha'/r = %g, trained scale %g", alpha ? dt_gguf_kv_float(alpha, 0) / a->lora.r : 0.0, (double)dt_lora_scale(&a->lora));
-    int pairs = 0, bad = 0;
-    char bad_name[128] = "";
+    int pairs = 0, bad = 0, folded = 0;
+    double worst_delta = 0;
+    char bad_name[128] = "", worst_name[64] = "";
     for (int l = 0; l < cfg.num_layers; l++)
         for (int mod = 0; mod < DT_MOD_COUNT; mod++) {
             const dt_lora_ref *r = dt_adapter_lora_at(a, l, mod);
@@ -109,19 +147,27 @@ static void check_case(dt_ctx *ctx, const char *name, const char *model, const c
             bool ok = ta && tb && ta->type == DT_GGML_F32 && tb->type == DT_GGML_F32 && ta->ne[0] == in && ta->ne[1] == rk &&
                       tb->ne[0] == rk && tb->ne[1] == o && !memcmp(ta->data, r->A->data, ta->nbytes);
             const int heads = !permutes ? 0 : mod == DT_MOD_Q ? cfg.num_heads : mod == DT_MOD_K ? cfg.num_kv_heads : 0;
-            if (ok && heads) {
+            if (ok) {
                 float *p = malloc(tb->nbytes);
-                dt_gguf_permute_rows(p, r->B->data, o, (size_t)rk * 4, heads, false);
-                ok = !memcmp(tb->data, p, tb->nbytes) && memcmp(tb->data, r->B->data, tb->nbytes);
+                if (heads) dt_gguf_permute_rows(p, r->B->data, o, (size_t)rk * 4, heads, false);
+                else memcpy(p, r->B->data, tb->nbytes);
+                if (memcmp(tb->data, p, tb->nbytes)) folded++; // rescaled: the delta check below says whether right
+                ok = !heads || memcmp(tb->data, r->B->data, tb->nbytes);
                 free(p);
-            } else if (ok) {
-                ok = !memcmp(tb->data, r->B->data, tb->nbytes);
             }
             if (!ok && !bad++) snprintf(bad_name, sizeof bad_name, "%s", base);
+            if (ok) {
+                double e = delta_error(ta, tb, alpha ? dt_gguf_kv_float(alpha, 0) : 0.0, r, heads);
+                if (e > worst_delta) { worst_delta = e; snprintf(worst_name, sizeof worst_name, "%s", base); }
+            }
         }
     snprintf(label, sizeof label, "export_%s_tensors", name);
-    TEST_CHECK(label, !bad && pairs > 0 && f->n_tensors == 2 * pairs && info.n_pairs == pairs,
-               "%d of %d pairs wrong (first %s); %lld tensors", bad, pairs, bad_name, (long long)f->n_tensors);
+    TEST_CHECK(label, !bad && pairs > 0 && f->n_tensors == 2 * pairs && info.n_pairs == pairs && folded == n_folded && info.n_folded == n_folded,
+               "%d of %d pairs wrong (first %s); %lld tensors; %d (reported %d) lora_b rescaled, want %d", bad, pairs, bad_name,
+               (long long)f->n_tensors, folded, info.n_folded, n_folded);
+    // What llama.cpp applies, alpha / rank_of_tensor * lora_b lora_a, is what we trained.
+    snprintf(label, sizeof label, "export_%s_deltas", name);
+    TEST_CHECK(label, !bad && worst_delta <= 1e-6, "worst relative difference %.3g in %s", worst_delta, worst_name);
     dt_gguf_close(f);
     dt_adapter_free(a);
 }
@@ -157,10 +203,17 @@ int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/dt_export_XXXXXX");
     if (!mkdtemp(tmp)) { TEST_FAIL("export_tmp", "mkdtemp"); TEST_EXIT(); }
     test_permute_golden(&ctx);
-    check_case(&ctx, "llama_gqa", "tests/golden/llama_gqa", "llama", true);
-    check_case(&ctx, "qwen2_bias", "tests/golden/qwen2_bias", "qwen2", false);      // rsLoRA, one layer
-    check_case(&ctx, "qwen3_qknorm", "tests/golden/qwen3_qknorm", "qwen3", false);
-    check_case(&ctx, "llama3_rope", "tests/golden/llama3_rope", "llama", true);
+    check_case(&ctx, "llama_gqa", "tests/golden/llama_gqa", "llama", true, 0);
+    check_case(&ctx, "qwen2_bias", "tests/golden/qwen2_bias", "qwen2", false, 0);      // rsLoRA, one layer
+    check_case(&ctx, "qwen3_qknorm", "tests/golden/qwen3_qknorm", "qwen3", false, 0);
+    check_case(&ctx, "llama3_rope", "tests/golden/llama3_rope", "llama", true, 0);
+    // Per-module ranks and alphas: q (alpha 32) and down_proj (alpha 4.5) in both layers carry their own
+    // scale in lora_b; k and v (ranks 3, 2 at the default alpha) need nothing: llama.cpp divides by
+    // their rank too.
+    check_case(&ctx, "rank_pattern", "tests/golden/llama_gqa", "llama", true, 4);
+    // rsLoRA: also v (rank 2 instead of 4: llama.cpp divides by 2, not sqrt(2)); only o_proj keeps
+    // the default rank and alpha.
+    check_case(&ctx, "rank_pattern/rslora", "tests/golden/llama_gqa", "llama", true, 6);
     if (access("./deltatune", X_OK)) TEST_SKIP("export_binary", "./deltatune not built");
     else test_refused();
     tf_rm_tree(tmp);

@@ -111,10 +111,16 @@ done:
 }
 
 int main(void) {
-    const char *cases[] = {"llama_gqa", "qwen2_bias", "qwen3_qknorm", "llama3_rope", "prompt_tuning", "packed"};
+    // rank_pattern: per-module ranks and alphas from PEFT's rank_pattern / alpha_pattern, read through
+    // dt_adapter_load (mixed ranks in the stacked q/k/v and gate/up A's); rank_pattern_rslora: the same
+    // with rsLoRA.
+    const char *cases[] = {"llama_gqa", "qwen2_bias", "qwen3_qknorm", "llama3_rope", "prompt_tuning", "packed",
+                           "rank_pattern", "rank_pattern_rslora"};
+    const char *dirs[] = {"llama_gqa", "qwen2_bias", "qwen3_qknorm", "llama3_rope", "prompt_tuning", "packed",
+                          "rank_pattern", "rank_pattern/rslora"};
     char dir[512];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
-        snprintf(dir, sizeof dir, "tests/golden/%s", cases[i]);
+        snprintf(dir, sizeof dir, "tests/golden/%s", dirs[i]);
         // Cases that reuse another case's model name it in model.txt ("model: tests/golden/llama_gqa").
         char model[512], note[600];
         snprintf(model, sizeof model, "%s", dir);

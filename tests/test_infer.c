@@ -56,5 +56,6 @@ int main(void) {
     check("kv_cache_qwen3_qknorm", "tests/golden/qwen3_qknorm", "tests/golden/qwen3_qknorm/adapter");
     check("kv_cache_llama3_rope", "tests/golden/llama3_rope", "tests/golden/llama3_rope/adapter");
     check("kv_cache_prompt_tuning", "tests/golden/llama_gqa", "tests/golden/prompt_tuning/adapter");
+    check("kv_cache_rank_pattern", "tests/golden/llama_gqa", "tests/golden/rank_pattern/adapter"); // per-module ranks, scales
     TEST_EXIT();
 }

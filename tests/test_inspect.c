@@ -1,5 +1,6 @@
 // deltatune inspect on golden files: the lines it prints for a safetensors file, a sharded model folder, a
-// Qwen3 model folder, PEFT LoRA / rsLoRA / prompt-tuning adapters, a GGUF LoRA adapter and a GGUF model;
+// Qwen3 model folder, PEFT LoRA / rsLoRA / prompt-tuning adapters (and per-module ranks and alphas), GGUF
+// LoRA adapters (one rank, several ranks) and a GGUF model;
 // parameter counts against a sum over the file's tensors; exit 2 with the path named for what it cannot read.
 #include "models/safetensors.h"
 #include "models/safetensors_write.h"
@@ -131,6 +132,22 @@ static void test_adapters(void) {
                           "target modules: down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj", "layers: all",
                           "tensors: 28", NULL};
     expect_lines("inspect_adapter_lora", "tests/golden/llama_gqa/adapter", lora);
+    // Per-module ranks and alphas: the patterns, then each module's rank (from lora_A), alpha and scale.
+    const char *rp[] = {"rank: 4, alpha: 16, scale: 4 (alpha/r), rsLoRA: no, dropout: 0",
+                        "rank_pattern: layers.0.mlp.up_proj = 3, layers.1.mlp.down_proj = 1, mlp.down_proj = 2, "
+                        "model\\.layers\\.\\d+\\.self_attn\\.k_proj = 3, v_proj = 2",
+                        "alpha_pattern: down_proj = 4.5, q_proj = 32", "per module (rank from lora_A, alpha, scale):",
+                        "  q_proj: r 4, alpha 32, scale 8 (layers 0-1)", "  k_proj: r 3, alpha 16, scale 5.33333 (layers 0-1)",
+                        "  up_proj: r 3, alpha 16, scale 5.33333 (layer 0); r 4, alpha 16, scale 4 (layer 1)",
+                        "  down_proj: r 2, alpha 4.5, scale 2.25 (layer 0); r 1, alpha 4.5, scale 4.5 (layer 1)", "tensors: 24", NULL};
+    expect_lines("inspect_adapter_rank_pattern", "tests/golden/rank_pattern/adapter", rp);
+    const char *rprs[] = {"  v_proj: r 2, alpha 16, scale 11.3137 (layers 0-1)", "  o_proj: r 4, alpha 16, scale 8 (layers 0-1)", NULL};
+    expect_lines("inspect_adapter_rank_pattern_rslora", "tests/golden/rank_pattern/rslora/adapter", rprs);
+    int rc;
+    char *out = inspect("tests/golden/llama_gqa/adapter", &rc);
+    TEST_CHECK("inspect_adapter_uniform_no_per_module", rc == 0 && out && !strstr(out, "per module") && !strstr(out, "rank_pattern"),
+               "a uniform adapter got per-module lines:\n%s", out ? out : "");
+    free(out);
     const char *pt[] = {"method: PROMPT_TUNING", "virtual tokens: 5, token dim: 64, init: RANDOM", "tensors: 1",
                         "  prompt_embeddings                                            F32  [5, 64]", NULL};
     expect_lines("inspect_adapter_prompt_tuning", "tests/golden/prompt_tuning/adapter", pt);
@@ -163,6 +180,15 @@ static void test_gguf(void) {
                         "  blk.0.attn_k.weight                                          F16   [32, 64]",
                         "  blk.0.attn_norm.weight                                       F32   [64]", NULL};
     expect_lines("inspect_gguf_model", model, ml);
+    // An export of per-module ranks: llama.cpp divides by each tensor's own rank.
+    snprintf(ad, sizeof ad, "%s/rank_pattern.gguf", tmp);
+    if (dt_export_lora_gguf(&ctx, "tests/golden/rank_pattern/adapter", "tests/golden/llama_gqa", ad, NULL)) {
+        TEST_FAIL("inspect_gguf_adapter_ranks", "setup: %s", ctx.msg);
+        return;
+    }
+    const char *rl[] = {"adapter: method lora, ranks 1 to 4, alpha 16 (llama.cpp scale alpha / each tensor's rank), 12 adapted weights",
+                        "  blk.1.ffn_down.weight.lora_b                                 F32   [64, 1]", NULL};
+    expect_lines("inspect_gguf_adapter_ranks", ad, rl);
 }
 
 static void test_errors(void) {

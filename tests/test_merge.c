@@ -112,9 +112,10 @@ static int merge(const char *model, const dt_merge_adapter *ad, int n, const cha
 }
 
 // One golden case: merged logits against PyTorch's base + adapter and against our unmerged forward.
-static void test_case(const char *name) {
+// model_case: the case folder holding the model (the case's own when NULL).
+static void test_case(const char *name, const char *model_case) {
     char model[128], adapter[128], out[256], label[128];
-    snprintf(model, sizeof model, "tests/golden/%s", name);
+    snprintf(model, sizeof model, "tests/golden/%s", model_case ? model_case : name);
     snprintf(adapter, sizeof adapter, "tests/golden/%s/adapter", name);
     snprintf(out, sizeof out, "%s/%s_merged", tmp, name);
     golden g = {0};
@@ -631,7 +632,8 @@ int main(void) {
     if (!mkdtemp(tmp)) { TEST_FAIL("merge_tmp", "mkdtemp"); TEST_EXIT(); }
     test_fold();
     const char *cases[] = {"llama_gqa", "qwen2_bias", "qwen3_qknorm", "llama3_rope"};
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_case(cases[i]);
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_case(cases[i], NULL);
+    test_case("rank_pattern", "llama_gqa"); // per-module ranks and alphas: each module's own scale folded in
     char second[256];
     snprintf(second, sizeof second, "%s/second_adapter", tmp);
     if (!make_second_adapter(second)) TEST_FAIL("merge_second_adapter", "%s", ctx.msg);

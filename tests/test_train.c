@@ -1,8 +1,9 @@
 // `deltatune train` end to end, through the binary: a tiny run writes every output; an interrupted
 // run exits 130 with a checkpoint and, resumed, ends with an adapter byte-identical to the
-// uninterrupted one; one SGD step from an init_from adapter equals PyTorch's (tests/golden/sgd_step);
-// the stories260K recipe's loss falls; a NaN loss stops the run keeping the last good checkpoint; bad data and
-// an unavailable device exit 2 naming the problem.
+// uninterrupted one; one SGD step from an init_from adapter equals PyTorch's (tests/golden/sgd_step); an
+// init_from adapter with rank_pattern / alpha_pattern keeps them, and resumes bit-identical;
+// the stories260K recipe's loss falls; a NaN loss stops the run keeping the last good checkpoint; bad data
+// and an unavailable device exit 2 naming the problem.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -132,6 +133,61 @@ static void test_sgd_init_from(void) {
     dt_st_close(want);
 }
 
+// The text of `"key": {...}` in a JSON file (a flat object: up to its first '}'), into buf.
+static bool json_block(const char *path, const char *key, char *buf, size_t n) {
+    char *s = tf_slurp(path, NULL), head[64];
+    snprintf(head, sizeof head, "\"%s\": {", key);
+    const char *a = s ? strstr(s, head) : NULL, *b = a ? strchr(a, '}') : NULL;
+    if (b) snprintf(buf, n, "%.*s", (int)(b - a + 1), a);
+    free(s);
+    return b != NULL;
+}
+
+// init_from an adapter with rank_pattern / alpha_pattern (tests/golden/rank_pattern): the adapter's
+// config is used, as for any init_from (the recipe's r, alpha, dropout and targets are not), so the
+// trained adapter keeps the patterns and the per-module shapes; and an interrupted run resumes
+// bit-identical through checkpoints of that layout.
+static void test_init_from_rank_pattern(void) {
+    const char *golden = "tests/golden/rank_pattern/adapter";
+    char over[1024], a[256], b[256], err[256];
+    const char *common = "method.init_from=tests/golden/rank_pattern/adapter train.max_steps=4 train.save_every_n_steps=2 "
+                         "train.eval_every_n_steps=0";
+    snprintf(over, sizeof over, "%s output_dir=%s/rp_a", common, tmp);
+    int rc = run("./deltatune train tests/data/train/tiny.yaml %s", over, NULL);
+    snprintf(a, sizeof a, "%s/rp_a/adapter_config.json", tmp);
+    char want[1024] = "", got[1024] = "", want_a[256] = "", got_a[256] = "";
+    bool blocks = json_block("tests/golden/rank_pattern/adapter/adapter_config.json", "rank_pattern", want, sizeof want) &&
+                  json_block(a, "rank_pattern", got, sizeof got) &&
+                  json_block("tests/golden/rank_pattern/adapter/adapter_config.json", "alpha_pattern", want_a, sizeof want_a) &&
+                  json_block(a, "alpha_pattern", got_a, sizeof got_a);
+    TEST_CHECK("train_init_from_rank_pattern_config", rc == 0 && blocks && !strcmp(want, got) && !strcmp(want_a, got_a),
+               "exit %d; patterns written:\n%s\n%s\nwanted:\n%s\n%s", rc, got, got_a, want, want_a);
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    dt_safetensors *x = NULL, *y = NULL;
+    char path[512];
+    snprintf(path, sizeof path, "%s/rp_a/adapter_model.safetensors", tmp);
+    snprintf(b, sizeof b, "%s/adapter_model.safetensors", golden);
+    bool shapes = !rc && !dt_st_open(&ctx, path, &x) && !dt_st_open(&ctx, b, &y) && dt_st_count(x) == dt_st_count(y);
+    bool moved = false;
+    for (size_t i = 0; shapes && i < dt_st_count(y); i++) {
+        const dt_st_tensor *w = dt_st_at(y, i), *g = dt_st_find(x, w->name);
+        shapes = g && g->ndim == 2 && g->shape[0] == w->shape[0] && g->shape[1] == w->shape[1];
+        moved |= shapes && memcmp(g->data, w->data, w->nbytes) != 0;
+    }
+    TEST_CHECK("train_init_from_rank_pattern_shapes", shapes && moved, "tensors differ in names or shapes from %s, or none was trained (%s)",
+               golden, ctx.msg);
+    dt_st_close(x);
+    dt_st_close(y);
+    snprintf(over, sizeof over, "%s output_dir=%s/rp_b", common, tmp);
+    rc = run("DT_TEST_INTERRUPT_AFTER=2 ./deltatune train tests/data/train/tiny.yaml %s", over, NULL);
+    int rc2 = run("./deltatune train tests/data/train/tiny.yaml %s resume=true", over, NULL);
+    snprintf(b, sizeof b, "%s/rp_b/adapter_model.safetensors", tmp);
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    TEST_CHECK("train_init_from_rank_pattern_resume", rc == 130 && rc2 == 0 && file_has(err, "resuming from") && tf_same_file(path, b),
+               "exit %d then %d; the resumed run's adapter differs from the uninterrupted one", rc, rc2);
+}
+
 static void test_stories_loss_falls(void) {
     const char *fx = dt_test_fixtures();
     if (!fx) { TEST_SKIP("train_stories260k_loss_falls", "../shared/fixtures is absent"); return; }
@@ -206,6 +262,7 @@ int main(void) {
     if (!mkdtemp(tmp)) { TEST_FAIL("mkdtemp", "cannot make a temporary folder"); TEST_EXIT(); }
     test_tiny_run_and_resume();
     test_sgd_init_from();
+    test_init_from_rank_pattern();
     test_stories_loss_falls();
     test_nan_loss_stops();
     test_bad_input();

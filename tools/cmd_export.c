@@ -32,7 +32,13 @@ int cmd_export(int argc, char **argv) {
     dt_export_info info;
     int rc = dt_export_lora_gguf(&ctx, adapter, model, out, &info);
     if (rc) return dt_cli_fail("export", &ctx, rc);
-    printf("wrote %s: LoRA for %s, %d adapted weights, rank %d, adapter.lora.alpha %g\n", out, info.arch, info.n_pairs,
-           info.rank, (double)info.alpha);
+    char ranks[64];
+    if (info.rank_min == info.rank_max) snprintf(ranks, sizeof ranks, "rank %d", info.rank_min);
+    else snprintf(ranks, sizeof ranks, "ranks %d to %d", info.rank_min, info.rank_max);
+    printf("wrote %s: LoRA for %s, %d adapted weights, %s, adapter.lora.alpha %g", out, info.arch, info.n_pairs, ranks,
+           (double)info.alpha);
+    // llama.cpp has one alpha per file: modules with their own alpha (or rsLoRA rank) carry it in lora_b.
+    if (info.n_folded) printf(" (%d lora_b scaled to keep their module's own scale)", info.n_folded);
+    putchar('\n');
     return 0;
 }

@@ -1,8 +1,8 @@
 // deltatune inspect PATH
 // Describes a safetensors file (or sharded index), a Hugging Face model folder, a PEFT adapter folder or
 // a GGUF file (model or LoRA adapter): metadata, every tensor's name, dtype and shape, parameter counts,
-// and for adapters the method, rank, alpha and target modules. Shapes are row-major (PyTorch order; a
-// GGUF tensor's ggml ne reversed).
+// and for adapters the method, rank, alpha and target modules (and per-module ranks, alphas and scales
+// when they differ). Shapes are row-major (PyTorch order; a GGUF tensor's ggml ne reversed).
 #include <jansson.h>
 #include <math.h>
 #include <stdio.h>
@@ -15,6 +15,7 @@
 #include "models/safetensors.h"
 #include "models/tensor_names.h"
 #include "tools/commands.h"
+#include "tools/inspect_lora.h"
 
 static void print_shape(int ndim, const int64_t *shape, bool reversed) {
     putchar('[');
@@ -141,6 +142,8 @@ static int inspect_adapter(dt_ctx *ctx, const char *dir) {
         if (!layers || json_is_null(layers)) printf("layers: all\n");
         else if (json_is_integer(layers)) printf("layers: %lld\n", (long long)json_integer_value(layers));
         else { join_json(layers, buf, sizeof buf); printf("layers: %s\n", buf); }
+        // Per-module ranks and alphas (rank_pattern, alpha_pattern): the line above gives the defaults.
+        if ((rc = dt_inspect_lora_modules(ctx, cfg, cpath, st))) { dt_st_close(st); json_decref(cfg); return rc; }
     } else if (type && !strcmp(type, "PROMPT_TUNING")) {
         printf("virtual tokens: %lld, token dim: %lld, init: %s\n",
                (long long)json_integer_value(json_object_get(cfg, "num_virtual_tokens")),
@@ -193,7 +196,7 @@ static void print_gguf_value(const dt_gguf_kv *kv) {
 static void print_gguf_adapter(const dt_gguf_file *f) {
     enum { MAX_LAYERS = 1024 };
     bool mods[DT_MOD_COUNT] = {0}, layers[MAX_LAYERS] = {0};
-    int64_t rank = -1, pairs = 0;
+    int64_t rank = -1, rank_min = -1, pairs = 0; // ranks differ per tensor for a PEFT adapter with rank_pattern
     for (int64_t i = 0; i < f->n_tensors; i++) {
         const dt_gguf_tensor *t = &f->tensors[i];
         int layer, used = 0;
@@ -201,15 +204,23 @@ static void print_gguf_adapter(const dt_gguf_file *f) {
         if (sscanf(t->name, "blk.%d.%63[a-z_].weight.lora_%*c%n", &layer, mod, &used) < 2 || !used) continue;
         for (int m = 0; m < DT_MOD_COUNT; m++)
             if (!strcmp(mod, dt_module_gguf((dt_module)m))) mods[m] = true;
-        if (strstr(t->name, ".lora_b")) { rank = t->ne[0]; pairs++; }
+        if (strstr(t->name, ".lora_b")) {
+            rank = pairs ? (t->ne[0] > rank ? t->ne[0] : rank) : t->ne[0];
+            rank_min = pairs ? (t->ne[0] < rank_min ? t->ne[0] : rank_min) : t->ne[0];
+            pairs++;
+        }
         if (layer >= 0 && layer < MAX_LAYERS) layers[layer] = true;
     }
     int64_t ai = dt_gguf_find_key(f, "adapter.lora.alpha");
     const double alpha = ai >= 0 ? dt_gguf_kv_float(&f->kvs[ai], 0) : 0.0;
     int64_t ti = dt_gguf_find_key(f, "adapter.type");
-    printf("adapter: method %s, rank %lld, alpha %g (llama.cpp scale alpha/r = %g), %lld adapted weights\n",
-           ti >= 0 && f->kvs[ti].type == DT_GGUF_STRING ? f->kvs[ti].strs[0] : "?", (long long)rank, alpha,
-           rank > 0 && alpha != 0 ? alpha / (double)rank : 1.0, (long long)pairs);
+    const char *method = ti >= 0 && f->kvs[ti].type == DT_GGUF_STRING ? f->kvs[ti].strs[0] : "?";
+    if (rank_min == rank)
+        printf("adapter: method %s, rank %lld, alpha %g (llama.cpp scale alpha/r = %g), %lld adapted weights\n", method,
+               (long long)rank, alpha, rank > 0 && alpha != 0 ? alpha / (double)rank : 1.0, (long long)pairs);
+    else // llama.cpp divides by each tensor's own rank
+        printf("adapter: method %s, ranks %lld to %lld, alpha %g (llama.cpp scale alpha / each tensor's rank), %lld adapted weights\n",
+               method, (long long)rank_min, (long long)rank, alpha, (long long)pairs);
     printf("target modules:");
     bool first = true;
     for (int m = 0; m < DT_MOD_COUNT; m++)

@@ -148,9 +148,10 @@ def lora_key(path, ab):
     return f"base_model.model.{path}.lora_{ab}.weight"
 
 
-def init_lora(cfg, targets, r, layers=None):
+def init_lora(cfg, targets, r, layers=None, ranks=None):
     """{module path: (A (r, in), B (out, r))} float32. A as PEFT (kaiming_uniform_, a=sqrt(5));
-    B random N(0, 0.02^2) instead of PEFT's zeros so that A gets gradients."""
+    B random N(0, 0.02^2) instead of PEFT's zeros so that A gets gradients. ranks: {module path:
+    rank} overriding r (rank_pattern)."""
     out = {}
     for i in range(cfg["num_hidden_layers"]):
         if layers is not None and i not in layers:
@@ -159,6 +160,8 @@ def init_lora(cfg, targets, r, layers=None):
             if name not in targets:
                 continue
             o, inp = linear_shape(cfg, name)
+            if ranks is not None:
+                r = ranks[module_path(i, name)]
             A = torch.empty(r, inp)
             torch.nn.init.kaiming_uniform_(A, a=math.sqrt(5))
             B = torch.randn(o, r) * 0.02
@@ -263,7 +266,9 @@ def run(spec, dtype=torch.float64, backward=True):
     def fwd():
         lora = None
         if lora32 is not None:
-            lora = {p: (params[lora_key(p, "A")], params[lora_key(p, "B")], spec["scaling"]) for p in lora32}
+            sc = spec["scaling"]  # one number, or {module path: scaling} with rank/alpha patterns
+            lora = {p: (params[lora_key(p, "A")], params[lora_key(p, "B")], sc[p] if isinstance(sc, dict) else sc)
+                    for p in lora32}
         logits, hidden = hf_ref.forward(cfg, W, ids, lora=lora, prompt=params.get("prompt_embeddings"),
                                         position_ids=spec.get("position_ids"), seq_ids=spec.get("seq_ids"))
         return logits, hidden, hf_ref.causal_lm_loss(logits, full_labels)
@@ -446,6 +451,57 @@ def case_sgd_step(gqa):
     check("sgd_step: float32 step vs float64 reference step (rel)", worst, 2e-6)
 
 
+# Per-module ranks and alphas. PEFT's save_pretrained sorts these keys too (json.dumps(sort_keys=True)),
+# so they are listed here in that order, the order PEFT reads them back in and the first match wins in.
+# Default r 4, alpha 16: q 4, k 3 (a whole-name regex with metacharacters), v 2: mixed ranks in the
+# stacked q/k/v A; layer 0 up 3 next to gate 4; down 2 in layer 0 but 1 in layer 1, where
+# "layers.1.mlp.down_proj" comes before the also matching "mlp.down_proj". q's alpha 32, down's 4.5 (a
+# JSON real); the rest keep 16.
+RANK_PATTERN = {"layers.0.mlp.up_proj": 3, "layers.1.mlp.down_proj": 1, "mlp.down_proj": 2,
+                r"model\.layers\.\d+\.self_attn\.k_proj": 3, "v_proj": 2}
+ALPHA_PATTERN = {"down_proj": 4.5, "q_proj": 32}
+# What the rule must give (layer 0, layer 1), worked out by hand.
+RANK_PATTERN_WANT = {"q_proj": (4, 4), "k_proj": (3, 3), "v_proj": (2, 2), "o_proj": (4, 4),
+                     "gate_proj": (4, 4), "up_proj": (3, 4), "down_proj": (2, 1)}
+ALPHA_PATTERN_WANT = {"q_proj": 32, "down_proj": 4.5}
+
+
+def case_rank_pattern(W32):
+    """rank_pattern/: llama_gqa with per-module ranks and alphas, all linears but o_proj; and
+    rank_pattern/rslora/: the same patterns with use_rslora on q, v, o, down (o keeps r and alpha, so
+    one module there needs no rescaling in a llama.cpp export). B=2, T=8 and no hidden.final: the
+    folder must keep tests/golden under its size limit."""
+    name, cfg = "rank_pattern", LLAMA_GQA
+    d = case_dir(name)
+    variants = [(name, d, 110, [m for m in ALL_LINEAR if m != "o_proj"], False),
+                (name + "/rslora", os.path.join(d, "rslora"), 111, ["q_proj", "v_proj", "o_proj", "down_proj"], True)]
+    for label, vd, seed, targets, rslora in variants:
+        print(f"{label}:")
+        conf = lora_config(targets, 4, 16, rslora, base=LLAMA_GQA_REL)
+        conf["rank_pattern"], conf["alpha_pattern"] = dict(RANK_PATTERN), dict(ALPHA_PATTERN)
+        conf = json.loads(json.dumps(conf, sort_keys=True))  # as the file will be read: patterns in file order
+        paths = [module_path(i, m) for i in range(cfg["num_hidden_layers"]) for m in targets]
+        got = {p: hf_ref.lora_rank_alpha(conf, p) for p in paths}
+        bad = sum(got[module_path(i, m)] != (RANK_PATTERN_WANT[m][i], ALPHA_PATTERN_WANT.get(m, 16))
+                  for i in range(cfg["num_hidden_layers"]) for m in targets)
+        check(f"{label}: modules whose rank/alpha differ from the hand-worked table", bad, 0)
+        torch.manual_seed(seed)
+        lora32 = init_lora(cfg, targets, 4, ranks={p: ra[0] for p, ra in got.items()})
+        scaling = {p: hf_ref.lora_scaling(conf, p) for p in paths}
+        ids, labels = random_batch(cfg["vocab_size"], 2, 8, [(0, 4), (1, 6)])
+        res = reference(label, dict(cfg=cfg, W32=W32, ids=ids, labels=labels, lora32=lora32, scaling=scaling))
+        os.makedirs(vd, exist_ok=True)
+        write_model_note(vd, LLAMA_GQA_REL)
+        write_adapter(os.path.join(vd, "adapter"), conf, res["params"])
+        meta = tolerances({"format": "pt", "case": label, "model": LLAMA_GQA_REL,
+                           "scaling": json.dumps(scaling, sort_keys=True)})
+        g = {k: v for k, v in golden_tensors(res, ids, labels).items() if k != "hidden.final"}
+        st_io.save(os.path.join(vd, "golden.safetensors"), g, meta)
+        print(f"  loss {float(res['loss']):.6f}, {len(res['params'])} adapter tensors, ranks "
+              f"{sorted(set(ra[0] for ra in got.values()))}, scalings {sorted(set(round(v, 6) for v in scaling.values()))}")
+        fd_checks(label, res, entrywise=not rslora)
+
+
 def case_stories260k():
     name = "stories260k"
     src = os.path.join(REPO, STORIES_REL)
@@ -518,6 +574,7 @@ def main():
     case_packed(W_gqa)
     case_sgd_step(gqa)
     case_qk_permute()
+    case_rank_pattern(W_gqa)
     check_roundtrip()
 
     print("sizes:")

@@ -10,6 +10,7 @@ rounded once (more accurate than transformers' own float32 run).
 Tensor names are the Hugging Face ones, `W` is {hf_name: tensor}.
 """
 import math
+import re
 
 import torch
 import torch.nn.functional as F
@@ -125,6 +126,31 @@ def attention(q, k, v, cos, sin, mask):
     att = F.softmax(att, dim=-1)
     y = torch.matmul(att, v)  # (B, H, T, hd)
     return y.transpose(1, 2).reshape(B, T, H * hd)
+
+
+def get_pattern_key(pattern_keys, key_to_match):
+    """PEFT utils.other.get_pattern_key: the first key, in the dict's order, that matches the module
+    name as a regular expression for a suffix after a dot or for the whole name; else the name."""
+    for key in pattern_keys:
+        if re.match(rf"(.*\.)?({key})$", key_to_match):
+            return key
+    return key_to_match
+
+
+def lora_rank_alpha(config, path):
+    """LoraModel._create_and_replace: (r, lora_alpha) of the module `path` (its name in the base model,
+    e.g. model.layers.0.self_attn.q_proj) under an adapter_config.json dict, with rank_pattern and
+    alpha_pattern in the file's order."""
+    r_key = get_pattern_key(config["rank_pattern"].keys(), path)
+    alpha_key = get_pattern_key(config["alpha_pattern"].keys(), path)
+    return (config["rank_pattern"].get(r_key, config["r"]),
+            config["alpha_pattern"].get(alpha_key, config["lora_alpha"]))
+
+
+def lora_scaling(config, path):
+    """LoraLayer.update_layer: lora_alpha / r, or lora_alpha / sqrt(r) with use_rslora, per module."""
+    r, alpha = lora_rank_alpha(config, path)
+    return alpha / math.sqrt(r) if config["use_rslora"] else alpha / r
 
 
 def linear(x, W, path, lora, bias=False):
