@@ -209,28 +209,39 @@ void dt_cpu_attention_bwd(float *dq, float *dk, float *dv, bool acc_q, bool acc_
             }
 }
 
+// Row i of head h, in double: p[j] = softmax_j(q_i . k_j * scale) over the visible keys j in [lo, i];
+// returns lo.
+static int64_t naive_probs(double *p, const float *q, const float *k, const int32_t *seg_start, int64_t b, int64_t h,
+                           int64_t i, int64_t T, int64_t H, int64_t KV, int64_t hd) {
+    const int64_t group = H / KV;
+    const double scale = 1.0 / sqrt((double)hd);
+    const float *qi = q + ((b * T + i) * H + h) * hd;
+    double m = -INFINITY, sum = 0;
+    int64_t lo = seg_start ? seg_start[b * T + i] : 0;
+    for (int64_t j = lo; j <= i; j++) {
+        const float *kj = k + ((b * T + j) * KV + h / group) * hd;
+        double s = 0;
+        for (int64_t e = 0; e < hd; e++) s += (double)qi[e] * kj[e];
+        p[j] = s * scale;
+        if (p[j] > m) m = p[j];
+    }
+    for (int64_t j = lo; j <= i; j++) { p[j] = exp(p[j] - m); sum += p[j]; }
+    for (int64_t j = lo; j <= i; j++) p[j] /= sum;
+    return lo;
+}
+
 void dt_cpu_attention_fwd_naive(float *out, const float *q, const float *k, const float *v,
                                 const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
     const int64_t group = H / KV;
-    const float scale = 1.0f / sqrtf((float)hd);
     for (int64_t b = 0; b < B; b++)
         for (int64_t h = 0; h < H; h++)
             for (int64_t i = 0; i < T; i++) {
-                const float *qi = q + ((b * T + i) * H + h) * hd;
-                double m = -INFINITY, sum = 0, p[T];
-                int64_t lo = seg_start ? seg_start[b * T + i] : 0;
-                for (int64_t j = lo; j <= i; j++) {
-                    const float *kj = k + ((b * T + j) * KV + h / group) * hd;
-                    double s = 0;
-                    for (int64_t e = 0; e < hd; e++) s += (double)qi[e] * kj[e];
-                    p[j] = s * scale;
-                    if (p[j] > m) m = p[j];
-                }
-                for (int64_t j = lo; j <= i; j++) { p[j] = exp(p[j] - m); sum += p[j]; }
+                double p[T];
+                int64_t lo = naive_probs(p, q, k, seg_start, b, h, i, T, H, KV, hd);
                 float *o = out + ((b * T + i) * H + h) * hd;
                 for (int64_t e = 0; e < hd; e++) {
                     double acc = 0;
-                    for (int64_t j = lo; j <= i; j++) acc += p[j] / sum * v[((b * T + j) * KV + h / group) * hd + e];
+                    for (int64_t j = lo; j <= i; j++) acc += p[j] * v[((b * T + j) * KV + h / group) * hd + e];
                     o[e] = (float)acc;
                 }
             }
@@ -248,20 +259,11 @@ void dt_cpu_attention_bwd_naive(float *dq, float *dk, float *dv, const float *do
         for (int64_t h = 0; h < H; h++)
             for (int64_t i = 0; i < T; i++) {
                 const float *qi = q + ((b * T + i) * H + h) * hd, *doi = dout + ((b * T + i) * H + h) * hd;
-                double m = -INFINITY, sum = 0, p[T], dp[T], dot = 0;
-                int64_t lo = seg_start ? seg_start[b * T + i] : 0;
-                for (int64_t j = lo; j <= i; j++) {
-                    const float *kj = k + ((b * T + j) * KV + h / group) * hd;
-                    double s = 0;
-                    for (int64_t e = 0; e < hd; e++) s += (double)qi[e] * kj[e];
-                    p[j] = s * scale;
-                    if (p[j] > m) m = p[j];
-                }
-                for (int64_t j = lo; j <= i; j++) { p[j] = exp(p[j] - m); sum += p[j]; }
-                // P = softmax row; dP_j = dO . v_j; dS_j = P_j (dP_j - sum_j' P_j' dP_j')
+                double p[T], dp[T], dot = 0;
+                int64_t lo = naive_probs(p, q, k, seg_start, b, h, i, T, H, KV, hd);
+                // dP_j = dO . v_j ; dS_j = P_j (dP_j - sum_j' P_j' dP_j')
                 for (int64_t j = lo; j <= i; j++) {
                     const float *vj = v + ((b * T + j) * KV + h / group) * hd;
-                    p[j] /= sum;
                     double s = 0;
                     for (int64_t e = 0; e < hd; e++) s += (double)doi[e] * vj[e];
                     dp[j] = s;

@@ -74,15 +74,16 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
     int *ndims = calloc((size_t)n, sizeof *ndims);
     char **names = calloc((size_t)n, sizeof *names);
     int *ranks = calloc((size_t)L * DT_MOD_COUNT, sizeof *ranks);     // (L * DT_MOD_COUNT)
+    int *where = calloc((size_t)L * DT_MOD_COUNT * 2, sizeof *where);  // (L * DT_MOD_COUNT, 2): A's, B's index
     a->alphas = calloc((size_t)L * DT_MOD_COUNT, sizeof *a->alphas);
     a->refs = calloc((size_t)L * DT_MOD_COUNT, sizeof *a->refs);
     a->ref_ptrs = calloc((size_t)L * DT_MOD_COUNT, sizeof *a->ref_ptrs);
-    if (!shapes || !ndims || !names || !ranks || !a->alphas || !a->refs || !a->ref_ptrs) {
-        free(shapes); free(ndims); free(names); free(ranks); dt_adapter_free(a);
+    if (!shapes || !ndims || !names || !ranks || !where || !a->alphas || !a->refs || !a->ref_ptrs) {
+        free(shapes); free(ndims); free(names); free(ranks); free(where); dt_adapter_free(a);
         return dt_fail(ctx, DT_ENOMEM, "out of memory");
     }
     if ((rc = module_ranks(ctx, &a->lora, L, ranks, a->alphas))) {
-        free(shapes); free(ndims); free(names); free(ranks); dt_adapter_free(a);
+        free(shapes); free(ndims); free(names); free(ranks); free(where); dt_adapter_free(a);
         return rc;
     }
     // Per layer, the A's of all its modules come first, then the B's, in module order. So the A's of
@@ -101,6 +102,9 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
             int64_t o, in, r = ranks[(size_t)l * DT_MOD_COUNT + (size_t)mod];
             module_dims(c, (dt_module)mod, &o, &in);
             int ia = first + j, ib = first + k + j;
+            size_t ref = (size_t)l * DT_MOD_COUNT + (size_t)mod;
+            where[2 * ref] = ia;
+            where[2 * ref + 1] = ib;
             dt_tn_module(buf, sizeof buf, "base_model.model.", l, (dt_module)mod, ".lora_A.weight");
             names[ia] = strdup(buf); ndims[ia] = 2; shapes[ia][0] = r; shapes[ia][1] = in;   // A (r_i, in)
             dt_tn_module(buf, sizeof buf, "base_model.model.", l, (dt_module)mod, ".lora_B.weight");
@@ -112,29 +116,23 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
     rc = dt_adapter_alloc(ctx, a, n, (const int64_t(*)[2])shapes, ndims, names);
     free(shapes);
     free(ndims);
-    if (rc) { a->names = names; a->n_tensors = n; free(ranks); dt_adapter_free(a); return rc; }
+    if (rc) { a->names = names; a->n_tensors = n; free(ranks); free(where); dt_adapter_free(a); return rc; }
     // Wire the refs and initialise A (in layer, module order, as PEFT does); B stays zero so the adapted
     // model starts equal to the base.
     dt_rng rng = {seed};
-    i = 0;
-    for (int l = 0; l < L; l++) {
-        int first = i, k = 0;
-        for (int mod = 0; mod < DT_MOD_COUNT; mod++)
-            if (adapted(cfg, l, mod)) k++;
-        for (int mod = 0, j = 0; mod < DT_MOD_COUNT; mod++) {
+    for (int l = 0; l < L; l++)
+        for (int mod = 0; mod < DT_MOD_COUNT; mod++) {
             if (!adapted(cfg, l, mod)) continue;
-            dt_tensor *A = &a->tensors[first + j], *B = &a->tensors[first + k + j];
-            j++;
+            size_t ref = (size_t)l * DT_MOD_COUNT + (size_t)mod;
+            dt_tensor *A = &a->tensors[where[2 * ref]], *B = &a->tensors[where[2 * ref + 1]];
             double bound = 1.0 / sqrt((double)A->shape[1]);
             for (int64_t e = 0; e < dt_numel(A); e++) dt_f32(A)[e] = (float)((2.0 * dt_rng_uniform(&rng) - 1.0) * bound);
-            size_t ref = (size_t)l * DT_MOD_COUNT + (size_t)mod;
             const float scale = dt_lora_scale_of(a->alphas[ref], ranks[ref], cfg->use_rslora);
             a->refs[ref] = (dt_lora_ref){A, B, scale, cfg->dropout, NULL};
             a->ref_ptrs[ref] = &a->refs[ref];
         }
-        i += 2 * k;
-    }
     free(ranks);
+    free(where);
     a->view.lora = a->ref_ptrs;
     *out = a;
     return DT_OK;
