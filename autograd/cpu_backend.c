@@ -21,23 +21,21 @@ void dt_cpu_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha,
                 (blasint)N, (blasint)K, alpha, A, (blasint)lda, B, (blasint)ldb, beta, C, (blasint)ldc);
 }
 
-static void gemm_args(const dt_gemm_args *g) {
-    dt_cpu_gemm(g->ta, g->tb, g->M, g->N, g->K, g->alpha, g->A, g->lda, g->B, g->ldb, g->beta, g->C, g->ldc);
-}
+static const dt_backend CPU; // the table below; gemm2 runs each half through its gemm
 
 // Inside the parallel region the OpenMP build of OpenBLAS runs each call on its own thread only.
 static void cpu_gemm2(const dt_gemm_args *a, const dt_gemm_args *b) {
     if (omp_in_parallel() || omp_get_max_threads() < 2) {
-        gemm_args(a);
-        gemm_args(b);
+        dt_gemm_one(&CPU, a);
+        dt_gemm_one(&CPU, b);
         return;
     }
     #pragma omp parallel sections num_threads(2)
     {
         #pragma omp section
-        gemm_args(a);
+        dt_gemm_one(&CPU, a);
         #pragma omp section
-        gemm_args(b);
+        dt_gemm_one(&CPU, b);
     }
 }
 
