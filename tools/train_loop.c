@@ -18,6 +18,7 @@
 #include "optim/schedule.h"
 #include "peft/peft_io.h"
 #include "tools/loss_plot.h"
+#include "tools/run_identity.h"
 #include "tools/train_data.h"
 
 typedef struct trainer {
@@ -301,11 +302,16 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     t.st.data_seed = (uint64_t)r->train.seed;
     if (make_dirs(r->output_dir)) { rc = dt_fail(ctx, DT_EIO, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno)); goto done; }
     char path[4200];
+    dt_run_id id;
+    if ((rc = dt_run_identity(ctx, r, &id))) goto done;
+    t.st.run = id;
+    if (r->resume == DT_RESUME_NO && (rc = dt_run_fresh_output(ctx, r->output_dir, h->overwrite))) goto done;
     if (r->resume != DT_RESUME_NO) {
         char ck[4200];
         if (r->resume == DT_RESUME_PATH) snprintf(ck, sizeof ck, "%s", r->resume_path);
         if (r->resume == DT_RESUME_PATH || !dt_checkpoint_latest(r->output_dir, ck, sizeof ck)) {
             if ((rc = dt_checkpoint_load(ctx, ck, t.a, t.m, &t.opt, &t.st))) goto done;
+            if ((rc = dt_run_identity_check(ctx, ck, &id, &t.st.run))) goto done;
             fprintf(stderr, "resuming from %s (step %lld)\n", ck, (long long)t.st.step);
         } else {
             fprintf(stderr, "resume: no checkpoint in %s/checkpoints; starting from the beginning\n", r->output_dir);
