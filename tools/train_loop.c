@@ -60,6 +60,14 @@ static int make_dirs(const char *path) {
     return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
 }
 
+// The folder PEFT's AutoTokenizer can load: model.tokenizer itself, or the folder of a tokenizer file.
+static void tokenizer_folder(const char *path, char *out, size_t n) {
+    struct stat sb;
+    snprintf(out, n, "%s", path ? path : "");
+    char *slash = strrchr(out, '/');
+    if (path && stat(path, &sb) == 0 && !S_ISDIR(sb.st_mode) && slash) *slash = 0;
+}
+
 static int setup_adapter(dt_ctx *ctx, trainer *t) {
     const dt_recipe *r = t->r;
     int rc;
@@ -106,6 +114,7 @@ static int setup_adapter(dt_ctx *ctx, trainer *t) {
         if (rc) return rc;
     }
     snprintf(t->a->base_model, sizeof t->a->base_model, "%s", r->model.path);
+    tokenizer_folder(r->model.tokenizer, t->a->tokenizer, sizeof t->a->tokenizer);
     return DT_OK;
 }
 
