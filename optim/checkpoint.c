@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "models/atomic_file.h"
 #include "models/safetensors.h"
 #include "models/safetensors_write.h"
 #include "peft/peft_io.h"
@@ -29,11 +30,6 @@ static int rm_tree(const char *path) {
     }
     closedir(d);
     return rmdir(path);
-}
-
-static void fsync_dir(const char *path) {
-    int fd = open(path, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) { fsync(fd); close(fd); }
 }
 
 int dt_checkpoint_save(dt_ctx *ctx, const char *dir, const dt_adapter *a, const dt_llama *m, const dt_optimizer *o,
@@ -73,8 +69,7 @@ int dt_checkpoint_save(dt_ctx *ctx, const char *dir, const dt_adapter *a, const 
     }
     if (!rc) {
         rm_tree(dir); // re-saving the same step replaces it
-        if (rename(tmp, dir)) rc = dt_fail(ctx, DT_EIO, "%s: cannot rename checkpoint into place: %s", dir, strerror(errno));
-        else fsync_dir(parent);
+        rc = dt_atomic_commit_dir(ctx, tmp, dir);
     }
     if (rc) rm_tree(tmp);
     return rc;

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "datasets/tokenizer.h"
+#include "models/atomic_file.h"
 #include "models/llama.h"
 #include "optim/checkpoint.h"
 #include "optim/optim.h"
@@ -189,9 +190,7 @@ static int reload_metrics(dt_ctx *ctx, trainer *t, const char *path) {
     free(line);
     fclose(f);
     fclose(out);
-    FILE *w = fopen(path, "w");
-    int rc = w && fwrite(kept, 1, klen, w) == klen ? DT_OK : dt_fail(ctx, DT_EIO, "%s: cannot rewrite: %s", path, strerror(errno));
-    if (w) fclose(w);
+    int rc = dt_atomic_write(ctx, path, kept, klen); // a crash here must not lose the kept lines
     free(kept);
     return rc;
 }
