@@ -104,7 +104,7 @@ static int setup_adapter(dt_ctx *ctx, trainer *t) {
         dt_ids_free(&ids);
         if (rc) return rc;
     }
-    snprintf(t->a->base_model, sizeof t->a->base_model, "%s", r->model.path);
+    snprintf(t->a->base_model, sizeof t->a->base_model, "%s", r->model.name_or_path ? r->model.name_or_path : r->model.path);
     return DT_OK;
 }
 
