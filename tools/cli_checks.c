@@ -53,11 +53,12 @@ int dt_check_writable_dir(dt_ctx *ctx, const char *dir, const char *key) {
     for (;;) {
         struct stat sb;
         if (stat(p, &sb) == 0) {
-            if (!S_ISDIR(sb.st_mode)) return dt_fail(ctx, DT_EINPUT, "%s: %s: %s is not a folder", key, dir, p);
+            if (!S_ISDIR(sb.st_mode)) return dt_fail(ctx, DT_EINPUT, "%s: %s: %s is a file, not a folder", key, dir, p);
             if (access(p, W_OK | X_OK)) return dt_fail(ctx, DT_EINPUT, "%s: %s: cannot write in %s: %s", key, dir, p, strerror(errno));
             return DT_OK;
         }
-        if (errno != ENOENT) return dt_fail(ctx, DT_EINPUT, "%s: %s: %s: %s", key, dir, p, strerror(errno));
+        // ENOTDIR: a part of the path is a file; walking up finds it and says so.
+        if (errno != ENOENT && errno != ENOTDIR) return dt_fail(ctx, DT_EINPUT, "%s: %s: %s", key, p, strerror(errno));
         char *slash = strrchr(p, '/');
         if (!slash) { snprintf(p, sizeof p, "."); continue; }
         if (slash == p) { p[1] = 0; continue; }
