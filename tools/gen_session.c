@@ -101,7 +101,9 @@ static int reply_after(dt_ctx *ctx, dt_gen *g, char **reply, size_t *reply_len) 
     const char *piece;
     size_t len;
     for (int64_t i = 0; i < g->n_new && !rc; i++) {
-        int32_t next = sample(g->logits, g->m->cfg.vocab_size, g->temp, g->top_p, &g->rng, g->cand);
+        // Ids past the tokenizer's (rows of a padded embedding matrix) have no text: never chosen.
+        int64_t V = g->m->cfg.vocab_size, tv = dt_tokenizer_vocab_size(g->tok);
+        int32_t next = sample(g->logits, tv < V ? tv : V, g->temp, g->top_p, &g->rng, g->cand);
         if (is_eos(g, next)) break;
         if ((rc = dt_ids_push(ctx, &g->fed, next))) break;
         if ((rc = dt_decode_stream_next(ctx, &ds, g->tok, g->fed.v, g->fed.n, &piece, &len))) break;
