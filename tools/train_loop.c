@@ -275,8 +275,10 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
         if ((sum.stop_rank >= 0 || (h->stop_after > 0 && t->st.step == h->stop_after)) && !last) {
             if (h->tty && rank0) fputc('\n', stderr);
             if ((rc = dt_dist_agree(ctx, c, save_checkpoint(ctx, t)))) break;
-            rc = dt_fail(ctx, DT_EINTERRUPTED, "interrupted at step %lld; checkpoint saved in %s/checkpoints/step-%lld; resume with resume: true",
-                         (long long)t->st.step, r->output_dir, (long long)t->st.step);
+            char by[64] = "";
+            if (c->size > 1 && sum.stop_rank >= 0) snprintf(by, sizeof by, " (a signal reached rank %d)", sum.stop_rank);
+            rc = dt_fail(ctx, DT_EINTERRUPTED, "interrupted at step %lld%s; checkpoint saved in %s/checkpoints/step-%lld; resume with resume: true",
+                         (long long)t->st.step, by, r->output_dir, (long long)t->st.step);
             rc = dt_dist_same_everywhere(c, rc);
         }
     }
