@@ -100,6 +100,12 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libdeltatune.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdeltatune.a $(LDLIBS)
 
+# The data-parallel benchmark drives the trainer's communication layer, which lives with the tools.
+DIST_OBJ := $(filter $(BUILD)/tools/comm%.o $(BUILD)/tools/train_dist.o,$(TOOL_OBJ))
+$(BUILD)/bench/bench_dist_step: bench/bench_dist_step.c $(DIST_OBJ) $(BUILD)/libdeltatune.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(DIST_OBJ) $(BUILD)/libdeltatune.a $(LDLIBS)
+
 test: all $(TEST_BIN)
 	@sh tests/run_tests.sh $(BUILD)/tests
 
