@@ -9,7 +9,7 @@ BLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
 # -fno-trapping-math: we never enable floating-point traps, and without it GCC will not turn the
 # selects of the kernels' `omp simd` loops (dt_expf's range checks) into vector blends.
 override CFLAGS += -fno-trapping-math -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -I. -isystem $(BLAS_INC) -MMD -MP
-LDLIBS  := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ljansson -lpcre2-8 -lutf8proc -lyaml -lz -lm -fopenmp
+LDLIBS  := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ldnnl -ljansson -lpcre2-8 -lutf8proc -lyaml -lz -lm -fopenmp
 BUILD   := build
 BIN     ?= deltatune
 
@@ -43,7 +43,7 @@ endif
 .PHONY: all deps test test-asan test-cuda bench bench-cuda golden golden-deps clean
 all: $(BUILD)/libdeltatune.a $(BIN)
 
-DEB_PKGS := build-essential libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev
+DEB_PKGS := build-essential libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev libdnnl-dev
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS)
