@@ -86,6 +86,7 @@ test-asan:
 
 bench: all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+	@sh bench/bench_bf16.sh $(BUILD)
 
 # The CUDA tests and benchmark need a GPU; without one the CUDA tests print SKIP.
 test-cuda:

@@ -146,8 +146,15 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
 }
 
 int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed, dt_llama **out) {
+    return dt_llama_init_random_typed(ctx, cfg, be, seed, DT_F32, out);
+}
+
+int dt_llama_init_random_typed(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed,
+                               dt_dtype wtype, dt_llama **out) {
     *out = NULL;
     if (dt_config_validate(ctx, cfg, "random model config")) return DT_EINPUT;
+    if (wtype != DT_F32 && wtype != DT_BF16 && wtype != DT_F16)
+        return dt_fail(ctx, DT_EINPUT, "random model: weight dtype %s is not f32, bf16 or f16", dt_dtype_name(wtype));
     dt_llama *m = calloc(1, sizeof *m);
     if (!m) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     m->be = be;
@@ -156,11 +163,12 @@ int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backe
     weight_spec *specs = calloc((size_t)cfg->num_layers * 16 + 8, sizeof *specs);
     if (!m->layers || !specs) { free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
     int n = weight_specs(m, specs);
+    // Matrices take wtype; vectors (norms, biases) stay f32.
     size_t bytes = (size_t)(cfg->head_dim / 2) * sizeof(float), params = 0;
     for (int i = 0; i < n; i++) {
         size_t numel = (size_t)(specs[i].ndim == 2 ? specs[i].shape[0] * specs[i].shape[1] : specs[i].shape[0]);
         params += numel;
-        bytes += (numel * sizeof(float) + 63) & ~(size_t)63;
+        bytes += (numel * dt_dtype_size(specs[i].ndim == 2 ? wtype : DT_F32) + 63) & ~(size_t)63;
     }
     m->block = be->alloc(bytes);
     // On the CPU the weights are drawn straight into the block: a staging copy would double peak memory.
@@ -169,14 +177,20 @@ int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backe
     m->block_bytes = bytes;
     dt_rng rng = {seed};
     size_t off = 0;
+    float row[4096]; // values are drawn a chunk at a time, then stored in the tensor's dtype
     for (int i = 0; i < n; i++) {
         weight_spec *s = &specs[i];
-        size_t numel = (size_t)(s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0]);
-        float *w = (float *)((uint8_t *)tmp + off);
-        for (size_t j = 0; j < numel; j++) w[j] = s->ndim == 1 ? 1.0f : (float)(0.02 * dt_rng_normal(&rng));
-        dt_tensor_set(s->dst, DT_F32, (uint8_t *)m->block + off, s->ndim, s->shape);
+        dt_dtype t = s->ndim == 2 ? wtype : DT_F32;
+        size_t numel = (size_t)(s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0]), es = dt_dtype_size(t);
+        uint8_t *w = (uint8_t *)tmp + off;
+        for (size_t j = 0; j < numel; j += 4096) {
+            size_t c = numel - j < 4096 ? numel - j : 4096;
+            for (size_t q = 0; q < c; q++) row[q] = s->ndim == 1 ? 1.0f : (float)(0.02 * dt_rng_normal(&rng));
+            dt_convert_from_f32(w + j * es, t, row, c);
+        }
+        dt_tensor_set(s->dst, t, (uint8_t *)m->block + off, s->ndim, s->shape);
         s->dst->device = be->device;
-        off += (numel * sizeof(float) + 63) & ~(size_t)63;
+        off += (numel * es + 63) & ~(size_t)63;
     }
     rope_inv_freq(cfg, (float *)((uint8_t *)tmp + off));
     if (tmp != m->block) { be->upload(m->block, tmp, bytes); free(tmp); }

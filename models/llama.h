@@ -61,6 +61,10 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
 void dt_llama_free(dt_llama *m);
 // A model of this config with random weights (normal * 0.02, norms 1), for benchmarks and tests.
 int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed, dt_llama **out);
+// The same with the matrices (linears, embedding, LM head) stored as wtype (f32, bf16 or f16), drawn
+// in f32 and rounded; norms and biases stay f32.
+int dt_llama_init_random_typed(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed,
+                               dt_dtype wtype, dt_llama **out);
 // Number of positions the forward will produce for T input tokens (adds the virtual tokens).
 int64_t dt_llama_out_len(const dt_llama_adapters *ad, int64_t T);
 // Builds the forward on g (recording the tape when g->grad_enabled). denom: the divisor of the loss
