@@ -81,7 +81,22 @@ void dt_llama_free(dt_llama *m) {
 }
 
 int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama **out) {
+    return dt_llama_load_typed(ctx, path, be, DT_F32, out);
+}
+
+// The safetensors dtype that holds a tensor of dtype t as is (DT_ST_I64 stands for none).
+static dt_st_dtype st_of(dt_dtype t) {
+    return t == DT_F32 ? DT_ST_F32 : t == DT_BF16 ? DT_ST_BF16 : t == DT_F16 ? DT_ST_F16 : DT_ST_I64;
+}
+
+int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, dt_llama **out) {
     *out = NULL;
+    if (wtype != DT_F32 && wtype != DT_BF16 && wtype != DT_F16)
+        return dt_fail(ctx, DT_EINPUT, "%s: weight dtype %s is not supported (expected f32, bf16 or f16)", path,
+                       dt_dtype_name(wtype));
+    if (wtype != DT_F32 && be->device != DT_DEV_CPU)
+        return dt_fail(ctx, DT_EUNSUPPORTED, "%s: %s weights are kept as stored on the CPU backend only", path,
+                       dt_dtype_name(wtype));
     dt_llama *m = calloc(1, sizeof *m);
     if (!m) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     m->be = be;
@@ -95,18 +110,22 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
     if (!m->layers || !specs) { free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
     int n = weight_specs(m, specs);
     // First pass: check presence and shape, decide which tensors are used in place in the mapping.
+    // Matrices are kept in wtype, vectors (norms, biases) in f32; a tensor whose file dtype is already
+    // its kept dtype, suitably aligned, is used in place (the page cache's copy, never duplicated).
     size_t bytes = (size_t)(c->head_dim / 2) * sizeof(float), params = 0;
     for (int i = 0; i < n; i++) {
         weight_spec *s = &specs[i];
         const dt_st_tensor *t = dt_weights_find(m->src, s->name);
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
+        dt_dtype kt = s->ndim == 2 ? wtype : DT_F32;
         params += (size_t)numel;
-        if (t && be->device == DT_DEV_CPU && t->st_dtype == DT_ST_F32 && ((uintptr_t)t->data & 3) == 0 &&
-            t->ndim == s->ndim && t->shape[0] == s->shape[0] && (s->ndim == 1 || t->shape[1] == s->shape[1])) {
+        if (t && be->device == DT_DEV_CPU && t->st_dtype == st_of(kt) &&
+            ((uintptr_t)t->data & (dt_dtype_size(kt) - 1)) == 0 && t->ndim == s->ndim && t->shape[0] == s->shape[0] &&
+            (s->ndim == 1 || t->shape[1] == s->shape[1])) {
             s->in_place = true;
-            dt_tensor_set(s->dst, DT_F32, (void *)t->data, s->ndim, s->shape);
+            dt_tensor_set(s->dst, kt, (void *)t->data, s->ndim, s->shape);
         } else {
-            bytes += ((size_t)numel * sizeof(float) + 63) & ~(size_t)63;
+            bytes += ((size_t)numel * dt_dtype_size(kt) + 63) & ~(size_t)63;
         }
     }
     m->block = be->alloc(bytes);
@@ -118,9 +137,10 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
         weight_spec *s = &specs[i];
         if (s->in_place) continue;
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
-        size_t nb = (size_t)numel * sizeof(float);
+        dt_dtype kt = s->ndim == 2 ? wtype : DT_F32;
+        size_t nb = (size_t)numel * dt_dtype_size(kt);
         if (be->device == DT_DEV_CPU) {
-            rc = dt_weights_read_f32(ctx, m->src, s->name, (float *)p, s->ndim, s->shape);
+            rc = dt_weights_read_as(ctx, m->src, s->name, kt, p, s->ndim, s->shape);
         } else {
             float *tmp = malloc(nb);
             rc = tmp ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape)
@@ -128,7 +148,7 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
             if (!rc) be->upload(p, tmp, nb);
             free(tmp);
         }
-        dt_tensor_set(s->dst, DT_F32, p, s->ndim, s->shape);
+        dt_tensor_set(s->dst, kt, p, s->ndim, s->shape);
         s->dst->device = be->device;
         s->dst->name = NULL;
         p += (nb + 63) & ~(size_t)63;

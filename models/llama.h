@@ -58,6 +58,10 @@ typedef struct dt_llama_out {
 // path: a Hugging Face folder or a llama2.c .bin. Weights are converted to f32 for the CPU backend;
 // F32 tensors of a memory-mapped file are used in place when aligned.
 int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama **out);
+// The same with the matrices (linears, embedding, LM head) kept as wtype (f32, bf16 or f16; not f32
+// only on the CPU): memory-mapped in place when the file stores them in wtype, converted once
+// otherwise. Norms and biases are f32 always.
+int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, dt_llama **out);
 void dt_llama_free(dt_llama *m);
 // A model of this config with random weights (normal * 0.02, norms 1), for benchmarks and tests.
 int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed, dt_llama **out);
