@@ -4,6 +4,7 @@
 #include <math.h>
 #include <omp.h>
 #include "autograd/cpu_bf16.h"
+#include "autograd/cpu_kernels.h"
 #include "autograd/tensor.h"
 #include "tests/test_util.h"
 
@@ -93,6 +94,54 @@ static void check_rounding(void) {
     free(small);
 }
 
+static double rel_err(const float *a, const float *ref, size_t n) {
+    double d = 0, r = 0;
+    for (size_t i = 0; i < n; i++) { d += ((double)a[i] - ref[i]) * ((double)a[i] - ref[i]); r += (double)ref[i] * ref[i]; }
+    return sqrt(d / r);
+}
+
+// The attention kernels with bf16 block matmuls against the naive f32/double ones, packed and not.
+// One bf16 matmul whose two operands are rounded adds a relative RMS error of sqrt(2/3) 2^-8 (see
+// test_bf16_golden.c); the output passes through two in sequence (QK^T, PV), the gradients through
+// three (the scores recomputed, dP or dS, and their product): bounds 4 sqrt(2) and 4 sqrt(3) times it.
+static void check_attention(dt_bf16_mm *e) {
+    const int64_t B = 2, T = 150, H = 6, KV = 2, hd = 16;
+    const double rho1 = sqrt(2.0 / 3.0) / 256.0, tol_f = 4 * sqrt(2.0) * rho1, tol_b = 4 * sqrt(3.0) * rho1;
+    size_t nq = (size_t)B * T * H * hd, nk = (size_t)B * T * KV * hd;
+    float *q = malloc(nq * 4), *k = malloc(nk * 4), *v = malloc(nk * 4), *o1 = malloc(nq * 4), *o2 = malloc(nq * 4);
+    float *dout = malloc(nq * 4), *dq1 = malloc(nq * 4), *dq2 = malloc(nq * 4), *lse = malloc((size_t)B * H * T * 4);
+    float *dk1 = malloc(nk * 4), *dk2 = malloc(nk * 4), *dv1 = malloc(nk * 4), *dv2 = malloc(nk * 4);
+    int32_t *seg = malloc((size_t)B * T * 4);
+    uint16_t *h = malloc(nq * 2);
+    fill(h, (int64_t)nq, 3); dt_cpu_bf16_to_f32(q, h, (int64_t)nq);
+    fill(h, (int64_t)nq, 4); dt_cpu_bf16_to_f32(dout, h, (int64_t)nq);
+    fill(h, (int64_t)nk, 5); dt_cpu_bf16_to_f32(k, h, (int64_t)nk);
+    fill(h, (int64_t)nk, 6); dt_cpu_bf16_to_f32(v, h, (int64_t)nk);
+    for (size_t i = 0; i < nq; i++) q[i] *= 4.0f; // scores of a few units, as in a trained model
+    for (int64_t b = 0; b < B; b++)
+        for (int64_t t = 0; t < T; t++) seg[b * T + t] = t < 70 ? 0 : (t < 101 ? 70 : 101);
+    void *scratch = malloc(dt_cpu_attention_bf16_scratch_bytes(B, T, H, KV, hd));
+    for (int packed = 0; packed < 2; packed++) {
+        const int32_t *s = packed ? seg : NULL;
+        dt_cpu_attention_fwd_bf16(e, o1, lse, q, k, v, s, B, T, H, KV, hd, scratch);
+        dt_cpu_attention_fwd_naive(o2, q, k, v, s, B, T, H, KV, hd);
+        double ef = rel_err(o1, o2, nq);
+        char name[96];
+        snprintf(name, sizeof name, "bf16 attention forward vs naive%s", packed ? " (packed)" : "");
+        TEST_CHECK(name, ef <= tol_f, "relative error %.3g > %.3g", ef, tol_f);
+        dt_cpu_attention_bwd_bf16(e, dq1, dk1, dv1, false, false, false, dout, o1, lse, q, k, v, s, B, T, H, KV, hd, scratch);
+        dt_cpu_attention_bwd_naive(dq2, dk2, dv2, dout, q, k, v, s, B, T, H, KV, hd);
+        double eq = rel_err(dq1, dq2, nq), ek = rel_err(dk1, dk2, nk), ev = rel_err(dv1, dv2, nk);
+        snprintf(name, sizeof name, "bf16 attention backward vs naive%s", packed ? " (packed)" : "");
+        TEST_CHECK(name, eq <= tol_b && ek <= tol_b && ev <= tol_b, "relative errors dq %.3g dk %.3g dv %.3g > %.3g",
+                   eq, ek, ev, tol_b);
+        printf("# bf16 attention%s: forward %.3g (bound %.3g), dq %.3g dk %.3g dv %.3g (bound %.3g)\n",
+               packed ? " packed" : "", ef, tol_f, eq, ek, ev, tol_b);
+    }
+    free(q); free(k); free(v); free(o1); free(o2); free(lse); free(seg); free(scratch); free(h);
+    free(dout); free(dq1); free(dq2); free(dk1); free(dk2); free(dv1); free(dv2);
+}
+
 int main(void) {
     dt_ctx ctx;
     dt_ctx_init(&ctx);
@@ -107,6 +156,7 @@ int main(void) {
     // The cached primitive is reused: the same call again gives the same answer.
     check_case(e, false, true, false, 1.0f, 37, 29, 70, false);
     check_rounding();
+    check_attention(e);
     dt_bf16_mm_free(e);
     TEST_EXIT();
 }
