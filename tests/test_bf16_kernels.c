@@ -61,7 +61,9 @@ static void check_case(dt_bf16_mm *e, bool ta, bool tb, bool acc, float alpha, i
     snprintf(name, sizeof name, "bf16 matmul ta=%d tb=%d acc=%d alpha=%g %lldx%lldx%lld%s", ta, tb, acc, alpha,
              (long long)M, (long long)N, (long long)K, nested ? " in omp region" : "");
     double tol = fabs(alpha) * bound(K);
-    TEST_CHECK(name, rc == DT_OK && worst <= tol && pad_ok, "rc %d (%s), worst %.3g > %.3g or padding written", rc,
+    if (rc == DT_EUNSUPPORTED && !dt_cpu_has_bf16()) // oneDNN 2.x has no bf16 matmul below AVX-512
+        TEST_SKIP(name, "oneDNN has no bf16 matmul for ISA %s", dt_onednn_isa());
+    else TEST_CHECK(name, rc == DT_OK && worst <= tol && pad_ok, "rc %d (%s), worst %.3g > %.3g or padding written", rc,
                rc ? dt_bf16_mm_error(e) : "", worst, tol);
     free(A); free(B); free(C); free(C2); free(R);
 }
