@@ -1,4 +1,5 @@
 #include "autograd/dtype_choice.h"
+#include <stdio.h>
 #include <string.h>
 #include "autograd/cpu_bf16.h"
 
@@ -34,4 +35,15 @@ int dt_dtype_resolve(dt_ctx *ctx, dt_dtype requested, dt_device dev, const char 
                        "here: use f32 (or auto, which picks f32 on this CPU)", what, dt_onednn_isa());
     *out = requested == DT_DTYPE_AUTO ? (units ? DT_BF16 : DT_F32) : requested;
     return DT_OK;
+}
+
+void dt_dtype_describe(dt_dtype t, char *buf, size_t n) {
+    char ver[32];
+    dt_onednn_version(ver, sizeof ver);
+    if (t == DT_BF16)
+        snprintf(buf, n, "bf16 (oneDNN %s bf16 matmul, %s kernels, f32 accumulation)", ver, dt_onednn_isa());
+    else if (t == DT_F32)
+        snprintf(buf, n, "f32 (OpenBLAS sgemm)");
+    else
+        snprintf(buf, n, "%s (widened to f32 a panel at a time, OpenBLAS sgemm)", dt_dtype_choice_name(t));
 }

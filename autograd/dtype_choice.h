@@ -2,6 +2,7 @@
 #ifndef DT_DTYPE_CHOICE_H
 #define DT_DTYPE_CHOICE_H
 #include <stdbool.h>
+#include <stddef.h>
 #include "autograd/context.h"
 #include "autograd/tensor.h"
 
@@ -20,5 +21,9 @@ const char *dt_dtype_choice_name(dt_dtype t);
 // oneDNN sees them), else f32. bf16 asked for on a CPU without them is DT_EUNSUPPORTED (the command
 // exits 2) with a message that starts with `what` (the recipe file and key, or the option).
 int dt_dtype_resolve(dt_ctx *ctx, dt_dtype requested, dt_device dev, const char *what, dt_dtype *out);
+
+// One line for users on how frozen weights of dtype t (resolved, not auto) are computed on the CPU,
+// e.g. "bf16 (oneDNN 2.6.3 bf16 matmul, avx512_core_bf16 kernels, f32 accumulation)".
+void dt_dtype_describe(dt_dtype t, char *buf, size_t n);
 
 #endif
