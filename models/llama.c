@@ -74,7 +74,7 @@ static void rope_inv_freq(const dt_model_config *c, float *out) {
 
 void dt_llama_free(dt_llama *m) {
     if (!m) return;
-    if (m->block) m->be->free(m->block);
+    if (m->block) m->be->free(m->be, m->block);
     dt_weights_close(m->src);
     free(m->layers);
     free(m);
@@ -128,7 +128,7 @@ int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_
             bytes += ((size_t)numel * dt_dtype_size(kt) + 63) & ~(size_t)63;
         }
     }
-    m->block = be->alloc(bytes);
+    m->block = be->alloc(be, bytes);
     m->block_bytes = bytes;
     if (!m->block) { free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "cannot allocate %zu bytes for weights", bytes); }
     // Second pass: convert the rest into the block (on the host first for a device backend).
@@ -145,7 +145,7 @@ int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_
             float *tmp = malloc(nb);
             rc = tmp ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape)
                      : dt_fail(ctx, DT_ENOMEM, "out of memory");
-            if (!rc) be->upload(p, tmp, nb);
+            if (!rc) be->upload(be, p, tmp, nb);
             free(tmp);
         }
         dt_tensor_set(s->dst, kt, p, s->ndim, s->shape);
@@ -158,7 +158,7 @@ int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_
     float freq[256];
     rope_inv_freq(c, freq);
     m->inv_freq = (float *)p;
-    be->upload(m->inv_freq, freq, (size_t)(c->head_dim / 2) * sizeof(float));
+    be->upload(be, m->inv_freq, freq, (size_t)(c->head_dim / 2) * sizeof(float));
     if (c->tie_word_embeddings) m->lm_head = m->embed;
     m->param_count = params;
     *out = m;
@@ -190,7 +190,7 @@ int dt_llama_init_random_typed(dt_ctx *ctx, const dt_model_config *cfg, const dt
         params += numel;
         bytes += (numel * dt_dtype_size(specs[i].ndim == 2 ? wtype : DT_F32) + 63) & ~(size_t)63;
     }
-    m->block = be->alloc(bytes);
+    m->block = be->alloc(be, bytes);
     // On the CPU the weights are drawn straight into the block: a staging copy would double peak memory.
     void *tmp = be->device == DT_DEV_CPU ? m->block : malloc(bytes);
     if (!m->block || !tmp) { if (tmp != m->block) free(tmp); free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "cannot allocate %zu bytes for weights", bytes); }
@@ -213,7 +213,7 @@ int dt_llama_init_random_typed(dt_ctx *ctx, const dt_model_config *cfg, const dt
         off += (numel * es + 63) & ~(size_t)63;
     }
     rope_inv_freq(cfg, (float *)((uint8_t *)tmp + off));
-    if (tmp != m->block) { be->upload(m->block, tmp, bytes); free(tmp); }
+    if (tmp != m->block) { be->upload(be, m->block, tmp, bytes); free(tmp); }
     free(specs);
     m->inv_freq = (float *)((uint8_t *)m->block + off);
     if (cfg->tie_word_embeddings) m->lm_head = m->embed;
