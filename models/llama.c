@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "autograd/cpu_bf16_backend.h"
+#include "autograd/dtype_choice.h"
 #include "autograd/rng.h"
 
 // One weight the model needs: its HF name, expected shape, and where it goes.
@@ -77,6 +79,7 @@ void dt_llama_free(dt_llama *m) {
     if (m->block) m->be->free(m->be, m->block);
     dt_weights_close(m->src);
     free(m->layers);
+    if (m->owns_be) dt_cpu_backend_release(m->be);
     free(m);
 }
 
@@ -100,6 +103,7 @@ int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_
     dt_llama *m = calloc(1, sizeof *m);
     if (!m) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     m->be = be;
+    m->wtype = wtype;
     int rc = dt_weights_open(ctx, path, &m->cfg, &m->src);
     if (rc) { free(m); return rc; }
     const dt_model_config *c = &m->cfg;
@@ -165,6 +169,19 @@ int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_
     return DT_OK;
 }
 
+int dt_llama_load_cpu(dt_ctx *ctx, const char *path, dt_dtype requested, const char *what, dt_llama **out) {
+    *out = NULL;
+    dt_dtype t;
+    const dt_backend *be;
+    int rc = dt_dtype_resolve(ctx, requested, DT_DEV_CPU, what, &t);
+    if (!rc) rc = dt_cpu_backend_for(ctx, t, &be);
+    if (rc) return rc;
+    rc = dt_llama_load_typed(ctx, path, be, t, out);
+    if (rc) { dt_cpu_backend_release(be); return rc; }
+    (*out)->owns_be = be != dt_backend_cpu();
+    return DT_OK;
+}
+
 int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed, dt_llama **out) {
     return dt_llama_init_random_typed(ctx, cfg, be, seed, DT_F32, out);
 }
@@ -190,6 +207,7 @@ int dt_llama_init_random_typed(dt_ctx *ctx, const dt_model_config *cfg, const dt
         params += numel;
         bytes += (numel * dt_dtype_size(specs[i].ndim == 2 ? wtype : DT_F32) + 63) & ~(size_t)63;
     }
+    m->wtype = wtype;
     m->block = be->alloc(be, bytes);
     // On the CPU the weights are drawn straight into the block: a staging copy would double peak memory.
     void *tmp = be->device == DT_DEV_CPU ? m->block : malloc(bytes);
