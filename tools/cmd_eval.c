@@ -1,4 +1,5 @@
 // deltatune eval --model DIR [--adapter DIR] --data FILE [--format F] [--tokenizer DIR] [--max-seq-len N] [--json]
+//                [--dtype auto|f32|bf16|f16]
 // Mean loss over the trained tokens of a data file (same formats and masking as training) and its
 // perplexity. The mean is over tokens, not examples, as Hugging Face's loss over one long batch.
 #include <math.h>
@@ -13,6 +14,7 @@ int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *data = NULL, *format = "auto", *tokdir = NULL;
     int64_t max_len = 0;
     bool json = false;
+    dt_dtype dtype = DT_DTYPE_AUTO; // of the frozen weights: bf16 where the CPU has bf16 units
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         bool has = i + 1 < argc;
@@ -23,9 +25,16 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--tokenizer") && has) tokdir = argv[++i];
         else if (!strcmp(a, "--max-seq-len") && has) max_len = atoll(argv[++i]);
         else if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--dtype") && has) {
+            if (!dt_dtype_choice_parse(argv[++i], &dtype)) {
+                fprintf(stderr, "deltatune eval: --dtype '%s': expected %s\n", argv[i], dt_dtype_choice_names());
+                return 2;
+            }
+        }
         else {
             fprintf(stderr, "deltatune eval: unknown or incomplete option '%s'\n"
-                            "usage: deltatune eval --model DIR [--adapter DIR] --data FILE [--format F] [--tokenizer DIR] [--max-seq-len N] [--json]\n", a);
+                            "usage: deltatune eval --model DIR [--adapter DIR] --data FILE [--format F] [--tokenizer DIR] [--max-seq-len N] [--json]\n"
+                            "                     [--dtype auto|f32|bf16|f16]\n", a);
             return 2;
         }
     }
@@ -38,7 +47,7 @@ int cmd_eval(int argc, char **argv) {
     dt_tokenizer *tok = NULL;
     dt_dataset *ds = NULL;
     dt_graph g = {0};
-    int rc = dt_llama_load(&ctx, model, dt_backend_cpu(), &m);
+    int rc = dt_llama_load_cpu(&ctx, model, dtype, "--dtype", &m);
     if (!rc && adapter) rc = dt_adapter_load(&ctx, adapter, m, &ad);
     if (!rc && strcmp(format, "tokens")) rc = dt_tokenizer_load(&ctx, tokdir ? tokdir : model, &tok);
     dt_dataset_opts o = {format, "auto", false, false, max_len};

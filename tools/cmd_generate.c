@@ -1,5 +1,5 @@
 // deltatune generate --model DIR [--adapter DIR ...] [--tokenizer DIR] [--chat] --prompt TEXT [-n N] [--temp T]
-//                    [--top-p P] [--seed S]
+//                    [--top-p P] [--seed S] [--dtype auto|f32|bf16|f16]
 // Streams text with a KV cache; adapters are applied unmerged (several LoRA adapters add up; at most
 // one prompt-tuning adapter). At temperature 0 the choice is greedy.
 #include <math.h>
@@ -72,7 +72,7 @@ static int chat_prompt(dt_ctx *ctx, const dt_tokenizer *tok, const char *text, d
 
 static int usage(void) {
     fprintf(stderr, "usage: deltatune generate --model DIR [--adapter DIR ...] [--tokenizer DIR] [--chat] --prompt TEXT [-n N]\n"
-                    "                          [--temp T] [--top-p P] [--seed S]\n");
+                    "                          [--temp T] [--top-p P] [--seed S] [--dtype auto|f32|bf16|f16]\n");
     return 2;
 }
 
@@ -82,6 +82,7 @@ int cmd_generate(int argc, char **argv) {
     float temp = 0.0f, top_p = 1.0f;
     unsigned long long seed = 0;
     bool chat = false;
+    dt_dtype dtype = DT_DTYPE_AUTO; // of the frozen weights: bf16 where the CPU has bf16 units
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--model") && v) model = argv[++i];
@@ -93,6 +94,12 @@ int cmd_generate(int argc, char **argv) {
         else if (!strcmp(a, "--top-p") && v) top_p = strtof(argv[++i], NULL);
         else if (!strcmp(a, "--seed") && v) seed = strtoull(argv[++i], NULL, 10);
         else if (!strcmp(a, "--chat")) chat = true;
+        else if (!strcmp(a, "--dtype") && v) {
+            if (!dt_dtype_choice_parse(argv[++i], &dtype)) {
+                fprintf(stderr, "deltatune generate: --dtype '%s': expected %s\n", argv[i], dt_dtype_choice_names());
+                return 2;
+            }
+        }
         else { fprintf(stderr, "deltatune generate: unknown or incomplete option '%s'\n", a); return usage(); }
     }
     if (!model || !prompt || n_new < 0 || temp < 0 || top_p <= 0 || top_p > 1) return usage();
@@ -108,7 +115,7 @@ int cmd_generate(int argc, char **argv) {
     float *logits = NULL;
     cand *buf = NULL;
     char *text = NULL;
-    int rc = dt_llama_load(&ctx, model, dt_backend_cpu(), &m);
+    int rc = dt_llama_load_cpu(&ctx, model, dtype, "--dtype", &m);
     if (!rc) rc = dt_tokenizer_load(&ctx, tokdir ? tokdir : model, &tok);
     dt_llama_adapters view = {0};
     if (!rc) chain = calloc((size_t)m->cfg.num_layers * DT_MOD_COUNT, sizeof *chain);

@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 #include "datasets/tokenizer.h"
+#include "autograd/dtype_choice.h"
 #include "models/llama.h"
 #include "optim/checkpoint.h"
 #include "optim/optim.h"
@@ -269,14 +270,17 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
 int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     if (r->hardware.device == DT_DEV_CUDA)
         return dt_fail(ctx, DT_EUNSUPPORTED, "%s: hardware.device: cuda: this build has no CUDA (build with make CUDA=1)", r->recipe_path);
-    if (r->hardware.dtype != DT_F32)
-        dt_warn(ctx, "%s: hardware.dtype %s applies to GPU training; the CPU backend computes in f32", r->recipe_path,
-                dt_dtype_name(r->hardware.dtype));
     ctx->nthreads = r->hardware.threads;
     dt_ctx_apply_threads(ctx);
     trainer t = {0};
     t.r = r;
-    int rc = dt_llama_load(ctx, r->model.path, dt_backend_cpu(), &t.m);
+    char what[1100], how[160];
+    snprintf(what, sizeof what, "%s: hardware.dtype %s", r->recipe_path, dt_dtype_choice_name(r->hardware.dtype));
+    int rc = dt_llama_load_cpu(ctx, r->model.path, r->hardware.dtype, what, &t.m);
+    if (!rc) { // the first lines say which dtype and kernels the frozen weights run with
+        dt_dtype_describe(t.m->wtype, how, sizeof how);
+        fprintf(stderr, "frozen weights: %s\n", how);
+    }
     if (!rc && r->data.format != DT_FORMAT_TOKENS) rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
     else if (!rc && r->method.name == DT_METHOD_PROMPT_TUNING && r->method.init == DT_PT_INIT_TEXT)
         rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
