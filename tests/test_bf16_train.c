@@ -104,10 +104,45 @@ static void test_bad_input(void) {
                "exit %d", rc);
 }
 
+// The mean loss `eval --json` printed into tmp/log.txt (NAN when none).
+static double eval_loss(void) {
+    char p[128];
+    snprintf(p, sizeof p, "%s/log.txt", tmp);
+    char *s = tf_slurp(p, NULL), *l = s ? strstr(s, "\"loss\": ") : NULL;
+    double v = l ? atof(l + 8) : NAN;
+    free(s);
+    return v;
+}
+
+// eval on a model stored in bf16 (a merge --dtype bf16 of a golden model, 2 layers): in bf16 (mapped,
+// run through oneDNN) and in f32 (widened at load) it gives the same loss. The weights are exact in
+// both, so only the 8 rounded matmul inputs per layer and the LM head's 1 differ (see
+// test_bf16_golden.c): a relative error of 4 sqrt(8 L + 1) u / sqrt(3) at most, 4 sigma.
+static void test_eval_bf16_model(void) {
+    char args[1024];
+    snprintf(args, sizeof args, "merge --model tests/golden/llama_gqa --out %s/m16 --dtype bf16", tmp);
+    int rc = run("", args), rc16 = -1, rc32 = -1;
+    double l16 = NAN, l32 = NAN;
+    if (!rc) {
+        snprintf(args, sizeof args, "eval --model %s/m16 --data tests/data/train/tokens.jsonl --format tokens --json "
+                 "--dtype bf16", tmp);
+        rc16 = run("", args);
+        l16 = eval_loss();
+        snprintf(args, sizeof args, "eval --model %s/m16 --data tests/data/train/tokens.jsonl --format tokens --json "
+                 "--dtype f32", tmp);
+        rc32 = run("", args);
+        l32 = eval_loss();
+    }
+    double tol = 4.0 * sqrt(8.0 * 2 + 1) / 256.0 / sqrt(3.0) * fabs(l32);
+    TEST_CHECK("eval on a bf16 model, bf16 vs f32", !rc && !rc16 && !rc32 && fabs(l16 - l32) <= tol,
+               "exit %d/%d/%d, loss bf16 %.6f f32 %.6f (bound %.3g)", rc, rc16, rc32, l16, l32, tol);
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/dt_bf16_train_XXXXXX");
     if (!mkdtemp(tmp)) { TEST_FAIL("bf16 train", "mkdtemp"); TEST_EXIT(); }
     test_bad_input();
+    test_eval_bf16_model();
     test_stories_bf16_vs_f32();
     tf_rm_tree(tmp);
     TEST_EXIT();
