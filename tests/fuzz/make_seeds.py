@@ -2,8 +2,9 @@
 """Writes the committed seed corpora of the fuzz harnesses (tests/fuzz/corpus/NAME/*): small valid
 files of each format, so the fuzzer starts from inputs that get past the first checks. Plain Python,
 no dependencies; run from the project root after changing it. The text seeds (JSON, YAML, JSONL) are
-the project's own test files, copied."""
-import json, os, shutil, struct
+the project's own test files, copied. Files named finding-* are inputs that once made a harness fail
+(each also has a regression test); they are kept as seeds and this script leaves them alone."""
+import json, os, struct
 
 ROOT = "tests/fuzz/corpus"
 SEP = b"\n#--#\n"  # FUZZ_SEP in tests/fuzz/fuzz_util.h
@@ -61,7 +62,6 @@ def gguf(kvs, tensors):
 
 
 def main():
-    shutil.rmtree(ROOT, ignore_errors=True)
     # safetensors
     put("fuzz_safetensors", "f32", safetensors([("a.weight", "F32", [2, 3], f32(*range(6)))], {"format": "pt"}))
     put("fuzz_safetensors", "mixed", safetensors([("x", "F16", [4], b"\0<" * 4), ("y", "BF16", [2, 2], b"\x80?" * 4),
