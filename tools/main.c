@@ -1,4 +1,5 @@
 // The `deltatune` command: dispatches to one function per subcommand (tools/cmd_*.c).
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,9 @@ int main(int argc, char **argv) {
     // right ones.
     const char *core = dt_blas_better_coretype();
     if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) dt_restart(argv);
+    // Past a file-size limit (ulimit -f) a write then fails with EFBIG and the command reports it,
+    // leaving the previous outputs intact, instead of being killed by SIGXFSZ mid-write.
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
