@@ -22,6 +22,8 @@
 #include "tools/run_identity.h"
 #include "tools/train_data.h"
 #include "tools/train_dist.h"
+#include "tools/train_progress.h"
+#include "tools/cli_checks.h"
 
 typedef struct trainer {
     const dt_recipe *r;
@@ -38,7 +40,7 @@ typedef struct trainer {
     FILE *metrics;
     dt_point *train_pts, *val_pts;
     size_t n_train_pts, n_val_pts, cap_train_pts, cap_val_pts;
-    double t_start;
+    dt_progress prog;
 } trainer;
 
 static double now(void) {
@@ -117,7 +119,8 @@ static int setup_adapter(dt_ctx *ctx, trainer *t) {
         dt_ids_free(&ids);
         if (rc) return rc;
     }
-    snprintf(t->a->base_model, sizeof t->a->base_model, "%s", r->model.path);
+    snprintf(t->a->base_model, sizeof t->a->base_model, "%s",
+             r->model.name_or_path ? r->model.name_or_path : r->model.path);
     tokenizer_folder(r->model.tokenizer, t->a->tokenizer, sizeof t->a->tokenizer);
     return DT_OK;
 }
@@ -148,24 +151,6 @@ static int evaluate(dt_ctx *ctx, trainer *t, double *loss) {
     free(mine);
     *loss = n ? sum / (double)n : NAN;
     return rc;
-}
-
-static void progress(const trainer *t, const dt_train_hooks *h, double loss, double lr, double tps) {
-    double elapsed = now() - t->t_start;
-    int64_t done = t->st.step;
-    double eta = done > 0 ? elapsed / (double)done * (double)(t->total - done) : 0;
-    if (h->tty) {
-        int width = 30, fill = t->total ? (int)(width * done / t->total) : width;
-        char bar[64];
-        for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
-        bar[width] = 0;
-        fprintf(stderr, "\r[%s] %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %02d:%02d   ", bar, (long long)done,
-                (long long)t->total, loss, lr, tps, (int)(eta / 60), (int)eta % 60);
-        fflush(stderr);
-    } else {
-        fprintf(stderr, "step %lld/%lld loss %.4f lr %.3e tokens/s %.0f eta %.0fs\n", (long long)done, (long long)t->total,
-                loss, lr, tps, eta);
-    }
 }
 
 static int save_checkpoint(dt_ctx *ctx, trainer *t) {
@@ -228,7 +213,7 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
     dt_comm *c = t->dp.comm;
     const int global_mb = r->train.gradient_accumulation_steps * c->size; // micro-batches of a step, all ranks
     int rc = DT_OK;
-    t->t_start = now();
+    dt_progress_start(&t->prog, stderr, h->tty, t->st.step, t->total);
     int64_t first = t->st.step;
     while (t->st.step < t->total && !rc) {
         double t0 = now();
@@ -270,15 +255,16 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
             json_object_set_new(j, "val_loss", json_real(vl));
             json_object_set_new(j, "val_perplexity", json_real(exp(vl)));
             add_point(&t->val_pts, &t->n_val_pts, &t->cap_val_pts, t->st.step, vl);
-            if (!h->tty && rank0) fprintf(stderr, "step %lld val_loss %.4f perplexity %.3f\n", (long long)t->st.step, vl, exp(vl));
+            if (rank0) dt_progress_val(&t->prog, t->st.step, vl);
         }
         char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8));
         if (rank0) fprintf(t->metrics, "%s\n", s);
         if (rank0) fflush(t->metrics);
         free(s);
         json_decref(j);
-        if (rank0 && r->train.log_every_n_steps && (t->st.step % r->train.log_every_n_steps == 0 || last || t->st.step == first + 1))
-            progress(t, h, loss, lr, tps);
+        if (rank0)
+            dt_progress_step(&t->prog, t->st.step, loss, lr, tps, r->train.log_every_n_steps &&
+                             (t->st.step % r->train.log_every_n_steps == 0 || last || t->st.step == first + 1));
         if (r->train.save_every_n_steps && t->st.step % r->train.save_every_n_steps == 0 && !last)
             if ((rc = dt_dist_agree(ctx, c, save_checkpoint(ctx, t)))) break;
         if ((sum.stop_rank >= 0 || (h->stop_after > 0 && t->st.step == h->stop_after)) && !last) {
@@ -306,10 +292,13 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     dt_ctx_apply_threads(ctx);
     trainer t = {0};
     t.r = r;
-    int rc = dt_llama_load(ctx, r->model.path, dt_backend_cpu(), &t.m);
+    int rc = comm->rank == 0 ? dt_check_writable_dir(ctx, r->output_dir, "output_dir") : DT_OK; // rank 0 writes
+    if (rc) dt_prefix(ctx, rc, "%s: ", r->recipe_path);
+    if (!rc) rc = dt_llama_load(ctx, r->model.path, dt_backend_cpu(), &t.m);
     if (!rc && r->data.format != DT_FORMAT_TOKENS) rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
     else if (!rc && r->method.name == DT_METHOD_PROMPT_TUNING && r->method.init == DT_PT_INIT_TEXT)
         rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
+    if (!rc && t.tok) rc = dt_check_vocab(ctx, t.tok, r->model.tokenizer, t.m->cfg.vocab_size, r->model.path);
     if (!rc) rc = setup_adapter(ctx, &t);
     if (!rc) rc = dt_train_data_open(ctx, &t.data, r, t.tok, &t.m->cfg);
     if (rc) goto agree;
