@@ -1,6 +1,5 @@
 // The data-parallel side of the trainer (see tools/train_dist.h).
 #include "tools/train_dist.h"
-#include "optim/checkpoint.h"
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>

@@ -11,13 +11,8 @@
 #ifndef DT_TRAIN_DIST_H
 #define DT_TRAIN_DIST_H
 #include <stdint.h>
+#include "optim/checkpoint.h"
 #include "tools/comm.h"
-
-// Declared, not included: the command (tools/cmd_train.c) uses this header beside tools/cli_opts.h, whose
-// dt_opt_kind is not optim/optim.h's.
-typedef struct dt_adapter dt_adapter;
-typedef struct dt_optimizer dt_optimizer;
-typedef struct dt_train_state dt_train_state;
 
 typedef struct dt_dist {
     dt_comm *comm;
