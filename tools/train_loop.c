@@ -290,7 +290,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     dt_ctx_apply_threads(ctx);
     trainer t = {0};
     t.r = r;
-    int rc = dt_check_writable_dir(ctx, r->output_dir, "output_dir");
+    int rc = comm->rank == 0 ? dt_check_writable_dir(ctx, r->output_dir, "output_dir") : DT_OK; // rank 0 writes
     if (rc) dt_prefix(ctx, rc, "%s: ", r->recipe_path);
     char what[1100], how[160];
     snprintf(what, sizeof what, "%s: hardware.dtype %s", r->recipe_path, dt_dtype_choice_name(r->hardware.dtype));
