@@ -1,4 +1,4 @@
-// deltatune train RECIPE.yaml [key=value ...]
+// deltatune train RECIPE.yaml [--overwrite] [key=value ...]
 #include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
@@ -15,11 +15,15 @@ static void on_signal(int sig) { (void)sig; g_stop = 1; }
 int cmd_train(int argc, char **argv) {
     char *pos[65];
     int n_pos = 0;
-    const dt_cli cli = {"train", "RECIPE.yaml [dotted.key=value ...]",
+    bool overwrite = false;
+    const dt_opt opts[] = {
+        DT_O_FLAG("--overwrite", "start afresh in an output_dir that holds an earlier run's checkpoints (deletes them)", &overwrite),
+    };
+    const dt_cli cli = {"train", "RECIPE.yaml [--overwrite] [dotted.key=value ...]",
                         "Fine-tunes a model from a YAML recipe and writes into its output_dir: the PEFT adapter\n"
                         "(adapter_config.json, adapter_model.safetensors), metrics.jsonl, loss.svg, recipe.yaml and\n"
                         "checkpoints/. Ctrl-C saves a checkpoint; resume: true continues from it.",
-                        NULL, 0, "RECIPE.yaml: the recipe (recipes/README.md documents every key);\n"
+                        opts, 1, "RECIPE.yaml: the recipe (recipes/README.md documents every key);\n"
                         "dotted.key=value overrides one key, e.g. train.max_steps=20 output_dir=runs/try."};
     int st = dt_cli_parse(&cli, argc, argv, pos, &n_pos, 65);
     if (st >= 0) return st;
@@ -37,7 +41,7 @@ int cmd_train(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     // DT_TEST_INTERRUPT_AFTER=N acts like Ctrl-C after step N, so tests can interrupt deterministically.
     const char *stop_after = getenv("DT_TEST_INTERRUPT_AFTER");
-    dt_train_hooks hooks = {&g_stop, isatty(STDERR_FILENO), stop_after ? atoll(stop_after) : 0};
+    dt_train_hooks hooks = {&g_stop, isatty(STDERR_FILENO), stop_after ? atoll(stop_after) : 0, overwrite};
     rc = dt_train_run(&ctx, &r, &hooks);
     dt_recipe_free(&r);
     if (rc == DT_EINTERRUPTED) {
