@@ -67,6 +67,8 @@ int main(int argc, char **argv) {
     dt_ctx_init(&ctx);
     dt_st_writer *w;
     int rc = dt_st_writer_init(&ctx, &w);
+    // transformers refuses a safetensors file without the metadata torch's save_file writes.
+    if (!rc) rc = dt_st_writer_set_metadata(&ctx, w, "format", "pt");
     dt_rng rng = {20251202};
     float *bufs[3 + LAYERS * DT_LT_COUNT];
     int nb = 0;
