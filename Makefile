@@ -9,7 +9,7 @@ BLAS_LIB := /usr/lib/x86_64-linux-gnu/openblas-openmp
 # -fno-trapping-math: we never enable floating-point traps, and without it GCC will not turn the
 # selects of the kernels' `omp simd` loops (dt_expf's range checks) into vector blends.
 override CFLAGS += -fno-trapping-math -std=c11 -D_GNU_SOURCE -Wall -Wextra -fopenmp -I. -isystem $(BLAS_INC) -MMD -MP
-LDLIBS  := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ljansson -lpcre2-8 -lutf8proc -lyaml -lz -lm -fopenmp
+LDLIBS  := -L$(BLAS_LIB) -Wl,-rpath,$(BLAS_LIB) -lopenblas -ldnnl -ljansson -lpcre2-8 -lutf8proc -lyaml -lz -lm -fopenmp
 BUILD   := build
 BIN     ?= deltatune
 
@@ -66,7 +66,7 @@ endif
 all: $(BUILD)/libdeltatune.a $(BIN)
 
 DEB_PKGS := build-essential libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev \
-            libopenmpi-dev openmpi-bin
+            libopenmpi-dev openmpi-bin libdnnl-dev
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS)
@@ -123,6 +123,7 @@ test-asan:
 
 bench: all $(BENCH_BIN)
 	@for b in $(BENCH_BIN); do echo "== $$b"; $$b || exit 1; done
+	@sh bench/bench_bf16.sh $(BUILD)
 
 # The CUDA tests and benchmark need a GPU; without one the CUDA tests print SKIP.
 test-cuda:

@@ -10,6 +10,7 @@
 #include <stdint.h>
 #include <stdio.h>
 #include "autograd/context.h"
+#include "autograd/dtype_choice.h"
 #include "autograd/tensor.h"
 
 typedef enum { DT_METHOD_LORA, DT_METHOD_PROMPT_TUNING } dt_method_kind;
@@ -97,7 +98,7 @@ typedef struct dt_recipe {
     struct {
         dt_device device;
         int threads;                   // 0 = all cores
-        dt_dtype dtype;                // storage of the frozen weights: DT_F32, DT_BF16 or DT_F16
+        dt_dtype dtype;                // frozen weights: DT_DTYPE_AUTO (autograd/dtype_choice.h), DT_F32, DT_BF16 or DT_F16
     } hardware;
     char *output_dir;
     dt_resume_mode resume;

@@ -86,7 +86,8 @@ int dt_rapply_rules(dt_rload *L) {
         r->model.tokenizer = dt_model_tokenizer_path(r->model.path);
         if (!r->model.tokenizer) return dt_fail(L->ctx, DT_ENOMEM, "out of memory while reading a recipe");
     }
-    // Frozen weights: full precision on a CPU, bf16 on a GPU (half the memory, tensor-core speed).
-    if (!L->val_at[idx("hardware.dtype")]) r->hardware.dtype = r->hardware.device == DT_DEV_CUDA ? DT_BF16 : DT_F32;
+    // Frozen weights: bf16 on a GPU (half the memory, tensor-core speed); on a CPU auto, which is bf16
+    // where the CPU has bf16 matrix instructions and f32 elsewhere (decided when training starts).
+    if (!L->val_at[idx("hardware.dtype")]) r->hardware.dtype = r->hardware.device == DT_DEV_CUDA ? DT_BF16 : DT_DTYPE_AUTO;
     return DT_OK;
 }

@@ -28,7 +28,8 @@ static const dt_renum OPTIMIZERS[] = {{"adamw", DT_OPTIM_ADAMW}, {"sgd", DT_OPTI
 static const dt_renum SCHEDULERS[] = {
     {"constant", DT_SCHED_CONSTANT}, {"linear", DT_SCHED_LINEAR}, {"cosine", DT_SCHED_COSINE}, {0, 0}};
 static const dt_renum DEVICES[] = {{"cpu", DT_DEV_CPU}, {"cuda", DT_DEV_CUDA}, {0, 0}};
-static const dt_renum DTYPES[] = {{"f32", DT_F32}, {"bf16", DT_BF16}, {"f16", DT_F16}, {0, 0}};
+// auto: resolved when training starts (autograd/dtype_choice.h), from what the device runs fast.
+static const dt_renum DTYPES[] = {{"auto", DT_DTYPE_AUTO}, {"f32", DT_F32}, {"bf16", DT_BF16}, {"f16", DT_F16}, {0, 0}};
 
 #define OFF(field) offsetof(dt_recipe, field)
 #define INF HUGE_VAL

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "datasets/tokenizer.h"
 #include "models/atomic_file.h"
+#include "autograd/dtype_choice.h"
 #include "models/llama.h"
 #include "optim/checkpoint.h"
 #include "optim/optim.h"
@@ -284,9 +285,6 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
 int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     if (r->hardware.device == DT_DEV_CUDA)
         return dt_fail(ctx, DT_EUNSUPPORTED, "%s: hardware.device: cuda: this build has no CUDA (build with make CUDA=1)", r->recipe_path);
-    if (r->hardware.dtype != DT_F32)
-        dt_warn(ctx, "%s: hardware.dtype %s applies to GPU training; the CPU backend computes in f32", r->recipe_path,
-                dt_dtype_name(r->hardware.dtype));
     dt_comm *comm = h->comm;
     ctx->nthreads = dt_dist_threads(comm, r->hardware.threads);
     dt_ctx_apply_threads(ctx);
@@ -294,7 +292,13 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     t.r = r;
     int rc = dt_check_writable_dir(ctx, r->output_dir, "output_dir");
     if (rc) dt_prefix(ctx, rc, "%s: ", r->recipe_path);
-    if (!rc) rc = dt_llama_load(ctx, r->model.path, dt_backend_cpu(), &t.m);
+    char what[1100], how[160];
+    snprintf(what, sizeof what, "%s: hardware.dtype %s", r->recipe_path, dt_dtype_choice_name(r->hardware.dtype));
+    if (!rc) rc = dt_llama_load_cpu(ctx, r->model.path, r->hardware.dtype, what, &t.m);
+    if (!rc && comm->rank == 0) { // the first lines say which dtype and kernels the frozen weights run with
+        dt_dtype_describe(t.m->wtype, how, sizeof how);
+        fprintf(stderr, "frozen weights: %s\n", how);
+    }
     if (!rc && r->data.format != DT_FORMAT_TOKENS) rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
     else if (!rc && r->method.name == DT_METHOD_PROMPT_TUNING && r->method.init == DT_PT_INIT_TEXT)
         rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
