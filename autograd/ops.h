@@ -24,6 +24,8 @@ dt_tensor *dt_embedding(dt_graph *g, const int32_t *ids, int64_t B, int64_t T, c
 dt_tensor *dt_prompt_concat(dt_graph *g, dt_tensor *prompt, dt_tensor *x);
 dt_tensor *dt_add(dt_graph *g, dt_tensor *a, dt_tensor *b);
 dt_tensor *dt_mul(dt_graph *g, dt_tensor *a, dt_tensor *b);
+// y (..., D) = x (..., D) * v (D) on every row; v may require a gradient (a learned per-feature scale).
+dt_tensor *dt_scale_cols(dt_graph *g, dt_tensor *x, dt_tensor *v);
 dt_tensor *dt_dropout(dt_graph *g, dt_tensor *x, float p);
 // RMSNorm over the last dim of size w's numel (so (B,T,H*hd) with w (hd) normalises each head).
 dt_tensor *dt_rmsnorm(dt_graph *g, dt_tensor *x, const dt_tensor *w, float eps);

@@ -204,9 +204,20 @@ typedef struct {
     const dt_llama *m;
     int l;
     const dt_lora_ref *const *lora; // (DT_MOD_COUNT) or NULL
+    const dt_llama_site *site;      // or NULL
     const float *rope_cs;           // (B*Tp, hd) cos/sin table of the positions, device
     const int32_t *seg;             // (B*T) device array or NULL
 } layer_arg;
+
+// out[i] rewritten by the adapters' site when it claims module mods[i] of this layer. Returns -1 when the
+// graph failed.
+static int apply_sites(dt_graph *g, const layer_arg *arg, int n, const int *mods, dt_tensor **out) {
+    const dt_llama_site *s = arg->site;
+    for (int i = 0; s && i < n; i++)
+        if (s->at[(size_t)arg->l * DT_MOD_COUNT + (size_t)mods[i]] && !(out[i] = s->fn(g, s->self, arg->l, mods[i], out[i])))
+            return -1;
+    return 0;
+}
 
 // One decoder layer: x (B, Tp, D) -> x + attention + MLP.
 static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
@@ -223,7 +234,8 @@ static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
     const dt_tensor *bqkv[3] = {&ly->q_bias, &ly->k_bias, &ly->v_bias};
     const dt_lora_ref *lqkv[3] = {LORA(DT_MOD_Q), LORA(DT_MOD_K), LORA(DT_MOD_V)};
     dt_tensor *qkv[3]; // (B, Tp, H*hd), (B, Tp, KV*hd), (B, Tp, KV*hd)
-    if (dt_norm_linears(g, x, &ly->attn_norm, c->rms_norm_eps, 3, wqkv, c->attention_bias ? bqkv : NULL, lqkv, qkv))
+    if (dt_norm_linears(g, x, &ly->attn_norm, c->rms_norm_eps, 3, wqkv, c->attention_bias ? bqkv : NULL, lqkv, qkv) ||
+        apply_sites(g, arg, 3, (const int[]){DT_MOD_Q, DT_MOD_K, DT_MOD_V}, qkv))
         return NULL;
     dt_tensor *q = qkv[0], *k = qkv[1], *v = qkv[2];
     if (c->qk_norm) { // Qwen3: RMSNorm over each head, before RoPE
@@ -238,7 +250,8 @@ static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
     const dt_tensor *wgu[2] = {&ly->w[DT_MOD_GATE], &ly->w[DT_MOD_UP]};
     const dt_lora_ref *lgu[2] = {LORA(DT_MOD_GATE), LORA(DT_MOD_UP)};
     dt_tensor *gu[2]; // (B, Tp, I) each
-    if (dt_norm_linears(g, x, &ly->ffn_norm, c->rms_norm_eps, 2, wgu, NULL, lgu, gu))
+    if (dt_norm_linears(g, x, &ly->ffn_norm, c->rms_norm_eps, 2, wgu, NULL, lgu, gu) ||
+        apply_sites(g, arg, 2, (const int[]){DT_MOD_GATE, DT_MOD_UP}, gu))
         return NULL;
     dt_tensor *gate = gu[0], *up = gu[1];
     x = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], LORA(DT_MOD_DOWN), x);      // (B, Tp, D)
@@ -274,7 +287,8 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
     for (int l = 0; l < c->num_layers; l++) {
         layer_arg *arg = dt_arena_alloc(&g->host, sizeof *arg);
         if (!arg) return dt_fail(ctx, DT_ENOMEM, "out of memory");
-        *arg = (layer_arg){m, l, ad && ad->lora ? ad->lora + (size_t)l * DT_MOD_COUNT : NULL, rope_cs, seg_d};
+        *arg = (layer_arg){m, l, ad && ad->lora ? ad->lora + (size_t)l * DT_MOD_COUNT : NULL,
+                           ad && ad->site.fn ? &ad->site : NULL, rope_cs, seg_d};
         x = g->checkpoint_layers ? dt_checkpoint(g, layer_forward, arg, x) : layer_forward(g, arg, x);
     }
     dt_tensor *xf = dt_rmsnorm(g, x, &m->norm, c->rms_norm_eps); // (B, Tp, D)

@@ -31,10 +31,21 @@ typedef struct dt_llama {
     dt_weights *src;         // keeps the memory mapping alive for weights used in place
 } dt_llama;
 
+// Where a PEFT method rewrites a tensor of the forward with ordinary autograd ops: the output of a
+// linear module that feeds no fused residual (q/k/v after their bias, gate and up), before anything
+// else reads it (q/k norm, RoPE, SwiGLU). fn returns the tensor the model uses instead of x.
+typedef struct dt_llama_site {
+    // x (B, T', out) of module `mod` of layer `layer` -> its replacement (NULL when the graph failed).
+    dt_tensor *(*fn)(dt_graph *g, const void *self, int layer, int mod, dt_tensor *x);
+    const void *self;
+    const bool *at; // (L * DT_MOD_COUNT): [layer * DT_MOD_COUNT + module], which outputs fn rewrites
+} dt_llama_site;
+
 // The adapters a forward applies; all pointers may be NULL.
 typedef struct dt_llama_adapters {
     const dt_lora_ref *const *lora; // (L * DT_MOD_COUNT): [layer * DT_MOD_COUNT + module] or NULL
     dt_tensor *prompt;              // (n_virtual, D) prepended to every row's embeddings
+    dt_llama_site site;             // site.fn NULL: none
 } dt_llama_adapters;
 
 // One batch. labels follow the Hugging Face convention: aligned with input_ids and shifted inside the

@@ -17,6 +17,7 @@ void dt_adapter_free(dt_adapter *a) {
     free(a->ref_ptrs);
     dt_lora_config_free(&a->lora);
     free(a->prompt.init_text);
+    if (a->state && a->method && a->method->free_state) a->method->free_state(a->state);
     free(a);
 }
 

@@ -1,14 +1,14 @@
-// A PEFT adapter: the trainable tensors of one method (LoRA or prompt tuning) carved out of one
-// parameter block, with a gradient block of the same layout, so zeroing, clipping, the optimizer step
-// and saving are each one loop over one block.
+// A PEFT adapter: the trainable tensors of one method (peft/method.h) carved out of one parameter block,
+// with a gradient block of the same layout, so zeroing, clipping, the optimizer step and saving are each
+// one loop over one block.
 #ifndef DT_ADAPTER_H
 #define DT_ADAPTER_H
 #include <stdbool.h>
 #include "autograd/ops.h"
 #include "models/llama.h"
 #include "peft/lora_pattern.h"
+#include "peft/method.h"
 
-typedef enum { DT_PEFT_LORA = 0, DT_PEFT_PROMPT = 1 } dt_peft_method;
 typedef enum { DT_PROMPT_INIT_RANDOM = 0, DT_PROMPT_INIT_VOCAB = 1, DT_PROMPT_INIT_TEXT = 2 } dt_prompt_init;
 
 typedef struct dt_lora_config {
@@ -29,7 +29,7 @@ typedef struct dt_prompt_config {
 } dt_prompt_config;
 
 typedef struct dt_adapter {
-    dt_peft_method method;
+    const dt_method *method;
     dt_lora_config lora;
     dt_prompt_config prompt;
     char base_model[512];      // base_model_name_or_path for adapter_config.json
@@ -43,7 +43,12 @@ typedef struct dt_adapter {
                                // alpha_pattern value; its rank is refs[i].A->shape[0]), 0 elsewhere
     const dt_lora_ref **ref_ptrs; // (L * DT_MOD_COUNT) NULL where a module has no adapter
     dt_llama_adapters view;    // what dt_llama_forward takes
+    void *state;               // the method's own data (methods other than LoRA and prompt tuning), freed by
+                               // method->free_state
 } dt_adapter;
+
+// The methods LoRA and prompt tuning (peft/lora.c, peft/prompt_tuning.c).
+extern const dt_method dt_method_lora, dt_method_prompt;
 
 // Creates a LoRA adapter for model m with PEFT's initialisation: A Kaiming-uniform (a = sqrt(5)), i.e.
 // U(-1/sqrt(in), 1/sqrt(in)), from seed; B zero. cfg is copied (layers and patterns too). Each module's

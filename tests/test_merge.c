@@ -609,7 +609,7 @@ static void test_bad_input(void) {
     snprintf(q, sizeof q, "%s/bad_out.gguf", tmp);
     expect_refused("merge_refuses_unexportable_architecture", args, q, d, "cannot be exported");
     expect_refused("merge_refuses_prompt_tuning", "--model tests/golden/llama_gqa --adapter tests/golden/prompt_tuning/adapter", out,
-                   "prompt-tuning", NULL);
+                   "PROMPT_TUNING adapter cannot be merged", NULL);
     // A tokenizer that cannot be read: the GGUF file is not left half-written.
     snprintf(d, sizeof d, "%s/empty", tmp);
     snprintf(args, sizeof args, "--model tests/golden/llama_gqa --adapter tests/golden/llama_gqa/adapter --format gguf --tokenizer %s", d);

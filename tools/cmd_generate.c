@@ -114,7 +114,7 @@ int cmd_generate(int argc, char **argv) {
     if (!rc) chain = calloc((size_t)m->cfg.num_layers * DT_MOD_COUNT, sizeof *chain);
     for (int i = 0; i < n_ad && !rc; i++) {
         if ((rc = dt_adapter_load(&ctx, adapters[i], m, &ad[i]))) break;
-        if (ad[i]->method == DT_PEFT_PROMPT) {
+        if (ad[i]->method == &dt_method_prompt) {
             if (view.prompt) { rc = dt_fail(&ctx, DT_EINPUT, "%s: only one prompt-tuning adapter can be applied", adapters[i]); break; }
             view.prompt = ad[i]->view.prompt;
             continue;

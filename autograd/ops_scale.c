@@ -1,0 +1,42 @@
+// Broadcast scaling by a vector: y (..., D) = x (..., D) * v (D). A generic op a PEFT method can build on
+// (a learned per-feature scale); v may be trainable.
+#include "autograd/ops.h"
+
+typedef struct { dt_tensor *x, *v; } scale_saved;
+
+static void scale_cols_bwd(dt_graph *g, dt_node *n) {
+    scale_saved *s = n->saved;
+    const dt_backend *be = g->be;
+    const int64_t D = dt_numel(s->v), N = dt_numel(s->x) / D;
+    const float *dy = n->out->grad; // (N, D)
+    bool fresh;
+    if (s->v->requires_grad) { // dv (D) += sum over rows of dy * x
+        float *dv = dt_graph_grad(g, s->v, &fresh);
+        if (!dv) return;
+        for (int64_t r = 0; r < N; r++) be->mul(dv, !(fresh && r == 0), dy + r * D, dt_f32(s->x) + r * D, D);
+    }
+    if (s->x->requires_grad) { // dx (N, D) = dy * v
+        float *dx = dt_graph_grad(g, s->x, &fresh);
+        if (!dx) return;
+        for (int64_t r = 0; r < N; r++) be->mul(dx + r * D, !fresh, dy + r * D, dt_f32(s->v), D);
+    }
+}
+
+dt_tensor *dt_scale_cols(dt_graph *g, dt_tensor *x, dt_tensor *v) {
+    if (!x || !v || g->failed) return NULL;
+    const int64_t D = dt_numel(v), N = dt_numel(x) / D;
+    if (x->shape[x->ndim - 1] != D) {
+        g->failed = true;
+        dt_fail(g->ctx, DT_EINTERNAL, "dt_scale_cols: last dim %lld, vector %lld", (long long)x->shape[x->ndim - 1], (long long)D);
+        return NULL;
+    }
+    dt_tensor *y = dt_graph_tensor(g, x->ndim, x->shape); // (..., D)
+    if (!y) return NULL;
+    for (int64_t r = 0; r < N; r++) g->be->mul(dt_f32(y) + r * D, false, dt_f32(x) + r * D, dt_f32(v), D);
+    if (g->grad_enabled && (x->requires_grad || v->requires_grad)) {
+        dt_node *n = dt_graph_record(g, scale_cols_bwd, y, sizeof(scale_saved));
+        if (!n) return NULL;
+        *(scale_saved *)n->saved = (scale_saved){x, v};
+    }
+    return y;
+}
