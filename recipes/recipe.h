@@ -12,7 +12,7 @@
 #include "autograd/context.h"
 #include "autograd/tensor.h"
 
-typedef enum { DT_METHOD_LORA, DT_METHOD_PROMPT_TUNING } dt_method_kind;
+typedef enum { DT_METHOD_LORA, DT_METHOD_PROMPT_TUNING, DT_METHOD_IA3 } dt_method_kind;
 typedef enum { DT_PT_INIT_RANDOM, DT_PT_INIT_VOCAB, DT_PT_INIT_TEXT } dt_pt_init;
 typedef enum {
     DT_FORMAT_AUTO, DT_FORMAT_TEXT, DT_FORMAT_COMPLETION, DT_FORMAT_ALPACA, DT_FORMAT_CHAT, DT_FORMAT_TOKENS
@@ -39,7 +39,7 @@ typedef struct dt_recipe {
     } model;
     struct {
         dt_method_kind name;
-        // LoRA
+        // LoRA (target_modules: IA3 too)
         int r;
         double alpha;
         double dropout;
@@ -52,6 +52,8 @@ typedef struct dt_recipe {
         int num_virtual_tokens;
         dt_pt_init init;
         char *init_text;               // NULL unless init is DT_PT_INIT_TEXT
+        // IA3
+        dt_strlist feedforward_modules; // target modules scaled on their input, e.g. down_proj
     } method;
     struct {
         dt_strlist train;              // at least one .jsonl / .jsonl.gz

@@ -19,6 +19,7 @@
 #include "peft/peft_io.h"
 #include "tools/loss_plot.h"
 #include "tools/train_data.h"
+#include "tools/train_method.h"
 
 typedef struct trainer {
     const dt_recipe *r;
@@ -92,6 +93,8 @@ static int setup_adapter(dt_ctx *ctx, trainer *t) {
         rc = dt_lora_create(ctx, t->m, &lc, (uint64_t)r->train.seed, &t->a);
         free(layers);
         if (rc) return rc;
+    } else if (r->method.name != DT_METHOD_PROMPT_TUNING) {
+        if ((rc = dt_train_method_adapter(ctx, r, t->m, &t->a))) return rc;
     } else {
         dt_prompt_config pc = {r->method.num_virtual_tokens, (dt_prompt_init)r->method.init, r->method.init_text};
         dt_ids ids = {0};

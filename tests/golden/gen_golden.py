@@ -575,6 +575,7 @@ def main():
     case_sgd_step(gqa)
     case_qk_permute()
     case_rank_pattern(W_gqa)
+    __import__("gen_methods").main(sys.modules[__name__], W_gqa)  # issue 11's methods (gen_methods.py)
     check_roundtrip()
 
     print("sizes:")

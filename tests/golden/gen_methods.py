@@ -1,0 +1,136 @@
+"""Golden cases of the delta-tuning methods beyond LoRA and prompt tuning (issue 11), called from
+gen_golden.py's main with one line. Each method's forward is written here from PEFT 0.13.2's
+tuners/<method>/layer.py, as a wrapper around hf_ref.linear (hf_ref.forward looks `linear` up at
+call time, so the wrapper sees every projection with its module path); the rest of the model is
+hf_ref's. Case folders have the layout of README.md: model.txt, adapter/, golden.safetensors.
+
+gg is the gen_golden module (its checks, writers and tolerances are shared, so the checks made
+here count in its summary).
+"""
+import contextlib
+import os
+
+import torch
+
+import hf_ref
+import selfcheck
+import st_io
+
+
+@contextlib.contextmanager
+def patched_linear(wrap):
+    """hf_ref.linear replaced by wrap(base_linear) for the duration."""
+    base = hf_ref.linear
+    hf_ref.linear = wrap(base)
+    try:
+        yield
+    finally:
+        hf_ref.linear = base
+
+
+def ia3_wrap(vectors, feedforward):
+    """PEFT's IA3 Linear.forward: a feedforward module scales its input, x * l (l (1, in)); any
+    other scales the base layer's output, bias included, (x W^T + b) * l (l (out, 1))."""
+    def wrap(base):
+        def linear(x, W, path, lora, bias=False):
+            if path not in vectors:
+                return base(x, W, path, lora, bias)
+            scale = vectors[path].flatten()
+            if path.rsplit(".", 1)[1] in feedforward:
+                return base(x * scale, W, path, lora, bias)
+            return base(x, W, path, lora, bias) * scale
+        return linear
+    return wrap
+
+
+def ia3_key(path):
+    # PEFT's saved name: "base_model.model." + module path + ".ia3_l" (adapter name removed).
+    return f"base_model.model.{path}.ia3_l"
+
+
+def ia3_config(targets, feedforward, base):
+    # The fields PEFT 0.13.2 writes for an IA3Config (save_pretrained: sorted keys; its sets as lists,
+    # written here sorted).
+    return {
+        "auto_mapping": None, "base_model_name_or_path": base, "fan_in_fan_out": False,
+        "feedforward_modules": sorted(feedforward), "inference_mode": True, "init_ia3_weights": True,
+        "modules_to_save": None, "peft_type": "IA3", "revision": None,
+        "target_modules": sorted(targets), "task_type": "CAUSAL_LM",
+    }
+
+
+def run(gg, cfg, W32, ids, labels, params32, wrap_of, dtype=torch.float64, backward=True):
+    """Forward (+ backward) with the method's parameters {key: float32 tensor}; wrap_of(params) gives
+    the hf_ref.linear wrapper for these (leaf) parameters. Same result layout as gg.run."""
+    W = {k: v.to(dtype) for k, v in W32.items()}
+    params = {k: v.to(dtype, copy=True).requires_grad_() for k, v in params32.items()}
+
+    def fwd():
+        with patched_linear(wrap_of(params)):
+            logits, hidden = hf_ref.forward(cfg, W, ids)
+        return logits, hidden, hf_ref.causal_lm_loss(logits, labels)
+
+    logits, hidden, loss = fwd()
+    grads = {}
+    if backward:
+        loss.backward()
+        grads = {k: p.grad.detach().clone() for k, p in params.items()}
+    return {"logits": logits.detach(), "hidden": hidden.detach(), "loss": loss.detach(), "params": params,
+            "grads": grads, "loss_fn": lambda: fwd()[2], "full_labels": labels}
+
+
+def reference(gg, name, cfg, W32, ids, labels, params32, wrap_of, identity32):
+    """gg.reference's checks for a method case; identity32: parameter values that leave the base model
+    unchanged (the adapter's effect is measured against them)."""
+    res = run(gg, cfg, W32, ids, labels, params32, wrap_of)
+    gg.check(f"{name}: loss vs naive loop cross entropy",
+             abs(float(res["loss"]) - selfcheck.naive_loss(res["logits"], labels)), 1e-12)
+    r32 = run(gg, cfg, W32, ids, labels, params32, wrap_of, torch.float32)
+    gg.check(f"{name}: float32 run vs float64 reference, logits (abs)",
+             float((r32["logits"].double() - res["logits"]).abs().max()), gg.LOGITS_ATOL / 5)
+    worst = max(float((r32["grads"][k].double() - g).norm() / g.norm()) for k, g in res["grads"].items())
+    gg.check(f"{name}: float32 run vs float64 reference, worst adapter grad (rel)", worst, gg.GRAD_RTOL / 5)
+    bare = run(gg, cfg, W32, ids, labels, identity32, wrap_of, backward=False)
+    plain = hf_ref.forward(cfg, {k: v.double() for k, v in W32.items()}, ids)[0]
+    gg.check(f"{name}: identity parameters give the base model's logits",
+             float((bare["logits"] - plain).abs().max()), 1e-12)
+    gg.check_min(f"{name}: largest change of a logit made by the adapter",
+                 float((bare["logits"] - res["logits"]).abs().max()), 1e-2)
+    return res
+
+
+def case_ia3(gg, W32):
+    """IA3 on k_proj, v_proj (output scaled) and down_proj (feedforward: input scaled), PEFT's
+    default for Llama, on the llama_gqa model."""
+    name, cfg = "ia3", gg.LLAMA_GQA
+    targets, feedforward = ["k_proj", "v_proj", "down_proj"], ["down_proj"]
+    print(f"{name}:")
+    torch.manual_seed(111)
+    params32, identity32 = {}, {}
+    for i in range(cfg["num_hidden_layers"]):
+        for t in targets:
+            out, inp = gg.linear_shape(cfg, t)
+            shape = (1, inp) if t in feedforward else (out, 1)  # PEFT's IA3Layer.update_layer
+            # PEFT starts at ones; 1 + 0.2 N(0, 1) (as hf_reference's peft_make.py) so a reader that
+            # ignores a vector or applies it on the wrong side fails.
+            params32[ia3_key(gg.module_path(i, t))] = 1 + 0.2 * torch.randn(shape)
+            identity32[ia3_key(gg.module_path(i, t))] = torch.ones(shape)
+    ids, labels = gg.random_batch(cfg["vocab_size"], 2, 12, [(0, 4), (1, 10)])
+
+    def wrap_of(params):
+        vectors = {k[len("base_model.model."):-len(".ia3_l")]: v for k, v in params.items()}
+        return ia3_wrap(vectors, feedforward)
+
+    res = reference(gg, name, cfg, W32, ids, labels, params32, wrap_of, identity32)
+    d = gg.case_dir(name)
+    gg.write_model_note(d, gg.LLAMA_GQA_REL)
+    gg.write_adapter(os.path.join(d, "adapter"), ia3_config(targets, feedforward, gg.LLAMA_GQA_REL),
+                     res["params"])
+    meta = gg.tolerances({"format": "pt", "case": name, "model": gg.LLAMA_GQA_REL})
+    st_io.save(os.path.join(d, "golden.safetensors"), gg.golden_tensors(res, ids, labels), meta)
+    print(f"  loss {float(res['loss']):.6f}, {len(res['params'])} adapter tensors")
+    gg.fd_checks(name, res, entrywise=True)
+
+
+def main(gg, W_gqa):
+    case_ia3(gg, W_gqa)

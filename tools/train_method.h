@@ -1,0 +1,11 @@
+// The adapters of the methods beyond LoRA and prompt tuning, made from a recipe's `method` section.
+#ifndef DT_TRAIN_METHOD_H
+#define DT_TRAIN_METHOD_H
+#include "models/llama.h"
+#include "peft/adapter.h"
+#include "recipes/recipe.h"
+
+// A fresh adapter of r->method.name (IA3) for model m. Bad keys: DT_EINPUT naming the recipe and key.
+int dt_train_method_adapter(dt_ctx *ctx, const dt_recipe *r, const dt_llama *m, dt_adapter **out);
+
+#endif
