@@ -140,6 +140,17 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
     return DT_OK;
 }
 
+int dt_lora_plus_lr_mult(dt_ctx *ctx, const dt_adapter *a, float ratio, float *mult) {
+    if (a->method != &dt_method_lora)
+        return dt_fail(ctx, DT_EINPUT, "LoRA+ needs a LoRA adapter (lora_B matrices), not %s", a->method->peft_type);
+    for (int i = 0; i < a->n_tensors; i++) {
+        const dt_tensor *t = &a->tensors[i];
+        const float k = strstr(a->names[i], ".lora_B.") ? ratio : 1.0f;
+        for (int64_t e = 0; e < dt_numel(t); e++) mult[dt_f32(t) - a->params + e] = k;
+    }
+    return DT_OK;
+}
+
 // ---- adapter_config.json ----------------------------------------------------------------------------
 
 static int parse_lora_config(dt_ctx *ctx, json_t *cfg, const char *path, const dt_llama *m, dt_lora_config *lc) {

@@ -79,6 +79,7 @@ typedef struct dt_recipe {
             double eps;                // adamw
             double weight_decay;
             double momentum;           // sgd
+            double loraplus_lr_ratio;  // LoRA+: the lora_B matrices train at lr * this; 0 = unset (null)
         } optimizer;
         struct {
             dt_sched_kind name;

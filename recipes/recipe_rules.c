@@ -77,6 +77,16 @@ static int method_modules(dt_rload *L) {
     for (int i = 0; i < r->method.target_modules.n; i++) down |= !strcmp(r->method.target_modules.items[i], "down_proj");
     if (!rc && !L->val_at[idx("method.feedforward_modules")] && down)
         rc = set_modules(L, &r->method.feedforward_modules, 1, (const char *const[]){"down_proj"});
+    // PEFT's IA3Config: feedforward_modules must be a subset of target_modules.
+    for (int i = 0; !rc && !r->method.target_all_linear && i < r->method.feedforward_modules.n; i++) {
+        const char *f = r->method.feedforward_modules.items[i];
+        bool in = false;
+        for (int j = 0; j < r->method.target_modules.n; j++) in |= !strcmp(r->method.target_modules.items[j], f);
+        if (!in)
+            rc = dt_yfail(L->ctx, L->val_at[idx("method.feedforward_modules")],
+                          "method.feedforward_modules: '%s' is not in method.target_modules; feedforward modules are "
+                          "target modules scaled on their input", f);
+    }
     return rc;
 }
 

@@ -81,6 +81,7 @@ const dt_rkey dt_recipe_keys[] = {
     {"train.optimizer.eps",                DT_RK_FLOAT,     OFF(train.optimizer.eps),          DT_RF_ADAMW|LO_OPEN, 0, INF, 0, NULL, "1e-8"},
     {"train.optimizer.weight_decay",       DT_RK_FLOAT,     OFF(train.optimizer.weight_decay), 0,               0, INF, 0, NULL, "0.0"},
     {"train.optimizer.momentum",           DT_RK_FLOAT,     OFF(train.optimizer.momentum),     DT_RF_SGD|HI_OPEN, 0, 1, 0, NULL, "0.0"},
+    {"train.optimizer.loraplus_lr_ratio",  DT_RK_FLOAT,     OFF(train.optimizer.loraplus_lr_ratio), LORA|NUL|LO_OPEN, 0, INF, 0, NULL, "null"},
     {"train.lr_scheduler",                 DT_RK_SECTION,   0,                                 0,               0, 0, 0, NULL, NULL},
     {"train.lr_scheduler.name",            DT_RK_ENUM,      OFF(train.lr_scheduler.name),      0,               0, 0, 0, SCHEDULERS, "constant"},
     {"train.lr_scheduler.warmup_steps",    DT_RK_I64,       OFF(train.lr_scheduler.warmup_steps), NUL,          0, 1e12, -1, NULL, "null"},

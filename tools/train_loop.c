@@ -297,6 +297,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     const dt_opt_kind ok = r->train.optimizer.name == DT_OPTIM_ADAMW ? DT_OPT_ADAMW : DT_OPT_SGD;
     rc = dt_optim_init(ctx, &t.opt, ok, t.a->n_params, (float)r->train.optimizer.betas[0], (float)r->train.optimizer.betas[1],
                        (float)r->train.optimizer.eps, (float)r->train.optimizer.weight_decay, (float)r->train.optimizer.momentum);
+    if (!rc) rc = dt_train_lr_mult(ctx, r, t.a, &t.opt);
     if (!rc) rc = dt_graph_init(ctx, &t.g, t.m->be, 0);
     if (rc) goto done;
     t.g.training = true;

@@ -1,6 +1,7 @@
 // Recipe -> adapter for the methods beyond LoRA and prompt tuning (see train_method.h).
 #include "tools/train_method.h"
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include "peft/ia3.h"
 
@@ -28,4 +29,21 @@ int dt_train_method_adapter(dt_ctx *ctx, const dt_recipe *r, const dt_llama *m, 
     char where[4200];
     snprintf(where, sizeof where, "%s: method.target_modules / method.feedforward_modules", r->recipe_path);
     return dt_ia3_create(ctx, m, target, ff, where, out);
+}
+
+int dt_train_lr_mult(dt_ctx *ctx, const dt_recipe *r, const dt_adapter *a, dt_optimizer *o) {
+    const double ratio = r->train.optimizer.loraplus_lr_ratio;
+    if (ratio <= 0) return DT_OK;
+    float *mult = malloc((a->n_params ? a->n_params : 1) * sizeof(float));
+    if (!mult) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    int rc = dt_lora_plus_lr_mult(ctx, a, (float)ratio, mult);
+    if (rc) {
+        char why[sizeof ctx->msg];
+        snprintf(why, sizeof why, "%s", ctx->msg);
+        rc = dt_fail(ctx, DT_EINPUT, "%s: train.optimizer.loraplus_lr_ratio: %s (method.init_from: %s)", r->recipe_path, why,
+                     r->method.init_from ? r->method.init_from : "none");
+    }
+    if (!rc) rc = dt_optim_set_lr_mult(ctx, o, mult);
+    free(mult);
+    return rc;
 }

@@ -8,6 +8,7 @@ gg is the gen_golden module (its checks, writers and tolerances are shared, so t
 here count in its summary).
 """
 import contextlib
+import json
 import os
 
 import torch
@@ -57,6 +58,15 @@ def ia3_config(targets, feedforward, base):
         "modules_to_save": None, "peft_type": "IA3", "revision": None,
         "target_modules": sorted(targets), "task_type": "CAUSAL_LM",
     }
+
+
+def write_adapter(d, config, tensors):
+    """As PEFT's save_pretrained writes them: config json.dumps(indent=2, sort_keys=True) with no final
+    newline (PeftConfigMixin.to_json_file), tensors F32 with {"format": "pt"}."""
+    os.makedirs(d, exist_ok=True)
+    st_io.write_atomic(os.path.join(d, "adapter_config.json"), json.dumps(config, indent=2, sort_keys=True).encode())
+    st_io.save(os.path.join(d, "adapter_model.safetensors"),
+               {k: v.detach().float().numpy() for k, v in tensors.items()}, {"format": "pt"})
 
 
 def run(gg, cfg, W32, ids, labels, params32, wrap_of, dtype=torch.float64, backward=True):
@@ -124,7 +134,7 @@ def case_ia3(gg, W32):
     res = reference(gg, name, cfg, W32, ids, labels, params32, wrap_of, identity32)
     d = gg.case_dir(name)
     gg.write_model_note(d, gg.LLAMA_GQA_REL)
-    gg.write_adapter(os.path.join(d, "adapter"), ia3_config(targets, feedforward, gg.LLAMA_GQA_REL),
+    write_adapter(os.path.join(d, "adapter"), ia3_config(targets, feedforward, gg.LLAMA_GQA_REL),
                      res["params"])
     meta = gg.tolerances({"format": "pt", "case": name, "model": gg.LLAMA_GQA_REL})
     st_io.save(os.path.join(d, "golden.safetensors"), gg.golden_tensors(res, ids, labels), meta)
