@@ -219,6 +219,20 @@ static int apply_sites(dt_graph *g, const layer_arg *arg, int n, const int *mods
     return 0;
 }
 
+static bool claimed(const layer_arg *arg, int mod) {
+    return arg->site && arg->site->at[(size_t)arg->l * DT_MOD_COUNT + (size_t)mod];
+}
+
+// residual + the projection mod of a: fused, or unfused when a site rewrites the projection's output.
+static dt_tensor *proj_add(dt_graph *g, const layer_arg *arg, int mod, dt_tensor *a, const dt_lora_ref *lora,
+                           dt_tensor *residual) {
+    const dt_tensor *W = &arg->m->layers[arg->l].w[mod];
+    if (!claimed(arg, mod)) return dt_linear_add(g, a, W, NULL, lora, residual);
+    dt_tensor *h = dt_linear(g, a, W, NULL, lora); // (B, Tp, out)
+    if (!h || apply_sites(g, arg, 1, &mod, &h)) return NULL;
+    return dt_add(g, residual, h);
+}
+
 // One decoder layer: x (B, Tp, D) -> x + attention + MLP.
 static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
     const layer_arg *arg = argp;
@@ -245,7 +259,7 @@ static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
     q = dt_rope_(g, q, H, hd, arg->rope_cs);
     k = dt_rope_(g, k, KV, hd, arg->rope_cs);
     dt_tensor *a = dt_attention(g, q, k, v, H, KV, hd, seg_d);                // (B, Tp, H*hd)
-    x = dt_linear_add(g, a, &ly->w[DT_MOD_O], NULL, LORA(DT_MOD_O), x);      // (B, Tp, D)
+    x = proj_add(g, arg, DT_MOD_O, a, LORA(DT_MOD_O), x);                     // (B, Tp, D)
     // gate and up share one normalised input too.
     const dt_tensor *wgu[2] = {&ly->w[DT_MOD_GATE], &ly->w[DT_MOD_UP]};
     const dt_lora_ref *lgu[2] = {LORA(DT_MOD_GATE), LORA(DT_MOD_UP)};
@@ -254,7 +268,13 @@ static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
         apply_sites(g, arg, 2, (const int[]){DT_MOD_GATE, DT_MOD_UP}, gu))
         return NULL;
     dt_tensor *gate = gu[0], *up = gu[1];
-    x = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], LORA(DT_MOD_DOWN), x);      // (B, Tp, D)
+    if (claimed(arg, DT_MOD_DOWN)) { // the site needs down's own output: unfused
+        dt_tensor *h = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], LORA(DT_MOD_DOWN), NULL); // (B, Tp, D)
+        if (apply_sites(g, arg, 1, (const int[]){DT_MOD_DOWN}, &h)) return NULL;
+        x = dt_add(g, x, h);
+    } else {
+        x = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], LORA(DT_MOD_DOWN), x); // (B, Tp, D)
+    }
 #undef LORA
     return x;
 }

@@ -32,8 +32,10 @@ typedef struct dt_llama {
 } dt_llama;
 
 // Where a PEFT method rewrites a tensor of the forward with ordinary autograd ops: the output of a
-// linear module that feeds no fused residual (q/k/v after their bias, gate and up), before anything
-// else reads it (q/k norm, RoPE, SwiGLU). fn returns the tensor the model uses instead of x.
+// linear module (q/k/v after their bias), before anything else reads it (q/k norm, RoPE, SwiGLU, the
+// residual add). o_proj's and down_proj's outputs are the attention and MLP blocks' outputs; a claimed
+// one is computed apart from the residual add it is otherwise fused with. fn returns the tensor the
+// model uses instead of x.
 typedef struct dt_llama_site {
     // x (B, T', out) of module `mod` of layer `layer` -> its replacement (NULL when the graph failed).
     dt_tensor *(*fn)(dt_graph *g, const void *self, int layer, int mod, dt_tensor *x);

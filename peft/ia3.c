@@ -4,11 +4,11 @@
 // Keys "base_model.model.model.layers.N.<path>.ia3_l", initialised to ones (PEFT's init_ia3_weights).
 //
 // Where it attaches (models/llama.h sites, through dt_scale_cols): an output scale rewrites that
-// projection's output (q/k/v after their bias, gate, up). down_proj's input scale rewrites up_proj's
-// output instead: down's input is silu(gate) * up, so (silu(gate) * up) * l = silu(gate) * (up * l),
-// the same values and the same gradient for l, with no extra (N, I) tensor kept. o_proj's output and
-// down_proj's output feed the fused residual add, which has no site: those two as output-scaled modules
-// are refused, as are feedforward modules other than down_proj.
+// projection's output (q/k/v after their bias, any of the seven). down_proj's input scale rewrites
+// up_proj's output instead: down's input is silu(gate) * up, so (silu(gate) * up) * l =
+// silu(gate) * (up * l), the same values and the same gradient for l, with no extra (N, I) tensor kept.
+// Feedforward modules other than down_proj (an input scale on q/k/v/gate/up's shared normalised input or
+// on the attention output) have no site and are refused.
 //
 // Merge: W' = diag(l) W and b' = l * b for an output scale, W' = W diag(l) for an input scale, as PEFT's
 // IA3 Linear.merge. A merge weight w folds 1 + w (l - 1): w = 1 is the trained adapter, w = 0 the base.
@@ -46,9 +46,6 @@ static const char *unsupported(const bool *target, const bool *ff) {
     for (int m = 0; m < DT_MOD_COUNT; m++) {
         if (ff[m] && !target[m]) return "feedforward_modules must be a subset of target_modules";
         if (ff[m] && m != DT_MOD_DOWN) return "only down_proj can be a feedforward (input-scaled) module";
-        if (target[m] && !ff[m] && (m == DT_MOD_O || m == DT_MOD_DOWN))
-            return "o_proj and down_proj can only be scaled on their input (down_proj as a feedforward module); "
-                   "their outputs feed the fused residual add";
     }
     return NULL;
 }

@@ -168,13 +168,14 @@ static void test_bad_input(void) {
     replace_in_file(p, "\"LORA\"", "\"ADALORA\"");
     snprintf(args, sizeof args, "eval --model tests/golden/llama_gqa --adapter %s --data tests/data/train/tokens.jsonl --format tokens", d);
     expect_exit2("bad_unsupported_peft_type", args, "ADALORA adapters are not supported", "'peft_type'");
-    // IA3 on o_proj's output: no site (its output feeds the fused residual add).
-    snprintf(d, sizeof d, "%s/ia3_o", tmp);
+    // IA3 scaling q_proj's input: no site for it (q/k/v share one normalised input).
+    snprintf(d, sizeof d, "%s/ia3_ff_q", tmp);
     tf_copy_dir("tests/golden/ia3/adapter", d);
     snprintf(p, sizeof p, "%s/adapter_config.json", d);
-    replace_in_file(p, "\"k_proj\",", "\"k_proj\",\n    \"o_proj\",");
+    replace_in_file(p, "\"feedforward_modules\": [", "\"feedforward_modules\": [\n    \"q_proj\",");
+    replace_in_file(p, "\"k_proj\",", "\"k_proj\",\n    \"q_proj\",");
     snprintf(args, sizeof args, "eval --model tests/golden/llama_gqa --adapter %s --data tests/data/train/tokens.jsonl --format tokens", d);
-    expect_exit2("bad_ia3_o_proj", args, "o_proj and down_proj can only be scaled on their input", "target_modules");
+    expect_exit2("bad_ia3_feedforward_q_proj", args, "only down_proj can be a feedforward", "feedforward_modules");
     // Keys of another method in a recipe.
     expect_exit2("bad_recipe_lora_key_with_ia3", "validate recipes/stories260k-ia3.yaml method.r=8", "method.r: not used with method.name: ia3", NULL);
     expect_exit2("bad_recipe_loraplus_with_ia3", "validate recipes/stories260k-ia3.yaml train.optimizer.loraplus_lr_ratio=16",
