@@ -24,8 +24,9 @@ dt_tensor *dt_embedding(dt_graph *g, const int32_t *ids, int64_t B, int64_t T, c
 dt_tensor *dt_prompt_concat(dt_graph *g, dt_tensor *prompt, dt_tensor *x);
 dt_tensor *dt_add(dt_graph *g, dt_tensor *a, dt_tensor *b);
 dt_tensor *dt_mul(dt_graph *g, dt_tensor *a, dt_tensor *b);
-// y (..., D) = x (..., D) * v (D) on every row; v may require a gradient (a learned per-feature scale).
-dt_tensor *dt_scale_cols(dt_graph *g, dt_tensor *x, dt_tensor *v);
+// y (..., D) = (x (..., D) - c) * v (D) + c on every row; c (D) a constant centre or NULL (0). v may
+// require a gradient (a learned per-feature scale).
+dt_tensor *dt_scale_cols(dt_graph *g, dt_tensor *x, dt_tensor *v, const dt_tensor *c);
 dt_tensor *dt_dropout(dt_graph *g, dt_tensor *x, float p);
 // RMSNorm over the last dim of size w's numel (so (B,T,H*hd) with w (hd) normalises each head).
 dt_tensor *dt_rmsnorm(dt_graph *g, dt_tensor *x, const dt_tensor *w, float eps);
@@ -52,6 +53,10 @@ dt_tensor *dt_swiglu_linear(dt_graph *g, dt_tensor *gate, dt_tensor *up, const d
 dt_tensor *dt_attention(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tensor *v, int64_t H, int64_t KV, int64_t hd,
                         const int32_t *seg_start);
 dt_tensor *dt_swiglu(dt_graph *g, dt_tensor *gate, dt_tensor *up);
+// Generation (grad off, one row, CPU): k/v (1, n, KV*hd) are written into the cache kc/vc (cap, KV*hd) at
+// positions p0.., then q (1, n, H*hd) attends causally over cache positions 0..p0+n-1 -> (1, n, H*hd).
+dt_tensor *dt_attention_cached(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tensor *v, int64_t H, int64_t KV, int64_t hd,
+                               float *kc, float *vc, int64_t p0);
 // Mean cross-entropy of the vocabulary projection x (N, D) W^T (W (V, D)) against targets (N, -100 =
 // ignored), divided by denom (the number of trained tokens of the whole accumulated batch). Logits are
 // formed chunk by chunk of rows and the gradient wrt x is formed in the same pass, so the (N, V) matrix

@@ -64,6 +64,17 @@ static int linear_fwd_core(dt_graph *g, const float *x, int64_t N, const dt_tens
     if (!lora) return 0;
     if (lora_fwd_A(g, x, N, lora, ls)) return -1;
     lora_fwd_B(g->be, lora, ls, N, y);
+    // Further adapters on the same module (several --adapter in generate) add up, forward only.
+    if (lora->next && g->grad_enabled) {
+        g->failed = true;
+        dt_fail(g->ctx, DT_EINTERNAL, "several adapters on one module are applied without gradients only");
+        return -1;
+    }
+    for (const dt_lora_ref *l = lora->next; l; l = l->next) {
+        lora_state more;
+        if (lora_fwd_A(g, x, N, l, &more)) return -1;
+        lora_fwd_B(g->be, l, &more, N, y);
+    }
     return 0;
 }
 
@@ -230,7 +241,7 @@ static int64_t stacked_rank(const dt_graph *g, int n, const dt_lora_ref *const *
     int64_t R = 0;
     for (int i = 0; i < n; i++) {
         const dt_lora_ref *l = lora[i];
-        if (!l || (g->training && l->dropout > 0.0f)) return 0;
+        if (!l || l->next || (g->training && l->dropout > 0.0f)) return 0;
         if (i > 0) {
             const dt_tensor *p = lora[i - 1]->A;
             if (dt_f32(l->A) != dt_f32(p) + dt_numel(p) || l->A->grad != p->grad + dt_numel(p)) return 0;

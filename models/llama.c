@@ -207,6 +207,7 @@ typedef struct {
     const dt_llama_site *site;      // or NULL
     const float *rope_cs;           // (B*Tp, hd) cos/sin table of the positions, device
     const int32_t *seg;             // (B*T) device array or NULL
+    dt_kv_cache *kv;                // generation's cache, or NULL
 } layer_arg;
 
 // out[i] rewritten by the adapters' site when it claims module mods[i] of this layer. Returns -1 when the
@@ -214,7 +215,7 @@ typedef struct {
 static int apply_sites(dt_graph *g, const layer_arg *arg, int n, const int *mods, dt_tensor **out) {
     const dt_llama_site *s = arg->site;
     for (int i = 0; s && i < n; i++)
-        if (s->at[(size_t)arg->l * DT_MOD_COUNT + (size_t)mods[i]] && !(out[i] = s->fn(g, s->self, arg->l, mods[i], out[i])))
+        if (s->at[(size_t)arg->l * DT_MOD_COUNT + (size_t)mods[i]] && !(out[i] = s->fn(g, s->self, arg->m, arg->l, mods[i], out[i])))
             return -1;
     return 0;
 }
@@ -258,7 +259,13 @@ static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
     }
     q = dt_rope_(g, q, H, hd, arg->rope_cs);
     k = dt_rope_(g, k, KV, hd, arg->rope_cs);
-    dt_tensor *a = dt_attention(g, q, k, v, H, KV, hd, seg_d);                // (B, Tp, H*hd)
+    dt_tensor *a; // (B, Tp, H*hd)
+    if (arg->kv) { // generation: this layer's cache (cap, KV*hd) holds the earlier positions
+        const size_t off = (size_t)arg->l * (size_t)arg->kv->cap * (size_t)(KV * hd);
+        a = dt_attention_cached(g, q, k, v, H, KV, hd, arg->kv->k + off, arg->kv->v + off, arg->kv->len);
+    } else {
+        a = dt_attention(g, q, k, v, H, KV, hd, seg_d);
+    }
     x = proj_add(g, arg, DT_MOD_O, a, LORA(DT_MOD_O), x);                     // (B, Tp, D)
     // gate and up share one normalised input too.
     const dt_tensor *wgu[2] = {&ly->w[DT_MOD_GATE], &ly->w[DT_MOD_UP]};
@@ -279,13 +286,20 @@ static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
     return x;
 }
 
-int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
-                     float denom, bool want_logits, dt_llama_out *out) {
+// The one forward: training and evaluation (kv NULL) and generation (kv, see dt_llama_forward_cached).
+static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
+                   dt_kv_cache *kv, float denom, bool want_logits, dt_llama_out *out) {
     const dt_model_config *c = &m->cfg;
     const int64_t B = b->B, T = b->T;
-    dt_tensor *prompt = ad ? ad->prompt : NULL;
+    // The virtual tokens come first: at position 0 of a plain forward, or into an empty cache.
+    dt_tensor *prompt = ad && (!kv || kv->len == 0) ? ad->prompt : NULL;
     const int64_t P = prompt ? prompt->shape[0] : 0, Tp = T + P; // positions after the virtual tokens
+    const int64_t p0 = kv ? kv->len : 0;                         // positions already in the cache
     memset(out, 0, sizeof *out);
+    if (kv && (B != 1 || b->labels || b->pos || b->seg_start || g->grad_enabled))
+        return dt_fail(ctx, DT_EINTERNAL, "a KV-cache forward takes one row, no labels, positions or packing, grad off");
+    if (kv && p0 + Tp > kv->cap)
+        return dt_fail(ctx, DT_EINPUT, "the context is full (%lld positions)", (long long)kv->cap);
     if (prompt && b->seg_start)
         return dt_fail(ctx, DT_EINPUT, "prompt tuning cannot be combined with packed sequences (data.packing)");
     for (int64_t i = 0; i < B * T; i++)
@@ -297,7 +311,7 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
     if (!pos) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     for (int64_t r = 0; r < B; r++)
         for (int64_t t = 0; t < Tp; t++)
-            pos[r * Tp + t] = t < P ? (int32_t)t : (int32_t)(P + (b->pos ? b->pos[r * T + t - P] : t - P));
+            pos[r * Tp + t] = (int32_t)p0 + (t < P ? (int32_t)t : (int32_t)(P + (b->pos ? b->pos[r * T + t - P] : t - P)));
     const int32_t *pos_d = dt_graph_ints(g, pos, B * Tp);
     const float *rope_cs = pos_d ? dt_rope_table(g, pos_d, m->inv_freq, B * Tp, c->head_dim) : NULL;
     const int32_t *seg_d = b->seg_start ? dt_graph_ints(g, b->seg_start, B * T) : NULL;
@@ -308,7 +322,7 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
         layer_arg *arg = dt_arena_alloc(&g->host, sizeof *arg);
         if (!arg) return dt_fail(ctx, DT_ENOMEM, "out of memory");
         *arg = (layer_arg){m, l, ad && ad->lora ? ad->lora + (size_t)l * DT_MOD_COUNT : NULL,
-                           ad && ad->site.fn ? &ad->site : NULL, rope_cs, seg_d};
+                           ad && ad->site.fn ? &ad->site : NULL, rope_cs, seg_d, kv};
         x = g->checkpoint_layers ? dt_checkpoint(g, layer_forward, arg, x) : layer_forward(g, arg, x);
     }
     dt_tensor *xf = dt_rmsnorm(g, x, &m->norm, c->rms_norm_eps); // (B, Tp, D)
@@ -317,10 +331,14 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
     if (want_logits) {
         bool keep = g->grad_enabled;
         g->grad_enabled = false; // logits are for reading, the loss below has its own fused path
-        out->logits = dt_linear(g, xf, &m->lm_head, NULL, NULL); // (B, Tp, V)
+        dt_tensor *rows = xf;    // (B, Tp, D); with a KV cache only the last position (1, 1, D)
+        if (kv && (rows = dt_arena_alloc(&g->host, sizeof *rows)))
+            dt_tensor_set(rows, DT_F32, dt_f32(xf) + (Tp - 1) * c->hidden_size, 3, (int64_t[]){1, 1, c->hidden_size});
+        out->logits = rows ? dt_linear(g, rows, &m->lm_head, NULL, NULL) : NULL; // (B, Tp, V) or (1, 1, V)
         g->grad_enabled = keep;
         if (!out->logits) return DT_ENOMEM;
     }
+    if (kv) kv->len += Tp;
     if (b->labels) {
         // targets[t] = labels'[t+1], where labels' is labels with P ignored positions in front.
         int32_t *tg = dt_arena_alloc(&g->host, (size_t)(B * Tp) * sizeof(int32_t)); // (B, Tp)
@@ -340,4 +358,18 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
         if (!out->loss) return DT_ENOMEM;
     }
     return g->failed ? DT_ENOMEM : DT_OK;
+}
+
+int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
+                     float denom, bool want_logits, dt_llama_out *out) {
+    return forward(ctx, g, m, ad, b, NULL, denom, want_logits, out);
+}
+
+int dt_llama_forward_cached(dt_ctx *ctx, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
+                            dt_kv_cache *kv, dt_llama_out *out) {
+    dt_graph_reset(&kv->g);
+    kv->g.grad_enabled = false;
+    kv->g.training = false;
+    kv->g.checkpoint_layers = false;
+    return forward(ctx, &kv->g, m, ad, b, kv, 0, true, out);
 }

@@ -15,6 +15,7 @@ typedef struct dt_lora_config {
     int r;                     // the rank of modules no rank_pattern key matches
     float alpha, dropout;      // alpha: of modules no alpha_pattern key matches
     bool use_rslora;
+    bool use_dora;             // DoRA (peft/dora.c): a magnitude vector per adapted module
     bool target[DT_MOD_COUNT]; // which linear modules carry an adapter
     bool *layers;              // (L) which layers; NULL = all (layers_to_transform unset)
     // PEFT's per-module overrides of r and alpha (empty = none), kept as read so that saving writes

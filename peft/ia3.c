@@ -33,11 +33,12 @@ static void ia3_free_state(void *p) {
 }
 
 // The site: up's output also carries down's input scale (see the top of the file).
-static dt_tensor *ia3_site(dt_graph *g, const void *self, int layer, int mod, dt_tensor *x) {
+static dt_tensor *ia3_site(dt_graph *g, const void *self, const dt_llama *m, int layer, int mod, dt_tensor *x) {
+    (void)m;
     const ia3_state *s = self;
     dt_tensor *const *v = s->vec + (size_t)layer * DT_MOD_COUNT;
-    if (v[mod] && !s->feedforward[mod]) x = dt_scale_cols(g, x, v[mod]);
-    if (mod == DT_MOD_UP && v[DT_MOD_DOWN] && s->feedforward[DT_MOD_DOWN]) x = dt_scale_cols(g, x, v[DT_MOD_DOWN]);
+    if (v[mod] && !s->feedforward[mod]) x = dt_scale_cols(g, x, v[mod], NULL);
+    if (mod == DT_MOD_UP && v[DT_MOD_DOWN] && s->feedforward[DT_MOD_DOWN]) x = dt_scale_cols(g, x, v[DT_MOD_DOWN], NULL);
     return x;
 }
 

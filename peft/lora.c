@@ -8,6 +8,7 @@
 #include <jansson.h>
 #include "autograd/rng.h"
 #include "peft/adapter.h"
+#include "peft/dora.h"
 #include "peft/merge.h"
 
 static void module_dims(const dt_model_config *c, dt_module mod, int64_t *out, int64_t *in) {
@@ -71,6 +72,8 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
     for (int l = 0; l < L; l++)
         for (int mod = 0; mod < DT_MOD_COUNT; mod++)
             if (adapted(cfg, l, mod)) n += 2;
+    const int n_ab = n; // DoRA's magnitude vectors follow the A's and B's of every layer
+    if (cfg->use_dora) n += n / 2;
     if (n == 0) { dt_adapter_free(a); return dt_fail(ctx, DT_EINPUT, "LoRA targets no module of this model"); }
     int64_t (*shapes)[2] = calloc((size_t)n, sizeof *shapes);
     int *ndims = calloc((size_t)n, sizeof *ndims);
@@ -115,6 +118,15 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
         }
         i += 2 * k;
     }
+    for (int l = 0; l < L && cfg->use_dora; l++)
+        for (int mod = 0; mod < DT_MOD_COUNT; mod++) {
+            if (!adapted(cfg, l, mod)) continue;
+            int64_t o, in;
+            module_dims(c, (dt_module)mod, &o, &in);
+            dt_tn_module(buf, sizeof buf, "base_model.model.", l, (dt_module)mod, ".lora_magnitude_vector");
+            names[i] = strdup(buf); ndims[i] = 1; shapes[i][0] = o; shapes[i][1] = 1;        // magnitude (out)
+            i++;
+        }
     rc = dt_adapter_alloc(ctx, a, n, (const int64_t(*)[2])shapes, ndims, names);
     free(shapes);
     free(ndims);
@@ -136,6 +148,7 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
     free(ranks);
     free(where);
     a->view.lora = a->ref_ptrs;
+    if (cfg->use_dora && (rc = dt_dora_attach(ctx, a, m, n_ab))) { dt_adapter_free(a); return rc; }
     *out = a;
     return DT_OK;
 }
@@ -163,8 +176,7 @@ static int parse_lora_config(dt_ctx *ctx, json_t *cfg, const char *path, const d
     json_t *drop = json_object_get(cfg, "lora_dropout");
     lc->dropout = drop && json_is_number(drop) ? (float)json_number_value(drop) : 0.0f;
     lc->use_rslora = json_is_true(json_object_get(cfg, "use_rslora"));
-    if (json_is_true(json_object_get(cfg, "use_dora")))
-        return dt_fail(ctx, DT_EINPUT, "%s: key 'use_dora': DoRA adapters are not supported", path);
+    lc->use_dora = json_is_true(json_object_get(cfg, "use_dora"));
     // Per-module ranks and alphas; the rank each module gets is checked against the tensors when they are read.
     int rc = dt_lora_pattern_from_json(ctx, cfg, path, "rank_pattern", true, &lc->rank_pattern);
     if (!rc) rc = dt_lora_pattern_from_json(ctx, cfg, path, "alpha_pattern", false, &lc->alpha_pattern);
@@ -225,7 +237,7 @@ static void lora_to_json(const dt_adapter *a, const dt_model_config *mc, json_t 
     json_object_set_new(c, "target_modules", targets);
     json_object_set_new(c, "layers_to_transform", layers);
     json_object_set_new(c, "use_rslora", json_boolean(a->lora.use_rslora));
-    json_object_set_new(c, "use_dora", json_false());
+    json_object_set_new(c, "use_dora", json_boolean(a->lora.use_dora));
     json_object_set_new(c, "bias", json_string("none"));
     json_object_set_new(c, "fan_in_fan_out", json_false());
     json_object_set_new(c, "modules_to_save", json_null());
@@ -277,6 +289,7 @@ static void lora_fold_rows(const dt_adapter *a, int layer, int lt, float weight,
             w3[x] = fmaf(c[3][3], v3, fmaf(c[3][2], v2, fmaf(c[3][1], v1, fmaf(c[3][0], v0, w3[x]))));
         }
     }
+    if (dt_dora_active(a, layer, lt)) dt_dora_fold_rows(a, layer, lt, src, nb, cols, rows);
 }
 
 const dt_method dt_method_lora = {
@@ -286,4 +299,5 @@ const dt_method dt_method_lora = {
     .to_json = lora_to_json,
     .folds = lora_folds,
     .fold_rows = lora_fold_rows,
+    .free_state = dt_dora_free,
 };

@@ -47,6 +47,7 @@ typedef struct dt_recipe {
         dt_strlist target_modules;     // e.g. q_proj, v_proj
         dt_intlist layers_to_transform;// empty = every layer
         bool use_rslora;               // scale by alpha/sqrt(r) instead of alpha/r
+        bool use_dora;                 // DoRA: a learned magnitude per output row (peft/dora.c)
         char *init_from;               // PEFT adapter folder to start from, or NULL
         // prompt tuning
         int num_virtual_tokens;

@@ -104,6 +104,12 @@ int dt_rapply_rules(dt_rload *L) {
     if ((rc = exclusive(L, "train.lr_scheduler.warmup_steps", "train.lr_scheduler.warmup_ratio"))) return rc;
 
     if ((rc = method_modules(L))) return rc;
+    if (r->method.name == DT_METHOD_LORA && r->method.use_dora && r->method.dropout > 0) {
+        const dt_ynode *at = given(L, "method.use_dora");
+        return dt_yfail(L->ctx, at ? at : L->val_at[idx("method.name")],
+                        "method.use_dora: DoRA is trained here with method.dropout 0 only (PEFT's DoRA also applies the "
+                        "base weight to the dropped-out input); method.dropout is %g (its default is 0.05)", r->method.dropout);
+    }
     if (r->method.name == DT_METHOD_PROMPT_TUNING) {
         const dt_ynode *text = given(L, "method.init_text"), *init = L->val_at[idx("method.init")];
         if (r->method.init == DT_PT_INIT_TEXT && !text)

@@ -53,6 +53,7 @@ const dt_rkey dt_recipe_keys[] = {
     {"method.target_modules",              DT_RK_MODULES,   OFF(method.target_modules),        LORA|IA3|DT_RF_RULE, 0, 0, 0, NULL, NULL},
     {"method.layers_to_transform",         DT_RK_INTLIST,   OFF(method.layers_to_transform),   LORA|NUL,        0, 65535, 0, NULL, "null"},
     {"method.use_rslora",                  DT_RK_BOOL,      OFF(method.use_rslora),            LORA,            0, 0, 0, NULL, "false"},
+    {"method.use_dora",                    DT_RK_BOOL,      OFF(method.use_dora),              LORA,            0, 0, 0, NULL, "false"},
     {"method.init_from",                   DT_RK_PATH,      OFF(method.init_from),             LORA|NUL,        0, 0, 0, NULL, "null"},
     {"method.num_virtual_tokens",          DT_RK_INT,       OFF(method.num_virtual_tokens),    PT,              1, 65536, 0, NULL, "20"},
     {"method.init",                        DT_RK_ENUM,      OFF(method.init),                  PT,              0, 0, 0, PT_INITS, "random"},

@@ -13,26 +13,31 @@
 static char tmp[64];
 static dt_ctx ctx;
 
-// Our writer on a PEFT-layout adapter gives the same two files, byte for byte.
-static void test_roundtrip(const char *label, const char *model, const char *adapter) {
+// write -> read -> write of an adapter gives the same two files, byte for byte; with same_as_source,
+// the first write is also byte for byte the PEFT-layout file it was read from.
+static void test_roundtrip(const char *label, const char *model, const char *adapter, bool same_as_source) {
     dt_llama *m = NULL;
-    dt_adapter *a = NULL;
-    char out[256], x[512], y[512];
-    snprintf(out, sizeof out, "%s/%s", tmp, label);
+    dt_adapter *a = NULL, *b = NULL;
+    char out1[256], out2[256], x[512], y[512], z[512];
+    snprintf(out1, sizeof out1, "%s/%s_1", tmp, label);
+    snprintf(out2, sizeof out2, "%s/%s_2", tmp, label);
     if (dt_llama_load(&ctx, model, dt_backend_cpu(), &m) || dt_adapter_load(&ctx, adapter, m, &a) ||
-        dt_adapter_save(&ctx, a, m, out)) {
+        dt_adapter_save(&ctx, a, m, out1) || dt_adapter_load(&ctx, out1, m, &b) || dt_adapter_save(&ctx, b, m, out2)) {
         TEST_FAIL(label, "%s", ctx.msg);
     } else {
-        bool same = true;
+        bool same = true, source = true;
         const char *files[] = {"adapter_config.json", "adapter_model.safetensors"};
         for (int i = 0; i < 2; i++) {
-            snprintf(x, sizeof x, "%s/%s", adapter, files[i]);
-            snprintf(y, sizeof y, "%s/%s", out, files[i]);
+            snprintf(x, sizeof x, "%s/%s", out1, files[i]);
+            snprintf(y, sizeof y, "%s/%s", out2, files[i]);
+            snprintf(z, sizeof z, "%s/%s", adapter, files[i]);
             same &= tf_same_file(x, y);
+            source &= tf_same_file(x, z);
         }
-        TEST_CHECK(label, same, "%s differs from %s", out, adapter);
+        TEST_CHECK(label, same && (source || !same_as_source), "%s", same ? "the first write differs from the source" : "the two writes differ");
     }
     dt_adapter_free(a);
+    dt_adapter_free(b);
     dt_llama_free(m);
 }
 
@@ -188,8 +193,10 @@ int main(void) {
     dt_ctx_init(&ctx);
     snprintf(tmp, sizeof tmp, "/tmp/dt_methods_XXXXXX");
     if (!mkdtemp(tmp)) { TEST_FAIL("methods_tmp", "mkdtemp"); TEST_EXIT(); }
-    test_roundtrip("roundtrip_ia3", "tests/golden/llama_gqa", "tests/golden/ia3/adapter");
+    test_roundtrip("roundtrip_ia3", "tests/golden/llama_gqa", "tests/golden/ia3/adapter", true);
     test_merge("merge_ia3_vs_pytorch", "tests/golden/llama_gqa", "tests/golden/ia3");
+    test_roundtrip("roundtrip_dora", "tests/golden/qwen2_bias", "tests/golden/dora/adapter", false);
+    test_merge("merge_dora_vs_pytorch", "tests/golden/qwen2_bias", "tests/golden/dora");
     test_loraplus();
     test_bad_input();
     tf_rm_tree(tmp);

@@ -116,6 +116,8 @@ static dt_tensor *f_mul(dt_graph *g, dt_tensor **in, void *a) { (void)a; return 
 static dt_tensor *f_dropout(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_dropout(g, in[0], 0.3f); }
 static dt_tensor *f_rmsnorm(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_rmsnorm(g, in[0], in[1], 1e-5f); }
 static dt_tensor *f_swiglu(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_swiglu(g, in[0], in[1]); }
+static dt_tensor *f_scale_cols(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_scale_cols(g, in[0], in[1], NULL); }
+static dt_tensor *f_scale_cols_centred(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_scale_cols(g, in[0], in[1], in[2]); }
 static dt_tensor *f_concat(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_prompt_concat(g, in[0], in[1]); }
 
 static dt_tensor *f_rope(dt_graph *g, dt_tensor **in, void *a) {
@@ -272,6 +274,9 @@ int main(void) {
         {"grad_dropout", 1, {2}, {SHAPE(4, 9)}, {true}, {0}, f_dropout, NULL, true},
         {"grad_rmsnorm", 2, {3, 1}, {SHAPE(2, 3, 12), SHAPE(12)}, {true, false}, {0}, f_rmsnorm, NULL, false},
         {"grad_rmsnorm_per_head", 2, {3, 1}, {SHAPE(2, 3, 24), SHAPE(8)}, {true, false}, {0}, f_rmsnorm, NULL, false},
+        {"grad_scale_cols", 2, {3, 1}, {SHAPE(2, 3, 7), SHAPE(7)}, {true, true}, {0}, f_scale_cols, NULL, false},
+        {"grad_scale_cols_centred", 3, {3, 1, 1}, {SHAPE(2, 3, 7), SHAPE(7), SHAPE(7)}, {true, true, false}, {0},
+         f_scale_cols_centred, NULL, false},
         {"grad_swiglu", 2, {2, 2}, {SHAPE(4, 6), SHAPE(4, 6)}, {true, true}, {0}, f_swiglu, NULL, false},
         {"grad_prompt_concat", 2, {2, 3}, {SHAPE(3, 4), SHAPE(2, 5, 4)}, {true, true}, {0}, f_concat, NULL, false},
         {"grad_rope", 2, {3, 3}, {SHAPE(2, 5, 24), SHAPE(2, 5, 24)}, {true, false}, {0}, f_rope, NULL, false},

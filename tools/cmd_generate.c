@@ -119,8 +119,12 @@ int cmd_generate(int argc, char **argv) {
             view.prompt = ad[i]->view.prompt;
             continue;
         }
-        // Chain this adapter's modules behind those already loaded.
-        for (int k = 0; k < m->cfg.num_layers * DT_MOD_COUNT; k++) {
+        if (ad[i]->view.site.fn) { // IA3, DoRA: one such adapter (the forward has one site)
+            if (view.site.fn) { rc = dt_fail(&ctx, DT_EINPUT, "%s: only one IA3 or DoRA adapter can be applied at a time", adapters[i]); break; }
+            view.site = ad[i]->view.site;
+        }
+        // Chain this adapter's LoRA modules behind those already loaded.
+        for (int k = 0; ad[i]->ref_ptrs && k < m->cfg.num_layers * DT_MOD_COUNT; k++) {
             dt_lora_ref *r = ad[i]->ref_ptrs[k] ? &ad[i]->refs[k] : NULL;
             if (!r) continue;
             r->next = chain[k];
@@ -128,6 +132,14 @@ int cmd_generate(int argc, char **argv) {
         }
         view.lora = chain;
     }
+    // DoRA rescales its module's whole output, which would rescale another adapter's LoRA term as well.
+    int n_lora = 0, dora = -1;
+    for (int i = 0; i < n_ad && !rc; i++) {
+        n_lora += ad[i]->ref_ptrs != NULL;
+        if (ad[i]->method == &dt_method_lora && ad[i]->lora.use_dora) dora = i;
+    }
+    if (!rc && dora >= 0 && n_lora > 1)
+        rc = dt_fail(&ctx, DT_EINPUT, "%s: a DoRA adapter cannot be combined with other LoRA adapters (merge one of them first)", adapters[dora]);
     if (!rc) rc = chat ? chat_prompt(&ctx, tok, prompt, &ids) : dt_tokenizer_encode(&ctx, tok, prompt, strlen(prompt), true, &ids);
     int64_t P = view.prompt ? view.prompt->shape[0] : 0;
     if (!rc) rc = dt_kv_cache_init(&ctx, m, P + (int64_t)ids.n + n_new + 1, &cache);

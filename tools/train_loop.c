@@ -67,7 +67,7 @@ static int setup_adapter(dt_ctx *ctx, trainer *t) {
         if ((rc = dt_adapter_load(ctx, r->method.init_from, t->m, &t->a))) return rc;
     } else if (r->method.name == DT_METHOD_LORA) {
         dt_lora_config lc = {.r = r->method.r, .alpha = (float)r->method.alpha, .dropout = (float)r->method.dropout,
-                             .use_rslora = r->method.use_rslora};
+                             .use_rslora = r->method.use_rslora, .use_dora = r->method.use_dora};
         for (int i = 0; i < DT_MOD_COUNT; i++) lc.target[i] = r->method.target_all_linear;
         for (int i = 0; i < r->method.target_modules.n; i++) {
             int mod = dt_module_from_name(r->method.target_modules.items[i]);

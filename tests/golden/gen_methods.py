@@ -44,6 +44,28 @@ def ia3_wrap(vectors, feedforward):
     return wrap
 
 
+def dora_wrap(adapters, scaling, fixed_norms=None):
+    """PEFT's LoRA Linear.forward with use_dora (lora/layer.py + DoraLinearLayer.forward, dropout 0):
+    base(x) + (g - 1) * (x W^T) + g * lora_B(lora_A(x)) * scaling, g = m / ||W + scaling B A||_row with
+    the norm detached; the base keeps its bias. fixed_norms: {path: norm} used instead of the norms
+    of the current values (the detached norm as a constant, for finite differences)."""
+    def wrap(base):
+        def linear(x, W, path, lora, bias=False):
+            y = base(x, W, path, lora, bias)
+            if path not in adapters:
+                return y
+            A, Bm, mag = adapters[path]
+            weight = W[path + ".weight"]
+            lora_weight = Bm @ A  # lora_B(lora_A(eye)).T
+            norm = torch.linalg.norm(weight + scaling * lora_weight.detach(), dim=1).detach()
+            if fixed_norms is not None:
+                norm = fixed_norms[path]
+            g = (mag / norm).view(1, -1)
+            return y + (g - 1) * (x @ weight.T) + g * ((x @ A.T) @ Bm.T) * scaling
+        return linear
+    return wrap
+
+
 def ia3_key(path):
     # PEFT's saved name: "base_model.model." + module path + ".ia3_l" (adapter name removed).
     return f"base_model.model.{path}.ia3_l"
@@ -89,7 +111,7 @@ def run(gg, cfg, W32, ids, labels, params32, wrap_of, dtype=torch.float64, backw
             "grads": grads, "loss_fn": lambda: fwd()[2], "full_labels": labels}
 
 
-def reference(gg, name, cfg, W32, ids, labels, params32, wrap_of, identity32):
+def reference(gg, name, cfg, W32, ids, labels, params32, wrap_of, identity32, identity_tol=1e-12):
     """gg.reference's checks for a method case; identity32: parameter values that leave the base model
     unchanged (the adapter's effect is measured against them)."""
     res = run(gg, cfg, W32, ids, labels, params32, wrap_of)
@@ -103,7 +125,7 @@ def reference(gg, name, cfg, W32, ids, labels, params32, wrap_of, identity32):
     bare = run(gg, cfg, W32, ids, labels, identity32, wrap_of, backward=False)
     plain = hf_ref.forward(cfg, {k: v.double() for k, v in W32.items()}, ids)[0]
     gg.check(f"{name}: identity parameters give the base model's logits",
-             float((bare["logits"] - plain).abs().max()), 1e-12)
+             float((bare["logits"] - plain).abs().max()), identity_tol)
     gg.check_min(f"{name}: largest change of a logit made by the adapter",
                  float((bare["logits"] - res["logits"]).abs().max()), 1e-2)
     return res
@@ -142,5 +164,64 @@ def case_ia3(gg, W32):
     gg.fd_checks(name, res, entrywise=True)
 
 
+def case_dora(gg):
+    """DoRA (use_dora) on Qwen2 (q/k/v biases, which DoRA leaves unscaled) on q_proj, v_proj, o_proj and
+    down_proj: the q/v sites and the o/down block outputs."""
+    name, cfg, r, alpha = "dora", gg.QWEN2, 4, 8
+    targets = ["q_proj", "v_proj", "o_proj", "down_proj"]
+    print(f"{name}:")
+    W32, _ = st_io.load(os.path.join(gg.HERE, "qwen2_bias", "model.safetensors"))
+    W32 = {k: torch.from_numpy(v.copy()) for k, v in W32.items()}
+    torch.manual_seed(112)
+    lora32 = gg.init_lora(cfg, targets, r)
+    scaling = alpha / r
+    params32, identity32 = {}, {}
+    for path, (A, B) in lora32.items():
+        weight = W32[path + ".weight"].double()
+        norm = torch.linalg.norm(weight + scaling * (B.double() @ A.double()), dim=1)
+        # PEFT starts at the norm (no change); times 1 + 0.1 N(0, 1) as hf_reference's peft_make.py, so a
+        # reader that ignores the magnitude fails.
+        mag = (norm * (1 + 0.1 * torch.randn(norm.shape, dtype=torch.float64))).float()
+        for key, v in ((gg.lora_key(path, "A"), A), (gg.lora_key(path, "B"), B),
+                       (f"base_model.model.{path}.lora_magnitude_vector", mag)):
+            params32[key] = v
+        identity32.update({gg.lora_key(path, "A"): A, gg.lora_key(path, "B"): torch.zeros_like(B),
+                           f"base_model.model.{path}.lora_magnitude_vector":
+                               torch.linalg.norm(W32[path + ".weight"].double(), dim=1).float()})
+    ids, labels = gg.random_batch(cfg["vocab_size"], 2, 10, [(0, 3), (1, 8)])
+
+    def wrap_of(params):
+        adapters = {p: (params[gg.lora_key(p, "A")], params[gg.lora_key(p, "B")],
+                        params[f"base_model.model.{p}.lora_magnitude_vector"]) for p in lora32}
+        return dora_wrap(adapters, scaling)
+
+    # The identity magnitudes are norms rounded to float32: ~1e-7 of a logit.
+    res = reference(gg, name, cfg, W32, ids, labels, params32, wrap_of, identity32, identity_tol=1e-6)
+    d = gg.case_dir(name)
+    gg.write_model_note(d, "tests/golden/qwen2_bias")
+    config = dict(gg.lora_config(targets, r, alpha, base="tests/golden/qwen2_bias"), use_dora=True)
+    write_adapter(os.path.join(d, "adapter"), config, res["params"])
+    meta = gg.tolerances({"format": "pt", "case": name, "model": "tests/golden/qwen2_bias", "scaling": repr(scaling)})
+    st_io.save(os.path.join(d, "golden.safetensors"), gg.golden_tensors(res, ids, labels), meta)
+    print(f"  loss {float(res['loss']):.6f}, {len(res['params'])} adapter tensors")
+    # Finite differences see the norm move with A and B; autograd (as PEFT) does not: the check runs on
+    # the loss with the norms held at their values here, whose gradient is exactly the detached one.
+    p = res["params"]
+    W64 = {k: v.double() for k, v in W32.items()}
+    with torch.no_grad():
+        norms = {q: torch.linalg.norm(W64[q + ".weight"] + scaling * (p[gg.lora_key(q, "B")] @ p[gg.lora_key(q, "A")]), dim=1)
+                 for q in lora32}
+
+    def fixed_loss():
+        adapters = {q: (p[gg.lora_key(q, "A")], p[gg.lora_key(q, "B")], p[f"base_model.model.{q}.lora_magnitude_vector"])
+                    for q in lora32}
+        with patched_linear(dora_wrap(adapters, scaling, norms)):
+            logits, _ = hf_ref.forward(cfg, W64, ids)
+        return hf_ref.causal_lm_loss(logits, labels)
+
+    gg.fd_checks(name + " (norms held)", dict(res, loss_fn=fixed_loss), entrywise=True)
+
+
 def main(gg, W_gqa):
     case_ia3(gg, W_gqa)
+    case_dora(gg)
