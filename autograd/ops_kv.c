@@ -43,8 +43,8 @@ dt_tensor *dt_attention_cached(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tenso
     dt_tensor *y = dt_graph_tensor(g, 3, (int64_t[]){1, n, H * hd}); // (1, n, H*hd)
     if (!y) return NULL;
     // The new keys and values join the cache first: each new query also sees itself and those before it.
-    g->be->axpy(kc + p0 * kvd, false, 1.0f, dt_f32(k), n * kvd);
-    g->be->axpy(vc + p0 * kvd, false, 1.0f, dt_f32(v), n * kvd);
+    g->be->axpy(g->be, kc + p0 * kvd, false, 1.0f, dt_f32(k), n * kvd);
+    g->be->axpy(g->be, vc + p0 * kvd, false, 1.0f, dt_f32(v), n * kvd);
     attend(dt_f32(q), kc, vc, dt_f32(y), n, p0, H, KV, hd);
     return y;
 }

@@ -14,20 +14,20 @@ static void scale_cols_bwd(dt_graph *g, dt_node *n) {
     if (s->v->requires_grad) { // dv (D) += sum over rows of dy * (x - c)
         float *dv = dt_graph_grad(g, s->v, &fresh);
         if (!dv) return;
-        for (int64_t r = 0; r < N; r++) be->mul(dv, !(fresh && r == 0), dy + r * D, dt_f32(s->x) + r * D, D);
+        for (int64_t r = 0; r < N; r++) be->mul(be, dv, !(fresh && r == 0), dy + r * D, dt_f32(s->x) + r * D, D);
         if (s->c) { // dv -= c * (sum over rows of dy)
             float *col = dt_graph_temp(g, (size_t)D * sizeof(float)); // (D)
             if (!col) return;
-            for (int64_t r = 0; r < N; r++) be->axpy(col, r > 0, 1.0f, dy + r * D, D);
-            be->mul(col, false, col, dt_f32(s->c), D);
-            be->axpy(dv, true, -1.0f, col, D);
+            for (int64_t r = 0; r < N; r++) be->axpy(be, col, r > 0, 1.0f, dy + r * D, D);
+            be->mul(be, col, false, col, dt_f32(s->c), D);
+            be->axpy(be, dv, true, -1.0f, col, D);
             dt_graph_temp_release(g, col);
         }
     }
     if (s->x->requires_grad) { // dx (N, D) = dy * v
         float *dx = dt_graph_grad(g, s->x, &fresh);
         if (!dx) return;
-        for (int64_t r = 0; r < N; r++) be->mul(dx + r * D, !fresh, dy + r * D, dt_f32(s->v), D);
+        for (int64_t r = 0; r < N; r++) be->mul(be, dx + r * D, !fresh, dy + r * D, dt_f32(s->v), D);
     }
 }
 
@@ -43,13 +43,13 @@ dt_tensor *dt_scale_cols(dt_graph *g, dt_tensor *x, dt_tensor *v, const dt_tenso
     float *shift = c ? dt_graph_temp(g, (size_t)D * sizeof(float)) : NULL; // (D): c - c * v
     if (!y || (c && !shift)) return NULL;
     if (c) {
-        g->be->mul(shift, false, dt_f32(c), dt_f32(v), D);
-        g->be->axpy(shift, false, -1.0f, shift, D);
-        g->be->axpy(shift, true, 1.0f, dt_f32(c), D);
+        g->be->mul(g->be, shift, false, dt_f32(c), dt_f32(v), D);
+        g->be->axpy(g->be, shift, false, -1.0f, shift, D);
+        g->be->axpy(g->be, shift, true, 1.0f, dt_f32(c), D);
     }
     for (int64_t r = 0; r < N; r++) {
-        g->be->mul(dt_f32(y) + r * D, false, dt_f32(x) + r * D, dt_f32(v), D);
-        if (c) g->be->axpy(dt_f32(y) + r * D, true, 1.0f, shift, D);
+        g->be->mul(g->be, dt_f32(y) + r * D, false, dt_f32(x) + r * D, dt_f32(v), D);
+        if (c) g->be->axpy(g->be, dt_f32(y) + r * D, true, 1.0f, shift, D);
     }
     dt_graph_temp_release(g, shift);
     if (g->grad_enabled && (x->requires_grad || v->requires_grad)) {

@@ -32,6 +32,6 @@ int dt_llama_infer(dt_ctx *ctx, const dt_llama *m, const dt_llama_adapters *ad, 
     dt_batch b = {1, n_ids, ids, NULL, NULL, NULL};
     dt_llama_out out;
     int rc = dt_llama_forward_cached(ctx, m, ad, &b, c, &out);
-    if (!rc) m->be->download(logits, dt_f32(out.logits), (size_t)m->cfg.vocab_size * sizeof(float));
+    if (!rc) m->be->download(m->be, logits, dt_f32(out.logits), (size_t)m->cfg.vocab_size * sizeof(float));
     return rc;
 }

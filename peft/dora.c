@@ -15,6 +15,7 @@
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+#include "autograd/dtype.h"
 #include "peft/dora.h"
 
 typedef struct dora_state {
@@ -31,32 +32,42 @@ void dt_dora_free(void *p) {
     free(s);
 }
 
-// 1 / ||W_i + s (BA)_i|| for the out rows of W (f32, on the backend) into inv (host, out floats). Returns
-// 0, or -1 when out of memory.
-static int inv_norms(const dt_backend *be, const dt_tensor *W, const dt_lora_ref *l, float *inv) {
+// ||W_i||^2 of a frozen weight's row i, any storage type (dequantized on the CPU; f32 on a device).
+static double row_sumsq(const dt_backend *be, const dt_tensor *W, int64_t i, float *row) {
+    const int64_t in = W->shape[1];
+    if (W->device != DT_DEV_CPU) return be->sumsq(be, dt_f32(W) + i * in, in);
+    dt_tensor_row_f32(W, i, row);
+    double s = 0;
+    for (int64_t x = 0; x < in; x++) s += (double)row[x] * row[x];
+    return s;
+}
+
+// 1 / ||W_i + s (BA)_i|| for the out rows of frozen W into inv (host, out floats). Returns 0, or -1 when the
+// graph failed.
+static int inv_norms(dt_graph *g, const dt_tensor *W, const dt_lora_ref *l, float *inv) {
+    const dt_backend *be = g->be;
     const int64_t out = W->shape[0], in = W->shape[1], r = l->A->shape[0];
     const float s = l->scale;
-    float *P = be->alloc((size_t)(r * out + r * r + out * r) * sizeof(float)); // (r, out), (r, r), (out, r)
-    float *h = malloc((size_t)(2 * r * out + out * r) * sizeof(float));      // host copies of P, Q and B
-    if (!P || !h) { if (P) be->free(P); free(h); return -1; }
+    float *P = dt_graph_scratch(g, (size_t)(r * out + r * r + out * r) * sizeof(float)); // (r, out), (r, r), (out, r)
+    float *h = malloc((size_t)(2 * r * out + out * r + in) * sizeof(float)); // host: P, Q, B and one row of W
+    if (!P || !h) { free(h); return -1; }
     float *G = P + r * out, *Q = G + r * r;
-    be->gemm(false, true, r, out, in, 1.0f, dt_f32(l->A), in, dt_f32(W), in, 0.0f, P, out);      // P = A W^T
-    be->gemm(false, true, r, r, in, 1.0f, dt_f32(l->A), in, dt_f32(l->A), in, 0.0f, G, r);       // G = A A^T
-    be->gemm(false, false, out, r, r, 1.0f, dt_f32(l->B), r, G, r, 0.0f, Q, r);                  // Q = B G
-    float *hP = h, *hQ = h + r * out, *hB = hQ + out * r;
-    be->download(hP, P, (size_t)(r * out) * sizeof(float));
-    be->download(hQ, Q, (size_t)(out * r) * sizeof(float));
-    be->download(hB, dt_f32(l->B), (size_t)(out * r) * sizeof(float));
+    if (dt_frozen_fwd(g, P, false, dt_f32(l->A), r, W)) { free(h); return -1; }                      // P = A W^T
+    be->gemm(be, false, true, r, r, in, 1.0f, dt_f32(l->A), in, dt_f32(l->A), in, 0.0f, G, r);       // G = A A^T
+    be->gemm(be, false, false, out, r, r, 1.0f, dt_f32(l->B), r, G, r, 0.0f, Q, r);                  // Q = B G
+    float *hP = h, *hQ = h + r * out, *hB = hQ + out * r, *row = hB + out * r;
+    be->download(be, hP, P, (size_t)(r * out) * sizeof(float));
+    be->download(be, hQ, Q, (size_t)(out * r) * sizeof(float));
+    be->download(be, hB, dt_f32(l->B), (size_t)(out * r) * sizeof(float));
     for (int64_t i = 0; i < out; i++) {
         double cross = 0, sq = 0;
         for (int64_t k = 0; k < r; k++) {
             cross += (double)hB[i * r + k] * hP[k * out + i];
             sq += (double)hQ[i * r + k] * hB[i * r + k];
         }
-        const double n2 = be->sumsq(dt_f32(W) + i * in, in) + 2.0 * s * cross + (double)s * s * sq;
+        const double n2 = row_sumsq(be, W, i, row) + 2.0 * s * cross + (double)s * s * sq;
         inv[i] = (float)(1.0 / sqrt(n2 > 0 ? n2 : 1e-30));
     }
-    be->free(P);
     free(h);
     return 0;
 }
@@ -75,12 +86,12 @@ static dt_tensor *dora_site(dt_graph *g, const void *self, const dt_llama *m, in
     const int64_t out = ly->w[mod].shape[0];
     dt_tensor *inv = dt_graph_tensor(g, 1, (int64_t[]){out}); // (out) 1 / ||W + s B A||_row, no gradient
     float *host = malloc((size_t)out * sizeof(float));
-    if (!inv || !host || inv_norms(g->be, &ly->w[mod], l, host)) {
+    if (!inv || !host || inv_norms(g, &ly->w[mod], l, host)) {
         free(host);
         if (!g->failed) { g->failed = true; dt_fail(g->ctx, DT_ENOMEM, "out of memory for DoRA's weight norms"); }
         return NULL;
     }
-    g->be->upload(dt_f32(inv), host, (size_t)out * sizeof(float));
+    g->be->upload(g->be, dt_f32(inv), host, (size_t)out * sizeof(float));
     free(host);
     dt_tensor *scale = dt_mul(g, s->mag[k], inv); // (out) m / norm
     const dt_tensor *bias[DT_MOD_COUNT] = {&ly->q_bias, &ly->k_bias, &ly->v_bias};
@@ -108,8 +119,10 @@ int dt_dora_attach(dt_ctx *ctx, dt_adapter *a, const dt_llama *m, int first) {
             // PEFT's start: ||W + s B A||_row with B = 0, the rows' norms (a model without weights, as merge
             // passes, gets its values from the file).
             const dt_tensor *W = m->layers ? &m->layers[l].w[mod] : NULL;
-            for (int64_t e = 0; W && W->data && e < mag->shape[0]; e++)
-                dt_f32(mag)[e] = (float)sqrt(m->be->sumsq(dt_f32(W) + e * W->shape[1], W->shape[1]));
+            float *row = W && W->data ? malloc((size_t)W->shape[1] * sizeof(float)) : NULL;
+            if (W && W->data && !row) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+            for (int64_t e = 0; row && e < mag->shape[0]; e++) dt_f32(mag)[e] = (float)sqrt(row_sumsq(m->be, W, e, row));
+            free(row);
         }
     a->view.site = (dt_llama_site){dora_site, s, s->at};
     return DT_OK;

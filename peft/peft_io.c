@@ -63,6 +63,8 @@ int dt_adapter_load(dt_ctx *ctx, const char *dir, const dt_llama *m, dt_adapter 
     if (rc) goto done;
     const char *base = json_string_value(json_object_get(cfg, "base_model_name_or_path"));
     snprintf(a->base_model, sizeof a->base_model, "%s", base ? base : "");
+    const char *tok = json_string_value(json_object_get(cfg, "tokenizer_name_or_path"));
+    snprintf(a->tokenizer, sizeof a->tokenizer, "%s", tok ? tok : "");
     if ((rc = dt_st_open(ctx, wpath, &st))) goto done;
     for (int i = 0; i < a->n_tensors && !rc; i++)
         rc = dt_st_read_f32(ctx, st, a->names[i], dt_f32(&a->tensors[i]), a->tensors[i].ndim, a->tensors[i].shape);

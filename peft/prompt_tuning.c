@@ -3,7 +3,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <jansson.h>
+#include "autograd/dtype.h"
 #include "autograd/rng.h"
+#include "models/safetensors.h"
 #include "peft/adapter.h"
 
 int dt_prompt_create(dt_ctx *ctx, const dt_llama *m, const dt_prompt_config *cfg, uint64_t seed,
@@ -36,7 +38,8 @@ int dt_prompt_create(dt_ctx *ctx, const dt_llama *m, const dt_prompt_config *cfg
         // PEFT repeats the text's ids until n and cuts the rest.
         int64_t id = cfg->init == DT_PROMPT_INIT_VOCAB ? (int64_t)dt_rng_below(&rng, (uint64_t)V) : text_ids[i % n_text_ids];
         if (id < 0 || id >= V) { free(row); dt_adapter_free(a); return dt_fail(ctx, DT_EINPUT, "init token id %lld outside the vocabulary", (long long)id); }
-        m->be->download(row, dt_f32(&m->embed) + id * D, (size_t)D * sizeof(float));
+        if (m->embed.device == DT_DEV_CPU) dt_tensor_row_f32(&m->embed, id, row); // any storage type
+        else m->be->download(m->be, row, dt_f32(&m->embed) + id * D, (size_t)D * sizeof(float)); // f32 on devices
         memcpy(P + i * D, row, (size_t)D * sizeof(float));
     }
     free(row);
@@ -49,8 +52,22 @@ int dt_prompt_create(dt_ctx *ctx, const dt_llama *m, const dt_prompt_config *cfg
 
 static int prompt_from_json(dt_ctx *ctx, json_t *cfg, const char *path, const dt_llama *m, dt_adapter **out) {
     json_t *n = json_object_get(cfg, "num_virtual_tokens"), *td = json_object_get(cfg, "token_dim");
-    if (!json_is_integer(n) || json_integer_value(n) <= 0)
-        return dt_fail(ctx, DT_EINPUT, "%s: key 'num_virtual_tokens': expected a positive integer", path);
+    if (!json_is_integer(n) || json_integer_value(n) <= 0 || json_integer_value(n) > DT_MAX_VIRTUAL_TOKENS)
+        return dt_fail(ctx, DT_EINPUT, "%s: key 'num_virtual_tokens': expected an integer in [1, %d]", path, DT_MAX_VIRTUAL_TOKENS);
+    // The tensor file beside the config must hold exactly these rows before the adapter is allocated: a
+    // config naming a huge count must not cost gigabytes before the mismatch is noticed.
+    char wpath[4200];
+    size_t dl = strlen(path) >= strlen("adapter_config.json") ? strlen(path) - strlen("adapter_config.json") : 0;
+    snprintf(wpath, sizeof wpath, "%.*sadapter_model.safetensors", (int)dl, path);
+    dt_safetensors *st = NULL;
+    int rc = dt_st_open(ctx, wpath, &st);
+    if (rc) return rc;
+    const dt_st_tensor *pe = dt_st_find(st, "prompt_embeddings");
+    if (!pe || pe->ndim != 2 || pe->shape[0] != json_integer_value(n) || pe->shape[1] != m->cfg.hidden_size)
+        rc = dt_fail(ctx, DT_EINPUT, "%s: tensor 'prompt_embeddings' %s; adapter_config.json says (%lld, %d)", wpath,
+                     pe ? "has another shape" : "is missing", (long long)json_integer_value(n), m->cfg.hidden_size);
+    dt_st_close(st);
+    if (rc) return rc;
     if (td && json_is_integer(td) && json_integer_value(td) != m->cfg.hidden_size)
         return dt_fail(ctx, DT_EINPUT, "%s: key 'token_dim': %lld does not match the model's hidden size %d", path,
                        (long long)json_integer_value(td), m->cfg.hidden_size);
@@ -61,7 +78,7 @@ static int prompt_from_json(dt_ctx *ctx, json_t *cfg, const char *path, const dt
     pc.init_text = (char *)json_string_value(json_object_get(cfg, "prompt_tuning_init_text"));
     dt_prompt_config tmp = pc;
     tmp.init = DT_PROMPT_INIT_RANDOM; // the values come from the file
-    int rc = dt_prompt_create(ctx, m, &tmp, 0, NULL, 0, out);
+    rc = dt_prompt_create(ctx, m, &tmp, 0, NULL, 0, out);
     if (!rc) (*out)->prompt.init = pc.init;
     return rc;
 }
@@ -76,7 +93,9 @@ static void prompt_to_json(const dt_adapter *a, const dt_model_config *mc, json_
     json_object_set_new(c, "prompt_tuning_init", json_string(INIT[a->prompt.init]));
     json_object_set_new(c, "prompt_tuning_init_text",
                         a->prompt.init == DT_PROMPT_INIT_TEXT && a->prompt.init_text ? json_string(a->prompt.init_text) : json_null());
-    json_object_set_new(c, "tokenizer_name_or_path", json_null());
+    // PEFT refuses a TEXT init without a tokenizer to load (PromptTuningConfig.__post_init__).
+    const char *tok = a->tokenizer[0] ? a->tokenizer : a->base_model;
+    json_object_set_new(c, "tokenizer_name_or_path", a->prompt.init == DT_PROMPT_INIT_TEXT ? json_string(tok) : json_null());
 }
 
 

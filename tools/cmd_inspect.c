@@ -218,7 +218,8 @@ static void print_gguf_adapter(const dt_gguf_file *f) {
         if (layer >= 0 && layer < MAX_LAYERS) layers[layer] = true;
     }
     int64_t ai = dt_gguf_find_key(f, "adapter.lora.alpha");
-    const double alpha = ai >= 0 ? dt_gguf_kv_float(&f->kvs[ai], 0) : 0.0;
+    // A single number, or treated as absent (as llama.cpp does): not an array, a string or an empty value.
+    const double alpha = ai >= 0 && f->kvs[ai].type != DT_GGUF_ARRAY ? dt_gguf_kv_float(&f->kvs[ai], 0) : 0.0;
     int64_t ti = dt_gguf_find_key(f, "adapter.type");
     const char *method = ti >= 0 && f->kvs[ti].type == DT_GGUF_STRING ? f->kvs[ti].strs[0] : "?";
     if (rank_min == rank)

@@ -12,12 +12,14 @@
 #include <time.h>
 #include <unistd.h>
 #include "datasets/tokenizer.h"
+#include "models/atomic_file.h"
 #include "models/llama.h"
 #include "optim/checkpoint.h"
 #include "optim/optim.h"
 #include "optim/schedule.h"
 #include "peft/peft_io.h"
 #include "tools/loss_plot.h"
+#include "tools/run_identity.h"
 #include "tools/train_data.h"
 #include "tools/train_method.h"
 
@@ -58,6 +60,14 @@ static int make_dirs(const char *path) {
     for (char *p = buf + 1; *p; p++)
         if (*p == '/') { *p = 0; if (mkdir(buf, 0777) && errno != EEXIST) return -1; *p = '/'; }
     return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
+}
+
+// The folder PEFT's AutoTokenizer can load: model.tokenizer itself, or the folder of a tokenizer file.
+static void tokenizer_folder(const char *path, char *out, size_t n) {
+    struct stat sb;
+    snprintf(out, n, "%s", path ? path : "");
+    char *slash = strrchr(out, '/');
+    if (path && stat(path, &sb) == 0 && !S_ISDIR(sb.st_mode) && slash) *slash = 0;
 }
 
 static int setup_adapter(dt_ctx *ctx, trainer *t) {
@@ -108,6 +118,7 @@ static int setup_adapter(dt_ctx *ctx, trainer *t) {
         if (rc) return rc;
     }
     snprintf(t->a->base_model, sizeof t->a->base_model, "%s", r->model.path);
+    tokenizer_folder(r->model.tokenizer, t->a->tokenizer, sizeof t->a->tokenizer);
     return DT_OK;
 }
 
@@ -182,9 +193,7 @@ static int reload_metrics(dt_ctx *ctx, trainer *t, const char *path) {
     free(line);
     fclose(f);
     fclose(out);
-    FILE *w = fopen(path, "w");
-    int rc = w && fwrite(kept, 1, klen, w) == klen ? DT_OK : dt_fail(ctx, DT_EIO, "%s: cannot rewrite: %s", path, strerror(errno));
-    if (w) fclose(w);
+    int rc = dt_atomic_write(ctx, path, kept, klen); // a crash here must not lose the kept lines
     free(kept);
     return rc;
 }
@@ -305,11 +314,16 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     t.st.data_seed = (uint64_t)r->train.seed;
     if (make_dirs(r->output_dir)) { rc = dt_fail(ctx, DT_EIO, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno)); goto done; }
     char path[4200];
+    dt_run_id id;
+    if ((rc = dt_run_identity(ctx, r, &id))) goto done;
+    t.st.run = id;
+    if (r->resume == DT_RESUME_NO && (rc = dt_run_fresh_output(ctx, r->output_dir, h->overwrite))) goto done;
     if (r->resume != DT_RESUME_NO) {
         char ck[4200];
         if (r->resume == DT_RESUME_PATH) snprintf(ck, sizeof ck, "%s", r->resume_path);
         if (r->resume == DT_RESUME_PATH || !dt_checkpoint_latest(r->output_dir, ck, sizeof ck)) {
             if ((rc = dt_checkpoint_load(ctx, ck, t.a, t.m, &t.opt, &t.st))) goto done;
+            if ((rc = dt_run_identity_check(ctx, ck, &id, &t.st.run))) goto done;
             fprintf(stderr, "resuming from %s (step %lld)\n", ck, (long long)t.st.step);
         } else {
             fprintf(stderr, "resume: no checkpoint in %s/checkpoints; starting from the beginning\n", r->output_dir);
