@@ -210,7 +210,7 @@ int64_t dt_count_targets(const int32_t *labels, int64_t B, int64_t T, int64_t n_
 typedef struct {
     const dt_llama *m;
     int l;
-    const dt_lora_ref *const *lora; // (DT_MOD_COUNT) or NULL
+    const dt_linear_hook *const *hook; // (DT_MOD_COUNT) the methods' hooks on this layer's linears, or NULL
     const dt_llama_site *site;      // or NULL
     const float *rope_cs;           // (B*Tp, hd) cos/sin table of the positions, device
     const int32_t *seg;             // (B*T) device array or NULL
@@ -232,11 +232,11 @@ static bool claimed(const layer_arg *arg, int mod) {
 }
 
 // residual + the projection mod of a: fused, or unfused when a site rewrites the projection's output.
-static dt_tensor *proj_add(dt_graph *g, const layer_arg *arg, int mod, dt_tensor *a, const dt_lora_ref *lora,
+static dt_tensor *proj_add(dt_graph *g, const layer_arg *arg, int mod, dt_tensor *a, const dt_linear_hook *hook,
                            dt_tensor *residual) {
     const dt_tensor *W = &arg->m->layers[arg->l].w[mod];
-    if (!claimed(arg, mod)) return dt_linear_add(g, a, W, NULL, lora, residual);
-    dt_tensor *h = dt_linear(g, a, W, NULL, lora); // (B, Tp, out)
+    if (!claimed(arg, mod)) return dt_linear_add(g, a, W, NULL, hook, residual);
+    dt_tensor *h = dt_linear(g, a, W, NULL, hook); // (B, Tp, out)
     if (!h || apply_sites(g, arg, 1, &mod, &h)) return NULL;
     return dt_add(g, residual, h);
 }
@@ -248,13 +248,13 @@ static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
     const dt_model_config *c = &m->cfg;
     const int64_t H = c->num_heads, KV = c->num_kv_heads, hd = c->head_dim;
     const dt_llama_layer *ly = &m->layers[arg->l];
-    const dt_lora_ref *const *lora = arg->lora;
+    const dt_linear_hook *const *hook = arg->hook;
     const int32_t *seg_d = arg->seg;
-#define LORA(mod) (lora ? lora[mod] : NULL)
+#define HOOK(mod) (hook ? hook[mod] : NULL)
     // q, k, v share one normalised input, recomputed in their backward instead of kept.
     const dt_tensor *wqkv[3] = {&ly->w[DT_MOD_Q], &ly->w[DT_MOD_K], &ly->w[DT_MOD_V]};
     const dt_tensor *bqkv[3] = {&ly->q_bias, &ly->k_bias, &ly->v_bias};
-    const dt_lora_ref *lqkv[3] = {LORA(DT_MOD_Q), LORA(DT_MOD_K), LORA(DT_MOD_V)};
+    const dt_linear_hook *lqkv[3] = {HOOK(DT_MOD_Q), HOOK(DT_MOD_K), HOOK(DT_MOD_V)};
     dt_tensor *qkv[3]; // (B, Tp, H*hd), (B, Tp, KV*hd), (B, Tp, KV*hd)
     if (dt_norm_linears(g, x, &ly->attn_norm, c->rms_norm_eps, 3, wqkv, c->attention_bias ? bqkv : NULL, lqkv, qkv) ||
         apply_sites(g, arg, 3, (const int[]){DT_MOD_Q, DT_MOD_K, DT_MOD_V}, qkv))
@@ -273,23 +273,23 @@ static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
     } else {
         a = dt_attention(g, q, k, v, H, KV, hd, seg_d);
     }
-    x = proj_add(g, arg, DT_MOD_O, a, LORA(DT_MOD_O), x);                     // (B, Tp, D)
+    x = proj_add(g, arg, DT_MOD_O, a, HOOK(DT_MOD_O), x);                     // (B, Tp, D)
     // gate and up share one normalised input too.
     const dt_tensor *wgu[2] = {&ly->w[DT_MOD_GATE], &ly->w[DT_MOD_UP]};
-    const dt_lora_ref *lgu[2] = {LORA(DT_MOD_GATE), LORA(DT_MOD_UP)};
+    const dt_linear_hook *lgu[2] = {HOOK(DT_MOD_GATE), HOOK(DT_MOD_UP)};
     dt_tensor *gu[2]; // (B, Tp, I) each
     if (dt_norm_linears(g, x, &ly->ffn_norm, c->rms_norm_eps, 2, wgu, NULL, lgu, gu) ||
         apply_sites(g, arg, 2, (const int[]){DT_MOD_GATE, DT_MOD_UP}, gu))
         return NULL;
     dt_tensor *gate = gu[0], *up = gu[1];
     if (claimed(arg, DT_MOD_DOWN)) { // the site needs down's own output: unfused
-        dt_tensor *h = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], LORA(DT_MOD_DOWN), NULL); // (B, Tp, D)
+        dt_tensor *h = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], HOOK(DT_MOD_DOWN), NULL); // (B, Tp, D)
         if (apply_sites(g, arg, 1, (const int[]){DT_MOD_DOWN}, &h)) return NULL;
         x = dt_add(g, x, h);
     } else {
-        x = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], LORA(DT_MOD_DOWN), x); // (B, Tp, D)
+        x = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], HOOK(DT_MOD_DOWN), x); // (B, Tp, D)
     }
-#undef LORA
+#undef HOOK
     return x;
 }
 
@@ -328,7 +328,7 @@ static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_a
     for (int l = 0; l < c->num_layers; l++) {
         layer_arg *arg = dt_arena_alloc(&g->host, sizeof *arg);
         if (!arg) return dt_fail(ctx, DT_ENOMEM, "out of memory");
-        *arg = (layer_arg){m, l, ad && ad->lora ? ad->lora + (size_t)l * DT_MOD_COUNT : NULL,
+        *arg = (layer_arg){m, l, ad && ad->linear ? ad->linear + (size_t)l * DT_MOD_COUNT : NULL,
                            ad && ad->site.fn ? &ad->site : NULL, rope_cs, seg_d, kv};
         x = g->checkpoint_layers ? dt_checkpoint(g, layer_forward, arg, x) : layer_forward(g, arg, x);
     }

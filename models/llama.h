@@ -46,7 +46,7 @@ typedef struct dt_llama_site {
 
 // The adapters a forward applies; all pointers may be NULL.
 typedef struct dt_llama_adapters {
-    const dt_lora_ref *const *lora; // (L * DT_MOD_COUNT): [layer * DT_MOD_COUNT + module] or NULL
+    const dt_linear_hook *const *linear; // (L * DT_MOD_COUNT): [layer * DT_MOD_COUNT + module] or NULL
     dt_tensor *prompt;              // (n_virtual, D) prepended to every row's embeddings
     dt_llama_site site;             // site.fn NULL: none
 } dt_llama_adapters;

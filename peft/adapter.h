@@ -6,6 +6,7 @@
 #include <stdbool.h>
 #include "autograd/ops.h"
 #include "models/llama.h"
+#include "peft/lora_ops.h"
 #include "peft/lora_pattern.h"
 #include "peft/method.h"
 
@@ -47,6 +48,8 @@ typedef struct dt_adapter {
     float *alphas;             // (L * DT_MOD_COUNT) LoRA only: each adapted module's alpha (lora_alpha or its
                                // alpha_pattern value; its rank is refs[i].A->shape[0]), 0 elsewhere
     const dt_lora_ref **ref_ptrs; // (L * DT_MOD_COUNT) NULL where a module has no adapter
+    dt_linear_hook *hooks;     // (L * DT_MOD_COUNT) LoRA only: refs[i] as a linear hook (next: chained adapters)
+    const dt_linear_hook **hook_ptrs; // (L * DT_MOD_COUNT) NULL where a module has no adapter; view.linear
     dt_llama_adapters view;    // what dt_llama_forward takes
     void *state;               // the method's own data (methods other than LoRA and prompt tuning), freed by
                                // method->free_state

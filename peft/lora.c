@@ -83,7 +83,9 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
     a->alphas = calloc((size_t)L * DT_MOD_COUNT, sizeof *a->alphas);
     a->refs = calloc((size_t)L * DT_MOD_COUNT, sizeof *a->refs);
     a->ref_ptrs = calloc((size_t)L * DT_MOD_COUNT, sizeof *a->ref_ptrs);
-    if (!shapes || !ndims || !names || !ranks || !where || !a->alphas || !a->refs || !a->ref_ptrs) {
+    a->hooks = calloc((size_t)L * DT_MOD_COUNT, sizeof *a->hooks);
+    a->hook_ptrs = calloc((size_t)L * DT_MOD_COUNT, sizeof *a->hook_ptrs);
+    if (!shapes || !ndims || !names || !ranks || !where || !a->alphas || !a->refs || !a->ref_ptrs || !a->hooks || !a->hook_ptrs) {
         free(shapes); free(ndims); free(names); free(ranks); free(where); dt_adapter_free(a);
         return dt_fail(ctx, DT_ENOMEM, "out of memory");
     }
@@ -142,12 +144,14 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
             double bound = 1.0 / sqrt((double)A->shape[1]);
             for (int64_t e = 0; e < dt_numel(A); e++) dt_f32(A)[e] = (float)((2.0 * dt_rng_uniform(&rng) - 1.0) * bound);
             const float scale = dt_lora_scale_of(a->alphas[ref], ranks[ref], cfg->use_rslora);
-            a->refs[ref] = (dt_lora_ref){A, B, scale, cfg->dropout, NULL};
+            a->refs[ref] = (dt_lora_ref){A, B, scale, cfg->dropout};
             a->ref_ptrs[ref] = &a->refs[ref];
+            a->hooks[ref] = dt_lora_hook(&a->refs[ref]);
+            a->hook_ptrs[ref] = &a->hooks[ref];
         }
     free(ranks);
     free(where);
-    a->view.lora = a->ref_ptrs;
+    a->view.linear = a->hook_ptrs;
     if (cfg->use_dora && (rc = dt_dora_attach(ctx, a, m, n_ab))) { dt_adapter_free(a); return rc; }
     *out = a;
     return DT_OK;

@@ -103,7 +103,7 @@ int cmd_generate(int argc, char **argv) {
     dt_tokenizer *tok = NULL;
     dt_adapter *ad[MAX_ADAPTERS] = {0};
     dt_kv_cache cache = {0};
-    const dt_lora_ref **chain = NULL;
+    const dt_linear_hook **chain = NULL;
     dt_ids ids = {0};
     float *logits = NULL;
     cand *buf = NULL;
@@ -124,13 +124,13 @@ int cmd_generate(int argc, char **argv) {
             view.site = ad[i]->view.site;
         }
         // Chain this adapter's LoRA modules behind those already loaded.
-        for (int k = 0; ad[i]->ref_ptrs && k < m->cfg.num_layers * DT_MOD_COUNT; k++) {
-            dt_lora_ref *r = ad[i]->ref_ptrs[k] ? &ad[i]->refs[k] : NULL;
-            if (!r) continue;
-            r->next = chain[k];
-            chain[k] = r;
+        for (int k = 0; ad[i]->hook_ptrs && k < m->cfg.num_layers * DT_MOD_COUNT; k++) {
+            dt_linear_hook *h = ad[i]->hook_ptrs[k] ? &ad[i]->hooks[k] : NULL;
+            if (!h) continue;
+            h->next = chain[k];
+            chain[k] = h;
         }
-        view.lora = chain;
+        view.linear = chain;
     }
     // DoRA rescales its module's whole output, which would rescale another adapter's LoRA term as well.
     int n_lora = 0, dora = -1;
