@@ -80,6 +80,11 @@ dt_tensor *dt_swiglu_linear(dt_graph *g, dt_tensor *gate, dt_tensor *up, const d
 dt_tensor *dt_attention(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tensor *v, int64_t H, int64_t KV, int64_t hd,
                         const int32_t *seg_start);
 dt_tensor *dt_swiglu(dt_graph *g, dt_tensor *gate, dt_tensor *up);
+// y (..., out) = x (..., in) W^T + b with W (out, in) and b (out) (b may be NULL) that may be trainable:
+// a small dense layer a method owns (not a frozen model weight: those go through dt_linear).
+dt_tensor *dt_dense(dt_graph *g, dt_tensor *x, dt_tensor *W, dt_tensor *b);
+// max(x, 0), CPU backend.
+dt_tensor *dt_relu(dt_graph *g, dt_tensor *x);
 // Generation (grad off, one row, CPU): k/v (1, n, KV*hd) are written into the cache kc/vc (cap, KV*hd) at
 // positions p0.., then q (1, n, H*hd) attends causally over cache positions 0..p0+n-1 -> (1, n, H*hd).
 dt_tensor *dt_attention_cached(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tensor *v, int64_t H, int64_t KV, int64_t hd,

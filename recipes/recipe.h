@@ -12,7 +12,8 @@
 #include "autograd/context.h"
 #include "autograd/tensor.h"
 
-typedef enum { DT_METHOD_LORA, DT_METHOD_PROMPT_TUNING, DT_METHOD_IA3 } dt_method_kind;
+typedef enum { DT_METHOD_LORA, DT_METHOD_PROMPT_TUNING, DT_METHOD_IA3, DT_METHOD_BOTTLENECK } dt_method_kind;
+typedef enum { DT_BN_TYPE_HOULSBY, DT_BN_TYPE_PFEIFFER } dt_bn_type;
 typedef enum { DT_PT_INIT_RANDOM, DT_PT_INIT_VOCAB, DT_PT_INIT_TEXT } dt_pt_init;
 typedef enum {
     DT_FORMAT_AUTO, DT_FORMAT_TEXT, DT_FORMAT_COMPLETION, DT_FORMAT_ALPACA, DT_FORMAT_CHAT, DT_FORMAT_TOKENS
@@ -55,6 +56,9 @@ typedef struct dt_recipe {
         char *init_text;               // NULL unless init is DT_PT_INIT_TEXT
         // IA3
         dt_strlist feedforward_modules; // target modules scaled on their input, e.g. down_proj
+        // bottleneck adapters
+        dt_bn_type bottleneck_type;    // houlsby: after attention and the MLP; pfeiffer: after the MLP
+        int bottleneck_size;
     } method;
     struct {
         dt_strlist train;              // at least one .jsonl / .jsonl.gz

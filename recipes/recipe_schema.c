@@ -7,14 +7,16 @@
 #include "recipes/recipe.h"
 
 // Enum keys are written through an int pointer, so every enum they use must be int-sized.
-_Static_assert(sizeof(dt_method_kind) == sizeof(int) && sizeof(dt_pt_init) == sizeof(int) &&
+_Static_assert(sizeof(dt_method_kind) == sizeof(int) && sizeof(dt_pt_init) == sizeof(int) && sizeof(dt_bn_type) == sizeof(int) &&
                sizeof(dt_data_format) == sizeof(int) && sizeof(dt_chat_template) == sizeof(int) &&
                sizeof(dt_optim_kind) == sizeof(int) && sizeof(dt_sched_kind) == sizeof(int) &&
                sizeof(dt_device) == sizeof(int) && sizeof(dt_dtype) == sizeof(int),
                "recipe enums must be int-sized");
 
 static const dt_renum METHODS[] = {
-    {"lora", DT_METHOD_LORA}, {"prompt_tuning", DT_METHOD_PROMPT_TUNING}, {"ia3", DT_METHOD_IA3}, {0, 0}};
+    {"lora", DT_METHOD_LORA}, {"prompt_tuning", DT_METHOD_PROMPT_TUNING}, {"ia3", DT_METHOD_IA3},
+    {"bottleneck", DT_METHOD_BOTTLENECK}, {0, 0}};
+static const dt_renum BN_TYPES[] = {{"houlsby", DT_BN_TYPE_HOULSBY}, {"pfeiffer", DT_BN_TYPE_PFEIFFER}, {0, 0}};
 static const dt_renum PT_INITS[] = {
     {"random", DT_PT_INIT_RANDOM}, {"vocab", DT_PT_INIT_VOCAB}, {"text", DT_PT_INIT_TEXT}, {0, 0}};
 static const dt_renum FORMATS[] = {
@@ -59,6 +61,8 @@ const dt_rkey dt_recipe_keys[] = {
     {"method.init",                        DT_RK_ENUM,      OFF(method.init),                  PT,              0, 0, 0, PT_INITS, "random"},
     {"method.init_text",                   DT_RK_STRING,    OFF(method.init_text),             PT|NUL,          0, 0, 0, NULL, "null"},
     {"method.feedforward_modules",         DT_RK_MODULES,   OFF(method.feedforward_modules),   IA3|DT_RF_RULE,  0, 0, 0, NULL, NULL},
+    {"method.bottleneck_type",             DT_RK_ENUM,      OFF(method.bottleneck_type),       DT_RF_BN,        0, 0, 0, BN_TYPES, "pfeiffer"},
+    {"method.bottleneck_size",             DT_RK_INT,       OFF(method.bottleneck_size),       DT_RF_BN,        1, 65536, 0, NULL, "16"},
     {"data",                               DT_RK_SECTION,   0,                                 0,               0, 0, 0, NULL, NULL},
     {"data.train",                         DT_RK_PATHS,     OFF(data.train),                   REQ,             0, 0, 0, NULL, NULL},
     {"data.val",                           DT_RK_PATHS,     OFF(data.val),                     NUL,             0, 0, 0, NULL, "null"},
@@ -129,7 +133,8 @@ const char *dt_renum_name(const dt_renum *names, int value) {
 }
 
 bool dt_rkey_for_method(const dt_rkey *k, int method) {
-    const unsigned own[] = {[DT_METHOD_LORA] = DT_RF_LORA, [DT_METHOD_PROMPT_TUNING] = DT_RF_PT, [DT_METHOD_IA3] = DT_RF_IA3};
+    const unsigned own[] = {[DT_METHOD_LORA] = DT_RF_LORA, [DT_METHOD_PROMPT_TUNING] = DT_RF_PT, [DT_METHOD_IA3] = DT_RF_IA3,
+                            [DT_METHOD_BOTTLENECK] = DT_RF_BN};
     return !(k->flags & DT_RF_METHODS) || (k->flags & own[method]);
 }
 

@@ -59,5 +59,6 @@ int main(void) {
     check("kv_cache_rank_pattern", "tests/golden/llama_gqa", "tests/golden/rank_pattern/adapter"); // per-module ranks, scales
     check("kv_cache_ia3", "tests/golden/llama_gqa", "tests/golden/ia3/adapter");
     check("kv_cache_dora", "tests/golden/qwen2_bias", "tests/golden/dora/adapter");
+    check("kv_cache_bottleneck", "tests/golden/llama_gqa", "tests/golden/bottleneck/adapter");
     TEST_EXIT();
 }

@@ -181,6 +181,11 @@ static void test_bad_input(void) {
     replace_in_file(p, "\"k_proj\",", "\"k_proj\",\n    \"q_proj\",");
     snprintf(args, sizeof args, "eval --model tests/golden/llama_gqa --adapter %s --data tests/data/train/tokens.jsonl --format tokens", d);
     expect_exit2("bad_ia3_feedforward_q_proj", args, "only down_proj can be a feedforward", "feedforward_modules");
+    // Merge refuses a bottleneck adapter, naming why; nothing is written.
+    snprintf(p, sizeof p, "%s/bn_merged", tmp);
+    snprintf(args, sizeof args, "merge --model tests/golden/llama_gqa --adapter tests/golden/bottleneck/adapter --out %s", p);
+    expect_exit2("bad_merge_bottleneck", args, "BOTTLENECK adapter cannot be merged", "ReLU");
+    TEST_CHECK("bad_merge_bottleneck_nothing_written", access(p, F_OK) != 0, "%s exists", p);
     // Keys of another method in a recipe.
     expect_exit2("bad_recipe_lora_key_with_ia3", "validate recipes/stories260k-ia3.yaml method.r=8", "method.r: not used with method.name: ia3", NULL);
     expect_exit2("bad_recipe_loraplus_with_ia3", "validate recipes/stories260k-ia3.yaml train.optimizer.loraplus_lr_ratio=16",
@@ -197,6 +202,7 @@ int main(void) {
     test_merge("merge_ia3_vs_pytorch", "tests/golden/llama_gqa", "tests/golden/ia3");
     test_roundtrip("roundtrip_dora", "tests/golden/qwen2_bias", "tests/golden/dora/adapter", false);
     test_merge("merge_dora_vs_pytorch", "tests/golden/qwen2_bias", "tests/golden/dora");
+    test_roundtrip("roundtrip_bottleneck", "tests/golden/llama_gqa", "tests/golden/bottleneck/adapter", true);
     test_loraplus();
     test_bad_input();
     tf_rm_tree(tmp);

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "peft/bottleneck.h"
 #include "peft/ia3.h"
 
 // A recipe list of module names (method.<key>) into DT_MOD_COUNT flags.
@@ -20,6 +21,12 @@ static int module_flags(dt_ctx *ctx, const dt_recipe *r, const char *key, const 
 
 int dt_train_method_adapter(dt_ctx *ctx, const dt_recipe *r, const dt_llama *m, dt_adapter **out) {
     *out = NULL;
+    if (r->method.name == DT_METHOD_BOTTLENECK) {
+        char where[4200];
+        snprintf(where, sizeof where, "%s: method.bottleneck_size", r->recipe_path);
+        return dt_bottleneck_create(ctx, m, r->method.bottleneck_type == DT_BN_TYPE_HOULSBY ? DT_BN_HOULSBY : DT_BN_PFEIFFER,
+                                    r->method.bottleneck_size, (uint64_t)r->train.seed, where, out);
+    }
     bool target[DT_MOD_COUNT], ff[DT_MOD_COUNT];
     int rc = module_flags(ctx, r, "target_modules", &r->method.target_modules, target);
     if (!rc && r->method.target_all_linear)

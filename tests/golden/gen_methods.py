@@ -222,6 +222,58 @@ def case_dora(gg):
     gg.fd_checks(name + " (norms held)", dict(res, loss_fn=fixed_loss), entrywise=True)
 
 
+def bottleneck_wrap(adapters):
+    """A bottleneck adapter on a block's output (o_proj: the attention block, down_proj: the MLP), before
+    the residual add: h + up(relu(down(h))). adapters: {module path: (down_w, down_b, up_w, up_b)}."""
+    def wrap(base):
+        def linear(x, W, path, lora, bias=False):
+            h = base(x, W, path, lora, bias)
+            if path not in adapters:
+                return h
+            dw, db, uw, ub = adapters[path]
+            return h + torch.relu(h @ dw.T + db) @ uw.T + ub
+        return linear
+    return wrap
+
+
+def case_bottleneck(gg, W32):
+    """Houlsby bottleneck adapters (after attention and after the MLP), size 8, on the llama_gqa model.
+    Our own format (PEFT has none): see peft/bottleneck.c."""
+    name, cfg, size = "bottleneck", gg.LLAMA_GQA, 8
+    print(f"{name}:")
+    torch.manual_seed(113)
+    C = cfg["hidden_size"]
+    params32, identity32, places = {}, {}, {}
+    for i in range(cfg["num_hidden_layers"]):
+        for block, module in (("self_attn", "o_proj"), ("mlp", "down_proj")):
+            pre = f"base_model.model.model.layers.{i}.{block}.adapter."
+            # Random up (ours starts at zero) so that every tensor gets a gradient.
+            vals = {"down.weight": torch.randn(size, C) / C ** 0.5, "down.bias": 0.1 * torch.randn(size),
+                    "up.weight": 0.1 * torch.randn(C, size), "up.bias": 0.1 * torch.randn(C)}
+            for k, v in vals.items():
+                params32[pre + k] = v
+                identity32[pre + k] = torch.zeros_like(v) if k.startswith("up") else v
+            places[gg.module_path(i, module)] = pre
+    ids, labels = gg.random_batch(cfg["vocab_size"], 2, 12, [(0, 2), (1, 7)])
+
+    def wrap_of(params):
+        return bottleneck_wrap({path: tuple(params[pre + k] for k in ("down.weight", "down.bias", "up.weight", "up.bias"))
+                                for path, pre in places.items()})
+
+    res = reference(gg, name, cfg, W32, ids, labels, params32, wrap_of, identity32)
+    d = gg.case_dir(name)
+    gg.write_model_note(d, gg.LLAMA_GQA_REL)
+    config = {"base_model_name_or_path": gg.LLAMA_GQA_REL, "bottleneck_size": size, "bottleneck_type": "houlsby",
+              "inference_mode": True, "non_linearity": "relu", "peft_type": "BOTTLENECK", "revision": None,
+              "task_type": "CAUSAL_LM"}
+    write_adapter(os.path.join(d, "adapter"), config, res["params"])
+    meta = gg.tolerances({"format": "pt", "case": name, "model": gg.LLAMA_GQA_REL})
+    st_io.save(os.path.join(d, "golden.safetensors"), gg.golden_tensors(res, ids, labels), meta)
+    print(f"  loss {float(res['loss']):.6f}, {len(res['params'])} adapter tensors")
+    gg.fd_checks(name, res, entrywise=True)
+
+
 def main(gg, W_gqa):
     case_ia3(gg, W_gqa)
     case_dora(gg)
+    case_bottleneck(gg, W_gqa)
