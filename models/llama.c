@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "autograd/cpu_bf16_backend.h"
+#include "autograd/dtype_choice.h"
 #include "autograd/rng.h"
 
 // One weight the model needs: its HF name, expected shape, and where it goes.
@@ -77,14 +79,31 @@ void dt_llama_free(dt_llama *m) {
     if (m->block) m->be->free(m->be, m->block);
     dt_weights_close(m->src);
     free(m->layers);
+    if (m->owns_be) dt_cpu_backend_release(m->be);
     free(m);
 }
 
 int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama **out) {
+    return dt_llama_load_typed(ctx, path, be, DT_F32, out);
+}
+
+// The safetensors dtype that holds a tensor of dtype t as is (DT_ST_I64 stands for none).
+static dt_st_dtype st_of(dt_dtype t) {
+    return t == DT_F32 ? DT_ST_F32 : t == DT_BF16 ? DT_ST_BF16 : t == DT_F16 ? DT_ST_F16 : DT_ST_I64;
+}
+
+int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, dt_llama **out) {
     *out = NULL;
+    if (wtype != DT_F32 && wtype != DT_BF16 && wtype != DT_F16)
+        return dt_fail(ctx, DT_EINPUT, "%s: weight dtype %s is not supported (expected f32, bf16 or f16)", path,
+                       dt_dtype_name(wtype));
+    if (wtype != DT_F32 && be->device != DT_DEV_CPU)
+        return dt_fail(ctx, DT_EUNSUPPORTED, "%s: %s weights are kept as stored on the CPU backend only", path,
+                       dt_dtype_name(wtype));
     dt_llama *m = calloc(1, sizeof *m);
     if (!m) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     m->be = be;
+    m->wtype = wtype;
     int rc = dt_weights_open(ctx, path, &m->cfg, &m->src);
     if (rc) { free(m); return rc; }
     const dt_model_config *c = &m->cfg;
@@ -99,18 +118,22 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
     if (!m->layers || !specs || !found) { free(specs); free(found); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
     int n = weight_specs(m, specs);
     // First pass: check presence and shape, decide which tensors are used in place in the mapping.
+    // Matrices are kept in wtype, vectors (norms, biases) in f32; a tensor whose file dtype is already
+    // its kept dtype, suitably aligned, is used in place (the page cache's copy, never duplicated).
     size_t bytes = (size_t)(c->head_dim / 2) * sizeof(float), params = 0;
     for (int i = 0; i < n; i++) {
         weight_spec *s = &specs[i];
         const dt_st_tensor *t = found[i] = dt_weights_find(m->src, s->name);
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
+        dt_dtype kt = s->ndim == 2 ? wtype : DT_F32;
         params += (size_t)numel;
-        if (t && be->device == DT_DEV_CPU && t->st_dtype == DT_ST_F32 && ((uintptr_t)t->data & 3) == 0 &&
-            t->ndim == s->ndim && t->shape[0] == s->shape[0] && (s->ndim == 1 || t->shape[1] == s->shape[1])) {
+        if (t && be->device == DT_DEV_CPU && t->st_dtype == st_of(kt) &&
+            ((uintptr_t)t->data & (dt_dtype_size(kt) - 1)) == 0 && t->ndim == s->ndim && t->shape[0] == s->shape[0] &&
+            (s->ndim == 1 || t->shape[1] == s->shape[1])) {
             s->in_place = true;
-            dt_tensor_set(s->dst, DT_F32, (void *)t->data, s->ndim, s->shape);
+            dt_tensor_set(s->dst, kt, (void *)t->data, s->ndim, s->shape);
         } else {
-            bytes += ((size_t)numel * sizeof(float) + 63) & ~(size_t)63;
+            bytes += ((size_t)numel * dt_dtype_size(kt) + 63) & ~(size_t)63;
         }
     }
     rc = dt_weights_check_unused(ctx, m->src, found, n, c->tie_word_embeddings);
@@ -125,9 +148,10 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
         weight_spec *s = &specs[i];
         if (s->in_place) continue;
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
-        size_t nb = (size_t)numel * sizeof(float);
+        dt_dtype kt = s->ndim == 2 ? wtype : DT_F32;
+        size_t nb = (size_t)numel * dt_dtype_size(kt);
         if (be->device == DT_DEV_CPU) {
-            rc = dt_weights_read_f32(ctx, m->src, s->name, (float *)p, s->ndim, s->shape);
+            rc = dt_weights_read_as(ctx, m->src, s->name, kt, p, s->ndim, s->shape);
         } else {
             float *tmp = malloc(nb);
             rc = tmp ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape)
@@ -135,7 +159,7 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
             if (!rc) be->upload(be, p, tmp, nb);
             free(tmp);
         }
-        dt_tensor_set(s->dst, DT_F32, p, s->ndim, s->shape);
+        dt_tensor_set(s->dst, kt, p, s->ndim, s->shape);
         s->dst->device = be->device;
         s->dst->name = NULL;
         p += (nb + 63) & ~(size_t)63;
@@ -152,9 +176,29 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
     return DT_OK;
 }
 
+int dt_llama_load_cpu(dt_ctx *ctx, const char *path, dt_dtype requested, const char *what, dt_llama **out) {
+    *out = NULL;
+    dt_dtype t;
+    const dt_backend *be;
+    int rc = dt_dtype_resolve(ctx, requested, DT_DEV_CPU, what, &t);
+    if (!rc) rc = dt_cpu_backend_for(ctx, t, &be);
+    if (rc) return rc;
+    rc = dt_llama_load_typed(ctx, path, be, t, out);
+    if (rc) { dt_cpu_backend_release(be); return rc; }
+    (*out)->owns_be = be != dt_backend_cpu();
+    return DT_OK;
+}
+
 int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed, dt_llama **out) {
+    return dt_llama_init_random_typed(ctx, cfg, be, seed, DT_F32, out);
+}
+
+int dt_llama_init_random_typed(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed,
+                               dt_dtype wtype, dt_llama **out) {
     *out = NULL;
     if (dt_config_validate(ctx, cfg, "random model config")) return DT_EINPUT;
+    if (wtype != DT_F32 && wtype != DT_BF16 && wtype != DT_F16)
+        return dt_fail(ctx, DT_EINPUT, "random model: weight dtype %s is not f32, bf16 or f16", dt_dtype_name(wtype));
     dt_llama *m = calloc(1, sizeof *m);
     if (!m) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     m->be = be;
@@ -163,12 +207,14 @@ int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backe
     weight_spec *specs = calloc((size_t)cfg->num_layers * 16 + 8, sizeof *specs);
     if (!m->layers || !specs) { free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
     int n = weight_specs(m, specs);
+    // Matrices take wtype; vectors (norms, biases) stay f32.
     size_t bytes = (size_t)(cfg->head_dim / 2) * sizeof(float), params = 0;
     for (int i = 0; i < n; i++) {
         size_t numel = (size_t)(specs[i].ndim == 2 ? specs[i].shape[0] * specs[i].shape[1] : specs[i].shape[0]);
         params += numel;
-        bytes += (numel * sizeof(float) + 63) & ~(size_t)63;
+        bytes += (numel * dt_dtype_size(specs[i].ndim == 2 ? wtype : DT_F32) + 63) & ~(size_t)63;
     }
+    m->wtype = wtype;
     m->block = be->alloc(be, bytes);
     // On the CPU the weights are drawn straight into the block: a staging copy would double peak memory.
     void *tmp = be->device == DT_DEV_CPU ? m->block : malloc(bytes);
@@ -176,14 +222,20 @@ int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backe
     m->block_bytes = bytes;
     dt_rng rng = {seed};
     size_t off = 0;
+    float row[4096]; // values are drawn a chunk at a time, then stored in the tensor's dtype
     for (int i = 0; i < n; i++) {
         weight_spec *s = &specs[i];
-        size_t numel = (size_t)(s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0]);
-        float *w = (float *)((uint8_t *)tmp + off);
-        for (size_t j = 0; j < numel; j++) w[j] = s->ndim == 1 ? 1.0f : (float)(0.02 * dt_rng_normal(&rng));
-        dt_tensor_set(s->dst, DT_F32, (uint8_t *)m->block + off, s->ndim, s->shape);
+        dt_dtype t = s->ndim == 2 ? wtype : DT_F32;
+        size_t numel = (size_t)(s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0]), es = dt_dtype_size(t);
+        uint8_t *w = (uint8_t *)tmp + off;
+        for (size_t j = 0; j < numel; j += 4096) {
+            size_t c = numel - j < 4096 ? numel - j : 4096;
+            for (size_t q = 0; q < c; q++) row[q] = s->ndim == 1 ? 1.0f : (float)(0.02 * dt_rng_normal(&rng));
+            dt_convert_from_f32(w + j * es, t, row, c);
+        }
+        dt_tensor_set(s->dst, t, (uint8_t *)m->block + off, s->ndim, s->shape);
         s->dst->device = be->device;
-        off += (numel * sizeof(float) + 63) & ~(size_t)63;
+        off += (numel * es + 63) & ~(size_t)63;
     }
     rope_inv_freq(cfg, (float *)((uint8_t *)tmp + off));
     if (tmp != m->block) { be->upload(be, m->block, tmp, bytes); free(tmp); }

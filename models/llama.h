@@ -29,6 +29,8 @@ typedef struct dt_llama {
     size_t block_bytes;
     size_t param_count;      // frozen parameters (tied embeddings counted once)
     dt_weights *src;         // keeps the memory mapping alive for weights used in place
+    dt_dtype wtype;          // the matrices' dtype (norms, biases are f32)
+    bool owns_be;            // be was made for this model (dt_llama_load_cpu) and goes with it
 } dt_llama;
 
 // Where a PEFT method rewrites a tensor of the forward with ordinary autograd ops: the output of a
@@ -79,9 +81,21 @@ typedef struct dt_llama_out {
 // path: a Hugging Face folder or a llama2.c .bin. Weights are converted to f32 for the CPU backend;
 // F32 tensors of a memory-mapped file are used in place when aligned.
 int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama **out);
+// The same with the matrices (linears, embedding, LM head) kept as wtype (f32, bf16 or f16; not f32
+// only on the CPU): memory-mapped in place when the file stores them in wtype, converted once
+// otherwise. Norms and biases are f32 always.
+int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, dt_llama **out);
+// Loads path for the CPU with the matrices in the dtype `requested` resolves to (DT_DTYPE_AUTO or a
+// float dtype; see dt_dtype_resolve, whose messages start with `what`: the recipe key or the option).
+// A bf16 model gets its own bf16 backend instance (oneDNN), released by dt_llama_free.
+int dt_llama_load_cpu(dt_ctx *ctx, const char *path, dt_dtype requested, const char *what, dt_llama **out);
 void dt_llama_free(dt_llama *m);
 // A model of this config with random weights (normal * 0.02, norms 1), for benchmarks and tests.
 int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed, dt_llama **out);
+// The same with the matrices (linears, embedding, LM head) stored as wtype (f32, bf16 or f16), drawn
+// in f32 and rounded; norms and biases stay f32.
+int dt_llama_init_random_typed(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed,
+                               dt_dtype wtype, dt_llama **out);
 // Number of positions the forward will produce for T input tokens (adds the virtual tokens).
 int64_t dt_llama_out_len(const dt_llama_adapters *ad, int64_t T);
 // Builds the forward on g (recording the tape when g->grad_enabled). denom: the divisor of the loss
