@@ -1,10 +1,12 @@
 #include "autograd/tensor.h"
+#include "autograd/quant.h"
 #include <string.h>
 
 size_t dt_dtype_size(dt_dtype t) {
     switch (t) {
     case DT_F32: case DT_I32: return 4;
     case DT_F16: case DT_BF16: return 2;
+    default: break; // block types have no per-element size
     }
     return 0;
 }
@@ -15,8 +17,10 @@ const char *dt_dtype_name(dt_dtype t) {
     case DT_F16: return "F16";
     case DT_BF16: return "BF16";
     case DT_I32: return "I32";
+    default: break;
     }
-    return "?";
+    const char *q = dt_quant_name(t);
+    return q ? q : "?";
 }
 
 int64_t dt_numel(const dt_tensor *t) {

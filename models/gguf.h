@@ -43,8 +43,11 @@ bool dt_ggml_type_info(uint32_t type, const char **name, int64_t *block_elems, s
 // Byte size of a tensor of this type and ggml shape (ne[0] must be a multiple of the block size);
 // false when the type is unknown, ne[0] does not fill whole blocks, or the size overflows.
 bool dt_ggml_nbytes(uint32_t type, int n_dims, const int64_t *ne, size_t *out);
-// ggml type for a dt dtype (F32/F16/BF16), -1 for others; and back (false if not F32/F16/BF16).
+// ggml type for a dt dtype (F32/F16/BF16), -1 for others; dt_ggml_from_dtype_any also maps the
+// quantized types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K). dt_ggml_to_dtype: back, for all of
+// those (false for any other ggml type).
 int dt_ggml_from_dtype(dt_dtype t);
+int dt_ggml_from_dtype_any(dt_dtype t);
 bool dt_ggml_to_dtype(uint32_t ggml_type, dt_dtype *out);
 
 typedef struct dt_gguf_kv {

@@ -137,6 +137,8 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
     if (rc) { dt_llama_free(m); return rc; }
     float freq[256];
     rope_inv_freq(c, freq);
+    const float *factors = dt_weights_rope_factors(m->src); // a GGUF base's llama3 scaling
+    for (int i = 0; factors && i < c->head_dim / 2; i++) freq[i] /= factors[i];
     m->inv_freq = (float *)p;
     be->upload(m->inv_freq, freq, (size_t)(c->head_dim / 2) * sizeof(float));
     if (c->tie_word_embeddings) m->lm_head = m->embed;

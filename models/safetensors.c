@@ -3,6 +3,7 @@
 // offsets relative to the data buffer; an optional "__metadata__" maps strings to strings. The tensors
 // must tile the data buffer exactly: no gap, no overlap, nothing after the last one.
 #include "models/safetensors.h"
+#include "models/quant_tensor.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -41,7 +42,7 @@ static const struct {
     size_t size;
 } ST_DTYPES[] = {
     {"F32", DT_ST_F32, DT_F32, 4}, {"F16", DT_ST_F16, DT_F16, 2}, {"BF16", DT_ST_BF16, DT_BF16, 2},
-    {"I32", DT_ST_I32, DT_I32, 4}, {"I64", DT_ST_I64, DT_I32, 8},
+    {"I32", DT_ST_I32, DT_I32, 4}, {"I64", DT_ST_I64, DT_I32, 8}, {"BLOCK", DT_ST_BLOCK, DT_F32, 0},
 };
 #define N_DTYPES (sizeof ST_DTYPES / sizeof ST_DTYPES[0])
 
@@ -594,6 +595,7 @@ static void convert(void *dst, dt_dtype dt, const void *src, dt_dtype sdt, size_
 }
 
 int dt_st_tensor_copy(dt_ctx *ctx, const char *file, const dt_st_tensor *t, dt_dtype dst_dtype, void *dst) {
+    if (t->st_dtype == DT_ST_BLOCK) return dt_quant_tensor_copy(ctx, file, t, dst_dtype, dst);
     if (t->st_dtype != DT_ST_F32 && t->st_dtype != DT_ST_F16 && t->st_dtype != DT_ST_BF16)
         return dt_fail(ctx, DT_EINPUT, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16", file, t->name,
                        dt_st_dtype_name(t->st_dtype));

