@@ -592,7 +592,8 @@ int dt_gguf_tensor_view(dt_ctx *ctx, const dt_gguf_file *f, const dt_gguf_tensor
     if (!dt_ggml_to_dtype(t->type, &dt)) {
         const char *name = "?";
         dt_ggml_type_info(t->type, &name, NULL, NULL);
-        return dt_fail(ctx, DT_EUNSUPPORTED, "%s: tensor '%s' is of type %s; only F32, F16 and BF16 can be used",
+        return dt_fail(ctx, DT_EUNSUPPORTED, "%s: tensor '%s' is of type %s; only F32, F16, BF16, Q8_0, Q4_0, Q4_1, "
+                       "Q5_0, Q5_1, Q4_K, Q5_K and Q6_K can be used",
                        f->path, t->name, name);
     }
     int n = t->n_dims > 0 ? t->n_dims : 1;

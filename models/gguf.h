@@ -87,7 +87,8 @@ typedef struct dt_gguf_file {
 
 // Maps and validates the whole file. Every error names the file and the key or tensor.
 // An unknown tensor type is DT_EINPUT ("unsupported type N for tensor X"); quantized types are
-// accepted and sized (for inspection), though only F32/F16/BF16 can become dt_tensor views.
+// accepted and sized (for inspection); F32/F16/BF16 and the ggml types of autograd/quant.h can become
+// dt_tensor views.
 int dt_gguf_open(dt_ctx *ctx, const char *path, dt_gguf_file **out);
 void dt_gguf_close(dt_gguf_file *f);
 
@@ -105,7 +106,8 @@ int dt_gguf_get_float(dt_ctx *ctx, const dt_gguf_file *f, const char *key, doubl
 int dt_gguf_get_bool(dt_ctx *ctx, const dt_gguf_file *f, const char *key, bool *out);
 int dt_gguf_get_str(dt_ctx *ctx, const dt_gguf_file *f, const char *key, const char **out);
 
-// Fills a dt_tensor view (row-major shape = reversed ne) of an F32/F16/BF16 tensor.
+// Fills a dt_tensor view (row-major shape = reversed ne) of an F32/F16/BF16 or quantized (Q8_0, Q4_0,
+// Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) tensor; DT_EUNSUPPORTED naming file, tensor and type for others.
 int dt_gguf_tensor_view(dt_ctx *ctx, const dt_gguf_file *f, const dt_gguf_tensor *t, dt_tensor *out);
 
 // The strict check run on every GGUF we write, on top of everything dt_gguf_open validates:
