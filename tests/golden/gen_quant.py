@@ -13,8 +13,12 @@ import json
 import math
 import os
 
+import sys
+
 import numpy as np
 import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 MASK = (1 << 64) - 1
@@ -290,6 +294,69 @@ def quant_ggml(name, x):
     return out
 
 
+# ---- a quantized model: the llama_gqa case on a Q4_0 base (every 2-D weight quantized as a GGUF file
+# written by `merge --dtype q4_0` holds it) and on an NF4 base (linear weights only, as quantize-on-load
+# does), reference in float64 on the dequantized weights ----
+
+def quantized_weights(W32, kind):
+    out = {}
+    for k, v in W32.items():
+        x = v.numpy().astype(np.float32)
+        if v.dim() != 2 or (kind == "nf4" and "_proj." not in k):
+            out[k] = v
+            continue
+        flat = x.reshape(-1)
+        if kind == "q4_0":
+            q = quant_ggml("q4_0", flat)
+            y = dequant("q4_0", q, flat.size // 32).numpy()
+        else:
+            code = bnb_code("nf4")
+            qq, am = nf4_quant(code, flat, 64)
+            y = nf4_dequant(code, torch.tensor(qq.astype(np.int32)), torch.tensor(am), 64).numpy()
+        out[k] = torch.from_numpy(y.reshape(x.shape).copy())
+    return out
+
+
+def quant_model_case(check):
+    import hf_ref
+    import st_io
+    gqa = os.path.join(HERE, "llama_gqa")
+    with open(os.path.join(gqa, "config.json")) as f:
+        cfg = json.load(f)
+    W32 = {k: torch.from_numpy(v) for k, v in st_io.load(os.path.join(gqa, "model.safetensors"))[0].items()}
+    ad, _ = st_io.load(os.path.join(gqa, "adapter", "adapter_model.safetensors"))
+    with open(os.path.join(gqa, "adapter", "adapter_config.json")) as f:
+        acfg = json.load(f)
+    scaling = acfg["lora_alpha"] / acfg["r"]
+    gold, _ = st_io.load(os.path.join(gqa, "golden.safetensors"))
+    ids, labels = torch.from_numpy(gold["input_ids"]).long(), torch.from_numpy(gold["labels"]).long()
+    prefix = "base_model.model."
+    out = {}
+    for kind in ("q4_0", "nf4"):
+        W = {k: v.double() for k, v in quantized_weights(W32, kind).items()}
+        params = {k: torch.from_numpy(v).double().requires_grad_() for k, v in ad.items()}
+        lora = {}
+        for k in params:
+            if k.endswith("lora_A.weight"):
+                path = k[len(prefix):-len(".lora_A.weight")]
+                lora[path] = (params[k], params[k.replace("lora_A", "lora_B")], scaling)
+        logits, _ = hf_ref.forward(cfg, W, ids, lora=lora)
+        loss = hf_ref.causal_lm_loss(logits, labels)
+        loss.backward()
+        bare = float(hf_ref.causal_lm_loss(hf_ref.forward(cfg, {k: v.double() for k, v in W32.items()}, ids, lora=lora)[0], labels))
+        check(f"quant model {kind}: loss moved by quantization (at least 1e-4)", -abs(float(loss) - bare), -1e-4)
+        out[f"{kind}.loss"] = loss.detach().float().numpy().reshape(1)
+        out[f"{kind}.logits_last"] = logits[:, -1, :].detach().float().numpy()  # (B, V)
+        if kind == "q4_0":
+            for ab in ("A", "B"):
+                k = f"{prefix}model.layers.0.self_attn.q_proj.lora_{ab}.weight"
+                out[f"{kind}.grad.{k}"] = params[k].grad.float().numpy()
+        print(f"  quant model {kind}: loss {float(loss):.6f} (f32 base {bare:.6f})")
+    st_io.save(os.path.join(HERE, "quant", "model_golden.safetensors"), out,
+               {"model": "tests/golden/llama_gqa", "adapter": "tests/golden/llama_gqa/adapter", "logits_atol": "0.0001",
+                "grad_rtol": "0.0001"})
+
+
 def case_seed(name, what):
     return int.from_bytes(name.encode() + what.encode(), "little") & MASK
 
@@ -351,6 +418,7 @@ def main(check):
         json.dump(out, f, indent=0, sort_keys=True)
         f.write("\n")
     print(f"quant: {len(out) - 1} reference hashes")
+    quant_model_case(check)
 
 
 if __name__ == "__main__":
