@@ -13,6 +13,7 @@
 #include "models/llama.h"
 #include "peft/merge.h"
 #include "peft/peft_io.h"
+#include "tests/file_util.h"
 #include "tests/test_util.h"
 
 #define TOK "tests/data/gguf/tok_spm" // a 15-token tokenizer, padded to the model's vocabulary
@@ -109,6 +110,57 @@ done:
     dt_llama_free(m);
 }
 
+// The tensor info of `name` in a GGUF file's bytes: the position just after the name (n_dims u32, ne[]
+// i64, type i32, offset u64 follow).
+static size_t info_after_name(const char *x, size_t n, const char *name) {
+    const size_t k = strlen(name);
+    for (size_t i = 8; i + k + 4 < n; i++)
+        if (!memcmp(x + i, name, k) && (uint64_t)(uint8_t)x[i - 8] == k) return i + k;
+    return 0;
+}
+
+// A corrupted copy of a good Q8_0 file must be refused by `deltatune merge` (which loads it as a base)
+// with exit 2, a message naming the file, the tensor and `want`, and no output file.
+static void expect_corrupt(const char *label, const char *good, size_t keep, const char *tensor, size_t field, const void *val,
+                           size_t val_n, const char *want) {
+    char bad[512], out[512], log[512], args[2048];
+    snprintf(bad, sizeof bad, "%s/%s.gguf", g_dir, label);
+    snprintf(out, sizeof out, "%s/%s.out.gguf", g_dir, label);
+    snprintf(log, sizeof log, "%s/%s.log", g_dir, label);
+    size_t n;
+    char *x = tf_slurp(good, &n);
+    size_t at = x && tensor ? info_after_name(x, n, tensor) : 0;
+    if (!x || (tensor && !at)) { TEST_FAIL(label, "cannot prepare the corrupt file"); free(x); return; }
+    if (tensor) memcpy(x + at + field, val, val_n);
+    tf_write(bad, x, keep ? keep : n);
+    free(x);
+    snprintf(args, sizeof args, "merge --model %s --format gguf --dtype same --out %s", bad, out);
+    int rc = tf_run(args, log);
+    char *msg = tf_slurp(log, NULL);
+    TEST_CHECK(label, rc == 2 && msg && strstr(msg, bad) && strstr(msg, want) && access(out, F_OK) != 0,
+               "exit %d (want 2), message: %s", rc, msg ? msg : "");
+    free(msg);
+}
+
+static void test_corrupt(void) {
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    char good[512];
+    snprintf(good, sizeof good, "%s/good_q8.gguf", g_dir);
+    if (write_gguf(&ctx, "tests/golden/llama_gqa", NULL, 0, DT_Q8_0, good, NULL)) { TEST_FAIL("corrupt_setup", "%s", ctx.msg); return; }
+    const char *t = "blk.1.ffn_down.weight"; // (64, 96): ne = {96, 64}
+    // n_dims (4 bytes), ne[0] (8), ne[1] (8), then the type (4).
+    const int32_t unknown = 99, iq4_nl = 20; // IQ4_NL: a real ggml type with 32-value blocks, no base type here
+    expect_corrupt("corrupt_unknown_type", good, 0, t, 4 + 16, &unknown, 4, "blk.1.ffn_down.weight");
+    expect_corrupt("corrupt_unsupported_type", good, 0, t, 4 + 16, &iq4_nl, 4, "has type IQ4_NL, which is not supported");
+    const int64_t ne0 = 80; // rows of 80 values: not whole blocks of 32
+    expect_corrupt("corrupt_partial_block_row", good, 0, t, 4, &ne0, 8, "blk.1.ffn_down.weight");
+    size_t n;
+    char *x = tf_slurp(good, &n);
+    free(x);
+    expect_corrupt("corrupt_short_blocks", good, n - 600, NULL, 0, NULL, 0, "output.weight");
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/dt_gguf_base.XXXXXX");
     if (!mkdtemp(g_dir)) { TEST_FAIL("tmpdir", "mkdtemp"); TEST_EXIT(); }
@@ -117,8 +169,7 @@ int main(void) {
     check_model("gguf_base_qwen2_q5_1", "tests/golden/qwen2_bias", "tests/golden/qwen2_bias/adapter", DT_Q5_1);
     check_model("gguf_base_qwen3_q8_0", "tests/golden/qwen3_qknorm", "tests/golden/qwen3_qknorm/adapter", DT_Q8_0);
     check_model("gguf_base_llama3_rope_q4_1", "tests/golden/llama3_rope", "tests/golden/llama3_rope/adapter", DT_Q4_1);
-    char cmd[512];
-    snprintf(cmd, sizeof cmd, "rm -rf %s", g_dir);
-    if (system(cmd)) printf("note: could not remove %s\n", g_dir);
+    test_corrupt();
+    if (!getenv("DT_KEEP")) tf_rm_tree(g_dir);
     TEST_EXIT();
 }
