@@ -148,6 +148,15 @@ static void test_corrupt(void) {
     char good[512];
     snprintf(good, sizeof good, "%s/good_q8.gguf", g_dir);
     if (write_gguf(&ctx, "tests/golden/llama_gqa", NULL, 0, DT_Q8_0, good, NULL)) { TEST_FAIL("corrupt_setup", "%s", ctx.msg); return; }
+    // inspect: the quantized tensors' type and bits per weight (Q8_0: 34 bytes per 32 values = 8.5).
+    char args[1024], log[512];
+    snprintf(log, sizeof log, "%s/inspect.log", g_dir);
+    snprintf(args, sizeof args, "inspect %s", good);
+    int irc = tf_run(args, log);
+    char *msg = tf_slurp(log, NULL);
+    TEST_CHECK("inspect_quant_bits_per_weight", irc == 0 && msg && strstr(msg, "blk.0.attn_q.weight                                          Q8_0") &&
+               strstr(msg, "Q8_0 77824 (8.50 bits/weight)"), "exit %d: %s", irc, msg ? msg : "");
+    free(msg);
     const char *t = "blk.1.ffn_down.weight"; // (64, 96): ne = {96, 64}
     // n_dims (4 bytes), ne[0] (8), ne[1] (8), then the type (4).
     const int32_t unknown = 99, iq4_nl = 20; // IQ4_NL: a real ggml type with 32-value blocks, no base type here
