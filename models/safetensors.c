@@ -42,16 +42,17 @@ static const struct {
     size_t size;
 } ST_DTYPES[] = {
     {"F32", DT_ST_F32, DT_F32, 4}, {"F16", DT_ST_F16, DT_F16, 2}, {"BF16", DT_ST_BF16, DT_BF16, 2},
-    {"I32", DT_ST_I32, DT_I32, 4}, {"I64", DT_ST_I64, DT_I32, 8}, {"BLOCK", DT_ST_BLOCK, DT_F32, 0},
+    {"I32", DT_ST_I32, DT_I32, 4}, {"I64", DT_ST_I64, DT_I32, 8}, {"U8", DT_ST_U8, DT_I32, 1},
 };
 #define N_DTYPES (sizeof ST_DTYPES / sizeof ST_DTYPES[0])
 
 // Valid safetensors dtypes this project cannot hold: refused as unsupported rather than as corrupt.
-static const char *const ST_OTHER_DTYPES[] = {"BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16",
+static const char *const ST_OTHER_DTYPES[] = {"BOOL", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16",
                                               "U16", "U32", "F64", "U64", "F4", "F6_E2M3", "F6_E3M2",
                                               "C64"};
 
 const char *dt_st_dtype_name(dt_st_dtype t) {
+    if (t == DT_ST_BLOCK) return "BLOCK"; // never read from a file: not in the table
     for (size_t i = 0; i < N_DTYPES; i++)
         if (ST_DTYPES[i].st == t) return ST_DTYPES[i].name;
     return "?";

@@ -13,13 +13,14 @@
 #include "autograd/context.h"
 #include "autograd/tensor.h"
 
-// The dtypes accepted in a header. F32/F16/BF16 are readable as weights; I32/I64 are accepted so a
-// file can be inspected, but cannot be read as f32. Any other dtype string is refused (DT_EINPUT).
+// The dtypes accepted in a header. F32/F16/BF16 are readable as weights; I32/I64/U8 are accepted so a
+// file can be inspected (and U8 for bitsandbytes' 4-bit checkpoints, see bnb4.h), but cannot be read as f32. Any other dtype string is refused (DT_EINPUT).
 // DT_ST_BLOCK is no safetensors dtype: a block-quantized tensor of another source (a GGUF file, a
 // bitsandbytes checkpoint) handed out as a dt_st_tensor; its dtype names the type (DT_Q4_K, DT_NF4, ...),
 // aux its quantization state when it has one outside the blocks.
-typedef enum { DT_ST_F32, DT_ST_F16, DT_ST_BF16, DT_ST_I32, DT_ST_I64, DT_ST_BLOCK } dt_st_dtype;
-const char *dt_st_dtype_name(dt_st_dtype t); // "F32", "F16", "BF16", "I32", "I64", "BLOCK"
+// U8 holds bitsandbytes' packed 4-bit weights and their state; like I32/I64 it is no float weight.
+typedef enum { DT_ST_F32, DT_ST_F16, DT_ST_BF16, DT_ST_I32, DT_ST_I64, DT_ST_U8, DT_ST_BLOCK } dt_st_dtype;
+const char *dt_st_dtype_name(dt_st_dtype t); // "F32", "F16", "BF16", "I32", "I64", "U8", "BLOCK"
 size_t dt_st_dtype_size(dt_st_dtype t);
 
 typedef struct {

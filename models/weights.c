@@ -2,6 +2,7 @@
 #include "models/weights.h"
 #include <stdlib.h>
 #include <string.h>
+#include "models/bnb4.h"
 #include "models/gguf_model.h"
 #include "models/llama2c.h"
 
@@ -10,6 +11,7 @@ struct dt_weights {
     dt_safetensors *st; // exactly one of st, l2c and gg is set
     dt_llama2c *l2c;
     dt_gguf_model *gg;
+    dt_bnb4 *bnb;       // with st: a bitsandbytes 4-bit checkpoint's quantized weights
 };
 
 static bool has_suffix(const char *path, const char *suffix) {
@@ -33,6 +35,7 @@ int dt_weights_open(dt_ctx *ctx, const char *path, dt_model_config *cfg, dt_weig
              : has_suffix(path, ".gguf") ? dt_gguf_model_open(ctx, path, cfg, &w->gg)
                                          : dt_config_load(ctx, path, cfg);
     if (!rc && !w->l2c && !w->gg) rc = dt_st_open(ctx, path, &w->st);
+    if (!rc && w->st) rc = dt_bnb4_open(ctx, path, w->st, &w->bnb);
     if (rc) {
         dt_weights_close(w);
         return rc;
@@ -46,6 +49,7 @@ void dt_weights_close(dt_weights *w) {
     dt_st_close(w->st);
     dt_llama2c_free(w->l2c);
     dt_gguf_model_close(w->gg);
+    dt_bnb4_close(w->bnb);
     free(w->path);
     free(w);
 }
@@ -58,6 +62,8 @@ const dt_st_tensor *dt_weights_at(const dt_weights *w, size_t i) {
     return w->st ? dt_st_at(w->st, i) : w->gg ? dt_gguf_model_at(w->gg, i) : dt_llama2c_at(w->l2c, i);
 }
 const dt_st_tensor *dt_weights_find(const dt_weights *w, const char *name) {
+    const dt_st_tensor *q = dt_bnb4_find(w->bnb, name);
+    if (q) return q;
     return w->st ? dt_st_find(w->st, name) : w->gg ? dt_gguf_model_find(w->gg, name) : dt_llama2c_find(w->l2c, name);
 }
 const dt_gguf_model *dt_weights_gguf(const dt_weights *w) { return w->gg; }
@@ -65,7 +71,7 @@ const float *dt_weights_rope_factors(const dt_weights *w) { return w->gg ? dt_gg
 
 int dt_weights_read_as(dt_ctx *ctx, const dt_weights *w, const char *name, dt_dtype dst_dtype, void *dst,
                        int ndim, const int64_t *expect_shape) {
-    if (w->st) return dt_st_read_as(ctx, w->st, name, dst_dtype, dst, ndim, expect_shape);
+    if (w->st && !w->bnb) return dt_st_read_as(ctx, w->st, name, dst_dtype, dst, ndim, expect_shape);
     const dt_st_tensor *t = dt_weights_find(w, name);
     if (!t) return dt_fail(ctx, DT_EINPUT, "%s: tensor '%s' not found", w->path, name);
     int rc = expect_shape ? dt_st_check_shape(ctx, w->path, t, ndim, expect_shape) : DT_OK;

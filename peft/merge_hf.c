@@ -196,8 +196,9 @@ static int write_shards(merger *m, const char *tmp, uint64_t *total) {
     for (size_t i = 0; i < n && !rc; i++) {
         const dt_st_tensor *t = dt_mg_src_at(m, i);
         dt_mg_job_init(m, &jobs[i], t);
-        if (t->st_dtype == DT_ST_I64)
-            rc = dt_fail(ctx, DT_EUNSUPPORTED, "%s: tensor '%s': I64 tensors cannot be written", dt_mg_src_file(m, t), t->name);
+        if (t->st_dtype == DT_ST_I64 || t->st_dtype == DT_ST_U8)
+            rc = dt_fail(ctx, DT_EUNSUPPORTED, "%s: tensor '%s': %s tensors cannot be written", dt_mg_src_file(m, t), t->name,
+                         dt_st_dtype_name(t->st_dtype));
         jobs[i].out = t->dtype == DT_I32 || m->o->dtype < 0 ? t->dtype : (dt_dtype)m->o->dtype;
         if (!rc && dt_is_quant(jobs[i].out))
             rc = dt_fail(ctx, DT_EINPUT, "%s: tensor '%s' is %s, which a Hugging Face folder cannot hold; merge with "

@@ -32,7 +32,7 @@ static int64_t numel(int ndim, const int64_t *shape) {
 // Every tensor of a safetensors set, then the counts per dtype and in all.
 static void print_st_tensors(const dt_safetensors *st) {
     const size_t n = dt_st_count(st);
-    int64_t per[DT_ST_I64 + 1] = {0}, total = 0;
+    int64_t per[DT_ST_BLOCK + 1] = {0}, total = 0;
     size_t bytes = 0;
     printf("tensors: %zu\n", n);
     for (size_t i = 0; i < n; i++) {
@@ -48,7 +48,7 @@ static void print_st_tensors(const dt_safetensors *st) {
     }
     printf("parameters: %lld (", (long long)total);
     bool first = true;
-    for (int d = 0; d <= DT_ST_I64; d++)
+    for (int d = 0; d <= DT_ST_BLOCK; d++)
         if (per[d]) { printf("%s%s %lld", first ? "" : ", ", dt_st_dtype_name((dt_st_dtype)d), (long long)per[d]); first = false; }
     printf("), %zu bytes of tensor data\n", bytes);
 }
