@@ -2,17 +2,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-static void *host_alloc(size_t n) { return malloc(n); }
-static void host_free(void *p) { free(p); }
-
 int dt_graph_init(dt_ctx *ctx, dt_graph *g, const dt_backend *be, size_t arena_bytes) {
     memset(g, 0, sizeof *g);
     g->ctx = ctx;
     g->be = be;
     g->grad_enabled = true;
-    if (dt_arena_init(&g->arena, arena_bytes, be->alloc, be->free))
+    if (dt_arena_init(&g->arena, arena_bytes, be))
         return dt_fail(ctx, DT_ENOMEM, "cannot allocate a %zu-byte activation arena", arena_bytes);
-    if (dt_arena_init(&g->host, (size_t)1 << 20, host_alloc, host_free)) {
+    if (dt_arena_init(&g->host, (size_t)1 << 20, NULL)) {
         dt_arena_free(&g->arena);
         return dt_fail(ctx, DT_ENOMEM, "cannot allocate the tape's host arena");
     }
@@ -23,8 +20,8 @@ void dt_graph_free(dt_graph *g) {
     if (!g->be) return;
     dt_arena_free(&g->arena);
     dt_arena_free(&g->host);
-    for (int i = 0; i < g->n_blocks; i++) g->be->free(g->blocks[i].p);
-    if (g->attn_scratch) g->be->free(g->attn_scratch);
+    for (int i = 0; i < g->n_blocks; i++) g->be->free(g->be, g->blocks[i].p);
+    if (g->attn_scratch) g->be->free(g->be, g->attn_scratch);
     free(g->blocks);
     free(g->nodes);
     memset(g, 0, sizeof *g);
@@ -98,7 +95,7 @@ static float *pool_take(dt_graph *g, size_t bytes) {
         g->blocks = b;
         g->cap_blocks = cap;
     }
-    float *p = g->be->alloc(bytes);
+    float *p = g->be->alloc(g->be, bytes);
     if (!p) return fail_oom(g, bytes);
     g->blocks[g->n_blocks++] = (dt_grad_block){p, bytes, true};
     return p;
@@ -123,7 +120,7 @@ int dt_graph_backward(dt_graph *g, dt_tensor *loss, float seed) {
     if (g->failed) return DT_ENOMEM;
     float *one = dt_graph_scratch(g, sizeof(float));
     if (!one) return DT_ENOMEM;
-    g->be->upload(one, &seed, sizeof seed);
+    g->be->upload(g->be, one, &seed, sizeof seed);
     return dt_graph_backward_from(g, loss, one);
 }
 
@@ -135,7 +132,7 @@ int dt_graph_backward_from(dt_graph *g, dt_tensor *t, const float *dy) {
     bool fresh;
     float *gt = dt_graph_grad(g, t, &fresh);
     if (!gt) return DT_ENOMEM;
-    g->be->axpy(gt, !fresh, 1.0f, dy, dt_numel(t));
+    g->be->axpy(g->be, gt, !fresh, 1.0f, dy, dt_numel(t));
     return dt_graph_run_backward(g, 0, g->n_nodes);
 }
 
@@ -173,7 +170,7 @@ static void checkpoint_bwd(dt_graph *g, dt_node *n) {
     bool fresh;
     float *gy = dt_graph_grad(g, y, &fresh);
     if (!gy) return;
-    g->be->axpy(gy, !fresh, 1.0f, n->out->grad, dt_numel(y));
+    g->be->axpy(g->be, gy, !fresh, 1.0f, n->out->grad, dt_numel(y));
     if (dt_graph_run_backward(g, n0, g->n_nodes)) return;
     if (y->grad) { pool_give(g, y->grad); y->grad = NULL; }
     g->n_nodes = n0;
@@ -196,11 +193,11 @@ dt_tensor *dt_checkpoint(dt_graph *g, dt_checkpoint_fn fn, const void *arg, dt_t
     memcpy(shape, y->shape, sizeof shape);
     float *keep = dt_graph_temp(g, bytes); // the output survives the release through a pool block
     if (!keep) return NULL;
-    g->be->axpy(keep, false, 1.0f, dt_f32(y), (int64_t)(bytes / sizeof(float)));
+    g->be->axpy(g->be, keep, false, 1.0f, dt_f32(y), (int64_t)(bytes / sizeof(float)));
     dt_arena_release(&g->arena, dm);
     dt_arena_release(&g->host, hm);
     dt_tensor *out = dt_graph_tensor(g, ndim, shape);
-    if (out) g->be->axpy(dt_f32(out), false, 1.0f, keep, (int64_t)(bytes / sizeof(float)));
+    if (out) g->be->axpy(g->be, dt_f32(out), false, 1.0f, keep, (int64_t)(bytes / sizeof(float)));
     dt_graph_temp_release(g, keep);
     if (!out) return NULL;
     dt_node *n = dt_graph_record(g, checkpoint_bwd, out, sizeof(ckpt_saved));

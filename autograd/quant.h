@@ -37,17 +37,18 @@ void dt_q6_K_from_f32(const float *src, void *dst, int64_t n);
 // ggml's nearest_int: round half to even through the float mantissa trick (|x| <= 4194303).
 int dt_nearest_int(float x);
 
+// Shorthands over the traits table (autograd/dtype.h), whose rows for these types are in dtype.c.
 // Layout of a block-quantized dtype (values and bytes per block); false for any other dtype.
 bool dt_quant_layout(dt_dtype t, int64_t *block, size_t *block_bytes);
 // Row `row` (cols values, a multiple of the block) of a quantized tensor whose data starts at data ->
 // dst. aux: the tensor's dt_nf4_state for NF4/FP4 (NULL for the ggml types).
 void dt_quant_row_f32(dt_dtype t, const void *data, const void *aux, int64_t row, int64_t cols, float *dst);
+// NF4/FP4's traits row_to_f32: W->aux is its dt_nf4_state.
+void dt_nf4_row_to_f32(const dt_tensor *W, int64_t row, float *dst);
 
 // n values (a multiple of the block) -> a ggml type's blocks (its from_f32 above); false for NF4/FP4
 // (whose absmax goes elsewhere) and non-quantized dtypes.
 bool dt_quant_row_from_f32(dt_dtype t, const float *src, void *dst, int64_t n);
-// Bytes of n values of any storage dtype (n a multiple of the block for block types).
-size_t dt_row_bytes(dt_dtype t, int64_t n);
 static inline bool dt_is_quant(dt_dtype t) { return dt_quant_layout(t, NULL, NULL); }
 // "q8_0", "q4_K", "nf4", ... (NULL for other dtypes); and back, case-insensitively (-1 when unknown).
 const char *dt_quant_name(dt_dtype t);

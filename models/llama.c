@@ -74,7 +74,7 @@ static void rope_inv_freq(const dt_model_config *c, float *out) {
 
 void dt_llama_free(dt_llama *m) {
     if (!m) return;
-    if (m->block) m->be->free(m->block);
+    if (m->block) m->be->free(m->be, m->block);
     dt_weights_close(m->src);
     free(m->layers);
     free(m);
@@ -109,7 +109,7 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
             bytes += ((size_t)numel * sizeof(float) + 63) & ~(size_t)63;
         }
     }
-    m->block = be->alloc(bytes);
+    m->block = be->alloc(be, bytes);
     m->block_bytes = bytes;
     if (!m->block) { free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "cannot allocate %zu bytes for weights", bytes); }
     // Second pass: convert the rest into the block (on the host first for a device backend).
@@ -125,7 +125,7 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
             float *tmp = malloc(nb);
             rc = tmp ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape)
                      : dt_fail(ctx, DT_ENOMEM, "out of memory");
-            if (!rc) be->upload(p, tmp, nb);
+            if (!rc) be->upload(be, p, tmp, nb);
             free(tmp);
         }
         dt_tensor_set(s->dst, DT_F32, p, s->ndim, s->shape);
@@ -140,7 +140,7 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
     const float *factors = dt_weights_rope_factors(m->src); // a GGUF base's llama3 scaling
     for (int i = 0; factors && i < c->head_dim / 2; i++) freq[i] /= factors[i];
     m->inv_freq = (float *)p;
-    be->upload(m->inv_freq, freq, (size_t)(c->head_dim / 2) * sizeof(float));
+    be->upload(be, m->inv_freq, freq, (size_t)(c->head_dim / 2) * sizeof(float));
     if (c->tie_word_embeddings) m->lm_head = m->embed;
     m->param_count = params;
     *out = m;
@@ -164,7 +164,7 @@ int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backe
         params += numel;
         bytes += (numel * sizeof(float) + 63) & ~(size_t)63;
     }
-    m->block = be->alloc(bytes);
+    m->block = be->alloc(be, bytes);
     // On the CPU the weights are drawn straight into the block: a staging copy would double peak memory.
     void *tmp = be->device == DT_DEV_CPU ? m->block : malloc(bytes);
     if (!m->block || !tmp) { if (tmp != m->block) free(tmp); free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "cannot allocate %zu bytes for weights", bytes); }
@@ -181,7 +181,7 @@ int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backe
         off += (numel * sizeof(float) + 63) & ~(size_t)63;
     }
     rope_inv_freq(cfg, (float *)((uint8_t *)tmp + off));
-    if (tmp != m->block) { be->upload(m->block, tmp, bytes); free(tmp); }
+    if (tmp != m->block) { be->upload(be, m->block, tmp, bytes); free(tmp); }
     free(specs);
     m->inv_freq = (float *)((uint8_t *)m->block + off);
     if (cfg->tie_word_embeddings) m->lm_head = m->embed;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include "autograd/dtype.h"
 #include "autograd/quant.h"
 #include "peft/export_gguf.h"
 #include "peft/merge_internal.h"
@@ -113,7 +114,7 @@ static void *run_rows(void *arg) {
     tjob *j = task->j;
     const dt_st_tensor *t = j->src;
     const int64_t rows = t->shape[0], cols = t->ndim == 2 ? t->shape[1] : 1;
-    const size_t in_row = dt_row_bytes(t->dtype, cols), out_row = dt_row_bytes(j->out, cols);
+    const size_t in_row = dt_type_row_bytes(t->dtype, cols), out_row = dt_type_row_bytes(j->out, cols);
     const bool aligned = dt_st_aligned(t), fold = dt_mg_folds(j->m, j->layer, j->lt);
     const bool qin = dt_is_quant(t->dtype), qout = dt_is_quant(j->out);
     float *stage = task->buf + RB * cols;
@@ -164,7 +165,7 @@ static int threads_for(const merger *m) {
 }
 
 size_t dt_mg_job_bytes(const tjob *j) {
-    size_t n = dt_row_bytes(j->out, j->ndim ? j->shape[j->ndim - 1] : 1);
+    size_t n = dt_type_row_bytes(j->out, j->ndim ? j->shape[j->ndim - 1] : 1);
     for (int d = 0; d + 1 < j->ndim; d++) n *= (size_t)j->shape[d];
     return n;
 }

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include "autograd/dtype.h"
 #include "autograd/quant.h"
 #include "models/gguf.h"
 #include "models/llama.h"
@@ -65,7 +66,7 @@ static void round_trip_weights(dt_llama *m, dt_dtype t, float **owned) {
         memcpy(owned[i], ws[i]->data, (size_t)(rows * cols) * sizeof(float));
         if (ws[i] == &m->embed && m->cfg.tie_word_embeddings) m->lm_head.data = owned[i];
         ws[i]->data = owned[i];
-        void *q = malloc(dt_row_bytes(t, cols));
+        void *q = malloc(dt_type_row_bytes(t, cols));
         for (int64_t r = 0; r < rows; r++) {
             float *row = dt_f32(ws[i]) + r * cols;
             dt_quant_row_from_f32(t, row, q, cols);
