@@ -38,9 +38,11 @@ static const dt_type_traits TRAITS[DT_DTYPE_COUNT] = {
     [DT_Q4_K] = {"q4_K", DT_QK_K, sizeof(dt_block_q4_K), true, dt_q4_K_to_f32, dt_q4_K_from_f32, NULL},
     [DT_Q5_K] = {"q5_K", DT_QK_K, sizeof(dt_block_q5_K), true, dt_q5_K_to_f32, dt_q5_K_from_f32, NULL},
     [DT_Q6_K] = {"q6_K", DT_QK_K, sizeof(dt_block_q6_K), true, dt_q6_K_to_f32, dt_q6_K_from_f32, NULL},
-    // bitsandbytes' 4-bit types (autograd/quant_nf4.c): the absmax is in W->aux, so only rows widen
-    [DT_NF4] = {"nf4", DT_QK_NF4, sizeof(dt_block_nf4), true, NULL, NULL, dt_nf4_row_to_f32},
-    [DT_FP4] = {"fp4", DT_QK_NF4, sizeof(dt_block_nf4), true, NULL, NULL, dt_nf4_row_to_f32},
+    // bitsandbytes' 4-bit types (autograd/quant_nf4.c): the data is two values a byte (the storage
+    // "block" here); the absmax of each 64-value block of the flattened tensor is in W->aux, so only
+    // rows widen
+    [DT_NF4] = {"nf4", 2, 1, true, NULL, NULL, dt_nf4_row_to_f32},
+    [DT_FP4] = {"fp4", 2, 1, true, NULL, NULL, dt_nf4_row_to_f32},
 };
 
 const dt_type_traits *dt_type_traits_of(dt_dtype t) {

@@ -4,10 +4,20 @@
 #include "autograd/dtype.h"
 #include "autograd/quant.h"
 
+// bitsandbytes' blocks run over the flattened tensor, so a row may start or end inside one (e.g. rows of
+// 96 values with 64-value blocks); rows have an even length, so each starts on a byte.
 void dt_nf4_row_to_f32(const dt_tensor *W, int64_t row, float *dst) {
     const dt_nf4_state *st = W->aux;
-    const int64_t cols = W->shape[W->ndim - 1], nb = cols / st->block; // blocks per row
-    dt_nf4_to_f32(st, (const uint8_t *)W->data + (size_t)(row * nb) * (size_t)(st->block / 2), row * nb, nb, dst);
+    const int64_t cols = W->shape[W->ndim - 1], f0 = row * cols;
+    const uint8_t *d = W->data;
+    for (int64_t j = 0; j < cols;) {
+        const int64_t b = (f0 + j) / st->block, end = (b + 1) * st->block - f0 < cols ? (b + 1) * st->block - f0 : cols;
+        const float a = dt_nf4_absmax(st, b);
+        for (; j < end; j++) {
+            const int64_t f = f0 + j;
+            dst[j] = st->code[f & 1 ? d[f / 2] & 15 : d[f / 2] >> 4] * a;
+        }
+    }
 }
 
 bool dt_quant_layout(dt_dtype t, int64_t *block, size_t *block_bytes) {

@@ -98,11 +98,11 @@ static int load_one(dt_ctx *ctx, const dt_safetensors *st, const dt_st_tensor *d
         rc = dt_fail(ctx, DT_EINPUT, "%s: tensor '%s': quant_state is not bitsandbytes' JSON with quant_type, blocksize and a "
                      "2-D shape", file, qs->name);
     const int64_t rows = rc ? 0 : json_integer_value(json_array_get(shape, 0)), cols = rc ? 0 : json_integer_value(json_array_get(shape, 1));
-    if (!rc && (rows <= 0 || cols <= 0 || cols % block || (size_t)(rows * cols) != 2 * d->nbytes || d->st_dtype != DT_ST_U8))
-        rc = dt_fail(ctx, DT_EINPUT, "%s: tensor '%s': %zu bytes of %s do not hold a [%lld, %lld] 4-bit weight in rows of whole "
-                     "%lld-value blocks", file, w, d->nbytes, dt_st_dtype_name(d->st_dtype), (long long)rows, (long long)cols,
-                     (long long)block);
-    const size_t nb = rc ? 0 : (size_t)(rows * cols / block);
+    if (!rc && (rows <= 0 || cols <= 0 || cols % 2 || (size_t)(rows * cols) != 2 * d->nbytes || d->st_dtype != DT_ST_U8))
+        rc = dt_fail(ctx, DT_EINPUT, "%s: tensor '%s': %zu bytes of %s do not hold a [%lld, %lld] 4-bit weight (rows of an even "
+                     "length)", file, w, d->nbytes, dt_st_dtype_name(d->st_dtype), (long long)rows, (long long)cols);
+    // Blocks run over the flattened tensor; the last may be partial.
+    const size_t nb = rc ? 0 : (size_t)((rows * cols + block - 1) / block);
     const dt_st_tensor *absmax = NULL, *qmap = NULL, *nabs = NULL, *nmap = NULL;
     if (!rc) rc = companion(ctx, st, file, w, ".quant_map", DT_ST_F32, 16, true, &qmap);
     if (!rc) rc = companion(ctx, st, file, w, ".nested_absmax", DT_ST_F32, 0, false, &nabs);

@@ -4,9 +4,12 @@
 #include <stdlib.h>
 #include <string.h>
 #include "autograd/rng.h"
+#include "models/llama_quant.h"
 
 // One weight the model needs: its HF name, expected shape, and where it goes.
-typedef struct { char name[192]; int ndim; int64_t shape[2]; dt_tensor *dst; bool in_place; } weight_spec;
+// linear: one of a layer's frozen linear weights (what model.quantize applies to); q: the type it is
+// quantized to at load, DT_F32 for none.
+typedef struct { char name[192]; int ndim; int64_t shape[2]; dt_tensor *dst; bool in_place, linear; dt_dtype q; } weight_spec;
 
 static int add_spec(weight_spec *s, int *n, const char *name, int ndim, int64_t d0, int64_t d1, dt_tensor *dst) {
     weight_spec *w = &s[(*n)++];
@@ -15,7 +18,8 @@ static int add_spec(weight_spec *s, int *n, const char *name, int ndim, int64_t 
     w->shape[0] = d0;
     w->shape[1] = d1;
     w->dst = dst;
-    w->in_place = false;
+    w->in_place = w->linear = false;
+    w->q = DT_F32;
     return 0;
 }
 
@@ -33,6 +37,7 @@ static int weight_specs(dt_llama *m, weight_spec *s) {
         for (int t = 0; t < DT_MOD_COUNT; t++) {
             dt_tn_layer(name, sizeof name, l, (dt_layer_tensor)t);
             add_spec(s, &n, name, 2, out[t], in[t], &ly->w[t]);
+            s[n - 1].linear = true;
         }
         if (c->attention_bias) {
             dt_tn_layer(name, sizeof name, l, DT_LT_Q_BIAS); add_spec(s, &n, name, 1, H * hd, 1, &ly->q_bias);
@@ -81,7 +86,14 @@ void dt_llama_free(dt_llama *m) {
 }
 
 int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama **out) {
+    return dt_llama_load_ex(ctx, path, be, NULL, out);
+}
+
+int dt_llama_load_ex(dt_ctx *ctx, const char *path, const dt_backend *be, const dt_load_opts *o, dt_llama **out) {
     *out = NULL;
+    const dt_dtype quantize = o ? o->quantize : DT_F32;
+    if (quantize != DT_F32 && be->device != DT_DEV_CPU)
+        return dt_fail(ctx, DT_EUNSUPPORTED, "model.quantize: quantized weights are kept on the CPU backend only");
     dt_llama *m = calloc(1, sizeof *m);
     if (!m) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     m->be = be;
@@ -101,8 +113,22 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
         const dt_st_tensor *t = dt_weights_find(m->src, s->name);
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
         params += (size_t)numel;
-        if (t && be->device == DT_DEV_CPU && t->st_dtype == DT_ST_F32 && ((uintptr_t)t->data & 3) == 0 &&
-            t->ndim == s->ndim && t->shape[0] == s->shape[0] && (s->ndim == 1 || t->shape[1] == s->shape[1])) {
+        const bool fits = t && t->ndim == s->ndim && t->shape[0] == s->shape[0] && (s->ndim == 1 || t->shape[1] == s->shape[1]);
+        if (quantize != DT_F32 && s->linear) { // quantized at load (model.quantize)
+            if (t && t->st_dtype == DT_ST_BLOCK) {
+                free(specs);
+                dt_llama_free(m);
+                return dt_fail(ctx, DT_EINPUT, "%s: model.quantize %s: the base is already quantized (tensor '%s' is %s)",
+                               path, dt_dtype_name(quantize), s->name, dt_dtype_name(t->dtype));
+            }
+            s->q = quantize;
+            bytes += dt_lq_bytes(quantize, o->double_quant, s->shape[0], s->shape[1]);
+        } else if (fits && be->device == DT_DEV_CPU && t->st_dtype == DT_ST_BLOCK) {
+            // A quantized base (GGUF, bitsandbytes) stays quantized: a view of the file, state in aux.
+            s->in_place = true;
+            dt_tensor_set(s->dst, t->dtype, (void *)t->data, s->ndim, s->shape);
+            s->dst->aux = t->aux;
+        } else if (fits && be->device == DT_DEV_CPU && t->st_dtype == DT_ST_F32 && ((uintptr_t)t->data & 3) == 0) {
             s->in_place = true;
             dt_tensor_set(s->dst, DT_F32, (void *)t->data, s->ndim, s->shape);
         } else {
@@ -119,6 +145,14 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
         if (s->in_place) continue;
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
         size_t nb = (size_t)numel * sizeof(float);
+        if (s->q != DT_F32) { // one f32 tensor at a time, quantized into the block
+            float *tmp = malloc(nb);
+            rc = tmp ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape) : dt_fail(ctx, DT_ENOMEM, "out of memory");
+            if (!rc) rc = dt_lq_fill(ctx, s->name, s->q, o->double_quant, tmp, s->shape[0], s->shape[1], p, s->dst);
+            free(tmp);
+            p += dt_lq_bytes(s->q, o->double_quant, s->shape[0], s->shape[1]);
+            continue;
+        }
         if (be->device == DT_DEV_CPU) {
             rc = dt_weights_read_f32(ctx, m->src, s->name, (float *)p, s->ndim, s->shape);
         } else {

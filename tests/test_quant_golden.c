@@ -1,6 +1,7 @@
 // A quantized base against PyTorch (tests/golden/quant/model_golden.safetensors, made by gen_quant.py
 // on the dequantized weights in float64): the llama_gqa case with its adapter and batch, on
 //   q4_0: the model written as a Q4_0 GGUF by our writer (merge --format gguf --dtype q4_0) and loaded back;
+//   nf4:  the f32 model with its linear weights quantized to NF4 at load (model.quantize: nf4);
 // logits at the last position, loss, and the gradients of layer 0's q_proj adapter (the file keeps only
 // those, to stay small), at the tolerances of the other golden cases.
 #include <math.h>
@@ -26,7 +27,8 @@ static float *floats(const dt_safetensors *st, const char *name, size_t *n) {
     return p;
 }
 
-static void check_case(const char *kind, const char *model_path, const dt_safetensors *gs, const dt_safetensors *batch) {
+static void check_case(const char *kind, const char *model_path, const dt_load_opts *lo, const dt_safetensors *gs,
+                       const dt_safetensors *batch) {
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     char label[256], key[256];
@@ -35,7 +37,7 @@ static void check_case(const char *kind, const char *model_path, const dt_safete
     dt_graph g = {0};
     float *ref = NULL;
     int32_t *ids = NULL, *labels = NULL;
-    if (dt_llama_load(&ctx, model_path, dt_backend_cpu(), &m) || dt_adapter_load(&ctx, GQA "/adapter", m, &a)) {
+    if (dt_llama_load_ex(&ctx, model_path, dt_backend_cpu(), lo, &m) || dt_adapter_load(&ctx, GQA "/adapter", m, &a)) {
         TEST_FAIL(kind, "load: %s", ctx.msg);
         goto done;
     }
@@ -107,7 +109,9 @@ int main(void) {
     snprintf(gg, sizeof gg, "%s/q4_0.gguf", dir);
     dt_merge_opts o = {.model = GQA, .out = gg, .dtype = DT_Q4_0, .format = DT_MERGE_GGUF, .tokenizer = "tests/data/gguf/tok_spm"};
     if (dt_merge(&ctx, &o)) TEST_FAIL("quant_golden_q4_0", "writing the Q4_0 GGUF: %s", ctx.msg);
-    else check_case("q4_0", gg, gs, batch);
+    else check_case("q4_0", gg, NULL, gs, batch);
+    const dt_load_opts nf4 = {.quantize = DT_NF4};
+    check_case("nf4", GQA, &nf4, gs, batch);
     unlink(gg);
     rmdir(dir);
     dt_st_close(gs);
