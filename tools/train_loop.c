@@ -17,6 +17,7 @@
 #include "optim/optim.h"
 #include "optim/schedule.h"
 #include "peft/peft_io.h"
+#include "tools/base_memory.h"
 #include "tools/loss_plot.h"
 #include "tools/train_data.h"
 
@@ -276,7 +277,8 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     dt_ctx_apply_threads(ctx);
     trainer t = {0};
     t.r = r;
-    int rc = dt_llama_load(ctx, r->model.path, dt_backend_cpu(), &t.m);
+    const dt_load_opts lo = {.quantize = r->model.quantize, .double_quant = r->model.double_quant};
+    int rc = dt_llama_load_ex(ctx, r->model.path, dt_backend_cpu(), &lo, &t.m);
     if (!rc && r->data.format != DT_FORMAT_TOKENS) rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
     else if (!rc && r->method.name == DT_METHOD_PROMPT_TUNING && r->method.init == DT_PT_INIT_TEXT)
         rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
@@ -286,6 +288,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     char summary[256];
     dt_adapter_param_summary(t.a, t.m, summary, sizeof summary);
     fprintf(stderr, "%s\n", summary);
+    dt_print_base_memory(t.m);
     const int accum = r->train.gradient_accumulation_steps;
     t.steps_per_epoch = t.data.n_batches / accum > 0 ? t.data.n_batches / accum : 1;
     t.total = r->train.max_steps > 0 ? r->train.max_steps : (int64_t)r->train.epochs * t.steps_per_epoch;
