@@ -70,12 +70,12 @@ done:
 }
 
 int main(void) {
-    // Panels of 512 rows (1 MiB of f32 at in = 512): 600 rows make a full panel and a partial one.
-    check_type("frozen_q8_0", DT_Q8_0, false, 600, 512);
-    check_type("frozen_q4_0", DT_Q4_0, false, 600, 512);
-    check_type("frozen_q4_K", DT_Q4_K, false, 600, 512);
-    check_type("frozen_nf4", DT_NF4, false, 600, 512);
-    check_type("frozen_nf4_double_quant", DT_NF4, true, 600, 512);
+    // Panels of 1024 rows at in = 4096 (dt_cpu_frozen_panel_rows): 1100 rows make a full panel and a partial one.
+    check_type("frozen_q8_0", DT_Q8_0, false, 300, 4096);
+    check_type("frozen_q4_0", DT_Q4_0, false, 300, 4096);
+    check_type("frozen_q4_K", DT_Q4_K, false, 1100, 4096);
+    check_type("frozen_nf4", DT_NF4, false, 1100, 4096);
+    check_type("frozen_nf4_double_quant", DT_NF4, true, 300, 4096);
     check_type("frozen_fp4", DT_FP4, false, 40, 256);
     check_type("frozen_nf4_rows_across_blocks", DT_NF4, false, 40, 96); // bitsandbytes blocks span rows: generic path
     check_type("frozen_q4_1", DT_Q4_1, false, 40, 256);
