@@ -544,7 +544,7 @@ const char *dt_st_metadata(const dt_safetensors *st, const char *key) {
 
 bool dt_st_aligned(const dt_st_tensor *t) {
     size_t a = dt_st_dtype_size(t->st_dtype);
-    return !t->data || (uintptr_t)t->data % a == 0;
+    return !t->data || a == 0 || (uintptr_t)t->data % a == 0; // a == 0: block types, read bytewise
 }
 
 int dt_st_check_shape(dt_ctx *ctx, const char *file, const dt_st_tensor *t, int ndim, const int64_t *expect_shape) {

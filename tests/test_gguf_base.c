@@ -11,6 +11,8 @@
 #include "autograd/dtype.h"
 #include "autograd/quant.h"
 #include "models/gguf.h"
+#include "models/gguf_model.h"
+#include "models/weights.h"
 #include "models/llama.h"
 #include "peft/merge.h"
 #include "peft/peft_io.h"
@@ -171,6 +173,87 @@ static void test_corrupt(void) {
     expect_corrupt("corrupt_short_blocks", good, n - 600, NULL, 0, NULL, 0, "output.weight");
 }
 
+// The weight `hf` of a model source, all rows widened to f32 (malloc'd; rows x cols in *rows, *cols).
+static float *widened(const dt_weights *w, const char *hf, int64_t *rows, int64_t *cols) {
+    const dt_st_tensor *t = dt_weights_find(w, hf);
+    if (!t || t->ndim != 2) return NULL;
+    *rows = t->shape[0];
+    *cols = t->shape[1];
+    float *x = malloc((size_t)(*rows * *cols) * sizeof *x);
+    for (int64_t r = 0; x && r < *rows; r++) dt_quant_row_f32(t->dtype, t->data, t->aux, r, *cols, x + r * *cols);
+    return x;
+}
+
+// merge --dtype same on a Q8_0 GGUF base: every output tensor has its input's type, and the error
+// reported for each re-quantized tensor equals a recomputation here (from the files, in double).
+static void test_merge_same(void) {
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    char base[512], out[512];
+    snprintf(base, sizeof base, "%s/same_base.gguf", g_dir);
+    snprintf(out, sizeof out, "%s/same_merged.gguf", g_dir);
+    dt_merge_adapter ad = {"tests/golden/llama_gqa/adapter", 1.0f};
+    dt_merge_report rep = {0};
+    dt_merge_opts o = {.model = base, .adapters = &ad, .n_adapters = 1, .out = out, .dtype = DT_MERGE_DTYPE_SAME,
+                       .format = DT_MERGE_GGUF, .report = &rep};
+    dt_weights *wb = NULL, *wo = NULL;
+    dt_model_config cb, co;
+    dt_adapter *a = NULL;
+    if (write_gguf(&ctx, "tests/golden/llama_gqa", NULL, 0, DT_Q8_0, base, NULL) || dt_merge(&ctx, &o) ||
+        dt_weights_open(&ctx, base, &cb, &wb) || dt_weights_open(&ctx, out, &co, &wo) ||
+        dt_adapter_load_cfg(&ctx, ad.dir, &cb, &a)) {
+        TEST_FAIL("merge_same", "%s", ctx.msg);
+        goto done;
+    }
+    // Types: each tensor of the output as in the input (the GGUF files themselves).
+    const dt_gguf_file *fb = dt_gguf_model_file(dt_weights_gguf(wb)), *fo = dt_gguf_model_file(dt_weights_gguf(wo));
+    int differ = 0;
+    for (int64_t i = 0; i < fb->n_tensors; i++) {
+        const dt_gguf_tensor *t = dt_gguf_find_tensor(fo, fb->tensors[i].name);
+        differ += !t || t->type != fb->tensors[i].type;
+    }
+    TEST_CHECK("merge_same_types", differ == 0 && fo->n_tensors == fb->n_tensors, "%d of %lld tensors changed type or went missing",
+               differ, (long long)fb->n_tensors);
+    // Errors: recomputed from the base file, the adapter and the output file.
+    double worst = 0;
+    int checked = 0;
+    const struct dt_gguf_model *gm = dt_weights_gguf(wb);
+    for (size_t e = 0; e < dt_gguf_model_count(gm); e++) {
+        const char *gname = dt_gguf_model_source(gm, e)->name, *hf = dt_gguf_model_at(gm, e)->name;
+        const dt_merge_quant_err *r = NULL;
+        for (size_t k = 0; k < rep.n; k++)
+            if (!strcmp(rep.t[k].name, gname)) r = &rep.t[k];
+        int layer;
+        dt_layer_tensor lt;
+        const dt_lora_ref *lr = !dt_tn_parse_layer(hf, &layer, &lt) && (int)lt < (int)DT_MOD_COUNT ? dt_adapter_lora_at(a, layer, (int)lt) : NULL;
+        if (!lr) continue;
+        if (!r) { worst = INFINITY; continue; } // a folded tensor must be reported
+        int64_t R, C, R2, C2;
+        float *x = widened(wb, hf, &R, &C), *y = widened(wo, hf, &R2, &C2);
+        const int64_t rk = lr->A->shape[0];
+        double e2 = 0, r2 = 0;
+        for (int64_t i = 0; x && y && i < R; i++)
+            for (int64_t j = 0; j < C; j++) {
+                double exact = x[i * C + j];
+                for (int64_t k = 0; k < rk; k++) exact += (double)lr->scale * dt_f32(lr->B)[i * rk + k] * dt_f32(lr->A)[k * C + j];
+                e2 += (y[i * C + j] - exact) * (y[i * C + j] - exact);
+                r2 += exact * exact;
+            }
+        const double mine = sqrt(e2 / r2), theirs = sqrt(r->err2 / r->ref2);
+        worst = fmax(worst, fabs(mine - theirs) / mine);
+        checked++;
+        free(x);
+        free(y);
+    }
+    TEST_CHECK("merge_same_reported_error", checked == 14 && worst < 1e-3,
+               "%d folded tensors checked (want 14); worst relative difference of a reported error %.3g", checked, worst);
+done:
+    free(rep.t);
+    dt_adapter_free(a);
+    dt_weights_close(wb);
+    dt_weights_close(wo);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/dt_gguf_base.XXXXXX");
     if (!mkdtemp(g_dir)) { TEST_FAIL("tmpdir", "mkdtemp"); TEST_EXIT(); }
@@ -180,6 +263,7 @@ int main(void) {
     check_model("gguf_base_qwen3_q8_0", "tests/golden/qwen3_qknorm", "tests/golden/qwen3_qknorm/adapter", DT_Q8_0);
     check_model("gguf_base_llama3_rope_q4_1", "tests/golden/llama3_rope", "tests/golden/llama3_rope/adapter", DT_Q4_1);
     test_corrupt();
+    test_merge_same();
     if (!getenv("DT_KEEP")) tf_rm_tree(g_dir);
     TEST_EXIT();
 }
