@@ -148,7 +148,8 @@ int dt_llama_load_ex(dt_ctx *ctx, const char *path, const dt_backend *be, const 
         if (s->q != DT_F32) { // one f32 tensor at a time, quantized into the block
             float *tmp = malloc(nb);
             rc = tmp ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape) : dt_fail(ctx, DT_ENOMEM, "out of memory");
-            if (!rc) rc = dt_lq_fill(ctx, s->name, s->q, o->double_quant, tmp, s->shape[0], s->shape[1], p, s->dst);
+            if (!rc && (rc = dt_lq_fill(ctx, s->name, s->q, o->double_quant, tmp, s->shape[0], s->shape[1], p, s->dst)))
+                dt_prefix(ctx, rc, "%s: ", path);
             free(tmp);
             p += dt_lq_bytes(s->q, o->double_quant, s->shape[0], s->shape[1]);
             continue;
