@@ -247,6 +247,26 @@ static void test_merge_same(void) {
     }
     TEST_CHECK("merge_same_reported_error", checked == 14 && worst < 1e-3,
                "%d folded tensors checked (want 14); worst relative difference of a reported error %.3g", checked, worst);
+    // merge --dtype f32 (a Hugging Face folder): the dequantized merge gives the logits of the GGUF base
+    // with the adapter unmerged.
+    char hf[512];
+    snprintf(hf, sizeof hf, "%s/merged_f32", g_dir);
+    dt_merge_opts of = {.model = base, .adapters = &ad, .n_adapters = 1, .out = hf, .dtype = DT_F32, .format = DT_MERGE_HF};
+    dt_llama *mb = NULL, *mm = NULL;
+    float *la = NULL, *lb = NULL;
+    if (dt_merge(&ctx, &of) || dt_llama_load(&ctx, base, dt_backend_cpu(), &mb) || dt_llama_load(&ctx, hf, dt_backend_cpu(), &mm) ||
+        !(la = logits_of(&ctx, mb, ad.dir, 9)) || !(lb = logits_of(&ctx, mm, NULL, 9))) {
+        TEST_FAIL("merge_f32_from_quantized_base", "%s", ctx.msg);
+    } else {
+        double wl = 0;
+        for (int64_t i = 0; i < 9 * mb->cfg.vocab_size; i++) wl = fmax(wl, fabs(la[i] - lb[i]));
+        TEST_CHECK("merge_f32_from_quantized_base", mm->layers[0].w[DT_MOD_Q].dtype == DT_F32 && wl < 1e-4,
+                   "max abs logit difference %.3g (merged f32 vs quantized base + adapter)", wl);
+    }
+    free(la);
+    free(lb);
+    dt_llama_free(mb);
+    dt_llama_free(mm);
 done:
     free(rep.t);
     dt_adapter_free(a);
