@@ -26,6 +26,17 @@ TEST_SUPPORT_OBJ := $(TEST_SUPPORT:%.c=$(BUILD)/%.o)
 BENCH_SRC := $(wildcard bench/bench_*.c)
 BENCH_BIN := $(BENCH_SRC:bench/%.c=$(BUILD)/bench/%)
 
+# MPI is optional: `make MPI=1` (the default when mpicc is installed: Debian's libopenmpi-dev) builds the
+# data-parallel trainer (tools/comm_mpi.c); `make MPI=0` builds a single-process deltatune without it.
+MPI ?= $(if $(shell command -v mpicc 2>/dev/null),1,0)
+ifeq ($(MPI),1)
+override CFLAGS += -DDT_MPI=1 $(shell mpicc --showme:compile)
+LDLIBS   += $(shell mpicc --showme:link)
+else
+TOOL_SRC := $(filter-out tools/comm_mpi.c,$(TOOL_SRC))
+TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+endif
+
 # The GPU backend is optional: `make CUDA=1` adds autograd/cuda/*.cu and links cuBLAS.
 ifeq ($(CUDA),1)
 NVCC      ?= nvcc
@@ -36,14 +47,26 @@ LIB_OBJ   += $(CU_OBJ)
 # override: CFLAGS was set with override above, so a plain += here would be silently ignored.
 override CFLAGS += -DDT_CUDA=1 -I$(CUDA_HOME)/include
 LDLIBS    += -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+# NCCL (shipped with the CUDA toolkit here) carries the gradients between GPUs of an MPI job (tools/comm_nccl.c).
+NCCL      ?= $(if $(and $(filter 1,$(MPI)),$(wildcard $(CUDA_HOME)/include/nccl.h)),1,0)
+ifeq ($(NCCL),1)
+override CFLAGS += -DDT_NCCL=1
+LDLIBS    += -lnccl
+endif
 NVFLAGS   ?= -O2 -std=c++17 -I. -MMD -MP -gencode arch=compute_80,code=sm_80 -gencode arch=compute_90,code=sm_90 \
              -gencode arch=compute_90,code=compute_90 -Xcompiler -fPIC,-Wall
 endif
 
-.PHONY: all deps test test-asan test-cuda bench bench-cuda golden golden-deps clean
+ifneq ($(NCCL),1)
+TOOL_SRC := $(filter-out tools/comm_nccl.c,$(TOOL_SRC))
+TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
+endif
+
+.PHONY: all deps test test-asan test-cuda bench bench-cuda golden golden-deps clean demo
 all: $(BUILD)/libdeltatune.a $(BIN)
 
-DEB_PKGS := build-essential libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev
+DEB_PKGS := build-essential libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev \
+            libopenmpi-dev openmpi-bin
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS)
@@ -77,7 +100,21 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libdeltatune.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdeltatune.a $(LDLIBS)
 
-test: all $(TEST_BIN)
+# The quickstart's model generator (demo/make_demo_model.c); tests/test_docs.c runs the quickstart too.
+$(BUILD)/demo/make_demo_model: demo/make_demo_model.c $(BUILD)/libdeltatune.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdeltatune.a $(LDLIBS)
+
+demo: all $(BUILD)/demo/make_demo_model
+	@sh demo/run.sh
+
+# The data-parallel benchmark drives the trainer's communication layer, which lives with the tools.
+DIST_OBJ := $(filter $(BUILD)/tools/comm%.o $(BUILD)/tools/train_dist.o,$(TOOL_OBJ))
+$(BUILD)/bench/bench_dist_step: bench/bench_dist_step.c $(DIST_OBJ) $(BUILD)/libdeltatune.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(DIST_OBJ) $(BUILD)/libdeltatune.a $(LDLIBS)
+
+test: all $(TEST_BIN) $(BUILD)/demo/make_demo_model
 	@sh tests/run_tests.sh $(BUILD)/tests
 
 # The corrupt-file and parser tests again under AddressSanitizer + UBSan, in a separate build folder.

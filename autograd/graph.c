@@ -1,5 +1,6 @@
 #include "autograd/graph.h"
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
 
 int dt_graph_init(dt_ctx *ctx, dt_graph *g, const dt_backend *be, size_t arena_bytes) {
@@ -27,11 +28,13 @@ void dt_graph_free(dt_graph *g) {
     memset(g, 0, sizeof *g);
 }
 
+static void pool_trim(dt_graph *g);
+
 void dt_graph_reset(dt_graph *g) {
     dt_arena_reset(&g->arena);
     dt_arena_reset(&g->host);
     g->n_nodes = 0;
-    for (int i = 0; i < g->n_blocks; i++) g->blocks[i].used = false;
+    pool_trim(g);
     g->failed = false;
     g->dropout_calls = 0;
 }
@@ -83,11 +86,32 @@ dt_node *dt_graph_record(dt_graph *g, dt_backward_fn fn, dt_tensor *out, size_t 
     return n;
 }
 
-// Takes an unused block of exactly this size from the pool, or adds one. Shapes repeat layer after
-// layer, so after the first step every request is served from the pool.
+// The gradient pool. Requests are rounded up to a size class (four per power of two, so at most 25%
+// is wasted) and served by the smallest free block that is large enough, so a step with shorter
+// sequences reuses the blocks of a longer one instead of adding blocks of new exact sizes. A block
+// that no step used for DT_POOL_IDLE_STEPS resets is freed (pool_trim), so when lengths vary the pool
+// holds only what recent steps needed and its lookup scans a bounded number of blocks.
+enum { DT_POOL_IDLE_STEPS = 2 };
+
+static size_t pool_class(size_t bytes) {
+    if (bytes <= 256) return 256;
+    int top = 63 - __builtin_clzll((unsigned long long)(bytes - 1)); // bytes - 1 < 2^(top+1)
+    size_t step = (size_t)1 << (top - 2);                            // a quarter of 2^top
+    return (bytes + step - 1) / step * step; // no overflow: bytes < 2^63 fits a class below 2^64
+}
+
 static float *pool_take(dt_graph *g, size_t bytes) {
+    if (bytes > SIZE_MAX / 2) return fail_oom(g, bytes);
+    size_t want = pool_class(bytes);
+    int best = -1;
     for (int i = 0; i < g->n_blocks; i++)
-        if (!g->blocks[i].used && g->blocks[i].bytes == bytes) { g->blocks[i].used = true; return g->blocks[i].p; }
+        if (!g->blocks[i].used && g->blocks[i].bytes >= want && (best < 0 || g->blocks[i].bytes < g->blocks[best].bytes))
+            best = i;
+    if (best >= 0) {
+        g->blocks[best].used = true;
+        g->blocks[best].idle = 0;
+        return g->blocks[best].p;
+    }
     if (g->n_blocks == g->cap_blocks) {
         int cap = g->cap_blocks ? 2 * g->cap_blocks : 32;
         dt_grad_block *b = realloc(g->blocks, (size_t)cap * sizeof *b);
@@ -95,15 +119,33 @@ static float *pool_take(dt_graph *g, size_t bytes) {
         g->blocks = b;
         g->cap_blocks = cap;
     }
-    float *p = g->be->alloc(g->be, bytes);
-    if (!p) return fail_oom(g, bytes);
-    g->blocks[g->n_blocks++] = (dt_grad_block){p, bytes, true};
+    float *p = g->be->alloc(g->be, want);
+    if (!p) return fail_oom(g, want);
+    g->blocks[g->n_blocks++] = (dt_grad_block){p, want, true, 0};
+    g->pool_bytes += want;
     return p;
 }
 
 static void pool_give(dt_graph *g, float *p) {
     for (int i = 0; i < g->n_blocks; i++)
         if (g->blocks[i].p == p) { g->blocks[i].used = false; return; }
+}
+
+// At a step boundary: every block becomes free, and blocks idle for DT_POOL_IDLE_STEPS steps go back.
+static void pool_trim(dt_graph *g) {
+    int kept = 0;
+    for (int i = 0; i < g->n_blocks; i++) {
+        dt_grad_block b = g->blocks[i];
+        if (!b.used && b.idle + 1 >= DT_POOL_IDLE_STEPS) {
+            g->be->free(g->be, b.p);
+            g->pool_bytes -= b.bytes;
+            continue;
+        }
+        b.idle = b.used ? 0 : b.idle + 1;
+        b.used = false;
+        g->blocks[kept++] = b;
+    }
+    g->n_blocks = kept;
 }
 
 float *dt_graph_temp(dt_graph *g, size_t bytes) { return g->failed ? NULL : pool_take(g, bytes); }

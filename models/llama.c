@@ -100,17 +100,21 @@ int dt_llama_load_ex(dt_ctx *ctx, const char *path, const dt_backend *be, const 
     int rc = dt_weights_open(ctx, path, &m->cfg, &m->src);
     if (rc) { free(m); return rc; }
     const dt_model_config *c = &m->cfg;
-    if (c->head_dim > 512 || c->head_dim % 2)
-        { dt_llama_free(m); return dt_fail(ctx, DT_EINPUT, "%s: head_dim %d is not supported (even, at most 512)", path, c->head_dim); }
+    if (c->head_dim > 512 || c->head_dim % 2) { // the message reads the config, so it is written before the free
+        rc = dt_fail(ctx, DT_EINPUT, "%s: head_dim %d is not supported (even, at most 512)", path, c->head_dim);
+        dt_llama_free(m);
+        return rc;
+    }
     m->layers = calloc((size_t)c->num_layers, sizeof *m->layers);
     weight_spec *specs = calloc((size_t)c->num_layers * 16 + 8, sizeof *specs);
-    if (!m->layers || !specs) { free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
+    const dt_st_tensor **found = calloc((size_t)c->num_layers * 16 + 8, sizeof *found);
+    if (!m->layers || !specs || !found) { free(specs); free(found); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
     int n = weight_specs(m, specs);
     // First pass: check presence and shape, decide which tensors are used in place in the mapping.
     size_t bytes = (size_t)(c->head_dim / 2) * sizeof(float), params = 0;
     for (int i = 0; i < n; i++) {
         weight_spec *s = &specs[i];
-        const dt_st_tensor *t = dt_weights_find(m->src, s->name);
+        const dt_st_tensor *t = found[i] = dt_weights_find(m->src, s->name);
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
         params += (size_t)numel;
         const bool fits = t && t->ndim == s->ndim && t->shape[0] == s->shape[0] && (s->ndim == 1 || t->shape[1] == s->shape[1]);
@@ -135,6 +139,9 @@ int dt_llama_load_ex(dt_ctx *ctx, const char *path, const dt_backend *be, const 
             bytes += ((size_t)numel * sizeof(float) + 63) & ~(size_t)63;
         }
     }
+    rc = dt_weights_check_unused(ctx, m->src, found, n, c->tie_word_embeddings);
+    free(found);
+    if (rc) { free(specs); dt_llama_free(m); return rc; }
     m->block = be->alloc(be, bytes);
     m->block_bytes = bytes;
     if (!m->block) { free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "cannot allocate %zu bytes for weights", bytes); }

@@ -3,6 +3,7 @@
 // (a GGUF's quantized ones as DT_ST_BLOCK views, see gguf_model.h).
 #ifndef DT_WEIGHTS_H
 #define DT_WEIGHTS_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "autograd/context.h"
@@ -25,6 +26,11 @@ const struct dt_gguf_model *dt_weights_gguf(const dt_weights *w);
 // RoPE factors stored with the weights (a GGUF's rope_freqs.weight: head_dim/2 divisors of the
 // frequencies, llama.cpp's form of llama3 scaling), or NULL.
 const float *dt_weights_rope_factors(const dt_weights *w);
+// DT_EINPUT naming the source's tensors that are not in used[0..n_used) (pointers from dt_weights_find):
+// a config that declares fewer layers than the files hold must not train on part of the model. Ignored,
+// as transformers ignores them: RoPE's cached "rotary_emb.inv_freq" buffers, and lm_head.weight when
+// the config ties the output to the embedding.
+int dt_weights_check_unused(dt_ctx *ctx, const dt_weights *w, const dt_st_tensor *const *used, int n_used, bool tied);
 // Shape-checked copies, like dt_st_read_f32 / dt_st_read_as.
 int dt_weights_read_f32(dt_ctx *ctx, const dt_weights *w, const char *name, float *dst, int ndim,
                         const int64_t *expect_shape);

@@ -1,8 +1,7 @@
-// deltatune merge --model DIR --adapter DIR[:weight] [--adapter ...] --out OUT [--dtype f32|f16|bf16|same|Q]
-//                 [--format hf|gguf] [--tokenizer DIR]
-// Q: a ggml type (q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K) for a GGUF output; same: each tensor
-// re-quantized to its input type. Every re-quantized tensor's error is printed (RMS of the difference to
-// the exact merged weights, relative to their RMS), then the overall one.
+// deltatune merge --model PATH --adapter DIR[:weight] [--adapter ...] --out OUT [options: merge --help]
+// --dtype: f32/f16/bf16; for a GGUF output also a ggml type (q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K),
+// or same: each tensor re-quantized to its input type. Every re-quantized tensor's error is printed (RMS of
+// the difference to the exact merged weights, relative to their RMS), then the overall one.
 // Folds LoRA adapters into the base weights: W + sum_i weight_i * scale_i * B_i A_i. OUT is a new folder
 // (hf) or a .gguf file (gguf). With no adapter the model is only converted.
 #include <math.h>
@@ -11,16 +10,10 @@
 #include <string.h>
 #include "autograd/quant.h"
 #include "peft/merge.h"
+#include "tools/cli_opts.h"
 #include "tools/commands.h"
 
 #define MAX_ADAPTERS 64
-
-static int usage(void) {
-    fprintf(stderr, "usage: deltatune merge --model DIR --adapter DIR[:weight] [--adapter ...] --out OUT\n"
-                    "                       [--dtype f32|f16|bf16|same|q8_0|q4_0|q4_1|q5_0|q5_1|q4_K|q5_K|q6_K]\n"
-                    "                       [--format hf|gguf] [--tokenizer DIR]\n");
-    return 2;
-}
 
 // "DIR:0.5" -> (DIR, 0.5); a suffix that is not a whole number stays part of the folder name.
 static void parse_adapter(char *arg, dt_merge_adapter *a) {
@@ -37,37 +30,30 @@ static void parse_adapter(char *arg, dt_merge_adapter *a) {
 
 int cmd_merge(int argc, char **argv) {
     dt_merge_opts o = {.dtype = -1, .format = DT_MERGE_HF};
+    const char *adapters[MAX_ADAPTERS], *dtype = NULL, *format = "hf";
+    int n_ad = 0;
+    const dt_opt opts[] = {
+        DT_O_STR("--model", "PATH", "the base model (Hugging Face folder, or a .bin/.gguf/.safetensors file)", &o.model),
+        DT_O_LIST("--adapter", "DIR[:WEIGHT]", "a LoRA adapter to fold in, at WEIGHT (default 1)", adapters, &n_ad, MAX_ADAPTERS),
+        DT_O_STR("--out", "OUT", "a folder that must not exist yet (hf) or a .gguf file (gguf)", &o.out),
+        DT_O_CHOICE("--dtype", "f32|f16|bf16|same|q8_0|q4_0|q4_1|q5_0|q5_1|q4_K|q5_K|q6_K",
+                    "the merged weights' type (default: the base's); gguf: also a ggml type, or same: each tensor's own", &dtype),
+        DT_O_CHOICE("--format", "hf|gguf", "a Hugging Face folder (default) or one GGUF file", &format),
+        DT_O_STR("--tokenizer", "PATH", "gguf: the tokenizer folder to write into the file (default: the model's folder)", &o.tokenizer),
+    };
+    const dt_cli cli = {"merge", "--model PATH --adapter DIR[:WEIGHT] [--adapter ...] --out OUT [options]",
+                        "Folds LoRA adapters into the base weights: W + sum_i weight_i * scale_i * B_i A_i, tensor by tensor.\n"
+                        "With no adapter the model is only converted.",
+                        opts, (int)(sizeof opts / sizeof opts[0]), NULL};
+    int st = dt_cli_parse(&cli, argc, argv, NULL, NULL, 0);
+    if (st >= 0) return st;
+    if (!o.model || !o.out) return dt_cli_bad(&cli, "--model and --out are required");
     dt_merge_adapter ad[MAX_ADAPTERS];
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) { fprintf(stderr, "deltatune merge: unknown or incomplete option '%s'\n", a); return usage(); }
-        i++;
-        if (!strcmp(a, "--model")) o.model = v;
-        else if (!strcmp(a, "--out")) o.out = v;
-        else if (!strcmp(a, "--tokenizer")) o.tokenizer = v;
-        else if (!strcmp(a, "--adapter")) {
-            if (o.n_adapters == MAX_ADAPTERS) { fprintf(stderr, "deltatune merge: at most %d adapters\n", MAX_ADAPTERS); return 2; }
-            parse_adapter(v, &ad[o.n_adapters++]);
-        } else if (!strcmp(a, "--dtype")) {
-            if (!strcmp(v, "f32")) o.dtype = DT_F32;
-            else if (!strcmp(v, "f16")) o.dtype = DT_F16;
-            else if (!strcmp(v, "bf16")) o.dtype = DT_BF16;
-            else if (!strcmp(v, "same")) o.dtype = DT_MERGE_DTYPE_SAME;
-            else if (dt_quant_from_name(v) >= 0 && dt_quant_from_name(v) != DT_NF4 && dt_quant_from_name(v) != DT_FP4)
-                o.dtype = dt_quant_from_name(v);
-            else {
-                fprintf(stderr, "deltatune merge: --dtype '%s': expected f32, f16, bf16, same or a ggml type (q8_0, q4_0, "
-                                "q4_1, q5_0, q5_1, q4_K, q5_K, q6_K)\n", v);
-                return 2;
-            }
-        } else if (!strcmp(a, "--format")) {
-            if (!strcmp(v, "hf")) o.format = DT_MERGE_HF;
-            else if (!strcmp(v, "gguf")) o.format = DT_MERGE_GGUF;
-            else { fprintf(stderr, "deltatune merge: --format '%s': expected hf or gguf\n", v); return 2; }
-        } else { fprintf(stderr, "deltatune merge: unknown option '%s'\n", a); return usage(); }
-    }
-    if (!o.model || !o.out) return usage();
+    for (int i = 0; i < n_ad; i++) parse_adapter((char *)adapters[i], &ad[i]);
+    o.n_adapters = n_ad;
+    if (dtype) o.dtype = !strcmp(dtype, "f32") ? DT_F32 : !strcmp(dtype, "f16") ? DT_F16 : !strcmp(dtype, "bf16") ? DT_BF16
+                       : !strcmp(dtype, "same") ? DT_MERGE_DTYPE_SAME : dt_quant_from_name(dtype);
+    o.format = !strcmp(format, "gguf") ? DT_MERGE_GGUF : DT_MERGE_HF;
     o.adapters = ad;
     dt_merge_report report;
     o.report = &report;
