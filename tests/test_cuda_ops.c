@@ -13,6 +13,7 @@
 #include "autograd/cpu_kernels.h"
 #include "autograd/cuda/cuda_backend.h"
 #include "models/llama.h"
+#include "optim/optim.h"
 #include "peft/adapter.h"
 #include "tests/test_util.h"
 
@@ -382,6 +383,43 @@ static void test_error_report(void) {
     G->free(d);
 }
 
+// Three optimizer updates on the device against dt_optim_step from the same start: bit for bit (the
+// kernel repeats the CPU's operations without fused multiply-adds). AdamW with weight decay, SGD with
+// and without momentum.
+static void test_optim(dt_opt_kind kind, float momentum, const char *name) {
+    const int64_t n = 3000;
+    dt_optimizer cpu, gpu;
+    int rc = dt_optim_init(&ctx, &cpu, kind, (size_t)n, 0.9f, 0.999f, 1e-8f, 0.01f, momentum);
+    if (!rc) rc = dt_optim_init(&ctx, &gpu, kind, (size_t)n, 0.9f, 0.999f, 1e-8f, 0.01f, momentum);
+    if (rc) { TEST_FAIL(name, "%s", ctx.msg); return; }
+    const size_t states = kind == DT_OPT_ADAMW ? 2 * (size_t)n : momentum != 0.0f ? (size_t)n : 0;
+    float *p = rand_host(n, 1.0f), *dP = to_dev(p, (size_t)n * sizeof(float));
+    float *dS = states ? G->alloc(states * sizeof(float)) : NULL; // (states) zero, as dt_optim_init's
+    if (dS) G->zero(dS, states * sizeof(float));
+    for (int step = 0; step < 3; step++) {
+        float *g = rand_host(n, 0.1f), *dG = to_dev(g, (size_t)n * sizeof(float));
+        const float lr = 1e-2f / (float)(step + 1);
+        dt_optim_step(&cpu, p, g, lr);
+        gpu.step++;
+        dt_cuda_optim_step(G, &gpu, dP, dG, dS, lr);
+        free(g);
+        G->free(dG);
+    }
+    float *got = from_dev(dP, n);
+    TEST_CHECK(name, !memcmp(got, p, (size_t)n * sizeof(float)), "the parameters differ from the CPU's after 3 steps");
+    free(got);
+    if (states) {
+        float *st = from_dev(dS, (int64_t)states);
+        TEST_CHECK(name, !memcmp(st, cpu.state, states * sizeof(float)), "the optimizer state differs from the CPU's");
+        free(st);
+        G->free(dS);
+    }
+    free(p);
+    G->free(dP);
+    dt_optim_free(&cpu);
+    dt_optim_free(&gpu);
+}
+
 // One LoRA training step (forward + backward) of a small random Llama with packed sequences and LoRA
 // dropout, on the CPU and on the GPU from the same weights and adapter: loss and every LoRA gradient.
 // *grads: a malloc'd copy of the adapter's gradient block, *n its length.
@@ -484,6 +522,9 @@ int main(void) {
     test_xent(7, 1000);
     test_xent(5, 50000);
     test_sumsq();
+    test_optim(DT_OPT_ADAMW, 0.0f, "cuda_optim_adamw");
+    test_optim(DT_OPT_SGD, 0.9f, "cuda_optim_sgd_momentum");
+    test_optim(DT_OPT_SGD, 0.0f, "cuda_optim_sgd");
     test_llama_step();
     test_error_report();
     rc = dt_backend_cuda_check(&ctx);

@@ -19,6 +19,7 @@
 #include "peft/peft_io.h"
 #include "tools/loss_plot.h"
 #include "tools/train_data.h"
+#include "tools/train_device.h"
 
 typedef struct trainer {
     const dt_recipe *r;
@@ -27,6 +28,7 @@ typedef struct trainer {
     dt_adapter *a;
     dt_optimizer opt;
     dt_graph g;
+    dt_train_device dev; // the backend; the adapter and optimizer state in its memory
     dt_train_data data;
     dt_train_state st;
     int64_t total, warmup, steps_per_epoch;
@@ -152,7 +154,9 @@ static void progress(const trainer *t, const dt_train_hooks *h, double loss, dou
 static int save_checkpoint(dt_ctx *ctx, trainer *t) {
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/checkpoints/step-%lld", t->r->output_dir, (long long)t->st.step);
+    dt_train_device_to_host(&t->dev, t->a, &t->opt);
     int rc = dt_checkpoint_save(ctx, dir, t->a, t->m, &t->opt, &t->st);
+    dt_train_device_to_device(&t->dev, t->a, &t->opt);
     if (!rc) dt_checkpoint_prune(t->r->output_dir, t->r->train.keep_last_n_checkpoints);
     return rc;
 }
@@ -195,7 +199,7 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
     int64_t first = t->st.step;
     while (t->st.step < t->total && !rc) {
         double t0 = now();
-        dt_adapter_zero_grad(t->a);
+        dt_train_device_zero_grad(&t->dev, t->a);
         // The loss is averaged over every trained token of the accumulated batch, so count them first.
         int64_t targets = 0, tokens = 0;
         for (int k = 0; k < accum && !rc; k++) {
@@ -218,7 +222,7 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
             if (!rc) rc = dt_graph_backward(&t->g, out.loss, 1.0f);
             loss_sum += out.loss_sum;
         }
-        if (rc) break;
+        if ((rc = dt_train_device_check(ctx, &t->dev, rc, r->output_dir))) break;
         double loss = loss_sum / denom;
         if (!isfinite(loss)) {
             char last[4200] = "none";
@@ -227,10 +231,10 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
                          isnan(loss) ? "NaN" : "infinite", (long long)t->st.step + 1, last);
             break;
         }
-        double gnorm = dt_clip_grad_norm(t->a->grads, t->a->n_params, r->train.clip_grad_norm);
+        double gnorm = dt_train_device_clip(&t->dev, t->a, r->train.clip_grad_norm);
         double lr = dt_lr_at((dt_lr_kind)r->train.lr_scheduler.name, r->train.optimizer.lr, t->st.step, t->total,
                              t->warmup, r->train.lr_scheduler.min_lr_ratio);
-        dt_optim_step(&t->opt, t->a->params, t->a->grads, (float)lr);
+        dt_train_device_step(&t->dev, t->a, &t->opt, (float)lr);
         t->st.step++;
         double tps = (double)tokens / (now() - t0);
         add_point(&t->train_pts, &t->n_train_pts, &t->cap_train_pts, t->st.step, loss);
@@ -267,16 +271,16 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
 }
 
 int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
-    if (r->hardware.device == DT_DEV_CUDA)
-        return dt_fail(ctx, DT_EUNSUPPORTED, "%s: hardware.device: cuda: this build has no CUDA (build with make CUDA=1)", r->recipe_path);
-    if (r->hardware.dtype != DT_F32)
+    if (r->hardware.device == DT_DEV_CPU && r->hardware.dtype != DT_F32)
         dt_warn(ctx, "%s: hardware.dtype %s applies to GPU training; the CPU backend computes in f32", r->recipe_path,
                 dt_dtype_name(r->hardware.dtype));
     ctx->nthreads = r->hardware.threads;
     dt_ctx_apply_threads(ctx);
     trainer t = {0};
     t.r = r;
-    int rc = dt_llama_load(ctx, r->model.path, dt_backend_cpu(), &t.m);
+    int rc = dt_train_device_open(ctx, &t.dev, r);
+    if (rc) return rc;
+    rc = dt_train_device_check(ctx, &t.dev, dt_llama_load(ctx, r->model.path, t.dev.be, &t.m), r->output_dir);
     if (!rc && r->data.format != DT_FORMAT_TOKENS) rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
     else if (!rc && r->method.name == DT_METHOD_PROMPT_TUNING && r->method.init == DT_PT_INIT_TEXT)
         rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
@@ -294,8 +298,9 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     const dt_opt_kind ok = r->train.optimizer.name == DT_OPTIM_ADAMW ? DT_OPT_ADAMW : DT_OPT_SGD;
     rc = dt_optim_init(ctx, &t.opt, ok, t.a->n_params, (float)r->train.optimizer.betas[0], (float)r->train.optimizer.betas[1],
                        (float)r->train.optimizer.eps, (float)r->train.optimizer.weight_decay, (float)r->train.optimizer.momentum);
+    if (!rc) rc = dt_train_device_attach(ctx, &t.dev, t.a, &t.opt);
     if (!rc) rc = dt_graph_init(ctx, &t.g, t.m->be, 0);
-    if (rc) goto done;
+    if ((rc = dt_train_device_check(ctx, &t.dev, rc, r->output_dir))) goto done;
     t.g.training = true;
     t.g.checkpoint_layers = r->train.activation_checkpointing;
     t.st.data_seed = (uint64_t)r->train.seed;
@@ -305,7 +310,9 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
         char ck[4200];
         if (r->resume == DT_RESUME_PATH) snprintf(ck, sizeof ck, "%s", r->resume_path);
         if (r->resume == DT_RESUME_PATH || !dt_checkpoint_latest(r->output_dir, ck, sizeof ck)) {
+            dt_train_device_to_host(&t.dev, t.a, &t.opt);
             if ((rc = dt_checkpoint_load(ctx, ck, t.a, t.m, &t.opt, &t.st))) goto done;
+            dt_train_device_to_device(&t.dev, t.a, &t.opt);
             fprintf(stderr, "resuming from %s (step %lld)\n", ck, (long long)t.st.step);
         } else {
             fprintf(stderr, "resume: no checkpoint in %s/checkpoints; starting from the beginning\n", r->output_dir);
@@ -318,6 +325,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     snprintf(path, sizeof path, "%s/recipe.yaml", r->output_dir);
     if ((rc = dt_recipe_write(ctx, r, path))) goto done;
     rc = train_steps(ctx, &t, h);
+    dt_train_device_to_host(&t.dev, t.a, &t.opt);
     if (!rc) rc = dt_adapter_save(ctx, t.a, t.m, r->output_dir);
     if (!rc || rc == DT_EINTERRUPTED) {
         snprintf(path, sizeof path, "%s/loss.svg", r->output_dir);
@@ -332,6 +340,7 @@ done:
     free(t.val_pts);
     dt_train_data_close(&t.data);
     dt_graph_free(&t.g);
+    dt_train_device_close(&t.dev, t.a);
     dt_optim_free(&t.opt);
     dt_adapter_free(t.a);
     dt_tokenizer_free(t.tok);

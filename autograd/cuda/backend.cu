@@ -25,6 +25,17 @@ void dt_cuda_record(int code, const char *what, const char *file, int line, cons
 
 // ---- memory ----
 
+static void record_oom(dt_cuda_state *st, size_t bytes) {
+    size_t free_b = 0, total = 0;
+    if (cudaMemGetInfo(&free_b, &total) != cudaSuccess) { (void)cudaGetLastError(); free_b = total = 0; }
+    pthread_mutex_lock(&st->lock);
+    st->oom = true;
+    st->oom_asked = bytes;
+    st->oom_free = free_b;
+    st->oom_total = total;
+    pthread_mutex_unlock(&st->lock);
+}
+
 static void *cuda_alloc(size_t bytes) {
     dt_cuda_state *st = dt_cuda();
     void *p = NULL;
@@ -39,11 +50,25 @@ static void *cuda_alloc(size_t bytes) {
     }
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        // Out of memory is reported by the caller (the graph says which step allocation failed).
+        // Out of memory is reported by the caller (the graph says which step allocation failed); the
+        // sizes are kept for dt_backend_cuda_oom, so the message can say what was asked and what was free.
         if (e != cudaErrorMemoryAllocation) dt_cuda_ok_(e, "cudaMalloc", __FILE__, __LINE__);
+        else record_oom(st, bytes);
         return NULL;
     }
     return p;
+}
+
+bool dt_backend_cuda_oom(size_t *asked, size_t *free_b, size_t *total) {
+    dt_cuda_state *st = dt_cuda();
+    pthread_mutex_lock(&st->lock);
+    bool had = st->oom;
+    *asked = st->oom_asked;
+    *free_b = st->oom_free;
+    *total = st->oom_total;
+    st->oom = false;
+    pthread_mutex_unlock(&st->lock);
+    return had;
 }
 
 static void cuda_free(void *p) {

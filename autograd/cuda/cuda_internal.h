@@ -19,6 +19,8 @@ typedef struct dt_cuda_state {
     bool has_err;
     int err_code;          // dt_status of the first error
     char err[1024];        // the first error since the last dt_backend_cuda_check
+    bool oom;              // an allocation failed since the last dt_backend_cuda_oom (guarded by lock)
+    size_t oom_asked, oom_free, oom_total; // its size, and the device's free / total memory then
 } dt_cuda_state;
 
 // The instance; only valid after a successful dt_backend_cuda_init (the table is unreachable before).

@@ -15,6 +15,7 @@
 #include <barrier>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -136,6 +137,14 @@ template <class T> inline T __shfl_xor_sync(unsigned mask, T v, int o) {
     return (T)w.slot[lane ^ (unsigned)o];
 }
 
+// Explicitly rounded f32 arithmetic: the emulator is compiled with -ffp-contract=off, so plain operators
+// already round each operation.
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return sqrtf(a); }
+
 // ---- runtime ----
 inline const char *cudaGetErrorString(cudaError_t e) {
     switch (e) {
@@ -168,21 +177,56 @@ template <class K> inline cudaError_t cudaFuncSetAttribute(K k, cudaFuncAttribut
 inline cudaError_t cudaStreamCreate(cudaStream_t *s) { *s = (cudaStream_t)malloc(1); return cudaSuccess; }
 inline cudaError_t cudaStreamDestroy(cudaStream_t s) { free(s); return cudaSuccess; }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-inline cudaError_t cudaMalloc(void **p, size_t n) {
-    *p = malloc(n);
-    return *p ? cudaSuccess : emu::set_error(cudaErrorMemoryAllocation);
+// Device memory is counted, so out-of-memory paths can be exercised: EMU_DEVICE_MEM=bytes sets the
+// device's total (default 2 GiB) and cudaMalloc fails beyond it; EMU_MALLOC_FAIL_FROM=k makes the k-th
+// and every later cudaMalloc fail (memory taken by another process in the middle of a run).
+namespace emu {
+inline std::mutex mem_lock;
+inline std::map<void *, size_t> live; // device block -> size
+inline size_t live_bytes = 0, mallocs = 0;
+inline size_t env_size(const char *name, size_t dflt) {
+    const char *v = getenv(name);
+    return v && *v ? (size_t)strtoull(v, NULL, 10) : dflt;
 }
-inline cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
-inline cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t) { return cudaMalloc(p, n); }
-inline cudaError_t cudaFreeAsync(void *p, cudaStream_t) { free(p); return cudaSuccess; }
+inline size_t device_total() { return env_size("EMU_DEVICE_MEM", (size_t)2 << 30); }
+inline cudaError_t dev_alloc(void **p, size_t n, bool counted) {
+    std::lock_guard<std::mutex> g(mem_lock);
+    *p = nullptr;
+    if (counted) {
+        mallocs++;
+        size_t k = env_size("EMU_MALLOC_FAIL_FROM", 0);
+        if (k && mallocs >= k) return set_error(cudaErrorMemoryAllocation);
+    }
+    if (live_bytes + n > device_total()) return set_error(cudaErrorMemoryAllocation);
+    *p = malloc(n ? n : 1);
+    if (!*p) return set_error(cudaErrorMemoryAllocation);
+    live[*p] = n;
+    live_bytes += n;
+    return cudaSuccess;
+}
+inline void dev_free(void *p) {
+    if (!p) return;
+    std::lock_guard<std::mutex> g(mem_lock);
+    auto it = live.find(p);
+    if (it == live.end()) abort(); // not a device pointer: a bug the real runtime would also reject
+    live_bytes -= it->second;
+    live.erase(it);
+    free(p);
+}
+} // namespace emu
+inline cudaError_t cudaMalloc(void **p, size_t n) { return emu::dev_alloc(p, n, true); }
+inline cudaError_t cudaFree(void *p) { emu::dev_free(p); return cudaSuccess; }
+inline cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t) { return emu::dev_alloc(p, n, false); }
+inline cudaError_t cudaFreeAsync(void *p, cudaStream_t) { emu::dev_free(p); return cudaSuccess; }
 inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) {
     memcpy(d, s, n);
     return cudaSuccess;
 }
 inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { memset(p, v, n); return cudaSuccess; }
 inline cudaError_t cudaMemGetInfo(size_t *f, size_t *t) {
-    *f = (size_t)1 << 30;
-    *t = (size_t)2 << 30;
+    std::lock_guard<std::mutex> g(emu::mem_lock);
+    *t = emu::device_total();
+    *f = *t - emu::live_bytes;
     return cudaSuccess;
 }
 inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *p, int) { *p = nullptr; return cudaSuccess; }
