@@ -1,4 +1,5 @@
 // deltatune eval --model DIR [--adapter DIR] --data FILE [--format F] [--tokenizer DIR] [--max-seq-len N] [--json]
+//                [--device cpu|cuda]
 // Mean loss over the trained tokens of a data file (same formats and masking as training) and its
 // perplexity. The mean is over tokens, not examples, as Hugging Face's loss over one long batch.
 #include <math.h>
@@ -6,11 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 #include "datasets/dataset.h"
+#include "peft/adapter_device.h"
 #include "peft/peft_io.h"
+#include "tools/cli_device.h"
 #include "tools/commands.h"
 
 int cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *adapter = NULL, *data = NULL, *format = "auto", *tokdir = NULL;
+    const char *model = NULL, *adapter = NULL, *data = NULL, *format = "auto", *tokdir = NULL, *device = NULL;
     int64_t max_len = 0;
     bool json = false;
     for (int i = 1; i < argc; i++) {
@@ -23,9 +26,11 @@ int cmd_eval(int argc, char **argv) {
         else if (!strcmp(a, "--tokenizer") && has) tokdir = argv[++i];
         else if (!strcmp(a, "--max-seq-len") && has) max_len = atoll(argv[++i]);
         else if (!strcmp(a, "--json")) json = true;
+        else if (!strcmp(a, "--device") && has) device = argv[++i];
         else {
             fprintf(stderr, "deltatune eval: unknown or incomplete option '%s'\n"
-                            "usage: deltatune eval --model DIR [--adapter DIR] --data FILE [--format F] [--tokenizer DIR] [--max-seq-len N] [--json]\n", a);
+                            "usage: deltatune eval --model DIR [--adapter DIR] --data FILE [--format F] [--tokenizer DIR] [--max-seq-len N] [--json]\n"
+                            "                      [--device cpu|cuda]\n", a);
             return 2;
         }
     }
@@ -38,8 +43,12 @@ int cmd_eval(int argc, char **argv) {
     dt_tokenizer *tok = NULL;
     dt_dataset *ds = NULL;
     dt_graph g = {0};
-    int rc = dt_llama_load(&ctx, model, dt_backend_cpu(), &m);
+    dt_adapter_dev dev = {0};
+    const dt_backend *be = NULL;
+    int rc = dt_cli_backend(&ctx, device, &be);
+    if (!rc) rc = dt_cli_backend_check(&ctx, be, dt_llama_load(&ctx, model, be, &m));
     if (!rc && adapter) rc = dt_adapter_load(&ctx, adapter, m, &ad);
+    if (!rc && ad) rc = dt_cli_backend_check(&ctx, be, dt_adapter_dev_attach(&ctx, &dev, ad, be));
     if (!rc && strcmp(format, "tokens")) rc = dt_tokenizer_load(&ctx, tokdir ? tokdir : model, &tok);
     dt_dataset_opts o = {format, "auto", false, false, max_len};
     if (!rc) rc = dt_dataset_load(&ctx, (const char *const[]){data}, 1, tok, &o, &ds);
@@ -57,6 +66,7 @@ int cmd_eval(int argc, char **argv) {
         sum += out.loss_sum;
         n += out.n_targets;
     }
+    if (be) rc = dt_cli_backend_check(&ctx, be, rc);
     if (!rc && n == 0) rc = dt_fail(&ctx, DT_EINPUT, "%s: no trained tokens to evaluate", data);
     if (!rc) {
         double loss = sum / (double)n;
@@ -66,6 +76,7 @@ int cmd_eval(int argc, char **argv) {
     dt_graph_free(&g);
     dt_dataset_free(ds);
     dt_tokenizer_free(tok);
+    dt_adapter_dev_release(&dev, ad);
     dt_adapter_free(ad);
     dt_llama_free(m);
     return rc ? dt_cli_fail("eval", &ctx, rc) : 0;
