@@ -40,7 +40,7 @@ NVFLAGS   ?= -O2 -std=c++17 -I. -MMD -MP -gencode arch=compute_80,code=sm_80 -ge
              -gencode arch=compute_90,code=compute_90 -Xcompiler -fPIC,-Wall
 endif
 
-.PHONY: all deps test test-asan test-cuda bench bench-cuda golden golden-deps clean
+.PHONY: all deps test test-asan test-cuda bench bench-cuda golden golden-deps clean demo
 all: $(BUILD)/libdeltatune.a $(BIN)
 
 DEB_PKGS := build-essential libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev
@@ -77,7 +77,15 @@ $(BUILD)/bench/%: bench/%.c $(BUILD)/libdeltatune.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdeltatune.a $(LDLIBS)
 
-test: all $(TEST_BIN)
+# The quickstart's model generator (demo/make_demo_model.c); tests/test_docs.c runs the quickstart too.
+$(BUILD)/demo/make_demo_model: demo/make_demo_model.c $(BUILD)/libdeltatune.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdeltatune.a $(LDLIBS)
+
+demo: all $(BUILD)/demo/make_demo_model
+	@sh demo/run.sh
+
+test: all $(TEST_BIN) $(BUILD)/demo/make_demo_model
 	@sh tests/run_tests.sh $(BUILD)/tests
 
 # The corrupt-file and parser tests again under AddressSanitizer + UBSan, in a separate build folder.

@@ -1,5 +1,6 @@
 #include "autograd/arena.h"
 #include <stdlib.h>
+#include "autograd/backend.h"
 
 #define ALIGN 64
 #define MIN_CHUNK ((size_t)16 << 20)
@@ -7,7 +8,7 @@
 static dt_arena_chunk *chunk_new(dt_arena *a, size_t cap) {
     dt_arena_chunk *c = malloc(sizeof *c);
     if (!c) return NULL;
-    c->base = cap ? a->alloc(cap) : NULL;
+    c->base = cap ? (a->be ? a->be->alloc(a->be, cap) : malloc(cap)) : NULL;
     if (cap && !c->base) { free(c); return NULL; }
     c->cap = cap;
     c->used = 0;
@@ -16,13 +17,13 @@ static dt_arena_chunk *chunk_new(dt_arena *a, size_t cap) {
 }
 
 static void chunk_free(dt_arena *a, dt_arena_chunk *c) {
-    if (c->base) a->free(c->base);
+    if (c->base && a->be) a->be->free(a->be, c->base);
+    else free(c->base);
     free(c);
 }
 
-int dt_arena_init(dt_arena *a, size_t cap, void *(*alloc)(size_t), void (*free_fn)(void *)) {
-    a->alloc = alloc;
-    a->free = free_fn;
+int dt_arena_init(dt_arena *a, size_t cap, const struct dt_backend *be) {
+    a->be = be;
     a->in_use = a->peak = 0;
     a->grow = MIN_CHUNK;
     a->first = a->head = chunk_new(a, cap);

@@ -18,12 +18,12 @@ typedef struct dt_arena {
     size_t in_use;          // bytes handed out since the last reset
     size_t peak;            // high-water mark over all steps
     size_t grow;            // size of extra chunks when full
-    void *(*alloc)(size_t); // device allocator (host malloc for the CPU backend)
-    void (*free)(void *);
+    const struct dt_backend *be; // the device allocator's backend; NULL: host malloc
 } dt_arena;
 
-// cap: initial capacity (may be 0: the first step sizes it).
-int dt_arena_init(dt_arena *a, size_t cap, void *(*alloc)(size_t), void (*free_fn)(void *));
+struct dt_backend;
+// cap: initial capacity (may be 0: the first step sizes it). be: whose memory (NULL: host malloc).
+int dt_arena_init(dt_arena *a, size_t cap, const struct dt_backend *be);
 // 64-byte aligned; NULL only when the device allocator fails.
 void *dt_arena_alloc(dt_arena *a, size_t bytes);
 void dt_arena_reset(dt_arena *a);

@@ -8,6 +8,18 @@
 void dt_cpu_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 void dt_cpu_embedding_fwd(float *out, const int32_t *ids, int64_t n, const float *table, int64_t D);
+// The frozen-linear entry (autograd/cpu_frozen.c): dispatch on W->dtype, and the generic
+// panel-widening reference path every faster kernel for a storage type is tested against.
+struct dt_tensor;
+size_t dt_cpu_frozen_scratch_bytes(const struct dt_tensor *W, int64_t N);
+void dt_cpu_frozen_fwd(float *y, bool acc, const float *x, int64_t N, const struct dt_tensor *W, void *scratch);
+void dt_cpu_frozen_bwd(float *dx, bool acc, const float *dy, int64_t N, const struct dt_tensor *W, void *scratch);
+void dt_cpu_frozen_fwd_generic(float *y, bool acc, const float *x, int64_t N, const struct dt_tensor *W,
+                               float *scratch);
+void dt_cpu_frozen_bwd_generic(float *dx, bool acc, const float *dy, int64_t N, const struct dt_tensor *W,
+                               float *scratch);
+// out (n, D) = rows ids[i] of table (V, D) of any storage type
+void dt_cpu_embedding_rows(float *out, const int32_t *ids, int64_t n, const struct dt_tensor *table);
 void dt_cpu_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps);
 void dt_cpu_rmsnorm_apply(float *y, const float *x, const float *rstd, const float *w, int64_t N, int64_t D);
 void dt_cpu_rmsnorm_bwd(float *dx, bool acc, const float *dy, const float *x, const float *w, const float *rstd,

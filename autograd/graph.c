@@ -1,18 +1,16 @@
 #include "autograd/graph.h"
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
-
-static void *host_alloc(size_t n) { return malloc(n); }
-static void host_free(void *p) { free(p); }
 
 int dt_graph_init(dt_ctx *ctx, dt_graph *g, const dt_backend *be, size_t arena_bytes) {
     memset(g, 0, sizeof *g);
     g->ctx = ctx;
     g->be = be;
     g->grad_enabled = true;
-    if (dt_arena_init(&g->arena, arena_bytes, be->alloc, be->free))
+    if (dt_arena_init(&g->arena, arena_bytes, be))
         return dt_fail(ctx, DT_ENOMEM, "cannot allocate a %zu-byte activation arena", arena_bytes);
-    if (dt_arena_init(&g->host, (size_t)1 << 20, host_alloc, host_free)) {
+    if (dt_arena_init(&g->host, (size_t)1 << 20, NULL)) {
         dt_arena_free(&g->arena);
         return dt_fail(ctx, DT_ENOMEM, "cannot allocate the tape's host arena");
     }
@@ -23,18 +21,20 @@ void dt_graph_free(dt_graph *g) {
     if (!g->be) return;
     dt_arena_free(&g->arena);
     dt_arena_free(&g->host);
-    for (int i = 0; i < g->n_blocks; i++) g->be->free(g->blocks[i].p);
-    if (g->attn_scratch) g->be->free(g->attn_scratch);
+    for (int i = 0; i < g->n_blocks; i++) g->be->free(g->be, g->blocks[i].p);
+    if (g->attn_scratch) g->be->free(g->be, g->attn_scratch);
     free(g->blocks);
     free(g->nodes);
     memset(g, 0, sizeof *g);
 }
 
+static void pool_trim(dt_graph *g);
+
 void dt_graph_reset(dt_graph *g) {
     dt_arena_reset(&g->arena);
     dt_arena_reset(&g->host);
     g->n_nodes = 0;
-    for (int i = 0; i < g->n_blocks; i++) g->blocks[i].used = false;
+    pool_trim(g);
     g->failed = false;
     g->dropout_calls = 0;
 }
@@ -86,11 +86,32 @@ dt_node *dt_graph_record(dt_graph *g, dt_backward_fn fn, dt_tensor *out, size_t 
     return n;
 }
 
-// Takes an unused block of exactly this size from the pool, or adds one. Shapes repeat layer after
-// layer, so after the first step every request is served from the pool.
+// The gradient pool. Requests are rounded up to a size class (four per power of two, so at most 25%
+// is wasted) and served by the smallest free block that is large enough, so a step with shorter
+// sequences reuses the blocks of a longer one instead of adding blocks of new exact sizes. A block
+// that no step used for DT_POOL_IDLE_STEPS resets is freed (pool_trim), so when lengths vary the pool
+// holds only what recent steps needed and its lookup scans a bounded number of blocks.
+enum { DT_POOL_IDLE_STEPS = 2 };
+
+static size_t pool_class(size_t bytes) {
+    if (bytes <= 256) return 256;
+    int top = 63 - __builtin_clzll((unsigned long long)(bytes - 1)); // bytes - 1 < 2^(top+1)
+    size_t step = (size_t)1 << (top - 2);                            // a quarter of 2^top
+    return (bytes + step - 1) / step * step; // no overflow: bytes < 2^63 fits a class below 2^64
+}
+
 static float *pool_take(dt_graph *g, size_t bytes) {
+    if (bytes > SIZE_MAX / 2) return fail_oom(g, bytes);
+    size_t want = pool_class(bytes);
+    int best = -1;
     for (int i = 0; i < g->n_blocks; i++)
-        if (!g->blocks[i].used && g->blocks[i].bytes == bytes) { g->blocks[i].used = true; return g->blocks[i].p; }
+        if (!g->blocks[i].used && g->blocks[i].bytes >= want && (best < 0 || g->blocks[i].bytes < g->blocks[best].bytes))
+            best = i;
+    if (best >= 0) {
+        g->blocks[best].used = true;
+        g->blocks[best].idle = 0;
+        return g->blocks[best].p;
+    }
     if (g->n_blocks == g->cap_blocks) {
         int cap = g->cap_blocks ? 2 * g->cap_blocks : 32;
         dt_grad_block *b = realloc(g->blocks, (size_t)cap * sizeof *b);
@@ -98,15 +119,33 @@ static float *pool_take(dt_graph *g, size_t bytes) {
         g->blocks = b;
         g->cap_blocks = cap;
     }
-    float *p = g->be->alloc(bytes);
-    if (!p) return fail_oom(g, bytes);
-    g->blocks[g->n_blocks++] = (dt_grad_block){p, bytes, true};
+    float *p = g->be->alloc(g->be, want);
+    if (!p) return fail_oom(g, want);
+    g->blocks[g->n_blocks++] = (dt_grad_block){p, want, true, 0};
+    g->pool_bytes += want;
     return p;
 }
 
 static void pool_give(dt_graph *g, float *p) {
     for (int i = 0; i < g->n_blocks; i++)
         if (g->blocks[i].p == p) { g->blocks[i].used = false; return; }
+}
+
+// At a step boundary: every block becomes free, and blocks idle for DT_POOL_IDLE_STEPS steps go back.
+static void pool_trim(dt_graph *g) {
+    int kept = 0;
+    for (int i = 0; i < g->n_blocks; i++) {
+        dt_grad_block b = g->blocks[i];
+        if (!b.used && b.idle + 1 >= DT_POOL_IDLE_STEPS) {
+            g->be->free(g->be, b.p);
+            g->pool_bytes -= b.bytes;
+            continue;
+        }
+        b.idle = b.used ? 0 : b.idle + 1;
+        b.used = false;
+        g->blocks[kept++] = b;
+    }
+    g->n_blocks = kept;
 }
 
 float *dt_graph_temp(dt_graph *g, size_t bytes) { return g->failed ? NULL : pool_take(g, bytes); }
@@ -123,7 +162,7 @@ int dt_graph_backward(dt_graph *g, dt_tensor *loss, float seed) {
     if (g->failed) return DT_ENOMEM;
     float *one = dt_graph_scratch(g, sizeof(float));
     if (!one) return DT_ENOMEM;
-    g->be->upload(one, &seed, sizeof seed);
+    g->be->upload(g->be, one, &seed, sizeof seed);
     return dt_graph_backward_from(g, loss, one);
 }
 
@@ -135,7 +174,7 @@ int dt_graph_backward_from(dt_graph *g, dt_tensor *t, const float *dy) {
     bool fresh;
     float *gt = dt_graph_grad(g, t, &fresh);
     if (!gt) return DT_ENOMEM;
-    g->be->axpy(gt, !fresh, 1.0f, dy, dt_numel(t));
+    g->be->axpy(g->be, gt, !fresh, 1.0f, dy, dt_numel(t));
     return dt_graph_run_backward(g, 0, g->n_nodes);
 }
 
@@ -173,7 +212,7 @@ static void checkpoint_bwd(dt_graph *g, dt_node *n) {
     bool fresh;
     float *gy = dt_graph_grad(g, y, &fresh);
     if (!gy) return;
-    g->be->axpy(gy, !fresh, 1.0f, n->out->grad, dt_numel(y));
+    g->be->axpy(g->be, gy, !fresh, 1.0f, n->out->grad, dt_numel(y));
     if (dt_graph_run_backward(g, n0, g->n_nodes)) return;
     if (y->grad) { pool_give(g, y->grad); y->grad = NULL; }
     g->n_nodes = n0;
@@ -196,11 +235,11 @@ dt_tensor *dt_checkpoint(dt_graph *g, dt_checkpoint_fn fn, const void *arg, dt_t
     memcpy(shape, y->shape, sizeof shape);
     float *keep = dt_graph_temp(g, bytes); // the output survives the release through a pool block
     if (!keep) return NULL;
-    g->be->axpy(keep, false, 1.0f, dt_f32(y), (int64_t)(bytes / sizeof(float)));
+    g->be->axpy(g->be, keep, false, 1.0f, dt_f32(y), (int64_t)(bytes / sizeof(float)));
     dt_arena_release(&g->arena, dm);
     dt_arena_release(&g->host, hm);
     dt_tensor *out = dt_graph_tensor(g, ndim, shape);
-    if (out) g->be->axpy(dt_f32(out), false, 1.0f, keep, (int64_t)(bytes / sizeof(float)));
+    if (out) g->be->axpy(g->be, dt_f32(out), false, 1.0f, keep, (int64_t)(bytes / sizeof(float)));
     dt_graph_temp_release(g, keep);
     if (!out) return NULL;
     dt_node *n = dt_graph_record(g, checkpoint_bwd, out, sizeof(ckpt_saved));

@@ -3,8 +3,9 @@
 // gradient, so nothing is computed or kept for paths that never reach a trainable tensor.
 //
 // Memory: op outputs and saved values come from the step arena (reset each step). Gradients of
-// activations come from a pool of blocks recycled by size: a node's output gradient is returned to the
-// pool as soon as that node's backward has run, so the backward holds only the live gradients.
+// activations come from a pool of blocks recycled by size class: a node's output gradient is returned to
+// the pool as soon as that node's backward has run, so the backward holds only the live gradients; blocks
+// no recent step used are freed, so the pool stays bounded when sequence lengths vary.
 #ifndef DT_GRAPH_H
 #define DT_GRAPH_H
 #include <stdbool.h>
@@ -25,7 +26,8 @@ struct dt_node {
     void *saved;         // op-specific record, in the arena
 };
 
-typedef struct dt_grad_block { float *p; size_t bytes; bool used; } dt_grad_block;
+// A pool block: `used` during this step; `idle` counts the step resets since it was last used.
+typedef struct dt_grad_block { float *p; size_t bytes; bool used; int idle; } dt_grad_block;
 
 struct dt_graph {
     dt_ctx *ctx;
@@ -36,6 +38,7 @@ struct dt_graph {
     int n_nodes, cap_nodes;
     dt_grad_block *blocks;    // gradient pool (device memory, kept across steps)
     int n_blocks, cap_blocks;
+    size_t pool_bytes;        // sum of the pool's block sizes (bounded; see pool_take in graph.c)
     bool grad_enabled;        // false: ops record nothing (evaluation, generation)
     bool training;            // dropout active
     bool checkpoint_layers;   // models wrap each layer in dt_checkpoint (activation checkpointing)
@@ -48,7 +51,8 @@ struct dt_graph {
 
 int dt_graph_init(dt_ctx *ctx, dt_graph *g, const dt_backend *be, size_t arena_bytes);
 void dt_graph_free(dt_graph *g);
-// Starts a step: rewinds the arena and the tape, returns all gradient blocks to the pool.
+// Starts a step: rewinds the arena and the tape, returns all gradient blocks to the pool and frees the
+// blocks that the last DT_POOL_IDLE_STEPS steps did not use.
 void dt_graph_reset(dt_graph *g);
 
 // A new activation tensor (f32, in the arena) or NULL with g->failed set.

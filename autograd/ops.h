@@ -16,6 +16,12 @@ typedef struct dt_lora_ref {
     const struct dt_lora_ref *next; // further adapters on the same module: used by generation only
 } dt_lora_ref;
 
+// The backend's frozen-linear entry (backend.h) with its scratch taken from the step arena: every op
+// that meets a frozen weight of any storage type goes through these. Return 0, or -1 when the graph
+// failed. y (N, out) = x (N, in) W^T (+ y when acc); dx (N, in) = dy (N, out) W (+ dx when acc).
+int dt_frozen_fwd(dt_graph *g, float *y, bool acc, const float *x, int64_t N, const dt_tensor *W);
+int dt_frozen_bwd(dt_graph *g, float *dx, bool acc, const float *dy, int64_t N, const dt_tensor *W);
+
 // Copies n host int32 values into the step arena.
 int32_t *dt_graph_ints(dt_graph *g, const int32_t *host, int64_t n);
 

@@ -8,14 +8,14 @@ static bool needs_grad(const dt_graph *g, const dt_tensor *a, const dt_tensor *b
 
 int32_t *dt_graph_ints(dt_graph *g, const int32_t *host, int64_t n) {
     int32_t *d = dt_graph_scratch(g, (size_t)n * sizeof(int32_t));
-    if (d) g->be->upload(d, host, (size_t)n * sizeof(int32_t));
+    if (d) g->be->upload(g->be, d, host, (size_t)n * sizeof(int32_t));
     return d;
 }
 
 dt_tensor *dt_embedding(dt_graph *g, const int32_t *ids, int64_t B, int64_t T, const dt_tensor *table) {
     int64_t D = table->shape[1];
     dt_tensor *y = dt_graph_tensor(g, 3, (int64_t[]){B, T, D}); // (B, T, D)
-    if (y) g->be->embedding_fwd(dt_f32(y), ids, B * T, dt_f32(table), D);
+    if (y) g->be->embedding_fwd(g->be, dt_f32(y), ids, B * T, table);
     return y; // the table is frozen: no node
 }
 
@@ -28,12 +28,12 @@ static void prompt_concat_bwd(dt_graph *g, dt_node *n) {
     bool fresh;
     if (s->prompt->requires_grad) {
         float *dp = dt_graph_grad(g, s->prompt, &fresh); // (P, D): the sum over the batch
-        for (int64_t b = 0; b < B; b++) g->be->axpy(dp, !(fresh && b == 0), 1.0f, dy + b * Tn * D, P * D);
+        for (int64_t b = 0; b < B; b++) g->be->axpy(g->be, dp, !(fresh && b == 0), 1.0f, dy + b * Tn * D, P * D);
     }
     if (s->x->requires_grad) {
         float *dx = dt_graph_grad(g, s->x, &fresh); // (B, T, D)
         for (int64_t b = 0; b < B; b++)
-            g->be->axpy(dx + b * (Tn - P) * D, !fresh, 1.0f, dy + (b * Tn + P) * D, (Tn - P) * D);
+            g->be->axpy(g->be, dx + b * (Tn - P) * D, !fresh, 1.0f, dy + (b * Tn + P) * D, (Tn - P) * D);
     }
 }
 
@@ -43,8 +43,8 @@ dt_tensor *dt_prompt_concat(dt_graph *g, dt_tensor *prompt, dt_tensor *x) {
     dt_tensor *y = dt_graph_tensor(g, 3, (int64_t[]){B, P + T, D}); // (B, P + T, D)
     if (!y) return NULL;
     for (int64_t b = 0; b < B; b++) {
-        g->be->axpy(dt_f32(y) + b * (P + T) * D, false, 1.0f, dt_f32(prompt), P * D);
-        g->be->axpy(dt_f32(y) + (b * (P + T) + P) * D, false, 1.0f, dt_f32(x) + b * T * D, T * D);
+        g->be->axpy(g->be, dt_f32(y) + b * (P + T) * D, false, 1.0f, dt_f32(prompt), P * D);
+        g->be->axpy(g->be, dt_f32(y) + (b * (P + T) + P) * D, false, 1.0f, dt_f32(x) + b * T * D, T * D);
     }
     if (needs_grad(g, prompt, x)) {
         dt_node *n = dt_graph_record(g, prompt_concat_bwd, y, sizeof(concat_saved));
@@ -60,15 +60,15 @@ static void add_bwd(dt_graph *g, dt_node *n) {
     pair_saved *s = n->saved;
     int64_t N = dt_numel(n->out);
     bool fresh;
-    if (s->a->requires_grad) { float *d = dt_graph_grad(g, s->a, &fresh); g->be->axpy(d, !fresh, 1.0f, n->out->grad, N); }
-    if (s->b->requires_grad) { float *d = dt_graph_grad(g, s->b, &fresh); g->be->axpy(d, !fresh, 1.0f, n->out->grad, N); }
+    if (s->a->requires_grad) { float *d = dt_graph_grad(g, s->a, &fresh); g->be->axpy(g->be, d, !fresh, 1.0f, n->out->grad, N); }
+    if (s->b->requires_grad) { float *d = dt_graph_grad(g, s->b, &fresh); g->be->axpy(g->be, d, !fresh, 1.0f, n->out->grad, N); }
 }
 
 dt_tensor *dt_add(dt_graph *g, dt_tensor *a, dt_tensor *b) {
     if (!a || !b) return NULL;
     dt_tensor *y = dt_graph_tensor(g, a->ndim, a->shape);
     if (!y) return NULL;
-    g->be->add(dt_f32(y), dt_f32(a), dt_f32(b), dt_numel(a));
+    g->be->add(g->be, dt_f32(y), dt_f32(a), dt_f32(b), dt_numel(a));
     if (needs_grad(g, a, b)) {
         dt_node *n = dt_graph_record(g, add_bwd, y, sizeof(pair_saved));
         if (!n) return NULL;
@@ -81,15 +81,15 @@ static void mul_bwd(dt_graph *g, dt_node *n) {
     pair_saved *s = n->saved;
     int64_t N = dt_numel(n->out);
     bool fresh;
-    if (s->a->requires_grad) { float *d = dt_graph_grad(g, s->a, &fresh); g->be->mul(d, !fresh, n->out->grad, dt_f32(s->b), N); }
-    if (s->b->requires_grad) { float *d = dt_graph_grad(g, s->b, &fresh); g->be->mul(d, !fresh, n->out->grad, dt_f32(s->a), N); }
+    if (s->a->requires_grad) { float *d = dt_graph_grad(g, s->a, &fresh); g->be->mul(g->be, d, !fresh, n->out->grad, dt_f32(s->b), N); }
+    if (s->b->requires_grad) { float *d = dt_graph_grad(g, s->b, &fresh); g->be->mul(g->be, d, !fresh, n->out->grad, dt_f32(s->a), N); }
 }
 
 dt_tensor *dt_mul(dt_graph *g, dt_tensor *a, dt_tensor *b) {
     if (!a || !b) return NULL;
     dt_tensor *y = dt_graph_tensor(g, a->ndim, a->shape);
     if (!y) return NULL;
-    g->be->mul(dt_f32(y), false, dt_f32(a), dt_f32(b), dt_numel(a));
+    g->be->mul(g->be, dt_f32(y), false, dt_f32(a), dt_f32(b), dt_numel(a));
     if (needs_grad(g, a, b)) {
         dt_node *n = dt_graph_record(g, mul_bwd, y, sizeof(pair_saved));
         if (!n) return NULL;
@@ -110,7 +110,7 @@ static void dropout_bwd(dt_graph *g, dt_node *n) {
     dropout_saved *s = n->saved;
     bool fresh;
     float *dx = dt_graph_grad(g, s->x, &fresh);
-    g->be->dropout(dx, !fresh, n->out->grad, dt_numel(s->x), s->p, s->seed);
+    g->be->dropout(g->be, dx, !fresh, n->out->grad, dt_numel(s->x), s->p, s->seed);
 }
 
 dt_tensor *dt_dropout(dt_graph *g, dt_tensor *x, float p) {
@@ -119,7 +119,7 @@ dt_tensor *dt_dropout(dt_graph *g, dt_tensor *x, float p) {
     dt_tensor *y = dt_graph_tensor(g, x->ndim, x->shape);
     if (!y) return NULL;
     uint64_t seed = dt_graph_next_dropout_seed(g);
-    g->be->dropout(dt_f32(y), false, dt_f32(x), dt_numel(x), p, seed);
+    g->be->dropout(g->be, dt_f32(y), false, dt_f32(x), dt_numel(x), p, seed);
     if (needs_grad(g, x, NULL)) {
         dt_node *n = dt_graph_record(g, dropout_bwd, y, sizeof(dropout_saved));
         if (!n) return NULL;

@@ -15,12 +15,33 @@ typedef struct {
     uint64_t seed; // dropout mask seed, 0 when no dropout
 } lora_state;
 
-// y (N, out) = [y +] x W^T + bias: the frozen part.
-static void frozen_fwd(const dt_backend *be, const float *x, int64_t N, const dt_tensor *W, const dt_tensor *bias,
-                       float *y, bool acc) {
-    int64_t in = W->shape[1], out = W->shape[0];
-    be->gemm(false, true, N, out, in, 1.0f, x, in, dt_f32(W), in, acc ? 1.0f : 0.0f, y, out);
-    if (bias) be->add_bias(y, dt_f32(bias), N, out);
+// The frozen-linear entry with scratch from the step arena (see ops.h).
+int dt_frozen_fwd(dt_graph *g, float *y, bool acc, const float *x, int64_t N, const dt_tensor *W) {
+    const dt_backend *be = g->be;
+    size_t sb = be->frozen_scratch_bytes(be, W, N);
+    float *scratch = sb ? dt_graph_temp(g, sb) : NULL;
+    if (sb && !scratch) return -1;
+    be->frozen_fwd(be, y, acc, x, N, W, scratch);
+    dt_graph_temp_release(g, scratch);
+    return 0;
+}
+
+int dt_frozen_bwd(dt_graph *g, float *dx, bool acc, const float *dy, int64_t N, const dt_tensor *W) {
+    const dt_backend *be = g->be;
+    size_t sb = be->frozen_scratch_bytes(be, W, N);
+    float *scratch = sb ? dt_graph_temp(g, sb) : NULL;
+    if (sb && !scratch) return -1;
+    be->frozen_bwd(be, dx, acc, dy, N, W, scratch);
+    dt_graph_temp_release(g, scratch);
+    return 0;
+}
+
+// y (N, out) = [y +] x W^T + bias: the frozen part. Returns 0, or -1 when the graph failed.
+static int frozen_fwd(dt_graph *g, const float *x, int64_t N, const dt_tensor *W, const dt_tensor *bias, float *y,
+                      bool acc) {
+    if (dt_frozen_fwd(g, y, acc, x, N, W)) return -1;
+    if (bias) g->be->add_bias(g->be, y, dt_f32(bias), N, W->shape[0]);
+    return 0;
 }
 
 // y (N, out) += scale h B^T: the adapter's second half.
@@ -45,13 +66,13 @@ static int lora_fwd_A(dt_graph *g, const float *x, int64_t N, const dt_lora_ref 
         tmp = dt_graph_temp(g, (size_t)N * in * sizeof(float)); // (N, in)
         if (!tmp) return -1;
         ls->seed = dt_graph_next_dropout_seed(g);
-        be->dropout(tmp, false, x, N * in, l->dropout, ls->seed);
+        be->dropout(be, tmp, false, x, N * in, l->dropout, ls->seed);
         xd = tmp;
     }
     ls->h = dt_graph_scratch(g, (size_t)N * r * sizeof(float)); // (N, r)
     ls->ldh = r;
     if (!ls->h) return -1;
-    be->gemm(false, true, N, r, in, 1.0f, xd, in, dt_f32(l->A), in, 0.0f, ls->h, r);
+    be->gemm(be, false, true, N, r, in, 1.0f, xd, in, dt_f32(l->A), in, 0.0f, ls->h, r);
     dt_graph_temp_release(g, tmp);
     return 0;
 }
@@ -59,8 +80,8 @@ static int lora_fwd_A(dt_graph *g, const float *x, int64_t N, const dt_lora_ref 
 // y (N, out) = [y +] x W^T + bias + LoRA. Returns 0, or -1 when the graph failed.
 static int linear_fwd_core(dt_graph *g, const float *x, int64_t N, const dt_tensor *W, const dt_tensor *bias,
                            const dt_lora_ref *lora, float *y, bool acc, lora_state *ls) {
-    frozen_fwd(g->be, x, N, W, bias, y, acc);
     *ls = (lora_state){0};
+    if (frozen_fwd(g, x, N, W, bias, y, acc)) return -1;
     if (!lora) return 0;
     if (lora_fwd_A(g, x, N, lora, ls)) return -1;
     lora_fwd_B(g->be, lora, ls, N, y);
@@ -79,14 +100,14 @@ static void lora_bwd_B(const dt_backend *be, const dt_lora_ref *l, const lora_st
 static void linear_bwd_core(dt_graph *g, const float *x, int64_t N, const dt_tensor *W, const dt_lora_ref *l,
                             const lora_state *ls, const float *dy, float *dx, bool dx_fresh) {
     const dt_backend *be = g->be;
-    int64_t in = W->shape[1], out = W->shape[0];
-    if (dx) be->gemm(false, false, N, in, out, 1.0f, dy, out, dt_f32(W), in, dx_fresh ? 0.0f : 1.0f, dx, in);
+    int64_t in = W->shape[1];
+    if (dx && dt_frozen_bwd(g, dx, !dx_fresh, dy, N, W)) return;
     if (!l) return;
     int64_t r = l->A->shape[0];
     float *dh = dt_graph_temp(g, (size_t)N * r * sizeof(float)); // (N, r)
     float *xd = ls->seed ? dt_graph_temp(g, (size_t)N * in * sizeof(float)) : NULL; // (N, in)
     if (!dh || (ls->seed && !xd)) return;
-    if (ls->seed) be->dropout(xd, false, x, N * in, l->dropout, ls->seed);
+    if (ls->seed) be->dropout(be, xd, false, x, N * in, l->dropout, ls->seed);
     lora_bwd_B(be, l, ls, N, dy, dh, r);
     // dA (r, in) += dh^T dropout(x)
     dt_gemm_args dA = {true, false, r, in, N, 1.0f, dh, r, ls->seed ? xd : x, in, 1.0f, l->A->grad, in};
@@ -95,8 +116,8 @@ static void linear_bwd_core(dt_graph *g, const float *x, int64_t N, const dt_ten
     } else {
         dt_gemm_one(be, &dA);
         if (dx) { // d(dropout(x)) = dh A into xd (after dA has read it), then back through the same mask
-            be->gemm(false, false, N, in, r, 1.0f, dh, r, dt_f32(l->A), in, 0.0f, xd, in);
-            be->dropout(dx, true, xd, N * in, l->dropout, ls->seed);
+            be->gemm(be, false, false, N, in, r, 1.0f, dh, r, dt_f32(l->A), in, 0.0f, xd, in);
+            be->dropout(be, dx, true, xd, N * in, l->dropout, ls->seed);
         }
     }
     dt_graph_temp_release(g, xd);
@@ -120,7 +141,7 @@ static void residual_bwd(dt_graph *g, dt_tensor *y, dt_tensor *residual) {
         y->grad = NULL;
         return;
     }
-    g->be->axpy(residual->grad, true, 1.0f, y->grad, dt_numel(residual));
+    g->be->axpy(g->be, residual->grad, true, 1.0f, y->grad, dt_numel(residual));
 }
 
 typedef struct {
@@ -147,7 +168,7 @@ dt_tensor *dt_linear_add(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt
     int64_t in = W->shape[1], N = dt_numel(x) / in;
     dt_tensor *y = out_like(g, x, W->shape[0]); // (..., out)
     if (!y) return NULL;
-    if (residual) g->be->axpy(dt_f32(y), false, 1.0f, dt_f32(residual), dt_numel(y));
+    if (residual) g->be->axpy(g->be, dt_f32(y), false, 1.0f, dt_f32(residual), dt_numel(y));
     lora_state ls;
     if (linear_fwd_core(g, dt_f32(x), N, W, bias, lora, dt_f32(y), residual != NULL, &ls)) return NULL;
     if (g->grad_enabled && (x->requires_grad || lora || (residual && residual->requires_grad))) {
@@ -178,12 +199,12 @@ static void swiglu_linear_bwd(dt_graph *g, dt_node *n) {
     float *h = dt_graph_temp(g, bytes);  // (N, I): silu(gate) * up, recomputed
     float *dh = dt_graph_temp(g, bytes); // (N, I)
     if (!h || !dh) return;
-    be->swiglu_fwd(h, dt_f32(s->gate), dt_f32(s->up), N * I);
+    be->swiglu_fwd(be, h, dt_f32(s->gate), dt_f32(s->up), N * I);
     linear_bwd_core(g, h, N, s->W, s->lora, &s->ls, n->out->grad, dh, true);
     bool fg = false, fu = false;
     float *dg = s->gate->requires_grad ? dt_graph_grad(g, s->gate, &fg) : NULL;
     float *du = s->up->requires_grad ? dt_graph_grad(g, s->up, &fu) : NULL;
-    if (!g->failed) be->swiglu_bwd(dg, du, !fg, !fu, dh, dt_f32(s->gate), dt_f32(s->up), N * I);
+    if (!g->failed) be->swiglu_bwd(be, dg, du, !fg, !fu, dh, dt_f32(s->gate), dt_f32(s->up), N * I);
     dt_graph_temp_release(g, dh);
     dt_graph_temp_release(g, h);
     residual_bwd(g, n->out, s->residual);
@@ -196,8 +217,8 @@ dt_tensor *dt_swiglu_linear(dt_graph *g, dt_tensor *gate, dt_tensor *up, const d
     dt_tensor *y = out_like(g, gate, W->shape[0]); // (..., out)
     float *h = dt_graph_temp(g, (size_t)N * I * sizeof(float)); // (N, I), released before returning
     if (!y || !h) return NULL;
-    g->be->swiglu_fwd(h, dt_f32(gate), dt_f32(up), N * I);
-    if (residual) g->be->axpy(dt_f32(y), false, 1.0f, dt_f32(residual), dt_numel(y));
+    g->be->swiglu_fwd(g->be, h, dt_f32(gate), dt_f32(up), N * I);
+    if (residual) g->be->axpy(g->be, dt_f32(y), false, 1.0f, dt_f32(residual), dt_numel(y));
     lora_state ls;
     int rc = linear_fwd_core(g, h, N, W, NULL, lora, dt_f32(y), residual != NULL, &ls);
     dt_graph_temp_release(g, h);
@@ -247,7 +268,7 @@ static void norm_linears_bwd(dt_graph *g, dt_node *nd) {
     size_t bytes = (size_t)N * D * sizeof(float);
     float *xn = dt_graph_temp(g, bytes), *dxn = dt_graph_temp(g, bytes); // (N, D) each
     if (!xn || !dxn) return;
-    be->rmsnorm_apply(xn, dt_f32(s->x), s->rstd, dt_f32(s->norm_w), N, D); // the forward's values, bit for bit
+    be->rmsnorm_apply(be, xn, dt_f32(s->x), s->rstd, dt_f32(s->norm_w), N, D); // the forward's values, bit for bit
     bool fresh = true, want_dx = s->x->requires_grad;
     if (s->stacked) {
         // dH (N, R): the per-adapter dh side by side; then dA and dx once for the stacked A.
@@ -256,13 +277,12 @@ static void norm_linears_bwd(dt_graph *g, dt_node *nd) {
         if (!dH) return;
         bool all_reached = true; // a projection that did not reach the loss has dh = 0
         for (int i = 0; i < s->n; i++) all_reached &= s->out[i]->grad != NULL;
-        if (!all_reached) be->zero(dH, (size_t)N * R * sizeof(float));
+        if (!all_reached) be->zero(be, dH, (size_t)N * R * sizeof(float));
         for (int i = 0, off = 0; i < s->n; off += (int)s->lora[i]->A->shape[0], i++) {
             const float *dy = s->out[i]->grad;
             if (!dy) continue;
             if (want_dx) {
-                int64_t out = s->W[i]->shape[0];
-                be->gemm(false, false, N, D, out, 1.0f, dy, out, dt_f32(s->W[i]), D, fresh ? 0.0f : 1.0f, dxn, D);
+                if (dt_frozen_bwd(g, dxn, !fresh, dy, N, s->W[i])) return;
                 fresh = false;
             }
             lora_bwd_B(be, s->lora[i], &s->ls[i], N, dy, dH + off, R);
@@ -287,7 +307,7 @@ static void norm_linears_bwd(dt_graph *g, dt_node *nd) {
     if (want_dx && !fresh) {
         bool fx;
         float *dx = dt_graph_grad(g, s->x, &fx);
-        if (dx) be->rmsnorm_bwd(dx, !fx, dxn, dt_f32(s->x), dt_f32(s->norm_w), s->rstd, N, D);
+        if (dx) be->rmsnorm_bwd(be, dx, !fx, dxn, dt_f32(s->x), dt_f32(s->norm_w), s->rstd, N, D);
     }
     dt_graph_temp_release(g, dxn);
     dt_graph_temp_release(g, xn);
@@ -300,7 +320,7 @@ int dt_norm_linears(dt_graph *g, dt_tensor *x, const dt_tensor *norm_w, float ep
     float *rstd = dt_graph_scratch(g, (size_t)N * sizeof(float));       // (N), kept
     float *xn = dt_graph_temp(g, (size_t)N * D * sizeof(float));        // (N, D), released below
     if (!rstd || !xn) return -1;
-    g->be->rmsnorm_fwd(xn, rstd, dt_f32(x), dt_f32(norm_w), N, D, eps);
+    g->be->rmsnorm_fwd(g->be, xn, rstd, dt_f32(x), dt_f32(norm_w), N, D, eps);
     norm_linears_saved sv = {x, norm_w, rstd, n, false, 0, {0}, {0}, {{0}}, {0}};
     sv.stack_rows = stacked_rank(g, n, lora);
     sv.stacked = sv.stack_rows > 0;
@@ -308,7 +328,7 @@ int dt_norm_linears(dt_graph *g, dt_tensor *x, const dt_tensor *norm_w, float ep
     if (sv.stacked) {
         H = dt_graph_scratch(g, (size_t)N * sv.stack_rows * sizeof(float));
         if (!H) { dt_graph_temp_release(g, xn); return -1; }
-        g->be->gemm(false, true, N, sv.stack_rows, D, 1.0f, xn, D, dt_f32(lora[0]->A), D, 0.0f, H, sv.stack_rows);
+        g->be->gemm(g->be, false, true, N, sv.stack_rows, D, 1.0f, xn, D, dt_f32(lora[0]->A), D, 0.0f, H, sv.stack_rows);
     }
     bool record = g->grad_enabled && x->requires_grad;
     for (int i = 0, off = 0; i < n; i++) {
@@ -316,7 +336,7 @@ int dt_norm_linears(dt_graph *g, dt_tensor *x, const dt_tensor *norm_w, float ep
         out[i] = out_like(g, x, W[i]->shape[0]);
         int rc = !out[i];
         if (!rc && sv.stacked) { // the adapters' h B^T come after the loop, in pairs
-            frozen_fwd(g->be, xn, N, W[i], bias ? bias[i] : NULL, dt_f32(out[i]), false);
+            rc = frozen_fwd(g, xn, N, W[i], bias ? bias[i] : NULL, dt_f32(out[i]), false);
             sv.ls[i] = (lora_state){H + off, sv.stack_rows, 0};
             off += (int)l->A->shape[0];
         } else if (!rc) {

@@ -12,10 +12,10 @@ typedef struct { dt_tensor *x; float *dx; } xent_saved;
 static void xent_bwd(dt_graph *g, dt_node *n) {
     xent_saved *s = n->saved;
     float seed;
-    g->be->download(&seed, n->out->grad, sizeof seed); // d(total loss)/d(this loss)
+    g->be->download(g->be, &seed, n->out->grad, sizeof seed); // d(total loss)/d(this loss)
     bool fresh;
     float *dx = dt_graph_grad(g, s->x, &fresh);
-    if (dx) g->be->axpy(dx, !fresh, seed, s->dx, dt_numel(s->x));
+    if (dx) g->be->axpy(g->be, dx, !fresh, seed, s->dx, dt_numel(s->x));
 }
 
 dt_tensor *dt_lm_head_xent(dt_graph *g, dt_tensor *x, const dt_tensor *W, const int32_t *targets, float denom,
@@ -34,14 +34,14 @@ dt_tensor *dt_lm_head_xent(dt_graph *g, dt_tensor *x, const dt_tensor *W, const 
     double total = 0;
     for (int64_t r0 = 0; r0 < N; r0 += rows) {
         int64_t nr = r0 + rows <= N ? rows : N - r0;
-        be->gemm(false, true, nr, V, D, 1.0f, dt_f32(x) + r0 * D, D, dt_f32(W), D, 0.0f, logits, V);
+        if (dt_frozen_fwd(g, logits, false, dt_f32(x) + r0 * D, nr, W)) return NULL;
         // The gradient of the mean loss wrt the logits is (softmax - onehot) / denom; the chunk's
         // logits are overwritten by it and turned into dx right away.
-        total += be->xent_rows(logits, targets + r0, nr, V, 1.0f / denom);
-        if (grad) be->gemm(false, false, nr, D, V, 1.0f, logits, V, dt_f32(W), D, 0.0f, dx + r0 * D, D);
+        total += be->xent_rows(be, logits, targets + r0, nr, V, 1.0f / denom);
+        if (grad && dt_frozen_bwd(g, dx + r0 * D, false, logits, nr, W)) return NULL;
     }
     float l = (float)(total / denom);
-    be->upload(dt_f32(loss), &l, sizeof l);
+    be->upload(be, dt_f32(loss), &l, sizeof l);
     if (loss_sum) *loss_sum = total;
     if (grad) {
         dt_node *n = dt_graph_record(g, xent_bwd, loss, sizeof(xent_saved));

@@ -1,12 +1,13 @@
 #include "autograd/tensor.h"
 #include <string.h>
+#include "autograd/dtype.h"
 
 size_t dt_dtype_size(dt_dtype t) {
     switch (t) {
     case DT_F32: case DT_I32: return 4;
     case DT_F16: case DT_BF16: return 2;
+    default: return 0;
     }
-    return 0;
 }
 
 const char *dt_dtype_name(dt_dtype t) {
@@ -15,8 +16,11 @@ const char *dt_dtype_name(dt_dtype t) {
     case DT_F16: return "F16";
     case DT_BF16: return "BF16";
     case DT_I32: return "I32";
+    default: {
+        const dt_type_traits *tr = dt_type_traits_of(t);
+        return tr ? tr->name : "?";
     }
-    return "?";
+    }
 }
 
 int64_t dt_numel(const dt_tensor *t) {
@@ -25,7 +29,11 @@ int64_t dt_numel(const dt_tensor *t) {
     return n;
 }
 
-size_t dt_nbytes(const dt_tensor *t) { return (size_t)dt_numel(t) * dt_dtype_size(t->dtype); }
+size_t dt_nbytes(const dt_tensor *t) {
+    if (t->ndim == 0) return dt_type_row_bytes(t->dtype, 1);
+    int64_t last = t->shape[t->ndim - 1];
+    return (size_t)(dt_numel(t) / (last ? last : 1)) * dt_type_row_bytes(t->dtype, last);
+}
 
 void dt_tensor_set(dt_tensor *t, dt_dtype dtype, void *data, int ndim, const int64_t *shape) {
     memset(t, 0, sizeof *t);
@@ -83,6 +91,11 @@ uint16_t dt_f32_to_f16(float f) {
 
 void dt_convert_to_f32(float *dst, const void *src, dt_dtype src_type, size_t n) {
     if (src_type == DT_F32) { memmove(dst, src, n * 4); return; }
+    if (src_type != DT_BF16 && src_type != DT_F16) { // block types: through their traits row
+        const dt_type_traits *tr = dt_type_traits_of(src_type);
+        if (tr && tr->to_f32) tr->to_f32(src, dst, (int64_t)n);
+        return;
+    }
     const uint16_t *s = src;
     if (src_type == DT_BF16) {
         #pragma omp parallel for if (n > 65536)
@@ -95,6 +108,11 @@ void dt_convert_to_f32(float *dst, const void *src, dt_dtype src_type, size_t n)
 
 void dt_convert_from_f32(void *dst, dt_dtype dst_type, const float *src, size_t n) {
     if (dst_type == DT_F32) { memmove(dst, src, n * 4); return; }
+    if (dst_type != DT_BF16 && dst_type != DT_F16) {
+        const dt_type_traits *tr = dt_type_traits_of(dst_type);
+        if (tr && tr->from_f32) tr->from_f32(src, dst, (int64_t)n);
+        return;
+    }
     uint16_t *d = dst;
     if (dst_type == DT_BF16) {
         #pragma omp parallel for if (n > 65536)

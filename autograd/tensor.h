@@ -1,12 +1,20 @@
 // Tensors: a view over memory owned elsewhere (a weight block, a memory-mapped file, an arena).
-// Contiguous, row-major, up to 4 dims. Compute is f32; f16/bf16 are storage types for frozen weights.
+// Contiguous, row-major, up to 4 dims. Compute is f32; the other float types are storage types for
+// frozen weights, described by one traits row each (autograd/dtype.h).
 #ifndef DT_TENSOR_H
 #define DT_TENSOR_H
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
-typedef enum { DT_F32 = 0, DT_F16 = 1, DT_BF16 = 2, DT_I32 = 3 } dt_dtype;
+// New storage types are appended before DT_DTYPE_COUNT, with their row in autograd/dtype.c.
+typedef enum {
+    DT_F32 = 0,
+    DT_F16 = 1,
+    DT_BF16 = 2,
+    DT_I32 = 3,
+    DT_DTYPE_COUNT
+} dt_dtype;
 typedef enum { DT_DEV_CPU = 0, DT_DEV_CUDA = 1 } dt_device;
 
 #define DT_MAX_DIMS 4
@@ -20,12 +28,14 @@ typedef struct dt_tensor {
     float *grad;          // same shape, f32; NULL until the backward pass needs it
     bool requires_grad;   // a trainable leaf, or an activation that depends on one
     const char *name;     // optional, for messages
+    const void *aux;      // per-tensor quantization state kept outside the blocks, or NULL
 } dt_tensor;
 
+// Bytes per element of a type stored element by element (f32, f16, bf16, i32); 0 for block types.
 size_t dt_dtype_size(dt_dtype t);
 const char *dt_dtype_name(dt_dtype t);
 int64_t dt_numel(const dt_tensor *t);
-size_t dt_nbytes(const dt_tensor *t);
+size_t dt_nbytes(const dt_tensor *t); // block types: whole rows of blocks (see dt_type_row_bytes)
 // Fills a tensor header (no allocation). Unused dims are 1.
 void dt_tensor_set(dt_tensor *t, dt_dtype dtype, void *data, int ndim, const int64_t *shape);
 static inline float *dt_f32(const dt_tensor *t) { return (float *)t->data; }

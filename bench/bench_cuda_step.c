@@ -75,10 +75,10 @@ static dt_model_config llama_3_2_1b(void) {
 // blocks laid out like the host ones, so the host blocks stay usable by the optimizer.
 static int adapter_to_device(dt_ctx *ctx, const dt_backend *be, dt_adapter *a, float **dparams, float **dgrads) {
     size_t bytes = a->n_params * sizeof(float);
-    *dparams = be->alloc(bytes);
-    *dgrads = be->alloc(bytes);
+    *dparams = be->alloc(be, bytes);
+    *dgrads = be->alloc(be, bytes);
     if (!*dparams || !*dgrads) return dt_fail(ctx, DT_ENOMEM, "cannot allocate %zu bytes for the adapter", 2 * bytes);
-    be->upload(*dparams, a->params, bytes);
+    be->upload(be, *dparams, a->params, bytes);
     for (int i = 0; i < a->n_tensors; i++) {
         dt_tensor *t = &a->tensors[i];
         size_t off = (size_t)((float *)t->data - a->params);
@@ -134,7 +134,7 @@ int main(int argc, char **argv) {
     for (int s = 0; s < warmup + args.steps; s++) {
         double t0 = now();
         dt_graph_reset(&g);
-        be->zero(dgrads, a->n_params * sizeof(float));
+        be->zero(be, dgrads, a->n_params * sizeof(float));
         dt_llama_out out;
         rc = dt_llama_forward(&ctx, &g, m, &a->view, &batch, 0, false, &out);
         peak = sample_mem(&ctx, peak);
@@ -143,10 +143,10 @@ int main(int argc, char **argv) {
         if (rc) { fprintf(stderr, "bench_cuda_step: step %d failed: %s\n", s, ctx.msg); return 1; }
         peak = sample_mem(&ctx, peak);
         double t1 = now();
-        be->download(a->grads, dgrads, a->n_params * sizeof(float));
+        be->download(be, a->grads, dgrads, a->n_params * sizeof(float));
         dt_optim_step(&opt, a->params, a->grads, 1e-4f);
-        be->upload(dparams, a->params, a->n_params * sizeof(float));
-        be->download(&loss, dt_f32(out.loss), sizeof loss);
+        be->upload(be, dparams, a->params, a->n_params * sizeof(float));
+        be->download(be, &loss, dt_f32(out.loss), sizeof loss);
         if (dt_backend_cuda_check(&ctx)) { fprintf(stderr, "bench_cuda_step: %s\n", ctx.msg); return 1; }
         double t2 = now();
         if (s >= warmup) { tps[s - warmup] = (double)(B * T) / (t2 - t0); opt_time += t2 - t1; }
@@ -173,8 +173,8 @@ int main(int argc, char **argv) {
     printf("  activation arena    %.2f GiB, last loss %.4f\n", dt_arena_capacity(&g.arena) / 1073741824.0, loss);
     dt_graph_free(&g);
     dt_optim_free(&opt);
-    be->free(dparams);
-    be->free(dgrads);
+    be->free(be, dparams);
+    be->free(be, dgrads);
     dt_adapter_free(a);
     dt_llama_free(m);
     free(ids); free(labels); free(tps);

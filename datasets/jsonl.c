@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <zlib.h>
 
 #define CHUNK (1 << 16)
@@ -21,6 +22,10 @@ struct dt_jsonl {
 
 int dt_jsonl_open(dt_ctx *ctx, const char *path, dt_jsonl **out) {
     *out = NULL;
+    // gzopen opens a folder and only its first read fails, which would look like an I/O error (exit 1).
+    struct stat sb;
+    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+        return dt_fail(ctx, DT_EINPUT, "%s: is a folder; expected a JSONL file (plain or .gz)", path);
     dt_jsonl *r = calloc(1, sizeof *r);
     if (!r) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     r->path = strdup(path);

@@ -96,7 +96,8 @@ static int split_file(dt_ctx *ctx, tk_js *js, hf_parts *hp) {
             rc = tk_js_skip(ctx, js);
         } else {
             json_t **slot = (json_t **)(void *)((char *)hp + PARTS[i].off);
-            json_decref(*slot);
+            json_decref(*slot); // a repeated member replaces the first, as in a JSON object
+            *slot = NULL;       // a failed load below leaves nothing for the cleanup to release again
             rc = load_span(ctx, js, PARTS[i].key, slot);
         }
     }
@@ -274,7 +275,7 @@ static int read_pattern(dt_ctx *ctx, const json_t *pat, const char *where, const
 }
 
 static int read_normalizer(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, const char *path, size_t *cap) {
-    if (json_is_null(j)) return DT_OK;
+    if (!j || json_is_null(j)) return DT_OK; // omitted means null, as in HF
     const char *type = jstr(j, "type");
     if (!type) return dt_fail(ctx, DT_EINPUT, "%s: normalizer without a \"type\"", path);
     if (!strcmp(type, "Sequence")) return read_each(ctx, tok, json_object_get(j, "normalizers"), path, cap, read_normalizer);
@@ -345,7 +346,7 @@ static int add_split(dt_ctx *ctx, dt_tokenizer *tok, size_t *cap, const char *pa
 static const char GPT2_RE[] = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
 
 static int read_pre(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, const char *path, size_t *cap) {
-    if (json_is_null(j)) return DT_OK;
+    if (!j || json_is_null(j)) return DT_OK; // omitted means null, as in HF
     const char *type = jstr(j, "type");
     if (!type) return dt_fail(ctx, DT_EINPUT, "%s: pre_tokenizer without a \"type\"", path);
     if (tok->byte_level && strcmp(type, "ByteLevel") && strcmp(type, "Sequence"))
@@ -402,7 +403,7 @@ static int read_pre(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, const char 
 }
 
 static int read_decoder(dt_ctx *ctx, dt_tokenizer *tok, const json_t *j, const char *path, size_t *cap) {
-    if (json_is_null(j)) return DT_OK;
+    if (!j || json_is_null(j)) return DT_OK; // omitted means null, as in HF
     tok->has_decoder = true;
     const char *type = jstr(j, "type");
     if (!type) return dt_fail(ctx, DT_EINPUT, "%s: decoder without a \"type\"", path);

@@ -30,7 +30,10 @@ int tk_regex_compile(dt_ctx *ctx, const char *pattern, size_t len, bool literal,
     }
     int err;
     PCRE2_SIZE at;
-    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP); // PCRE2 refuses LITERAL with UCP
+    // PCRE2 refuses LITERAL with UCP or NEVER_BACKSLASH_C. NEVER_BACKSLASH_C: \C matches one byte even
+    // in UTF mode, so a match could end inside a character; pieces, normalized text and the next regex's
+    // input (matched with PCRE2_NO_UTF_CHECK) must stay valid UTF-8, so a pattern using it is refused.
+    uint32_t opts = PCRE2_UTF | (literal ? PCRE2_LITERAL : PCRE2_UCP | PCRE2_NEVER_BACKSLASH_C);
     pcre2_code *re = pcre2_compile((PCRE2_SPTR)(pat.p ? pat.p : ""), pat.n, opts, &err, &at, NULL);
     tk_buf_free(&pat);
     if (!re) {

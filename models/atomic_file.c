@@ -1,27 +1,45 @@
 #include "models/atomic_file.h"
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
-// fsync of the folder makes the rename itself durable; a failure there is reported but the file is
-// already complete and in place.
+int dt_atomic_fsync_dir(dt_ctx *ctx, const char *dir) {
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd < 0) return dt_fail(ctx, DT_EIO, "%s: cannot open the folder: %s", dir, strerror(errno));
+    // EINVAL / EROFS: the file system cannot sync folders (some network and read-only mounts).
+    int rc = fsync(fd) != 0 && errno != EINVAL && errno != EROFS
+                 ? dt_fail(ctx, DT_EIO, "%s: fsync of the folder failed: %s", dir, strerror(errno))
+                 : DT_OK;
+    close(fd);
+    return rc;
+}
+
+// fsync of the folder holding path makes a rename into it durable.
 static int fsync_parent(dt_ctx *ctx, const char *path) {
-    const char *slash = strrchr(path, '/');
+    size_t n = strlen(path);
+    while (n > 1 && path[n - 1] == '/') n--; // "out/" names the folder out
+    const char *slash = memrchr(path, '/', n);
     char *dir = slash ? strndup(path, (size_t)(slash - path) + (slash == path)) : strdup(".");
     if (!dir) return dt_fail(ctx, DT_ENOMEM, "%s: out of memory", path);
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    int rc = DT_OK;
-    if (fd >= 0) {
-        if (fsync(fd) != 0 && errno != EINVAL && errno != EROFS)
-            rc = dt_fail(ctx, DT_EIO, "%s: fsync of folder '%s' failed: %s", path, dir, strerror(errno));
-        close(fd);
-    }
+    int rc = dt_atomic_fsync_dir(ctx, dir);
     free(dir);
     return rc;
+}
+
+int dt_atomic_commit_dir(dt_ctx *ctx, const char *tmp_dir, const char *dir) {
+    int rc = dt_atomic_fsync_dir(ctx, tmp_dir);
+    if (rc) return rc;
+    if (rename(tmp_dir, dir) != 0) {
+        int e = errno;
+        return dt_fail(ctx, e == EEXIST || e == ENOTEMPTY ? DT_EINPUT : DT_EIO,
+                       "%s: cannot rename the finished folder into place: %s", dir, strerror(e));
+    }
+    return fsync_parent(ctx, dir);
 }
 
 int dt_atomic_open(dt_ctx *ctx, const char *path, dt_atomic_file *f) {
@@ -72,31 +90,51 @@ int dt_atomic_append(dt_ctx *ctx, dt_atomic_file *f, const void *data, size_t n)
     return DT_OK;
 }
 
+int dt_atomic_stream(dt_ctx *ctx, dt_atomic_file *f) {
+    // A duplicate descriptor: the stream and f->fd are closed separately.
+    int fd = dup(f->fd);
+    if (fd < 0 || !(f->fp = fdopen(fd, "wb"))) {
+        if (fd >= 0) close(fd);
+        return dt_fail(ctx, DT_EIO, "%s: cannot open a stream on the temporary file: %s", f->path, strerror(errno));
+    }
+    setvbuf(f->fp, NULL, _IOFBF, 1 << 22);
+    return DT_OK;
+}
+
+// fsync, close, rename into place, fsync the folder; the first failure is the message.
+static int commit_fd(dt_ctx *ctx, dt_atomic_file *f) {
+    if (fsync(f->fd) != 0) return dt_fail(ctx, DT_EIO, "%s: fsync failed: %s", f->path, strerror(errno));
+    int fd = f->fd;
+    f->fd = -1;
+    if (close(fd) != 0) return dt_fail(ctx, DT_EIO, "%s: close failed: %s", f->path, strerror(errno));
+    if (rename(f->tmp_path, f->path) != 0) {
+        int e = errno;
+        return dt_fail(ctx, e == EISDIR || e == ENOTDIR || e == EACCES ? DT_EINPUT : DT_EIO,
+                       "%s: cannot rename the temporary file into place: %s", f->path, strerror(e));
+    }
+    free(f->tmp_path);
+    f->tmp_path = NULL; // renamed: nothing left to remove
+    return fsync_parent(ctx, f->path);
+}
+
 int dt_atomic_commit(dt_ctx *ctx, dt_atomic_file *f) {
     // Each failure formats its message before dt_atomic_abort frees f->path.
     int rc = DT_OK;
-    if (fsync(f->fd) != 0) {
-        rc = dt_fail(ctx, DT_EIO, "%s: fsync failed: %s", f->path, strerror(errno));
-    } else {
-        int fd = f->fd;
-        f->fd = -1;
-        if (close(fd) != 0) {
-            rc = dt_fail(ctx, DT_EIO, "%s: close failed: %s", f->path, strerror(errno));
-        } else if (rename(f->tmp_path, f->path) != 0) {
-            int e = errno;
-            rc = dt_fail(ctx, e == EISDIR || e == ENOTDIR || e == EACCES ? DT_EINPUT : DT_EIO,
-                         "%s: cannot rename the temporary file into place: %s", f->path, strerror(e));
-        } else {
-            free(f->tmp_path);
-            f->tmp_path = NULL; // renamed: nothing left to remove
-            rc = fsync_parent(ctx, f->path);
-        }
+    if (f->fp) { // the stream's buffered bytes first; a full disk shows up here
+        FILE *fp = f->fp;
+        f->fp = NULL;
+        errno = 0;
+        bool bad = ferror(fp) != 0;
+        if (fclose(fp) != 0 || bad) rc = dt_fail(ctx, DT_EIO, "%s: write failed: %s", f->path, strerror(errno ? errno : EIO));
     }
+    if (!rc) rc = commit_fd(ctx, f);
     dt_atomic_abort(f);
     return rc;
 }
 
 void dt_atomic_abort(dt_atomic_file *f) {
+    if (f->fp) fclose(f->fp);
+    f->fp = NULL;
     if (f->fd >= 0) close(f->fd);
     if (f->tmp_path) unlink(f->tmp_path);
     free(f->tmp_path);

@@ -271,6 +271,29 @@ int dt_config_validate(dt_ctx *ctx, const dt_model_config *c, const char *path) 
     for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++)
         if (pos[i].v <= 0)
             return dt_fail(ctx, DT_EINPUT, "%s: %s is %d, expected a positive integer", path, pos[i].key, pos[i].v);
+    // Bounds far above any real model (vocabularies ~2^18, widths ~2^14, ~2^7 layers) that keep every
+    // product of two dimensions, and the total byte count summed below, inside 64 bits.
+    const struct { const char *key; int v, max; } big[] = {
+        {"hidden_size", c->hidden_size, 1 << 20}, {"num_hidden_layers", c->num_layers, 1 << 16},
+        {"num_attention_heads", c->num_heads, 1 << 16}, {"num_key_value_heads", c->num_kv_heads, 1 << 16},
+        {"head_dim", c->head_dim, 1 << 16}, {"intermediate_size", c->intermediate_size, 1 << 22},
+        {"vocab_size", c->vocab_size, 1 << 24}, {"max_position_embeddings", c->max_position_embeddings, 1 << 30},
+    };
+    for (size_t i = 0; i < sizeof big / sizeof big[0]; i++)
+        if (big[i].v > big[i].max)
+            return dt_fail(ctx, DT_EINPUT, "%s: %s is %d, expected at most %d", path, big[i].key, big[i].v, big[i].max);
+    // The f32 weight bytes, overflow-checked: a config naming an absurd model fails here instead of
+    // making a later size computation wrap.
+    uint64_t D = (uint64_t)c->hidden_size, Q = (uint64_t)c->num_heads * (uint64_t)c->head_dim,
+             KV = (uint64_t)c->num_kv_heads * (uint64_t)c->head_dim, I = (uint64_t)c->intermediate_size;
+    uint64_t per_layer = 0, total = 0;
+    bool wrap = __builtin_mul_overflow(2 * D, Q + KV, &per_layer) || __builtin_add_overflow(per_layer, 3 * D * I, &per_layer) ||
+                __builtin_mul_overflow(per_layer + 4 * D + Q + 2 * KV + 2 * (uint64_t)c->head_dim, (uint64_t)c->num_layers, &total) ||
+                __builtin_add_overflow(total, 2 * (uint64_t)c->vocab_size * D + D, &total) || total > ((uint64_t)1 << 46);
+    if (wrap)
+        return dt_fail(ctx, DT_EINPUT, "%s: the sizes describe a model of more than 2^46 parameters (hidden_size %d, "
+                       "num_hidden_layers %d, intermediate_size %d, vocab_size %d); not a real model", path,
+                       c->hidden_size, c->num_layers, c->intermediate_size, c->vocab_size);
     if (c->num_heads % c->num_kv_heads)
         return dt_fail(ctx, DT_EINPUT, "%s: num_attention_heads (%d) is not a multiple of num_key_value_heads (%d)",
                        path, c->num_heads, c->num_kv_heads);

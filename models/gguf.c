@@ -475,7 +475,14 @@ const dt_gguf_tensor *dt_gguf_find_tensor(const dt_gguf_file *f, const char *nam
     return NULL;
 }
 
+// A value the getters can read: a number (not a string) at an index below the count. Anything else
+// reads as 0, so a key of an unexpected type or an empty array never reads past its data.
+static bool readable(const dt_gguf_kv *kv, uint64_t i) {
+    return kv->data && i < kv->n && dt_gguf_type_size(kv->arr_type) > 0;
+}
+
 int64_t dt_gguf_kv_int(const dt_gguf_kv *kv, uint64_t i) {
+    if (!readable(kv, i)) return 0;
     const uint8_t *p = (const uint8_t *)kv->data + i * dt_gguf_type_size(kv->arr_type);
     union { uint8_t u8; int8_t i8; uint16_t u16; int16_t i16; uint32_t u32; int32_t i32; uint64_t u64; int64_t i64; float f32; double f64; } v;
     memcpy(&v, p, dt_gguf_type_size(kv->arr_type));
@@ -495,6 +502,7 @@ int64_t dt_gguf_kv_int(const dt_gguf_kv *kv, uint64_t i) {
 }
 
 uint64_t dt_gguf_kv_uint(const dt_gguf_kv *kv, uint64_t i) {
+    if (!readable(kv, i)) return 0;
     if (kv->arr_type == DT_GGUF_U64) {
         uint64_t v;
         memcpy(&v, (const uint8_t *)kv->data + i * 8, 8);
@@ -504,6 +512,7 @@ uint64_t dt_gguf_kv_uint(const dt_gguf_kv *kv, uint64_t i) {
 }
 
 double dt_gguf_kv_float(const dt_gguf_kv *kv, uint64_t i) {
+    if (!readable(kv, i)) return 0;
     if (kv->arr_type == DT_GGUF_F32) {
         float v;
         memcpy(&v, (const uint8_t *)kv->data + i * 4, 4);

@@ -92,7 +92,8 @@ void dt_gguf_close(dt_gguf_file *f);
 int64_t dt_gguf_find_key(const dt_gguf_file *f, const char *key);
 const dt_gguf_tensor *dt_gguf_find_tensor(const dt_gguf_file *f, const char *name);
 
-// Element i of a numeric/bool value as integer or double (any integer/float type converts).
+// Element i of a numeric/bool value as integer or double (any integer/float type converts); 0 when
+// i >= kv->n or the key holds strings, so no caller can read past a value of an unexpected type.
 int64_t dt_gguf_kv_int(const dt_gguf_kv *kv, uint64_t i);
 uint64_t dt_gguf_kv_uint(const dt_gguf_kv *kv, uint64_t i);
 double dt_gguf_kv_float(const dt_gguf_kv *kv, uint64_t i);

@@ -1,6 +1,7 @@
 // GGUF v3 writer: keeps each key's value serialized in memory, writes the header once all tensors are
 // declared, then streams tensor data through a temp file that is renamed into place when complete.
 #include "models/gguf_write.h"
+#include "models/atomic_file.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <libgen.h>
@@ -27,8 +28,8 @@ typedef struct {
 
 struct dt_gguf_writer {
     char *path;
-    char *tmp_path;  // set once the temp file exists
-    FILE *fp;
+    dt_atomic_file af; // the temporary file (af.fp: its stream), open once begun until finished or failed
+    bool open;
     wkv *kvs;
     size_t n_kv, cap_kv;
     wtensor *tensors;
@@ -55,15 +56,13 @@ int dt_gguf_writer_new(dt_ctx *ctx, const char *path, dt_gguf_writer **out) {
 
 void dt_gguf_writer_free(dt_gguf_writer *w) {
     if (!w) return;
-    if (w->fp) fclose(w->fp);
-    if (w->tmp_path && !w->finished) unlink(w->tmp_path);
+    if (w->open) dt_atomic_abort(&w->af);
     for (size_t i = 0; i < w->n_kv; i++) {
         free(w->kvs[i].key);
         free(w->kvs[i].blob);
     }
     free(w->kvs);
     free(w->tensors);
-    free(w->tmp_path);
     free(w->path);
     free(w);
 }
@@ -290,16 +289,13 @@ int64_t dt_gguf_writer_n_tensors(const dt_gguf_writer *w) { return (int64_t)w->n
 static int io_fail(dt_ctx *ctx, dt_gguf_writer *w, const char *what) {
     int code = dt_fail(ctx, DT_EIO, "%s: %s: %s", w->path, what, strerror(errno ? errno : EIO));
     w->failed = true;
-    if (w->fp) fclose(w->fp);
-    w->fp = NULL;
-    if (w->tmp_path) unlink(w->tmp_path);
-    free(w->tmp_path);
-    w->tmp_path = NULL;
+    if (w->open) dt_atomic_abort(&w->af);
+    w->open = false;
     return code;
 }
 
 static int out(dt_ctx *ctx, dt_gguf_writer *w, const void *p, size_t n) {
-    if (n && fwrite(p, 1, n, w->fp) != n) return io_fail(ctx, w, "write failed");
+    if (n && fwrite(p, 1, n, w->af.fp) != n) return io_fail(ctx, w, "write failed");
     w->pos += n;
     return DT_OK;
 }
@@ -324,24 +320,13 @@ static int out_str(dt_ctx *ctx, dt_gguf_writer *w, const char *s) {
 }
 
 static int open_temp(dt_ctx *ctx, dt_gguf_writer *w) {
-    size_t n = strlen(w->path) + sizeof ".tmp.XXXXXX";
-    w->tmp_path = malloc(n);
-    if (!w->tmp_path) return dt_fail(ctx, DT_ENOMEM, "%s: out of memory", w->path);
-    snprintf(w->tmp_path, n, "%s.tmp.XXXXXX", w->path);
-    int fd = mkstemp(w->tmp_path);
-    if (fd < 0) {
-        int code = dt_fail(ctx, DT_EIO, "%s: cannot create a temporary file beside it: %s", w->path, strerror(errno));
-        free(w->tmp_path);
-        w->tmp_path = NULL;
+    int st = dt_atomic_open(ctx, w->path, &w->af);
+    if (!st && (st = dt_atomic_stream(ctx, &w->af))) dt_atomic_abort(&w->af);
+    if (st) {
         w->failed = true;
-        return code;
+        return st;
     }
-    // mkstemp creates the file 0600; a model file is for sharing, so give it the usual 0644.
-    if (fchmod(fd, 0644) != 0 || !(w->fp = fdopen(fd, "wb"))) {
-        close(fd);
-        return io_fail(ctx, w, "cannot open the temporary file");
-    }
-    setvbuf(w->fp, NULL, _IOFBF, 1 << 22);
+    w->open = true;
     return DT_OK;
 }
 
@@ -434,17 +419,6 @@ int dt_gguf_write_tensor(dt_ctx *ctx, dt_gguf_writer *w, const char *name, const
     return dt_gguf_write_data(ctx, w, data, w->tensors[w->cur].nbytes);
 }
 
-static int fsync_dir(const char *path) {
-    char *copy = strdup(path);
-    if (!copy) return -1;
-    int fd = open(dirname(copy), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    free(copy);
-    if (fd < 0) return -1;
-    int rc = fsync(fd);
-    close(fd);
-    return rc;
-}
-
 int dt_gguf_write_tensors(dt_ctx *ctx, dt_gguf_writer *w, dt_gguf_fill_fn fill, void *user) {
     int st = dt_gguf_writer_begin(ctx, w);
     size_t nbytes;
@@ -471,16 +445,11 @@ int dt_gguf_writer_finish(dt_ctx *ctx, dt_gguf_writer *w) {
         return dt_fail(ctx, DT_EINTERNAL, "%s: tensor '%s' has %zu of its %zu bytes written; the file is incomplete",
                        w->path, w->tensors[w->cur].name, w->cur_written, w->tensors[w->cur].nbytes);
     }
-    FILE *fp = w->fp;
-    w->fp = NULL;
-    errno = 0;
-    if (fflush(fp) != 0 || fsync(fileno(fp)) != 0) {
-        fclose(fp);
-        return io_fail(ctx, w, "cannot flush the file to disk");
+    w->open = false;
+    if ((st = dt_atomic_commit(ctx, &w->af))) { // the commit removes the temporary file when it fails
+        w->failed = true;
+        return st;
     }
-    if (fclose(fp) != 0) return io_fail(ctx, w, "cannot close the file");
-    if (rename(w->tmp_path, w->path) != 0) return io_fail(ctx, w, "cannot rename the temporary file into place");
     w->finished = true;
-    fsync_dir(w->path); // makes the rename durable; a failure here loses nothing already written
     return DT_OK;
 }

@@ -74,7 +74,7 @@ static void rope_inv_freq(const dt_model_config *c, float *out) {
 
 void dt_llama_free(dt_llama *m) {
     if (!m) return;
-    if (m->block) m->be->free(m->block);
+    if (m->block) m->be->free(m->be, m->block);
     dt_weights_close(m->src);
     free(m->layers);
     free(m);
@@ -88,17 +88,21 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
     int rc = dt_weights_open(ctx, path, &m->cfg, &m->src);
     if (rc) { free(m); return rc; }
     const dt_model_config *c = &m->cfg;
-    if (c->head_dim > 512 || c->head_dim % 2)
-        { dt_llama_free(m); return dt_fail(ctx, DT_EINPUT, "%s: head_dim %d is not supported (even, at most 512)", path, c->head_dim); }
+    if (c->head_dim > 512 || c->head_dim % 2) { // the message reads the config, so it is written before the free
+        rc = dt_fail(ctx, DT_EINPUT, "%s: head_dim %d is not supported (even, at most 512)", path, c->head_dim);
+        dt_llama_free(m);
+        return rc;
+    }
     m->layers = calloc((size_t)c->num_layers, sizeof *m->layers);
     weight_spec *specs = calloc((size_t)c->num_layers * 16 + 8, sizeof *specs);
-    if (!m->layers || !specs) { free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
+    const dt_st_tensor **found = calloc((size_t)c->num_layers * 16 + 8, sizeof *found);
+    if (!m->layers || !specs || !found) { free(specs); free(found); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
     int n = weight_specs(m, specs);
     // First pass: check presence and shape, decide which tensors are used in place in the mapping.
     size_t bytes = (size_t)(c->head_dim / 2) * sizeof(float), params = 0;
     for (int i = 0; i < n; i++) {
         weight_spec *s = &specs[i];
-        const dt_st_tensor *t = dt_weights_find(m->src, s->name);
+        const dt_st_tensor *t = found[i] = dt_weights_find(m->src, s->name);
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
         params += (size_t)numel;
         if (t && be->device == DT_DEV_CPU && t->st_dtype == DT_ST_F32 && ((uintptr_t)t->data & 3) == 0 &&
@@ -109,7 +113,10 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
             bytes += ((size_t)numel * sizeof(float) + 63) & ~(size_t)63;
         }
     }
-    m->block = be->alloc(bytes);
+    rc = dt_weights_check_unused(ctx, m->src, found, n, c->tie_word_embeddings);
+    free(found);
+    if (rc) { free(specs); dt_llama_free(m); return rc; }
+    m->block = be->alloc(be, bytes);
     m->block_bytes = bytes;
     if (!m->block) { free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "cannot allocate %zu bytes for weights", bytes); }
     // Second pass: convert the rest into the block (on the host first for a device backend).
@@ -125,7 +132,7 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
             float *tmp = malloc(nb);
             rc = tmp ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape)
                      : dt_fail(ctx, DT_ENOMEM, "out of memory");
-            if (!rc) be->upload(p, tmp, nb);
+            if (!rc) be->upload(be, p, tmp, nb);
             free(tmp);
         }
         dt_tensor_set(s->dst, DT_F32, p, s->ndim, s->shape);
@@ -138,7 +145,7 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
     float freq[256];
     rope_inv_freq(c, freq);
     m->inv_freq = (float *)p;
-    be->upload(m->inv_freq, freq, (size_t)(c->head_dim / 2) * sizeof(float));
+    be->upload(be, m->inv_freq, freq, (size_t)(c->head_dim / 2) * sizeof(float));
     if (c->tie_word_embeddings) m->lm_head = m->embed;
     m->param_count = params;
     *out = m;
@@ -162,7 +169,7 @@ int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backe
         params += numel;
         bytes += (numel * sizeof(float) + 63) & ~(size_t)63;
     }
-    m->block = be->alloc(bytes);
+    m->block = be->alloc(be, bytes);
     // On the CPU the weights are drawn straight into the block: a staging copy would double peak memory.
     void *tmp = be->device == DT_DEV_CPU ? m->block : malloc(bytes);
     if (!m->block || !tmp) { if (tmp != m->block) free(tmp); free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "cannot allocate %zu bytes for weights", bytes); }
@@ -179,7 +186,7 @@ int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backe
         off += (numel * sizeof(float) + 63) & ~(size_t)63;
     }
     rope_inv_freq(cfg, (float *)((uint8_t *)tmp + off));
-    if (tmp != m->block) { be->upload(m->block, tmp, bytes); free(tmp); }
+    if (tmp != m->block) { be->upload(be, m->block, tmp, bytes); free(tmp); }
     free(specs);
     m->inv_freq = (float *)((uint8_t *)m->block + off);
     if (cfg->tie_word_embeddings) m->lm_head = m->embed;

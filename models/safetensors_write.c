@@ -178,8 +178,8 @@ static int dtype_rank(dt_dtype t) {
     case DT_BF16: return 1;
     case DT_I32: return 2;
     case DT_F32: return 3;
+    default: return -1; // block types are not safetensors dtypes
     }
-    return -1;
 }
 
 static int cmp_layout(const void *a, const void *b) {

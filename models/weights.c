@@ -1,5 +1,6 @@
 // One weight source for the model: a Hugging Face folder or a llama2.c checkpoint.
 #include "models/weights.h"
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "models/llama2c.h"
@@ -47,6 +48,31 @@ const dt_st_tensor *dt_weights_at(const dt_weights *w, size_t i) {
 }
 const dt_st_tensor *dt_weights_find(const dt_weights *w, const char *name) {
     return w->st ? dt_st_find(w->st, name) : dt_llama2c_find(w->l2c, name);
+}
+
+static bool ignorable(const char *name, bool tied) {
+    static const char inv_freq[] = ".rotary_emb.inv_freq";
+    size_t n = strlen(name), k = sizeof inv_freq - 1;
+    return (n >= k && !strcmp(name + n - k, inv_freq)) || (tied && !strcmp(name, "lm_head.weight"));
+}
+
+int dt_weights_check_unused(dt_ctx *ctx, const dt_weights *w, const dt_st_tensor *const *used, int n_used, bool tied) {
+    size_t count = dt_weights_count(w), unused = 0;
+    char names[512] = "";
+    size_t len = 0;
+    for (size_t i = 0; i < count; i++) {
+        const dt_st_tensor *t = dt_weights_at(w, i);
+        bool found = false;
+        for (int j = 0; j < n_used && !found; j++) found = used[j] == t;
+        if (found || ignorable(t->name, tied)) continue;
+        if (unused++ < 3 && len < sizeof names)
+            len += (size_t)snprintf(names + len, sizeof names - len, "%s'%s'", len ? ", " : "", t->name);
+    }
+    if (!unused) return DT_OK;
+    return dt_fail(ctx, DT_EINPUT,
+                   "%s: %zu tensor%s not used by the model its config describes (%s%s); does config.json declare "
+                   "too few layers (num_hidden_layers) or omit a feature?",
+                   w->path, unused, unused == 1 ? " is" : "s are", names, unused > 3 ? ", ..." : "");
 }
 
 int dt_weights_read_as(dt_ctx *ctx, const dt_weights *w, const char *name, dt_dtype dst_dtype, void *dst,

@@ -2,6 +2,7 @@
 // or a sharded index) or a llama2.c .bin. Gives the config and HF-named tensors.
 #ifndef DT_WEIGHTS_H
 #define DT_WEIGHTS_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include "autograd/context.h"
@@ -17,6 +18,11 @@ const char *dt_weights_path(const dt_weights *w);
 size_t dt_weights_count(const dt_weights *w);
 const dt_st_tensor *dt_weights_at(const dt_weights *w, size_t i);
 const dt_st_tensor *dt_weights_find(const dt_weights *w, const char *name); // NULL when absent
+// DT_EINPUT naming the source's tensors that are not in used[0..n_used) (pointers from dt_weights_find):
+// a config that declares fewer layers than the files hold must not train on part of the model. Ignored,
+// as transformers ignores them: RoPE's cached "rotary_emb.inv_freq" buffers, and lm_head.weight when
+// the config ties the output to the embedding.
+int dt_weights_check_unused(dt_ctx *ctx, const dt_weights *w, const dt_st_tensor *const *used, int n_used, bool tied);
 // Shape-checked copies, like dt_st_read_f32 / dt_st_read_as.
 int dt_weights_read_f32(dt_ctx *ctx, const dt_weights *w, const char *name, float *dst, int ndim,
                         const int64_t *expect_shape);

@@ -8,13 +8,15 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "models/atomic_file.h"
 #include "models/safetensors.h"
 #include "models/safetensors_write.h"
 #include "peft/peft_io.h"
 
 // The optimizer state is saved as one flat block in the adapter's parameter layout, so the version
-// changes whenever that layout does (2: per layer, the A's before the B's; see peft/lora.c).
-#define CKPT_VERSION "2"
+// changes whenever that layout does (2: per layer, the A's before the B's; see peft/lora.c). 3: the run
+// identity (recipe hash and data fingerprint) is recorded; older checkpoints cannot prove their run.
+#define CKPT_VERSION "3"
 
 static int rm_tree(const char *path) {
     DIR *d = opendir(path);
@@ -28,11 +30,6 @@ static int rm_tree(const char *path) {
     }
     closedir(d);
     return rmdir(path);
-}
-
-static void fsync_dir(const char *path) {
-    int fd = open(path, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) { fsync(fd); close(fd); }
 }
 
 int dt_checkpoint_save(dt_ctx *ctx, const char *dir, const dt_adapter *a, const dt_llama *m, const dt_optimizer *o,
@@ -59,6 +56,11 @@ int dt_checkpoint_save(dt_ctx *ctx, const char *dir, const dt_adapter *a, const 
                 snprintf(buf, sizeof buf, "%" PRId64, meta[i].v);
                 rc = dt_st_writer_set_metadata(ctx, w, meta[i].k, buf);
             }
+            const struct { const char *k; uint64_t v; } ids[] = {{"recipe_hash", s->run.recipe}, {"data_fingerprint", s->run.data}};
+            for (size_t i = 0; i < 2 && !rc; i++) {
+                snprintf(buf, sizeof buf, "%016" PRIx64, ids[i].v);
+                rc = dt_st_writer_set_metadata(ctx, w, ids[i].k, buf);
+            }
             if (!rc) rc = dt_st_writer_set_metadata(ctx, w, "deltatune_checkpoint", CKPT_VERSION);
             snprintf(path, sizeof path, "%s/trainer_state.safetensors", tmp);
             if (!rc) rc = dt_st_writer_write(ctx, w, path);
@@ -67,11 +69,18 @@ int dt_checkpoint_save(dt_ctx *ctx, const char *dir, const dt_adapter *a, const 
     }
     if (!rc) {
         rm_tree(dir); // re-saving the same step replaces it
-        if (rename(tmp, dir)) rc = dt_fail(ctx, DT_EIO, "%s: cannot rename checkpoint into place: %s", dir, strerror(errno));
-        else fsync_dir(parent);
+        rc = dt_atomic_commit_dir(ctx, tmp, dir);
     }
     if (rc) rm_tree(tmp);
     return rc;
+}
+
+static int meta_hex(dt_ctx *ctx, const dt_safetensors *st, const char *path, const char *key, uint64_t *v) {
+    const char *s = dt_st_metadata(st, key);
+    char *end;
+    if (!s || strlen(s) != 16 || (*v = strtoull(s, &end, 16), *end))
+        return dt_fail(ctx, DT_EINPUT, "%s: metadata '%s' is missing or not 16 hex digits", path, key);
+    return DT_OK;
 }
 
 static int meta_i64(dt_ctx *ctx, const dt_safetensors *st, const char *path, const char *key, int64_t *v) {
@@ -107,13 +116,17 @@ int dt_checkpoint_load(dt_ctx *ctx, const char *dir, dt_adapter *a, const dt_lla
     if ((rc = dt_st_open(ctx, path, &st))) return rc;
     const char *ver = dt_st_metadata(st, "deltatune_checkpoint");
     int64_t kind = 0, seed = 0;
-    if (!ver || strcmp(ver, CKPT_VERSION)) rc = dt_fail(ctx, DT_EINPUT, "%s: not a deltatune checkpoint of version %s", path, CKPT_VERSION);
+    if (!ver || strcmp(ver, CKPT_VERSION))
+        rc = dt_fail(ctx, DT_EINPUT, "%s: not a deltatune checkpoint of version %s (older versions do not record which run wrote them)",
+                     path, CKPT_VERSION);
     if (!rc) rc = meta_i64(ctx, st, path, "step", &s->step);
     if (!rc) rc = meta_i64(ctx, st, path, "epoch", &s->epoch);
     if (!rc) rc = meta_i64(ctx, st, path, "batch", &s->batch);
     if (!rc) rc = meta_i64(ctx, st, path, "optimizer_step", &o->step);
     if (!rc) rc = meta_i64(ctx, st, path, "optimizer_kind", &kind);
     if (!rc) rc = meta_i64(ctx, st, path, "data_seed", &seed);
+    if (!rc) rc = meta_hex(ctx, st, path, "recipe_hash", &s->run.recipe);
+    if (!rc) rc = meta_hex(ctx, st, path, "data_fingerprint", &s->run.data);
     if (!rc && kind != o->kind) rc = dt_fail(ctx, DT_EINPUT, "%s: saved with another optimizer than the recipe's", path);
     size_t states = o->state ? (o->kind == DT_OPT_ADAMW ? 2 * o->n : o->n) : 0;
     if (!rc && states) rc = dt_st_read_f32(ctx, st, "optimizer.state", o->state, 1, (int64_t[]){(int64_t)states});
@@ -145,6 +158,13 @@ int dt_checkpoint_latest(const char *output_dir, char *buf, size_t n) {
     if (best < 0) return -1;
     snprintf(buf, n, "%s/step-%lld", dir, (long long)best);
     return 0;
+}
+
+int dt_checkpoint_remove_all(dt_ctx *ctx, const char *output_dir) {
+    char dir[4200];
+    snprintf(dir, sizeof dir, "%s/checkpoints", output_dir);
+    if (rm_tree(dir) && errno != ENOENT) return dt_fail(ctx, DT_EIO, "%s: cannot remove: %s", dir, strerror(errno));
+    return DT_OK;
 }
 
 static int cmp_i64(const void *a, const void *b) {

@@ -22,6 +22,9 @@ typedef struct dt_lora_config {
     dt_lora_pattern rank_pattern, alpha_pattern;
 } dt_lora_config;
 
+// More virtual tokens than any context a model here can hold; bounds what an adapter_config.json can ask.
+#define DT_MAX_VIRTUAL_TOKENS (1 << 20)
+
 typedef struct dt_prompt_config {
     int num_virtual_tokens;
     dt_prompt_init init;
@@ -33,6 +36,7 @@ typedef struct dt_adapter {
     dt_lora_config lora;
     dt_prompt_config prompt;
     char base_model[512];      // base_model_name_or_path for adapter_config.json
+    char tokenizer[512];       // tokenizer_name_or_path (prompt tuning with TEXT init: PEFT loads it)
     int n_tensors;
     dt_tensor *tensors;        // (n_tensors) trainable tensors, data in `params`, grad in `grads`
     char **names;              // (n_tensors) PEFT keys, e.g. base_model.model.model.layers.0.self_attn.q_proj.lora_A.weight

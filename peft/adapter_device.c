@@ -19,15 +19,15 @@ int dt_adapter_dev_attach(dt_ctx *ctx, dt_adapter_dev *d, dt_adapter *a, const d
     d->be = be;
     if (be->device == DT_DEV_CPU) return DT_OK;
     size_t bytes = (a->n_params ? a->n_params : 1) * sizeof(float);
-    d->params = be->alloc(bytes);
-    d->grads = d->params ? be->alloc(bytes) : NULL;
+    d->params = be->alloc(be, bytes);
+    d->grads = d->params ? be->alloc(be, bytes) : NULL;
     if (!d->grads) {
-        if (d->params) be->free(d->params);
+        if (d->params) be->free(be, d->params);
         memset(d, 0, sizeof *d);
         return dt_fail(ctx, DT_ENOMEM, "cannot allocate %zu bytes of device memory for the adapter", 2 * bytes);
     }
-    be->upload(d->params, a->params, a->n_params * sizeof(float));
-    be->zero(d->grads, bytes);
+    be->upload(be, d->params, a->params, a->n_params * sizeof(float));
+    be->zero(be, d->grads, bytes);
     repoint(a, a->params, d->params, d->grads, be->device);
     d->on_device = true;
     return DT_OK;
@@ -35,20 +35,20 @@ int dt_adapter_dev_attach(dt_ctx *ctx, dt_adapter_dev *d, dt_adapter *a, const d
 
 void dt_adapter_dev_to_host(dt_adapter_dev *d, dt_adapter *a) {
     if (!d->on_device) return;
-    d->be->download(a->params, d->params, a->n_params * sizeof(float));
+    d->be->download(d->be, a->params, d->params, a->n_params * sizeof(float));
     repoint(a, d->params, a->params, a->grads, DT_DEV_CPU);
     d->on_device = false;
 }
 
 void dt_adapter_dev_to_device(dt_adapter_dev *d, dt_adapter *a) {
     if (d->on_device || !d->params) return;
-    d->be->upload(d->params, a->params, a->n_params * sizeof(float));
+    d->be->upload(d->be, d->params, a->params, a->n_params * sizeof(float));
     repoint(a, a->params, d->params, d->grads, d->be->device);
     d->on_device = true;
 }
 
 void dt_adapter_dev_zero_grad(dt_adapter_dev *d, dt_adapter *a) {
-    if (d->on_device) d->be->zero(d->grads, a->n_params * sizeof(float));
+    if (d->on_device) d->be->zero(d->be, d->grads, a->n_params * sizeof(float));
     else dt_adapter_zero_grad(a);
 }
 
@@ -58,7 +58,7 @@ float *dt_adapter_dev_grads(const dt_adapter_dev *d, dt_adapter *a) { return d->
 void dt_adapter_dev_release(dt_adapter_dev *d, dt_adapter *a) {
     if (!d->params) return;
     if (a) dt_adapter_dev_to_host(d, a);
-    d->be->free(d->params);
-    d->be->free(d->grads);
+    d->be->free(d->be, d->params);
+    d->be->free(d->be, d->grads);
     memset(d, 0, sizeof *d);
 }

@@ -254,14 +254,6 @@ static void remove_tree(const char *dir) {
     rmdir(dir);
 }
 
-static int fsync_dir(dt_ctx *ctx, const char *dir) {
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd < 0) return dt_fail(ctx, DT_EIO, "%s: cannot open the folder: %s", dir, strerror(errno));
-    int rc = fsync(fd) && errno != EINVAL ? dt_fail(ctx, DT_EIO, "%s: fsync failed: %s", dir, strerror(errno)) : DT_OK;
-    close(fd);
-    return rc;
-}
-
 int dt_mg_write_hf(merger *m) {
     dt_ctx *ctx = m->ctx;
     const char *out = m->o->out;
@@ -286,20 +278,8 @@ int dt_mg_write_hf(merger *m) {
     if (!rc && m->st && !access(idx, F_OK)) rc = write_index(m, tmp, total);
     if (!rc) rc = write_config(m, tmp);
     if (!rc && m->st) rc = copy_extras(m, tmp);
-    if (!rc) rc = fsync_dir(ctx, tmp);
-    if (!rc && rename(tmp, out))
-        rc = dt_fail(ctx, errno == EEXIST || errno == ENOTEMPTY ? DT_EINPUT : DT_EIO, "%s: cannot rename the finished folder into place: %s", out, strerror(errno));
+    if (!rc) rc = dt_atomic_commit_dir(ctx, tmp, out);
     if (rc) remove_tree(tmp);
-    else {
-        // The rename itself becomes durable with the parent folder's fsync.
-        char *parent = strdup(out), *slash = parent ? strrchr(parent, '/') : NULL;
-        if (parent) {
-            if (slash && slash != parent) *slash = '\0';
-            else if (slash) slash[1] = '\0';
-            rc = fsync_dir(ctx, slash ? parent : ".");
-            free(parent);
-        }
-    }
     free(tmp);
     return rc;
 }

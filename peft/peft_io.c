@@ -110,7 +110,19 @@ int dt_adapter_load(dt_ctx *ctx, const char *dir, const dt_llama *m, dt_adapter 
         dt_lora_config_free(&lc);
     } else if (!strcmp(type, "PROMPT_TUNING")) {
         json_t *n = json_object_get(cfg, "num_virtual_tokens"), *td = json_object_get(cfg, "token_dim");
-        if (!json_is_integer(n) || json_integer_value(n) <= 0) { rc = dt_fail(ctx, DT_EINPUT, "%s: key 'num_virtual_tokens': expected a positive integer", cpath); goto done; }
+        if (!json_is_integer(n) || json_integer_value(n) <= 0 || json_integer_value(n) > DT_MAX_VIRTUAL_TOKENS) {
+            rc = dt_fail(ctx, DT_EINPUT, "%s: key 'num_virtual_tokens': expected an integer in [1, %d]", cpath, DT_MAX_VIRTUAL_TOKENS);
+            goto done;
+        }
+        // The tensor file must hold exactly these rows before the adapter is allocated: a config naming a
+        // huge count must not cost gigabytes before the mismatch is noticed.
+        if ((rc = dt_st_open(ctx, wpath, &st))) goto done;
+        const dt_st_tensor *pe = dt_st_find(st, "prompt_embeddings");
+        if (!pe || pe->ndim != 2 || pe->shape[0] != json_integer_value(n) || pe->shape[1] != m->cfg.hidden_size) {
+            rc = dt_fail(ctx, DT_EINPUT, "%s: tensor 'prompt_embeddings' %s; adapter_config.json says (%lld, %d)", wpath,
+                         pe ? "has another shape" : "is missing", (long long)json_integer_value(n), m->cfg.hidden_size);
+            goto done;
+        }
         if (td && json_is_integer(td) && json_integer_value(td) != m->cfg.hidden_size) {
             rc = dt_fail(ctx, DT_EINPUT, "%s: key 'token_dim': %lld does not match the model's hidden size %d", cpath,
                          (long long)json_integer_value(td), m->cfg.hidden_size);
@@ -131,7 +143,9 @@ int dt_adapter_load(dt_ctx *ctx, const char *dir, const dt_llama *m, dt_adapter 
     if (rc) goto done;
     const char *base = json_string_value(json_object_get(cfg, "base_model_name_or_path"));
     snprintf(a->base_model, sizeof a->base_model, "%s", base ? base : "");
-    if ((rc = dt_st_open(ctx, wpath, &st))) goto done;
+    const char *tok = json_string_value(json_object_get(cfg, "tokenizer_name_or_path"));
+    snprintf(a->tokenizer, sizeof a->tokenizer, "%s", tok ? tok : "");
+    if (!st && (rc = dt_st_open(ctx, wpath, &st))) goto done;
     for (int i = 0; i < a->n_tensors && !rc; i++)
         rc = dt_st_read_f32(ctx, st, a->names[i], dt_f32(&a->tensors[i]), a->tensors[i].ndim, a->tensors[i].shape);
     // Every tensor of the file must belong to this adapter: an extra one means the config and the
@@ -191,7 +205,9 @@ static json_t *prompt_config_json(const dt_adapter *a, const dt_llama *m) {
     json_object_set_new(c, "prompt_tuning_init", json_string(INIT[a->prompt.init]));
     json_object_set_new(c, "prompt_tuning_init_text",
                         a->prompt.init == DT_PROMPT_INIT_TEXT && a->prompt.init_text ? json_string(a->prompt.init_text) : json_null());
-    json_object_set_new(c, "tokenizer_name_or_path", json_null());
+    // PEFT refuses a TEXT init without a tokenizer to load (PromptTuningConfig.__post_init__).
+    const char *tok = a->tokenizer[0] ? a->tokenizer : a->base_model;
+    json_object_set_new(c, "tokenizer_name_or_path", a->prompt.init == DT_PROMPT_INIT_TEXT ? json_string(tok) : json_null());
     return c;
 }
 

@@ -2,6 +2,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "autograd/dtype.h"
 #include "autograd/rng.h"
 #include "peft/adapter.h"
 
@@ -35,7 +36,8 @@ int dt_prompt_create(dt_ctx *ctx, const dt_llama *m, const dt_prompt_config *cfg
         // PEFT repeats the text's ids until n and cuts the rest.
         int64_t id = cfg->init == DT_PROMPT_INIT_VOCAB ? (int64_t)dt_rng_below(&rng, (uint64_t)V) : text_ids[i % n_text_ids];
         if (id < 0 || id >= V) { free(row); dt_adapter_free(a); return dt_fail(ctx, DT_EINPUT, "init token id %lld outside the vocabulary", (long long)id); }
-        m->be->download(row, dt_f32(&m->embed) + id * D, (size_t)D * sizeof(float));
+        if (m->embed.device == DT_DEV_CPU) dt_tensor_row_f32(&m->embed, id, row); // any storage type
+        else m->be->download(m->be, row, dt_f32(&m->embed) + id * D, (size_t)D * sizeof(float)); // f32 on devices
         memcpy(P + i * D, row, (size_t)D * sizeof(float));
     }
     free(row);

@@ -15,11 +15,12 @@
 typedef enum { DT_METHOD_LORA, DT_METHOD_PROMPT_TUNING } dt_method_kind;
 typedef enum { DT_PT_INIT_RANDOM, DT_PT_INIT_VOCAB, DT_PT_INIT_TEXT } dt_pt_init;
 typedef enum {
-    DT_FORMAT_AUTO, DT_FORMAT_TEXT, DT_FORMAT_COMPLETION, DT_FORMAT_ALPACA, DT_FORMAT_CHAT, DT_FORMAT_TOKENS
+    DT_FORMAT_AUTO, DT_FORMAT_TEXT, DT_FORMAT_COMPLETION, DT_FORMAT_ALPACA, DT_FORMAT_CHAT, DT_FORMAT_TOKENS,
+    DT_FORMAT_SHAREGPT
 } dt_data_format;
 typedef enum {
     DT_TEMPLATE_AUTO, DT_TEMPLATE_CHATML, DT_TEMPLATE_LLAMA3, DT_TEMPLATE_LLAMA2, DT_TEMPLATE_MISTRAL,
-    DT_TEMPLATE_ALPACA, DT_TEMPLATE_ZEPHYR, DT_TEMPLATE_NONE
+    DT_TEMPLATE_ALPACA, DT_TEMPLATE_ZEPHYR, DT_TEMPLATE_NONE, DT_TEMPLATE_QWEN3, DT_TEMPLATE_LLAMA31
 } dt_chat_template;
 typedef enum { DT_OPTIM_ADAMW, DT_OPTIM_SGD } dt_optim_kind;
 typedef enum { DT_SCHED_CONSTANT, DT_SCHED_LINEAR, DT_SCHED_COSINE } dt_sched_kind;
@@ -36,6 +37,7 @@ typedef struct dt_recipe {
     struct {
         char *path;                    // Hugging Face model folder, or a llama2.c .bin / .gguf / .safetensors file
         char *tokenizer;               // tokenizer folder or file (default: the model folder)
+        char *name_or_path;            // adapter_config.json's base_model_name_or_path (NULL: path), e.g. a Hub id
     } model;
     struct {
         dt_method_kind name;

@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 #include <yaml.h>
+#include "models/atomic_file.h"
 #include "recipes/recipe_internal.h"
 
 typedef struct {
@@ -196,24 +197,11 @@ int dt_recipe_emit_string(dt_ctx *ctx, const dt_recipe *r, char **out, size_t *l
 }
 
 int dt_recipe_write(dt_ctx *ctx, const dt_recipe *r, const char *path) {
-    size_t n = strlen(path);
-    char *tmp = malloc(n + 16);
-    if (!tmp) return dt_fail(ctx, DT_ENOMEM, "out of memory");
-    snprintf(tmp, n + 16, "%s.tmp.XXXXXX", path);
-    int fd = mkstemp(tmp);
-    if (fd < 0) {
-        int rc = dt_fail(ctx, DT_EIO, "%s: cannot create a temporary file: %s", tmp, strerror(errno));
-        free(tmp);
-        return rc;
-    }
-    FILE *f = fdopen(fd, "w");
-    int rc = f ? dt_recipe_emit(ctx, r, f) : dt_fail(ctx, DT_EIO, "%s: %s", tmp, strerror(errno));
-    if (!rc && (fflush(f) || fsync(fd))) rc = dt_fail(ctx, DT_EIO, "%s: %s", tmp, strerror(errno));
-    if (f ? fclose(f) : close(fd)) {
-        if (!rc) rc = dt_fail(ctx, DT_EIO, "%s: %s", tmp, strerror(errno));
-    }
-    if (!rc && rename(tmp, path)) rc = dt_fail(ctx, DT_EIO, "%s: cannot rename into place: %s", path, strerror(errno));
-    if (rc) unlink(tmp);
-    free(tmp);
+    char *text;
+    size_t n;
+    int rc = dt_recipe_emit_string(ctx, r, &text, &n);
+    if (rc) return rc;
+    rc = dt_atomic_write(ctx, path, text, n);
+    free(text);
     return rc;
 }

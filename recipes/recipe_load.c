@@ -11,6 +11,7 @@ void dt_recipe_free(dt_recipe *r) {
     free(r->recipe_path);
     free(r->model.path);
     free(r->model.tokenizer);
+    free(r->model.name_or_path);
     for (int i = 0; i < r->method.target_modules.n; i++) free(r->method.target_modules.items[i]);
     free(r->method.target_modules.items);
     free(r->method.layers_to_transform.items);

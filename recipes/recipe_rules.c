@@ -2,6 +2,7 @@
 // on other keys (recipes/README.md, "Rules between keys").
 #include <stdio.h>
 #include <string.h>
+#include "models/model_files.h"
 #include "recipes/recipe_internal.h"
 
 static int idx(const char *path) { return dt_rkey_find(path); }
@@ -82,11 +83,7 @@ int dt_rapply_rules(dt_rload *L) {
 
     // The tokenizer lives with the model: the model folder itself, or the folder holding a model file.
     if (!r->model.tokenizer) {
-        size_t n = strlen(r->model.path);
-        bool file = (n > 4 && !strcmp(r->model.path + n - 4, ".bin")) ||
-                    (n > 5 && !strcmp(r->model.path + n - 5, ".gguf")) ||
-                    (n > 12 && !strcmp(r->model.path + n - 12, ".safetensors"));
-        r->model.tokenizer = file ? dt_rpath_dirname(r->model.path) : strdup(r->model.path);
+        r->model.tokenizer = dt_model_tokenizer_path(r->model.path);
         if (!r->model.tokenizer) return dt_fail(L->ctx, DT_ENOMEM, "out of memory while reading a recipe");
     }
     // Frozen weights: full precision on a CPU, bf16 on a GPU (half the memory, tensor-core speed).

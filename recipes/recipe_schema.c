@@ -18,10 +18,11 @@ static const dt_renum PT_INITS[] = {
     {"random", DT_PT_INIT_RANDOM}, {"vocab", DT_PT_INIT_VOCAB}, {"text", DT_PT_INIT_TEXT}, {0, 0}};
 static const dt_renum FORMATS[] = {
     {"auto", DT_FORMAT_AUTO}, {"text", DT_FORMAT_TEXT}, {"completion", DT_FORMAT_COMPLETION},
-    {"alpaca", DT_FORMAT_ALPACA}, {"chat", DT_FORMAT_CHAT}, {"tokens", DT_FORMAT_TOKENS}, {0, 0}};
+    {"alpaca", DT_FORMAT_ALPACA}, {"chat", DT_FORMAT_CHAT}, {"sharegpt", DT_FORMAT_SHAREGPT},
+    {"tokens", DT_FORMAT_TOKENS}, {0, 0}};
 static const dt_renum TEMPLATES[] = {
-    {"auto", DT_TEMPLATE_AUTO}, {"chatml", DT_TEMPLATE_CHATML}, {"llama3", DT_TEMPLATE_LLAMA3},
-    {"llama2", DT_TEMPLATE_LLAMA2}, {"mistral", DT_TEMPLATE_MISTRAL}, {"alpaca", DT_TEMPLATE_ALPACA},
+    {"auto", DT_TEMPLATE_AUTO}, {"chatml", DT_TEMPLATE_CHATML}, {"qwen3", DT_TEMPLATE_QWEN3},
+    {"llama3", DT_TEMPLATE_LLAMA3}, {"llama3.1", DT_TEMPLATE_LLAMA31}, {"llama2", DT_TEMPLATE_LLAMA2}, {"mistral", DT_TEMPLATE_MISTRAL}, {"alpaca", DT_TEMPLATE_ALPACA},
     {"zephyr", DT_TEMPLATE_ZEPHYR}, {"none", DT_TEMPLATE_NONE}, {0, 0}};
 static const dt_renum OPTIMIZERS[] = {{"adamw", DT_OPTIM_ADAMW}, {"sgd", DT_OPTIM_SGD}, {0, 0}};
 static const dt_renum SCHEDULERS[] = {
@@ -43,6 +44,7 @@ const dt_rkey dt_recipe_keys[] = {
     {"model",                              DT_RK_SECTION,   0,                                 0,               0, 0, 0, NULL, NULL},
     {"model.path",                         DT_RK_PATH,      OFF(model.path),                   REQ,             0, 0, 0, NULL, NULL},
     {"model.tokenizer",                    DT_RK_PATH,      OFF(model.tokenizer),              NUL|DT_RF_RULE,  0, 0, 0, NULL, NULL},
+    {"model.name_or_path",                 DT_RK_STRING,    OFF(model.name_or_path),           NUL,             0, 0, 0, NULL, "null"},
     {"method",                             DT_RK_SECTION,   0,                                 0,               0, 0, 0, NULL, NULL},
     {"method.name",                        DT_RK_ENUM,      OFF(method.name),                  0,               0, 0, 0, METHODS, "lora"},
     {"method.r",                           DT_RK_INT,       OFF(method.r),                     LORA,            1, 65536, 0, NULL, "8"},

@@ -48,13 +48,13 @@ static float *copy_host(const float *h, int64_t n) {
     return c;
 }
 static void *to_dev(const void *h, size_t bytes) {
-    void *d = G->alloc(bytes);
-    G->upload(d, h, bytes);
+    void *d = G->alloc(G, bytes);
+    G->upload(G, d, h, bytes);
     return d;
 }
 static float *from_dev(const void *d, int64_t n) { // (n) floats copied to the host
     float *h = malloc((size_t)(n ? n : 1) * sizeof(float));
-    G->download(h, d, (size_t)n * sizeof(float));
+    G->download(G, h, d, (size_t)n * sizeof(float));
     return h;
 }
 
@@ -83,13 +83,13 @@ static void test_memory(void) {
     float *d = to_dev(h, n * sizeof(float));
     float *back = from_dev(d, n);
     TEST_CHECK("cuda_upload_download", !memcmp(h, back, n * sizeof(float)), "the round trip changed the data");
-    G->zero(d, 100 * sizeof(float));
+    G->zero(G, d, 100 * sizeof(float));
     free(back);
     back = from_dev(d, n);
     int ok = 1;
     for (int64_t i = 0; i < n; i++) ok &= back[i] == (i < 100 ? 0.0f : h[i]);
     TEST_CHECK("cuda_zero", ok, "zero(100 floats) did not clear exactly the first 100");
-    free(back); free(h); G->free(d);
+    free(back); free(h); G->free(G, d);
 }
 
 // One matmul of every transpose combination, with padded leading dimensions and beta != 0.
@@ -101,12 +101,12 @@ static void test_gemm(const dt_backend *be, const char *tag, double tol, bool ta
     float *dA = to_dev(A, ar * lda * sizeof(float)), *dB = to_dev(B, br * ldb * sizeof(float));
     float *dC = to_dev(C, M * ldc * sizeof(float));
     dt_cpu_gemm(ta, tb, M, N, K, 0.7f, A, lda, B, ldb, 0.5f, C, ldc);
-    be->gemm(ta, tb, M, N, K, 0.7f, dA, lda, dB, ldb, 0.5f, dC, ldc);
+    be->gemm(be, ta, tb, M, N, K, 0.7f, dA, lda, dB, ldb, 0.5f, dC, ldc);
     char name[128];
     snprintf(name, sizeof name, "cuda_gemm_%s %c%c M=%lld N=%lld K=%lld", tag, ta ? 'T' : 'N', tb ? 'T' : 'N',
              (long long)M, (long long)N, (long long)K);
     check_dev(name, dC, C, M * ldc, tol); // the padding columns must be untouched too
-    free(A); free(B); free(C); G->free(dA); G->free(dB); G->free(dC);
+    free(A); free(B); free(C); G->free(G, dA); G->free(G, dB); G->free(G, dC);
 }
 
 static void test_gemms(void) {
@@ -132,11 +132,13 @@ static void test_embedding(void) {
     int32_t ids[70];
     for (int64_t i = 0; i < n; i++) ids[i] = (int32_t)irand(V);
     dt_cpu_embedding_fwd(ref, ids, n, table, D);
-    float *dt = to_dev(table, V * D * sizeof(float)), *dout = G->alloc(n * D * sizeof(float));
+    float *dt = to_dev(table, V * D * sizeof(float)), *dout = G->alloc(G, n * D * sizeof(float));
     int32_t *dids = to_dev(ids, sizeof ids);
-    G->embedding_fwd(dout, dids, n, dt, D);
+    dt_tensor tt;
+    dt_tensor_set(&tt, DT_F32, dt, 2, (int64_t[]){V, D});
+    G->embedding_fwd(G, dout, dids, n, &tt);
     check_dev("cuda_embedding_fwd", dout, ref, n * D, 0.0);
-    free(table); free(ref); G->free(dt); G->free(dout); G->free(dids);
+    free(table); free(ref); G->free(G, dt); G->free(G, dout); G->free(G, dids);
 }
 
 static void test_rmsnorm(int64_t N, int64_t D) {
@@ -145,29 +147,29 @@ static void test_rmsnorm(int64_t N, int64_t D) {
     float *y = malloc(N * D * sizeof(float)), *rstd = malloc(N * sizeof(float)), *dx = rand_host(N * D, 1.0f);
     float *dx0 = copy_host(dx, N * D);
     float *dX = to_dev(x, N * D * 4), *dW = to_dev(w, D * 4), *dDY = to_dev(dy, N * D * 4);
-    float *dY = G->alloc(N * D * 4), *dR = G->alloc(N * 4), *dY2 = G->alloc(N * D * 4), *dDX = to_dev(dx, N * D * 4);
+    float *dY = G->alloc(G, N * D * 4), *dR = G->alloc(G, N * 4), *dY2 = G->alloc(G, N * D * 4), *dDX = to_dev(dx, N * D * 4);
     dt_cpu_rmsnorm_fwd(y, rstd, x, w, N, D, 1e-5f);
-    G->rmsnorm_fwd(dY, dR, dX, dW, N, D, 1e-5f);
+    G->rmsnorm_fwd(G, dY, dR, dX, dW, N, D, 1e-5f);
     snprintf(name, sizeof name, "cuda_rmsnorm_fwd N=%lld D=%lld", (long long)N, (long long)D);
     check_dev(name, dY, y, N * D, TOL_F32);
     snprintf(name, sizeof name, "cuda_rmsnorm_fwd rstd D=%lld", (long long)D);
     check_dev(name, dR, rstd, N, TOL_F32);
     // apply with the saved rstd must give the forward's values bit for bit
-    G->rmsnorm_apply(dY2, dX, dR, dW, N, D);
+    G->rmsnorm_apply(G, dY2, dX, dR, dW, N, D);
     float *a = from_dev(dY, N * D), *b2 = from_dev(dY2, N * D);
     snprintf(name, sizeof name, "cuda_rmsnorm_apply D=%lld", (long long)D);
     TEST_CHECK(name, !memcmp(a, b2, N * D * sizeof(float)), "apply differs from the forward");
     free(a); free(b2);
     for (int acc = 0; acc < 2; acc++) { // the GPU uses its own rstd, the CPU its own (they agree to 1e-5)
         memcpy(dx, dx0, N * D * sizeof(float));
-        G->upload(dDX, dx0, N * D * 4);
+        G->upload(G, dDX, dx0, N * D * 4);
         dt_cpu_rmsnorm_bwd(dx, acc, dy, x, w, rstd, N, D);
-        G->rmsnorm_bwd(dDX, acc, dDY, dX, dW, dR, N, D);
+        G->rmsnorm_bwd(G, dDX, acc, dDY, dX, dW, dR, N, D);
         snprintf(name, sizeof name, "cuda_rmsnorm_bwd D=%lld acc=%d", (long long)D, acc);
         check_dev(name, dDX, dx, N * D, TOL_F32);
     }
     free(x); free(w); free(dy); free(y); free(rstd); free(dx); free(dx0);
-    G->free(dX); G->free(dW); G->free(dDY); G->free(dY); G->free(dR); G->free(dY2); G->free(dDX);
+    G->free(G, dX); G->free(G, dW); G->free(G, dDY); G->free(G, dY); G->free(G, dR); G->free(G, dY2); G->free(G, dDX);
 }
 
 static void test_rope(int64_t N, int64_t H, int64_t hd) {
@@ -178,17 +180,17 @@ static void test_rope(int64_t N, int64_t H, int64_t hd) {
     for (int64_t n = 0; n < N; n++) pos[n] = (int32_t)irand(131072);
     float *dX = to_dev(x, N * H * hd * 4), *dI = to_dev(inv, hd / 2 * 4), *cs = malloc(N * hd * 4);
     int32_t *dP = to_dev(pos, N * 4);
-    float *dCS = G->alloc(N * hd * 4);
+    float *dCS = G->alloc(G, N * hd * 4);
     dt_cpu_rope_table(cs, pos, inv, N, hd);
-    G->rope_table(dCS, dP, dI, N, hd);
+    G->rope_table(G, dCS, dP, dI, N, hd);
     check_dev("cuda_rope_table", dCS, cs, N * hd, TOL_F32);
     for (int inverse = 0; inverse < 2; inverse++) {
         dt_cpu_rope(x, cs, N, H, hd, inverse);
-        G->rope(dX, dCS, N, H, hd, inverse);
+        G->rope(G, dX, dCS, N, H, hd, inverse);
         snprintf(name, sizeof name, "cuda_rope hd=%lld inverse=%d", (long long)hd, inverse);
         check_dev(name, dX, x, N * H * hd, TOL_F32);
     }
-    free(x); free(inv); free(pos); free(cs); G->free(dX); G->free(dI); G->free(dP); G->free(dCS);
+    free(x); free(inv); free(pos); free(cs); G->free(G, dX); G->free(G, dI); G->free(G, dP); G->free(G, dCS);
 }
 
 // seg (B, T): random example boundaries, each position pointing at its example's first position.
@@ -221,9 +223,9 @@ static void test_attention(attn_case c) {
 
     float *dQ = to_dev(q, nq * 4), *dK = to_dev(k, nk * 4), *dV = to_dev(v, nk * 4), *dDO = to_dev(dout, nq * 4);
     int32_t *dSeg = seg ? to_dev(seg, B * T * 4) : NULL;
-    float *dOut = G->alloc(nq * 4), *dLse = G->alloc(nl * 4), *dNaive = G->alloc(nq * 4), *dNLse = G->alloc(nl * 4);
-    void *dScratch = G->alloc(G->attention_scratch_bytes(B, T, H, KV, hd));
-    G->attention_fwd(dOut, dLse, dQ, dK, dV, dSeg, B, T, H, KV, hd, dScratch);
+    float *dOut = G->alloc(G, nq * 4), *dLse = G->alloc(G, nl * 4), *dNaive = G->alloc(G, nq * 4), *dNLse = G->alloc(G, nl * 4);
+    void *dScratch = G->alloc(G, G->attention_scratch_bytes(G, B, T, H, KV, hd));
+    G->attention_fwd(G, dOut, dLse, dQ, dK, dV, dSeg, B, T, H, KV, hd, dScratch);
     snprintf(name, sizeof name, "cuda_attention_fwd %s", tag);
     check_dev(name, dOut, out, nq, TOL_F32);
     snprintf(name, sizeof name, "cuda_attention_fwd lse %s", tag);
@@ -241,15 +243,15 @@ static void test_attention(attn_case c) {
     // Backward, three ways: all gradients overwritten; all accumulated into; dq not wanted and dk alone.
     float *gq0 = rand_host(nq, 1.0f), *gk0 = rand_host(nk, 1.0f), *gv0 = rand_host(nk, 1.0f);
     float *gq = malloc(nq * 4), *gk = malloc(nk * 4), *gv = malloc(nk * 4);
-    float *dGQ = G->alloc(nq * 4), *dGK = G->alloc(nk * 4), *dGV = G->alloc(nk * 4);
+    float *dGQ = G->alloc(G, nq * 4), *dGK = G->alloc(G, nk * 4), *dGV = G->alloc(G, nk * 4);
     for (int mode = 0; mode < 3; mode++) {
         bool acc = mode == 1;
         memcpy(gq, gq0, nq * 4); memcpy(gk, gk0, nk * 4); memcpy(gv, gv0, nk * 4);
-        G->upload(dGQ, gq0, nq * 4); G->upload(dGK, gk0, nk * 4); G->upload(dGV, gv0, nk * 4);
+        G->upload(G, dGQ, gq0, nq * 4); G->upload(G, dGK, gk0, nk * 4); G->upload(G, dGV, gv0, nk * 4);
         float *cq = mode == 2 ? NULL : gq, *cv = mode == 2 ? NULL : gv;
         float *gq_d = mode == 2 ? NULL : dGQ, *gv_d = mode == 2 ? NULL : dGV;
         dt_cpu_attention_bwd(cq, gk, cv, acc, acc, acc, dout, out, lse, q, k, v, seg, B, T, H, KV, hd, scratch);
-        G->attention_bwd(gq_d, dGK, gv_d, acc, acc, acc, dDO, dOut, dLse, dQ, dK, dV, dSeg, B, T, H, KV, hd, dScratch);
+        G->attention_bwd(G, gq_d, dGK, gv_d, acc, acc, acc, dDO, dOut, dLse, dQ, dK, dV, dSeg, B, T, H, KV, hd, dScratch);
         const char *what = mode == 0 ? "" : mode == 1 ? " acc" : " dk only";
         snprintf(name, sizeof name, "cuda_attention_bwd dq %s%s", tag, what);
         check_dev(name, dGQ, gq, nq, TOL_F32); // mode 2: both must still hold gq0
@@ -260,25 +262,25 @@ static void test_attention(attn_case c) {
     }
     free(q); free(k); free(v); free(dout); free(seg); free(out); free(lse); free(naive); free(scratch);
     free(gq0); free(gk0); free(gv0); free(gq); free(gk); free(gv);
-    G->free(dQ); G->free(dK); G->free(dV); G->free(dDO); G->free(dSeg); G->free(dOut); G->free(dLse);
-    G->free(dNaive); G->free(dNLse); G->free(dScratch); G->free(dGQ); G->free(dGK); G->free(dGV);
+    G->free(G, dQ); G->free(G, dK); G->free(G, dV); G->free(G, dDO); G->free(G, dSeg); G->free(G, dOut); G->free(G, dLse);
+    G->free(G, dNaive); G->free(G, dNLse); G->free(G, dScratch); G->free(G, dGQ); G->free(G, dGK); G->free(G, dGV);
 }
 
 static void test_swiglu(void) {
     const int64_t n = 5003;
     float *g = rand_host(n, 4.0f), *u = rand_host(n, 2.0f), *dh = rand_host(n, 1.0f), *h = malloc(n * 4);
     float *dg0 = rand_host(n, 1.0f), *du0 = rand_host(n, 1.0f), *dg = malloc(n * 4), *du = malloc(n * 4);
-    float *dG = to_dev(g, n * 4), *dU = to_dev(u, n * 4), *dDH = to_dev(dh, n * 4), *dH = G->alloc(n * 4);
-    float *dDG = G->alloc(n * 4), *dDU = G->alloc(n * 4);
+    float *dG = to_dev(g, n * 4), *dU = to_dev(u, n * 4), *dDH = to_dev(dh, n * 4), *dH = G->alloc(G, n * 4);
+    float *dDG = G->alloc(G, n * 4), *dDU = G->alloc(G, n * 4);
     dt_cpu_swiglu_fwd(h, g, u, n);
-    G->swiglu_fwd(dH, dG, dU, n);
+    G->swiglu_fwd(G, dH, dG, dU, n);
     check_dev("cuda_swiglu_fwd", dH, h, n, TOL_F32);
     for (int mode = 0; mode < 3; mode++) { // overwrite both; accumulate both; dg alone, accumulated
         bool acc = mode > 0;
         memcpy(dg, dg0, n * 4); memcpy(du, du0, n * 4);
-        G->upload(dDG, dg0, n * 4); G->upload(dDU, du0, n * 4);
+        G->upload(G, dDG, dg0, n * 4); G->upload(G, dDU, du0, n * 4);
         dt_cpu_swiglu_bwd(dg, mode == 2 ? NULL : du, acc, acc, dh, g, u, n);
-        G->swiglu_bwd(dDG, mode == 2 ? NULL : dDU, acc, acc, dDH, dG, dU, n);
+        G->swiglu_bwd(G, dDG, mode == 2 ? NULL : dDU, acc, acc, dDH, dG, dU, n);
         char name[64];
         snprintf(name, sizeof name, "cuda_swiglu_bwd dg mode=%d", mode);
         check_dev(name, dDG, dg, n, TOL_F32);
@@ -286,39 +288,39 @@ static void test_swiglu(void) {
         check_dev(name, dDU, du, n, TOL_F32);
     }
     free(g); free(u); free(dh); free(h); free(dg0); free(du0); free(dg); free(du);
-    G->free(dG); G->free(dU); G->free(dDH); G->free(dH); G->free(dDG); G->free(dDU);
+    G->free(G, dG); G->free(G, dU); G->free(G, dDH); G->free(G, dH); G->free(G, dDG); G->free(G, dDU);
 }
 
 static void test_elementwise(void) {
     const int64_t N = 37, D = 129, n = N * D;
     float *a = rand_host(n, 1.0f), *b = rand_host(n, 1.0f), *y0 = rand_host(n, 1.0f), *bias = rand_host(D, 1.0f);
     float *y = malloc(n * 4);
-    float *dA = to_dev(a, n * 4), *dB = to_dev(b, n * 4), *dY = G->alloc(n * 4), *dBias = to_dev(bias, D * 4);
+    float *dA = to_dev(a, n * 4), *dB = to_dev(b, n * 4), *dY = G->alloc(G, n * 4), *dBias = to_dev(bias, D * 4);
     dt_cpu_add(y, a, b, n);
-    G->add(dY, dA, dB, n);
+    G->add(G, dY, dA, dB, n);
     check_dev("cuda_add", dY, y, n, TOL_F32);
     for (int acc = 0; acc < 2; acc++) {
         memcpy(y, y0, n * 4);
-        G->upload(dY, y0, n * 4);
+        G->upload(G, dY, y0, n * 4);
         dt_cpu_mul(y, acc, a, b, n);
-        G->mul(dY, acc, dA, dB, n);
+        G->mul(G, dY, acc, dA, dB, n);
         check_dev(acc ? "cuda_mul acc" : "cuda_mul", dY, y, n, TOL_F32);
         memcpy(y, y0, n * 4);
-        G->upload(dY, y0, n * 4);
+        G->upload(G, dY, y0, n * 4);
         dt_cpu_axpy(y, acc, -0.3f, a, n);
-        G->axpy(dY, acc, -0.3f, dA, n);
+        G->axpy(G, dY, acc, -0.3f, dA, n);
         check_dev(acc ? "cuda_axpy acc" : "cuda_axpy", dY, y, n, TOL_F32);
     }
     memcpy(y, y0, n * 4);
-    G->upload(dY, y0, n * 4);
+    G->upload(G, dY, y0, n * 4);
     dt_cpu_add_bias(y, bias, N, D);
-    G->add_bias(dY, dBias, N, D);
+    G->add_bias(G, dY, dBias, N, D);
     check_dev("cuda_add_bias", dY, y, n, TOL_F32);
     dt_cpu_scale(y, 1.7f, n);
-    G->scale(dY, 1.7f, n);
+    G->scale(G, dY, 1.7f, n);
     check_dev("cuda_scale", dY, y, n, TOL_F32);
     free(a); free(b); free(y0); free(bias); free(y);
-    G->free(dA); G->free(dB); G->free(dY); G->free(dBias);
+    G->free(G, dA); G->free(G, dB); G->free(G, dY); G->free(G, dBias);
 }
 
 // The mask comes from the same counter-based hash on both sides, so kept/dropped must agree everywhere.
@@ -326,12 +328,12 @@ static void test_dropout(void) {
     const int64_t n = 10007;
     const uint64_t seed = 0x1234567890abcdefull;
     float *x = rand_host(n, 1.0f), *y0 = rand_host(n, 1.0f), *y = malloc(n * 4);
-    float *dX = to_dev(x, n * 4), *dY = G->alloc(n * 4);
+    float *dX = to_dev(x, n * 4), *dY = G->alloc(G, n * 4);
     for (int acc = 0; acc < 2; acc++) {
         memcpy(y, y0, n * 4);
-        G->upload(dY, y0, n * 4);
+        G->upload(G, dY, y0, n * 4);
         dt_cpu_dropout(y, acc, x, n, 0.3f, seed);
-        G->dropout(dY, acc, dX, n, 0.3f, seed);
+        G->dropout(G, dY, acc, dX, n, 0.3f, seed);
         float *got = from_dev(dY, n);
         int64_t mismatched = 0;
         for (int64_t i = 0; i < n; i++) { // dropped: the output is what it was before (0, or y0 when accumulating)
@@ -344,7 +346,7 @@ static void test_dropout(void) {
                    e);
         free(got);
     }
-    free(x); free(y0); free(y); G->free(dX); G->free(dY);
+    free(x); free(y0); free(y); G->free(G, dX); G->free(G, dY);
 }
 
 static void test_xent(int64_t n, int64_t V) {
@@ -355,32 +357,32 @@ static void test_xent(int64_t n, int64_t V) {
     float *dL = to_dev(logits, n * V * 4);
     int32_t *dT = to_dev(tg, n * 4);
     double ref = dt_cpu_xent_rows(logits, tg, n, V, 0.25f);
-    double got = G->xent_rows(dL, dT, n, V, 0.25f);
+    double got = G->xent_rows(G, dL, dT, n, V, 0.25f);
     snprintf(name, sizeof name, "cuda_xent_rows loss n=%lld V=%lld", (long long)n, (long long)V);
     TEST_CHECK(name, fabs(got - ref) <= TOL_F32 * fabs(ref), "loss %.9g, cpu %.9g", got, ref);
     snprintf(name, sizeof name, "cuda_xent_rows grad n=%lld V=%lld", (long long)n, (long long)V);
     check_dev(name, dL, logits, n * V, TOL_F32);
-    free(logits); free(tg); G->free(dL); G->free(dT);
+    free(logits); free(tg); G->free(G, dL); G->free(G, dT);
 }
 
 static void test_sumsq(void) {
     const int64_t n = 1000003;
     float *x = rand_host(n, 3.0f), *dX = to_dev(x, n * 4);
-    double ref = dt_cpu_sumsq(x, n), got = G->sumsq(dX, n);
+    double ref = dt_cpu_sumsq(x, n), got = G->sumsq(G, dX, n);
     TEST_CHECK("cuda_sumsq", fabs(got - ref) <= 1e-12 * ref, "%.17g, cpu %.17g", got, ref);
-    free(x); G->free(dX);
+    free(x); G->free(G, dX);
 }
 
 // An unsupported shape is recorded and reported by the next check, which then clears it.
 static void test_error_report(void) {
-    float *d = G->alloc(4096);
-    G->attention_fwd(d, d, d, d, d, NULL, 1, 1, 1, 1, 1024, d);
+    float *d = G->alloc(G, 4096);
+    G->attention_fwd(G, d, d, d, d, d, NULL, 1, 1, 1, 1, 1024, d);
     int rc = dt_backend_cuda_check(&ctx);
     TEST_CHECK("cuda_error_reported", rc == DT_EUNSUPPORTED && strstr(ctx.msg, "head_dim 1024"),
                "check returned %d: %s", rc, ctx.msg);
     rc = dt_backend_cuda_check(&ctx);
     TEST_CHECK("cuda_error_cleared", rc == DT_OK, "a second check still failed (%d): %s", rc, ctx.msg);
-    G->free(d);
+    G->free(G, d);
 }
 
 // Three optimizer updates on the device against dt_optim_step from the same start: bit for bit (the
@@ -394,8 +396,8 @@ static void test_optim(dt_opt_kind kind, float momentum, const char *name) {
     if (rc) { TEST_FAIL(name, "%s", ctx.msg); return; }
     const size_t states = kind == DT_OPT_ADAMW ? 2 * (size_t)n : momentum != 0.0f ? (size_t)n : 0;
     float *p = rand_host(n, 1.0f), *dP = to_dev(p, (size_t)n * sizeof(float));
-    float *dS = states ? G->alloc(states * sizeof(float)) : NULL; // (states) zero, as dt_optim_init's
-    if (dS) G->zero(dS, states * sizeof(float));
+    float *dS = states ? G->alloc(G, states * sizeof(float)) : NULL; // (states) zero, as dt_optim_init's
+    if (dS) G->zero(G, dS, states * sizeof(float));
     for (int step = 0; step < 3; step++) {
         float *g = rand_host(n, 0.1f), *dG = to_dev(g, (size_t)n * sizeof(float));
         const float lr = 1e-2f / (float)(step + 1);
@@ -403,7 +405,7 @@ static void test_optim(dt_opt_kind kind, float momentum, const char *name) {
         gpu.step++;
         dt_cuda_optim_step(G, &gpu, dP, dG, dS, lr);
         free(g);
-        G->free(dG);
+        G->free(G, dG);
     }
     float *got = from_dev(dP, n);
     TEST_CHECK(name, !memcmp(got, p, (size_t)n * sizeof(float)), "the parameters differ from the CPU's after 3 steps");
@@ -412,10 +414,10 @@ static void test_optim(dt_opt_kind kind, float momentum, const char *name) {
         float *st = from_dev(dS, (int64_t)states);
         TEST_CHECK(name, !memcmp(st, cpu.state, states * sizeof(float)), "the optimizer state differs from the CPU's");
         free(st);
-        G->free(dS);
+        G->free(G, dS);
     }
     free(p);
-    G->free(dP);
+    G->free(G, dP);
     dt_optim_free(&cpu);
     dt_optim_free(&gpu);
 }
@@ -439,13 +441,13 @@ static int step_on(const dt_backend *be, const dt_model_config *cfg, const dt_ba
     if (be->device == DT_DEV_CUDA) { // parameters and gradients into device blocks of the same layout
         size_t bytes = a->n_params * sizeof(float);
         dp = to_dev(a->params, bytes);
-        dg = G->alloc(bytes);
+        dg = G->alloc(G, bytes);
         for (int i = 0; i < a->n_tensors; i++) {
             size_t off = (size_t)((float *)a->tensors[i].data - a->params);
             a->tensors[i].data = dp + off;
             a->tensors[i].grad = dg + off;
         }
-        G->zero(dg, bytes);
+        G->zero(G, dg, bytes);
     }
     rc = dt_graph_init(&ctx, &g, be, 0);
     if (!rc) {
@@ -454,13 +456,13 @@ static int step_on(const dt_backend *be, const dt_model_config *cfg, const dt_ba
         dt_llama_out out;
         rc = dt_llama_forward(&ctx, &g, m, &a->view, batch, 0, false, &out);
         if (!rc) rc = dt_graph_backward(&g, out.loss, 1.0f);
-        if (!rc) be->download(loss, dt_f32(out.loss), sizeof *loss);
+        if (!rc) be->download(be, loss, dt_f32(out.loss), sizeof *loss);
         *n = a->n_params;
         *grads = malloc(a->n_params * sizeof(float));
-        if (!rc) be->download(*grads, dg ? dg : a->grads, a->n_params * sizeof(float));
+        if (!rc) be->download(be, *grads, dg ? dg : a->grads, a->n_params * sizeof(float));
         dt_graph_free(&g);
     }
-    if (dp) { G->free(dp); G->free(dg); }
+    if (dp) { G->free(G, dp); G->free(G, dg); }
     dt_adapter_free(a);
     dt_llama_free(m);
     return rc ? rc : dt_backend_cuda_check(&ctx);

@@ -404,7 +404,7 @@ static void test_writer_errors(void) {
 
     dt_gguf_writer_new(&ctx, "/nonexistent_dir_for_dt/x.gguf", &w);
     st = dt_gguf_writer_finish(&ctx, w);
-    TEST_CHECK("writer_bad_dir", st == DT_EIO && strstr(ctx.msg, "/nonexistent_dir_for_dt/x.gguf"), "status %d: %s", st, ctx.msg);
+    TEST_CHECK("writer_bad_dir", st == DT_EINPUT && strstr(ctx.msg, "/nonexistent_dir_for_dt/x.gguf"), "status %d: %s", st, ctx.msg);
     dt_gguf_writer_free(w);
 }
 

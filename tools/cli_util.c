@@ -1,4 +1,5 @@
 #include <stdio.h>
+#include "tools/cli_opts.h"
 #include "tools/commands.h"
 
 #define DT_VERSION "0.1.0"
@@ -16,7 +17,9 @@ void dt_cli_warn(void *user, const char *msg) {
 }
 
 int cmd_version(int argc, char **argv) {
-    (void)argc; (void)argv;
+    const dt_cli cli = {"version", "", "Prints the version and the BLAS kernels in use.", NULL, 0, NULL};
+    int st = dt_cli_parse(&cli, argc, argv, NULL, NULL, 0);
+    if (st >= 0) return st;
     printf("deltatune %s\n", DT_VERSION);
     // The BLAS build and the kernels it chose for this CPU (see autograd/blas_core.h).
     printf("blas: %s\n", openblas_get_config());

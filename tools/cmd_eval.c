@@ -1,5 +1,4 @@
-// deltatune eval --model DIR [--adapter DIR] --data FILE [--format F] [--tokenizer DIR] [--max-seq-len N] [--json]
-//                [--device cpu|cuda]
+// deltatune eval --model PATH --data FILE [--adapter DIR] [options]  (options: cmd_eval --help)
 // Mean loss over the trained tokens of a data file (same formats and masking as training) and its
 // perplexity. The mean is over tokens, not examples, as Hugging Face's loss over one long batch.
 #include <math.h>
@@ -7,34 +6,34 @@
 #include <stdlib.h>
 #include <string.h>
 #include "datasets/dataset.h"
+#include "models/model_files.h"
 #include "peft/adapter_device.h"
 #include "peft/peft_io.h"
+#include "tools/cli_checks.h"
 #include "tools/cli_device.h"
+#include "tools/cli_opts.h"
 #include "tools/commands.h"
 
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *data = NULL, *format = "auto", *tokdir = NULL, *device = NULL;
     int64_t max_len = 0;
     bool json = false;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has = i + 1 < argc;
-        if (!strcmp(a, "--model") && has) model = argv[++i];
-        else if (!strcmp(a, "--adapter") && has) adapter = argv[++i];
-        else if (!strcmp(a, "--data") && has) data = argv[++i];
-        else if (!strcmp(a, "--format") && has) format = argv[++i];
-        else if (!strcmp(a, "--tokenizer") && has) tokdir = argv[++i];
-        else if (!strcmp(a, "--max-seq-len") && has) max_len = atoll(argv[++i]);
-        else if (!strcmp(a, "--json")) json = true;
-        else if (!strcmp(a, "--device") && has) device = argv[++i];
-        else {
-            fprintf(stderr, "deltatune eval: unknown or incomplete option '%s'\n"
-                            "usage: deltatune eval --model DIR [--adapter DIR] --data FILE [--format F] [--tokenizer DIR] [--max-seq-len N] [--json]\n"
-                            "                      [--device cpu|cuda]\n", a);
-            return 2;
-        }
-    }
-    if (!model || !data) { fprintf(stderr, "deltatune eval: --model and --data are required\n"); return 2; }
+    const dt_opt opts[] = {
+        DT_O_STR("--model", "PATH", "model folder (config.json + safetensors) or a .bin/.gguf/.safetensors file", &model),
+        DT_O_STR("--adapter", "DIR", "a PEFT adapter folder to apply (LoRA or prompt tuning)", &adapter),
+        DT_O_STR("--data", "FILE", "a JSONL file (plain or .gz) in any training format", &data),
+        DT_O_CHOICE("--format", "auto|text|completion|alpaca|chat|sharegpt|tokens", "the data's format (default: auto, from the first record)", &format),
+        DT_O_STR("--tokenizer", "PATH", "tokenizer folder or file (default: beside the model; token-id data needs none)", &tokdir),
+        DT_O_INT("--max-seq-len", "N", "cut longer examples to N tokens (default 0: no limit)", &max_len, 0, 1e9),
+        DT_O_FLAG("--json", "print one JSON object instead of text", &json),
+        DT_O_CHOICE("--device", "cpu|cuda", "where the model runs (default cpu; cuda computes in f32)", &device),
+    };
+    const dt_cli cli = {"eval", "--model PATH --data FILE [--adapter DIR] [options]",
+                        "Mean loss over the trained tokens of a data file (the same formats and masking as training) and its perplexity.",
+                        opts, (int)(sizeof opts / sizeof opts[0]), NULL};
+    int st = dt_cli_parse(&cli, argc, argv, NULL, NULL, 0);
+    if (st >= 0) return st;
+    if (!model || !data) return dt_cli_bad(&cli, "--model and --data are required");
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     ctx.warn = dt_cli_warn;
@@ -45,11 +44,17 @@ int cmd_eval(int argc, char **argv) {
     dt_graph g = {0};
     dt_adapter_dev dev = {0};
     const dt_backend *be = NULL;
-    int rc = dt_cli_backend(&ctx, device, &be);
+    // Token-id data needs no tokenizer; others find it as train does (beside a model file).
+    dt_rec_format fmt;
+    char *tpath = tokdir ? strdup(tokdir) : dt_model_tokenizer_path(model);
+    int rc = tpath ? dt_data_format_of(&ctx, data, format, &fmt) : dt_fail(&ctx, DT_ENOMEM, "out of memory");
+    if (!rc && fmt != DT_FMT_TOKENS) rc = dt_tokenizer_load(&ctx, tpath, &tok);
+    if (!rc && tok) rc = dt_check_vocab_of(&ctx, tok, tpath, model);
+    free(tpath);
+    if (!rc) rc = dt_cli_backend(&ctx, device, &be);
     if (!rc) rc = dt_cli_backend_check(&ctx, be, dt_llama_load(&ctx, model, be, &m));
     if (!rc && adapter) rc = dt_adapter_load(&ctx, adapter, m, &ad);
     if (!rc && ad) rc = dt_cli_backend_check(&ctx, be, dt_adapter_dev_attach(&ctx, &dev, ad, be));
-    if (!rc && strcmp(format, "tokens")) rc = dt_tokenizer_load(&ctx, tokdir ? tokdir : model, &tok);
     dt_dataset_opts o = {format, "auto", false, false, max_len};
     if (!rc) rc = dt_dataset_load(&ctx, (const char *const[]){data}, 1, tok, &o, &ds);
     if (!rc) rc = dt_graph_init(&ctx, &g, m->be, 0);

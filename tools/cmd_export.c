@@ -1,31 +1,25 @@
-// deltatune export --adapter DIR --model DIR --format gguf --out FILE.gguf
+// deltatune export --adapter DIR --model PATH --out FILE.gguf [--format gguf]
 // Writes a PEFT LoRA adapter as a llama.cpp GGUF LoRA adapter (llama-cli --lora FILE.gguf).
 #include <stdio.h>
 #include <string.h>
 #include "peft/export_gguf.h"
+#include "tools/cli_opts.h"
 #include "tools/commands.h"
-
-static int usage(void) {
-    fprintf(stderr, "usage: deltatune export --adapter DIR --model DIR --format gguf --out FILE.gguf\n");
-    return 2;
-}
 
 int cmd_export(int argc, char **argv) {
     const char *adapter = NULL, *model = NULL, *format = "gguf", *out = NULL;
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        bool has_value = i + 1 < argc;
-        if (!strcmp(a, "--adapter") && has_value) adapter = argv[++i];
-        else if (!strcmp(a, "--model") && has_value) model = argv[++i];
-        else if (!strcmp(a, "--format") && has_value) format = argv[++i];
-        else if (!strcmp(a, "--out") && has_value) out = argv[++i];
-        else { fprintf(stderr, "deltatune export: unknown or incomplete option '%s'\n", a); return usage(); }
-    }
-    if (!adapter || !model || !out) return usage();
-    if (strcmp(format, "gguf")) {
-        fprintf(stderr, "deltatune export: format '%s' is not supported (gguf)\n", format);
-        return 2;
-    }
+    const dt_opt opts[] = {
+        DT_O_STR("--adapter", "DIR", "the PEFT LoRA adapter folder (adapter_config.json + adapter_model.safetensors)", &adapter),
+        DT_O_STR("--model", "PATH", "the base model it was trained on (for the architecture and tensor names)", &model),
+        DT_O_CHOICE("--format", "gguf", "the output format (only gguf: llama.cpp's --lora)", &format),
+        DT_O_STR("--out", "FILE.gguf", "the file to write", &out),
+    };
+    const dt_cli cli = {"export", "--adapter DIR --model PATH --out FILE.gguf [--format gguf]",
+                        "Writes a LoRA adapter as a llama.cpp GGUF LoRA adapter (llama-cli -m base.gguf --lora FILE.gguf).",
+                        opts, (int)(sizeof opts / sizeof opts[0]), NULL};
+    int st = dt_cli_parse(&cli, argc, argv, NULL, NULL, 0);
+    if (st >= 0) return st;
+    if (!adapter || !model || !out) return dt_cli_bad(&cli, "--adapter, --model and --out are required");
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     ctx.warn = dt_cli_warn;

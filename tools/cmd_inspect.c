@@ -14,6 +14,7 @@
 #include "models/gguf.h"
 #include "models/safetensors.h"
 #include "models/tensor_names.h"
+#include "tools/cli_opts.h"
 #include "tools/commands.h"
 #include "tools/inspect_lora.h"
 
@@ -212,7 +213,8 @@ static void print_gguf_adapter(const dt_gguf_file *f) {
         if (layer >= 0 && layer < MAX_LAYERS) layers[layer] = true;
     }
     int64_t ai = dt_gguf_find_key(f, "adapter.lora.alpha");
-    const double alpha = ai >= 0 ? dt_gguf_kv_float(&f->kvs[ai], 0) : 0.0;
+    // A single number, or treated as absent (as llama.cpp does): not an array, a string or an empty value.
+    const double alpha = ai >= 0 && f->kvs[ai].type != DT_GGUF_ARRAY ? dt_gguf_kv_float(&f->kvs[ai], 0) : 0.0;
     int64_t ti = dt_gguf_find_key(f, "adapter.type");
     const char *method = ti >= 0 && f->kvs[ti].type == DT_GGUF_STRING ? f->kvs[ti].strs[0] : "?";
     if (rank_min == rank)
@@ -284,11 +286,15 @@ static bool has_gguf_magic(const char *path) {
 }
 
 int cmd_inspect(int argc, char **argv) {
-    if (argc != 2 || argv[1][0] == '-') {
-        fprintf(stderr, "usage: deltatune inspect PATH   (safetensors file, model folder, adapter folder or GGUF file)\n");
-        return 2;
-    }
-    const char *path = argv[1];
+    char *pos[1];
+    int n_pos = 0;
+    const dt_cli cli = {"inspect", "PATH", "Describes a file or folder: metadata, tensors (name, type, shape) and parameter counts.",
+                        NULL, 0, "PATH: a .safetensors file or index, a model folder (config.json), an adapter folder\n"
+                        "(adapter_config.json) or a GGUF file (model or LoRA adapter)."};
+    int st = dt_cli_parse(&cli, argc, argv, pos, &n_pos, 1);
+    if (st >= 0) return st;
+    if (n_pos != 1) return dt_cli_bad(&cli, "a path is required");
+    const char *path = pos[0];
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     ctx.warn = dt_cli_warn;

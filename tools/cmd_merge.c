@@ -1,20 +1,14 @@
-// deltatune merge --model DIR --adapter DIR[:weight] [--adapter ...] --out OUT [--dtype f32|f16|bf16]
-//                 [--format hf|gguf] [--tokenizer DIR]
+// deltatune merge --model PATH --adapter DIR[:weight] [--adapter ...] --out OUT [options: merge --help]
 // Folds LoRA adapters into the base weights: W + sum_i weight_i * scale_i * B_i A_i. OUT is a new folder
 // (hf) or a .gguf file (gguf). With no adapter the model is only converted.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "peft/merge.h"
+#include "tools/cli_opts.h"
 #include "tools/commands.h"
 
 #define MAX_ADAPTERS 64
-
-static int usage(void) {
-    fprintf(stderr, "usage: deltatune merge --model DIR --adapter DIR[:weight] [--adapter ...] --out OUT\n"
-                    "                       [--dtype f32|f16|bf16] [--format hf|gguf] [--tokenizer DIR]\n");
-    return 2;
-}
 
 // "DIR:0.5" -> (DIR, 0.5); a suffix that is not a whole number stays part of the folder name.
 static void parse_adapter(char *arg, dt_merge_adapter *a) {
@@ -31,30 +25,28 @@ static void parse_adapter(char *arg, dt_merge_adapter *a) {
 
 int cmd_merge(int argc, char **argv) {
     dt_merge_opts o = {.dtype = -1, .format = DT_MERGE_HF};
+    const char *adapters[MAX_ADAPTERS], *dtype = NULL, *format = "hf";
+    int n_ad = 0;
+    const dt_opt opts[] = {
+        DT_O_STR("--model", "PATH", "the base model (Hugging Face folder, or a .bin/.gguf/.safetensors file)", &o.model),
+        DT_O_LIST("--adapter", "DIR[:WEIGHT]", "a LoRA adapter to fold in, at WEIGHT (default 1)", adapters, &n_ad, MAX_ADAPTERS),
+        DT_O_STR("--out", "OUT", "a folder that must not exist yet (hf) or a .gguf file (gguf)", &o.out),
+        DT_O_CHOICE("--dtype", "f32|f16|bf16", "the merged weights' type (default: the base's)", &dtype),
+        DT_O_CHOICE("--format", "hf|gguf", "a Hugging Face folder (default) or one GGUF file", &format),
+        DT_O_STR("--tokenizer", "PATH", "gguf: the tokenizer folder to write into the file (default: the model's folder)", &o.tokenizer),
+    };
+    const dt_cli cli = {"merge", "--model PATH --adapter DIR[:WEIGHT] [--adapter ...] --out OUT [options]",
+                        "Folds LoRA adapters into the base weights: W + sum_i weight_i * scale_i * B_i A_i, tensor by tensor.\n"
+                        "With no adapter the model is only converted.",
+                        opts, (int)(sizeof opts / sizeof opts[0]), NULL};
+    int st = dt_cli_parse(&cli, argc, argv, NULL, NULL, 0);
+    if (st >= 0) return st;
+    if (!o.model || !o.out) return dt_cli_bad(&cli, "--model and --out are required");
     dt_merge_adapter ad[MAX_ADAPTERS];
-    for (int i = 1; i < argc; i++) {
-        const char *a = argv[i];
-        char *v = i + 1 < argc ? argv[i + 1] : NULL;
-        if (!v) { fprintf(stderr, "deltatune merge: unknown or incomplete option '%s'\n", a); return usage(); }
-        i++;
-        if (!strcmp(a, "--model")) o.model = v;
-        else if (!strcmp(a, "--out")) o.out = v;
-        else if (!strcmp(a, "--tokenizer")) o.tokenizer = v;
-        else if (!strcmp(a, "--adapter")) {
-            if (o.n_adapters == MAX_ADAPTERS) { fprintf(stderr, "deltatune merge: at most %d adapters\n", MAX_ADAPTERS); return 2; }
-            parse_adapter(v, &ad[o.n_adapters++]);
-        } else if (!strcmp(a, "--dtype")) {
-            if (!strcmp(v, "f32")) o.dtype = DT_F32;
-            else if (!strcmp(v, "f16")) o.dtype = DT_F16;
-            else if (!strcmp(v, "bf16")) o.dtype = DT_BF16;
-            else { fprintf(stderr, "deltatune merge: --dtype '%s': expected f32, f16 or bf16\n", v); return 2; }
-        } else if (!strcmp(a, "--format")) {
-            if (!strcmp(v, "hf")) o.format = DT_MERGE_HF;
-            else if (!strcmp(v, "gguf")) o.format = DT_MERGE_GGUF;
-            else { fprintf(stderr, "deltatune merge: --format '%s': expected hf or gguf\n", v); return 2; }
-        } else { fprintf(stderr, "deltatune merge: unknown option '%s'\n", a); return usage(); }
-    }
-    if (!o.model || !o.out) return usage();
+    for (int i = 0; i < n_ad; i++) parse_adapter((char *)adapters[i], &ad[i]);
+    o.n_adapters = n_ad;
+    if (dtype) o.dtype = !strcmp(dtype, "f32") ? DT_F32 : !strcmp(dtype, "f16") ? DT_F16 : DT_BF16;
+    o.format = !strcmp(format, "gguf") ? DT_MERGE_GGUF : DT_MERGE_HF;
     o.adapters = ad;
     dt_ctx ctx;
     dt_ctx_init(&ctx);

@@ -6,26 +6,32 @@
 #include <unistd.h>
 #include "datasets/dataset.h"
 #include "recipes/recipe.h"
+#include "tools/cli_checks.h"
+#include "tools/cli_opts.h"
 #include "tools/commands.h"
 
 int cmd_preview(int argc, char **argv) {
-    if (argc < 2) { fprintf(stderr, "usage: deltatune preview RECIPE.yaml [-n N] [dotted.key=value ...]\n"); return 2; }
-    int n = 3;
-    const char *over[64];
-    int n_over = 0;
-    for (int i = 2; i < argc; i++) {
-        if (!strcmp(argv[i], "-n") && i + 1 < argc) n = atoi(argv[++i]);
-        else if (n_over < 64) over[n_over++] = argv[i];
-    }
+    int64_t n = 3;
+    char *pos[65];
+    int n_pos = 0;
+    const dt_opt opts[] = {DT_O_INT("-n", "N", "how many examples to print (default 3)", &n, 0, 1e9)};
+    const dt_cli cli = {"preview", "RECIPE.yaml [-n N] [dotted.key=value ...]",
+                        "Prints the first training examples as the model will see them, the trained tokens marked\n"
+                        "(green on a terminal, inside «…» otherwise), so masking can be checked before a long run.",
+                        opts, 1, "RECIPE.yaml: the recipe (recipes/README.md); dotted.key=value overrides a key, as for train."};
+    int st = dt_cli_parse(&cli, argc, argv, pos, &n_pos, 65);
+    if (st >= 0) return st;
+    if (n_pos < 1) return dt_cli_bad(&cli, "a recipe is required");
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     ctx.warn = dt_cli_warn;
     dt_recipe r;
-    int rc = dt_recipe_load(&ctx, argv[1], over, n_over, &r);
+    int rc = dt_recipe_load(&ctx, pos[0], (const char *const *)pos + 1, n_pos - 1, &r);
     if (rc) return dt_cli_fail("preview", &ctx, rc);
     dt_tokenizer *tok = NULL;
     dt_dataset *ds = NULL;
     if (r.data.format != DT_FORMAT_TOKENS) rc = dt_tokenizer_load(&ctx, r.model.tokenizer, &tok);
+    if (!rc && tok) rc = dt_check_vocab_of(&ctx, tok, r.model.tokenizer, r.model.path);
     dt_dataset_opts o = {dt_recipe_format_name(r.data.format), dt_recipe_template_name(r.data.chat_template),
                          r.data.train_on_prompt, r.data.skip_bad_lines, r.data.max_seq_len};
     if (!rc) rc = dt_dataset_load(&ctx, (const char *const *)r.data.train.items, (size_t)r.data.train.n, tok, &o, &ds);

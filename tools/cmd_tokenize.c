@@ -5,14 +5,8 @@
 #include <string.h>
 #include "datasets/jsonl.h"
 #include "datasets/tokenizer.h"
+#include "tools/cli_opts.h"
 #include "tools/commands.h"
-
-static void usage(FILE *f) {
-    fprintf(f, "usage: deltatune tokenize --tokenizer DIR --json-lines FILE [--special]\n"
-               "  DIR: a folder with tokenizer.json (+ tokenizer_config.json), a tokenizer.json, or a tokenizer.bin\n"
-               "  FILE: one JSON string per line; prints one JSON array of ids per line\n"
-               "  --special: add BOS/EOS as the tokenizer's post-processor says\n");
-}
 
 // Formats ids as a compact JSON array line into buf (room for 12 bytes per id + 3).
 static size_t format_ids(const dt_ids *ids, char *buf) {
@@ -37,23 +31,17 @@ static size_t format_ids(const dt_ids *ids, char *buf) {
 int cmd_tokenize(int argc, char **argv) {
     const char *tok_path = NULL, *file = NULL;
     bool special = false;
-    for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--tokenizer") && i + 1 < argc) tok_path = argv[++i];
-        else if (!strcmp(argv[i], "--json-lines") && i + 1 < argc) file = argv[++i];
-        else if (!strcmp(argv[i], "--special")) special = true;
-        else if (!strcmp(argv[i], "-h") || !strcmp(argv[i], "--help")) {
-            usage(stdout);
-            return 0;
-        } else {
-            fprintf(stderr, "deltatune tokenize: unknown or incomplete argument '%s'\n", argv[i]);
-            usage(stderr);
-            return 2;
-        }
-    }
-    if (!tok_path || !file) {
-        usage(stderr);
-        return 2;
-    }
+    const dt_opt opts[] = {
+        DT_O_STR("--tokenizer", "PATH", "a folder with tokenizer.json (+ tokenizer_config.json), a tokenizer.json, or a llama2.c tokenizer.bin", &tok_path),
+        DT_O_STR("--json-lines", "FILE", "one JSON string per line; prints one JSON array of ids per line", &file),
+        DT_O_FLAG("--special", "add BOS/EOS as the tokenizer's post-processor says", &special),
+    };
+    const dt_cli cli = {"tokenize", "--tokenizer PATH --json-lines FILE [--special]",
+                        "Prints the token ids of each JSON-string line of FILE (blank lines are skipped).",
+                        opts, (int)(sizeof opts / sizeof opts[0]), NULL};
+    int st = dt_cli_parse(&cli, argc, argv, NULL, NULL, 0);
+    if (st >= 0) return st;
+    if (!tok_path || !file) return dt_cli_bad(&cli, "--tokenizer and --json-lines are required");
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     ctx.warn = dt_cli_warn;

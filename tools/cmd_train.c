@@ -1,9 +1,10 @@
-// deltatune train RECIPE.yaml [key=value ...]
+// deltatune train RECIPE.yaml [--overwrite] [key=value ...]
 #include <signal.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
+#include "tools/cli_opts.h"
 #include "tools/commands.h"
 #include "tools/train_loop.h"
 
@@ -12,15 +13,28 @@ static volatile sig_atomic_t g_stop = 0;
 static void on_signal(int sig) { (void)sig; g_stop = 1; }
 
 int cmd_train(int argc, char **argv) {
-    if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
-        fprintf(argc < 2 ? stderr : stdout, "usage: deltatune train RECIPE.yaml [dotted.key=value ...]\n");
-        return argc < 2 ? 2 : 0;
-    }
+    char *pos[65];
+    int n_pos = 0;
+    bool overwrite = false;
+    const dt_opt opts[] = {
+        DT_O_FLAG("--overwrite", "start afresh in an output_dir that holds an earlier run's checkpoints (deletes them)",
+                  &overwrite),
+    };
+    const dt_cli cli = {"train", "RECIPE.yaml [--overwrite] [dotted.key=value ...]",
+                        "Fine-tunes a model from a YAML recipe and writes into its output_dir: the PEFT adapter\n"
+                        "(adapter_config.json, adapter_model.safetensors), metrics.jsonl, loss.svg, recipe.yaml and\n"
+                        "checkpoints/. Ctrl-C saves a checkpoint; resume: true continues from it.",
+                        opts, (int)(sizeof opts / sizeof opts[0]),
+                        "RECIPE.yaml: the recipe (recipes/README.md documents every key);\n"
+                        "dotted.key=value overrides one key, e.g. train.max_steps=20 output_dir=runs/try."};
+    int st = dt_cli_parse(&cli, argc, argv, pos, &n_pos, 65);
+    if (st >= 0) return st;
+    if (n_pos < 1) return dt_cli_bad(&cli, "a recipe is required");
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     ctx.warn = dt_cli_warn;
     dt_recipe r;
-    int rc = dt_recipe_load(&ctx, argv[1], (const char *const *)argv + 2, argc - 2, &r);
+    int rc = dt_recipe_load(&ctx, pos[0], (const char *const *)pos + 1, n_pos - 1, &r);
     if (rc) return dt_cli_fail("train", &ctx, rc);
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
@@ -29,7 +43,7 @@ int cmd_train(int argc, char **argv) {
     sigaction(SIGTERM, &sa, NULL);
     // DT_TEST_INTERRUPT_AFTER=N acts like Ctrl-C after step N, so tests can interrupt deterministically.
     const char *stop_after = getenv("DT_TEST_INTERRUPT_AFTER");
-    dt_train_hooks hooks = {&g_stop, isatty(STDERR_FILENO), stop_after ? atoll(stop_after) : 0};
+    dt_train_hooks hooks = {&g_stop, isatty(STDERR_FILENO), stop_after ? atoll(stop_after) : 0, overwrite};
     rc = dt_train_run(&ctx, &r, &hooks);
     dt_recipe_free(&r);
     if (rc == DT_EINTERRUPTED) {

@@ -3,29 +3,24 @@
 #include <stdio.h>
 #include <string.h>
 #include "recipes/recipe.h"
+#include "tools/cli_opts.h"
 #include "tools/commands.h"
 
-static void usage(FILE *f) {
-    fprintf(f, "usage: deltatune validate RECIPE.yaml [KEY=VALUE ...]\n"
-               "Checks the recipe and prints it with every default filled in and every path absolute.\n"
-               "KEY=VALUE overrides one key, e.g. train.optimizer.lr=3e-4 data.train=[a.jsonl,b.jsonl]\n"
-               "(keys are documented in recipes/README.md).\n");
-}
-
 int cmd_validate(int argc, char **argv) {
-    if (argc >= 2 && (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help"))) {
-        usage(stdout);
-        return 0;
-    }
-    if (argc < 2 || argv[1][0] == '-') {
-        usage(stderr);
-        return 2;
-    }
+    char *pos[65];
+    int n_pos = 0;
+    const dt_cli cli = {"validate", "RECIPE.yaml [dotted.key=value ...]",
+                        "Checks the recipe and prints it with every default filled in and every path absolute.",
+                        NULL, 0, "RECIPE.yaml: the recipe (recipes/README.md documents every key);\n"
+                        "dotted.key=value overrides one key, e.g. train.optimizer.lr=3e-4 data.train=[a.jsonl,b.jsonl]."};
+    int st = dt_cli_parse(&cli, argc, argv, pos, &n_pos, 65);
+    if (st >= 0) return st;
+    if (n_pos < 1) return dt_cli_bad(&cli, "a recipe is required");
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     ctx.warn = dt_cli_warn;
     dt_recipe r;
-    int rc = dt_recipe_load(&ctx, argv[1], (const char *const *)argv + 2, argc - 2, &r);
+    int rc = dt_recipe_load(&ctx, pos[0], (const char *const *)pos + 1, n_pos - 1, &r);
     if (rc) return dt_cli_fail("validate", &ctx, rc);
     rc = dt_recipe_emit(&ctx, &r, stdout);
     dt_recipe_free(&r);

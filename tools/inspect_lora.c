@@ -64,6 +64,10 @@ int dt_inspect_lora_modules(dt_ctx *ctx, const json_t *cfg, const char *cpath, c
         if (!alphas) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
         for (mod = 0; mod < DT_MOD_COUNT && !rc; mod++) {
             for (layer = 0; layer < L && !rc; layer++) {
+                // Only modules the file holds: a tiny file naming layer 999999 must not cost a million
+                // pattern matches per module.
+                alphas[layer] = alpha;
+                if (!rank[layer * DT_MOD_COUNT + mod]) continue;
                 dt_tn_module(name, sizeof name, "", layer, (dt_module)mod, ""); // the name PEFT matches
                 rc = dt_lora_matcher_value(ctx, am, name, alpha, &alphas[layer]);
             }

@@ -4,6 +4,7 @@
 #include <string.h>
 #include <unistd.h>
 #include "autograd/blas_core.h"
+#include "recipes/recipe_internal.h"
 #include "tools/commands.h"
 
 static const struct { const char *name; int (*run)(int, char **); const char *help; } COMMANDS[] = {
@@ -25,18 +26,33 @@ static void usage(FILE *f) {
         fprintf(f, "  %-10s %s\n", COMMANDS[i].name, COMMANDS[i].help);
 }
 
+// Starts this program again with the current environment. It execs the binary's real path, not
+// /proc/self/exe: the kernel names a process after the file it execs, and "exe" is what ps and top would
+// show. If the exec fails we simply go on.
+static void dt_restart(char **argv) {
+    char self[4096];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof self - 1);
+    if (n <= 0 || n >= (ssize_t)sizeof self - 1) return;
+    self[n] = 0;
+    execv(self, argv);
+}
+
 int main(int argc, char **argv) {
     // See blas_core.h: OpenBLAS fell back to slow generic kernels on this CPU; start again with the
-    // right ones. If the restart fails we simply go on, slower.
+    // right ones.
     const char *core = dt_blas_better_coretype();
-    if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) execv("/proc/self/exe", argv);
+    if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) dt_restart(argv);
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;
     }
     for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++)
         if (!strcmp(argv[1], COMMANDS[i].name)) return COMMANDS[i].run(argc - 1, argv + 1);
-    fprintf(stderr, "deltatune: unknown command '%s'\n", argv[1]);
+    const char *names[sizeof COMMANDS / sizeof COMMANDS[0]];
+    for (size_t i = 0; i < sizeof COMMANDS / sizeof COMMANDS[0]; i++) names[i] = COMMANDS[i].name;
+    const char *near = dt_rsuggest(argv[1], names, (int)(sizeof names / sizeof names[0]));
+    if (near) fprintf(stderr, "deltatune: unknown command '%s' (did you mean %s?)\n", argv[1], near);
+    else fprintf(stderr, "deltatune: unknown command '%s'\n", argv[1]);
     usage(stderr);
     return 2;
 }

@@ -104,11 +104,11 @@ int dt_train_device_attach(dt_ctx *ctx, dt_train_device *d, dt_adapter *a, const
     if (rc || d->be->device == DT_DEV_CPU) return rc;
     d->opt_floats = o->kind == DT_OPT_ADAMW ? 2 * o->n : o->state ? o->n : 0;
     if (d->opt_floats) {
-        d->opt_state = d->be->alloc(d->opt_floats * sizeof(float));
+        d->opt_state = d->be->alloc(d->be, d->opt_floats * sizeof(float));
         if (!d->opt_state)
             return dt_fail(ctx, DT_ENOMEM, "cannot allocate %zu bytes of device memory for the optimizer state",
                            d->opt_floats * sizeof(float));
-        d->be->upload(d->opt_state, o->state, d->opt_floats * sizeof(float));
+        d->be->upload(d->be, d->opt_state, o->state, d->opt_floats * sizeof(float));
     }
     d->state_on_device = true;
     return DT_OK;
@@ -121,8 +121,8 @@ double dt_train_device_clip(dt_train_device *d, dt_adapter *a, double max_norm) 
     const dt_backend *be = d->be;
     float *g = d->ad.grads;
     // dt_clip_grad_norm's arithmetic: the norm in double, torch's max_norm / (norm + 1e-6) factor.
-    double norm = sqrt(be->sumsq(g, (int64_t)a->n_params));
-    if (max_norm > 0 && norm > max_norm) be->scale(g, (float)(max_norm / (norm + 1e-6)), (int64_t)a->n_params);
+    double norm = sqrt(be->sumsq(be, g, (int64_t)a->n_params));
+    if (max_norm > 0 && norm > max_norm) be->scale(be, g, (float)(max_norm / (norm + 1e-6)), (int64_t)a->n_params);
     return norm;
 }
 
@@ -134,14 +134,14 @@ void dt_train_device_step(dt_train_device *d, dt_adapter *a, dt_optimizer *o, fl
 
 void dt_train_device_to_host(dt_train_device *d, dt_adapter *a, dt_optimizer *o) {
     dt_adapter_dev_to_host(&d->ad, a);
-    if (d->state_on_device && d->opt_state) d->be->download(o->state, d->opt_state, d->opt_floats * sizeof(float));
+    if (d->state_on_device && d->opt_state) d->be->download(d->be, o->state, d->opt_state, d->opt_floats * sizeof(float));
     d->state_on_device = false;
 }
 
 void dt_train_device_to_device(dt_train_device *d, dt_adapter *a, const dt_optimizer *o) {
     if (d->be->device == DT_DEV_CPU) return;
     dt_adapter_dev_to_device(&d->ad, a);
-    if (!d->state_on_device && d->opt_state) d->be->upload(d->opt_state, o->state, d->opt_floats * sizeof(float));
+    if (!d->state_on_device && d->opt_state) d->be->upload(d->be, d->opt_state, o->state, d->opt_floats * sizeof(float));
     d->state_on_device = true;
 }
 
@@ -168,7 +168,7 @@ int dt_train_device_check(dt_ctx *ctx, dt_train_device *d, int rc, const char *o
 
 void dt_train_device_close(dt_train_device *d, dt_adapter *a) {
     if (!d->be) return;
-    if (d->opt_state) d->be->free(d->opt_state);
+    if (d->opt_state) d->be->free(d->be, d->opt_state);
     dt_adapter_dev_release(&d->ad, a);
     memset(d, 0, sizeof *d);
 }

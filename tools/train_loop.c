@@ -12,14 +12,18 @@
 #include <time.h>
 #include <unistd.h>
 #include "datasets/tokenizer.h"
+#include "models/atomic_file.h"
 #include "models/llama.h"
 #include "optim/checkpoint.h"
 #include "optim/optim.h"
 #include "optim/schedule.h"
 #include "peft/peft_io.h"
 #include "tools/loss_plot.h"
+#include "tools/run_identity.h"
 #include "tools/train_data.h"
 #include "tools/train_device.h"
+#include "tools/train_progress.h"
+#include "tools/cli_checks.h"
 
 typedef struct trainer {
     const dt_recipe *r;
@@ -35,7 +39,7 @@ typedef struct trainer {
     FILE *metrics;
     dt_point *train_pts, *val_pts;
     size_t n_train_pts, n_val_pts, cap_train_pts, cap_val_pts;
-    double t_start;
+    dt_progress prog;
 } trainer;
 
 static double now(void) {
@@ -59,6 +63,14 @@ static int make_dirs(const char *path) {
     for (char *p = buf + 1; *p; p++)
         if (*p == '/') { *p = 0; if (mkdir(buf, 0777) && errno != EEXIST) return -1; *p = '/'; }
     return mkdir(buf, 0777) && errno != EEXIST ? -1 : 0;
+}
+
+// The folder PEFT's AutoTokenizer can load: model.tokenizer itself, or the folder of a tokenizer file.
+static void tokenizer_folder(const char *path, char *out, size_t n) {
+    struct stat sb;
+    snprintf(out, n, "%s", path ? path : "");
+    char *slash = strrchr(out, '/');
+    if (path && stat(path, &sb) == 0 && !S_ISDIR(sb.st_mode) && slash) *slash = 0;
 }
 
 static int setup_adapter(dt_ctx *ctx, trainer *t) {
@@ -106,7 +118,9 @@ static int setup_adapter(dt_ctx *ctx, trainer *t) {
         dt_ids_free(&ids);
         if (rc) return rc;
     }
-    snprintf(t->a->base_model, sizeof t->a->base_model, "%s", r->model.path);
+    snprintf(t->a->base_model, sizeof t->a->base_model, "%s",
+             r->model.name_or_path ? r->model.name_or_path : r->model.path);
+    tokenizer_folder(r->model.tokenizer, t->a->tokenizer, sizeof t->a->tokenizer);
     return DT_OK;
 }
 
@@ -131,24 +145,6 @@ static int evaluate(dt_ctx *ctx, trainer *t, double *loss) {
     t->g.training = train;
     *loss = n ? sum / (double)n : NAN;
     return rc;
-}
-
-static void progress(const trainer *t, const dt_train_hooks *h, double loss, double lr, double tps) {
-    double elapsed = now() - t->t_start;
-    int64_t done = t->st.step;
-    double eta = done > 0 ? elapsed / (double)done * (double)(t->total - done) : 0;
-    if (h->tty) {
-        int width = 30, fill = t->total ? (int)(width * done / t->total) : width;
-        char bar[64];
-        for (int i = 0; i < width; i++) bar[i] = i < fill ? '#' : '.';
-        bar[width] = 0;
-        fprintf(stderr, "\r[%s] %lld/%lld loss %.4f lr %.2e %.0f tok/s ETA %02d:%02d   ", bar, (long long)done,
-                (long long)t->total, loss, lr, tps, (int)(eta / 60), (int)eta % 60);
-        fflush(stderr);
-    } else {
-        fprintf(stderr, "step %lld/%lld loss %.4f lr %.3e tokens/s %.0f eta %.0fs\n", (long long)done, (long long)t->total,
-                loss, lr, tps, eta);
-    }
 }
 
 static int save_checkpoint(dt_ctx *ctx, trainer *t) {
@@ -183,9 +179,7 @@ static int reload_metrics(dt_ctx *ctx, trainer *t, const char *path) {
     free(line);
     fclose(f);
     fclose(out);
-    FILE *w = fopen(path, "w");
-    int rc = w && fwrite(kept, 1, klen, w) == klen ? DT_OK : dt_fail(ctx, DT_EIO, "%s: cannot rewrite: %s", path, strerror(errno));
-    if (w) fclose(w);
+    int rc = dt_atomic_write(ctx, path, kept, klen); // a crash here must not lose the kept lines
     free(kept);
     return rc;
 }
@@ -195,7 +189,7 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
     const int accum = r->train.gradient_accumulation_steps;
     dt_batch *mb = calloc((size_t)accum, sizeof *mb);
     int rc = DT_OK;
-    t->t_start = now();
+    dt_progress_start(&t->prog, stderr, h->tty, t->st.step, t->total);
     int64_t first = t->st.step;
     while (t->st.step < t->total && !rc) {
         double t0 = now();
@@ -247,15 +241,15 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
             json_object_set_new(j, "val_loss", json_real(vl));
             json_object_set_new(j, "val_perplexity", json_real(exp(vl)));
             add_point(&t->val_pts, &t->n_val_pts, &t->cap_val_pts, t->st.step, vl);
-            if (!h->tty) fprintf(stderr, "step %lld val_loss %.4f perplexity %.3f\n", (long long)t->st.step, vl, exp(vl));
+            dt_progress_val(&t->prog, t->st.step, vl);
         }
         char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8));
         fprintf(t->metrics, "%s\n", s);
         fflush(t->metrics);
         free(s);
         json_decref(j);
-        if (r->train.log_every_n_steps && (t->st.step % r->train.log_every_n_steps == 0 || last || t->st.step == first + 1))
-            progress(t, h, loss, lr, tps);
+        dt_progress_step(&t->prog, t->st.step, loss, lr, tps, r->train.log_every_n_steps &&
+                         (t->st.step % r->train.log_every_n_steps == 0 || last || t->st.step == first + 1));
         if (r->train.save_every_n_steps && t->st.step % r->train.save_every_n_steps == 0 && !last)
             if ((rc = save_checkpoint(ctx, t))) break;
         if (((h->stop && *h->stop) || (h->stop_after > 0 && t->st.step == h->stop_after)) && !last) {
@@ -278,12 +272,15 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     dt_ctx_apply_threads(ctx);
     trainer t = {0};
     t.r = r;
-    int rc = dt_train_device_open(ctx, &t.dev, r);
+    int rc = dt_check_writable_dir(ctx, r->output_dir, "output_dir");
+    if (rc) dt_prefix(ctx, rc, "%s: ", r->recipe_path);
+    if (!rc) rc = dt_train_device_open(ctx, &t.dev, r);
     if (rc) return rc;
     rc = dt_train_device_check(ctx, &t.dev, dt_llama_load(ctx, r->model.path, t.dev.be, &t.m), r->output_dir);
     if (!rc && r->data.format != DT_FORMAT_TOKENS) rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
     else if (!rc && r->method.name == DT_METHOD_PROMPT_TUNING && r->method.init == DT_PT_INIT_TEXT)
         rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
+    if (!rc && t.tok) rc = dt_check_vocab(ctx, t.tok, r->model.tokenizer, t.m->cfg.vocab_size, r->model.path);
     if (!rc) rc = setup_adapter(ctx, &t);
     if (!rc) rc = dt_train_data_open(ctx, &t.data, r, t.tok, &t.m->cfg);
     if (rc) goto done;
@@ -306,12 +303,17 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     t.st.data_seed = (uint64_t)r->train.seed;
     if (make_dirs(r->output_dir)) { rc = dt_fail(ctx, DT_EIO, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno)); goto done; }
     char path[4200];
+    dt_run_id id;
+    if ((rc = dt_run_identity(ctx, r, &id))) goto done;
+    t.st.run = id;
+    if (r->resume == DT_RESUME_NO && (rc = dt_run_fresh_output(ctx, r->output_dir, h->overwrite))) goto done;
     if (r->resume != DT_RESUME_NO) {
         char ck[4200];
         if (r->resume == DT_RESUME_PATH) snprintf(ck, sizeof ck, "%s", r->resume_path);
         if (r->resume == DT_RESUME_PATH || !dt_checkpoint_latest(r->output_dir, ck, sizeof ck)) {
             dt_train_device_to_host(&t.dev, t.a, &t.opt);
             if ((rc = dt_checkpoint_load(ctx, ck, t.a, t.m, &t.opt, &t.st))) goto done;
+            if ((rc = dt_run_identity_check(ctx, ck, &id, &t.st.run))) goto done;
             dt_train_device_to_device(&t.dev, t.a, &t.opt);
             fprintf(stderr, "resuming from %s (step %lld)\n", ck, (long long)t.st.step);
         } else {

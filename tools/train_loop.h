@@ -10,6 +10,7 @@ typedef struct dt_train_hooks {
     volatile sig_atomic_t *stop;  // set by SIGINT/SIGTERM: save a checkpoint and return DT_EINTERRUPTED
     bool tty;                     // progress bar on a terminal, plain lines otherwise
     int64_t stop_after;           // > 0: behave as if interrupted after this step (tests of resume)
+    bool overwrite;               // --overwrite: a fresh run may delete an earlier run's checkpoints
 } dt_train_hooks;
 
 #define DT_EINTERRUPTED 130

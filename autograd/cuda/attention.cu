@@ -351,13 +351,13 @@ template <typename Kernel> static bool smem_ok(Kernel kernel, size_t bytes, cons
 }
 
 // The backward's D = rowsum(dO * O), (B, H, T) floats; the forward needs no scratch.
-size_t dt_cuda_attention_scratch_bytes(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
+size_t dt_cuda_attention_scratch_bytes(const dt_backend *be, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
     (void)KV;
     (void)hd;
     return (size_t)B * (size_t)H * (size_t)T * sizeof(float);
 }
 
-void dt_cuda_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+void dt_cuda_attention_fwd(const dt_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
                            const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
                            void *scratch) {
     (void)scratch;
@@ -371,7 +371,7 @@ void dt_cuda_attention_fwd(float *out, float *lse, const float *q, const float *
     LAUNCH_OK("attn_fwd_k");
 }
 
-void dt_cuda_attention_bwd(float *dq, float *dk, float *dv, bool acc_q, bool acc_k, bool acc_v, const float *dout,
+void dt_cuda_attention_bwd(const dt_backend *be, float *dq, float *dk, float *dv, bool acc_q, bool acc_k, bool acc_v, const float *dout,
                            const float *out, const float *lse, const float *q, const float *k, const float *v,
                            const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
                            void *scratch) {

@@ -36,7 +36,8 @@ static void record_oom(dt_cuda_state *st, size_t bytes) {
     pthread_mutex_unlock(&st->lock);
 }
 
-static void *cuda_alloc(size_t bytes) {
+static void *cuda_alloc(const dt_backend *be, size_t bytes) {
+    (void)be;
     dt_cuda_state *st = dt_cuda();
     void *p = NULL;
     if (bytes == 0) bytes = 1;
@@ -71,25 +72,29 @@ bool dt_backend_cuda_oom(size_t *asked, size_t *free_b, size_t *total) {
     return had;
 }
 
-static void cuda_free(void *p) {
+static void cuda_free(const dt_backend *be, void *p) {
+    (void)be;
     if (p) CU_OK(cudaFree(p)); // waits for queued kernels that may still use p
 }
 
 // Both copies wait for the stream: download because the host reads the result next, upload so the
 // host buffer (often on the caller's stack) may be reused as soon as the call returns.
-static void cuda_upload(void *dst, const void *host_src, size_t bytes) {
+static void cuda_upload(const dt_backend *be, void *dst, const void *host_src, size_t bytes) {
+    (void)be;
     if (!bytes) return;
     cudaStream_t s = dt_cuda_stream();
     if (CU_OK(cudaMemcpyAsync(dst, host_src, bytes, cudaMemcpyHostToDevice, s))) CU_OK(cudaStreamSynchronize(s));
 }
 
-static void cuda_download(void *host_dst, const void *src, size_t bytes) {
+static void cuda_download(const dt_backend *be, void *host_dst, const void *src, size_t bytes) {
+    (void)be;
     if (!bytes) return;
     cudaStream_t s = dt_cuda_stream();
     if (CU_OK(cudaMemcpyAsync(host_dst, src, bytes, cudaMemcpyDeviceToHost, s))) CU_OK(cudaStreamSynchronize(s));
 }
 
-static void cuda_zero(void *p, size_t bytes) {
+static void cuda_zero(const dt_backend *be, void *p, size_t bytes) {
+    (void)be;
     if (bytes) CU_OK(cudaMemsetAsync(p, 0, bytes, dt_cuda_stream()));
 }
 
@@ -109,24 +114,53 @@ static void gemm_as(cublasComputeType_t compute, bool ta, bool tb, int64_t M, in
 
 // Plain f32: no TF32 (CUBLAS_COMPUTE_32F under the default math mode), so results match the CPU's sgemm
 // up to summation order.
-static void gemm_f32(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+static void gemm_f32(const dt_backend *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    (void)be;
     gemm_as(CUBLAS_COMPUTE_32F, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 // The inputs are rounded to bf16 (or TF32, cuBLAS's choice per shape) inside the matmul kernel, products
 // are accumulated in f32: tensor-core speed without a converted copy of the operands in memory.
-static void gemm_bf16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+static void gemm_bf16(const dt_backend *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                       const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    (void)be;
     gemm_as(CUBLAS_COMPUTE_32F_FAST_16BF, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
-static void gemm_f16(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
+static void gemm_f16(const dt_backend *be, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                      const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    (void)be;
     gemm_as(CUBLAS_COMPUTE_32F_FAST_16F, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 // ---- the instance ----
 
-typedef void (*gemm_fn)(bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *, int64_t,
+// The frozen-linear entry (backend.h): f32 weights through the table's own gemm; other storage types
+// are not read on the device yet (recorded as unsupported, reported by dt_backend_cuda_check).
+static size_t cuda_frozen_scratch_bytes(const dt_backend *be, const dt_tensor *W, int64_t N) {
+    (void)be, (void)W, (void)N;
+    return 0;
+}
+static bool frozen_f32_only(const dt_tensor *W) {
+    if (W->dtype == DT_F32) return true;
+    dt_cuda_record(DT_EUNSUPPORTED, "frozen linear", __FILE__, __LINE__, "this backend reads f32 weights only");
+    return false;
+}
+static void cuda_frozen_fwd(const dt_backend *be, float *y, bool acc, const float *x, int64_t N, const dt_tensor *W,
+                            void *scratch) {
+    (void)scratch;
+    int64_t out = W->shape[0], in = W->shape[1];
+    if (frozen_f32_only(W))
+        be->gemm(be, false, true, N, out, in, 1.0f, x, in, (const float *)W->data, in, acc ? 1.0f : 0.0f, y, out);
+}
+static void cuda_frozen_bwd(const dt_backend *be, float *dx, bool acc, const float *dy, int64_t N, const dt_tensor *W,
+                            void *scratch) {
+    (void)scratch;
+    int64_t out = W->shape[0], in = W->shape[1];
+    if (frozen_f32_only(W))
+        be->gemm(be, false, false, N, in, out, 1.0f, dy, out, (const float *)W->data, in, acc ? 1.0f : 0.0f, dx, in);
+}
+
+typedef void (*gemm_fn)(const dt_backend *, bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *, int64_t,
                         float, float *, int64_t);
 
 static void fill_table(dt_backend *t, const char *name, gemm_fn gemm) {
@@ -139,6 +173,9 @@ static void fill_table(dt_backend *t, const char *name, gemm_fn gemm) {
     t->download = cuda_download;
     t->zero = cuda_zero;
     t->gemm = gemm;
+    t->frozen_scratch_bytes = cuda_frozen_scratch_bytes;
+    t->frozen_fwd = cuda_frozen_fwd;
+    t->frozen_bwd = cuda_frozen_bwd;
     t->embedding_fwd = dt_cuda_embedding_fwd;
     t->rmsnorm_fwd = dt_cuda_rmsnorm_fwd;
     t->rmsnorm_apply = dt_cuda_rmsnorm_apply;

@@ -103,32 +103,32 @@ __device__ __forceinline__ float dt_block_max(float v, float *red) {
 // ---- host launchers behind the table (contracts in autograd/backend.h) ----
 
 // elementwise.cu
-void dt_cuda_embedding_fwd(float *out, const int32_t *ids, int64_t n, const float *table, int64_t D);
-void dt_cuda_swiglu_fwd(float *h, const float *g, const float *u, int64_t n);
-void dt_cuda_swiglu_bwd(float *dg, float *du, bool acc_g, bool acc_u, const float *dh, const float *g, const float *u,
+void dt_cuda_embedding_fwd(const dt_backend *be, float *out, const int32_t *ids, int64_t n, const dt_tensor *table);
+void dt_cuda_swiglu_fwd(const dt_backend *be, float *h, const float *g, const float *u, int64_t n);
+void dt_cuda_swiglu_bwd(const dt_backend *be, float *dg, float *du, bool acc_g, bool acc_u, const float *dh, const float *g, const float *u,
                         int64_t n);
-void dt_cuda_add(float *y, const float *a, const float *b, int64_t n);
-void dt_cuda_mul(float *y, bool acc, const float *a, const float *b, int64_t n);
-void dt_cuda_add_bias(float *y, const float *bias, int64_t N, int64_t D);
-void dt_cuda_axpy(float *y, bool acc, float alpha, const float *x, int64_t n);
-void dt_cuda_dropout(float *y, bool acc, const float *x, int64_t n, float p, uint64_t seed);
-void dt_cuda_scale(float *x, float s, int64_t n);
+void dt_cuda_add(const dt_backend *be, float *y, const float *a, const float *b, int64_t n);
+void dt_cuda_mul(const dt_backend *be, float *y, bool acc, const float *a, const float *b, int64_t n);
+void dt_cuda_add_bias(const dt_backend *be, float *y, const float *bias, int64_t N, int64_t D);
+void dt_cuda_axpy(const dt_backend *be, float *y, bool acc, float alpha, const float *x, int64_t n);
+void dt_cuda_dropout(const dt_backend *be, float *y, bool acc, const float *x, int64_t n, float p, uint64_t seed);
+void dt_cuda_scale(const dt_backend *be, float *x, float s, int64_t n);
 // norm.cu
-void dt_cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps);
-void dt_cuda_rmsnorm_apply(float *y, const float *x, const float *rstd, const float *w, int64_t N, int64_t D);
-void dt_cuda_rmsnorm_bwd(float *dx, bool acc, const float *dy, const float *x, const float *w, const float *rstd,
+void dt_cuda_rmsnorm_fwd(const dt_backend *be, float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps);
+void dt_cuda_rmsnorm_apply(const dt_backend *be, float *y, const float *x, const float *rstd, const float *w, int64_t N, int64_t D);
+void dt_cuda_rmsnorm_bwd(const dt_backend *be, float *dx, bool acc, const float *dy, const float *x, const float *w, const float *rstd,
                          int64_t N, int64_t D);
-void dt_cuda_rope_table(float *cs, const int32_t *pos, const float *inv_freq, int64_t N, int64_t hd);
-void dt_cuda_rope(float *x, const float *cs, int64_t N, int64_t H, int64_t hd, bool inverse);
+void dt_cuda_rope_table(const dt_backend *be, float *cs, const int32_t *pos, const float *inv_freq, int64_t N, int64_t hd);
+void dt_cuda_rope(const dt_backend *be, float *x, const float *cs, int64_t N, int64_t H, int64_t hd, bool inverse);
 // reduce.cu
-double dt_cuda_xent_rows(float *logits, const int32_t *targets, int64_t n, int64_t V, float scale);
-double dt_cuda_sumsq(const float *x, int64_t n);
+double dt_cuda_xent_rows(const dt_backend *be, float *logits, const int32_t *targets, int64_t n, int64_t V, float scale);
+double dt_cuda_sumsq(const dt_backend *be, const float *x, int64_t n);
 // attention.cu
-size_t dt_cuda_attention_scratch_bytes(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd);
-void dt_cuda_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+size_t dt_cuda_attention_scratch_bytes(const dt_backend *be, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd);
+void dt_cuda_attention_fwd(const dt_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
                            const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
                            void *scratch);
-void dt_cuda_attention_bwd(float *dq, float *dk, float *dv, bool acc_q, bool acc_k, bool acc_v, const float *dout,
+void dt_cuda_attention_bwd(const dt_backend *be, float *dq, float *dk, float *dv, bool acc_q, bool acc_k, bool acc_v, const float *dout,
                            const float *out, const float *lse, const float *q, const float *k, const float *v,
                            const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
                            void *scratch);

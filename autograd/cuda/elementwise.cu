@@ -21,8 +21,14 @@ __global__ void embedding_k(float *out, const int32_t *ids, int64_t n, const flo
         out[e] = table[(int64_t)ids[i] * D + j];
     }
 }
-void dt_cuda_embedding_fwd(float *out, const int32_t *ids, int64_t n, const float *table, int64_t D) {
-    LAUNCH_EW(embedding_k, n * D, out, ids, n, table, D);
+void dt_cuda_embedding_fwd(const dt_backend *be, float *out, const int32_t *ids, int64_t n, const dt_tensor *table) {
+    (void)be;
+    if (table->dtype != DT_F32) {
+        dt_cuda_record(DT_EUNSUPPORTED, "embedding", __FILE__, __LINE__, "this backend reads f32 embedding tables only");
+        return;
+    }
+    int64_t D = table->shape[1];
+    LAUNCH_EW(embedding_k, n * D, out, ids, n, (const float *)table->data, D);
 }
 
 __device__ __forceinline__ float silu(float x) { return x / (1.0f + expf(-x)); }
@@ -31,7 +37,7 @@ __global__ void swiglu_fwd_k(float *h, const float *g, const float *u, int64_t n
     // h, g, u (n)
     GRID_STRIDE(i, n) h[i] = silu(g[i]) * u[i];
 }
-void dt_cuda_swiglu_fwd(float *h, const float *g, const float *u, int64_t n) { LAUNCH_EW(swiglu_fwd_k, n, h, g, u, n); }
+void dt_cuda_swiglu_fwd(const dt_backend *be, float *h, const float *g, const float *u, int64_t n) { LAUNCH_EW(swiglu_fwd_k, n, h, g, u, n); }
 
 __global__ void swiglu_bwd_k(float *dg, float *du, bool acc_g, bool acc_u, const float *dh, const float *g,
                              const float *u, int64_t n) {
@@ -44,7 +50,7 @@ __global__ void swiglu_bwd_k(float *dg, float *du, bool acc_g, bool acc_u, const
         if (du) { float v = dh[i] * s; du[i] = acc_u ? du[i] + v : v; }
     }
 }
-void dt_cuda_swiglu_bwd(float *dg, float *du, bool acc_g, bool acc_u, const float *dh, const float *g, const float *u,
+void dt_cuda_swiglu_bwd(const dt_backend *be, float *dg, float *du, bool acc_g, bool acc_u, const float *dh, const float *g, const float *u,
                         int64_t n) {
     if (!dg && !du) return;
     LAUNCH_EW(swiglu_bwd_k, n, dg, du, acc_g, acc_u, dh, g, u, n);
@@ -54,13 +60,13 @@ __global__ void add_k(float *y, const float *a, const float *b, int64_t n) {
     // y, a, b (n)
     GRID_STRIDE(i, n) y[i] = a[i] + b[i];
 }
-void dt_cuda_add(float *y, const float *a, const float *b, int64_t n) { LAUNCH_EW(add_k, n, y, a, b, n); }
+void dt_cuda_add(const dt_backend *be, float *y, const float *a, const float *b, int64_t n) { LAUNCH_EW(add_k, n, y, a, b, n); }
 
 __global__ void mul_k(float *y, bool acc, const float *a, const float *b, int64_t n) {
     // y, a, b (n)
     GRID_STRIDE(i, n) y[i] = (acc ? y[i] : 0.0f) + a[i] * b[i];
 }
-void dt_cuda_mul(float *y, bool acc, const float *a, const float *b, int64_t n) {
+void dt_cuda_mul(const dt_backend *be, float *y, bool acc, const float *a, const float *b, int64_t n) {
     LAUNCH_EW(mul_k, n, y, acc, a, b, n);
 }
 
@@ -68,7 +74,7 @@ __global__ void add_bias_k(float *y, const float *bias, int64_t N, int64_t D) {
     // y (N, D), bias (D)
     GRID_STRIDE(e, N * D) y[e] += bias[e % D];
 }
-void dt_cuda_add_bias(float *y, const float *bias, int64_t N, int64_t D) {
+void dt_cuda_add_bias(const dt_backend *be, float *y, const float *bias, int64_t N, int64_t D) {
     LAUNCH_EW(add_bias_k, N * D, y, bias, N, D);
 }
 
@@ -76,7 +82,7 @@ __global__ void axpy_k(float *y, bool acc, float alpha, const float *x, int64_t 
     // y, x (n)
     GRID_STRIDE(i, n) y[i] = acc ? y[i] + alpha * x[i] : alpha * x[i];
 }
-void dt_cuda_axpy(float *y, bool acc, float alpha, const float *x, int64_t n) {
+void dt_cuda_axpy(const dt_backend *be, float *y, bool acc, float alpha, const float *x, int64_t n) {
     LAUNCH_EW(axpy_k, n, y, acc, alpha, x, n);
 }
 
@@ -84,7 +90,7 @@ __global__ void scale_k(float *x, float s, int64_t n) {
     // x (n)
     GRID_STRIDE(i, n) x[i] *= s;
 }
-void dt_cuda_scale(float *x, float s, int64_t n) { LAUNCH_EW(scale_k, n, x, s, n); }
+void dt_cuda_scale(const dt_backend *be, float *x, float s, int64_t n) { LAUNCH_EW(scale_k, n, x, s, n); }
 
 // dt_uniform of autograd/cpu_kernels.h, bit for bit, so a mask drawn on the GPU equals the CPU's.
 __device__ __forceinline__ float uniform01(uint64_t seed, uint64_t i) {
@@ -102,7 +108,7 @@ __global__ void dropout_k(float *y, bool acc, const float *x, int64_t n, float p
         y[i] = acc ? y[i] + v : v;
     }
 }
-void dt_cuda_dropout(float *y, bool acc, const float *x, int64_t n, float p, uint64_t seed) {
+void dt_cuda_dropout(const dt_backend *be, float *y, bool acc, const float *x, int64_t n, float p, uint64_t seed) {
     const float keep_scale = 1.0f / (1.0f - p); // the CPU's expression, evaluated once on the host like there
     LAUNCH_EW(dropout_k, n, y, acc, x, n, p, keep_scale, seed);
 }

@@ -23,7 +23,7 @@ __global__ void rmsnorm_fwd_k(float *y, float *rstd, const float *x, const float
     for (int64_t j = threadIdx.x; j < D; j += blockDim.x) yr[j] = w[j] * (xr[j] * r);
 }
 
-void dt_cuda_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps) {
+void dt_cuda_rmsnorm_fwd(const dt_backend *be, float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps) {
     if (N <= 0) return;
     rmsnorm_fwd_k<<<(unsigned)N, row_threads(D), 0, dt_cuda_stream()>>>(y, rstd, x, w, D, eps);
     LAUNCH_OK("rmsnorm_fwd_k");
@@ -37,7 +37,7 @@ __global__ void rmsnorm_apply_k(float *y, const float *x, const float *rstd, con
     }
 }
 
-void dt_cuda_rmsnorm_apply(float *y, const float *x, const float *rstd, const float *w, int64_t N, int64_t D) {
+void dt_cuda_rmsnorm_apply(const dt_backend *be, float *y, const float *x, const float *rstd, const float *w, int64_t N, int64_t D) {
     if (N * D <= 0) return;
     rmsnorm_apply_k<<<dt_cuda_blocks(N * D, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(y, x, rstd, w, N, D);
     LAUNCH_OK("rmsnorm_apply_k");
@@ -63,7 +63,7 @@ __global__ void rmsnorm_bwd_k(float *dx, bool acc, const float *dy, const float 
     }
 }
 
-void dt_cuda_rmsnorm_bwd(float *dx, bool acc, const float *dy, const float *x, const float *w, const float *rstd,
+void dt_cuda_rmsnorm_bwd(const dt_backend *be, float *dx, bool acc, const float *dy, const float *x, const float *w, const float *rstd,
                          int64_t N, int64_t D) {
     if (N <= 0) return;
     rmsnorm_bwd_k<<<(unsigned)N, row_threads(D), 0, dt_cuda_stream()>>>(dx, acc, dy, x, w, rstd, D);
@@ -84,7 +84,7 @@ __global__ void rope_table_k(float *cs, const int32_t *pos, const float *inv_fre
     }
 }
 
-void dt_cuda_rope_table(float *cs, const int32_t *pos, const float *inv_freq, int64_t N, int64_t hd) {
+void dt_cuda_rope_table(const dt_backend *be, float *cs, const int32_t *pos, const float *inv_freq, int64_t N, int64_t hd) {
     if (N * (hd / 2) <= 0) return;
     rope_table_k<<<dt_cuda_blocks(N * (hd / 2), EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(cs, pos, inv_freq, N, hd);
     LAUNCH_OK("rope_table_k");
@@ -108,7 +108,7 @@ __global__ void rope_k(float *x, const float *cs, int64_t N, int64_t H, int64_t 
     }
 }
 
-void dt_cuda_rope(float *x, const float *cs, int64_t N, int64_t H, int64_t hd, bool inverse) {
+void dt_cuda_rope(const dt_backend *be, float *x, const float *cs, int64_t N, int64_t H, int64_t hd, bool inverse) {
     if (N * (hd / 2) <= 0) return;
     rope_k<<<dt_cuda_blocks(N * (hd / 2), EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(x, cs, N, H, hd, inverse);
     LAUNCH_OK("rope_k");

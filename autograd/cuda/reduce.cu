@@ -51,7 +51,7 @@ __global__ void xent_rows_k(float *logits, const int32_t *targets, int64_t V, fl
     if (threadIdx.x == 0) row_loss[row] = -log((double)et / sum);
 }
 
-double dt_cuda_xent_rows(float *logits, const int32_t *targets, int64_t n, int64_t V, float scale) {
+double dt_cuda_xent_rows(const dt_backend *be, float *logits, const int32_t *targets, int64_t n, int64_t V, float scale) {
     if (n <= 0) return 0.0;
     cudaStream_t s = dt_cuda_stream();
     double *buf = NULL; // (1 + n): the total, then one loss per row
@@ -74,7 +74,7 @@ __global__ void sumsq_k(double *part, const float *x, int64_t n) {
     if (threadIdx.x == 0) part[blockIdx.x] = s;
 }
 
-double dt_cuda_sumsq(const float *x, int64_t n) {
+double dt_cuda_sumsq(const dt_backend *be, const float *x, int64_t n) {
     if (n <= 0) return 0.0;
     cudaStream_t s = dt_cuda_stream();
     int64_t nb = (n + 8 * EW_THREADS - 1) / (8 * EW_THREADS); // about 8 elements per thread, at most 1024 blocks

@@ -1,0 +1,76 @@
+// The CPU frozen-linear entry (backend.h): f32 weights go straight to OpenBLAS; any other storage type
+// takes the generic reference path here — widen a panel of W's rows to f32 through the type's traits
+// row, then one sgemm per panel — until a faster kernel for that type is registered in
+// dt_cpu_frozen_fwd/bwd's dispatch. The generic path stays as the reference those kernels are tested
+// against, and never widens the whole matrix: scratch holds one panel.
+#include "autograd/cpu_kernels.h"
+#include "autograd/dtype.h"
+
+// Rows per panel: about 1 MiB of f32 (at least 16 rows, at most the whole matrix).
+static int64_t panel_rows(const dt_tensor *W) {
+    int64_t out = W->shape[0], in = W->shape[1];
+    int64_t p = ((int64_t)1 << 18) / (in > 0 ? in : 1);
+    if (p < 16) p = 16;
+    return p < out ? p : out;
+}
+
+size_t dt_cpu_frozen_scratch_bytes(const dt_tensor *W, int64_t N) {
+    (void)N;
+    if (W->dtype == DT_F32) return 0;
+    return (size_t)panel_rows(W) * (size_t)W->shape[1] * sizeof(float);
+}
+
+// panel (p, in) = rows r0 .. r0+p-1 of W as f32
+static void widen_panel(const dt_tensor *W, int64_t r0, int64_t p, float *panel) {
+    int64_t in = W->shape[1];
+    #pragma omp parallel for if (p * in > 65536)
+    for (int64_t r = 0; r < p; r++) dt_tensor_row_f32(W, r0 + r, panel + r * in);
+}
+
+void dt_cpu_frozen_fwd_generic(float *y, bool acc, const float *x, int64_t N, const dt_tensor *W, float *scratch) {
+    int64_t out = W->shape[0], in = W->shape[1], P = panel_rows(W);
+    for (int64_t r0 = 0; r0 < out; r0 += P) {
+        int64_t p = out - r0 < P ? out - r0 : P;
+        widen_panel(W, r0, p, scratch);
+        // y[:, r0:r0+p] (N, p) = x (N, in) panel^T
+        dt_cpu_gemm(false, true, N, p, in, 1.0f, x, in, scratch, in, acc ? 1.0f : 0.0f, y + r0, out);
+    }
+}
+
+void dt_cpu_frozen_bwd_generic(float *dx, bool acc, const float *dy, int64_t N, const dt_tensor *W, float *scratch) {
+    int64_t out = W->shape[0], in = W->shape[1], P = panel_rows(W);
+    for (int64_t r0 = 0; r0 < out; r0 += P) {
+        int64_t p = out - r0 < P ? out - r0 : P;
+        widen_panel(W, r0, p, scratch);
+        // dx (N, in) (+)= dy[:, r0:r0+p] (N, p) panel (p, in)
+        dt_cpu_gemm(false, false, N, in, p, 1.0f, dy + r0, out, scratch, in, acc || r0 > 0 ? 1.0f : 0.0f, dx, in);
+    }
+}
+
+void dt_cpu_frozen_fwd(float *y, bool acc, const float *x, int64_t N, const dt_tensor *W, void *scratch) {
+    int64_t out = W->shape[0], in = W->shape[1];
+    if (W->dtype == DT_F32) {
+        dt_cpu_gemm(false, true, N, out, in, 1.0f, x, in, dt_f32(W), in, acc ? 1.0f : 0.0f, y, out);
+        return;
+    }
+    dt_cpu_frozen_fwd_generic(y, acc, x, N, W, scratch);
+}
+
+void dt_cpu_frozen_bwd(float *dx, bool acc, const float *dy, int64_t N, const dt_tensor *W, void *scratch) {
+    int64_t out = W->shape[0], in = W->shape[1];
+    if (W->dtype == DT_F32) {
+        dt_cpu_gemm(false, false, N, in, out, 1.0f, dy, out, dt_f32(W), in, acc ? 1.0f : 0.0f, dx, in);
+        return;
+    }
+    dt_cpu_frozen_bwd_generic(dx, acc, dy, N, W, scratch);
+}
+
+void dt_cpu_embedding_rows(float *out, const int32_t *ids, int64_t n, const dt_tensor *table) {
+    int64_t D = table->shape[1];
+    if (table->dtype == DT_F32) {
+        dt_cpu_embedding_fwd(out, ids, n, dt_f32(table), D);
+        return;
+    }
+    #pragma omp parallel for if (n * D > 65536)
+    for (int64_t i = 0; i < n; i++) dt_tensor_row_f32(table, ids[i], out + i * D);
+}
