@@ -40,7 +40,7 @@ NVFLAGS   ?= -O2 -std=c++17 -I. -MMD -MP -gencode arch=compute_80,code=sm_80 -ge
              -gencode arch=compute_90,code=compute_90 -Xcompiler -fPIC,-Wall
 endif
 
-.PHONY: all deps test test-asan test-cuda bench bench-cuda golden golden-deps clean demo
+.PHONY: all deps test test-asan test-cuda test-cuda-emu bench bench-cuda golden golden-deps clean demo
 all: $(BUILD)/libdeltatune.a $(BIN)
 
 DEB_PKGS := build-essential libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev
@@ -99,6 +99,12 @@ bench: all $(BENCH_BIN)
 test-cuda:
 	$(MAKE) CUDA=1 BUILD=build-cuda BIN=build-cuda/deltatune test
 
+# Without a GPU: the CUDA backend's own sources through the CPU emulation of CUDA (tests/cuda_emu):
+# every kernel against the CPU backend, then `deltatune train` on hardware.device: cuda against the CPU
+# (losses, cross-device resume, memory refusal, out of device memory). CI runs it.
+test-cuda-emu:
+	sh tests/cuda_emu/emu_build.sh ci
+
 bench-cuda:
 	$(MAKE) CUDA=1 BUILD=build-cuda BIN=build-cuda/deltatune build-cuda/bench/bench_cuda_step
 	./build-cuda/bench/bench_cuda_step
@@ -107,6 +113,6 @@ golden:
 	OMP_NUM_THREADS=2 /usr/bin/python3 tests/golden/gen_golden.py
 
 clean:
-	rm -rf build build-asan build-cuda deltatune
+	rm -rf build build-asan build-cuda build-emu-ci build-emu-asan build-emu-tsan deltatune
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

@@ -5,6 +5,7 @@
 // CPU run is unchanged bit for bit.
 #ifndef DT_TRAIN_DEVICE_H
 #define DT_TRAIN_DEVICE_H
+#include "autograd/graph.h"
 #include "optim/optim.h"
 #include "peft/adapter_device.h"
 #include "recipes/recipe.h"
@@ -15,6 +16,7 @@ typedef struct dt_train_device {
     float *opt_state;      // device copy of the optimizer state (dt_optimizer.state's layout) or NULL
     size_t opt_floats;
     bool state_on_device;  // where the optimizer state is current
+    size_t est_activations; // the estimate's activation bytes, to compare with the first step's
 } dt_train_device;
 
 // The recipe's backend. For cuda: the CUDA table with hardware.dtype matmuls; prints the memory
@@ -35,6 +37,9 @@ void dt_train_device_to_device(dt_train_device *d, dt_adapter *a, const dt_optim
 // library's error. Out of device memory becomes DT_EINPUT with what was asked, what was free, and the
 // last checkpoint under output_dir (left as it was: nothing is written after a failed step).
 int dt_train_device_check(dt_ctx *ctx, dt_train_device *d, int rc, const char *output_dir);
+// After the first step: prints the activation memory it took (arena, gradient pool, attention scratch)
+// beside the estimate.
+void dt_train_device_report(const dt_train_device *d, const dt_graph *g);
 void dt_train_device_close(dt_train_device *d, dt_adapter *a);
 
 // Bytes a run of this model and recipe needs on its device, in parts (see train_device.c for the model).

@@ -217,6 +217,7 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
             loss_sum += out.loss_sum;
         }
         if ((rc = dt_train_device_check(ctx, &t->dev, rc, r->output_dir))) break;
+        if (t->st.step == first) dt_train_device_report(&t->dev, &t->g);
         double loss = loss_sum / denom;
         if (!isfinite(loss)) {
             char last[4200] = "none";

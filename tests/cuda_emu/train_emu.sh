@@ -8,7 +8,8 @@
 #  - a run interrupted on cuda resumes on the CPU and the reverse; their losses stay within 1e-4 of the
 #    CPU run's;
 #  - more than the device's memory: refused before loading, exit 2, with the numbers;
-#  - device memory running out mid-run: exit 2 naming asked/free, the last checkpoint left as it was.
+#  - device memory running out mid-run: exit 2 naming asked/free, the last checkpoint left as it was;
+#  - eval --device cuda: the CPU's mean loss within 1e-5.
 # Usage: sh tests/cuda_emu/train_emu.sh path/to/emulated/deltatune
 set -u
 bin=$1
@@ -16,7 +17,8 @@ recipe=tests/data/train/tiny.yaml
 tmp=$(mktemp -d /tmp/dt_cuda_emu.XXXXXX)
 trap 'rm -rf "$tmp"' EXIT
 pass() { echo "PASS $1"; }
-fail() { echo "FAIL $1: $2"; }
+failed=0
+fail() { echo "FAIL $1: $2"; failed=1; }
 check() { if [ "$2" = 0 ]; then pass "$1"; else fail "$1" "$3"; fi; }
 
 train() { # train NAME [overrides...]: runs into $tmp/NAME, exit status in $rc, stderr in $tmp/NAME.err
@@ -87,4 +89,13 @@ ok=1
 [ "$rc" = 2 ] && grep -q "out of device memory" "$tmp/oom.err" && grep -q "asked for" "$tmp/oom.err" &&
     diff -r "$tmp/ck-before" "$tmp/r-cuda-cpu/checkpoints" >/dev/null && ok=0
 check train_emu_out_of_device_memory $ok "exit $rc (want 2), or a checkpoint changed: $(tail -1 "$tmp/oom.err")"
-exit 0
+# eval --device cuda: the same mean loss as on the CPU (f32 matmuls on the device).
+ev() { "$bin" eval --model tests/golden/llama_gqa --adapter tests/golden/llama_gqa/adapter \
+    --data tests/data/train/tokens_val.jsonl --format tokens --json --device "$1" 2>"$tmp/eval.err" |
+    sed 's/.*"loss": \([^,]*\),.*/\1/'; }
+lc=$(ev cpu)
+lg=$(ev cuda)
+ok=1
+awk -v a="$lc" -v b="$lg" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= 1e-5 * a) }' && ok=0
+check "eval_emu_device_cuda (cpu $lc, cuda $lg)" $ok "$(tail -1 "$tmp/eval.err")"
+exit $failed
