@@ -141,6 +141,56 @@ static void test_embedding(void) {
     free(table); free(ref); G->free(G, dt); G->free(G, dout); G->free(G, dids);
 }
 
+// The frozen-linear entry and embedding rows with W stored as bf16 or f16 (random values rounded to the
+// type, special f16 values included), against the CPU backend's entries on the same bytes: forward,
+// backward, acc and not. out x in of 16400 x 256 spans two of the device's 16384-row panels.
+static void test_frozen(dt_dtype type, int64_t out, int64_t in, int64_t N) {
+    const dt_backend *cpu = dt_backend_cpu();
+    char name[128];
+    float *w32 = rand_host(out * in, 1.0f);
+    if (type == DT_F16) { w32[0] = 6e-8f; w32[1] = -65504.0f; w32[2] = 1e-5f; } // subnormal, largest, small
+    const size_t wbytes = (size_t)(out * in) * 2;
+    uint16_t *w = malloc(wbytes);
+    dt_convert_from_f32(w, type, w32, (size_t)(out * in));
+    dt_tensor hw, dw;
+    dt_tensor_set(&hw, type, w, 2, (int64_t[]){out, in});
+    dt_tensor_set(&dw, type, to_dev(w, wbytes), 2, (int64_t[]){out, in});
+    dw.device = DT_DEV_CUDA;
+    float *x = rand_host(N * in, 1.0f), *dy = rand_host(N * out, 1.0f);
+    float *y = rand_host(N * out, 1.0f), *dx = rand_host(N * in, 1.0f);
+    float *dX = to_dev(x, N * in * sizeof(float)), *dDY = to_dev(dy, N * out * sizeof(float));
+    float *hs = malloc(cpu->frozen_scratch_bytes(cpu, &hw, N) + 4);
+    size_t sb = G->frozen_scratch_bytes(G, &dw, N);
+    void *ds = G->alloc(G, sb);
+    for (int acc = 0; acc < 2; acc++) {
+        float *dY = to_dev(y, N * out * sizeof(float)), *dDX = to_dev(dx, N * in * sizeof(float));
+        float *ry = copy_host(y, N * out), *rdx = copy_host(dx, N * in);
+        cpu->frozen_fwd(cpu, ry, acc, x, N, &hw, hs);
+        G->frozen_fwd(G, dY, acc, dX, N, &dw, ds);
+        snprintf(name, sizeof name, "cuda_frozen_fwd %s %lldx%lld acc=%d", dt_dtype_name(type), (long long)out,
+                 (long long)in, acc);
+        check_dev(name, dY, ry, N * out, TOL_F32);
+        cpu->frozen_bwd(cpu, rdx, acc, dy, N, &hw, hs);
+        G->frozen_bwd(G, dDX, acc, dDY, N, &dw, ds);
+        snprintf(name, sizeof name, "cuda_frozen_bwd %s %lldx%lld acc=%d", dt_dtype_name(type), (long long)out,
+                 (long long)in, acc);
+        check_dev(name, dDX, rdx, N * in, TOL_F32);
+        free(ry); free(rdx); G->free(G, dY); G->free(G, dDX);
+    }
+    // embedding rows of the same table: exact (a widening, no arithmetic)
+    int32_t ids[9];
+    for (int i = 0; i < 9; i++) ids[i] = i < 3 ? i : (int32_t)irand(out);
+    float *ref = malloc(9 * in * sizeof(float)), *dO = G->alloc(G, 9 * in * sizeof(float));
+    int32_t *dIds = to_dev(ids, sizeof ids);
+    cpu->embedding_fwd(cpu, ref, ids, 9, &hw);
+    G->embedding_fwd(G, dO, dIds, 9, &dw);
+    snprintf(name, sizeof name, "cuda_embedding_fwd %s", dt_dtype_name(type));
+    check_dev(name, dO, ref, 9 * in, 0.0);
+    free(ref); G->free(G, dO); G->free(G, dIds);
+    free(w32); free(w); free(x); free(dy); free(y); free(dx); free(hs);
+    G->free(G, dw.data); G->free(G, dX); G->free(G, dDY); G->free(G, ds);
+}
+
 static void test_rmsnorm(int64_t N, int64_t D) {
     char name[96];
     float *x = rand_host(N * D, 2.0f), *w = rand_host(D, 1.0f), *dy = rand_host(N * D, 1.0f);
@@ -509,6 +559,9 @@ int main(void) {
     test_memory();
     test_gemms();
     test_embedding();
+    test_frozen(DT_BF16, 37, 19, 5);
+    test_frozen(DT_F16, 37, 19, 5);
+    test_frozen(DT_BF16, 16400, 256, 3);
     test_rmsnorm(13, 64);
     test_rmsnorm(5, 2051);
     test_rope(19, 3, 16);

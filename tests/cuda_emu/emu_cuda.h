@@ -72,7 +72,7 @@ struct barrier_t {
 // stack); after that, fibers and the scheduler switch with _setjmp/_longjmp, which unlike swapcontext
 // make no system call (swapcontext saves the signal mask each time, and the attention kernels switch
 // hundreds of thousands of times per launch).
-struct fiber { ucontext_t ctx; jmp_buf jb; bool started, done; };
+struct fiber { ucontext_t ctx; jmp_buf jb; bool inited, started, done; };
 struct scheduler {
     ucontext_t main;
     jmp_buf main_jb;
@@ -170,7 +170,7 @@ template <class... P> struct launcher {
 #else
         const unsigned n = block.x;
         scheduler &S = sched;
-        if (S.f.size() < n) { S.f.resize(n); S.stacks.resize(n * kStack); }
+        if (S.f.size() < n) { S.f.resize(n); S.stacks.resize(n * kStack); for (auto &f : S.f) f.inited = false; }
         S.body = [&] { std::apply(k, args); };
         for (unsigned bz = 0; bz < grid.z; bz++)
             for (unsigned by = 0; by < grid.y; by++)
@@ -181,7 +181,9 @@ template <class... P> struct launcher {
                     blockIdx_ = dim3(bx, by, bz);
                     for (unsigned t = 0; t < n; t++) {
                         fiber &f = S.f[t];
-                        getcontext(&f.ctx);
+                        // The context is never saved into after makecontext (switches use jmp_bufs), so
+                        // one getcontext (a system call) per fiber slot is enough.
+                        if (!f.inited) { getcontext(&f.ctx); f.inited = true; }
                         f.ctx.uc_stack.ss_sp = S.stacks.data() + (size_t)t * kStack;
                         f.ctx.uc_stack.ss_size = kStack;
                         f.ctx.uc_link = &S.main;
