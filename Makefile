@@ -98,6 +98,7 @@ bench: all $(BENCH_BIN)
 # The CUDA tests and benchmark need a GPU; without one the CUDA tests print SKIP.
 test-cuda:
 	$(MAKE) CUDA=1 BUILD=build-cuda BIN=build-cuda/deltatune test
+	sh tests/cuda_emu/train_emu.sh build-cuda/deltatune
 
 # Without a GPU: the CUDA backend's own sources through the CPU emulation of CUDA (tests/cuda_emu):
 # every kernel against the CPU backend, then `deltatune train` on hardware.device: cuda against the CPU

@@ -10,7 +10,9 @@
 #  - more than the device's memory: refused before loading, exit 2, with the numbers;
 #  - device memory running out mid-run: exit 2 naming asked/free, the last checkpoint left as it was;
 #  - eval --device cuda: the CPU's mean loss within 1e-5.
-# Usage: sh tests/cuda_emu/train_emu.sh path/to/emulated/deltatune
+# On a real GPU (`make test-cuda` passes build-cuda/deltatune) the same checks run on the device, with
+# the stories260K recipe's first 20 losses in place of the two emulator-only memory checks.
+# Usage: sh tests/cuda_emu/train_emu.sh path/to/deltatune   (a CUDA=1 build, emulated or real)
 set -u
 bin=$1
 recipe=tests/data/train/tiny.yaml
@@ -54,6 +56,16 @@ d=$(loss_diff "$tmp/cpu/metrics.jsonl" "$tmp/bf16/metrics.jsonl")
 within "$d" 3e-2
 check "train_emu_cuda_bf16_losses (worst $d)" $? "exit $rc, worst relative loss difference $d above 3e-2: $(tail -1 "$tmp/bf16.err")"
 
+# eval --device cuda: the same mean loss as on the CPU (f32 matmuls on the device).
+ev() { "$bin" eval --model tests/golden/llama_gqa --adapter tests/golden/llama_gqa/adapter \
+    --data tests/data/train/tokens_val.jsonl --format tokens --json --device "$1" 2>"$tmp/eval.err" |
+    sed 's/.*"loss": \([^,]*\),.*/\1/'; }
+lc=$(ev cpu)
+lg=$(ev cuda)
+ok=1
+awk -v a="$lc" -v b="$lg" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= 1e-5 * a) }' && ok=0
+check "eval_emu_device_cuda (cpu $lc, cuda $lg)" $ok "$(tail -1 "$tmp/eval.err")"
+
 # Interrupted after step 4 on one device, resumed on the other for two more (the learning-rate schedule
 # is the 12-step run's, so the losses compare with the reference's steps 1-6).
 for pair in "cuda cpu" "cpu cuda"; do
@@ -72,6 +84,24 @@ for pair in "cuda cpu" "cpu cuda"; do
         "exits $first/$second (want 130/130), worst loss difference $d: $(tail -1 "$tmp/r2.err")"
 done
 
+# On a real GPU (make test-cuda runs this script on build-cuda/deltatune) the emulator's memory knobs do
+# nothing: the two checks below are emulator-only, and the stories260K recipe's first 20 losses are
+# compared instead (too slow for the emulator).
+if ! grep -q "CPU emulation" "$tmp/f32.err"; then
+    if [ -d ../shared/fixtures/stories260K ]; then
+        r20="recipes/stories260k-lora.yaml"
+        "$bin" train "$r20" output_dir="$tmp/s-cpu" train.max_steps=20 hardware.device=cpu >/dev/null 2>&1
+        "$bin" train "$r20" output_dir="$tmp/s-gpu" train.max_steps=20 hardware.device=cuda hardware.dtype=f32 \
+            >/dev/null 2>"$tmp/s.err"
+        d=$(loss_diff "$tmp/s-cpu/metrics.jsonl" "$tmp/s-gpu/metrics.jsonl")
+        within "$d" 1e-3
+        check "train_gpu_stories260k_20_losses (worst $d)" $? "worst relative difference $d above 1e-3: $(tail -1 "$tmp/s.err")"
+    else
+        echo "SKIP train_gpu_stories260k_20_losses: ../shared/fixtures is absent"
+    fi
+    exit $failed
+fi
+
 # A device of 1 MiB: refused before the weights are read.
 EMU_DEVICE_MEM=1048576 "$bin" train "$recipe" output_dir="$tmp/small" hardware.device=cuda >/dev/null 2>"$tmp/small.err"
 rc=$?
@@ -89,13 +119,4 @@ ok=1
 [ "$rc" = 2 ] && grep -q "out of device memory" "$tmp/oom.err" && grep -q "asked for" "$tmp/oom.err" &&
     diff -r "$tmp/ck-before" "$tmp/r-cuda-cpu/checkpoints" >/dev/null && ok=0
 check train_emu_out_of_device_memory $ok "exit $rc (want 2), or a checkpoint changed: $(tail -1 "$tmp/oom.err")"
-# eval --device cuda: the same mean loss as on the CPU (f32 matmuls on the device).
-ev() { "$bin" eval --model tests/golden/llama_gqa --adapter tests/golden/llama_gqa/adapter \
-    --data tests/data/train/tokens_val.jsonl --format tokens --json --device "$1" 2>"$tmp/eval.err" |
-    sed 's/.*"loss": \([^,]*\),.*/\1/'; }
-lc=$(ev cpu)
-lg=$(ev cuda)
-ok=1
-awk -v a="$lc" -v b="$lg" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= 1e-5 * a) }' && ok=0
-check "eval_emu_device_cuda (cpu $lc, cuda $lg)" $ok "$(tail -1 "$tmp/eval.err")"
 exit $failed
