@@ -6,10 +6,13 @@
 // soft-maxed and multiplied into V. Only the log-sum-exp of each row is kept; the backward recomputes
 // the block's scores instead of storing a (T, T) matrix per head per layer.
 // The sgemm calls run inside OpenMP regions, where the OpenMP build of OpenBLAS runs them
-// single-threaded.
+// single-threaded. The _bf16 entries run the same block matmuls (QK^T, PV and the backward's five) as
+// oneDNN bf16 matmuls with f32 accumulation on bf16 copies of the operands, made per block in each
+// thread's scratch; the softmax, its statistics and everything else stay f32.
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+#include "autograd/cpu_bf16.h"
 #include "autograd/cpu_kernels.h"
 #include "autograd/cpu_math.h"
 
@@ -29,15 +32,55 @@ static int64_t block_key_start(const int32_t *seg, int64_t i0, int64_t i1) {
 // up in a fixed order too: the result does not depend on the thread count or the schedule.
 #define NSLOT 2
 
-// Per-thread scratch: S and dP (G*BQ, T), the stacked block of Q and of dO or O (G*BQ, hd) each, D (G*BQ).
-static size_t per_thread_floats(int64_t T, int64_t G, int64_t hd) {
-    size_t rows = (size_t)G * BQ;
-    return 2 * rows * (size_t)T + 2 * rows * (size_t)hd + rows;
+// Per-thread scratch: S and dP (G*BQ, T), the stacked block of Q and of dO or O (G*BQ, hd) each, D (G*BQ);
+// with bf16, then the bf16 copies of a matmul's operands: A up to (G*BQ, T), B up to (max(T, G*BQ), hd).
+static size_t bf16_a_elems(int64_t T, int64_t G) { return (size_t)G * BQ * (size_t)T; }
+static size_t per_thread_floats(int64_t T, int64_t G, int64_t hd, bool bf16) {
+    size_t rows = (size_t)G * BQ, n = 2 * rows * (size_t)T + 2 * rows * (size_t)hd + rows;
+    size_t bmax = (size_t)(T > G * BQ ? T : G * BQ) * (size_t)hd;
+    n = (n + 15) & ~(size_t)15; // the bf16 copies start 64-byte aligned
+    return bf16 ? n + ((bf16_a_elems(T, G) + bmax + 31) & ~(size_t)31) / 2 : n;
 }
 
-size_t dt_cpu_attention_scratch_bytes(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
+static size_t scratch_bytes(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd, bool bf16) {
     size_t sums = (size_t)B * KV * NSLOT * 2 * T * hd; // (B, KV, NSLOT, 2, T, hd): dK and dV sums per task
-    return ((size_t)omp_get_max_threads() * per_thread_floats(T, H / KV, hd) + sums) * sizeof(float);
+    return ((size_t)omp_get_max_threads() * per_thread_floats(T, H / KV, hd, bf16) + sums) * sizeof(float);
+}
+size_t dt_cpu_attention_scratch_bytes(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
+    return scratch_bytes(B, T, H, KV, hd, false);
+}
+size_t dt_cpu_attention_bf16_scratch_bytes(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
+    return scratch_bytes(B, T, H, KV, hd, true);
+}
+
+// How one thread runs the block matmuls: sgemm (mm NULL), or oneDNN bf16 on copies made in wa / wb.
+typedef struct {
+    dt_bf16_mm *mm;
+    uint16_t *wa, *wb;
+} block_mm;
+
+static block_mm thread_mm(dt_bf16_mm *mm, float *ws, int64_t T, int64_t G, int64_t hd) {
+    if (!mm) return (block_mm){NULL, NULL, NULL};
+    size_t off = per_thread_floats(T, G, hd, false);
+    uint16_t *wa = (uint16_t *)(ws + off);
+    return (block_mm){mm, wa, wa + ((bf16_a_elems(T, G) + 31) & ~(size_t)31)};
+}
+
+// dst (rows, cols) contiguous = bf16 of src (rows, cols), rows ld apart.
+static void to_bf16_2d(uint16_t *dst, const float *src, int64_t rows, int64_t cols, int64_t ld) {
+    for (int64_t r = 0; r < rows; r++) dt_f32_to_bf16_row(dst + r * cols, src + r * ld, cols);
+}
+
+// C = alpha op(A) op(B) + beta C, beta 0 or 1, as dt_cpu_gemm.
+static void bgemm(const block_mm *c, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A,
+                  int64_t lda, const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (c->mm) {
+        int64_t ar = ta ? K : M, ac = ta ? M : K, br = tb ? N : K, bc = tb ? K : N; // stored shapes
+        to_bf16_2d(c->wa, A, ar, ac, lda);
+        to_bf16_2d(c->wb, B, br, bc, ldb);
+        if (dt_bf16_matmul(c->mm, ta, tb, M, N, K, alpha, c->wa, ac, c->wb, bc, beta != 0.0f, C, ldc) == DT_OK) return;
+    }
+    dt_cpu_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
 // Query block number k of set `slot` (or -1 past its end). Blocks are paired first with last, second
@@ -60,9 +103,9 @@ static void stack_rows(float *X, const float *x, int64_t ld, int64_t i0, int64_t
 
 // S (G*nr, nc) = scale Q K[j0:i1]^T. Row r of each head sees columns [visible_lo, visible_hi) of S;
 // the kernels below read only those and write zeros elsewhere.
-static void block_scores(float *S, const float *Q, const float *kg, int64_t ldk, int64_t nr, int64_t j0, int64_t nc,
-                         int64_t G, int64_t hd, float scale) {
-    dt_cpu_gemm(false, true, G * nr, nc, hd, scale, Q, hd, kg + j0 * ldk, ldk, 0.0f, S, nc);
+static void block_scores(const block_mm *c, float *S, const float *Q, const float *kg, int64_t ldk, int64_t nr,
+                         int64_t j0, int64_t nc, int64_t G, int64_t hd, float scale) {
+    bgemm(c, false, true, G * nr, nc, hd, scale, Q, hd, kg + j0 * ldk, ldk, 0.0f, S, nc);
 }
 static inline int64_t visible_lo(const int32_t *seg, int64_t i, int64_t j0) { return row_start(seg, i) - j0; }
 static inline int64_t visible_hi(int64_t i, int64_t j0) { return i - j0 + 1; }
@@ -77,13 +120,13 @@ static inline float exp_row(float *s, int64_t lo, int64_t hi, int64_t nc, float 
     return sum;
 }
 
-void dt_cpu_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+static void attention_fwd(dt_bf16_mm *mm, float *out, float *lse, const float *q, const float *k, const float *v,
                           const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
                           void *scratch) {
     const int64_t nblk = (T + BQ - 1) / BQ, G = H / KV;
     const int64_t ldq = H * hd, ldk = KV * hd;
     const float scale = 1.0f / sqrtf((float)hd);
-    const size_t per_thread = per_thread_floats(T, G, hd);
+    const size_t per_thread = per_thread_floats(T, G, hd, mm != NULL);
     // Blocks in reverse: the late (widest) blocks start first, which balances the dynamic schedule.
     #pragma omp parallel for collapse(3) schedule(dynamic)
     for (int64_t b = 0; b < B; b++)
@@ -92,12 +135,13 @@ void dt_cpu_attention_fwd(float *out, float *lse, const float *q, const float *k
                 float *S = (float *)scratch + (size_t)omp_get_thread_num() * per_thread; // (G*BQ, T)
                 float *Q = S + 2 * (size_t)G * BQ * T;                                   // (G*BQ, hd)
                 float *O = Q + (size_t)G * BQ * hd;                                      // (G*BQ, hd)
+                const block_mm bm = thread_mm(mm, S, T, G, hd);
                 const int32_t *seg = seg_start ? seg_start + b * T : NULL;
                 const float *kg = k + b * T * ldk + g * hd, *vg = v + b * T * ldk + g * hd; // rows stride ldk
                 int64_t blk = nblk - 1 - rb, i0 = blk * BQ, i1 = i0 + BQ < T ? i0 + BQ : T, nr = i1 - i0;
                 int64_t j0 = block_key_start(seg, i0, i1), nc = i1 - j0;
                 stack_rows(Q, q + b * T * ldq, ldq, i0, nr, g, G, hd);
-                block_scores(S, Q, kg, ldk, nr, j0, nc, G, hd, scale);
+                block_scores(&bm, S, Q, kg, ldk, nr, j0, nc, G, hd, scale);
                 float *inv = O + (size_t)G * BQ * hd; // (G*nr): 1 / row sum, applied to the output rows
                 for (int64_t h = 0; h < G; h++)
                     for (int64_t r = 0; r < nr; r++) {
@@ -110,7 +154,7 @@ void dt_cpu_attention_fwd(float *out, float *lse, const float *q, const float *k
                         lse[(b * H + g * G + h) * T + i0 + r] = m + logf(sum);
                     }
                 // O = (exp(S - m) V) / sum: the division is applied to the (G*nr, hd) result, not to S.
-                dt_cpu_gemm(false, false, G * nr, hd, nc, 1.0f, S, nc, vg + j0 * ldk, ldk, 0.0f, O, hd);
+                bgemm(&bm, false, false, G * nr, hd, nc, 1.0f, S, nc, vg + j0 * ldk, ldk, 0.0f, O, hd);
                 for (int64_t h = 0; h < G; h++)
                     for (int64_t r = 0; r < nr; r++) {
                         float *dst = out + (b * T + i0 + r) * ldq + (g * G + h) * hd, f = inv[h * nr + r];
@@ -121,9 +165,20 @@ void dt_cpu_attention_fwd(float *out, float *lse, const float *q, const float *k
             }
 }
 
+void dt_cpu_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+                          const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
+                          void *scratch) {
+    attention_fwd(NULL, out, lse, q, k, v, seg_start, B, T, H, KV, hd, scratch);
+}
+void dt_cpu_attention_fwd_bf16(dt_bf16_mm *mm, float *out, float *lse, const float *q, const float *k, const float *v,
+                               const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
+                               void *scratch) {
+    attention_fwd(mm, out, lse, q, k, v, seg_start, B, T, H, KV, hd, scratch);
+}
+
 // One query block of group g in the backward: dQ of its rows (written or added into dq), and its
 // contributions to the group's dK and dV, added into the calling thread's sums dKt, dVt (T, hd).
-static void block_bwd(float *dq, bool acc_q, float *dKt, float *dVt, const float *dout, const float *out,
+static void block_bwd(const block_mm *bm, float *dq, bool acc_q, float *dKt, float *dVt, const float *dout, const float *out,
                       const float *lse, const float *q, const float *kg, const float *vg, const int32_t *seg,
                       int64_t T, int64_t H, int64_t G, int64_t g, int64_t ldk, int64_t hd, int64_t blk, float *ws) {
     const int64_t ldq = H * hd;
@@ -135,7 +190,7 @@ static void block_bwd(float *dq, bool acc_q, float *dKt, float *dVt, const float
     float *D = dO + (size_t)G * BQ * hd;                     // (G*nr)
     stack_rows(Q, q, ldq, i0, nr, g, G, hd);
     stack_rows(dO, dout, ldq, i0, nr, g, G, hd);
-    block_scores(S, Q, kg, ldk, nr, j0, nc, G, hd, scale);
+    block_scores(bm, S, Q, kg, ldk, nr, j0, nc, G, hd, scale);
     for (int64_t h = 0; h < G; h++)
         for (int64_t r = 0; r < nr; r++) {
             float *s = S + (h * nr + r) * nc, l = lse[(g * G + h) * T + i0 + r];
@@ -148,16 +203,16 @@ static void block_bwd(float *dq, bool acc_q, float *dKt, float *dVt, const float
         }
     // dP = dO V^T ; dV += P^T dO ; dS = P * (dP - D) ; dQ = scale dS K ; dK += scale dS^T Q.
     // The transposed products sum over the G stacked heads, which is the group's sum for dK and dV.
-    dt_cpu_gemm(false, true, rows, nc, hd, 1.0f, dO, hd, vg + j0 * ldk, ldk, 0.0f, dP, nc);
-    dt_cpu_gemm(true, false, nc, hd, rows, 1.0f, S, nc, dO, hd, 1.0f, dVt + j0 * hd, hd);
+    bgemm(bm, false, true, rows, nc, hd, 1.0f, dO, hd, vg + j0 * ldk, ldk, 0.0f, dP, nc);
+    bgemm(bm, true, false, nc, hd, rows, 1.0f, S, nc, dO, hd, 1.0f, dVt + j0 * hd, hd);
     for (int64_t r = 0; r < rows; r++) {
         float *s = S + r * nc, *dp = dP + r * nc, d = D[r];
         #pragma omp simd
         for (int64_t c = 0; c < nc; c++) s[c] *= dp[c] - d;
     }
-    dt_cpu_gemm(true, false, nc, hd, rows, scale, S, nc, Q, hd, 1.0f, dKt + j0 * hd, hd);
+    bgemm(bm, true, false, nc, hd, rows, scale, S, nc, Q, hd, 1.0f, dKt + j0 * hd, hd);
     if (!dq) return;
-    dt_cpu_gemm(false, false, rows, hd, nc, scale, S, nc, kg + j0 * ldk, ldk, 0.0f, Q, hd); // Q now holds dQ
+    bgemm(bm, false, false, rows, hd, nc, scale, S, nc, kg + j0 * ldk, ldk, 0.0f, Q, hd); // Q now holds dQ
     for (int64_t h = 0; h < G; h++)
         for (int64_t r = 0; r < nr; r++) {
             float *dst = dq + (i0 + r) * ldq + (g * G + h) * hd;
@@ -171,23 +226,24 @@ static void block_bwd(float *dq, bool acc_q, float *dKt, float *dVt, const float
         }
 }
 
-void dt_cpu_attention_bwd(float *dq, float *dk, float *dv, bool acc_q, bool acc_k, bool acc_v, const float *dout,
-                          const float *out, const float *lse, const float *q, const float *k, const float *v,
-                          const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
-                          void *scratch) {
+static void attention_bwd(dt_bf16_mm *mm, float *dq, float *dk, float *dv, bool acc_q, bool acc_k, bool acc_v,
+                          const float *dout, const float *out, const float *lse, const float *q, const float *k,
+                          const float *v, const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV,
+                          int64_t hd, void *scratch) {
     const int64_t nblk = (T + BQ - 1) / BQ, G = H / KV;
     const int64_t ldq = H * hd, ldk = KV * hd;
-    const size_t per_thread = per_thread_floats(T, G, hd), pair = 2 * (size_t)T * hd;
+    const size_t per_thread = per_thread_floats(T, G, hd, mm != NULL), pair = 2 * (size_t)T * hd;
     float *sums = (float *)scratch + (size_t)omp_get_max_threads() * per_thread; // (B, KV, NSLOT, 2, T, hd)
     #pragma omp parallel for collapse(3) schedule(dynamic)
     for (int64_t b = 0; b < B; b++)
         for (int64_t g = 0; g < KV; g++)
             for (int slot = 0; slot < NSLOT; slot++) {
                 float *ws = (float *)scratch + (size_t)omp_get_thread_num() * per_thread;
+                const block_mm bm = thread_mm(mm, ws, T, G, hd);
                 float *dKt = sums + ((size_t)(b * KV + g) * NSLOT + slot) * pair, *dVt = dKt + (size_t)T * hd;
                 memset(dKt, 0, pair * sizeof(float));
                 for (int64_t n = 0, blk; (blk = slot_block(nblk, slot, n)) >= 0; n++)
-                    block_bwd(dq ? dq + b * T * ldq : NULL, acc_q, dKt, dVt, dout + b * T * ldq, out + b * T * ldq,
+                    block_bwd(&bm, dq ? dq + b * T * ldq : NULL, acc_q, dKt, dVt, dout + b * T * ldq, out + b * T * ldq,
                               lse + b * H * T, q + b * T * ldq, k + b * T * ldk + g * hd, v + b * T * ldk + g * hd,
                               seg_start ? seg_start + b * T : NULL, T, H, G, g, ldk, hd, blk, ws);
             }
@@ -207,6 +263,19 @@ void dt_cpu_attention_bwd(float *dq, float *dk, float *dv, bool acc_q, bool acc_
                     if (dvr) dvr[e] = acc_v ? dvr[e] + sv : sv;
                 }
             }
+}
+
+void dt_cpu_attention_bwd(float *dq, float *dk, float *dv, bool acc_q, bool acc_k, bool acc_v, const float *dout,
+                          const float *out, const float *lse, const float *q, const float *k, const float *v,
+                          const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
+                          void *scratch) {
+    attention_bwd(NULL, dq, dk, dv, acc_q, acc_k, acc_v, dout, out, lse, q, k, v, seg_start, B, T, H, KV, hd, scratch);
+}
+void dt_cpu_attention_bwd_bf16(dt_bf16_mm *mm, float *dq, float *dk, float *dv, bool acc_q, bool acc_k, bool acc_v,
+                               const float *dout, const float *out, const float *lse, const float *q, const float *k,
+                               const float *v, const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV,
+                               int64_t hd, void *scratch) {
+    attention_bwd(mm, dq, dk, dv, acc_q, acc_k, acc_v, dout, out, lse, q, k, v, seg_start, B, T, H, KV, hd, scratch);
 }
 
 // Row i of head h, in double: p[j] = softmax_j(q_i . k_j * scale) over the visible keys j in [lo, i];

@@ -1,9 +1,13 @@
 // LoRA training-step benchmark: a random-weight model of SmolLM2-135M's shape (hidden 576, 30 layers,
-// 9 heads, 3 KV heads, intermediate 1536, vocab 49152, tied), batch 1 x 512, r = 16 on every linear,
-// forward + backward + AdamW, on DT_BENCH_THREADS threads (default 2). Prints tokens/s (median of the
-// steps after warm-up), model FLOP/s as a fraction of the SGEMM peak, and peak RSS.
+// 9 heads, 3 KV heads, intermediate 1536, vocab 49152, tied) or, with DT_BENCH_MODEL=llama-3.2-1b,
+// Llama-3.2-1B's (hidden 2048, 16 layers, 32 heads, 8 KV heads, intermediate 8192, vocab 128256, tied),
+// batch 1 x 512, r = 16 on every linear, forward + backward + AdamW, on DT_BENCH_THREADS threads
+// (default 2), with the frozen weights in DT_BENCH_DTYPE (f32, the default, or bf16). Prints tokens/s
+// (median of the steps after warm-up), model FLOP/s as a fraction of the matmul peak of that dtype
+// (OpenBLAS sgemm for f32, oneDNN's bf16 matmul for bf16; both are measured and printed), peak RSS,
+// and one "RESULT key=value ..." line for bench/bench_bf16.sh.
 // These machines are shared and their speed drifts by 20% within a minute, so the peak is measured
-// right after every step (a 2048^3 sgemm, best of two) and each step is set against its own peak;
+// right after every step (a 2048^3 matmul, best of two) and each step is set against its own peak;
 // the median of those ratios is the headline, and the ratio against the best peak of the whole run is
 // printed beside it as the conservative figure. Model FLOPs per token: 2 x (matmul params) for the forward, the same again for dX in the
 // backward (no dW: the base is frozen), plus full (non-causal) attention 3 x 4 x T x H x hd per layer.
@@ -15,6 +19,7 @@
 #include <unistd.h>
 #include <cblas.h>
 #include "autograd/blas_core.h"
+#include "autograd/cpu_bf16.h"
 #include "models/llama.h"
 #include "optim/optim.h"
 #include "peft/adapter.h"
@@ -44,6 +49,19 @@ static double sgemm_peak(float *a, float *b, float *c, int reps) {
     return best;
 }
 
+// The same for oneDNN's bf16 matmul (f32 output) on bf16 copies of the operands.
+static double bf16_peak(dt_bf16_mm *e, const uint16_t *a, const uint16_t *b, float *c, int reps) {
+    const int n = 2048;
+    double best = 0;
+    for (int r = 0; r < reps; r++) {
+        double t = now();
+        if (dt_bf16_matmul(e, false, false, n, n, n, 1.0f, a, n, b, n, false, c, n)) return 0;
+        double f = 2.0 * n * n * n / (now() - t);
+        if (f > best) best = f;
+    }
+    return best;
+}
+
 int main(int argc, char **argv) {
     (void)argc;
     // The same restart as the deltatune command's (blas_core.h), so the bench measures what users get.
@@ -54,17 +72,38 @@ int main(int argc, char **argv) {
     const char *th = getenv("DT_BENCH_THREADS");
     ctx.nthreads = th ? atoi(th) : 2;
     dt_ctx_apply_threads(&ctx);
-    const int steps = getenv("DT_BENCH_STEPS") ? atoi(getenv("DT_BENCH_STEPS")) : 8, warmup = 2;
+    const int steps = getenv("DT_BENCH_STEPS") ? atoi(getenv("DT_BENCH_STEPS")) : 8;
+    const int warmup = getenv("DT_BENCH_WARMUP") ? atoi(getenv("DT_BENCH_WARMUP")) : 2;
+    const char *model = getenv("DT_BENCH_MODEL") ? getenv("DT_BENCH_MODEL") : "smollm2-135m";
+    const char *dtype_name = getenv("DT_BENCH_DTYPE") ? getenv("DT_BENCH_DTYPE") : "f32";
+    const bool bf16 = !strcmp(dtype_name, "bf16");
+    if (steps < 1 || warmup < 1 || (!bf16 && strcmp(dtype_name, "f32")) ||
+        (strcmp(model, "smollm2-135m") && strcmp(model, "llama-3.2-1b"))) {
+        fprintf(stderr, "bench_lora_step: DT_BENCH_MODEL smollm2-135m|llama-3.2-1b, DT_BENCH_DTYPE f32|bf16, "
+                        "DT_BENCH_STEPS and DT_BENCH_WARMUP >= 1\n");
+        return 2;
+    }
 
     dt_model_config cfg = {0};
     cfg.arch = DT_ARCH_LLAMA;
     snprintf(cfg.arch_name, sizeof cfg.arch_name, "LlamaForCausalLM");
-    cfg.hidden_size = 576; cfg.num_layers = 30; cfg.num_heads = 9; cfg.num_kv_heads = 3; cfg.head_dim = 64;
-    cfg.intermediate_size = 1536; cfg.vocab_size = 49152; cfg.max_position_embeddings = 8192;
-    cfg.rms_norm_eps = 1e-5f; cfg.rope_theta = 100000.0f; cfg.tie_word_embeddings = true;
+    if (!strcmp(model, "smollm2-135m")) {
+        cfg.hidden_size = 576; cfg.num_layers = 30; cfg.num_heads = 9; cfg.num_kv_heads = 3;
+        cfg.intermediate_size = 1536; cfg.vocab_size = 49152; cfg.rope_theta = 100000.0f;
+    } else {
+        cfg.hidden_size = 2048; cfg.num_layers = 16; cfg.num_heads = 32; cfg.num_kv_heads = 8;
+        cfg.intermediate_size = 8192; cfg.vocab_size = 128256; cfg.rope_theta = 500000.0f;
+    }
+    cfg.head_dim = 64; cfg.max_position_embeddings = 8192;
+    cfg.rms_norm_eps = 1e-5f; cfg.tie_word_embeddings = true;
     cfg.bos_token_id = 1; cfg.eos_token_id = 2; cfg.torch_dtype = DT_F32;
+    dt_bf16_mm *mm;
+    if (dt_bf16_mm_create(&ctx, &mm)) { fprintf(stderr, "%s\n", ctx.msg); return 1; }
     dt_llama *m;
-    if (dt_llama_init_random(&ctx, &cfg, dt_backend_cpu(), 1, &m)) { fprintf(stderr, "%s\n", ctx.msg); return 1; }
+    if (dt_llama_init_random_typed(&ctx, &cfg, dt_backend_cpu(), 1, bf16 ? DT_BF16 : DT_F32, &m)) {
+        fprintf(stderr, "%s\n", ctx.msg);
+        return 1;
+    }
     dt_lora_config lc = {.r = 16, .alpha = 32, .dropout = 0.0f};
     for (int i = 0; i < DT_MOD_COUNT; i++) lc.target[i] = true;
     dt_adapter *a;
@@ -84,8 +123,9 @@ int main(int argc, char **argv) {
     const bool ckpt = getenv("DT_BENCH_CHECKPOINT") && atoi(getenv("DT_BENCH_CHECKPOINT"));
     g.checkpoint_layers = ckpt;
     double *tps = malloc(sizeof(double) * (size_t)steps), *peaks = malloc(sizeof(double) * (size_t)steps);
-    double *ratio = malloc(sizeof(double) * (size_t)steps);
+    double *ratio = malloc(sizeof(double) * (size_t)steps), *bpeaks = malloc(sizeof(double) * (size_t)steps);
     float *pa = NULL, *pb = NULL, *pc = NULL; // (2048, 2048) each: the peak sgemm's operands
+    uint16_t *ha = NULL, *hb = NULL;          // (2048, 2048) each: the same in bf16, for oneDNN's peak
     double loss = 0, rss_mib = 0;
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
@@ -98,6 +138,10 @@ int main(int argc, char **argv) {
             pa = malloc(n2 * 4); pb = malloc(n2 * 4); pc = malloc(n2 * 4);
             for (size_t i = 0; i < n2; i++) { pa[i] = (float)(i % 7) * 0.1f; pb[i] = (float)(i % 5) * 0.1f; }
             sgemm_peak(pa, pb, pc, 1); // first touch and OpenBLAS's buffers, not timed
+            ha = malloc(n2 * 2); hb = malloc(n2 * 2);
+            dt_cpu_f32_to_bf16(ha, pa, (int64_t)n2);
+            dt_cpu_f32_to_bf16(hb, pb, (int64_t)n2);
+            bf16_peak(mm, ha, hb, pc, 1); // the primitive's creation, not timed
         }
         double t0 = now();
         dt_graph_reset(&g);
@@ -113,6 +157,7 @@ int main(int argc, char **argv) {
         if (s >= warmup) {
             tps[s - warmup] = (double)(B * T) / dt;
             peaks[s - warmup] = sgemm_peak(pa, pb, pc, 2);
+            bpeaks[s - warmup] = bf16_peak(mm, ha, hb, pc, 2);
         }
     }
     double arena_mib = dt_arena_capacity(&g.arena) / 1048576.0;
@@ -120,36 +165,45 @@ int main(int argc, char **argv) {
     dt_optim_free(&opt);
     dt_adapter_free(a);
     dt_llama_free(m);
-    free(pa); free(pb); free(pc);
+    free(pa); free(pb); free(pc); free(ha); free(hb);
+    dt_bf16_mm_free(mm);
     double D = cfg.hidden_size, Imid = cfg.intermediate_size, L = cfg.num_layers, V = cfg.vocab_size;
     double q = cfg.num_heads * cfg.head_dim, kv = cfg.num_kv_heads * cfg.head_dim;
     double matmul_params = L * (D * q + 2 * D * kv + q * D + 3 * D * Imid) + V * D;
     double attn = L * 3.0 * 4.0 * (double)T * q;
     double flops_tok = 4.0 * matmul_params + attn;
 
-    double best_peak = 0;
+    // Each step is set against the peak of its own dtype's matmul.
+    double *own = bf16 ? bpeaks : peaks, best_peak = 0;
     for (int i = 0; i < steps; i++) {
-        ratio[i] = tps[i] * flops_tok / peaks[i];
-        if (peaks[i] > best_peak) best_peak = peaks[i];
+        ratio[i] = tps[i] * flops_tok / own[i];
+        if (own[i] > best_peak) best_peak = own[i];
     }
     qsort(tps, (size_t)steps, sizeof *tps, cmp_double);
     qsort(peaks, (size_t)steps, sizeof *peaks, cmp_double);
+    qsort(bpeaks, (size_t)steps, sizeof *bpeaks, cmp_double);
     qsort(ratio, (size_t)steps, sizeof *ratio, cmp_double);
     double med = tps[steps / 2];
-    printf("lora step  SmolLM2-135M shape, B=%lld T=%lld, r=16 all-linear, %d threads%s\n", (long long)B, (long long)T,
-           ctx.nthreads, ckpt ? ", activation checkpointing" : "");
+    printf("lora step  %s shape, frozen weights %s, B=%lld T=%lld, r=16 all-linear, %d threads%s\n", model, dtype_name,
+           (long long)B, (long long)T, ctx.nthreads, ckpt ? ", activation checkpointing" : "");
     printf("  trainable params: %zu\n", n_trainable);
     printf("  OpenBLAS kernels    %s%s\n", openblas_get_corename(),
            getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE)" : "");
-    printf("  sgemm peak          median %.1f, best %.1f GFLOP/s (2048^3 sgemm, best of 2 after each step)\n",
-           peaks[steps / 2] * 1e-9, best_peak * 1e-9);
+    printf("  oneDNN kernels      %s\n", dt_onednn_isa());
+    printf("  sgemm peak          median %.1f GFLOP/s (2048^3 sgemm, best of 2 after each step)\n", peaks[steps / 2] * 1e-9);
+    printf("  bf16 matmul peak    median %.1f GFLOP/s (2048^3 oneDNN bf16, f32 out, best of 2 after each step)\n",
+           bpeaks[steps / 2] * 1e-9);
     printf("  model FLOPs/token   %.1f MFLOP\n", flops_tok * 1e-6);
     printf("  tokens/s (median)   %.1f  (min %.1f, max %.1f over %d steps)\n", med, tps[0], tps[steps - 1], steps);
-    printf("  achieved            %.1f GFLOP/s = %.1f%% of the peak measured after each step (median; range %.1f-%.1f%%)\n",
-           med * flops_tok * 1e-9, 100.0 * ratio[steps / 2], 100.0 * ratio[0], 100.0 * ratio[steps - 1]);
+    printf("  achieved            %.1f GFLOP/s = %.1f%% of the %s peak measured after each step (median; range %.1f-%.1f%%)\n",
+           med * flops_tok * 1e-9, 100.0 * ratio[steps / 2], bf16 ? "bf16" : "sgemm", 100.0 * ratio[0],
+           100.0 * ratio[steps - 1]);
     printf("                      = %.1f%% of the best peak of the run (conservative)\n", 100.0 * med * flops_tok / best_peak);
     printf("  peak RSS            %.1f MiB\n", rss_mib);
     printf("  activation arena    %.1f MiB, last loss %.4f\n", arena_mib, loss);
-    free(ids); free(labels); free(tps); free(peaks); free(ratio);
+    printf("RESULT impl=deltatune model=%s dtype=%s tps=%.2f tps_min=%.2f tps_max=%.2f rss_mib=%.1f "
+           "sgemm_peak_gflops=%.1f bf16_peak_gflops=%.1f peak_frac=%.4f\n", model, dtype_name, med, tps[0],
+           tps[steps - 1], rss_mib, peaks[steps / 2] * 1e-9, bpeaks[steps / 2] * 1e-9, ratio[steps / 2]);
+    free(ids); free(labels); free(tps); free(peaks); free(bpeaks); free(ratio);
     return 0;
 }

@@ -3,6 +3,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "autograd/cpu_bf16_backend.h"
+#include "autograd/dtype_choice.h"
 #include "autograd/rng.h"
 
 // One weight the model needs: its HF name, expected shape, and where it goes.
@@ -77,14 +79,31 @@ void dt_llama_free(dt_llama *m) {
     if (m->block) m->be->free(m->be, m->block);
     dt_weights_close(m->src);
     free(m->layers);
+    if (m->owns_be) dt_cpu_backend_release(m->be);
     free(m);
 }
 
 int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama **out) {
+    return dt_llama_load_typed(ctx, path, be, DT_F32, out);
+}
+
+// The safetensors dtype that holds a tensor of dtype t as is (DT_ST_I64 stands for none).
+static dt_st_dtype st_of(dt_dtype t) {
+    return t == DT_F32 ? DT_ST_F32 : t == DT_BF16 ? DT_ST_BF16 : t == DT_F16 ? DT_ST_F16 : DT_ST_I64;
+}
+
+int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, dt_llama **out) {
     *out = NULL;
+    if (wtype != DT_F32 && wtype != DT_BF16 && wtype != DT_F16)
+        return dt_fail(ctx, DT_EINPUT, "%s: weight dtype %s is not supported (expected f32, bf16 or f16)", path,
+                       dt_dtype_name(wtype));
+    if (wtype != DT_F32 && be->device != DT_DEV_CPU)
+        return dt_fail(ctx, DT_EUNSUPPORTED, "%s: %s weights are kept as stored on the CPU backend only", path,
+                       dt_dtype_name(wtype));
     dt_llama *m = calloc(1, sizeof *m);
     if (!m) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     m->be = be;
+    m->wtype = wtype;
     int rc = dt_weights_open(ctx, path, &m->cfg, &m->src);
     if (rc) { free(m); return rc; }
     const dt_model_config *c = &m->cfg;
@@ -99,18 +118,22 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
     if (!m->layers || !specs || !found) { free(specs); free(found); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
     int n = weight_specs(m, specs);
     // First pass: check presence and shape, decide which tensors are used in place in the mapping.
+    // Matrices are kept in wtype, vectors (norms, biases) in f32; a tensor whose file dtype is already
+    // its kept dtype, suitably aligned, is used in place (the page cache's copy, never duplicated).
     size_t bytes = (size_t)(c->head_dim / 2) * sizeof(float), params = 0;
     for (int i = 0; i < n; i++) {
         weight_spec *s = &specs[i];
         const dt_st_tensor *t = found[i] = dt_weights_find(m->src, s->name);
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
+        dt_dtype kt = s->ndim == 2 ? wtype : DT_F32;
         params += (size_t)numel;
-        if (t && be->device == DT_DEV_CPU && t->st_dtype == DT_ST_F32 && ((uintptr_t)t->data & 3) == 0 &&
-            t->ndim == s->ndim && t->shape[0] == s->shape[0] && (s->ndim == 1 || t->shape[1] == s->shape[1])) {
+        if (t && be->device == DT_DEV_CPU && t->st_dtype == st_of(kt) &&
+            ((uintptr_t)t->data & (dt_dtype_size(kt) - 1)) == 0 && t->ndim == s->ndim && t->shape[0] == s->shape[0] &&
+            (s->ndim == 1 || t->shape[1] == s->shape[1])) {
             s->in_place = true;
-            dt_tensor_set(s->dst, DT_F32, (void *)t->data, s->ndim, s->shape);
+            dt_tensor_set(s->dst, kt, (void *)t->data, s->ndim, s->shape);
         } else {
-            bytes += ((size_t)numel * sizeof(float) + 63) & ~(size_t)63;
+            bytes += ((size_t)numel * dt_dtype_size(kt) + 63) & ~(size_t)63;
         }
     }
     rc = dt_weights_check_unused(ctx, m->src, found, n, c->tie_word_embeddings);
@@ -125,9 +148,10 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
         weight_spec *s = &specs[i];
         if (s->in_place) continue;
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
-        size_t nb = (size_t)numel * sizeof(float);
+        dt_dtype kt = s->ndim == 2 ? wtype : DT_F32;
+        size_t nb = (size_t)numel * dt_dtype_size(kt);
         if (be->device == DT_DEV_CPU) {
-            rc = dt_weights_read_f32(ctx, m->src, s->name, (float *)p, s->ndim, s->shape);
+            rc = dt_weights_read_as(ctx, m->src, s->name, kt, p, s->ndim, s->shape);
         } else {
             float *tmp = malloc(nb);
             rc = tmp ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape)
@@ -135,7 +159,7 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
             if (!rc) be->upload(be, p, tmp, nb);
             free(tmp);
         }
-        dt_tensor_set(s->dst, DT_F32, p, s->ndim, s->shape);
+        dt_tensor_set(s->dst, kt, p, s->ndim, s->shape);
         s->dst->device = be->device;
         s->dst->name = NULL;
         p += (nb + 63) & ~(size_t)63;
@@ -152,9 +176,29 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
     return DT_OK;
 }
 
+int dt_llama_load_cpu(dt_ctx *ctx, const char *path, dt_dtype requested, const char *what, dt_llama **out) {
+    *out = NULL;
+    dt_dtype t;
+    const dt_backend *be;
+    int rc = dt_dtype_resolve(ctx, requested, DT_DEV_CPU, what, &t);
+    if (!rc) rc = dt_cpu_backend_for(ctx, t, &be);
+    if (rc) return rc;
+    rc = dt_llama_load_typed(ctx, path, be, t, out);
+    if (rc) { dt_cpu_backend_release(be); return rc; }
+    (*out)->owns_be = be != dt_backend_cpu();
+    return DT_OK;
+}
+
 int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed, dt_llama **out) {
+    return dt_llama_init_random_typed(ctx, cfg, be, seed, DT_F32, out);
+}
+
+int dt_llama_init_random_typed(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed,
+                               dt_dtype wtype, dt_llama **out) {
     *out = NULL;
     if (dt_config_validate(ctx, cfg, "random model config")) return DT_EINPUT;
+    if (wtype != DT_F32 && wtype != DT_BF16 && wtype != DT_F16)
+        return dt_fail(ctx, DT_EINPUT, "random model: weight dtype %s is not f32, bf16 or f16", dt_dtype_name(wtype));
     dt_llama *m = calloc(1, sizeof *m);
     if (!m) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     m->be = be;
@@ -163,12 +207,14 @@ int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backe
     weight_spec *specs = calloc((size_t)cfg->num_layers * 16 + 8, sizeof *specs);
     if (!m->layers || !specs) { free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
     int n = weight_specs(m, specs);
+    // Matrices take wtype; vectors (norms, biases) stay f32.
     size_t bytes = (size_t)(cfg->head_dim / 2) * sizeof(float), params = 0;
     for (int i = 0; i < n; i++) {
         size_t numel = (size_t)(specs[i].ndim == 2 ? specs[i].shape[0] * specs[i].shape[1] : specs[i].shape[0]);
         params += numel;
-        bytes += (numel * sizeof(float) + 63) & ~(size_t)63;
+        bytes += (numel * dt_dtype_size(specs[i].ndim == 2 ? wtype : DT_F32) + 63) & ~(size_t)63;
     }
+    m->wtype = wtype;
     m->block = be->alloc(be, bytes);
     // On the CPU the weights are drawn straight into the block: a staging copy would double peak memory.
     void *tmp = be->device == DT_DEV_CPU ? m->block : malloc(bytes);
@@ -176,14 +222,20 @@ int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backe
     m->block_bytes = bytes;
     dt_rng rng = {seed};
     size_t off = 0;
+    float row[4096]; // values are drawn a chunk at a time, then stored in the tensor's dtype
     for (int i = 0; i < n; i++) {
         weight_spec *s = &specs[i];
-        size_t numel = (size_t)(s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0]);
-        float *w = (float *)((uint8_t *)tmp + off);
-        for (size_t j = 0; j < numel; j++) w[j] = s->ndim == 1 ? 1.0f : (float)(0.02 * dt_rng_normal(&rng));
-        dt_tensor_set(s->dst, DT_F32, (uint8_t *)m->block + off, s->ndim, s->shape);
+        dt_dtype t = s->ndim == 2 ? wtype : DT_F32;
+        size_t numel = (size_t)(s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0]), es = dt_dtype_size(t);
+        uint8_t *w = (uint8_t *)tmp + off;
+        for (size_t j = 0; j < numel; j += 4096) {
+            size_t c = numel - j < 4096 ? numel - j : 4096;
+            for (size_t q = 0; q < c; q++) row[q] = s->ndim == 1 ? 1.0f : (float)(0.02 * dt_rng_normal(&rng));
+            dt_convert_from_f32(w + j * es, t, row, c);
+        }
+        dt_tensor_set(s->dst, t, (uint8_t *)m->block + off, s->ndim, s->shape);
         s->dst->device = be->device;
-        off += (numel * sizeof(float) + 63) & ~(size_t)63;
+        off += (numel * es + 63) & ~(size_t)63;
     }
     rope_inv_freq(cfg, (float *)((uint8_t *)tmp + off));
     if (tmp != m->block) { be->upload(be, m->block, tmp, bytes); free(tmp); }
@@ -210,10 +262,36 @@ int64_t dt_count_targets(const int32_t *labels, int64_t B, int64_t T, int64_t n_
 typedef struct {
     const dt_llama *m;
     int l;
-    const dt_lora_ref *const *lora; // (DT_MOD_COUNT) or NULL
+    const dt_linear_hook *const *hook; // (DT_MOD_COUNT) the methods' hooks on this layer's linears, or NULL
+    const dt_llama_site *site;      // or NULL
     const float *rope_cs;           // (B*Tp, hd) cos/sin table of the positions, device
     const int32_t *seg;             // (B*T) device array or NULL
+    dt_kv_cache *kv;                // generation's cache, or NULL
 } layer_arg;
+
+// out[i] rewritten by the adapters' site when it claims module mods[i] of this layer. Returns -1 when the
+// graph failed.
+static int apply_sites(dt_graph *g, const layer_arg *arg, int n, const int *mods, dt_tensor **out) {
+    const dt_llama_site *s = arg->site;
+    for (int i = 0; s && i < n; i++)
+        if (s->at[(size_t)arg->l * DT_MOD_COUNT + (size_t)mods[i]] && !(out[i] = s->fn(g, s->self, arg->m, arg->l, mods[i], out[i])))
+            return -1;
+    return 0;
+}
+
+static bool claimed(const layer_arg *arg, int mod) {
+    return arg->site && arg->site->at[(size_t)arg->l * DT_MOD_COUNT + (size_t)mod];
+}
+
+// residual + the projection mod of a: fused, or unfused when a site rewrites the projection's output.
+static dt_tensor *proj_add(dt_graph *g, const layer_arg *arg, int mod, dt_tensor *a, const dt_linear_hook *hook,
+                           dt_tensor *residual) {
+    const dt_tensor *W = &arg->m->layers[arg->l].w[mod];
+    if (!claimed(arg, mod)) return dt_linear_add(g, a, W, NULL, hook, residual);
+    dt_tensor *h = dt_linear(g, a, W, NULL, hook); // (B, Tp, out)
+    if (!h || apply_sites(g, arg, 1, &mod, &h)) return NULL;
+    return dt_add(g, residual, h);
+}
 
 // One decoder layer: x (B, Tp, D) -> x + attention + MLP.
 static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
@@ -222,15 +300,16 @@ static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
     const dt_model_config *c = &m->cfg;
     const int64_t H = c->num_heads, KV = c->num_kv_heads, hd = c->head_dim;
     const dt_llama_layer *ly = &m->layers[arg->l];
-    const dt_lora_ref *const *lora = arg->lora;
+    const dt_linear_hook *const *hook = arg->hook;
     const int32_t *seg_d = arg->seg;
-#define LORA(mod) (lora ? lora[mod] : NULL)
+#define HOOK(mod) (hook ? hook[mod] : NULL)
     // q, k, v share one normalised input, recomputed in their backward instead of kept.
     const dt_tensor *wqkv[3] = {&ly->w[DT_MOD_Q], &ly->w[DT_MOD_K], &ly->w[DT_MOD_V]};
     const dt_tensor *bqkv[3] = {&ly->q_bias, &ly->k_bias, &ly->v_bias};
-    const dt_lora_ref *lqkv[3] = {LORA(DT_MOD_Q), LORA(DT_MOD_K), LORA(DT_MOD_V)};
+    const dt_linear_hook *lqkv[3] = {HOOK(DT_MOD_Q), HOOK(DT_MOD_K), HOOK(DT_MOD_V)};
     dt_tensor *qkv[3]; // (B, Tp, H*hd), (B, Tp, KV*hd), (B, Tp, KV*hd)
-    if (dt_norm_linears(g, x, &ly->attn_norm, c->rms_norm_eps, 3, wqkv, c->attention_bias ? bqkv : NULL, lqkv, qkv))
+    if (dt_norm_linears(g, x, &ly->attn_norm, c->rms_norm_eps, 3, wqkv, c->attention_bias ? bqkv : NULL, lqkv, qkv) ||
+        apply_sites(g, arg, 3, (const int[]){DT_MOD_Q, DT_MOD_K, DT_MOD_V}, qkv))
         return NULL;
     dt_tensor *q = qkv[0], *k = qkv[1], *v = qkv[2];
     if (c->qk_norm) { // Qwen3: RMSNorm over each head, before RoPE
@@ -239,27 +318,47 @@ static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
     }
     q = dt_rope_(g, q, H, hd, arg->rope_cs);
     k = dt_rope_(g, k, KV, hd, arg->rope_cs);
-    dt_tensor *a = dt_attention(g, q, k, v, H, KV, hd, seg_d);                // (B, Tp, H*hd)
-    x = dt_linear_add(g, a, &ly->w[DT_MOD_O], NULL, LORA(DT_MOD_O), x);      // (B, Tp, D)
+    dt_tensor *a; // (B, Tp, H*hd)
+    if (arg->kv) { // generation: this layer's cache (cap, KV*hd) holds the earlier positions
+        const size_t off = (size_t)arg->l * (size_t)arg->kv->cap * (size_t)(KV * hd);
+        a = dt_attention_cached(g, q, k, v, H, KV, hd, arg->kv->k + off, arg->kv->v + off, arg->kv->len);
+    } else {
+        a = dt_attention(g, q, k, v, H, KV, hd, seg_d);
+    }
+    x = proj_add(g, arg, DT_MOD_O, a, HOOK(DT_MOD_O), x);                     // (B, Tp, D)
     // gate and up share one normalised input too.
     const dt_tensor *wgu[2] = {&ly->w[DT_MOD_GATE], &ly->w[DT_MOD_UP]};
-    const dt_lora_ref *lgu[2] = {LORA(DT_MOD_GATE), LORA(DT_MOD_UP)};
+    const dt_linear_hook *lgu[2] = {HOOK(DT_MOD_GATE), HOOK(DT_MOD_UP)};
     dt_tensor *gu[2]; // (B, Tp, I) each
-    if (dt_norm_linears(g, x, &ly->ffn_norm, c->rms_norm_eps, 2, wgu, NULL, lgu, gu))
+    if (dt_norm_linears(g, x, &ly->ffn_norm, c->rms_norm_eps, 2, wgu, NULL, lgu, gu) ||
+        apply_sites(g, arg, 2, (const int[]){DT_MOD_GATE, DT_MOD_UP}, gu))
         return NULL;
     dt_tensor *gate = gu[0], *up = gu[1];
-    x = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], LORA(DT_MOD_DOWN), x);      // (B, Tp, D)
-#undef LORA
+    if (claimed(arg, DT_MOD_DOWN)) { // the site needs down's own output: unfused
+        dt_tensor *h = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], HOOK(DT_MOD_DOWN), NULL); // (B, Tp, D)
+        if (apply_sites(g, arg, 1, (const int[]){DT_MOD_DOWN}, &h)) return NULL;
+        x = dt_add(g, x, h);
+    } else {
+        x = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], HOOK(DT_MOD_DOWN), x); // (B, Tp, D)
+    }
+#undef HOOK
     return x;
 }
 
-int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
-                     float denom, bool want_logits, dt_llama_out *out) {
+// The one forward: training and evaluation (kv NULL) and generation (kv, see dt_llama_forward_cached).
+static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
+                   dt_kv_cache *kv, float denom, bool want_logits, dt_llama_out *out) {
     const dt_model_config *c = &m->cfg;
     const int64_t B = b->B, T = b->T;
-    dt_tensor *prompt = ad ? ad->prompt : NULL;
+    // The virtual tokens come first: at position 0 of a plain forward, or into an empty cache.
+    dt_tensor *prompt = ad && (!kv || kv->len == 0) ? ad->prompt : NULL;
     const int64_t P = prompt ? prompt->shape[0] : 0, Tp = T + P; // positions after the virtual tokens
+    const int64_t p0 = kv ? kv->len : 0;                         // positions already in the cache
     memset(out, 0, sizeof *out);
+    if (kv && (B != 1 || b->labels || b->pos || b->seg_start || g->grad_enabled))
+        return dt_fail(ctx, DT_EINTERNAL, "a KV-cache forward takes one row, no labels, positions or packing, grad off");
+    if (kv && p0 + Tp > kv->cap)
+        return dt_fail(ctx, DT_EINPUT, "the context is full (%lld positions)", (long long)kv->cap);
     if (prompt && b->seg_start)
         return dt_fail(ctx, DT_EINPUT, "prompt tuning cannot be combined with packed sequences (data.packing)");
     for (int64_t i = 0; i < B * T; i++)
@@ -271,7 +370,7 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
     if (!pos) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     for (int64_t r = 0; r < B; r++)
         for (int64_t t = 0; t < Tp; t++)
-            pos[r * Tp + t] = t < P ? (int32_t)t : (int32_t)(P + (b->pos ? b->pos[r * T + t - P] : t - P));
+            pos[r * Tp + t] = (int32_t)p0 + (t < P ? (int32_t)t : (int32_t)(P + (b->pos ? b->pos[r * T + t - P] : t - P)));
     const int32_t *pos_d = dt_graph_ints(g, pos, B * Tp);
     const float *rope_cs = pos_d ? dt_rope_table(g, pos_d, m->inv_freq, B * Tp, c->head_dim) : NULL;
     const int32_t *seg_d = b->seg_start ? dt_graph_ints(g, b->seg_start, B * T) : NULL;
@@ -281,7 +380,8 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
     for (int l = 0; l < c->num_layers; l++) {
         layer_arg *arg = dt_arena_alloc(&g->host, sizeof *arg);
         if (!arg) return dt_fail(ctx, DT_ENOMEM, "out of memory");
-        *arg = (layer_arg){m, l, ad && ad->lora ? ad->lora + (size_t)l * DT_MOD_COUNT : NULL, rope_cs, seg_d};
+        *arg = (layer_arg){m, l, ad && ad->linear ? ad->linear + (size_t)l * DT_MOD_COUNT : NULL,
+                           ad && ad->site.fn ? &ad->site : NULL, rope_cs, seg_d, kv};
         x = g->checkpoint_layers ? dt_checkpoint(g, layer_forward, arg, x) : layer_forward(g, arg, x);
     }
     dt_tensor *xf = dt_rmsnorm(g, x, &m->norm, c->rms_norm_eps); // (B, Tp, D)
@@ -290,10 +390,14 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
     if (want_logits) {
         bool keep = g->grad_enabled;
         g->grad_enabled = false; // logits are for reading, the loss below has its own fused path
-        out->logits = dt_linear(g, xf, &m->lm_head, NULL, NULL); // (B, Tp, V)
+        dt_tensor *rows = xf;    // (B, Tp, D); with a KV cache only the last position (1, 1, D)
+        if (kv && (rows = dt_arena_alloc(&g->host, sizeof *rows)))
+            dt_tensor_set(rows, DT_F32, dt_f32(xf) + (Tp - 1) * c->hidden_size, 3, (int64_t[]){1, 1, c->hidden_size});
+        out->logits = rows ? dt_linear(g, rows, &m->lm_head, NULL, NULL) : NULL; // (B, Tp, V) or (1, 1, V)
         g->grad_enabled = keep;
         if (!out->logits) return DT_ENOMEM;
     }
+    if (kv) kv->len += Tp;
     if (b->labels) {
         // targets[t] = labels'[t+1], where labels' is labels with P ignored positions in front.
         int32_t *tg = dt_arena_alloc(&g->host, (size_t)(B * Tp) * sizeof(int32_t)); // (B, Tp)
@@ -313,4 +417,18 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
         if (!out->loss) return DT_ENOMEM;
     }
     return g->failed ? DT_ENOMEM : DT_OK;
+}
+
+int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
+                     float denom, bool want_logits, dt_llama_out *out) {
+    return forward(ctx, g, m, ad, b, NULL, denom, want_logits, out);
+}
+
+int dt_llama_forward_cached(dt_ctx *ctx, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
+                            dt_kv_cache *kv, dt_llama_out *out) {
+    dt_graph_reset(&kv->g);
+    kv->g.grad_enabled = false;
+    kv->g.training = false;
+    kv->g.checkpoint_layers = false;
+    return forward(ctx, &kv->g, m, ad, b, kv, 0, true, out);
 }

@@ -51,7 +51,8 @@ int dt_checkpoint_save(dt_ctx *ctx, const char *dir, const dt_adapter *a, const 
             if (states) rc = dt_st_writer_add(ctx, w, "optimizer.state", DT_F32, 1, (int64_t[]){(int64_t)states}, o->state);
             const struct { const char *k; int64_t v; } meta[] = {
                 {"step", s->step}, {"epoch", s->epoch}, {"batch", s->batch}, {"optimizer_step", o->step},
-                {"optimizer_kind", o->kind}, {"data_seed", (int64_t)s->data_seed}};
+                {"optimizer_kind", o->kind}, {"data_seed", (int64_t)s->data_seed}, {"world_size", s->world_size},
+                {"step_micro_batches", s->step_micro_batches}};
             for (size_t i = 0; i < sizeof meta / sizeof meta[0] && !rc; i++) {
                 snprintf(buf, sizeof buf, "%" PRId64, meta[i].v);
                 rc = dt_st_writer_set_metadata(ctx, w, meta[i].k, buf);
@@ -127,6 +128,10 @@ int dt_checkpoint_load(dt_ctx *ctx, const char *dir, dt_adapter *a, const dt_lla
     if (!rc) rc = meta_i64(ctx, st, path, "data_seed", &seed);
     if (!rc) rc = meta_hex(ctx, st, path, "recipe_hash", &s->run.recipe);
     if (!rc) rc = meta_hex(ctx, st, path, "data_fingerprint", &s->run.data);
+    // Written since data-parallel training; absent from older checkpoints (0: unknown).
+    s->world_size = s->step_micro_batches = 0;
+    if (!rc && dt_st_metadata(st, "world_size")) rc = meta_i64(ctx, st, path, "world_size", &s->world_size);
+    if (!rc && dt_st_metadata(st, "step_micro_batches")) rc = meta_i64(ctx, st, path, "step_micro_batches", &s->step_micro_batches);
     if (!rc && kind != o->kind) rc = dt_fail(ctx, DT_EINPUT, "%s: saved with another optimizer than the recipe's", path);
     size_t states = o->state ? (o->kind == DT_OPT_ADAMW ? 2 * o->n : o->n) : 0;
     if (!rc && states) rc = dt_st_read_f32(ctx, st, "optimizer.state", o->state, 1, (int64_t[]){(int64_t)states});

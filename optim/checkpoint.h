@@ -1,7 +1,8 @@
 // Training checkpoints: output_dir/checkpoints/step-N/ holds the adapter in PEFT format plus
 // trainer_state.safetensors: the optimizer's state block ("optimizer.state", F32) and, as string
-// metadata, the step, the optimizer's step count, the data position (epoch, batch) and the format
-// version, and the run's identity (see tools/run_identity.h). Together they let a resumed run continue bit-identically. A checkpoint folder is built
+// metadata, the step, the optimizer's step count, the data position (epoch, batch), the world size and
+// micro-batches per step of the run that wrote it, the format version, and the run's identity (see
+// tools/run_identity.h). Together they let a resumed run continue bit-identically. A checkpoint folder is built
 // under a temporary name and renamed into place, so a half-written one never looks complete.
 #ifndef DT_CHECKPOINT_H
 #define DT_CHECKPOINT_H
@@ -20,6 +21,8 @@ typedef struct dt_train_state {
     int64_t batch;
     uint64_t data_seed;  // the seed the data order derives from
     dt_run_id run;       // which run wrote the checkpoint
+    int64_t world_size;          // processes of the run that wrote it (0: unknown, an older checkpoint)
+    int64_t step_micro_batches;  // micro-batches of one step over all processes (0: unknown)
 } dt_train_state;
 
 int dt_checkpoint_save(dt_ctx *ctx, const char *dir, const dt_adapter *a, const dt_llama *m, const dt_optimizer *o,

@@ -16,7 +16,7 @@ static void check(const char *name, const char *case_dir, const char *model) {
     float ref = 0;
     snprintf(data, sizeof data, "/tmp/dt_eval_%s_%d.jsonl", name, (int)getpid());
     if (golden_batch_to_jsonl(&ctx, path, data, &ref)) { TEST_FAIL(name, "%s", ctx.msg); return; }
-    snprintf(cmd, sizeof cmd, "./deltatune eval --model %s --adapter %s/adapter --data %s --format tokens --json", model, case_dir, data);
+    snprintf(cmd, sizeof cmd, "./deltatune eval --model %s --adapter %s/adapter --data %s --format tokens --json --dtype f32", model, case_dir, data);
     FILE *p = popen(cmd, "r");
     char line[512] = "";
     if (!fgets(line, sizeof line, p)) line[0] = 0;

@@ -70,13 +70,13 @@ int main(void) {
              tmp, tmp, tmp);
     if (sh(cmd) || make_model(&ctx, 259)) { TEST_FAIL("generate_setup", "%s", ctx.msg); TEST_EXIT(); }
     const char *prompt = "--prompt 'Hello there' -n 16";
-    snprintf(cmd, sizeof cmd, "./deltatune generate --model %s/model --adapter tests/golden/llama_gqa/adapter %s > %s/a.txt 2>%s/err.txt", tmp, prompt, tmp, tmp);
+    snprintf(cmd, sizeof cmd, "./deltatune generate --dtype f32 --model %s/model --adapter tests/golden/llama_gqa/adapter %s > %s/a.txt 2>%s/err.txt", tmp, prompt, tmp, tmp);
     int r1 = sh(cmd);
     snprintf(cmd, sizeof cmd, "./deltatune merge --model %s/model --adapter tests/golden/llama_gqa/adapter --out %s/merged >/dev/null 2>>%s/err.txt", tmp, tmp, tmp);
     int r2 = sh(cmd);
-    snprintf(cmd, sizeof cmd, "./deltatune generate --model %s/merged %s > %s/b.txt 2>>%s/err.txt", tmp, prompt, tmp, tmp);
+    snprintf(cmd, sizeof cmd, "./deltatune generate --dtype f32 --model %s/merged %s > %s/b.txt 2>>%s/err.txt", tmp, prompt, tmp, tmp);
     int r3 = sh(cmd);
-    snprintf(cmd, sizeof cmd, "./deltatune generate --model %s/model %s > %s/c.txt 2>>%s/err.txt", tmp, prompt, tmp, tmp);
+    snprintf(cmd, sizeof cmd, "./deltatune generate --dtype f32 --model %s/model %s > %s/c.txt 2>>%s/err.txt", tmp, prompt, tmp, tmp);
     int r4 = sh(cmd);
     char pa[128], pb[128], pc[128];
     snprintf(pa, sizeof pa, "%s/a.txt", tmp);

@@ -69,7 +69,7 @@ static void test_minimal_defaults(void) {
     NEED(&c, r.train.clip_grad_norm == 1.0 && !r.train.activation_checkpointing && r.train.seed == 42);
     NEED(&c, r.train.log_every_n_steps == 10 && r.train.eval_every_n_steps == 100);
     NEED(&c, r.train.save_every_n_steps == 0 && r.train.keep_last_n_checkpoints == 0);
-    NEED(&c, r.hardware.device == DT_DEV_CPU && r.hardware.threads == 0 && r.hardware.dtype == DT_F32);
+    NEED(&c, r.hardware.device == DT_DEV_CPU && r.hardware.threads == 0 && r.hardware.dtype == DT_DTYPE_AUTO);
     NEED(&c, streq(r.output_dir, abs_of(GOOD "out")) && r.resume == DT_RESUME_NO && !r.resume_path);
     TEST_CHECK("recipe_minimal_defaults", !c.n, "%s", c.why);
     dt_recipe_free(&r);
@@ -143,7 +143,7 @@ static void test_ready_recipes(void) {
         bool cuda = strstr(names[i], "cuda") != NULL, stories = strstr(names[i], "stories") != NULL;
         NEED(&c, streq(r.output_dir, abs_of(out)) && r.method.name == DT_METHOD_LORA);
         NEED(&c, r.hardware.device == (cuda ? DT_DEV_CUDA : DT_DEV_CPU));
-        NEED(&c, r.hardware.dtype == (cuda ? DT_BF16 : DT_F32));
+        NEED(&c, r.hardware.dtype == (cuda ? DT_BF16 : DT_DTYPE_AUTO));
         if (stories) {
             // recipes/../../shared/... is the shared folder beside the repository.
             char want[PATH_MAX + 64];

@@ -22,12 +22,12 @@ typedef enum {
     DT_OPT_FLOAT,  // double *dest, a finite number in [lo, hi]
     DT_OPT_CHOICE, // const char **dest, one of the '|'-separated words of `arg`
     DT_OPT_LIST,   // const char **dest (an array of max entries), *count entries filled; repeatable
-} dt_opt_kind;
+} dt_cli_opt_kind;
 
 typedef struct dt_opt {
     const char *name;   // "--model" or "-n"
     const char *alias;  // a second spelling, or NULL
-    dt_opt_kind kind;
+    dt_cli_opt_kind kind;
     const char *arg;    // the value's name in the usage ("DIR"); for DT_OPT_CHOICE the choices "f32|f16"
     const char *help;   // one line
     void *dest;

@@ -1,10 +1,11 @@
-// deltatune eval --model PATH --data FILE [--adapter DIR] [options]  (options: cmd_eval --help)
+// deltatune eval --model PATH --data FILE [--adapter DIR] [--dtype auto|f32|bf16|f16] [options]  (options: cmd_eval --help)
 // Mean loss over the trained tokens of a data file (same formats and masking as training) and its
 // perplexity. The mean is over tokens, not examples, as Hugging Face's loss over one long batch.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "autograd/dtype_choice.h"
 #include "datasets/dataset.h"
 #include "models/model_files.h"
 #include "peft/adapter_device.h"
@@ -18,6 +19,8 @@ int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *data = NULL, *format = "auto", *tokdir = NULL, *device = NULL;
     int64_t max_len = 0;
     bool json = false;
+    const char *dtype_s = "auto";
+    dt_dtype dtype = DT_DTYPE_AUTO; // of the frozen weights: bf16 where the CPU has bf16 units
     const dt_opt opts[] = {
         DT_O_STR("--model", "PATH", "model folder (config.json + safetensors) or a .bin/.gguf/.safetensors file", &model),
         DT_O_STR("--adapter", "DIR", "a PEFT adapter folder to apply (LoRA or prompt tuning)", &adapter),
@@ -27,6 +30,7 @@ int cmd_eval(int argc, char **argv) {
         DT_O_INT("--max-seq-len", "N", "cut longer examples to N tokens (default 0: no limit)", &max_len, 0, 1e9),
         DT_O_FLAG("--json", "print one JSON object instead of text", &json),
         DT_O_CHOICE("--device", "cpu|cuda", "where the model runs (default cpu; cuda computes in f32)", &device),
+        DT_O_CHOICE("--dtype", "auto|f32|bf16|f16", "the frozen weights' dtype (default auto: bf16 where the CPU has bf16 matrix instructions, else f32)", &dtype_s),
     };
     const dt_cli cli = {"eval", "--model PATH --data FILE [--adapter DIR] [options]",
                         "Mean loss over the trained tokens of a data file (the same formats and masking as training) and its perplexity.",
@@ -34,6 +38,7 @@ int cmd_eval(int argc, char **argv) {
     int st = dt_cli_parse(&cli, argc, argv, NULL, NULL, 0);
     if (st >= 0) return st;
     if (!model || !data) return dt_cli_bad(&cli, "--model and --data are required");
+    dt_dtype_choice_parse(dtype_s, &dtype); // one of the choices the table accepted
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     ctx.warn = dt_cli_warn;
@@ -52,7 +57,9 @@ int cmd_eval(int argc, char **argv) {
     if (!rc && tok) rc = dt_check_vocab_of(&ctx, tok, tpath, model);
     free(tpath);
     if (!rc) rc = dt_cli_backend(&ctx, device, &be);
-    if (!rc) rc = dt_cli_backend_check(&ctx, be, dt_llama_load(&ctx, model, be, &m));
+    if (!rc && be->device == DT_DEV_CUDA) // f32 weights on the device
+        rc = dt_cli_backend_check(&ctx, be, dt_llama_load(&ctx, model, be, &m));
+    else if (!rc) rc = dt_llama_load_cpu(&ctx, model, dtype, "--dtype", &m);
     if (!rc && adapter) rc = dt_adapter_load(&ctx, adapter, m, &ad);
     if (!rc && ad) rc = dt_cli_backend_check(&ctx, be, dt_adapter_dev_attach(&ctx, &dev, ad, be));
     dt_dataset_opts o = {format, "auto", false, false, max_len};

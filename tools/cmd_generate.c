@@ -1,10 +1,11 @@
-// deltatune generate --model PATH (--prompt TEXT | --chat) [options: generate --help]
+// deltatune generate --model PATH (--prompt TEXT | --chat) [--dtype auto|f32|bf16|f16] [options: generate --help]
 // Streams text with a KV cache; adapters are applied unmerged (several LoRA adapters add up; at most
 // one prompt-tuning adapter). At temperature 0 the choice is greedy. Sampling, streaming and the chat
 // turns are in gen_session.c.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "autograd/dtype_choice.h"
 #include "datasets/tokenizer.h"
 #include "models/llama_infer.h"
 #include "models/model_files.h"
@@ -22,6 +23,8 @@ int cmd_generate(int argc, char **argv) {
     int64_t n_new = 128, seed = 0;
     double temp = 0.0, top_p = 1.0;
     bool chat = false;
+    const char *dtype_s = "auto";
+    dt_dtype dtype = DT_DTYPE_AUTO; // of the frozen weights: bf16 where the CPU has bf16 units
     const dt_opt opts[] = {
         DT_O_STR("--model", "PATH", "model folder (config.json + safetensors) or a .bin/.gguf/.safetensors file", &model),
         DT_O_LIST("--adapter", "DIR", "a PEFT adapter to apply unmerged (LoRA adapters add up; one prompt-tuning adapter at most)", adapters, &n_ad, MAX_ADAPTERS),
@@ -33,6 +36,7 @@ int cmd_generate(int argc, char **argv) {
         DT_O_FLOAT("--temp", "T", "sampling temperature, 0 = greedy (default 0)", &temp, 0, 100),
         DT_O_FLOAT("--top-p", "P", "nucleus sampling: keep the most likely tokens up to probability P, 0 < P <= 1 (default 1)", &top_p, 0, 1),
         DT_O_INT("--seed", "S", "sampling seed (default 0)", &seed, 0, 9007199254740991.0),
+        DT_O_CHOICE("--dtype", "auto|f32|bf16|f16", "the frozen weights' dtype (default auto: bf16 where the CPU has bf16 matrix instructions, else f32)", &dtype_s),
     };
     const dt_cli cli = {"generate", "--model PATH (--prompt TEXT | --chat) [--adapter DIR ...] [options]",
                         "Streams text from a model with a KV cache, adapters applied unmerged. Generation stops at\n"
@@ -43,37 +47,50 @@ int cmd_generate(int argc, char **argv) {
     if (top_p <= 0) return dt_cli_bad(&cli, "--top-p '%g': expected a number above 0 and at most 1", top_p);
     if (system) chat = true;
     if (!model || (!prompt && !chat)) return dt_cli_bad(&cli, "--model and --prompt (or --chat) are required");
+    dt_dtype_choice_parse(dtype_s, &dtype); // one of the choices the table accepted
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     ctx.warn = dt_cli_warn;
     dt_llama *m = NULL;
     dt_tokenizer *tok = NULL;
     dt_adapter *ad[MAX_ADAPTERS] = {0};
-    const dt_lora_ref **chain = NULL;
+    const dt_linear_hook **chain = NULL;
     dt_gen g = {0};
     char *tpath = tokdir ? strdup(tokdir) : dt_model_tokenizer_path(model);
     int rc = tpath ? dt_tokenizer_load(&ctx, tpath, &tok) : dt_fail(&ctx, DT_ENOMEM, "out of memory");
     if (!rc) rc = dt_check_vocab_of(&ctx, tok, tpath, model);
     free(tpath);
-    if (!rc) rc = dt_llama_load(&ctx, model, dt_backend_cpu(), &m);
+    if (!rc) rc = dt_llama_load_cpu(&ctx, model, dtype, "--dtype", &m);
     dt_llama_adapters view = {0};
     if (!rc) chain = calloc((size_t)m->cfg.num_layers * DT_MOD_COUNT, sizeof *chain);
     for (int i = 0; i < n_ad && !rc; i++) {
         if ((rc = dt_adapter_load(&ctx, adapters[i], m, &ad[i]))) break;
-        if (ad[i]->method == DT_PEFT_PROMPT) {
+        if (ad[i]->method == &dt_method_prompt) {
             if (view.prompt) { rc = dt_fail(&ctx, DT_EINPUT, "%s: only one prompt-tuning adapter can be applied", adapters[i]); break; }
             view.prompt = ad[i]->view.prompt;
             continue;
         }
-        // Chain this adapter's modules behind those already loaded.
-        for (int k = 0; k < m->cfg.num_layers * DT_MOD_COUNT; k++) {
-            dt_lora_ref *r = ad[i]->ref_ptrs[k] ? &ad[i]->refs[k] : NULL;
-            if (!r) continue;
-            r->next = chain[k];
-            chain[k] = r;
+        if (ad[i]->view.site.fn) { // IA3, DoRA: one such adapter (the forward has one site)
+            if (view.site.fn) { rc = dt_fail(&ctx, DT_EINPUT, "%s: only one IA3 or DoRA adapter can be applied at a time", adapters[i]); break; }
+            view.site = ad[i]->view.site;
         }
-        view.lora = chain;
+        // Chain this adapter's LoRA modules behind those already loaded.
+        for (int k = 0; ad[i]->hook_ptrs && k < m->cfg.num_layers * DT_MOD_COUNT; k++) {
+            dt_linear_hook *h = ad[i]->hook_ptrs[k] ? &ad[i]->hooks[k] : NULL;
+            if (!h) continue;
+            h->next = chain[k];
+            chain[k] = h;
+        }
+        view.linear = chain;
     }
+    // DoRA rescales its module's whole output, which would rescale another adapter's LoRA term as well.
+    int n_lora = 0, dora = -1;
+    for (int i = 0; i < n_ad && !rc; i++) {
+        n_lora += ad[i]->ref_ptrs != NULL;
+        if (ad[i]->method == &dt_method_lora && ad[i]->lora.use_dora) dora = i;
+    }
+    if (!rc && dora >= 0 && n_lora > 1)
+        rc = dt_fail(&ctx, DT_EINPUT, "%s: a DoRA adapter cannot be combined with other LoRA adapters (merge one of them first)", adapters[dora]);
     if (rc) goto done;
     g = (dt_gen){.m = m, .tok = tok, .view = &view, .n_new = n_new, .temp = (float)temp, .top_p = (float)top_p,
                  .rng = {(uint64_t)seed}, .out = stdout};

@@ -6,6 +6,7 @@
 #include <unistd.h>
 #include "tools/cli_opts.h"
 #include "tools/commands.h"
+#include "tools/train_dist.h"
 #include "tools/train_loop.h"
 
 // The one piece of process-wide state: a signal handler can only reach a global.
@@ -33,22 +34,32 @@ int cmd_train(int argc, char **argv) {
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     ctx.warn = dt_cli_warn;
-    dt_recipe r;
-    int rc = dt_recipe_load(&ctx, pos[0], (const char *const *)pos + 1, n_pos - 1, &r);
+    // Under mpirun/srun the processes join one job here; rank 0 speaks for it (see tools/train_dist.h).
+    dt_comm *comm;
+    int rc = dt_comm_open(&ctx, &comm);
     if (rc) return dt_cli_fail("train", &ctx, rc);
-    struct sigaction sa;
-    memset(&sa, 0, sizeof sa);
-    sa.sa_handler = on_signal;
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGTERM, &sa, NULL);
-    // DT_TEST_INTERRUPT_AFTER=N acts like Ctrl-C after step N, so tests can interrupt deterministically.
-    const char *stop_after = getenv("DT_TEST_INTERRUPT_AFTER");
-    dt_train_hooks hooks = {&g_stop, isatty(STDERR_FILENO), stop_after ? atoll(stop_after) : 0, overwrite};
-    rc = dt_train_run(&ctx, &r, &hooks);
-    dt_recipe_free(&r);
-    if (rc == DT_EINTERRUPTED) {
-        fprintf(stderr, "deltatune train: %s\n", ctx.msg);
-        return 130;
+    if (comm->rank != 0) ctx.warn = NULL;
+    dt_recipe r;
+    rc = dt_recipe_load(&ctx, pos[0], (const char *const *)pos + 1, n_pos - 1, &r);
+    bool loaded = !rc;
+    if (!rc && r.hardware.device == DT_DEV_CUDA) rc = dt_comm_for_cuda(&ctx, &comm);
+    if (!(rc = dt_dist_agree(&ctx, comm, rc))) {
+        struct sigaction sa;
+        memset(&sa, 0, sizeof sa);
+        sa.sa_handler = on_signal;
+        sigaction(SIGINT, &sa, NULL);
+        sigaction(SIGTERM, &sa, NULL);
+        // DT_TEST_INTERRUPT_AFTER=N acts like Ctrl-C after step N, so tests can interrupt deterministically.
+        const char *stop_after = getenv("DT_TEST_INTERRUPT_AFTER");
+        dt_train_hooks hooks = {&g_stop, isatty(STDERR_FILENO), stop_after ? atoll(stop_after) : 0, overwrite, comm};
+        rc = dt_train_run(&ctx, &r, &hooks);
     }
-    return rc ? dt_cli_fail("train", &ctx, rc) : 0;
+    if (loaded) dt_recipe_free(&r);
+    int code = rc == DT_EINTERRUPTED ? 130 : rc == DT_EINPUT || rc == DT_EUNSUPPORTED ? 2 : rc ? 1 : 0; // as dt_cli_fail
+    if (rc && !dt_dist_quiet(comm, rc)) {
+        if (rc == DT_EINTERRUPTED) fprintf(stderr, "deltatune train: %s\n", ctx.msg);
+        else dt_cli_fail("train", &ctx, rc);
+    }
+    dt_comm_close(comm);
+    return code;
 }

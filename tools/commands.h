@@ -3,6 +3,7 @@
 #ifndef DT_COMMANDS_H
 #define DT_COMMANDS_H
 #include "autograd/context.h"
+#include "autograd/dtype_choice.h"
 
 int cmd_version(int argc, char **argv);
 int cmd_validate(int argc, char **argv);

@@ -125,18 +125,30 @@ int dt_train_device_attach(dt_ctx *ctx, dt_train_device *d, dt_adapter *a, const
 
 void dt_train_device_zero_grad(dt_train_device *d, dt_adapter *a) { dt_adapter_dev_zero_grad(&d->ad, a); }
 
-double dt_train_device_clip(dt_train_device *d, dt_adapter *a, double max_norm) {
-    if (!d->ad.on_device) return dt_clip_grad_norm(a->grads, a->n_params, max_norm);
+void dt_train_device_grads_to_host(dt_train_device *d, dt_adapter *a) {
+    if (d->ad.on_device) d->be->download(d->be, a->grads, d->ad.grads, a->n_params * sizeof(float));
+}
+
+double dt_train_device_clip(dt_train_device *d, dt_adapter *a, float *grad, double max_norm) {
+    if (!d->ad.on_device) return dt_clip_grad_norm(grad, a->n_params, max_norm);
     const dt_backend *be = d->be;
     float *g = d->ad.grads;
+    be->upload(be, g, grad, a->n_params * sizeof(float)); // the step's summed gradient
     // dt_clip_grad_norm's arithmetic: the norm in double, torch's max_norm / (norm + 1e-6) factor.
     double norm = sqrt(be->sumsq(be, g, (int64_t)a->n_params));
     if (max_norm > 0 && norm > max_norm) be->scale(be, g, (float)(max_norm / (norm + 1e-6)), (int64_t)a->n_params);
     return norm;
 }
 
-void dt_train_device_step(dt_train_device *d, dt_adapter *a, dt_optimizer *o, float lr) {
-    if (!d->ad.on_device) { dt_optim_step(o, a->params, a->grads, lr); return; }
+void dt_train_device_step(dt_train_device *d, dt_adapter *a, dt_optimizer *o, float *grad, float lr) {
+    if (!d->ad.on_device) { dt_optim_step(o, a->params, grad, lr); return; }
+    if (o->lr_mult) { // per-parameter learning rates (LoRA+) have no device kernel yet: one host step
+        d->be->download(d->be, grad, d->ad.grads, a->n_params * sizeof(float)); // clipped on the device
+        dt_train_device_to_host(d, a, o);
+        dt_optim_step(o, a->params, grad, lr);
+        dt_train_device_to_device(d, a, o);
+        return;
+    }
     o->step++;
     dt_cuda_optim_step(d->be, o, d->ad.params, d->ad.grads, d->opt_state, lr);
 }

@@ -25,10 +25,14 @@ int dt_train_device_open(dt_ctx *ctx, dt_train_device *d, const dt_recipe *r);
 // Puts the adapter and the optimizer state (both freshly created or loaded on the host) on the device.
 int dt_train_device_attach(dt_ctx *ctx, dt_train_device *d, dt_adapter *a, const dt_optimizer *o);
 void dt_train_device_zero_grad(dt_train_device *d, dt_adapter *a);
-// dt_clip_grad_norm on the gradients where they live; returns the norm before clipping.
-double dt_train_device_clip(dt_train_device *d, dt_adapter *a, double max_norm);
-// dt_optim_step on the parameters, gradients and state where they live.
-void dt_train_device_step(dt_train_device *d, dt_adapter *a, dt_optimizer *o, float lr);
+// Copies the device gradients of the micro-batch just run into a->grads (the data-parallel exchange
+// sums host gradients); nothing on the CPU.
+void dt_train_device_grads_to_host(dt_train_device *d, dt_adapter *a);
+// dt_clip_grad_norm of the step's summed gradient grad (host, n_params): on the device after uploading
+// it there. Returns the norm before clipping.
+double dt_train_device_clip(dt_train_device *d, dt_adapter *a, float *grad, double max_norm);
+// dt_optim_step with that gradient, on the parameters and state where they live.
+void dt_train_device_step(dt_train_device *d, dt_adapter *a, dt_optimizer *o, float *grad, float lr);
 // Copies parameters and optimizer state to the host blocks the checkpoint code reads and writes, and
 // back. Bracket every save and load with them.
 void dt_train_device_to_host(dt_train_device *d, dt_adapter *a, dt_optimizer *o);

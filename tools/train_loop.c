@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "datasets/tokenizer.h"
 #include "models/atomic_file.h"
+#include "autograd/dtype_choice.h"
 #include "models/llama.h"
 #include "optim/checkpoint.h"
 #include "optim/optim.h"
@@ -22,8 +23,10 @@
 #include "tools/run_identity.h"
 #include "tools/train_data.h"
 #include "tools/train_device.h"
+#include "tools/train_method.h"
 #include "tools/train_progress.h"
 #include "tools/cli_checks.h"
+#include "tools/train_dist.h"
 
 typedef struct trainer {
     const dt_recipe *r;
@@ -35,6 +38,8 @@ typedef struct trainer {
     dt_train_device dev; // the backend; the adapter and optimizer state in its memory
     dt_train_data data;
     dt_train_state st;
+    dt_dist dp;                  // the data-parallel side: this rank's share of each step, the exchange
+    float *grad;                 // (n_params) the step's summed gradient
     int64_t total, warmup, steps_per_epoch;
     FILE *metrics;
     dt_point *train_pts, *val_pts;
@@ -80,7 +85,7 @@ static int setup_adapter(dt_ctx *ctx, trainer *t) {
         if ((rc = dt_adapter_load(ctx, r->method.init_from, t->m, &t->a))) return rc;
     } else if (r->method.name == DT_METHOD_LORA) {
         dt_lora_config lc = {.r = r->method.r, .alpha = (float)r->method.alpha, .dropout = (float)r->method.dropout,
-                             .use_rslora = r->method.use_rslora};
+                             .use_rslora = r->method.use_rslora, .use_dora = r->method.use_dora};
         for (int i = 0; i < DT_MOD_COUNT; i++) lc.target[i] = r->method.target_all_linear;
         for (int i = 0; i < r->method.target_modules.n; i++) {
             int mod = dt_module_from_name(r->method.target_modules.items[i]);
@@ -106,6 +111,8 @@ static int setup_adapter(dt_ctx *ctx, trainer *t) {
         rc = dt_lora_create(ctx, t->m, &lc, (uint64_t)r->train.seed, &t->a);
         free(layers);
         if (rc) return rc;
+    } else if (r->method.name != DT_METHOD_PROMPT_TUNING) {
+        if ((rc = dt_train_method_adapter(ctx, r, t->m, &t->a))) return rc;
     } else {
         dt_prompt_config pc = {r->method.num_virtual_tokens, (dt_prompt_init)r->method.init, r->method.init_text};
         dt_ids ids = {0};
@@ -125,29 +132,35 @@ static int setup_adapter(dt_ctx *ctx, trainer *t) {
 }
 
 // Mean loss over the trained tokens of the validation set (no gradients).
+// Each rank evaluates its range of the batches; the per-batch sums are added in batch order.
 static int evaluate(dt_ctx *ctx, trainer *t, double *loss) {
     double sum = 0;
-    int64_t n = 0;
+    int64_t n = 0, nb = dt_train_data_val_batches(&t->data), lo, hi;
+    dt_dist_range(t->dp.comm, nb, &lo, &hi);
+    double *mine = calloc((size_t)(hi - lo) * 2 + 1, sizeof *mine); // (hi - lo, 2) loss sum, trained tokens
     bool keep = t->g.grad_enabled, train = t->g.training;
     t->g.grad_enabled = false;
     t->g.training = false;
-    int rc = DT_OK;
-    for (int64_t i = 0; i < dt_train_data_val_batches(&t->data) && !rc; i++) {
+    int rc = mine ? DT_OK : dt_fail(ctx, DT_ENOMEM, "out of memory");
+    for (int64_t i = lo; i < hi && !rc; i++) {
         dt_batch b;
         if ((rc = dt_train_data_val_batch(ctx, &t->data, i, &b))) break;
         dt_graph_reset(&t->g);
         dt_llama_out out;
         if ((rc = dt_llama_forward(ctx, &t->g, t->m, &t->a->view, &b, 1.0f, false, &out))) break;
-        sum += out.loss_sum;
-        n += out.n_targets;
+        mine[(i - lo) * 2] = out.loss_sum;
+        mine[(i - lo) * 2 + 1] = (double)out.n_targets;
     }
     t->g.grad_enabled = keep;
     t->g.training = train;
+    rc = dt_dist_eval_total(ctx, t->dp.comm, rc, nb, mine, &sum, &n);
+    free(mine);
     *loss = n ? sum / (double)n : NAN;
     return rc;
 }
 
 static int save_checkpoint(dt_ctx *ctx, trainer *t) {
+    if (t->dp.comm->rank != 0) return DT_OK; // rank 0 alone writes
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/checkpoints/step-%lld", t->r->output_dir, (long long)t->st.step);
     dt_train_device_to_host(&t->dev, t->a, &t->opt);
@@ -184,111 +197,130 @@ static int reload_metrics(dt_ctx *ctx, trainer *t, const char *path) {
     return rc;
 }
 
+// One micro-batch of this rank's share: global micro-batch j of the step, batch `index` of `epoch`. Its
+// gradient is computed from zero with the loss summed, not averaged (the step divides by the global
+// trained-token count once the micro-batches of every rank are added; see tools/train_dist.h).
+static int micro_batch(dt_ctx *ctx, trainer *t, int j, int64_t epoch, int64_t index) {
+    dt_batch b;
+    int rc = dt_train_data_batch(ctx, &t->data, epoch, index, 0, &b);
+    if (rc) return rc;
+    int64_t targets = dt_count_targets(b.labels, b.B, b.T, dt_llama_out_len(&t->a->view, 0));
+    dt_train_device_zero_grad(&t->dev, t->a);
+    dt_graph_reset(&t->g);
+    // Masks from (seed, step, micro-batch): reproducible on resume, and the same on whichever rank runs it.
+    t->g.dropout_seed = ((uint64_t)t->r->train.seed * 1000003u + (uint64_t)t->st.step) * 0x9e3779b97f4a7c15ull + (uint64_t)j;
+    dt_llama_out out;
+    rc = dt_llama_forward(ctx, &t->g, t->m, &t->a->view, &b, 1.0f, false, &out);
+    if (!rc) rc = dt_graph_backward(&t->g, out.loss, 1.0f);
+    rc = dt_train_device_check(ctx, &t->dev, rc, t->r->output_dir);
+    if (!rc) dt_train_device_grads_to_host(&t->dev, t->a); // the exchange sums host gradients
+    if (!rc) dt_dist_keep(&t->dp, t->grad, t->a->grads, out.loss_sum, targets, b.B * b.T);
+    return rc;
+}
+
 static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
     const dt_recipe *r = t->r;
-    const int accum = r->train.gradient_accumulation_steps;
-    dt_batch *mb = calloc((size_t)accum, sizeof *mb);
+    dt_comm *c = t->dp.comm;
+    const int global_mb = r->train.gradient_accumulation_steps * c->size; // micro-batches of a step, all ranks
     int rc = DT_OK;
     dt_progress_start(&t->prog, stderr, h->tty, t->st.step, t->total);
     int64_t first = t->st.step;
     while (t->st.step < t->total && !rc) {
         double t0 = now();
-        dt_train_device_zero_grad(&t->dev, t->a);
-        // The loss is averaged over every trained token of the accumulated batch, so count them first.
-        int64_t targets = 0, tokens = 0;
-        for (int k = 0; k < accum && !rc; k++) {
+        dt_dist_step_begin(&t->dp);
+        int mine = DT_OK; // this rank's status, told to the others at the step's exchange
+        // Every rank walks the whole global batch, so the data position stays global; each computes its share.
+        for (int j = 0; j < global_mb; j++) {
             int64_t in_epoch = dt_train_data_epoch_batches(ctx, &t->data, t->st.epoch);
-            if (in_epoch < 0) { rc = DT_EINPUT; break; }
+            if (in_epoch < 0) { mine = DT_EINPUT; break; }
             if (t->st.batch >= in_epoch) { t->st.epoch++; t->st.batch = 0; }
-            rc = dt_train_data_batch(ctx, &t->data, t->st.epoch, t->st.batch++, k, &mb[k]);
-            if (rc) break;
-            targets += dt_count_targets(mb[k].labels, mb[k].B, mb[k].T, dt_llama_out_len(&t->a->view, 0));
-            tokens += mb[k].B * mb[k].T;
+            int64_t index = t->st.batch++;
+            if (!mine && dt_dist_mine(&t->dp, j)) mine = micro_batch(ctx, t, j, t->st.epoch, index);
         }
-        if (rc) break;
-        double loss_sum = 0;
-        float denom = targets > 0 ? (float)targets : 1.0f;
-        t->g.dropout_seed = (uint64_t)r->train.seed * 1000003u + (uint64_t)t->st.step; // reproducible on resume
-        for (int k = 0; k < accum && !rc; k++) {
-            dt_graph_reset(&t->g);
-            dt_llama_out out;
-            rc = dt_llama_forward(ctx, &t->g, t->m, &t->a->view, &mb[k], denom, false, &out);
-            if (!rc) rc = dt_graph_backward(&t->g, out.loss, 1.0f);
-            loss_sum += out.loss_sum;
-        }
-        if ((rc = dt_train_device_check(ctx, &t->dev, rc, r->output_dir))) break;
+        dt_dist_step sum;
+        if ((rc = dt_dist_step_end(ctx, &t->dp, mine, h->stop && *h->stop, t->grad, &sum))) break;
         if (t->st.step == first) dt_train_device_report(&t->dev, &t->g);
-        double loss = loss_sum / denom;
+        int64_t targets = sum.targets;
+        double loss = sum.loss_sum / (targets > 0 ? (double)targets : 1.0);
         if (!isfinite(loss)) {
             char last[4200] = "none";
             dt_checkpoint_latest(r->output_dir, last, sizeof last);
             rc = dt_fail(ctx, DT_EDIVERGED, "the loss is %s at step %lld; stopping. The last good checkpoint is %s",
                          isnan(loss) ? "NaN" : "infinite", (long long)t->st.step + 1, last);
+            rc = dt_dist_same_everywhere(c, rc);
             break;
         }
-        double gnorm = dt_train_device_clip(&t->dev, t->a, r->train.clip_grad_norm);
+        double gnorm = dt_train_device_clip(&t->dev, t->a, t->grad, r->train.clip_grad_norm);
         double lr = dt_lr_at((dt_lr_kind)r->train.lr_scheduler.name, r->train.optimizer.lr, t->st.step, t->total,
                              t->warmup, r->train.lr_scheduler.min_lr_ratio);
-        dt_train_device_step(&t->dev, t->a, &t->opt, (float)lr);
+        dt_train_device_step(&t->dev, t->a, &t->opt, t->grad, (float)lr);
         t->st.step++;
-        double tps = (double)tokens / (now() - t0);
+        double tps = (double)sum.tokens / (now() - t0);
         add_point(&t->train_pts, &t->n_train_pts, &t->cap_train_pts, t->st.step, loss);
         json_t *j = json_pack("{s:I,s:f,s:f,s:f,s:f,s:I}", "step", (json_int_t)t->st.step, "loss", loss, "lr", lr,
                               "grad_norm", gnorm, "tokens_per_s", tps, "trained_tokens", (json_int_t)targets);
-        bool last = t->st.step == t->total;
+        bool last = t->st.step == t->total, rank0 = c->rank == 0;
         if (t->data.n_val_batches && ((r->train.eval_every_n_steps && t->st.step % r->train.eval_every_n_steps == 0) || last)) {
             double vl;
             if ((rc = evaluate(ctx, t, &vl))) { json_decref(j); break; }
             json_object_set_new(j, "val_loss", json_real(vl));
             json_object_set_new(j, "val_perplexity", json_real(exp(vl)));
             add_point(&t->val_pts, &t->n_val_pts, &t->cap_val_pts, t->st.step, vl);
-            dt_progress_val(&t->prog, t->st.step, vl);
+            if (rank0) dt_progress_val(&t->prog, t->st.step, vl);
         }
         char *s = json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(8));
-        fprintf(t->metrics, "%s\n", s);
-        fflush(t->metrics);
+        if (rank0) fprintf(t->metrics, "%s\n", s);
+        if (rank0) fflush(t->metrics);
         free(s);
         json_decref(j);
-        dt_progress_step(&t->prog, t->st.step, loss, lr, tps, r->train.log_every_n_steps &&
-                         (t->st.step % r->train.log_every_n_steps == 0 || last || t->st.step == first + 1));
+        if (rank0)
+            dt_progress_step(&t->prog, t->st.step, loss, lr, tps, r->train.log_every_n_steps &&
+                             (t->st.step % r->train.log_every_n_steps == 0 || last || t->st.step == first + 1));
         if (r->train.save_every_n_steps && t->st.step % r->train.save_every_n_steps == 0 && !last)
-            if ((rc = save_checkpoint(ctx, t))) break;
-        if (((h->stop && *h->stop) || (h->stop_after > 0 && t->st.step == h->stop_after)) && !last) {
-            if (h->tty) fputc('\n', stderr);
-            if ((rc = save_checkpoint(ctx, t))) break;
-            rc = dt_fail(ctx, DT_EINTERRUPTED, "interrupted at step %lld; checkpoint saved in %s/checkpoints/step-%lld; resume with resume: true",
-                         (long long)t->st.step, r->output_dir, (long long)t->st.step);
+            if ((rc = dt_dist_agree(ctx, c, save_checkpoint(ctx, t)))) break;
+        if ((sum.stop_rank >= 0 || (h->stop_after > 0 && t->st.step == h->stop_after)) && !last) {
+            if (h->tty && rank0) fputc('\n', stderr);
+            if ((rc = dt_dist_agree(ctx, c, save_checkpoint(ctx, t)))) break;
+            char by[64] = "";
+            if (c->size > 1 && sum.stop_rank >= 0) snprintf(by, sizeof by, " (a signal reached rank %d)", sum.stop_rank);
+            rc = dt_fail(ctx, DT_EINTERRUPTED, "interrupted at step %lld%s; checkpoint saved in %s/checkpoints/step-%lld; resume with resume: true",
+                         (long long)t->st.step, by, r->output_dir, (long long)t->st.step);
+            rc = dt_dist_same_everywhere(c, rc);
         }
     }
-    if (h->tty) fputc('\n', stderr);
-    free(mb);
+    if (h->tty && c->rank == 0) fputc('\n', stderr);
     return rc;
 }
 
 int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
-    if (r->hardware.device == DT_DEV_CPU && r->hardware.dtype != DT_F32)
-        dt_warn(ctx, "%s: hardware.dtype %s applies to GPU training; the CPU backend computes in f32", r->recipe_path,
-                dt_dtype_name(r->hardware.dtype));
-    ctx->nthreads = r->hardware.threads;
+    dt_comm *comm = h->comm;
+    ctx->nthreads = dt_dist_threads(comm, r->hardware.threads);
     dt_ctx_apply_threads(ctx);
     trainer t = {0};
     t.r = r;
-    int rc = dt_check_writable_dir(ctx, r->output_dir, "output_dir");
+    int rc = comm->rank == 0 ? dt_check_writable_dir(ctx, r->output_dir, "output_dir") : DT_OK; // rank 0 writes
     if (rc) dt_prefix(ctx, rc, "%s: ", r->recipe_path);
+    char what[1100], how[160];
+    snprintf(what, sizeof what, "%s: hardware.dtype %s", r->recipe_path, dt_dtype_choice_name(r->hardware.dtype));
     if (!rc) rc = dt_train_device_open(ctx, &t.dev, r);
-    if (rc) return rc;
-    rc = dt_train_device_check(ctx, &t.dev, dt_llama_load(ctx, r->model.path, t.dev.be, &t.m), r->output_dir);
+    if (!rc && t.dev.be->device == DT_DEV_CUDA) // f32 weights on the device for now (see train_device.h)
+        rc = dt_train_device_check(ctx, &t.dev, dt_llama_load(ctx, r->model.path, t.dev.be, &t.m), r->output_dir);
+    else if (!rc) rc = dt_llama_load_cpu(ctx, r->model.path, r->hardware.dtype, what, &t.m);
+    if (!rc && comm->rank == 0) { // the first lines say which dtype and kernels the frozen weights run with
+        dt_dtype_describe(t.m->wtype, how, sizeof how);
+        fprintf(stderr, "frozen weights: %s\n", how);
+    }
     if (!rc && r->data.format != DT_FORMAT_TOKENS) rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
     else if (!rc && r->method.name == DT_METHOD_PROMPT_TUNING && r->method.init == DT_PT_INIT_TEXT)
         rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
     if (!rc && t.tok) rc = dt_check_vocab(ctx, t.tok, r->model.tokenizer, t.m->cfg.vocab_size, r->model.path);
     if (!rc) rc = setup_adapter(ctx, &t);
     if (!rc) rc = dt_train_data_open(ctx, &t.data, r, t.tok, &t.m->cfg);
-    if (rc) goto done;
+    if (rc) goto agree;
     char summary[256];
     dt_adapter_param_summary(t.a, t.m, summary, sizeof summary);
-    fprintf(stderr, "%s\n", summary);
-    const int accum = r->train.gradient_accumulation_steps;
+    if (comm->rank == 0) fprintf(stderr, "%s\n", summary);
+    const int accum = r->train.gradient_accumulation_steps * comm->size; // micro-batches of a step, all ranks
     t.steps_per_epoch = t.data.n_batches / accum > 0 ? t.data.n_batches / accum : 1;
     t.total = r->train.max_steps > 0 ? r->train.max_steps : (int64_t)r->train.epochs * t.steps_per_epoch;
     t.warmup = r->train.lr_scheduler.warmup_steps >= 0 ? r->train.lr_scheduler.warmup_steps
@@ -296,49 +328,65 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     const dt_opt_kind ok = r->train.optimizer.name == DT_OPTIM_ADAMW ? DT_OPT_ADAMW : DT_OPT_SGD;
     rc = dt_optim_init(ctx, &t.opt, ok, t.a->n_params, (float)r->train.optimizer.betas[0], (float)r->train.optimizer.betas[1],
                        (float)r->train.optimizer.eps, (float)r->train.optimizer.weight_decay, (float)r->train.optimizer.momentum);
+    if (!rc) rc = dt_train_lr_mult(ctx, r, t.a, &t.opt);
     if (!rc) rc = dt_train_device_attach(ctx, &t.dev, t.a, &t.opt);
     if (!rc) rc = dt_graph_init(ctx, &t.g, t.m->be, 0);
-    if ((rc = dt_train_device_check(ctx, &t.dev, rc, r->output_dir))) goto done;
+    if (!rc) rc = dt_dist_init(ctx, &t.dp, comm, r->train.gradient_accumulation_steps, t.a->n_params);
+    if (!rc && !(t.grad = malloc(t.a->n_params * sizeof(float)))) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
+    if (rc) goto agree;
     t.g.training = true;
     t.g.checkpoint_layers = r->train.activation_checkpointing;
     t.st.data_seed = (uint64_t)r->train.seed;
-    if (make_dirs(r->output_dir)) { rc = dt_fail(ctx, DT_EIO, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno)); goto done; }
     char path[4200];
+    if (comm->rank != 0) goto agree; // rank 0 alone reads checkpoints and writes outputs
+    if (make_dirs(r->output_dir)) { rc = dt_fail(ctx, DT_EIO, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno)); goto agree; }
+    // The run is its global batch, not that batch's split among processes: a run resumed with another
+    // number of processes (and accumulation steps to match) is the same run.
+    dt_recipe global = *r;
+    global.train.gradient_accumulation_steps = accum;
     dt_run_id id;
-    if ((rc = dt_run_identity(ctx, r, &id))) goto done;
+    if ((rc = dt_run_identity(ctx, &global, &id))) goto agree;
     t.st.run = id;
-    if (r->resume == DT_RESUME_NO && (rc = dt_run_fresh_output(ctx, r->output_dir, h->overwrite))) goto done;
+    if (r->resume == DT_RESUME_NO && (rc = dt_run_fresh_output(ctx, r->output_dir, h->overwrite))) goto agree;
     if (r->resume != DT_RESUME_NO) {
         char ck[4200];
         if (r->resume == DT_RESUME_PATH) snprintf(ck, sizeof ck, "%s", r->resume_path);
         if (r->resume == DT_RESUME_PATH || !dt_checkpoint_latest(r->output_dir, ck, sizeof ck)) {
             dt_train_device_to_host(&t.dev, t.a, &t.opt);
-            if ((rc = dt_checkpoint_load(ctx, ck, t.a, t.m, &t.opt, &t.st))) goto done;
-            if ((rc = dt_run_identity_check(ctx, ck, &id, &t.st.run))) goto done;
+            if ((rc = dt_checkpoint_load(ctx, ck, t.a, t.m, &t.opt, &t.st))) goto agree;
             dt_train_device_to_device(&t.dev, t.a, &t.opt);
+            if ((rc = dt_run_identity_check(ctx, ck, &id, &t.st.run))) goto agree;
             fprintf(stderr, "resuming from %s (step %lld)\n", ck, (long long)t.st.step);
+            dt_dist_resume_note(ctx, comm, &t.st, accum);
         } else {
             fprintf(stderr, "resume: no checkpoint in %s/checkpoints; starting from the beginning\n", r->output_dir);
         }
     }
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->output_dir);
-    if (t.st.step > 0) { if ((rc = reload_metrics(ctx, &t, path))) goto done; }
+    if (t.st.step > 0) { if ((rc = reload_metrics(ctx, &t, path))) goto agree; }
     t.metrics = fopen(path, t.st.step > 0 ? "a" : "w");
-    if (!t.metrics) { rc = dt_fail(ctx, DT_EIO, "%s: cannot open: %s", path, strerror(errno)); goto done; }
+    if (!t.metrics) { rc = dt_fail(ctx, DT_EIO, "%s: cannot open: %s", path, strerror(errno)); goto agree; }
     snprintf(path, sizeof path, "%s/recipe.yaml", r->output_dir);
-    if ((rc = dt_recipe_write(ctx, r, path))) goto done;
+    rc = dt_recipe_write(ctx, r, path);
+agree:
+    // Every rank's setup, then rank 0's starting point (fresh or resumed) to all.
+    if ((rc = dt_dist_agree(ctx, comm, rc)) || (rc = dt_dist_share_start(ctx, comm, t.a, &t.opt, &t.st))) goto done;
+    t.st.world_size = comm->size;
+    t.st.step_micro_batches = (int64_t)r->train.gradient_accumulation_steps * comm->size;
     rc = train_steps(ctx, &t, h);
     dt_train_device_to_host(&t.dev, t.a, &t.opt);
-    if (!rc) rc = dt_adapter_save(ctx, t.a, t.m, r->output_dir);
-    if (!rc || rc == DT_EINTERRUPTED) {
+    if (!rc) rc = dt_dist_agree(ctx, comm, comm->rank == 0 ? dt_adapter_save(ctx, t.a, t.m, r->output_dir) : DT_OK);
+    if ((!rc || rc == DT_EINTERRUPTED) && comm->rank == 0) {
         snprintf(path, sizeof path, "%s/loss.svg", r->output_dir);
         dt_ctx tmp;
         dt_ctx_init(&tmp);
         dt_loss_plot_write(&tmp, path, t.train_pts, t.n_train_pts, t.val_pts, t.n_val_pts);
     }
-    if (!rc) fprintf(stderr, "done: %lld steps; adapter written to %s\n", (long long)t.st.step, r->output_dir);
+    if (!rc && comm->rank == 0) fprintf(stderr, "done: %lld steps; adapter written to %s\n", (long long)t.st.step, r->output_dir);
 done:
     if (t.metrics) fclose(t.metrics);
+    free(t.grad);
+    dt_dist_free(&t.dp);
     free(t.train_pts);
     free(t.val_pts);
     dt_train_data_close(&t.data);

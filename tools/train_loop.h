@@ -5,12 +5,14 @@
 #define DT_TRAIN_LOOP_H
 #include <signal.h>
 #include "recipes/recipe.h"
+#include "tools/comm.h"
 
 typedef struct dt_train_hooks {
     volatile sig_atomic_t *stop;  // set by SIGINT/SIGTERM: save a checkpoint and return DT_EINTERRUPTED
     bool tty;                     // progress bar on a terminal, plain lines otherwise
     int64_t stop_after;           // > 0: behave as if interrupted after this step (tests of resume)
     bool overwrite;               // --overwrite: a fresh run may delete an earlier run's checkpoints
+    dt_comm *comm;                // the processes of the run (one, or the ranks of mpirun/srun)
 } dt_train_hooks;
 
 #define DT_EINTERRUPTED 130

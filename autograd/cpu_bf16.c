@@ -1,0 +1,255 @@
+// oneDNN bf16 matmuls (see cpu_bf16.h). Each cache entry is one primitive for one shape, with its own
+// stream, memory objects (their data pointers are swapped in per call) and scratchpad (user mode, so
+// oneDNN allocates nothing while it runs). Entries are taken under a mutex and marked busy while they
+// run: two threads asking for the same shape at once get two entries, so a call never shares memory
+// objects with another. The shapes of a training step repeat every step, so the cache stops growing
+// after the first; packed sequences give the attention blocks varying widths, hence the cap.
+#include "autograd/cpu_bf16.h"
+#include <math.h>
+#include <omp.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <oneapi/dnnl/dnnl.h>
+
+#define MAX_ENTRIES 512
+
+typedef struct {
+    int64_t M, N, K, lda, ldb, ldc;
+    float alpha;
+    bool ta, tb, acc, nested; // nested: called inside an OpenMP parallel region
+} mm_key;
+
+typedef struct {
+    mm_key key;
+    dnnl_primitive_t prim;
+    dnnl_stream_t stream;
+    dnnl_memory_t a, b, c, sp;
+    void *sp_buf;
+    uint64_t last_use; // for evicting the least recently used entry when the cache is full
+    bool busy;
+} mm_entry;
+
+struct dt_bf16_mm {
+    dnnl_engine_t engine;
+    pthread_mutex_t lock;
+    mm_entry *e[MAX_ENTRIES];
+    int n;
+    uint64_t clock;
+    char msg[256];
+};
+
+static bool key_eq(const mm_key *a, const mm_key *b) {
+    return a->M == b->M && a->N == b->N && a->K == b->K && a->lda == b->lda && a->ldb == b->ldb &&
+           a->ldc == b->ldc && a->alpha == b->alpha && a->ta == b->ta && a->tb == b->tb && a->acc == b->acc &&
+           a->nested == b->nested;
+}
+
+int dt_bf16_mm_create(dt_ctx *ctx, dt_bf16_mm **out) {
+    *out = NULL;
+    dt_bf16_mm *e = calloc(1, sizeof *e);
+    if (!e) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    if (dnnl_engine_create(&e->engine, dnnl_cpu, 0) != dnnl_success) {
+        free(e);
+        return dt_fail(ctx, DT_EUNSUPPORTED, "oneDNN: cannot create a CPU engine");
+    }
+    pthread_mutex_init(&e->lock, NULL);
+    *out = e;
+    return DT_OK;
+}
+
+static void entry_free(mm_entry *x) {
+    if (!x) return;
+    if (x->prim) dnnl_primitive_destroy(x->prim);
+    if (x->stream) dnnl_stream_destroy(x->stream);
+    if (x->a) dnnl_memory_destroy(x->a);
+    if (x->b) dnnl_memory_destroy(x->b);
+    if (x->c) dnnl_memory_destroy(x->c);
+    if (x->sp) dnnl_memory_destroy(x->sp);
+    free(x->sp_buf);
+    free(x);
+}
+
+void dt_bf16_mm_free(dt_bf16_mm *e) {
+    if (!e) return;
+    for (int i = 0; i < e->n; i++) entry_free(e->e[i]);
+    pthread_mutex_destroy(&e->lock);
+    dnnl_engine_destroy(e->engine);
+    free(e);
+}
+
+const char *dt_bf16_mm_error(const dt_bf16_mm *e) { return e->msg; }
+
+// A (rows, cols) matrix view: row-major with leading dimension ld, or its transpose.
+static dnnl_status_t md_2d(dnnl_memory_desc_t *md, int64_t rows, int64_t cols, int64_t ld, bool trans,
+                           dnnl_data_type_t dt) {
+    dnnl_dims_t dims = {rows, cols}, strides = {trans ? 1 : ld, trans ? ld : 1};
+    return dnnl_memory_desc_init_by_strides(md, 2, dims, dt, strides);
+}
+
+// Builds the primitive and its memory objects for k; NULL (message in e->msg) when oneDNN refuses.
+static mm_entry *entry_create(dt_bf16_mm *e, const mm_key *k) {
+    mm_entry *x = calloc(1, sizeof *x);
+    if (!x) { snprintf(e->msg, sizeof e->msg, "out of memory"); return NULL; }
+    x->key = *k;
+    dnnl_memory_desc_t amd, bmd, cmd;
+    dnnl_matmul_desc_t desc;
+    dnnl_primitive_attr_t attr = NULL;
+    dnnl_post_ops_t po = NULL;
+    dnnl_primitive_desc_t pd = NULL;
+    const char *step = "memory descriptors";
+    dnnl_status_t st = md_2d(&amd, k->M, k->K, k->lda, k->ta, dnnl_bf16);
+    if (st == dnnl_success) st = md_2d(&bmd, k->K, k->N, k->ldb, k->tb, dnnl_bf16);
+    if (st == dnnl_success) st = md_2d(&cmd, k->M, k->N, k->ldc, false, dnnl_f32);
+    if (st == dnnl_success) { step = "matmul descriptor"; st = dnnl_matmul_desc_init(&desc, &amd, &bmd, NULL, &cmd); }
+    if (st == dnnl_success) { step = "attributes"; st = dnnl_primitive_attr_create(&attr); }
+    if (st == dnnl_success) st = dnnl_primitive_attr_set_scratchpad_mode(attr, dnnl_scratchpad_mode_user);
+    if (st == dnnl_success && k->alpha != 1.0f) st = dnnl_primitive_attr_set_output_scales(attr, 1, 0, &k->alpha);
+    if (st == dnnl_success && k->acc) { // C = alpha A B + C: a sum post-op, applied after the scale
+        st = dnnl_post_ops_create(&po);
+        if (st == dnnl_success) st = dnnl_post_ops_append_sum(po, 1.0f);
+        if (st == dnnl_success) st = dnnl_primitive_attr_set_post_ops(attr, po);
+    }
+    if (st == dnnl_success) { step = "primitive descriptor"; st = dnnl_primitive_desc_create(&pd, &desc, attr, e->engine, NULL); }
+    if (st == dnnl_success) { step = "primitive"; st = dnnl_primitive_create(&x->prim, pd); }
+    if (st == dnnl_success) { step = "stream"; st = dnnl_stream_create(&x->stream, e->engine, dnnl_stream_default_flags); }
+    if (st == dnnl_success) {
+        step = "memory";
+        st = dnnl_memory_create(&x->a, &amd, e->engine, DNNL_MEMORY_NONE);
+        if (st == dnnl_success) st = dnnl_memory_create(&x->b, &bmd, e->engine, DNNL_MEMORY_NONE);
+        if (st == dnnl_success) st = dnnl_memory_create(&x->c, &cmd, e->engine, DNNL_MEMORY_NONE);
+    }
+    if (st == dnnl_success) {
+        step = "scratchpad";
+        const dnnl_memory_desc_t *spmd = dnnl_primitive_desc_query_md(pd, dnnl_query_scratchpad_md, 0);
+        size_t bytes = spmd ? dnnl_memory_desc_get_size(spmd) : 0;
+        if (bytes) {
+            x->sp_buf = aligned_alloc(64, (bytes + 63) & ~(size_t)63);
+            st = x->sp_buf ? dnnl_memory_create(&x->sp, spmd, e->engine, x->sp_buf) : dnnl_out_of_memory;
+        }
+    }
+    if (pd) dnnl_primitive_desc_destroy(pd);
+    if (po) dnnl_post_ops_destroy(po);
+    if (attr) dnnl_primitive_attr_destroy(attr);
+    if (st != dnnl_success) {
+        snprintf(e->msg, sizeof e->msg, "oneDNN bf16 matmul (%lld x %lld x %lld): %s failed with status %d",
+                 (long long)k->M, (long long)k->N, (long long)k->K, step, (int)st);
+        entry_free(x);
+        return NULL;
+    }
+    return x;
+}
+
+// An idle entry for k, created when none is (the least recently used idle one makes room when full).
+static mm_entry *acquire(dt_bf16_mm *e, const mm_key *k) {
+    pthread_mutex_lock(&e->lock);
+    mm_entry *x = NULL;
+    for (int i = 0; i < e->n && !x; i++)
+        if (!e->e[i]->busy && key_eq(&e->e[i]->key, k)) x = e->e[i];
+    if (!x) {
+        int slot = e->n;
+        if (slot == MAX_ENTRIES) {
+            slot = -1;
+            for (int i = 0; i < e->n; i++)
+                if (!e->e[i]->busy && (slot < 0 || e->e[i]->last_use < e->e[slot]->last_use)) slot = i;
+        }
+        // Created under the lock: only the first step creates, and creation must not race the array.
+        x = slot >= 0 ? entry_create(e, k) : NULL;
+        if (x) {
+            if (slot < e->n) entry_free(e->e[slot]);
+            else e->n++;
+            e->e[slot] = x;
+        } else if (slot < 0) {
+            snprintf(e->msg, sizeof e->msg, "oneDNN bf16 matmul: all %d cached primitives are busy", MAX_ENTRIES);
+        }
+    }
+    if (x) { x->busy = true; x->last_use = ++e->clock; }
+    pthread_mutex_unlock(&e->lock);
+    return x;
+}
+
+int dt_bf16_matmul(dt_bf16_mm *e, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t *A,
+                   int64_t lda, const uint16_t *B, int64_t ldb, bool acc, float *C, int64_t ldc) {
+    if (M == 0 || N == 0) return DT_OK;
+    if (K == 0) { // oneDNN rejects empty reductions; the product is zero
+        for (int64_t i = 0; i < M && !acc; i++) memset(C + i * ldc, 0, (size_t)N * sizeof(float));
+        return DT_OK;
+    }
+    mm_key k = {M, N, K, lda, ldb, ldc, alpha, ta, tb, acc, omp_in_parallel() != 0};
+    mm_entry *x = acquire(e, &k);
+    if (!x) return DT_EUNSUPPORTED;
+    dnnl_memory_set_data_handle(x->a, (void *)A);
+    dnnl_memory_set_data_handle(x->b, (void *)B);
+    dnnl_memory_set_data_handle(x->c, C);
+    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, x->a}, {DNNL_ARG_WEIGHTS, x->b}, {DNNL_ARG_DST, x->c},
+                               {DNNL_ARG_SCRATCHPAD, x->sp}};
+    dnnl_status_t st = dnnl_primitive_execute(x->prim, x->stream, x->sp ? 4 : 3, args);
+    if (st == dnnl_success) st = dnnl_stream_wait(x->stream);
+    pthread_mutex_lock(&e->lock);
+    x->busy = false;
+    if (st != dnnl_success)
+        snprintf(e->msg, sizeof e->msg, "oneDNN bf16 matmul (%lld x %lld x %lld) failed with status %d",
+                 (long long)M, (long long)N, (long long)K, (int)st);
+    pthread_mutex_unlock(&e->lock);
+    return st == dnnl_success ? DT_OK : DT_EUNSUPPORTED;
+}
+
+static inline float bf16_f32(uint16_t h) {
+    uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+void dt_bf16_matmul_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t *A,
+                          int64_t lda, const uint16_t *B, int64_t ldb, bool acc, float *C, int64_t ldc) {
+    for (int64_t i = 0; i < M; i++)
+        for (int64_t j = 0; j < N; j++) {
+            double s = 0;
+            for (int64_t p = 0; p < K; p++)
+                s += (double)bf16_f32(ta ? A[p * lda + i] : A[i * lda + p]) *
+                     (double)bf16_f32(tb ? B[j * ldb + p] : B[p * ldb + j]);
+            C[i * ldc + j] = (float)(alpha * s + (acc ? C[i * ldc + j] : 0.0));
+        }
+}
+
+// On 2 cores the conversion of an activation is memory-bound, well under the matmul that reads it.
+void dt_cpu_f32_to_bf16(uint16_t *dst, const float *src, int64_t n) {
+    const int64_t chunk = 1 << 14;
+    #pragma omp parallel for schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; i += chunk) dt_f32_to_bf16_row(dst + i, src + i, n - i < chunk ? n - i : chunk);
+}
+
+void dt_cpu_bf16_to_f32(float *dst, const uint16_t *src, int64_t n) {
+    #pragma omp parallel for simd schedule(static) if (n > (1 << 16))
+    for (int64_t i = 0; i < n; i++) {
+        uint32_t u = (uint32_t)src[i] << 16;
+        memcpy(&dst[i], &u, sizeof u);
+    }
+}
+
+const char *dt_onednn_isa(void) {
+    switch (dnnl_get_effective_cpu_isa()) {
+    case dnnl_cpu_isa_avx512_core_amx: return "avx512_core_amx";
+    case dnnl_cpu_isa_avx512_core_bf16: return "avx512_core_bf16";
+    case dnnl_cpu_isa_avx512_core_vnni: return "avx512_core_vnni";
+    case dnnl_cpu_isa_avx512_core: return "avx512_core";
+    case dnnl_cpu_isa_avx2_vnni: return "avx2_vnni";
+    case dnnl_cpu_isa_avx2: return "avx2";
+    case dnnl_cpu_isa_avx: return "avx";
+    case dnnl_cpu_isa_sse41: return "sse41";
+    default: return "unknown";
+    }
+}
+
+bool dt_cpu_has_bf16(void) {
+    // The ISA values nest as bit sets: AMX includes every bit of avx512_core_bf16.
+    unsigned isa = (unsigned)dnnl_get_effective_cpu_isa(), bf16 = (unsigned)dnnl_cpu_isa_avx512_core_bf16;
+    return (isa & bf16) == bf16;
+}
+
+void dt_onednn_version(char *buf, size_t n) {
+    const dnnl_version_t *v = dnnl_version();
+    snprintf(buf, n, "%d.%d.%d", v->major, v->minor, v->patch);
+}

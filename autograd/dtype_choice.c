@@ -1,0 +1,49 @@
+#include "autograd/dtype_choice.h"
+#include <stdio.h>
+#include <string.h>
+#include "autograd/cpu_bf16.h"
+
+static const struct { const char *name; dt_dtype t; } NAMES[] = {
+    {"auto", DT_DTYPE_AUTO}, {"f32", DT_F32}, {"bf16", DT_BF16}, {"f16", DT_F16}};
+#define N_NAMES (sizeof NAMES / sizeof NAMES[0])
+
+bool dt_dtype_choice_parse(const char *s, dt_dtype *out) {
+    for (size_t i = 0; i < N_NAMES; i++)
+        if (!strcmp(s, NAMES[i].name)) { *out = NAMES[i].t; return true; }
+    return false;
+}
+
+const char *dt_dtype_choice_names(void) { return "auto, f32, bf16 or f16"; }
+
+const char *dt_dtype_choice_name(dt_dtype t) {
+    for (size_t i = 0; i < N_NAMES; i++)
+        if (NAMES[i].t == t) return NAMES[i].name;
+    return dt_dtype_name(t);
+}
+
+int dt_dtype_resolve(dt_ctx *ctx, dt_dtype requested, dt_device dev, const char *what, dt_dtype *out) {
+    if (requested != DT_DTYPE_AUTO && requested != DT_F32 && requested != DT_BF16 && requested != DT_F16)
+        return dt_fail(ctx, DT_EINPUT, "%s: dtype %s is not one of %s", what, dt_dtype_name(requested), dt_dtype_choice_names());
+    if (dev == DT_DEV_CUDA) {
+        *out = requested == DT_DTYPE_AUTO ? DT_BF16 : requested;
+        return DT_OK;
+    }
+    bool units = dt_cpu_has_bf16();
+    if (requested == DT_BF16 && !units)
+        return dt_fail(ctx, DT_EUNSUPPORTED,
+                       "%s: bf16 needs a CPU with bf16 matrix instructions (AMX or AVX512-BF16); oneDNN finds %s "
+                       "here: use f32 (or auto, which picks f32 on this CPU)", what, dt_onednn_isa());
+    *out = requested == DT_DTYPE_AUTO ? (units ? DT_BF16 : DT_F32) : requested;
+    return DT_OK;
+}
+
+void dt_dtype_describe(dt_dtype t, char *buf, size_t n) {
+    char ver[32];
+    dt_onednn_version(ver, sizeof ver);
+    if (t == DT_BF16)
+        snprintf(buf, n, "bf16 (oneDNN %s bf16 matmul, %s kernels, f32 accumulation)", ver, dt_onednn_isa());
+    else if (t == DT_F32)
+        snprintf(buf, n, "f32 (OpenBLAS sgemm)");
+    else
+        snprintf(buf, n, "%s (widened to f32 a panel at a time, OpenBLAS sgemm)", dt_dtype_choice_name(t));
+}
