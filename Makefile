@@ -62,7 +62,7 @@ TOOL_SRC := $(filter-out tools/comm_nccl.c,$(TOOL_SRC))
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 endif
 
-.PHONY: all deps test test-asan test-cuda test-cuda-emu bench bench-cuda golden golden-deps clean demo fuzz fuzz-build fuzz-smoke
+.PHONY: all deps test test-asan test-cuda test-cuda-emu print-tool-objs bench bench-cuda golden golden-deps clean demo fuzz fuzz-build fuzz-smoke
 all: $(BUILD)/libdeltatune.a $(BIN)
 
 DEB_PKGS := build-essential libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev \
@@ -160,6 +160,10 @@ test-cuda:
 # (losses, cross-device resume, memory refusal, out of device memory). CI runs it.
 test-cuda-emu:
 	sh tests/cuda_emu/emu_build.sh ci
+
+# The tool objects of this configuration, for emu_build.sh (which links them with emulated .cu objects).
+print-tool-objs:
+	@echo $(TOOL_OBJ)
 
 bench-cuda:
 	$(MAKE) CUDA=1 BUILD=build-cuda BIN=build-cuda/deltatune build-cuda/bench/bench_cuda_step

@@ -19,8 +19,9 @@ esac
 out=build-emu-$mode
 mkdir -p "$out/src"
 # The library and the tools with DT_CUDA=1, as `make CUDA=1` builds them; the .cu objects come from below.
-tools=$(for f in tools/*.c; do printf '%s ' "$out/cpu/${f%.c}.o"; done)
-make -s BUILD="$out/cpu" CFLAGS="$opt -g -march=x86-64-v3 -fno-math-errno -DDT_CUDA=1 $san" "$out/cpu/libdeltatune.a" $tools
+# Single-process (MPI=0): the emulator stands in for one device.
+tools=$(make -s MPI=0 BUILD="$out/cpu" print-tool-objs)
+make -s MPI=0 BUILD="$out/cpu" CFLAGS="$opt -g -march=x86-64-v3 -fno-math-errno -DDT_CUDA=1 $san" "$out/cpu/libdeltatune.a" $tools
 objs=
 for f in autograd/cuda/*.cu; do
     src="$out/src/$(basename "$f" .cu).cpp"
@@ -39,7 +40,7 @@ for f in autograd/cuda/*.cu; do
     objs="$objs ${src%.cpp}.o"
 done
 BLAS=/usr/lib/x86_64-linux-gnu/openblas-openmp
-LIBS="-L$BLAS -Wl,-rpath,$BLAS -lopenblas -ljansson -lpcre2-8 -lutf8proc -lyaml -lz -lm -lstdc++ -pthread -fopenmp"
+LIBS="-L$BLAS -Wl,-rpath,$BLAS -lopenblas -ldnnl -ljansson -lpcre2-8 -lutf8proc -lyaml -lz -lm -lstdc++ -pthread -fopenmp"
 CC_FLAGS="-std=c11 -D_GNU_SOURCE $opt -g $san -fopenmp -I. -isystem /usr/include/x86_64-linux-gnu/openblas-openmp -DDT_CUDA=1"
 cc $CC_FLAGS -o "$out/test_cuda_ops" tests/test_cuda_ops.c $objs "$out/cpu/libdeltatune.a" $LIBS
 cc $CC_FLAGS -o "$out/deltatune" $tools $objs "$out/cpu/libdeltatune.a" $LIBS
