@@ -19,6 +19,7 @@
 #include "optim/optim.h"
 #include "optim/schedule.h"
 #include "peft/peft_io.h"
+#include "tools/base_memory.h"
 #include "tools/loss_plot.h"
 #include "tools/run_identity.h"
 #include "tools/train_data.h"
@@ -302,10 +303,11 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     if (rc) dt_prefix(ctx, rc, "%s: ", r->recipe_path);
     char what[1100], how[160];
     snprintf(what, sizeof what, "%s: hardware.dtype %s", r->recipe_path, dt_dtype_choice_name(r->hardware.dtype));
+    const dt_load_opts lo = {.quantize = r->model.quantize, .double_quant = r->model.double_quant};
     if (!rc) rc = dt_train_device_open(ctx, &t.dev, r);
     if (!rc && t.dev.be->device == DT_DEV_CUDA) // f32 weights on the device for now (see train_device.h)
         rc = dt_train_device_check(ctx, &t.dev, dt_llama_load(ctx, r->model.path, t.dev.be, &t.m), r->output_dir);
-    else if (!rc) rc = dt_llama_load_cpu(ctx, r->model.path, r->hardware.dtype, what, &t.m);
+    else if (!rc) rc = dt_llama_load_cpu_ex(ctx, r->model.path, r->hardware.dtype, what, &lo, &t.m);
     if (!rc && comm->rank == 0) { // the first lines say which dtype and kernels the frozen weights run with
         dt_dtype_describe(t.m->wtype, how, sizeof how);
         fprintf(stderr, "frozen weights: %s\n", how);
@@ -320,6 +322,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     char summary[256];
     dt_adapter_param_summary(t.a, t.m, summary, sizeof summary);
     if (comm->rank == 0) fprintf(stderr, "%s\n", summary);
+    if (comm->rank == 0) dt_print_base_memory(t.m);
     const int accum = r->train.gradient_accumulation_steps * comm->size; // micro-batches of a step, all ranks
     t.steps_per_epoch = t.data.n_batches / accum > 0 ? t.data.n_batches / accum : 1;
     t.total = r->train.max_steps > 0 ? r->train.max_steps : (int64_t)r->train.epochs * t.steps_per_epoch;
