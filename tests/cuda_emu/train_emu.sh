@@ -41,7 +41,7 @@ loss_diff() {
 }
 within() { awk -v d="$1" -v t="$2" 'BEGIN { exit !(d != "inf" && d + 0 <= t + 0) }'; }
 
-train cpu hardware.device=cpu
+train cpu hardware.device=cpu hardware.dtype=f32
 check train_emu_cpu_reference "$rc" "exit $rc: $(tail -1 "$tmp/cpu.err")"
 
 train f32 hardware.device=cuda hardware.dtype=f32
@@ -90,7 +90,7 @@ done
 if ! grep -q "CPU emulation" "$tmp/f32.err"; then
     if [ -d ../shared/fixtures/stories260K ]; then
         r20="recipes/stories260k-lora.yaml"
-        "$bin" train "$r20" output_dir="$tmp/s-cpu" train.max_steps=20 hardware.device=cpu >/dev/null 2>&1
+        "$bin" train "$r20" output_dir="$tmp/s-cpu" train.max_steps=20 hardware.device=cpu hardware.dtype=f32 >/dev/null 2>&1
         "$bin" train "$r20" output_dir="$tmp/s-gpu" train.max_steps=20 hardware.device=cuda hardware.dtype=f32 \
             >/dev/null 2>"$tmp/s.err"
         d=$(loss_diff "$tmp/s-cpu/metrics.jsonl" "$tmp/s-gpu/metrics.jsonl")
