@@ -47,7 +47,11 @@ static int write_text(const char *dir, const char *name, const char *text) {
 int main(int argc, char **argv) {
     if (argc != 3) { fprintf(stderr, "usage: make_demo_model TOKENIZER_DIR OUT_DIR\n"); return 2; }
     const char *out = argv[2];
-    mkdir(out, 0777);
+    char dir[4096]; // mkdir -p
+    snprintf(dir, sizeof dir, "%s", out);
+    for (char *p = dir + 1; *p; p++)
+        if (*p == '/') { *p = 0; mkdir(dir, 0777); *p = '/'; }
+    mkdir(dir, 0777);
     char cfg[1024];
     snprintf(cfg, sizeof cfg,
              "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n  \"hidden_size\": %d,\n"
@@ -63,6 +67,8 @@ int main(int argc, char **argv) {
     dt_ctx_init(&ctx);
     dt_st_writer *w;
     int rc = dt_st_writer_init(&ctx, &w);
+    // transformers refuses a safetensors file without the metadata torch's save_file writes.
+    if (!rc) rc = dt_st_writer_set_metadata(&ctx, w, "format", "pt");
     dt_rng rng = {20251202};
     float *bufs[3 + LAYERS * DT_LT_COUNT];
     int nb = 0;

@@ -241,42 +241,62 @@ static void test_recipe_keys(void) {
     free(s);
 }
 
-// The restart with OPENBLAS_CORETYPE must leave the process named deltatune, not "exe".
-static void test_process_name(void) {
+// A /proc file (whose size reads as 0, so tf_slurp cannot be used) into buf; returns its length.
+static size_t read_proc(const char *path, char *buf, size_t cap) {
+    int fd = open(path, O_RDONLY);
+    size_t n = 0;
+    ssize_t k;
+    while (fd >= 0 && n < cap - 1 && (k = read(fd, buf + n, cap - 1 - n)) > 0) n += (size_t)k;
+    if (fd >= 0) close(fd);
+    buf[n] = 0;
+    return n;
+}
+
+// Starts `deltatune tokenize` reading a pipe (so it waits), with OMP_WAIT_POLICY set to `policy` (NULL:
+// unset), and once the process runs its final image (its environment holds OMP_WAIT_POLICY: deltatune
+// restarts itself to set it, tools/thread_env.h) reads its /proc/PID/comm and OMP_WAIT_POLICY.
+static bool probe(const char *policy, char *comm, size_t comm_n, char *wait_policy, size_t wp_n) {
     int fds[2];
-    if (pipe(fds)) { TEST_FAIL("cli_process_name", "pipe"); return; }
+    if (pipe(fds)) return false;
     pid_t pid = fork();
     if (pid == 0) {
         dup2(fds[0], 0);
         close(fds[1]);
         int null = open("/dev/null", O_WRONLY);
         dup2(null, 1);
-        unsetenv("OPENBLAS_CORETYPE");
+        unsetenv("GOMP_SPINCOUNT");
+        if (policy) setenv("OMP_WAIT_POLICY", policy, 1);
+        else unsetenv("OMP_WAIT_POLICY");
         execl("./deltatune", "./deltatune", "tokenize", "--tokenizer", "demo/tokenizer", "--json-lines", "/dev/stdin", (char *)NULL);
         _exit(127);
     }
     close(fds[0]);
-    char path[64], comm[64] = "";
-    bool restarted = false;
-    // Wait (up to 5 s) until the process runs the restarted image, whose environment has OPENBLAS_CORETYPE,
-    // or until its tokenizer is loaded (it then blocks reading stdin) on a CPU that needs no restart.
-    for (int i = 0; i < 100 && !restarted; i++) {
+    char path[64];
+    comm[0] = wait_policy[0] = 0;
+    for (int i = 0; i < 100 && !wait_policy[0]; i++) { // up to 5 s
         snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
-        size_t n = 0;
-        char *env = tf_slurp(path, &n);
-        for (size_t k = 0; env && k < n; k += strlen(env + k) + 1)
-            if (!strncmp(env + k, "OPENBLAS_CORETYPE=", 18)) restarted = true;
-        free(env);
-        if (!restarted) nanosleep(&(struct timespec){0, 50000000}, NULL);
+        static char env[1 << 16];
+        size_t n = read_proc(path, env, sizeof env);
+        for (size_t k = 0; k < n; k += strlen(env + k) + 1)
+            if (!strncmp(env + k, "OMP_WAIT_POLICY=", 16)) snprintf(wait_policy, wp_n, "%s", env + k + 16);
+        if (!wait_policy[0]) nanosleep(&(struct timespec){0, 50000000}, NULL);
     }
     snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
-    char *c = tf_slurp(path, NULL);
-    if (c) snprintf(comm, sizeof comm, "%s", c);
-    free(c);
+    read_proc(path, comm, comm_n);
     close(fds[1]);
     waitpid(pid, NULL, 0);
-    if (!restarted) TEST_SKIP("cli_process_name_after_restart", "OpenBLAS recognises this CPU: no restart happens");
-    else TEST_CHECK("cli_process_name_after_restart", !strcmp(comm, "deltatune\n"), "/proc/PID/comm is '%s'", comm);
+    return true;
+}
+
+// The restart must leave the process named deltatune (not "exe"), and it sets OMP_WAIT_POLICY=passive
+// only when the user did not choose.
+static void test_process_name_and_wait_policy(void) {
+    char comm[64], wp[64];
+    bool ok = probe(NULL, comm, sizeof comm, wp, sizeof wp);
+    TEST_CHECK("cli_wait_policy_default_passive", ok && !strcmp(wp, "passive"), "OMP_WAIT_POLICY '%s'", wp);
+    TEST_CHECK("cli_process_name_after_restart", ok && !strcmp(comm, "deltatune\n"), "/proc/PID/comm is '%s'", comm);
+    ok = probe("active", comm, sizeof comm, wp, sizeof wp);
+    TEST_CHECK("cli_wait_policy_user_kept", ok && !strcmp(wp, "active"), "OMP_WAIT_POLICY '%s'", wp);
 }
 
 // On a terminal the bar is drawn after every step, and validation losses show.
@@ -406,7 +426,7 @@ int main(int argc, char **argv) {
     test_bad_options();
     test_stories260k_data();
     test_decode_stream();
-    test_process_name();
+    test_process_name_and_wait_policy();
     test_progress_tty();
     if (make_demo()) {
         test_generate();

@@ -1,5 +1,6 @@
 // The `deltatune` command: dispatches to one function per subcommand (tools/cmd_*.c).
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -7,6 +8,7 @@
 #include "autograd/blas_core.h"
 #include "recipes/recipe_internal.h"
 #include "tools/commands.h"
+#include "tools/thread_env.h"
 
 static const struct { const char *name; int (*run)(int, char **); const char *help; } COMMANDS[] = {
     {"version", cmd_version, "print the version"},
@@ -39,10 +41,13 @@ static void dt_restart(char **argv) {
 }
 
 int main(int argc, char **argv) {
-    // See blas_core.h: OpenBLAS fell back to slow generic kernels on this CPU; start again with the
-    // right ones.
+    // Settings OpenMP and OpenBLAS read only when they are loaded, so the program starts again (once:
+    // the second time both are set) when it changes them. See blas_core.h: OpenBLAS fell back to slow
+    // generic kernels on this CPU; and thread_env.h: threads waiting at a barrier should not spin.
     const char *core = dt_blas_better_coretype();
-    if (core && setenv("OPENBLAS_CORETYPE", core, 1) == 0) dt_restart(argv);
+    bool restart = core && setenv("OPENBLAS_CORETYPE", core, 1) == 0;
+    if (dt_thread_env_defaults()) restart = true;
+    if (restart) dt_restart(argv);
     // Past a file-size limit (ulimit -f) a write then fails with EFBIG and the command reports it,
     // leaving the previous outputs intact, instead of being killed by SIGXFSZ mid-write.
     signal(SIGXFSZ, SIG_IGN);
