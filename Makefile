@@ -118,8 +118,7 @@ test: all $(TEST_BIN) $(BUILD)/demo/make_demo_model
 	@sh tests/run_tests.sh $(BUILD)/tests
 
 # The whole suite again under AddressSanitizer + UBSan (undefined behaviour is fatal), in a separate build
-# folder. Same optimisation as the normal build: at -O1 the unvectorised reductions move the stories260K
-# logits past the golden tolerance. (The tests that run ./deltatune run the normal binary.)
+# folder, with the normal build's optimisation flags. (The tests that run ./deltatune run the normal binary.)
 test-asan:
 	$(MAKE) BUILD=build-asan BIN=build-asan/deltatune CFLAGS="-O2 -g -march=x86-64-v3 -fno-math-errno -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer" test
 
