@@ -1,19 +1,13 @@
-// Linear layers with an optional LoRA adapter: y = [residual +] x W^T + b + scale * (dropout(x) A^T) B^T.
-// W + BA is never formed; the adapter path costs two thin matmuls. Memory and time savers, all exact:
+// Linear layers with frozen weights and an optional trainable hook: y = [residual +] x W^T + b + f(x),
+// f a PEFT method's term (dt_linear_hook; LoRA's is peft/lora_ops.c). Memory and time savers, all exact:
 //  - the residual add is fused (y starts as the residual), so the bare projection is never stored;
 //  - dt_swiglu_linear takes the gate and up projections and recomputes silu(gate) * up in its
 //    backward instead of keeping that (N, intermediate) product for the whole step;
-//  - dt_norm_linears treats the A's of adapters that read the same input (q/k/v, gate/up) as one
-//    stacked matrix when they are adjacent in memory (peft/lora.c lays them out so): one sgemm for
-//    x A^T, one for dA and one for dx instead of one per module.
+//  - dt_norm_linears recomputes the normalised input in its backward, and hands the hooks of the
+//    projections that read it (q/k/v, gate/up) to their method as one group when the method fuses
+//    (LoRA stacks its A's: one sgemm for x A^T, one for dA and one for dx).
+#include <string.h>
 #include "autograd/ops.h"
-
-// The adapter path's state for one call.
-typedef struct {
-    float *h;      // (N, r), rows ldh apart: dropout(x) A^T, kept for dB
-    int64_t ldh;
-    uint64_t seed; // dropout mask seed, 0 when no dropout
-} lora_state;
 
 // The frozen-linear entry with scratch from the step arena (see ops.h).
 int dt_frozen_fwd(dt_graph *g, float *y, bool acc, const float *x, int64_t N, const dt_tensor *W) {
@@ -44,84 +38,49 @@ static int frozen_fwd(dt_graph *g, const float *x, int64_t N, const dt_tensor *W
     return 0;
 }
 
-// y (N, out) += scale h B^T: the adapter's second half.
-static dt_gemm_args lora_fwd_B_args(const dt_lora_ref *l, const lora_state *ls, int64_t N, float *y) {
-    int64_t r = l->A->shape[0], out = l->B->shape[0];
-    return (dt_gemm_args){false, true, N, out, r, l->scale, ls->h, ls->ldh, dt_f32(l->B), r, 1.0f, y, out};
-}
-static void lora_fwd_B(const dt_backend *be, const dt_lora_ref *l, const lora_state *ls, int64_t N, float *y) {
-    dt_gemm_args a = lora_fwd_B_args(l, ls, N, y);
-    dt_gemm_one(be, &a);
+// A hook's state for its backward: state_bytes of host memory from the step's arena.
+static void *hook_state(dt_graph *g, size_t bytes) {
+    void *p = dt_arena_alloc(&g->host, bytes ? bytes : 1);
+    if (!p) {
+        g->failed = true;
+        dt_fail(g->ctx, DT_ENOMEM, "out of memory for a linear hook's state");
+        return NULL;
+    }
+    memset(p, 0, bytes ? bytes : 1);
+    return p;
 }
 
-// ls->h (N, r) = dropout(x) A^T in the arena (kept for the backward). Returns 0, or -1 when the graph failed.
-static int lora_fwd_A(dt_graph *g, const float *x, int64_t N, const dt_lora_ref *l, lora_state *ls) {
-    const dt_backend *be = g->be;
-    int64_t r = l->A->shape[0], in = l->A->shape[1];
-    const float *xd = x;
-    float *tmp = NULL;
-    ls->seed = 0;
-    if (g->training && l->dropout > 0.0f) {
-        // The dropped-out input is needed only here and in the backward, which regenerates it from the seed.
-        tmp = dt_graph_temp(g, (size_t)N * in * sizeof(float)); // (N, in)
-        if (!tmp) return -1;
-        ls->seed = dt_graph_next_dropout_seed(g);
-        be->dropout(be, tmp, false, x, N * in, l->dropout, ls->seed);
-        xd = tmp;
+// Further hooks on the same linear (several adapters in generate) add up, forward only.
+static int more_hooks_fwd(dt_graph *g, const dt_linear_hook *h, const float *x, int64_t N, float *y) {
+    if (!h->next) return 0;
+    if (g->grad_enabled) {
+        g->failed = true;
+        dt_fail(g->ctx, DT_EINTERNAL, "several adapters on one module are applied without gradients only");
+        return -1;
     }
-    ls->h = dt_graph_scratch(g, (size_t)N * r * sizeof(float)); // (N, r)
-    ls->ldh = r;
-    if (!ls->h) return -1;
-    be->gemm(be, false, true, N, r, in, 1.0f, xd, in, dt_f32(l->A), in, 0.0f, ls->h, r);
-    dt_graph_temp_release(g, tmp);
+    for (const dt_linear_hook *m = h->next; m; m = m->next) {
+        void *st = hook_state(g, m->ops->state_bytes);
+        if (!st || m->ops->fwd(g, m, x, N, y, st)) return -1;
+    }
     return 0;
 }
 
-// y (N, out) = [y +] x W^T + bias + LoRA. Returns 0, or -1 when the graph failed.
+// y (N, out) = [y +] x W^T + bias + the hook's term; *state: what the hook keeps for its backward.
+// Returns 0, or -1 when the graph failed.
 static int linear_fwd_core(dt_graph *g, const float *x, int64_t N, const dt_tensor *W, const dt_tensor *bias,
-                           const dt_lora_ref *lora, float *y, bool acc, lora_state *ls) {
-    *ls = (lora_state){0};
+                           const dt_linear_hook *hook, float *y, bool acc, void **state) {
+    *state = NULL;
     if (frozen_fwd(g, x, N, W, bias, y, acc)) return -1;
-    if (!lora) return 0;
-    if (lora_fwd_A(g, x, N, lora, ls)) return -1;
-    lora_fwd_B(g->be, lora, ls, N, y);
-    return 0;
+    if (!hook) return 0;
+    if (!(*state = hook_state(g, hook->ops->state_bytes)) || hook->ops->fwd(g, hook, x, N, y, *state)) return -1;
+    return more_hooks_fwd(g, hook, x, N, y);
 }
 
-// dB (out, r) += scale dy^T h ; dh (N, r), rows ldd apart, = scale dy B. Independent: one gemm pair.
-static void lora_bwd_B(const dt_backend *be, const dt_lora_ref *l, const lora_state *ls, int64_t N, const float *dy,
-                       float *dh, int64_t ldd) {
-    int64_t r = l->A->shape[0], out = l->B->shape[0];
-    dt_gemm_pair(be, &(dt_gemm_args){true, false, out, r, N, l->scale, dy, out, ls->h, ls->ldh, 1.0f, l->B->grad, r},
-                 &(dt_gemm_args){false, false, N, r, out, l->scale, dy, out, dt_f32(l->B), r, 0.0f, dh, ldd});
-}
-
-// From dy (N, out): accumulates dA, dB, and writes (fresh) or adds dx (N, in) when dx is not NULL.
-static void linear_bwd_core(dt_graph *g, const float *x, int64_t N, const dt_tensor *W, const dt_lora_ref *l,
-                            const lora_state *ls, const float *dy, float *dx, bool dx_fresh) {
-    const dt_backend *be = g->be;
-    int64_t in = W->shape[1];
+// From dy (N, out): the hook's parameter gradients, and dx (N, in) written (fresh) or added when not NULL.
+static void linear_bwd_core(dt_graph *g, const float *x, int64_t N, const dt_tensor *W, const dt_linear_hook *hook,
+                            const void *state, const float *dy, float *dx, bool dx_fresh) {
     if (dx && dt_frozen_bwd(g, dx, !dx_fresh, dy, N, W)) return;
-    if (!l) return;
-    int64_t r = l->A->shape[0];
-    float *dh = dt_graph_temp(g, (size_t)N * r * sizeof(float)); // (N, r)
-    float *xd = ls->seed ? dt_graph_temp(g, (size_t)N * in * sizeof(float)) : NULL; // (N, in)
-    if (!dh || (ls->seed && !xd)) return;
-    if (ls->seed) be->dropout(be, xd, false, x, N * in, l->dropout, ls->seed);
-    lora_bwd_B(be, l, ls, N, dy, dh, r);
-    // dA (r, in) += dh^T dropout(x)
-    dt_gemm_args dA = {true, false, r, in, N, 1.0f, dh, r, ls->seed ? xd : x, in, 1.0f, l->A->grad, in};
-    if (dx && !ls->seed) { // dx += dh A, independent of dA: one gemm pair
-        dt_gemm_pair(be, &dA, &(dt_gemm_args){false, false, N, in, r, 1.0f, dh, r, dt_f32(l->A), in, 1.0f, dx, in});
-    } else {
-        dt_gemm_one(be, &dA);
-        if (dx) { // d(dropout(x)) = dh A into xd (after dA has read it), then back through the same mask
-            be->gemm(be, false, false, N, in, r, 1.0f, dh, r, dt_f32(l->A), in, 0.0f, xd, in);
-            be->dropout(be, dx, true, xd, N * in, l->dropout, ls->seed);
-        }
-    }
-    dt_graph_temp_release(g, xd);
-    dt_graph_temp_release(g, dh);
+    if (hook) hook->ops->bwd(g, hook, state, x, N, dy, dx);
 }
 
 static dt_tensor *out_like(dt_graph *g, const dt_tensor *x, int64_t out) {
@@ -147,9 +106,9 @@ static void residual_bwd(dt_graph *g, dt_tensor *y, dt_tensor *residual) {
 typedef struct {
     dt_tensor *x;          // (N, in)
     const dt_tensor *W;    // (out, in), frozen
-    const dt_lora_ref *lora;
+    const dt_linear_hook *hook;
     dt_tensor *residual;   // (N, out) or NULL
-    lora_state ls;
+    void *state;           // the hook's
 } linear_saved;
 
 static void linear_bwd(dt_graph *g, dt_node *n) {
@@ -158,37 +117,37 @@ static void linear_bwd(dt_graph *g, dt_node *n) {
     bool fresh = false;
     float *dx = s->x->requires_grad ? dt_graph_grad(g, s->x, &fresh) : NULL;
     if (g->failed) return;
-    linear_bwd_core(g, dt_f32(s->x), N, s->W, s->lora, &s->ls, n->out->grad, dx, fresh);
+    linear_bwd_core(g, dt_f32(s->x), N, s->W, s->hook, s->state, n->out->grad, dx, fresh);
     residual_bwd(g, n->out, s->residual);
 }
 
 dt_tensor *dt_linear_add(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_tensor *bias,
-                         const dt_lora_ref *lora, dt_tensor *residual) {
+                         const dt_linear_hook *hook, dt_tensor *residual) {
     if (!x || g->failed) return NULL;
     int64_t in = W->shape[1], N = dt_numel(x) / in;
     dt_tensor *y = out_like(g, x, W->shape[0]); // (..., out)
     if (!y) return NULL;
     if (residual) g->be->axpy(g->be, dt_f32(y), false, 1.0f, dt_f32(residual), dt_numel(y));
-    lora_state ls;
-    if (linear_fwd_core(g, dt_f32(x), N, W, bias, lora, dt_f32(y), residual != NULL, &ls)) return NULL;
-    if (g->grad_enabled && (x->requires_grad || lora || (residual && residual->requires_grad))) {
+    void *st;
+    if (linear_fwd_core(g, dt_f32(x), N, W, bias, hook, dt_f32(y), residual != NULL, &st)) return NULL;
+    if (g->grad_enabled && (x->requires_grad || hook || (residual && residual->requires_grad))) {
         dt_node *n = dt_graph_record(g, linear_bwd, y, sizeof(linear_saved));
         if (!n) return NULL;
-        *(linear_saved *)n->saved = (linear_saved){x, W, lora, residual, ls};
+        *(linear_saved *)n->saved = (linear_saved){x, W, hook, residual, st};
     }
     return y;
 }
 
-dt_tensor *dt_linear(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_tensor *bias, const dt_lora_ref *lora) {
-    return dt_linear_add(g, x, W, bias, lora, NULL);
+dt_tensor *dt_linear(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_tensor *bias, const dt_linear_hook *hook) {
+    return dt_linear_add(g, x, W, bias, hook, NULL);
 }
 
 typedef struct {
     dt_tensor *gate, *up;  // (N, I) each
     const dt_tensor *W;    // (out, I), frozen
-    const dt_lora_ref *lora;
+    const dt_linear_hook *hook;
     dt_tensor *residual;   // (N, out) or NULL
-    lora_state ls;
+    void *state;           // the hook's
 } swiglu_linear_saved;
 
 static void swiglu_linear_bwd(dt_graph *g, dt_node *n) {
@@ -200,7 +159,7 @@ static void swiglu_linear_bwd(dt_graph *g, dt_node *n) {
     float *dh = dt_graph_temp(g, bytes); // (N, I)
     if (!h || !dh) return;
     be->swiglu_fwd(be, h, dt_f32(s->gate), dt_f32(s->up), N * I);
-    linear_bwd_core(g, h, N, s->W, s->lora, &s->ls, n->out->grad, dh, true);
+    linear_bwd_core(g, h, N, s->W, s->hook, s->state, n->out->grad, dh, true);
     bool fg = false, fu = false;
     float *dg = s->gate->requires_grad ? dt_graph_grad(g, s->gate, &fg) : NULL;
     float *du = s->up->requires_grad ? dt_graph_grad(g, s->up, &fu) : NULL;
@@ -210,7 +169,7 @@ static void swiglu_linear_bwd(dt_graph *g, dt_node *n) {
     residual_bwd(g, n->out, s->residual);
 }
 
-dt_tensor *dt_swiglu_linear(dt_graph *g, dt_tensor *gate, dt_tensor *up, const dt_tensor *W, const dt_lora_ref *lora,
+dt_tensor *dt_swiglu_linear(dt_graph *g, dt_tensor *gate, dt_tensor *up, const dt_tensor *W, const dt_linear_hook *hook,
                             dt_tensor *residual) {
     if (!gate || !up || g->failed) return NULL;
     int64_t I = W->shape[1], N = dt_numel(gate) / I;
@@ -219,14 +178,14 @@ dt_tensor *dt_swiglu_linear(dt_graph *g, dt_tensor *gate, dt_tensor *up, const d
     if (!y || !h) return NULL;
     g->be->swiglu_fwd(g->be, h, dt_f32(gate), dt_f32(up), N * I);
     if (residual) g->be->axpy(g->be, dt_f32(y), false, 1.0f, dt_f32(residual), dt_numel(y));
-    lora_state ls;
-    int rc = linear_fwd_core(g, h, N, W, NULL, lora, dt_f32(y), residual != NULL, &ls);
+    void *st;
+    int rc = linear_fwd_core(g, h, N, W, NULL, hook, dt_f32(y), residual != NULL, &st);
     dt_graph_temp_release(g, h);
     if (rc) return NULL;
-    if (g->grad_enabled && (gate->requires_grad || up->requires_grad || lora || (residual && residual->requires_grad))) {
+    if (g->grad_enabled && (gate->requires_grad || up->requires_grad || hook || (residual && residual->requires_grad))) {
         dt_node *n = dt_graph_record(g, swiglu_linear_bwd, y, sizeof(swiglu_linear_saved));
         if (!n) return NULL;
-        *(swiglu_linear_saved *)n->saved = (swiglu_linear_saved){gate, up, W, lora, residual, ls};
+        *(swiglu_linear_saved *)n->saved = (swiglu_linear_saved){gate, up, W, hook, residual, st};
     }
     return y;
 }
@@ -236,30 +195,12 @@ typedef struct {
     const dt_tensor *norm_w;   // (D)
     float *rstd;               // (N)
     int n;
-    bool stacked;              // the adapters' A's form one matrix (see stack_rows)
-    int64_t stack_rows;        // sum of their ranks when stacked
     const dt_tensor *W[4];
-    const dt_lora_ref *lora[4];
-    lora_state ls[4];
+    const dt_linear_hook *hook[4];
+    void *state[4];            // each hook's, or (grouped) the group's in state[0]
+    bool grouped;              // the hooks' method took them as one group (dt_linear_hook_ops.group_fwd)
     dt_tensor *out[4];
 } norm_linears_saved;
-
-// Sum of the ranks when every projection has an adapter, none drops out, and their A's (and the
-// A's gradients) follow each other in memory, so [A_0; ...; A_{n-1}] is one (R, in) matrix; else 0.
-static int64_t stacked_rank(const dt_graph *g, int n, const dt_lora_ref *const *lora) {
-    if (n < 2 || !lora) return 0;
-    int64_t R = 0;
-    for (int i = 0; i < n; i++) {
-        const dt_lora_ref *l = lora[i];
-        if (!l || (g->training && l->dropout > 0.0f)) return 0;
-        if (i > 0) {
-            const dt_tensor *p = lora[i - 1]->A;
-            if (dt_f32(l->A) != dt_f32(p) + dt_numel(p) || l->A->grad != p->grad + dt_numel(p)) return 0;
-        }
-        R += l->A->shape[0];
-    }
-    return R;
-}
 
 static void norm_linears_bwd(dt_graph *g, dt_node *nd) {
     norm_linears_saved *s = nd->saved;
@@ -270,37 +211,21 @@ static void norm_linears_bwd(dt_graph *g, dt_node *nd) {
     if (!xn || !dxn) return;
     be->rmsnorm_apply(be, xn, dt_f32(s->x), s->rstd, dt_f32(s->norm_w), N, D); // the forward's values, bit for bit
     bool fresh = true, want_dx = s->x->requires_grad;
-    if (s->stacked) {
-        // dH (N, R): the per-adapter dh side by side; then dA and dx once for the stacked A.
-        int64_t R = s->stack_rows;
-        float *dH = dt_graph_temp(g, (size_t)N * R * sizeof(float));
-        if (!dH) return;
-        bool all_reached = true; // a projection that did not reach the loss has dh = 0
-        for (int i = 0; i < s->n; i++) all_reached &= s->out[i]->grad != NULL;
-        if (!all_reached) be->zero(be, dH, (size_t)N * R * sizeof(float));
-        for (int i = 0, off = 0; i < s->n; off += (int)s->lora[i]->A->shape[0], i++) {
-            const float *dy = s->out[i]->grad;
-            if (!dy) continue;
-            if (want_dx) {
-                if (dt_frozen_bwd(g, dxn, !fresh, dy, N, s->W[i])) return;
-                fresh = false;
-            }
-            lora_bwd_B(be, s->lora[i], &s->ls[i], N, dy, dH + off, R);
-        }
-        const dt_tensor *A0 = s->lora[0]->A; // the stacked (R, D) A and its gradient start here
-        dt_gemm_args dA = {true, false, R, D, N, 1.0f, dH, R, xn, D, 1.0f, A0->grad, D};
-        if (want_dx) { // dx += dH A, independent of dA: one gemm pair
-            dt_gemm_pair(be, &dA, &(dt_gemm_args){false, false, N, D, R, 1.0f, dH, R, dt_f32(A0), D, fresh ? 0.0f : 1.0f, dxn, D});
+    if (s->grouped) {
+        // The frozen parts of dx first, then the group's parameter gradients and its part of dx.
+        const float *dy[4] = {0};
+        for (int i = 0; i < s->n; i++) {
+            dy[i] = s->out[i]->grad; // NULL: this projection did not reach the loss
+            if (!dy[i] || !want_dx) continue;
+            if (dt_frozen_bwd(g, dxn, !fresh, dy[i], N, s->W[i])) return;
             fresh = false;
-        } else {
-            dt_gemm_one(be, &dA);
         }
-        dt_graph_temp_release(g, dH);
+        s->hook[0]->ops->group_bwd(g, s->n, s->hook, s->state[0], xn, N, dy, want_dx ? dxn : NULL, &fresh);
     } else {
         for (int i = 0; i < s->n; i++) {
             const float *dy = s->out[i]->grad;
             if (!dy) continue; // this projection did not reach the loss
-            linear_bwd_core(g, xn, N, s->W[i], s->lora[i], &s->ls[i], dy, want_dx ? dxn : NULL, fresh);
+            linear_bwd_core(g, xn, N, s->W[i], s->hook[i], s->state[i], dy, want_dx ? dxn : NULL, fresh);
             fresh = fresh && !want_dx;
         }
     }
@@ -313,54 +238,51 @@ static void norm_linears_bwd(dt_graph *g, dt_node *nd) {
     dt_graph_temp_release(g, xn);
 }
 
+// Whether the n hooks can go to their method as one group: all present, one method that groups, no
+// further hooks chained.
+static bool groupable(int n, const dt_linear_hook *const *hook) {
+    if (n < 2 || !hook) return false;
+    for (int i = 0; i < n; i++)
+        if (!hook[i] || hook[i]->next || hook[i]->ops != hook[0]->ops || !hook[0]->ops->group_fwd) return false;
+    return true;
+}
+
 int dt_norm_linears(dt_graph *g, dt_tensor *x, const dt_tensor *norm_w, float eps, int n, const dt_tensor *const *W,
-                    const dt_tensor *const *bias, const dt_lora_ref *const *lora, dt_tensor **out) {
+                    const dt_tensor *const *bias, const dt_linear_hook *const *hook, dt_tensor **out) {
     if (!x || g->failed || n > 4) return -1;
     int64_t D = dt_numel(norm_w), N = dt_numel(x) / D;
     float *rstd = dt_graph_scratch(g, (size_t)N * sizeof(float));       // (N), kept
     float *xn = dt_graph_temp(g, (size_t)N * D * sizeof(float));        // (N, D), released below
     if (!rstd || !xn) return -1;
     g->be->rmsnorm_fwd(g->be, xn, rstd, dt_f32(x), dt_f32(norm_w), N, D, eps);
-    norm_linears_saved sv = {x, norm_w, rstd, n, false, 0, {0}, {0}, {{0}}, {0}};
-    sv.stack_rows = stacked_rank(g, n, lora);
-    sv.stacked = sv.stack_rows > 0;
-    float *H = NULL; // (N, R): x [A_0; ...]^T when stacked, kept for dB
-    if (sv.stacked) {
-        H = dt_graph_scratch(g, (size_t)N * sv.stack_rows * sizeof(float));
-        if (!H) { dt_graph_temp_release(g, xn); return -1; }
-        g->be->gemm(g->be, false, true, N, sv.stack_rows, D, 1.0f, xn, D, dt_f32(lora[0]->A), D, 0.0f, H, sv.stack_rows);
-    }
+    norm_linears_saved sv = {x, norm_w, rstd, n, {0}, {0}, {0}, false, {0}};
+    const bool group = groupable(n, hook);
     bool record = g->grad_enabled && x->requires_grad;
-    for (int i = 0, off = 0; i < n; i++) {
-        const dt_lora_ref *l = lora ? lora[i] : NULL;
+    int rc = 0;
+    for (int i = 0; i < n && !rc; i++) {
+        const dt_linear_hook *h = hook ? hook[i] : NULL;
         out[i] = out_like(g, x, W[i]->shape[0]);
-        int rc = !out[i];
-        if (!rc && sv.stacked) { // the adapters' h B^T come after the loop, in pairs
-            rc = frozen_fwd(g, xn, N, W[i], bias ? bias[i] : NULL, dt_f32(out[i]), false);
-            sv.ls[i] = (lora_state){H + off, sv.stack_rows, 0};
-            off += (int)l->A->shape[0];
-        } else if (!rc) {
-            rc = linear_fwd_core(g, xn, N, W[i], bias ? bias[i] : NULL, l, dt_f32(out[i]), false, &sv.ls[i]);
-        }
-        if (rc) {
-            dt_graph_temp_release(g, xn);
-            return -1;
-        }
+        rc = !out[i];
+        if (!rc && group) rc = frozen_fwd(g, xn, N, W[i], bias ? bias[i] : NULL, dt_f32(out[i]), false); // hooks below
+        else if (!rc) rc = linear_fwd_core(g, xn, N, W[i], bias ? bias[i] : NULL, h, dt_f32(out[i]), false, &sv.state[i]);
         sv.W[i] = W[i];
-        sv.lora[i] = l;
+        sv.hook[i] = h;
         sv.out[i] = out[i];
-        record |= g->grad_enabled && l;
+        record |= g->grad_enabled && h;
     }
-    for (int i = 0; sv.stacked && i < n; i += 2) { // independent outputs: two at a time
-        dt_gemm_args a = lora_fwd_B_args(lora[i], &sv.ls[i], N, dt_f32(out[i]));
-        if (i + 1 < n) {
-            dt_gemm_args b = lora_fwd_B_args(lora[i + 1], &sv.ls[i + 1], N, dt_f32(out[i + 1]));
-            dt_gemm_pair(g->be, &a, &b);
-        } else {
-            dt_gemm_one(g->be, &a);
-        }
+    if (!rc && group) { // the method's group: it may fuse (returns 1) or leave them one by one (0)
+        float *ys[4];
+        for (int i = 0; i < n; i++) ys[i] = dt_f32(out[i]);
+        void *gs = hook_state(g, hook[0]->ops->group_state_bytes);
+        int took = gs ? hook[0]->ops->group_fwd(g, n, hook, xn, N, ys, gs) : -1;
+        sv.grouped = took == 1;
+        if (took == 1) sv.state[0] = gs;
+        for (int i = 0; took == 0 && i < n && !rc; i++)
+            rc = !(sv.state[i] = hook_state(g, hook[i]->ops->state_bytes)) || hook[i]->ops->fwd(g, hook[i], xn, N, ys[i], sv.state[i]);
+        rc |= took < 0;
     }
     dt_graph_temp_release(g, xn);
+    if (rc) return -1;
     if (record) {
         dt_node *nd = dt_graph_record(g, norm_linears_bwd, out[0], sizeof(norm_linears_saved));
         if (!nd) return -1;

@@ -481,6 +481,10 @@ static bool readable(const dt_gguf_kv *kv, uint64_t i) {
     return kv->data && i < kv->n && dt_gguf_type_size(kv->arr_type) > 0;
 }
 
+// A float value read as an integer: truncated, and 0 for NaN or a value outside int64 (converting those
+// is undefined behaviour in C).
+static int64_t float_to_i64(double x) { return x > -9.2e18 && x < 9.2e18 ? (int64_t)x : 0; }
+
 int64_t dt_gguf_kv_int(const dt_gguf_kv *kv, uint64_t i) {
     if (!readable(kv, i)) return 0;
     const uint8_t *p = (const uint8_t *)kv->data + i * dt_gguf_type_size(kv->arr_type);
@@ -495,8 +499,8 @@ int64_t dt_gguf_kv_int(const dt_gguf_kv *kv, uint64_t i) {
     case DT_GGUF_I32: return v.i32;
     case DT_GGUF_U64: return (int64_t)v.u64;
     case DT_GGUF_I64: return v.i64;
-    case DT_GGUF_F32: return (int64_t)v.f32;
-    case DT_GGUF_F64: return (int64_t)v.f64;
+    case DT_GGUF_F32: return float_to_i64(v.f32);
+    case DT_GGUF_F64: return float_to_i64(v.f64);
     default: return 0;
     }
 }

@@ -262,10 +262,36 @@ int64_t dt_count_targets(const int32_t *labels, int64_t B, int64_t T, int64_t n_
 typedef struct {
     const dt_llama *m;
     int l;
-    const dt_lora_ref *const *lora; // (DT_MOD_COUNT) or NULL
+    const dt_linear_hook *const *hook; // (DT_MOD_COUNT) the methods' hooks on this layer's linears, or NULL
+    const dt_llama_site *site;      // or NULL
     const float *rope_cs;           // (B*Tp, hd) cos/sin table of the positions, device
     const int32_t *seg;             // (B*T) device array or NULL
+    dt_kv_cache *kv;                // generation's cache, or NULL
 } layer_arg;
+
+// out[i] rewritten by the adapters' site when it claims module mods[i] of this layer. Returns -1 when the
+// graph failed.
+static int apply_sites(dt_graph *g, const layer_arg *arg, int n, const int *mods, dt_tensor **out) {
+    const dt_llama_site *s = arg->site;
+    for (int i = 0; s && i < n; i++)
+        if (s->at[(size_t)arg->l * DT_MOD_COUNT + (size_t)mods[i]] && !(out[i] = s->fn(g, s->self, arg->m, arg->l, mods[i], out[i])))
+            return -1;
+    return 0;
+}
+
+static bool claimed(const layer_arg *arg, int mod) {
+    return arg->site && arg->site->at[(size_t)arg->l * DT_MOD_COUNT + (size_t)mod];
+}
+
+// residual + the projection mod of a: fused, or unfused when a site rewrites the projection's output.
+static dt_tensor *proj_add(dt_graph *g, const layer_arg *arg, int mod, dt_tensor *a, const dt_linear_hook *hook,
+                           dt_tensor *residual) {
+    const dt_tensor *W = &arg->m->layers[arg->l].w[mod];
+    if (!claimed(arg, mod)) return dt_linear_add(g, a, W, NULL, hook, residual);
+    dt_tensor *h = dt_linear(g, a, W, NULL, hook); // (B, Tp, out)
+    if (!h || apply_sites(g, arg, 1, &mod, &h)) return NULL;
+    return dt_add(g, residual, h);
+}
 
 // One decoder layer: x (B, Tp, D) -> x + attention + MLP.
 static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
@@ -274,15 +300,16 @@ static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
     const dt_model_config *c = &m->cfg;
     const int64_t H = c->num_heads, KV = c->num_kv_heads, hd = c->head_dim;
     const dt_llama_layer *ly = &m->layers[arg->l];
-    const dt_lora_ref *const *lora = arg->lora;
+    const dt_linear_hook *const *hook = arg->hook;
     const int32_t *seg_d = arg->seg;
-#define LORA(mod) (lora ? lora[mod] : NULL)
+#define HOOK(mod) (hook ? hook[mod] : NULL)
     // q, k, v share one normalised input, recomputed in their backward instead of kept.
     const dt_tensor *wqkv[3] = {&ly->w[DT_MOD_Q], &ly->w[DT_MOD_K], &ly->w[DT_MOD_V]};
     const dt_tensor *bqkv[3] = {&ly->q_bias, &ly->k_bias, &ly->v_bias};
-    const dt_lora_ref *lqkv[3] = {LORA(DT_MOD_Q), LORA(DT_MOD_K), LORA(DT_MOD_V)};
+    const dt_linear_hook *lqkv[3] = {HOOK(DT_MOD_Q), HOOK(DT_MOD_K), HOOK(DT_MOD_V)};
     dt_tensor *qkv[3]; // (B, Tp, H*hd), (B, Tp, KV*hd), (B, Tp, KV*hd)
-    if (dt_norm_linears(g, x, &ly->attn_norm, c->rms_norm_eps, 3, wqkv, c->attention_bias ? bqkv : NULL, lqkv, qkv))
+    if (dt_norm_linears(g, x, &ly->attn_norm, c->rms_norm_eps, 3, wqkv, c->attention_bias ? bqkv : NULL, lqkv, qkv) ||
+        apply_sites(g, arg, 3, (const int[]){DT_MOD_Q, DT_MOD_K, DT_MOD_V}, qkv))
         return NULL;
     dt_tensor *q = qkv[0], *k = qkv[1], *v = qkv[2];
     if (c->qk_norm) { // Qwen3: RMSNorm over each head, before RoPE
@@ -291,27 +318,47 @@ static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
     }
     q = dt_rope_(g, q, H, hd, arg->rope_cs);
     k = dt_rope_(g, k, KV, hd, arg->rope_cs);
-    dt_tensor *a = dt_attention(g, q, k, v, H, KV, hd, seg_d);                // (B, Tp, H*hd)
-    x = dt_linear_add(g, a, &ly->w[DT_MOD_O], NULL, LORA(DT_MOD_O), x);      // (B, Tp, D)
+    dt_tensor *a; // (B, Tp, H*hd)
+    if (arg->kv) { // generation: this layer's cache (cap, KV*hd) holds the earlier positions
+        const size_t off = (size_t)arg->l * (size_t)arg->kv->cap * (size_t)(KV * hd);
+        a = dt_attention_cached(g, q, k, v, H, KV, hd, arg->kv->k + off, arg->kv->v + off, arg->kv->len);
+    } else {
+        a = dt_attention(g, q, k, v, H, KV, hd, seg_d);
+    }
+    x = proj_add(g, arg, DT_MOD_O, a, HOOK(DT_MOD_O), x);                     // (B, Tp, D)
     // gate and up share one normalised input too.
     const dt_tensor *wgu[2] = {&ly->w[DT_MOD_GATE], &ly->w[DT_MOD_UP]};
-    const dt_lora_ref *lgu[2] = {LORA(DT_MOD_GATE), LORA(DT_MOD_UP)};
+    const dt_linear_hook *lgu[2] = {HOOK(DT_MOD_GATE), HOOK(DT_MOD_UP)};
     dt_tensor *gu[2]; // (B, Tp, I) each
-    if (dt_norm_linears(g, x, &ly->ffn_norm, c->rms_norm_eps, 2, wgu, NULL, lgu, gu))
+    if (dt_norm_linears(g, x, &ly->ffn_norm, c->rms_norm_eps, 2, wgu, NULL, lgu, gu) ||
+        apply_sites(g, arg, 2, (const int[]){DT_MOD_GATE, DT_MOD_UP}, gu))
         return NULL;
     dt_tensor *gate = gu[0], *up = gu[1];
-    x = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], LORA(DT_MOD_DOWN), x);      // (B, Tp, D)
-#undef LORA
+    if (claimed(arg, DT_MOD_DOWN)) { // the site needs down's own output: unfused
+        dt_tensor *h = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], HOOK(DT_MOD_DOWN), NULL); // (B, Tp, D)
+        if (apply_sites(g, arg, 1, (const int[]){DT_MOD_DOWN}, &h)) return NULL;
+        x = dt_add(g, x, h);
+    } else {
+        x = dt_swiglu_linear(g, gate, up, &ly->w[DT_MOD_DOWN], HOOK(DT_MOD_DOWN), x); // (B, Tp, D)
+    }
+#undef HOOK
     return x;
 }
 
-int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
-                     float denom, bool want_logits, dt_llama_out *out) {
+// The one forward: training and evaluation (kv NULL) and generation (kv, see dt_llama_forward_cached).
+static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
+                   dt_kv_cache *kv, float denom, bool want_logits, dt_llama_out *out) {
     const dt_model_config *c = &m->cfg;
     const int64_t B = b->B, T = b->T;
-    dt_tensor *prompt = ad ? ad->prompt : NULL;
+    // The virtual tokens come first: at position 0 of a plain forward, or into an empty cache.
+    dt_tensor *prompt = ad && (!kv || kv->len == 0) ? ad->prompt : NULL;
     const int64_t P = prompt ? prompt->shape[0] : 0, Tp = T + P; // positions after the virtual tokens
+    const int64_t p0 = kv ? kv->len : 0;                         // positions already in the cache
     memset(out, 0, sizeof *out);
+    if (kv && (B != 1 || b->labels || b->pos || b->seg_start || g->grad_enabled))
+        return dt_fail(ctx, DT_EINTERNAL, "a KV-cache forward takes one row, no labels, positions or packing, grad off");
+    if (kv && p0 + Tp > kv->cap)
+        return dt_fail(ctx, DT_EINPUT, "the context is full (%lld positions)", (long long)kv->cap);
     if (prompt && b->seg_start)
         return dt_fail(ctx, DT_EINPUT, "prompt tuning cannot be combined with packed sequences (data.packing)");
     for (int64_t i = 0; i < B * T; i++)
@@ -323,7 +370,7 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
     if (!pos) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     for (int64_t r = 0; r < B; r++)
         for (int64_t t = 0; t < Tp; t++)
-            pos[r * Tp + t] = t < P ? (int32_t)t : (int32_t)(P + (b->pos ? b->pos[r * T + t - P] : t - P));
+            pos[r * Tp + t] = (int32_t)p0 + (t < P ? (int32_t)t : (int32_t)(P + (b->pos ? b->pos[r * T + t - P] : t - P)));
     const int32_t *pos_d = dt_graph_ints(g, pos, B * Tp);
     const float *rope_cs = pos_d ? dt_rope_table(g, pos_d, m->inv_freq, B * Tp, c->head_dim) : NULL;
     const int32_t *seg_d = b->seg_start ? dt_graph_ints(g, b->seg_start, B * T) : NULL;
@@ -333,7 +380,8 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
     for (int l = 0; l < c->num_layers; l++) {
         layer_arg *arg = dt_arena_alloc(&g->host, sizeof *arg);
         if (!arg) return dt_fail(ctx, DT_ENOMEM, "out of memory");
-        *arg = (layer_arg){m, l, ad && ad->lora ? ad->lora + (size_t)l * DT_MOD_COUNT : NULL, rope_cs, seg_d};
+        *arg = (layer_arg){m, l, ad && ad->linear ? ad->linear + (size_t)l * DT_MOD_COUNT : NULL,
+                           ad && ad->site.fn ? &ad->site : NULL, rope_cs, seg_d, kv};
         x = g->checkpoint_layers ? dt_checkpoint(g, layer_forward, arg, x) : layer_forward(g, arg, x);
     }
     dt_tensor *xf = dt_rmsnorm(g, x, &m->norm, c->rms_norm_eps); // (B, Tp, D)
@@ -342,10 +390,14 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
     if (want_logits) {
         bool keep = g->grad_enabled;
         g->grad_enabled = false; // logits are for reading, the loss below has its own fused path
-        out->logits = dt_linear(g, xf, &m->lm_head, NULL, NULL); // (B, Tp, V)
+        dt_tensor *rows = xf;    // (B, Tp, D); with a KV cache only the last position (1, 1, D)
+        if (kv && (rows = dt_arena_alloc(&g->host, sizeof *rows)))
+            dt_tensor_set(rows, DT_F32, dt_f32(xf) + (Tp - 1) * c->hidden_size, 3, (int64_t[]){1, 1, c->hidden_size});
+        out->logits = rows ? dt_linear(g, rows, &m->lm_head, NULL, NULL) : NULL; // (B, Tp, V) or (1, 1, V)
         g->grad_enabled = keep;
         if (!out->logits) return DT_ENOMEM;
     }
+    if (kv) kv->len += Tp;
     if (b->labels) {
         // targets[t] = labels'[t+1], where labels' is labels with P ignored positions in front.
         int32_t *tg = dt_arena_alloc(&g->host, (size_t)(B * Tp) * sizeof(int32_t)); // (B, Tp)
@@ -365,4 +417,18 @@ int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama
         if (!out->loss) return DT_ENOMEM;
     }
     return g->failed ? DT_ENOMEM : DT_OK;
+}
+
+int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
+                     float denom, bool want_logits, dt_llama_out *out) {
+    return forward(ctx, g, m, ad, b, NULL, denom, want_logits, out);
+}
+
+int dt_llama_forward_cached(dt_ctx *ctx, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
+                            dt_kv_cache *kv, dt_llama_out *out) {
+    dt_graph_reset(&kv->g);
+    kv->g.grad_enabled = false;
+    kv->g.training = false;
+    kv->g.checkpoint_layers = false;
+    return forward(ctx, &kv->g, m, ad, b, kv, 0, true, out);
 }

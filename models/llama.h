@@ -33,11 +33,32 @@ typedef struct dt_llama {
     bool owns_be;            // be was made for this model (dt_llama_load_cpu) and goes with it
 } dt_llama;
 
+// Where a PEFT method rewrites a tensor of the forward with ordinary autograd ops: the output of a
+// linear module (q/k/v after their bias), before anything else reads it (q/k norm, RoPE, SwiGLU, the
+// residual add). o_proj's and down_proj's outputs are the attention and MLP blocks' outputs; a claimed
+// one is computed apart from the residual add it is otherwise fused with. fn returns the tensor the
+// model uses instead of x.
+typedef struct dt_llama_site {
+    // x (B, T', out) of module `mod` of layer `layer` of model m -> its replacement (NULL when the graph
+    // failed).
+    dt_tensor *(*fn)(dt_graph *g, const void *self, const struct dt_llama *m, int layer, int mod, dt_tensor *x);
+    const void *self;
+    const bool *at; // (L * DT_MOD_COUNT): [layer * DT_MOD_COUNT + module], which outputs fn rewrites
+} dt_llama_site;
+
 // The adapters a forward applies; all pointers may be NULL.
 typedef struct dt_llama_adapters {
-    const dt_lora_ref *const *lora; // (L * DT_MOD_COUNT): [layer * DT_MOD_COUNT + module] or NULL
+    const dt_linear_hook *const *linear; // (L * DT_MOD_COUNT): [layer * DT_MOD_COUNT + module] or NULL
     dt_tensor *prompt;              // (n_virtual, D) prepended to every row's embeddings
+    dt_llama_site site;             // site.fn NULL: none
 } dt_llama_adapters;
+
+// The keys and values of the positions fed so far, for generation (dt_llama_infer, models/llama_infer.h).
+typedef struct dt_kv_cache {
+    int64_t cap, len;  // positions held / filled
+    float *k, *v;      // (L, cap, KV*hd) each
+    dt_graph g;        // the forward's graph (grad off), kept so that its memory is reused from call to call
+} dt_kv_cache;
 
 // One batch. labels follow the Hugging Face convention: aligned with input_ids and shifted inside the
 // loss (position t is scored on predicting labels[t+1]); -100 means not trained.
@@ -53,7 +74,7 @@ typedef struct dt_llama_out {
     dt_tensor *loss;    // scalar: sum of token losses / denom (NULL without labels)
     double loss_sum;    // the un-normalised sum of token losses
     int64_t n_targets;  // trained tokens in this batch
-    dt_tensor *logits;  // (B, T', V) when want_logits (T' = n_virtual + T)
+    dt_tensor *logits;  // (B, T', V) when want_logits (T' = n_virtual + T); (1, 1, V) with a KV cache
     dt_tensor *hidden;  // (B, T', D) final-norm output
 } dt_llama_out;
 
@@ -81,6 +102,12 @@ int64_t dt_llama_out_len(const dt_llama_adapters *ad, int64_t T);
 // (the trained-token count of the whole accumulated batch); <= 0 uses this batch's count.
 int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
                      float denom, bool want_logits, dt_llama_out *out);
+// The same forward for generation, on kv->g with grad off: b has one row and no labels, positions or
+// packing; its T positions follow the kv->len cached ones (the prompt's virtual tokens go first when the
+// cache is empty), their keys and values join the cache, and out->logits (1, 1, V) is the last
+// position's.
+int dt_llama_forward_cached(dt_ctx *ctx, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
+                            dt_kv_cache *kv, dt_llama_out *out);
 // Counts the trained tokens of labels (B, T) under the shift convention; with n_virtual prompt tokens
 // in front, the last virtual position also predicts labels[0].
 int64_t dt_count_targets(const int32_t *labels, int64_t B, int64_t T, int64_t n_virtual);

@@ -1,13 +1,8 @@
-// Inference with a KV cache (generation): no tape, no gradients. Adapters (LoRA, prompt tuning) are
-// applied unmerged, exactly as in training.
+// Inference with a KV cache (generation): the training forward (models/llama.c) with no tape and no
+// gradients, so every adapter is applied unmerged exactly as in training. dt_kv_cache is in llama.h.
 #ifndef DT_LLAMA_INFER_H
 #define DT_LLAMA_INFER_H
 #include "models/llama.h"
-
-typedef struct dt_kv_cache {
-    int64_t cap, len;  // positions held / filled
-    float *k, *v;      // (L, cap, KV*hd) each
-} dt_kv_cache;
 
 int dt_kv_cache_init(dt_ctx *ctx, const dt_llama *m, int64_t cap, dt_kv_cache *c);
 void dt_kv_cache_free(dt_kv_cache *c);

@@ -26,7 +26,15 @@ int dt_optim_init(dt_ctx *ctx, dt_optimizer *o, dt_opt_kind kind, size_t n, floa
 
 void dt_optim_free(dt_optimizer *o) {
     free(o->state);
-    o->state = NULL;
+    free(o->lr_mult);
+    o->state = o->lr_mult = NULL;
+}
+
+int dt_optim_set_lr_mult(dt_ctx *ctx, dt_optimizer *o, const float *mult) {
+    if (!o->lr_mult && !(o->lr_mult = malloc((o->n ? o->n : 1) * sizeof(float))))
+        return dt_fail(ctx, DT_ENOMEM, "out of memory for learning-rate multipliers");
+    memcpy(o->lr_mult, mult, o->n * sizeof(float));
+    return DT_OK;
 }
 
 void dt_optim_step(dt_optimizer *o, float *p, const float *g, float lr) {
@@ -38,22 +46,26 @@ void dt_optim_step(dt_optimizer *o, float *p, const float *g, float lr) {
         // torch: p *= 1 - lr*wd; m, v updated; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
         const double bc1 = 1.0 - pow(b1, (double)o->step), bc2 = 1.0 - pow(b2, (double)o->step);
         const float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+        const float *mult = o->lr_mult;
         #pragma omp parallel for simd if (n > 65536)
         for (size_t i = 0; i < n; i++) {
-            p[i] *= 1.0f - lr * wd;
+            // A parameter group of its own learning rate, as torch runs each group (LoRA+).
+            const float k = mult ? mult[i] : 1.0f;
+            p[i] *= 1.0f - k * lr * wd;
             m[i] = b1 * m[i] + (1.0f - b1) * g[i];
             v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
-            p[i] -= step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+            p[i] -= k * step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
         }
     } else {
         float *buf = o->state;
         const float mu = o->momentum, wd = o->weight_decay;
         const bool first = o->step == 1;
+        const float *mult = o->lr_mult;
         #pragma omp parallel for simd if (n > 65536)
         for (size_t i = 0; i < n; i++) {
             float d = g[i] + wd * p[i];
             if (buf) { buf[i] = first ? d : mu * buf[i] + d; d = buf[i]; } // torch: buf = d at the first step
-            p[i] -= lr * d;
+            p[i] -= (mult ? mult[i] : 1.0f) * lr * d;
         }
     }
 }

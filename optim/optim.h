@@ -14,12 +14,15 @@ typedef struct dt_optimizer {
     int64_t step;      // updates done (AdamW bias correction uses step + 1 for the next one)
     size_t n;          // parameters
     float *state;      // AdamW: m then v (2n); SGD with momentum: velocity (n); else NULL
+    float *lr_mult;    // (n) each parameter's learning-rate multiplier (LoRA+), or NULL for 1; owned
 } dt_optimizer;
 
 int dt_optim_init(dt_ctx *ctx, dt_optimizer *o, dt_opt_kind kind, size_t n, float beta1, float beta2, float eps,
                   float weight_decay, float momentum);
 void dt_optim_free(dt_optimizer *o);
-// One update of params (n) from grads (n) at learning rate lr.
+// Gives parameter i the learning rate lr * mult[i] from now on (mult: n floats, copied).
+int dt_optim_set_lr_mult(dt_ctx *ctx, dt_optimizer *o, const float *mult);
+// One update of params (n) from grads (n) at learning rate lr (times lr_mult where set).
 void dt_optim_step(dt_optimizer *o, float *params, const float *grads, float lr);
 // Global L2 norm of grads (n); when max_norm > 0 and the norm exceeds it, scales grads to max_norm.
 // Returns the norm before clipping (as PyTorch's clip_grad_norm_ does).

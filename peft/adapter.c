@@ -15,8 +15,11 @@ void dt_adapter_free(dt_adapter *a) {
     free(a->refs);
     free(a->alphas);
     free(a->ref_ptrs);
+    free(a->hooks);
+    free(a->hook_ptrs);
     dt_lora_config_free(&a->lora);
     free(a->prompt.init_text);
+    if (a->state && a->method && a->method->free_state) a->method->free_state(a->state);
     free(a);
 }
 

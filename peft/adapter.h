@@ -1,20 +1,22 @@
-// A PEFT adapter: the trainable tensors of one method (LoRA or prompt tuning) carved out of one
-// parameter block, with a gradient block of the same layout, so zeroing, clipping, the optimizer step
-// and saving are each one loop over one block.
+// A PEFT adapter: the trainable tensors of one method (peft/method.h) carved out of one parameter block,
+// with a gradient block of the same layout, so zeroing, clipping, the optimizer step and saving are each
+// one loop over one block.
 #ifndef DT_ADAPTER_H
 #define DT_ADAPTER_H
 #include <stdbool.h>
 #include "autograd/ops.h"
 #include "models/llama.h"
+#include "peft/lora_ops.h"
 #include "peft/lora_pattern.h"
+#include "peft/method.h"
 
-typedef enum { DT_PEFT_LORA = 0, DT_PEFT_PROMPT = 1 } dt_peft_method;
 typedef enum { DT_PROMPT_INIT_RANDOM = 0, DT_PROMPT_INIT_VOCAB = 1, DT_PROMPT_INIT_TEXT = 2 } dt_prompt_init;
 
 typedef struct dt_lora_config {
     int r;                     // the rank of modules no rank_pattern key matches
     float alpha, dropout;      // alpha: of modules no alpha_pattern key matches
     bool use_rslora;
+    bool use_dora;             // DoRA (peft/dora.c): a magnitude vector per adapted module
     bool target[DT_MOD_COUNT]; // which linear modules carry an adapter
     bool *layers;              // (L) which layers; NULL = all (layers_to_transform unset)
     // PEFT's per-module overrides of r and alpha (empty = none), kept as read so that saving writes
@@ -32,7 +34,7 @@ typedef struct dt_prompt_config {
 } dt_prompt_config;
 
 typedef struct dt_adapter {
-    dt_peft_method method;
+    const dt_method *method;
     dt_lora_config lora;
     dt_prompt_config prompt;
     char base_model[512];      // base_model_name_or_path for adapter_config.json
@@ -46,8 +48,15 @@ typedef struct dt_adapter {
     float *alphas;             // (L * DT_MOD_COUNT) LoRA only: each adapted module's alpha (lora_alpha or its
                                // alpha_pattern value; its rank is refs[i].A->shape[0]), 0 elsewhere
     const dt_lora_ref **ref_ptrs; // (L * DT_MOD_COUNT) NULL where a module has no adapter
+    dt_linear_hook *hooks;     // (L * DT_MOD_COUNT) LoRA only: refs[i] as a linear hook (next: chained adapters)
+    const dt_linear_hook **hook_ptrs; // (L * DT_MOD_COUNT) NULL where a module has no adapter; view.linear
     dt_llama_adapters view;    // what dt_llama_forward takes
+    void *state;               // the method's own data (methods other than LoRA and prompt tuning), freed by
+                               // method->free_state
 } dt_adapter;
+
+// The methods LoRA and prompt tuning (peft/lora.c, peft/prompt_tuning.c).
+extern const dt_method dt_method_lora, dt_method_prompt;
 
 // Creates a LoRA adapter for model m with PEFT's initialisation: A Kaiming-uniform (a = sqrt(5)), i.e.
 // U(-1/sqrt(in), 1/sqrt(in)), from seed; B zero. cfg is copied (layers and patterns too). Each module's
@@ -70,6 +79,10 @@ float dt_lora_scale_of(float alpha, int r, bool use_rslora);
 void dt_lora_config_free(dt_lora_config *c);
 // Prints "trainable params: N || all params: M || trainable%: P" into buf.
 void dt_adapter_param_summary(const dt_adapter *a, const dt_llama *m, char *buf, size_t n);
+// LoRA+ (Hayou et al. 2024; PEFT's create_loraplus_optimizer): mult (n_params) gets ratio for the
+// elements of the lora_B matrices and 1 elsewhere, as learning-rate multipliers. DT_EINPUT when a is
+// not a LoRA adapter.
+int dt_lora_plus_lr_mult(dt_ctx *ctx, const dt_adapter *a, float ratio, float *mult);
 // The tensor with this PEFT key, or NULL.
 dt_tensor *dt_adapter_find(const dt_adapter *a, const char *name);
 

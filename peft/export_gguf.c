@@ -197,9 +197,16 @@ int dt_export_lora_gguf(dt_ctx *ctx, const char *adapter_dir, const char *model_
     if ((rc = dt_gguf_arch(ctx, &cfg, model_path, &arch))) return rc;
     dt_adapter *a = NULL;
     if ((rc = dt_adapter_load_cfg(ctx, adapter_dir, &cfg, &a))) return rc;
-    if (a->method != DT_PEFT_LORA) {
+    if (a->method == &dt_method_lora && a->lora.use_dora) {
         dt_adapter_free(a);
-        return dt_fail(ctx, DT_EINPUT, "%s: a prompt-tuning adapter has no llama.cpp GGUF form (only LoRA adapters can be exported)", adapter_dir);
+        return dt_fail(ctx, DT_EINPUT, "%s: a DoRA adapter (use_dora) has no llama.cpp GGUF adapter form: llama.cpp applies "
+                       "x A^T B^T, not DoRA's per-row magnitude; merge it into the model instead (deltatune merge)", adapter_dir);
+    }
+    if (a->method != &dt_method_lora) {
+        int rc2 = dt_fail(ctx, DT_EINPUT, "%s: a %s adapter has no llama.cpp GGUF adapter form (only LoRA adapters can be exported)",
+                          adapter_dir, a->method->peft_type);
+        dt_adapter_free(a);
+        return rc2;
     }
     // llama.cpp multiplies by alpha / r; with rsLoRA the trained scale is alpha / sqrt(r) = (alpha sqrt(r)) / r.
     // These are the config's r and lora_alpha; modules with other ones (rank_pattern, alpha_pattern) get

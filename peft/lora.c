@@ -5,8 +5,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include "autograd/rng.h"
 #include "peft/adapter.h"
+#include "peft/dora.h"
+#include "peft/merge.h"
 
 static void module_dims(const dt_model_config *c, dt_module mod, int64_t *out, int64_t *in) {
     int64_t D = c->hidden_size, q = (int64_t)c->num_heads * c->head_dim, kv = (int64_t)c->num_kv_heads * c->head_dim;
@@ -52,7 +55,7 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
     if (cfg->r <= 0) return dt_fail(ctx, DT_EINPUT, "LoRA rank r must be positive, got %d", cfg->r);
     dt_adapter *a = calloc(1, sizeof *a);
     if (!a) return dt_fail(ctx, DT_ENOMEM, "out of memory");
-    a->method = DT_PEFT_LORA;
+    a->method = &dt_method_lora;
     a->lora = *cfg;
     a->lora.layers = NULL; // the caller's arrays: copied below, never shared
     memset(&a->lora.rank_pattern, 0, sizeof a->lora.rank_pattern);
@@ -69,6 +72,8 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
     for (int l = 0; l < L; l++)
         for (int mod = 0; mod < DT_MOD_COUNT; mod++)
             if (adapted(cfg, l, mod)) n += 2;
+    const int n_ab = n; // DoRA's magnitude vectors follow the A's and B's of every layer
+    if (cfg->use_dora) n += n / 2;
     if (n == 0) { dt_adapter_free(a); return dt_fail(ctx, DT_EINPUT, "LoRA targets no module of this model"); }
     int64_t (*shapes)[2] = calloc((size_t)n, sizeof *shapes);
     int *ndims = calloc((size_t)n, sizeof *ndims);
@@ -78,7 +83,9 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
     a->alphas = calloc((size_t)L * DT_MOD_COUNT, sizeof *a->alphas);
     a->refs = calloc((size_t)L * DT_MOD_COUNT, sizeof *a->refs);
     a->ref_ptrs = calloc((size_t)L * DT_MOD_COUNT, sizeof *a->ref_ptrs);
-    if (!shapes || !ndims || !names || !ranks || !where || !a->alphas || !a->refs || !a->ref_ptrs) {
+    a->hooks = calloc((size_t)L * DT_MOD_COUNT, sizeof *a->hooks);
+    a->hook_ptrs = calloc((size_t)L * DT_MOD_COUNT, sizeof *a->hook_ptrs);
+    if (!shapes || !ndims || !names || !ranks || !where || !a->alphas || !a->refs || !a->ref_ptrs || !a->hooks || !a->hook_ptrs) {
         free(shapes); free(ndims); free(names); free(ranks); free(where); dt_adapter_free(a);
         return dt_fail(ctx, DT_ENOMEM, "out of memory");
     }
@@ -113,6 +120,15 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
         }
         i += 2 * k;
     }
+    for (int l = 0; l < L && cfg->use_dora; l++)
+        for (int mod = 0; mod < DT_MOD_COUNT; mod++) {
+            if (!adapted(cfg, l, mod)) continue;
+            int64_t o, in;
+            module_dims(c, (dt_module)mod, &o, &in);
+            dt_tn_module(buf, sizeof buf, "base_model.model.", l, (dt_module)mod, ".lora_magnitude_vector");
+            names[i] = strdup(buf); ndims[i] = 1; shapes[i][0] = o; shapes[i][1] = 1;        // magnitude (out)
+            i++;
+        }
     rc = dt_adapter_alloc(ctx, a, n, (const int64_t(*)[2])shapes, ndims, names);
     free(shapes);
     free(ndims);
@@ -128,12 +144,164 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
             double bound = 1.0 / sqrt((double)A->shape[1]);
             for (int64_t e = 0; e < dt_numel(A); e++) dt_f32(A)[e] = (float)((2.0 * dt_rng_uniform(&rng) - 1.0) * bound);
             const float scale = dt_lora_scale_of(a->alphas[ref], ranks[ref], cfg->use_rslora);
-            a->refs[ref] = (dt_lora_ref){A, B, scale, cfg->dropout, NULL};
+            a->refs[ref] = (dt_lora_ref){A, B, scale, cfg->dropout};
             a->ref_ptrs[ref] = &a->refs[ref];
+            a->hooks[ref] = dt_lora_hook(&a->refs[ref]);
+            a->hook_ptrs[ref] = &a->hooks[ref];
         }
     free(ranks);
     free(where);
-    a->view.lora = a->ref_ptrs;
+    a->view.linear = a->hook_ptrs;
+    if (cfg->use_dora && (rc = dt_dora_attach(ctx, a, m, n_ab))) { dt_adapter_free(a); return rc; }
     *out = a;
     return DT_OK;
 }
+
+int dt_lora_plus_lr_mult(dt_ctx *ctx, const dt_adapter *a, float ratio, float *mult) {
+    if (a->method != &dt_method_lora)
+        return dt_fail(ctx, DT_EINPUT, "LoRA+ needs a LoRA adapter (lora_B matrices), not %s", a->method->peft_type);
+    for (int i = 0; i < a->n_tensors; i++) {
+        const dt_tensor *t = &a->tensors[i];
+        const float k = strstr(a->names[i], ".lora_B.") ? ratio : 1.0f;
+        for (int64_t e = 0; e < dt_numel(t); e++) mult[dt_f32(t) - a->params + e] = k;
+    }
+    return DT_OK;
+}
+
+// ---- adapter_config.json ----------------------------------------------------------------------------
+
+static int parse_lora_config(dt_ctx *ctx, json_t *cfg, const char *path, const dt_llama *m, dt_lora_config *lc) {
+    memset(lc, 0, sizeof *lc);
+    json_t *r = json_object_get(cfg, "r"), *alpha = json_object_get(cfg, "lora_alpha");
+    if (!json_is_integer(r) || json_integer_value(r) <= 0)
+        return dt_fail(ctx, DT_EINPUT, "%s: key 'r': expected a positive integer", path);
+    lc->r = (int)json_integer_value(r);
+    lc->alpha = alpha && json_is_number(alpha) ? (float)json_number_value(alpha) : 8.0f;
+    json_t *drop = json_object_get(cfg, "lora_dropout");
+    lc->dropout = drop && json_is_number(drop) ? (float)json_number_value(drop) : 0.0f;
+    lc->use_rslora = json_is_true(json_object_get(cfg, "use_rslora"));
+    lc->use_dora = json_is_true(json_object_get(cfg, "use_dora"));
+    // Per-module ranks and alphas; the rank each module gets is checked against the tensors when they are read.
+    int rc = dt_lora_pattern_from_json(ctx, cfg, path, "rank_pattern", true, &lc->rank_pattern);
+    if (!rc) rc = dt_lora_pattern_from_json(ctx, cfg, path, "alpha_pattern", false, &lc->alpha_pattern);
+    if (rc) return rc;
+    json_t *tm = json_object_get(cfg, "target_modules");
+    if (json_is_string(tm)) {
+        if (strcmp(json_string_value(tm), "all-linear"))
+            return dt_fail(ctx, DT_EINPUT, "%s: key 'target_modules': regular expressions are not supported; expected a list of module names or \"all-linear\"", path);
+        for (int i = 0; i < DT_MOD_COUNT; i++) lc->target[i] = true;
+    } else if (json_is_array(tm)) {
+        size_t i;
+        json_t *v;
+        json_array_foreach(tm, i, v) {
+            int mod = json_is_string(v) ? dt_module_from_name(json_string_value(v)) : -1;
+            if (mod < 0)
+                return dt_fail(ctx, DT_EINPUT, "%s: key 'target_modules': '%s' is not a linear module of this model (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)",
+                               path, json_is_string(v) ? json_string_value(v) : "?");
+            lc->target[mod] = true;
+        }
+    } else {
+        return dt_fail(ctx, DT_EINPUT, "%s: key 'target_modules': expected a list of module names", path);
+    }
+    json_t *lt = json_object_get(cfg, "layers_to_transform");
+    if (lt && !json_is_null(lt)) {
+        int L = m->cfg.num_layers;
+        lc->layers = calloc((size_t)L, sizeof(bool));
+        if (!lc->layers) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+        json_t *one = json_is_integer(lt) ? json_pack("[O]", lt) : json_incref(lt);
+        size_t i;
+        json_t *v;
+        int bad = !json_is_array(one);
+        if (!bad) json_array_foreach(one, i, v) {
+            json_int_t l = json_is_integer(v) ? json_integer_value(v) : -1;
+            if (l < 0 || l >= L) { bad = 1; break; }
+            lc->layers[l] = true;
+        }
+        json_decref(one);
+        if (bad) return dt_fail(ctx, DT_EINPUT, "%s: key 'layers_to_transform': expected layer indices in [0, %d)", path, L);
+    }
+    return DT_OK;
+}
+
+static void lora_to_json(const dt_adapter *a, const dt_model_config *mc, json_t *c) {
+    json_t *targets = json_array();
+    for (int i = 0; i < DT_MOD_COUNT; i++)
+        if (a->lora.target[i]) json_array_append_new(targets, json_string(dt_module_short((dt_module)i)));
+    json_t *layers = json_null();
+    if (a->lora.layers) {
+        layers = json_array();
+        for (int l = 0; l < mc->num_layers; l++)
+            if (a->lora.layers[l]) json_array_append_new(layers, json_integer(l));
+    }
+    json_object_set_new(c, "r", json_integer(a->lora.r));
+    // PEFT configs carry alpha as an int when it is one (lora_alpha: 16).
+    float al = a->lora.alpha;
+    json_object_set_new(c, "lora_alpha", al == (float)(int)al ? json_integer((int)al) : json_real(al));
+    json_object_set_new(c, "lora_dropout", json_real(a->lora.dropout));
+    json_object_set_new(c, "target_modules", targets);
+    json_object_set_new(c, "layers_to_transform", layers);
+    json_object_set_new(c, "use_rslora", json_boolean(a->lora.use_rslora));
+    json_object_set_new(c, "use_dora", json_boolean(a->lora.use_dora));
+    json_object_set_new(c, "bias", json_string("none"));
+    json_object_set_new(c, "fan_in_fan_out", json_false());
+    json_object_set_new(c, "modules_to_save", json_null());
+    json_object_set_new(c, "init_lora_weights", json_true());
+    // As read (empty for our own adapters): same keys, values and order, so PEFT picks the same key per module.
+    json_object_set_new(c, "rank_pattern", dt_lora_pattern_to_json(&a->lora.rank_pattern));
+    json_object_set_new(c, "alpha_pattern", dt_lora_pattern_to_json(&a->lora.alpha_pattern));
+}
+
+
+static int lora_from_json(dt_ctx *ctx, json_t *cfg, const char *path, const dt_llama *m, dt_adapter **out) {
+    dt_lora_config lc;
+    int rc = parse_lora_config(ctx, cfg, path, m, &lc);
+    if (!rc) rc = dt_lora_create(ctx, m, &lc, 0, out);
+    dt_lora_config_free(&lc);
+    return rc;
+}
+
+// ---- merge ------------------------------------------------------------------------------------------
+
+static bool lora_folds(const dt_adapter *a, int layer, int lt) { return dt_adapter_lora_at(a, layer, lt) != NULL; }
+
+// rows[b] (cols) += weight * scale * B[src[b], :] @ A for b < DT_FOLD_ROWS: that many rows of W + s B A at
+// once, so that A (r x cols, in L2) is read once per block of rows. Four of A's rows per pass, as fused
+// multiply-adds in a fixed order per element (the same for every b and every block size); the rows of a
+// short block beyond nb are zeroed scratch rows with zero coefficients.
+static void lora_fold_rows(const dt_adapter *a, int layer, int lt, float weight, const int64_t *src, int nb, int64_t cols,
+                           float *const *rows) {
+    enum { RB = DT_FOLD_ROWS };
+    _Static_assert(RB == 4, "the loop below writes four rows");
+    float *restrict w0 = rows[0], *restrict w1 = rows[1], *restrict w2 = rows[2], *restrict w3 = rows[3];
+    const dt_lora_ref *r = dt_adapter_lora_at(a, layer, lt);
+    const int64_t rk = r->A->shape[0];
+    const float s = r->scale * weight;
+    const float *A = dt_f32(r->A), *B = dt_f32(r->B); // A (rk, cols), B (out, rk)
+    float c[RB][4];
+    for (int64_t k = 0; k < rk; k += 4) {
+        const int kn = rk - k < 4 ? (int)(rk - k) : 4; // A's rows in this pass; missing ones get c = 0
+        for (int b = 0; b < RB; b++)
+            for (int q = 0; q < 4; q++) c[b][q] = b < nb && q < kn ? s * B[src[b] * rk + k + q] : 0.0f;
+        const float *restrict a0 = A + k * cols, *restrict a1 = kn > 1 ? a0 + cols : a0, *restrict a2 = kn > 2 ? a0 + 2 * cols : a0,
+                    *restrict a3 = kn > 3 ? a0 + 3 * cols : a0;
+        #pragma omp simd
+        for (int64_t x = 0; x < cols; x++) {
+            const float v0 = a0[x], v1 = a1[x], v2 = a2[x], v3 = a3[x];
+            w0[x] = fmaf(c[0][3], v3, fmaf(c[0][2], v2, fmaf(c[0][1], v1, fmaf(c[0][0], v0, w0[x]))));
+            w1[x] = fmaf(c[1][3], v3, fmaf(c[1][2], v2, fmaf(c[1][1], v1, fmaf(c[1][0], v0, w1[x]))));
+            w2[x] = fmaf(c[2][3], v3, fmaf(c[2][2], v2, fmaf(c[2][1], v1, fmaf(c[2][0], v0, w2[x]))));
+            w3[x] = fmaf(c[3][3], v3, fmaf(c[3][2], v2, fmaf(c[3][1], v1, fmaf(c[3][0], v0, w3[x]))));
+        }
+    }
+    if (dt_dora_active(a, layer, lt)) dt_dora_fold_rows(a, layer, lt, src, nb, cols, rows);
+}
+
+const dt_method dt_method_lora = {
+    .name = "lora",
+    .peft_type = "LORA",
+    .from_json = lora_from_json,
+    .to_json = lora_to_json,
+    .folds = lora_folds,
+    .fold_rows = lora_fold_rows,
+    .free_state = dt_dora_free,
+};

@@ -18,7 +18,7 @@ int dt_adapter_load_cfg(dt_ctx *ctx, const char *dir, const dt_model_config *cfg
 }
 
 const dt_lora_ref *dt_adapter_lora_at(const dt_adapter *a, int layer, int module) {
-    if (a->method != DT_PEFT_LORA || !a->ref_ptrs || module < 0 || module >= DT_MOD_COUNT) return NULL;
+    if (a->method != &dt_method_lora || !a->ref_ptrs || module < 0 || module >= DT_MOD_COUNT) return NULL;
     return a->ref_ptrs[(size_t)layer * DT_MOD_COUNT + (size_t)module];
 }
 
@@ -83,8 +83,8 @@ static int load_adapters(merger *m) {
     for (int i = 0; i < o->n_adapters; i++) {
         int rc = dt_adapter_load_cfg(m->ctx, o->adapters[i].dir, &m->cfg, &m->ad[i]);
         if (rc) return rc;
-        if (m->ad[i]->method != DT_PEFT_LORA)
-            return dt_fail(m->ctx, DT_EINPUT, "%s: a prompt-tuning adapter cannot be merged into weights (only LoRA adapters can)", o->adapters[i].dir);
+        const dt_method *me = m->ad[i]->method;
+        if (me->no_merge) return dt_fail(m->ctx, DT_EINPUT, "%s: a %s adapter cannot be merged into weights: %s", o->adapters[i].dir, me->peft_type, me->no_merge);
     }
     return DT_OK;
 }

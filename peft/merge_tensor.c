@@ -12,7 +12,7 @@
 
 bool dt_mg_folds(const merger *m, int layer, int lt) {
     for (int i = 0; i < m->o->n_adapters && lt >= 0; i++)
-        if (dt_adapter_lora_at(m->ad[i], layer, lt)) return true;
+        if (m->ad[i]->method->folds(m->ad[i], layer, lt)) return true;
     return false;
 }
 
@@ -28,37 +28,15 @@ void dt_mg_release(const merger *m, const dt_st_tensor *t) {
 
 // RB output rows are folded together: each vector of A loaded serves RB rows. Row buffers per thread: RB
 // rows and one for staging an unaligned source row.
-enum { RB = 4, ROW_BUFS = RB + 1 };
+enum { RB = DT_FOLD_ROWS, ROW_BUFS = RB + 1 };
 
-// rows[b] (cols) += sum over the adapters of weight * scale * B[src[b], :] @ A for b < RB: RB rows of
-// W + s B A at once, so that A (r x cols, in L2) is read once per RB rows. Four of A's rows per pass, as
-// fused multiply-adds in a fixed order per element (the same for every b and every block size); the rows of
-// a short block beyond nb are zeroed scratch rows with zero coefficients.
+// rows[b] (cols), b < nb, folded with every adapter in turn, each by its method's fold (peft/method.h);
+// rows beyond nb are zeroed scratch rows.
 static void fold_rows(const merger *m, const tjob *j, const int64_t *src, int nb, int64_t cols, float *const *rows) {
-    float *restrict w0 = rows[0], *restrict w1 = rows[1], *restrict w2 = rows[2], *restrict w3 = rows[3];
     for (int i = 0; i < m->o->n_adapters; i++) {
-        const dt_lora_ref *r = dt_adapter_lora_at(m->ad[i], j->layer, j->lt);
-        if (!r) continue;
-        const int64_t rk = r->A->shape[0];
-        const float s = r->scale * m->o->adapters[i].weight;
-        const float *A = dt_f32(r->A), *B = dt_f32(r->B); // A (rk, cols), B (out, rk)
-        float c[RB][4];
-        int64_t k = 0;
-        for (; k < rk; k += 4) {
-            const int kn = rk - k < 4 ? (int)(rk - k) : 4; // A's rows in this pass; missing ones get c = 0
-            for (int b = 0; b < RB; b++)
-                for (int q = 0; q < 4; q++) c[b][q] = b < nb && q < kn ? s * B[src[b] * rk + k + q] : 0.0f;
-            const float *restrict a0 = A + k * cols, *restrict a1 = kn > 1 ? a0 + cols : a0, *restrict a2 = kn > 2 ? a0 + 2 * cols : a0,
-                        *restrict a3 = kn > 3 ? a0 + 3 * cols : a0;
-            #pragma omp simd
-            for (int64_t x = 0; x < cols; x++) {
-                const float v0 = a0[x], v1 = a1[x], v2 = a2[x], v3 = a3[x];
-                w0[x] = fmaf(c[0][3], v3, fmaf(c[0][2], v2, fmaf(c[0][1], v1, fmaf(c[0][0], v0, w0[x]))));
-                w1[x] = fmaf(c[1][3], v3, fmaf(c[1][2], v2, fmaf(c[1][1], v1, fmaf(c[1][0], v0, w1[x]))));
-                w2[x] = fmaf(c[2][3], v3, fmaf(c[2][2], v2, fmaf(c[2][1], v1, fmaf(c[2][0], v0, w2[x]))));
-                w3[x] = fmaf(c[3][3], v3, fmaf(c[3][2], v2, fmaf(c[3][1], v1, fmaf(c[3][0], v0, w3[x]))));
-            }
-        }
+        const dt_adapter *a = m->ad[i];
+        if (a->method->folds(a, j->layer, j->lt))
+            a->method->fold_rows(a, j->layer, j->lt, m->o->adapters[i].weight, src, nb, cols, rows);
     }
 }
 

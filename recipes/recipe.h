@@ -13,7 +13,8 @@
 #include "autograd/dtype_choice.h"
 #include "autograd/tensor.h"
 
-typedef enum { DT_METHOD_LORA, DT_METHOD_PROMPT_TUNING } dt_method_kind;
+typedef enum { DT_METHOD_LORA, DT_METHOD_PROMPT_TUNING, DT_METHOD_IA3, DT_METHOD_BOTTLENECK } dt_method_kind;
+typedef enum { DT_BN_TYPE_HOULSBY, DT_BN_TYPE_PFEIFFER } dt_bn_type;
 typedef enum { DT_PT_INIT_RANDOM, DT_PT_INIT_VOCAB, DT_PT_INIT_TEXT } dt_pt_init;
 typedef enum {
     DT_FORMAT_AUTO, DT_FORMAT_TEXT, DT_FORMAT_COMPLETION, DT_FORMAT_ALPACA, DT_FORMAT_CHAT, DT_FORMAT_TOKENS,
@@ -42,7 +43,7 @@ typedef struct dt_recipe {
     } model;
     struct {
         dt_method_kind name;
-        // LoRA
+        // LoRA (target_modules: IA3 too)
         int r;
         double alpha;
         double dropout;
@@ -50,11 +51,17 @@ typedef struct dt_recipe {
         dt_strlist target_modules;     // e.g. q_proj, v_proj
         dt_intlist layers_to_transform;// empty = every layer
         bool use_rslora;               // scale by alpha/sqrt(r) instead of alpha/r
+        bool use_dora;                 // DoRA: a learned magnitude per output row (peft/dora.c)
         char *init_from;               // PEFT adapter folder to start from, or NULL
         // prompt tuning
         int num_virtual_tokens;
         dt_pt_init init;
         char *init_text;               // NULL unless init is DT_PT_INIT_TEXT
+        // IA3
+        dt_strlist feedforward_modules; // target modules scaled on their input, e.g. down_proj
+        // bottleneck adapters
+        dt_bn_type bottleneck_type;    // houlsby: after attention and the MLP; pfeiffer: after the MLP
+        int bottleneck_size;
     } method;
     struct {
         dt_strlist train;              // at least one .jsonl / .jsonl.gz
@@ -80,6 +87,7 @@ typedef struct dt_recipe {
             double eps;                // adamw
             double weight_decay;
             double momentum;           // sgd
+            double loraplus_lr_ratio;  // LoRA+: the lora_B matrices train at lr * this; 0 = unset (null)
         } optimizer;
         struct {
             dt_sched_kind name;

@@ -104,17 +104,21 @@ static bool module_name_ok(const char *s) {
     return true;
 }
 
+// method.target_modules (a non-empty list, or all-linear) or another list of modules (may be empty).
 static int store_modules(dt_rload *L, const dt_rkey *k, const dt_ynode *v) {
     dt_recipe *r = L->r;
-    const char *what = "a list of module names such as [q_proj, v_proj], or all-linear";
-    strlist_free(&r->method.target_modules);
-    r->method.target_all_linear = false;
-    if (v->kind == DT_YSCALAR && !strcmp(v->text, "all-linear")) {
+    dt_strlist *list = (dt_strlist *)((char *)r + k->off);
+    const bool targets = list == &r->method.target_modules;
+    const char *what = targets ? "a list of module names such as [q_proj, v_proj], or all-linear"
+                               : "a list of module names such as [down_proj], possibly empty";
+    strlist_free(list);
+    if (targets) r->method.target_all_linear = false;
+    if (targets && v->kind == DT_YSCALAR && !strcmp(v->text, "all-linear")) {
         r->method.target_all_linear = true;
         return DT_OK;
     }
-    if (v->kind != DT_YSEQ || !v->n) return expected(L, k->path, v, what);
-    int rc = strlist_reserve(L, &r->method.target_modules, v->n);
+    if (v->kind != DT_YSEQ || (targets && !v->n)) return expected(L, k->path, v, what);
+    int rc = v->n ? strlist_reserve(L, list, v->n) : DT_OK;
     for (size_t i = 0; !rc && i < v->n; i++) {
         const dt_ynode *it = v->items[i];
         char item[PATH_MAX_LEN];
@@ -124,8 +128,8 @@ static int store_modules(dt_rload *L, const dt_rkey *k, const dt_ynode *v) {
         for (size_t j = 0; j < i; j++)
             if (!strcmp(v->items[j]->text, it->text))
                 return dt_yfail(L->ctx, it, "%s: '%s' is listed twice", item, it->text);
-        if (!(r->method.target_modules.items[i] = strdup(it->text))) return oom(L->ctx);
-        r->method.target_modules.n++;
+        if (!(list->items[i] = strdup(it->text))) return oom(L->ctx);
+        list->n++;
     }
     return rc;
 }

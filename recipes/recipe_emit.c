@@ -80,8 +80,8 @@ static void seq_end(emitter *e) {
 
 // Keys of the other method or optimizer are left out: they would not load back.
 static bool applies(const dt_recipe *r, const dt_rkey *k) {
-    bool lora = r->method.name == DT_METHOD_LORA, adamw = r->train.optimizer.name == DT_OPTIM_ADAMW;
-    return !((k->flags & DT_RF_LORA) && !lora) && !((k->flags & DT_RF_PT) && lora) &&
+    bool adamw = r->train.optimizer.name == DT_OPTIM_ADAMW;
+    return dt_rkey_for_method(k, r->method.name) &&
            !((k->flags & DT_RF_ADAMW) && !adamw) && !((k->flags & DT_RF_SGD) && adamw);
 }
 
@@ -127,12 +127,14 @@ static void value(emitter *e, const dt_recipe *r, const dt_rkey *k) {
         break;
     case DT_RK_BOOL: word(e, *(const bool *)field ? "true" : "false"); break;
     case DT_RK_ENUM: word(e, dt_renum_name(k->names, *(const int *)field)); break;
-    case DT_RK_MODULES:
-        if (r->method.target_all_linear) { word(e, "all-linear"); break; }
+    case DT_RK_MODULES: {
+        const dt_strlist *l = field;
+        if (l == &r->method.target_modules && r->method.target_all_linear) { word(e, "all-linear"); break; }
         seq_start(e, true);
-        for (int i = 0; i < r->method.target_modules.n; i++) string(e, r->method.target_modules.items[i]);
+        for (int i = 0; i < l->n; i++) string(e, l->items[i]);
         seq_end(e);
         break;
+    }
     case DT_RK_INTLIST: {
         const dt_intlist *l = field;
         if (!l->n) { word(e, "null"); break; }

@@ -17,6 +17,8 @@ void dt_recipe_free(dt_recipe *r) {
     free(r->method.layers_to_transform.items);
     free(r->method.init_from);
     free(r->method.init_text);
+    for (int i = 0; i < r->method.feedforward_modules.n; i++) free(r->method.feedforward_modules.items[i]);
+    free(r->method.feedforward_modules.items);
     for (int i = 0; i < r->data.train.n; i++) free(r->data.train.items[i]);
     free(r->data.train.items);
     for (int i = 0; i < r->data.val.n; i++) free(r->data.val.items[i]);

@@ -1,5 +1,6 @@
 // Rules between keys, checked after every key has its own valid value, and the defaults that depend
 // on other keys (recipes/README.md, "Rules between keys").
+#include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 #include "models/model_files.h"
@@ -35,14 +36,16 @@ static int exclusive(dt_rload *L, const char *a, const char *b) {
                     b_last ? b : a, b_last ? a : b, first);
 }
 
-// Keys that belong to the other method (or optimizer): one message naming all of them.
-static int wrong_variant(dt_rload *L, unsigned flag, const char *selector, const char *selected) {
+// Keys that belong to another method (method >= 0: keys not for that dt_method_kind) or the other
+// optimizer (method < 0: keys with flag): one message naming all of them.
+static int wrong_variant(dt_rload *L, int method, unsigned flag, const char *selector, const char *selected) {
     char names[1024];
     size_t w = 0;
     const dt_ynode *first = NULL;
     names[0] = 0;
     for (int i = 0; i < DT_RECIPE_NKEYS; i++) {
-        if (!(dt_recipe_keys[i].flags & flag) || !L->val_at[i]) continue;
+        bool wrong = method >= 0 ? !dt_rkey_for_method(&dt_recipe_keys[i], method) : (dt_recipe_keys[i].flags & flag);
+        if (!wrong || !L->val_at[i]) continue;
         if (!first) first = L->val_at[i];
         if (w < sizeof names)
             w += (size_t)snprintf(names + w, sizeof names - w, "%s%s", w ? ", " : "", dt_recipe_keys[i].path);
@@ -52,21 +55,63 @@ static int wrong_variant(dt_rload *L, unsigned flag, const char *selector, const
                     strchr(names, ',') ? "them" : "it");
 }
 
+// A list of module names, each strdup'd, into an empty list.
+static int set_modules(dt_rload *L, dt_strlist *l, int n, const char *const *names) {
+    if (n && !(l->items = calloc((size_t)n, sizeof *l->items))) return dt_fail(L->ctx, DT_ENOMEM, "out of memory while reading a recipe");
+    for (l->n = 0; l->n < n; l->n++)
+        if (!(l->items[l->n] = strdup(names[l->n]))) return dt_fail(L->ctx, DT_ENOMEM, "out of memory while reading a recipe");
+    return DT_OK;
+}
+
+// The defaults of the module lists, which depend on the method: LoRA [q_proj, v_proj]; IA3 PEFT's
+// defaults for Llama, [k_proj, v_proj, down_proj], with down_proj (when targeted) as its feedforward
+// module.
+static int method_modules(dt_rload *L) {
+    dt_recipe *r = L->r;
+    int rc = DT_OK;
+    if (!L->val_at[idx("method.target_modules")] && r->method.name == DT_METHOD_LORA)
+        rc = set_modules(L, &r->method.target_modules, 2, (const char *const[]){"q_proj", "v_proj"});
+    if (r->method.name != DT_METHOD_IA3) return rc;
+    if (!rc && !L->val_at[idx("method.target_modules")])
+        rc = set_modules(L, &r->method.target_modules, 3, (const char *const[]){"k_proj", "v_proj", "down_proj"});
+    bool down = r->method.target_all_linear;
+    for (int i = 0; i < r->method.target_modules.n; i++) down |= !strcmp(r->method.target_modules.items[i], "down_proj");
+    if (!rc && !L->val_at[idx("method.feedforward_modules")] && down)
+        rc = set_modules(L, &r->method.feedforward_modules, 1, (const char *const[]){"down_proj"});
+    // PEFT's IA3Config: feedforward_modules must be a subset of target_modules.
+    for (int i = 0; !rc && !r->method.target_all_linear && i < r->method.feedforward_modules.n; i++) {
+        const char *f = r->method.feedforward_modules.items[i];
+        bool in = false;
+        for (int j = 0; j < r->method.target_modules.n; j++) in |= !strcmp(r->method.target_modules.items[j], f);
+        if (!in)
+            rc = dt_yfail(L->ctx, L->val_at[idx("method.feedforward_modules")],
+                          "method.feedforward_modules: '%s' is not in method.target_modules; feedforward modules are "
+                          "target modules scaled on their input", f);
+    }
+    return rc;
+}
+
 int dt_rapply_rules(dt_rload *L) {
     dt_recipe *r = L->r;
     int rc;
-    bool lora = r->method.name == DT_METHOD_LORA;
-    if ((rc = wrong_variant(L, lora ? DT_RF_PT : DT_RF_LORA, "method.name", dt_method_kind_name(r->method.name))))
+    if ((rc = wrong_variant(L, (int)r->method.name, 0, "method.name", dt_method_kind_name(r->method.name))))
         return rc;
     bool adamw = r->train.optimizer.name == DT_OPTIM_ADAMW;
-    if ((rc = wrong_variant(L, adamw ? DT_RF_SGD : DT_RF_ADAMW, "train.optimizer.name",
+    if ((rc = wrong_variant(L, -1, adamw ? DT_RF_SGD : DT_RF_ADAMW, "train.optimizer.name",
                             dt_optim_kind_name(r->train.optimizer.name))))
         return rc;
     if ((rc = exclusive(L, "data.val", "data.val_split"))) return rc;
     if ((rc = exclusive(L, "train.epochs", "train.max_steps"))) return rc;
     if ((rc = exclusive(L, "train.lr_scheduler.warmup_steps", "train.lr_scheduler.warmup_ratio"))) return rc;
 
-    if (!lora) {
+    if ((rc = method_modules(L))) return rc;
+    if (r->method.name == DT_METHOD_LORA && r->method.use_dora && r->method.dropout > 0) {
+        const dt_ynode *at = given(L, "method.use_dora");
+        return dt_yfail(L->ctx, at ? at : L->val_at[idx("method.name")],
+                        "method.use_dora: DoRA is trained here with method.dropout 0 only (PEFT's DoRA also applies the "
+                        "base weight to the dropped-out input); method.dropout is %g (its default is 0.05)", r->method.dropout);
+    }
+    if (r->method.name == DT_METHOD_PROMPT_TUNING) {
         const dt_ynode *text = given(L, "method.init_text"), *init = L->val_at[idx("method.init")];
         if (r->method.init == DT_PT_INIT_TEXT && !text)
             return dt_yfail(L->ctx, init, "method.init: text needs method.init_text, the text whose tokens "

@@ -7,13 +7,16 @@
 #include "recipes/recipe.h"
 
 // Enum keys are written through an int pointer, so every enum they use must be int-sized.
-_Static_assert(sizeof(dt_method_kind) == sizeof(int) && sizeof(dt_pt_init) == sizeof(int) &&
+_Static_assert(sizeof(dt_method_kind) == sizeof(int) && sizeof(dt_pt_init) == sizeof(int) && sizeof(dt_bn_type) == sizeof(int) &&
                sizeof(dt_data_format) == sizeof(int) && sizeof(dt_chat_template) == sizeof(int) &&
                sizeof(dt_optim_kind) == sizeof(int) && sizeof(dt_sched_kind) == sizeof(int) &&
                sizeof(dt_device) == sizeof(int) && sizeof(dt_dtype) == sizeof(int),
                "recipe enums must be int-sized");
 
-static const dt_renum METHODS[] = {{"lora", DT_METHOD_LORA}, {"prompt_tuning", DT_METHOD_PROMPT_TUNING}, {0, 0}};
+static const dt_renum METHODS[] = {
+    {"lora", DT_METHOD_LORA}, {"prompt_tuning", DT_METHOD_PROMPT_TUNING}, {"ia3", DT_METHOD_IA3},
+    {"bottleneck", DT_METHOD_BOTTLENECK}, {0, 0}};
+static const dt_renum BN_TYPES[] = {{"houlsby", DT_BN_TYPE_HOULSBY}, {"pfeiffer", DT_BN_TYPE_PFEIFFER}, {0, 0}};
 static const dt_renum PT_INITS[] = {
     {"random", DT_PT_INIT_RANDOM}, {"vocab", DT_PT_INIT_VOCAB}, {"text", DT_PT_INIT_TEXT}, {0, 0}};
 static const dt_renum FORMATS[] = {
@@ -37,6 +40,7 @@ static const dt_renum DTYPES[] = {{"auto", DT_DTYPE_AUTO}, {"f32", DT_F32}, {"bf
 #define REQ DT_RF_REQUIRED
 #define LORA DT_RF_LORA
 #define PT DT_RF_PT
+#define IA3 DT_RF_IA3
 #define LO_OPEN DT_RF_LO_OPEN
 #define HI_OPEN DT_RF_HI_OPEN
 
@@ -51,13 +55,17 @@ const dt_rkey dt_recipe_keys[] = {
     {"method.r",                           DT_RK_INT,       OFF(method.r),                     LORA,            1, 65536, 0, NULL, "8"},
     {"method.alpha",                       DT_RK_FLOAT,     OFF(method.alpha),                 LORA|LO_OPEN,    0, INF, 0, NULL, "16"},
     {"method.dropout",                     DT_RK_FLOAT,     OFF(method.dropout),               LORA|HI_OPEN,    0, 1, 0, NULL, "0.05"},
-    {"method.target_modules",              DT_RK_MODULES,   OFF(method.target_modules),        LORA,            0, 0, 0, NULL, "[q_proj, v_proj]"},
+    {"method.target_modules",              DT_RK_MODULES,   OFF(method.target_modules),        LORA|IA3|DT_RF_RULE, 0, 0, 0, NULL, NULL},
     {"method.layers_to_transform",         DT_RK_INTLIST,   OFF(method.layers_to_transform),   LORA|NUL,        0, 65535, 0, NULL, "null"},
     {"method.use_rslora",                  DT_RK_BOOL,      OFF(method.use_rslora),            LORA,            0, 0, 0, NULL, "false"},
+    {"method.use_dora",                    DT_RK_BOOL,      OFF(method.use_dora),              LORA,            0, 0, 0, NULL, "false"},
     {"method.init_from",                   DT_RK_PATH,      OFF(method.init_from),             LORA|NUL,        0, 0, 0, NULL, "null"},
     {"method.num_virtual_tokens",          DT_RK_INT,       OFF(method.num_virtual_tokens),    PT,              1, 65536, 0, NULL, "20"},
     {"method.init",                        DT_RK_ENUM,      OFF(method.init),                  PT,              0, 0, 0, PT_INITS, "random"},
     {"method.init_text",                   DT_RK_STRING,    OFF(method.init_text),             PT|NUL,          0, 0, 0, NULL, "null"},
+    {"method.feedforward_modules",         DT_RK_MODULES,   OFF(method.feedforward_modules),   IA3|DT_RF_RULE,  0, 0, 0, NULL, NULL},
+    {"method.bottleneck_type",             DT_RK_ENUM,      OFF(method.bottleneck_type),       DT_RF_BN,        0, 0, 0, BN_TYPES, "pfeiffer"},
+    {"method.bottleneck_size",             DT_RK_INT,       OFF(method.bottleneck_size),       DT_RF_BN,        1, 65536, 0, NULL, "16"},
     {"data",                               DT_RK_SECTION,   0,                                 0,               0, 0, 0, NULL, NULL},
     {"data.train",                         DT_RK_PATHS,     OFF(data.train),                   REQ,             0, 0, 0, NULL, NULL},
     {"data.val",                           DT_RK_PATHS,     OFF(data.val),                     NUL,             0, 0, 0, NULL, "null"},
@@ -81,6 +89,7 @@ const dt_rkey dt_recipe_keys[] = {
     {"train.optimizer.eps",                DT_RK_FLOAT,     OFF(train.optimizer.eps),          DT_RF_ADAMW|LO_OPEN, 0, INF, 0, NULL, "1e-8"},
     {"train.optimizer.weight_decay",       DT_RK_FLOAT,     OFF(train.optimizer.weight_decay), 0,               0, INF, 0, NULL, "0.0"},
     {"train.optimizer.momentum",           DT_RK_FLOAT,     OFF(train.optimizer.momentum),     DT_RF_SGD|HI_OPEN, 0, 1, 0, NULL, "0.0"},
+    {"train.optimizer.loraplus_lr_ratio",  DT_RK_FLOAT,     OFF(train.optimizer.loraplus_lr_ratio), LORA|NUL|LO_OPEN, 0, INF, 0, NULL, "null"},
     {"train.lr_scheduler",                 DT_RK_SECTION,   0,                                 0,               0, 0, 0, NULL, NULL},
     {"train.lr_scheduler.name",            DT_RK_ENUM,      OFF(train.lr_scheduler.name),      0,               0, 0, 0, SCHEDULERS, "constant"},
     {"train.lr_scheduler.warmup_steps",    DT_RK_I64,       OFF(train.lr_scheduler.warmup_steps), NUL,          0, 1e12, -1, NULL, "null"},
@@ -124,6 +133,12 @@ const char *dt_renum_name(const dt_renum *names, int value) {
     for (; names->name; names++)
         if (names->value == value) return names->name;
     return "?";
+}
+
+bool dt_rkey_for_method(const dt_rkey *k, int method) {
+    const unsigned own[] = {[DT_METHOD_LORA] = DT_RF_LORA, [DT_METHOD_PROMPT_TUNING] = DT_RF_PT, [DT_METHOD_IA3] = DT_RF_IA3,
+                            [DT_METHOD_BOTTLENECK] = DT_RF_BN};
+    return !(k->flags & DT_RF_METHODS) || (k->flags & own[method]);
 }
 
 const char *dt_method_kind_name(dt_method_kind v) { return dt_renum_name(METHODS, v); }

@@ -2,6 +2,7 @@
 // this table, so a key is added in one place (plus its field in dt_recipe and a line in the README).
 #ifndef DT_RECIPE_SCHEMA_H
 #define DT_RECIPE_SCHEMA_H
+#include <stdbool.h>
 #include <stddef.h>
 
 typedef enum {
@@ -30,11 +31,18 @@ enum {
     DT_RF_SGD      = 1 << 6,  // only with train.optimizer.name: sgd
     DT_RF_LO_OPEN  = 1 << 7,  // the range excludes lo
     DT_RF_HI_OPEN  = 1 << 8,  // the range excludes hi
+    DT_RF_IA3      = 1 << 9,  // only with method.name: ia3
+    DT_RF_BN       = 1 << 10, // only with method.name: bottleneck
+    // A key with some of these belongs to those methods only; one with none is shared by all.
+    DT_RF_METHODS  = DT_RF_LORA | DT_RF_PT | DT_RF_IA3 | DT_RF_BN,
 };
 
 typedef struct { const char *name; int value; } dt_renum;
+struct dt_rkey;
+// Whether key k is used with this method (a dt_method_kind): shared keys always are.
+bool dt_rkey_for_method(const struct dt_rkey *k, int method);
 
-typedef struct {
+typedef struct dt_rkey {
     const char *path;        // dotted path from the top, e.g. "train.optimizer.lr"
     dt_rkind kind;
     size_t off;              // offsetof(dt_recipe, field)
@@ -45,7 +53,7 @@ typedef struct {
     const char *def;         // default as YAML text; NULL with DT_RF_REQUIRED or DT_RF_RULE
 } dt_rkey;
 
-#define DT_RECIPE_NKEYS 57
+#define DT_RECIPE_NKEYS 62
 extern const dt_rkey dt_recipe_keys[DT_RECIPE_NKEYS];
 
 // Index of the key with this dotted path, or -1.

@@ -179,7 +179,7 @@ static void test_refused(void) {
     snprintf(args, sizeof args, "export --adapter tests/golden/prompt_tuning/adapter --model tests/golden/llama_gqa --format gguf --out %s", out);
     int rc = tf_run(args, log);
     char *msg = tf_slurp(log, NULL);
-    TEST_CHECK("export_prompt_tuning_refused", rc == 2 && access(out, F_OK) && msg && strstr(msg, "prompt-tuning"),
+    TEST_CHECK("export_prompt_tuning_refused", rc == 2 && access(out, F_OK) && msg && strstr(msg, "PROMPT_TUNING adapter has no llama.cpp"),
                "exit %d, output: %s", rc, msg ? msg : "");
     free(msg);
     snprintf(args, sizeof args, "export --adapter %s --model tests/golden/llama_gqa --format gguf --out %s", tmp, out);

@@ -1,6 +1,7 @@
 // Adapters a user might download, crafted as the fuzzer found them: a GGUF key of an unexpected type or
 // an empty array reads as 0 instead of past its data (adapter.lora.alpha in `inspect`); `inspect` of a
 // tiny PEFT adapter naming layer 999999 with many alpha_pattern keys finishes at once.
+#include <math.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -33,6 +34,12 @@ static void test_gguf_getters(void) {
     dt_gguf_kv ok = {.key = "x", .type = DT_GGUF_F32, .arr_type = DT_GGUF_F32, .n = 1, .data = &f};
     TEST_CHECK("gguf_getter_scalar", dt_gguf_kv_float(&ok, 0) == 2.5 && dt_gguf_kv_float(&ok, 1) == 0, "got %g",
                dt_gguf_kv_float(&ok, 0));
+    // Found by fuzz_gguf: a NaN or huge float read as an integer (undefined behaviour) is 0.
+    float bad[3] = {NAN, 1e30f, -7.9f};
+    dt_gguf_kv fl = {.key = "llama.block_count", .type = DT_GGUF_ARRAY, .arr_type = DT_GGUF_F32, .n = 3, .data = bad};
+    TEST_CHECK("gguf_getter_nan_as_int", dt_gguf_kv_int(&fl, 0) == 0 && dt_gguf_kv_int(&fl, 1) == 0 && dt_gguf_kv_int(&fl, 2) == -7,
+               "got %lld, %lld, %lld", (long long)dt_gguf_kv_int(&fl, 0), (long long)dt_gguf_kv_int(&fl, 1),
+               (long long)dt_gguf_kv_int(&fl, 2));
     free(one);
 }
 

@@ -1,6 +1,6 @@
 // Generation's KV-cache path against the training forward: feeding a sequence in pieces (a chunk, then
 // one token at a time) gives, at every position, the logits the full forward gives there, with the
-// adapters applied unmerged (LoRA on the golden models, prompt tuning).
+// adapters applied unmerged (LoRA on the golden models, prompt tuning, IA3, DoRA).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -57,5 +57,8 @@ int main(void) {
     check("kv_cache_llama3_rope", "tests/golden/llama3_rope", "tests/golden/llama3_rope/adapter");
     check("kv_cache_prompt_tuning", "tests/golden/llama_gqa", "tests/golden/prompt_tuning/adapter");
     check("kv_cache_rank_pattern", "tests/golden/llama_gqa", "tests/golden/rank_pattern/adapter"); // per-module ranks, scales
+    check("kv_cache_ia3", "tests/golden/llama_gqa", "tests/golden/ia3/adapter");
+    check("kv_cache_dora", "tests/golden/qwen2_bias", "tests/golden/dora/adapter");
+    check("kv_cache_bottleneck", "tests/golden/llama_gqa", "tests/golden/bottleneck/adapter");
     TEST_EXIT();
 }

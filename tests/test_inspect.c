@@ -124,16 +124,16 @@ static void test_models(void) {
 
 static void test_adapters(void) {
     const char *rs[] = {"adapter: tests/golden/qwen2_bias/adapter (PEFT)", "method: LORA", "base model: tests/golden/qwen2_bias",
-                        "rank: 8, alpha: 16, scale: 5.65685 (alpha/sqrt(r)), rsLoRA: yes, dropout: 0",
+                        "rank: 8, alpha: 16, scale: 5.65685 (alpha/sqrt(r)), rsLoRA: yes, DoRA: no, dropout: 0",
                         "target modules: q_proj, v_proj", "layers: 1", "tensors: 4",
                         "parameters: 1792 (F32 1792), 7168 bytes of tensor data", NULL};
     expect_lines("inspect_adapter_rslora", "tests/golden/qwen2_bias/adapter", rs);
-    const char *lora[] = {"method: LORA", "rank: 4, alpha: 8, scale: 2 (alpha/r), rsLoRA: no, dropout: 0",
+    const char *lora[] = {"method: LORA", "rank: 4, alpha: 8, scale: 2 (alpha/r), rsLoRA: no, DoRA: no, dropout: 0",
                           "target modules: down_proj, gate_proj, k_proj, o_proj, q_proj, up_proj, v_proj", "layers: all",
                           "tensors: 28", NULL};
     expect_lines("inspect_adapter_lora", "tests/golden/llama_gqa/adapter", lora);
     // Per-module ranks and alphas: the patterns, then each module's rank (from lora_A), alpha and scale.
-    const char *rp[] = {"rank: 4, alpha: 16, scale: 4 (alpha/r), rsLoRA: no, dropout: 0",
+    const char *rp[] = {"rank: 4, alpha: 16, scale: 4 (alpha/r), rsLoRA: no, DoRA: no, dropout: 0",
                         "rank_pattern: layers.0.mlp.up_proj = 3, layers.1.mlp.down_proj = 1, mlp.down_proj = 2, "
                         "model\\.layers\\.\\d+\\.self_attn\\.k_proj = 3, v_proj = 2",
                         "alpha_pattern: down_proj = 4.5, q_proj = 32", "per module (rank from lora_A, alpha, scale):",

@@ -25,7 +25,7 @@ static float *logits_of(const char *model, const char *const *adapters, const fl
                         const int32_t *ids, int64_t B, int64_t T) {
     dt_llama *m = NULL;
     dt_adapter *ad[4] = {0};
-    const dt_lora_ref **chain = NULL;
+    const dt_linear_hook **chain = NULL;
     float *out = NULL;
     dt_kv_cache c = {0};
     if (dt_llama_load(&ctx, model, dt_backend_cpu(), &m)) return NULL;
@@ -35,14 +35,13 @@ static float *logits_of(const char *model, const char *const *adapters, const fl
     for (int i = 0; i < n_ad && !rc; i++) {
         if ((rc = dt_adapter_load(&ctx, adapters[i], m, &ad[i]))) break;
         for (int64_t k = 0; k < K; k++) {
-            dt_lora_ref *r = ad[i]->ref_ptrs[k] ? &ad[i]->refs[k] : NULL;
-            if (!r) continue;
-            r->scale *= weights[i];
-            r->next = chain[k];
-            chain[k] = r;
+            if (!ad[i]->ref_ptrs[k]) continue;
+            ad[i]->refs[k].scale *= weights[i];
+            ad[i]->hooks[k].next = chain[k];
+            chain[k] = &ad[i]->hooks[k];
         }
     }
-    dt_llama_adapters view = {.lora = chain};
+    dt_llama_adapters view = {.linear = chain};
     out = rc ? NULL : malloc((size_t)(B * T * V) * sizeof(float));
     for (int64_t b = 0; b < B && out; b++) {
         if (dt_kv_cache_init(&ctx, m, T, &c)) { free(out); out = NULL; break; }
@@ -609,7 +608,7 @@ static void test_bad_input(void) {
     snprintf(q, sizeof q, "%s/bad_out.gguf", tmp);
     expect_refused("merge_refuses_unexportable_architecture", args, q, d, "cannot be exported");
     expect_refused("merge_refuses_prompt_tuning", "--model tests/golden/llama_gqa --adapter tests/golden/prompt_tuning/adapter", out,
-                   "prompt-tuning", NULL);
+                   "PROMPT_TUNING adapter cannot be merged", NULL);
     // A tokenizer that cannot be read: the GGUF file is not left half-written.
     snprintf(d, sizeof d, "%s/empty", tmp);
     snprintf(args, sizeof args, "--model tests/golden/llama_gqa --adapter tests/golden/llama_gqa/adapter --format gguf --tokenizer %s", d);

@@ -6,6 +6,7 @@
 #include <string.h>
 #include "autograd/cpu_kernels.h"
 #include "autograd/ops.h"
+#include "peft/lora_ops.h"
 #include "tests/test_util.h"
 
 #define MAXIN 10
@@ -116,6 +117,8 @@ static dt_tensor *f_mul(dt_graph *g, dt_tensor **in, void *a) { (void)a; return 
 static dt_tensor *f_dropout(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_dropout(g, in[0], 0.3f); }
 static dt_tensor *f_rmsnorm(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_rmsnorm(g, in[0], in[1], 1e-5f); }
 static dt_tensor *f_swiglu(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_swiglu(g, in[0], in[1]); }
+static dt_tensor *f_scale_cols(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_scale_cols(g, in[0], in[1], NULL); }
+static dt_tensor *f_scale_cols_centred(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_scale_cols(g, in[0], in[1], in[2]); }
 static dt_tensor *f_concat(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_prompt_concat(g, in[0], in[1]); }
 
 static dt_tensor *f_rope(dt_graph *g, dt_tensor **in, void *a) {
@@ -136,13 +139,15 @@ typedef struct { float scale, dropout; bool bias; } lin_arg;
 static dt_tensor *f_linear(dt_graph *g, dt_tensor **in, void *a) {
     lin_arg *la = a;
     static dt_lora_ref l; // rebuilt each call from the leaves of this forward
-    l = (dt_lora_ref){in[2], in[3], la->scale, la->dropout, NULL};
+    static dt_linear_hook h;
+    l = (dt_lora_ref){in[2], in[3], la->scale, la->dropout};
+    h = dt_lora_hook(&l);
     // A and B are trainable leaves: their gradients must exist before the backward accumulates into them.
     for (int i = 2; i <= 3; i++) {
         in[i]->grad = dt_graph_scratch(g, dt_nbytes(in[i]));
         memset(in[i]->grad, 0, dt_nbytes(in[i]));
     }
-    return dt_linear(g, in[0], in[1], la->bias ? in[4] : NULL, &l);
+    return dt_linear(g, in[0], in[1], la->bias ? in[4] : NULL, &h);
 }
 
 static void make_trainable(dt_graph *g, dt_tensor *t) {
@@ -154,11 +159,14 @@ static void make_trainable(dt_graph *g, dt_tensor *t) {
 static dt_tensor *f_norm_linears(dt_graph *g, dt_tensor **in, void *a) {
     (void)a;
     static dt_lora_ref l0, l1;
+    static dt_linear_hook h0, h1;
     for (int i = 3; i <= 6; i++) make_trainable(g, in[i]);
-    l0 = (dt_lora_ref){in[3], in[4], 0.8f, 0.0f, NULL};
-    l1 = (dt_lora_ref){in[5], in[6], 1.3f, 0.0f, NULL};
+    l0 = (dt_lora_ref){in[3], in[4], 0.8f, 0.0f};
+    l1 = (dt_lora_ref){in[5], in[6], 1.3f, 0.0f};
+    h0 = dt_lora_hook(&l0);
+    h1 = dt_lora_hook(&l1);
     const dt_tensor *W[2] = {in[1], in[2]};
-    const dt_lora_ref *L[2] = {&l0, &l1};
+    const dt_linear_hook *L[2] = {&h0, &h1};
     dt_tensor *out[2];
     if (dt_norm_linears(g, in[0], in[7], 1e-5f, 2, W, NULL, L, out)) return NULL;
     return dt_add(g, out[0], out[1]);
@@ -170,16 +178,18 @@ static dt_tensor *f_norm_linears_stacked(dt_graph *g, dt_tensor **in, void *a) {
     bool skip_middle = *(bool *)a;
     static dt_tensor A[3];
     static dt_lora_ref l[3];
+    static dt_linear_hook h[3];
     for (int i = 3; i <= 6; i++) make_trainable(g, in[i]);
     const int64_t ranks[3] = {2, 3, 2};
     for (int i = 0, off = 0; i < 3; off += (int)ranks[i], i++) {
         dt_tensor_set(&A[i], DT_F32, dt_f32(in[3]) + off * 6, 2, (int64_t[]){ranks[i], 6});
         A[i].grad = in[3]->grad + off * 6;
         A[i].requires_grad = true;
-        l[i] = (dt_lora_ref){&A[i], in[4 + i], 0.5f + 0.4f * (float)i, 0.0f, NULL};
+        l[i] = (dt_lora_ref){&A[i], in[4 + i], 0.5f + 0.4f * (float)i, 0.0f};
+        h[i] = dt_lora_hook(&l[i]);
     }
     const dt_tensor *W[3] = {in[0 + 7], in[1 + 7], in[1]};
-    const dt_lora_ref *L[3] = {&l[0], &l[1], &l[2]};
+    const dt_linear_hook *L[3] = {&h[0], &h[1], &h[2]};
     dt_tensor *out[3];
     if (dt_norm_linears(g, in[0], in[2], 1e-5f, 3, W, NULL, L, out)) return NULL;
     return skip_middle ? dt_add(g, out[0], out[2]) : dt_add(g, dt_add(g, out[0], out[1]), out[2]);
@@ -189,10 +199,12 @@ static dt_tensor *f_norm_linears_stacked(dt_graph *g, dt_tensor **in, void *a) {
 static dt_tensor *f_swiglu_linear(dt_graph *g, dt_tensor **in, void *a) {
     (void)a;
     static dt_lora_ref l;
+    static dt_linear_hook h;
     make_trainable(g, in[3]);
     make_trainable(g, in[4]);
-    l = (dt_lora_ref){in[3], in[4], 0.9f, 0.2f, NULL};
-    return dt_swiglu_linear(g, in[0], in[1], in[2], &l, in[5]);
+    l = (dt_lora_ref){in[3], in[4], 0.9f, 0.2f};
+    h = dt_lora_hook(&l);
+    return dt_swiglu_linear(g, in[0], in[1], in[2], &h, in[5]);
 }
 
 typedef struct { int64_t H, KV, hd; bool packed; } attn_arg;
@@ -272,6 +284,9 @@ int main(void) {
         {"grad_dropout", 1, {2}, {SHAPE(4, 9)}, {true}, {0}, f_dropout, NULL, true},
         {"grad_rmsnorm", 2, {3, 1}, {SHAPE(2, 3, 12), SHAPE(12)}, {true, false}, {0}, f_rmsnorm, NULL, false},
         {"grad_rmsnorm_per_head", 2, {3, 1}, {SHAPE(2, 3, 24), SHAPE(8)}, {true, false}, {0}, f_rmsnorm, NULL, false},
+        {"grad_scale_cols", 2, {3, 1}, {SHAPE(2, 3, 7), SHAPE(7)}, {true, true}, {0}, f_scale_cols, NULL, false},
+        {"grad_scale_cols_centred", 3, {3, 1, 1}, {SHAPE(2, 3, 7), SHAPE(7), SHAPE(7)}, {true, true, false}, {0},
+         f_scale_cols_centred, NULL, false},
         {"grad_swiglu", 2, {2, 2}, {SHAPE(4, 6), SHAPE(4, 6)}, {true, true}, {0}, f_swiglu, NULL, false},
         {"grad_prompt_concat", 2, {2, 3}, {SHAPE(3, 4), SHAPE(2, 5, 4)}, {true, true}, {0}, f_concat, NULL, false},
         {"grad_rope", 2, {3, 3}, {SHAPE(2, 5, 24), SHAPE(2, 5, 24)}, {true, false}, {0}, f_rope, NULL, false},

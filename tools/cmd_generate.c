@@ -54,7 +54,7 @@ int cmd_generate(int argc, char **argv) {
     dt_llama *m = NULL;
     dt_tokenizer *tok = NULL;
     dt_adapter *ad[MAX_ADAPTERS] = {0};
-    const dt_lora_ref **chain = NULL;
+    const dt_linear_hook **chain = NULL;
     dt_gen g = {0};
     char *tpath = tokdir ? strdup(tokdir) : dt_model_tokenizer_path(model);
     int rc = tpath ? dt_tokenizer_load(&ctx, tpath, &tok) : dt_fail(&ctx, DT_ENOMEM, "out of memory");
@@ -65,20 +65,32 @@ int cmd_generate(int argc, char **argv) {
     if (!rc) chain = calloc((size_t)m->cfg.num_layers * DT_MOD_COUNT, sizeof *chain);
     for (int i = 0; i < n_ad && !rc; i++) {
         if ((rc = dt_adapter_load(&ctx, adapters[i], m, &ad[i]))) break;
-        if (ad[i]->method == DT_PEFT_PROMPT) {
+        if (ad[i]->method == &dt_method_prompt) {
             if (view.prompt) { rc = dt_fail(&ctx, DT_EINPUT, "%s: only one prompt-tuning adapter can be applied", adapters[i]); break; }
             view.prompt = ad[i]->view.prompt;
             continue;
         }
-        // Chain this adapter's modules behind those already loaded.
-        for (int k = 0; k < m->cfg.num_layers * DT_MOD_COUNT; k++) {
-            dt_lora_ref *r = ad[i]->ref_ptrs[k] ? &ad[i]->refs[k] : NULL;
-            if (!r) continue;
-            r->next = chain[k];
-            chain[k] = r;
+        if (ad[i]->view.site.fn) { // IA3, DoRA: one such adapter (the forward has one site)
+            if (view.site.fn) { rc = dt_fail(&ctx, DT_EINPUT, "%s: only one IA3 or DoRA adapter can be applied at a time", adapters[i]); break; }
+            view.site = ad[i]->view.site;
         }
-        view.lora = chain;
+        // Chain this adapter's LoRA modules behind those already loaded.
+        for (int k = 0; ad[i]->hook_ptrs && k < m->cfg.num_layers * DT_MOD_COUNT; k++) {
+            dt_linear_hook *h = ad[i]->hook_ptrs[k] ? &ad[i]->hooks[k] : NULL;
+            if (!h) continue;
+            h->next = chain[k];
+            chain[k] = h;
+        }
+        view.linear = chain;
     }
+    // DoRA rescales its module's whole output, which would rescale another adapter's LoRA term as well.
+    int n_lora = 0, dora = -1;
+    for (int i = 0; i < n_ad && !rc; i++) {
+        n_lora += ad[i]->ref_ptrs != NULL;
+        if (ad[i]->method == &dt_method_lora && ad[i]->lora.use_dora) dora = i;
+    }
+    if (!rc && dora >= 0 && n_lora > 1)
+        rc = dt_fail(&ctx, DT_EINPUT, "%s: a DoRA adapter cannot be combined with other LoRA adapters (merge one of them first)", adapters[dora]);
     if (rc) goto done;
     g = (dt_gen){.m = m, .tok = tok, .view = &view, .n_new = n_new, .temp = (float)temp, .top_p = (float)top_p,
                  .rng = {(uint64_t)seed}, .out = stdout};

@@ -134,9 +134,10 @@ static int inspect_adapter(dt_ctx *ctx, const char *dir) {
         const json_int_t r = json_integer_value(json_object_get(cfg, "r"));
         const double alpha = json_number_value(json_object_get(cfg, "lora_alpha"));
         const bool rs = json_is_true(json_object_get(cfg, "use_rslora"));
-        printf("rank: %lld, alpha: %g, scale: %g (%s), rsLoRA: %s, dropout: %g\n", (long long)r, alpha,
+        printf("rank: %lld, alpha: %g, scale: %g (%s), rsLoRA: %s, DoRA: %s, dropout: %g\n", (long long)r, alpha,
                r > 0 ? (rs ? alpha / sqrt((double)r) : alpha / (double)r) : 0.0, rs ? "alpha/sqrt(r)" : "alpha/r",
-               rs ? "yes" : "no", json_number_value(json_object_get(cfg, "lora_dropout")));
+               rs ? "yes" : "no", json_is_true(json_object_get(cfg, "use_dora")) ? "yes" : "no",
+               json_number_value(json_object_get(cfg, "lora_dropout")));
         join_json(json_object_get(cfg, "target_modules"), buf, sizeof buf);
         printf("target modules: %s\n", buf);
         json_t *layers = json_object_get(cfg, "layers_to_transform");
@@ -145,6 +146,11 @@ static int inspect_adapter(dt_ctx *ctx, const char *dir) {
         else { join_json(layers, buf, sizeof buf); printf("layers: %s\n", buf); }
         // Per-module ranks and alphas (rank_pattern, alpha_pattern): the line above gives the defaults.
         if ((rc = dt_inspect_lora_modules(ctx, cfg, cpath, st))) { dt_st_close(st); json_decref(cfg); return rc; }
+    } else if (type && !strcmp(type, "IA3")) {
+        join_json(json_object_get(cfg, "target_modules"), buf, sizeof buf);
+        printf("target modules: %s (output scaled unless feedforward)\n", buf);
+        join_json(json_object_get(cfg, "feedforward_modules"), buf, sizeof buf);
+        printf("feedforward modules: %s (input scaled)\n", buf);
     } else if (type && !strcmp(type, "PROMPT_TUNING")) {
         printf("virtual tokens: %lld, token dim: %lld, init: %s\n",
                (long long)json_integer_value(json_object_get(cfg, "num_virtual_tokens")),

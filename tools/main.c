@@ -1,4 +1,5 @@
 // The `deltatune` command: dispatches to one function per subcommand (tools/cmd_*.c).
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,6 +48,9 @@ int main(int argc, char **argv) {
     bool restart = core && setenv("OPENBLAS_CORETYPE", core, 1) == 0;
     if (dt_thread_env_defaults()) restart = true;
     if (restart) dt_restart(argv);
+    // Past a file-size limit (ulimit -f) a write then fails with EFBIG and the command reports it,
+    // leaving the previous outputs intact, instead of being killed by SIGXFSZ mid-write.
+    signal(SIGXFSZ, SIG_IGN);
     if (argc < 2 || !strcmp(argv[1], "-h") || !strcmp(argv[1], "--help")) {
         usage(argc < 2 ? stderr : stdout);
         return argc < 2 ? 2 : 0;

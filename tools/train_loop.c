@@ -22,6 +22,7 @@
 #include "tools/loss_plot.h"
 #include "tools/run_identity.h"
 #include "tools/train_data.h"
+#include "tools/train_method.h"
 #include "tools/train_progress.h"
 #include "tools/cli_checks.h"
 #include "tools/train_dist.h"
@@ -82,7 +83,7 @@ static int setup_adapter(dt_ctx *ctx, trainer *t) {
         if ((rc = dt_adapter_load(ctx, r->method.init_from, t->m, &t->a))) return rc;
     } else if (r->method.name == DT_METHOD_LORA) {
         dt_lora_config lc = {.r = r->method.r, .alpha = (float)r->method.alpha, .dropout = (float)r->method.dropout,
-                             .use_rslora = r->method.use_rslora};
+                             .use_rslora = r->method.use_rslora, .use_dora = r->method.use_dora};
         for (int i = 0; i < DT_MOD_COUNT; i++) lc.target[i] = r->method.target_all_linear;
         for (int i = 0; i < r->method.target_modules.n; i++) {
             int mod = dt_module_from_name(r->method.target_modules.items[i]);
@@ -108,6 +109,8 @@ static int setup_adapter(dt_ctx *ctx, trainer *t) {
         rc = dt_lora_create(ctx, t->m, &lc, (uint64_t)r->train.seed, &t->a);
         free(layers);
         if (rc) return rc;
+    } else if (r->method.name != DT_METHOD_PROMPT_TUNING) {
+        if ((rc = dt_train_method_adapter(ctx, r, t->m, &t->a))) return rc;
     } else {
         dt_prompt_config pc = {r->method.num_virtual_tokens, (dt_prompt_init)r->method.init, r->method.init_text};
         dt_ids ids = {0};
@@ -290,7 +293,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     dt_ctx_apply_threads(ctx);
     trainer t = {0};
     t.r = r;
-    int rc = dt_check_writable_dir(ctx, r->output_dir, "output_dir");
+    int rc = comm->rank == 0 ? dt_check_writable_dir(ctx, r->output_dir, "output_dir") : DT_OK; // rank 0 writes
     if (rc) dt_prefix(ctx, rc, "%s: ", r->recipe_path);
     char what[1100], how[160];
     snprintf(what, sizeof what, "%s: hardware.dtype %s", r->recipe_path, dt_dtype_choice_name(r->hardware.dtype));
@@ -317,6 +320,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     const dt_opt_kind ok = r->train.optimizer.name == DT_OPTIM_ADAMW ? DT_OPT_ADAMW : DT_OPT_SGD;
     rc = dt_optim_init(ctx, &t.opt, ok, t.a->n_params, (float)r->train.optimizer.betas[0], (float)r->train.optimizer.betas[1],
                        (float)r->train.optimizer.eps, (float)r->train.optimizer.weight_decay, (float)r->train.optimizer.momentum);
+    if (!rc) rc = dt_train_lr_mult(ctx, r, t.a, &t.opt);
     if (!rc) rc = dt_graph_init(ctx, &t.g, t.m->be, 0);
     if (!rc) rc = dt_dist_init(ctx, &t.dp, comm, r->train.gradient_accumulation_steps, t.a->n_params);
     if (!rc && !(t.grad = malloc(t.a->n_params * sizeof(float)))) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");

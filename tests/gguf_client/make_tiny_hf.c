@@ -143,17 +143,19 @@ static int make_adapter(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *lc
 static int reference(dt_ctx *ctx, const dt_llama *m, dt_adapter **ad, const float *weights, int n_ad,
                      const int32_t *prompt, int np, FILE *out, const char *key) {
     const int64_t K = (int64_t)m->cfg.num_layers * DT_MOD_COUNT, V = m->cfg.vocab_size;
-    const dt_lora_ref **chain = calloc((size_t)K, sizeof *chain);
+    const dt_linear_hook **chain = calloc((size_t)K, sizeof *chain);
     dt_lora_ref *refs = calloc((size_t)(K * n_ad), sizeof *refs);
+    dt_linear_hook *hooks = calloc((size_t)(K * n_ad), sizeof *hooks);
     for (int i = 0; i < n_ad; i++)
         for (int64_t k = 0; k < K; k++)
             if (ad[i]->ref_ptrs[k]) {
                 refs[i * K + k] = ad[i]->refs[k];
                 refs[i * K + k].scale *= weights[i];
-                refs[i * K + k].next = chain[k];
-                chain[k] = &refs[i * K + k];
+                hooks[i * K + k] = dt_lora_hook(&refs[i * K + k]);
+                hooks[i * K + k].next = chain[k];
+                chain[k] = &hooks[i * K + k];
             }
-    dt_llama_adapters view = {.lora = chain};
+    dt_llama_adapters view = {.linear = chain};
     dt_kv_cache c = {0};
     float *logits = malloc((size_t)V * sizeof(float));
     int rc = dt_kv_cache_init(ctx, m, np + 16, &c);
@@ -172,6 +174,7 @@ static int reference(dt_ctx *ctx, const dt_llama *m, dt_adapter **ad, const floa
     free(logits);
     free(chain);
     free(refs);
+    free(hooks);
     return rc;
 }
 

@@ -35,7 +35,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))  # tests/golden
 REPO = os.path.dirname(os.path.dirname(HERE))
 STORIES_REL = "../shared/fixtures/stories260K-hf"  # relative to the repo root, where tests run
 LLAMA_GQA_REL = "tests/golden/llama_gqa"
-SIZE_LIMIT = 2_000_000  # bytes
+SIZE_LIMIT = 2_200_000  # bytes (2 MB + 10% for issue 11's ia3, dora and bottleneck cases)
 # Tolerances the C tests should use, also stored in each golden.safetensors' metadata.
 LOGITS_ATOL = 1e-4
 # stories260K's logits reach |19| and float32 itself (PyTorch, no adapter) is 1.2e-4 off the
@@ -575,6 +575,7 @@ def main():
     case_sgd_step(gqa)
     case_qk_permute()
     case_rank_pattern(W_gqa)
+    __import__("gen_methods").main(sys.modules[__name__], W_gqa)  # issue 11's methods (gen_methods.py)
     check_roundtrip()
 
     print("sizes:")
@@ -584,7 +585,7 @@ def main():
             print(f"  {name:14s} {tree_size(p):9d} bytes")
     total = tree_size(HERE)
     print(f"  total tests/golden {total} bytes (limit {SIZE_LIMIT})")
-    check("tests/golden size / 2 MB", total / SIZE_LIMIT, 1)
+    check("tests/golden size / SIZE_LIMIT", total / SIZE_LIMIT, 1)
     bad = CHECKS.count(False)
     print(f"{len(CHECKS) - bad} checks passed, {bad} failed")
     return 1 if bad else 0

@@ -1,0 +1,27 @@
+#!/bin/sh
+# Runs each libFuzzer harness given for $FUZZ_SECONDS seconds (one process at a time), on its committed
+# seed corpus (tests/fuzz/corpus/NAME, read only) plus the inputs earlier runs kept
+# (build-fuzz/corpus/NAME), with its dictionary. Prints one line per harness with the executions
+# reached; a finding (crash, sanitizer report, leak, timeout, out-of-memory) keeps its input in
+# build-fuzz/artifacts/, prints the report's tail and makes the script exit 1 after the others ran.
+secs=${FUZZ_SECONDS:-60}
+status=0
+for bin in "$@"; do
+    name=$(basename "$bin")
+    mkdir -p "build-fuzz/corpus/$name" build-fuzz/artifacts build-fuzz/logs
+    dict=""
+    [ -f "tests/fuzz/$name.dict" ] && dict="-dict=tests/fuzz/$name.dict"
+    log="build-fuzz/logs/$name.log"
+    "$bin" -max_total_time="$secs" -rss_limit_mb=2048 -timeout=20 -max_len=65536 -print_final_stats=1 \
+        -artifact_prefix="build-fuzz/artifacts/$name-" $dict "build-fuzz/corpus/$name" "tests/fuzz/corpus/$name" >"$log" 2>&1
+    rc=$?
+    execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log")
+    if [ "$rc" -ne 0 ]; then
+        echo "$name: FINDING after ${execs:-?} executions (exit $rc); log $log"
+        grep -E "ERROR|SUMMARY|runtime error|Test unit written" "$log" | head -8
+        status=1
+    else
+        echo "$name: ${execs:-?} executions in ${secs} s, no findings"
+    fi
+done
+exit $status

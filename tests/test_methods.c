@@ -1,0 +1,210 @@
+// The delta-tuning methods beyond the golden forward/backward (test_golden): PEFT-format round trips,
+// merge against PyTorch's logits, LoRA+ learning rates, and bad input (exit 2 with the file and key).
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+#include "models/safetensors.h"
+#include "optim/optim.h"
+#include "peft/merge.h"
+#include "peft/peft_io.h"
+#include "tests/file_util.h"
+#include "tests/test_util.h"
+
+static char tmp[64];
+static dt_ctx ctx;
+
+// write -> read -> write of an adapter gives the same two files, byte for byte; with same_as_source,
+// the first write is also byte for byte the PEFT-layout file it was read from.
+static void test_roundtrip(const char *label, const char *model, const char *adapter, bool same_as_source) {
+    dt_llama *m = NULL;
+    dt_adapter *a = NULL, *b = NULL;
+    char out1[256], out2[256], x[512], y[512], z[512];
+    snprintf(out1, sizeof out1, "%s/%s_1", tmp, label);
+    snprintf(out2, sizeof out2, "%s/%s_2", tmp, label);
+    if (dt_llama_load(&ctx, model, dt_backend_cpu(), &m) || dt_adapter_load(&ctx, adapter, m, &a) ||
+        dt_adapter_save(&ctx, a, m, out1) || dt_adapter_load(&ctx, out1, m, &b) || dt_adapter_save(&ctx, b, m, out2)) {
+        TEST_FAIL(label, "%s", ctx.msg);
+    } else {
+        bool same = true, source = true;
+        const char *files[] = {"adapter_config.json", "adapter_model.safetensors"};
+        for (int i = 0; i < 2; i++) {
+            snprintf(x, sizeof x, "%s/%s", out1, files[i]);
+            snprintf(y, sizeof y, "%s/%s", out2, files[i]);
+            snprintf(z, sizeof z, "%s/%s", adapter, files[i]);
+            same &= tf_same_file(x, y);
+            source &= tf_same_file(x, z);
+        }
+        TEST_CHECK(label, same && (source || !same_as_source), "%s", same ? "the first write differs from the source" : "the two writes differ");
+    }
+    dt_adapter_free(a);
+    dt_adapter_free(b);
+    dt_llama_free(m);
+}
+
+// Logits (B, T, V) of the training forward of a model folder, no adapter.
+static float *logits_of(const char *model, const int32_t *ids, int64_t B, int64_t T, size_t *n) {
+    dt_llama *m = NULL;
+    dt_graph g = {0};
+    float *out = NULL;
+    if (dt_llama_load(&ctx, model, dt_backend_cpu(), &m)) return NULL;
+    dt_batch batch = {B, T, ids, NULL, NULL, NULL};
+    dt_llama_out o;
+    if (!dt_graph_init(&ctx, &g, dt_backend_cpu(), 0) && !dt_llama_forward(&ctx, &g, m, NULL, &batch, 0, true, &o)) {
+        *n = (size_t)dt_numel(o.logits);
+        out = malloc(*n * sizeof(float));
+        memcpy(out, o.logits->data, *n * sizeof(float));
+    }
+    dt_graph_free(&g);
+    dt_llama_free(m);
+    return out;
+}
+
+// Merged into the weights, the adapter gives PyTorch's base + adapter logits (the golden file's).
+static void test_merge(const char *label, const char *model, const char *case_dir) {
+    char adapter[256], golden[256], out[256];
+    snprintf(adapter, sizeof adapter, "%s/adapter", case_dir);
+    snprintf(golden, sizeof golden, "%s/golden.safetensors", case_dir);
+    snprintf(out, sizeof out, "%s/%s_merged", tmp, label);
+    dt_merge_adapter ad = {adapter, 1.0f};
+    dt_merge_opts o = {.model = model, .adapters = &ad, .n_adapters = 1, .out = out, .dtype = -1, .format = DT_MERGE_HF};
+    dt_safetensors *st = NULL;
+    if (dt_merge(&ctx, &o) || dt_st_open(&ctx, golden, &st)) { TEST_FAIL(label, "%s", ctx.msg); dt_st_close(st); return; }
+    const dt_st_tensor *it = dt_st_find(st, "input_ids"), *lt = dt_st_find(st, "logits");
+    int32_t *ids = malloc(it->nbytes);
+    float *ref = malloc(lt->nbytes);
+    memcpy(ids, it->data, it->nbytes); // the mapping may be unaligned
+    memcpy(ref, lt->data, lt->nbytes);
+    size_t n = 0;
+    float *got = logits_of(out, ids, it->shape[0], it->shape[1], &n);
+    double d = got && n == lt->nbytes / 4 ? 0 : INFINITY;
+    for (size_t i = 0; got && i < n; i++) d = fmax(d, fabs((double)got[i] - ref[i]));
+    TEST_CHECK(label, d <= 1e-4, "max |merged - PyTorch base+adapter| = %.3g (%s)", d, got ? "" : ctx.msg);
+    free(got);
+    free(ids);
+    free(ref);
+    dt_st_close(st);
+}
+
+// LoRA+: the lora_B elements get the ratio, and an AdamW step with those multipliers moves each element
+// as a step at lr * multiplier would.
+static void test_loraplus(void) {
+    dt_llama *m = NULL;
+    dt_adapter *a = NULL;
+    if (dt_llama_load(&ctx, "tests/golden/llama_gqa", dt_backend_cpu(), &m) ||
+        dt_adapter_load(&ctx, "tests/golden/llama_gqa/adapter", m, &a)) {
+        TEST_FAIL("loraplus_mult", "%s", ctx.msg);
+        dt_llama_free(m);
+        return;
+    }
+    const size_t n = a->n_params;
+    float *mult = malloc(n * sizeof(float)), *p1 = malloc(n * sizeof(float)), *p2 = malloc(n * sizeof(float));
+    float *g = malloc(n * sizeof(float));
+    int rc = dt_lora_plus_lr_mult(&ctx, a, 16.0f, mult);
+    size_t b_elems = 0, ones = 0;
+    for (int i = 0; i < a->n_tensors; i++)
+        if (strstr(a->names[i], "lora_B")) b_elems += (size_t)dt_numel(&a->tensors[i]);
+    for (size_t i = 0; i < n; i++) ones += mult[i] == 1.0f;
+    size_t sixteens = 0;
+    for (size_t i = 0; i < n; i++) sixteens += mult[i] == 16.0f;
+    TEST_CHECK("loraplus_mult", !rc && sixteens == b_elems && ones == n - b_elems && b_elems > 0,
+               "rc %d: %zu elements at 16 (want the %zu of lora_B), %zu at 1", rc, sixteens, b_elems, ones);
+    // Two optimizers from the same start: one with the multipliers, one stepping each group at its own lr.
+    for (size_t i = 0; i < n; i++) { p1[i] = p2[i] = a->params[i]; g[i] = (float)sin((double)i); }
+    dt_optimizer o1, o2a, o2b;
+    dt_optim_init(&ctx, &o1, DT_OPT_ADAMW, n, 0.9f, 0.999f, 1e-8f, 0.01f, 0);
+    dt_optim_init(&ctx, &o2a, DT_OPT_ADAMW, n, 0.9f, 0.999f, 1e-8f, 0.01f, 0);
+    dt_optim_init(&ctx, &o2b, DT_OPT_ADAMW, n, 0.9f, 0.999f, 1e-8f, 0.01f, 0);
+    dt_optim_set_lr_mult(&ctx, &o1, mult);
+    float *q = malloc(n * sizeof(float));
+    double worst = 0;
+    for (int step = 0; step < 3; step++) {
+        dt_optim_step(&o1, p1, g, 1e-3f);
+        memcpy(q, p2, n * sizeof(float));
+        dt_optim_step(&o2a, p2, g, 1e-3f);  // the A group
+        dt_optim_step(&o2b, q, g, 16e-3f);  // the B group
+        for (size_t i = 0; i < n; i++) if (mult[i] != 1.0f) p2[i] = q[i];
+        // o2b's moments of the A elements are not used; both optimizers see the same gradients.
+    }
+    for (size_t i = 0; i < n; i++) worst = fmax(worst, fabs((double)p1[i] - p2[i]));
+    TEST_CHECK("loraplus_adamw_groups", worst <= 1e-7, "max difference %.3g", worst);
+    dt_optim_free(&o1);
+    dt_optim_free(&o2a);
+    dt_optim_free(&o2b);
+    free(q);
+    free(mult);
+    free(p1);
+    free(p2);
+    free(g);
+    dt_adapter_free(a);
+    dt_llama_free(m);
+}
+
+static void replace_in_file(const char *path, const char *from, const char *to) {
+    size_t n;
+    char *s = tf_slurp(path, &n), *at = s ? strstr(s, from) : NULL;
+    if (!at) { free(s); return; }
+    size_t lf = strlen(from), lt = strlen(to);
+    char *o = malloc(n - lf + lt + 1);
+    memcpy(o, s, (size_t)(at - s));
+    memcpy(o + (at - s), to, lt);
+    memcpy(o + (at - s) + lt, at + lf, n - (size_t)(at - s) - lf);
+    tf_write(path, o, n - lf + lt);
+    free(o);
+    free(s);
+}
+
+// `deltatune ARGS` exits 2 with a message holding want1 and want2 (when not NULL).
+static void expect_exit2(const char *label, const char *args, const char *want1, const char *want2) {
+    char out[256];
+    snprintf(out, sizeof out, "%s/out.txt", tmp);
+    int rc = tf_run(args, out);
+    char *msg = tf_slurp(out, NULL);
+    TEST_CHECK(label, rc == 2 && msg && strstr(msg, want1) && (!want2 || strstr(msg, want2)), "exit %d, message: %s", rc,
+               msg ? msg : "(none)");
+    free(msg);
+}
+
+static void test_bad_input(void) {
+    char d[256], p[300], args[1024];
+    // An adapter_config.json of a method we do not have: named, with the file and key.
+    snprintf(d, sizeof d, "%s/adalora", tmp);
+    tf_copy_dir("tests/golden/llama_gqa/adapter", d);
+    snprintf(p, sizeof p, "%s/adapter_config.json", d);
+    replace_in_file(p, "\"LORA\"", "\"ADALORA\"");
+    snprintf(args, sizeof args, "eval --model tests/golden/llama_gqa --adapter %s --data tests/data/train/tokens.jsonl --format tokens", d);
+    expect_exit2("bad_unsupported_peft_type", args, "ADALORA adapters are not supported", "'peft_type'");
+    // IA3 scaling q_proj's input: no site for it (q/k/v share one normalised input).
+    snprintf(d, sizeof d, "%s/ia3_ff_q", tmp);
+    tf_copy_dir("tests/golden/ia3/adapter", d);
+    snprintf(p, sizeof p, "%s/adapter_config.json", d);
+    replace_in_file(p, "\"feedforward_modules\": [", "\"feedforward_modules\": [\n    \"q_proj\",");
+    replace_in_file(p, "\"k_proj\",", "\"k_proj\",\n    \"q_proj\",");
+    snprintf(args, sizeof args, "eval --model tests/golden/llama_gqa --adapter %s --data tests/data/train/tokens.jsonl --format tokens", d);
+    expect_exit2("bad_ia3_feedforward_q_proj", args, "only down_proj can be a feedforward", "feedforward_modules");
+    // Merge refuses a bottleneck adapter, naming why; nothing is written.
+    snprintf(p, sizeof p, "%s/bn_merged", tmp);
+    snprintf(args, sizeof args, "merge --model tests/golden/llama_gqa --adapter tests/golden/bottleneck/adapter --out %s", p);
+    expect_exit2("bad_merge_bottleneck", args, "BOTTLENECK adapter cannot be merged", "ReLU");
+    TEST_CHECK("bad_merge_bottleneck_nothing_written", access(p, F_OK) != 0, "%s exists", p);
+    // Keys of another method in a recipe.
+    expect_exit2("bad_recipe_lora_key_with_ia3", "validate recipes/stories260k-ia3.yaml method.r=8", "method.r: not used with method.name: ia3", NULL);
+    expect_exit2("bad_recipe_loraplus_with_ia3", "validate recipes/stories260k-ia3.yaml train.optimizer.loraplus_lr_ratio=16",
+                 "loraplus_lr_ratio: not used with method.name: ia3", NULL);
+    expect_exit2("bad_recipe_ia3_ff_not_target", "validate recipes/stories260k-ia3.yaml method.feedforward_modules=[up_proj]",
+                 "feedforward_modules", NULL);
+}
+
+int main(void) {
+    dt_ctx_init(&ctx);
+    snprintf(tmp, sizeof tmp, "/tmp/dt_methods_XXXXXX");
+    if (!mkdtemp(tmp)) { TEST_FAIL("methods_tmp", "mkdtemp"); TEST_EXIT(); }
+    test_roundtrip("roundtrip_ia3", "tests/golden/llama_gqa", "tests/golden/ia3/adapter", true);
+    test_merge("merge_ia3_vs_pytorch", "tests/golden/llama_gqa", "tests/golden/ia3");
+    test_roundtrip("roundtrip_dora", "tests/golden/qwen2_bias", "tests/golden/dora/adapter", false);
+    test_merge("merge_dora_vs_pytorch", "tests/golden/qwen2_bias", "tests/golden/dora");
+    test_roundtrip("roundtrip_bottleneck", "tests/golden/llama_gqa", "tests/golden/bottleneck/adapter", true);
+    test_loraplus();
+    test_bad_input();
+    tf_rm_tree(tmp);
+    TEST_EXIT();
+}
