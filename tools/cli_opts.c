@@ -55,19 +55,7 @@ static int set_value(const dt_cli *c, const dt_opt *o, const char *v) {
         *(const char **)o->dest = v;
         return -1;
     case DT_OPT_CHOICE:
-        if (!is_choice(o->arg, v)) {
-            // "a|b|c" reads as "a, b or c".
-            char list[256];
-            size_t w = 0;
-            const char *last = strrchr(o->arg, '|');
-            for (const char *p = o->arg; *p && w + 5 < sizeof list; p++) {
-                if (*p != '|') { list[w++] = *p; continue; }
-                const char *sep = p == last ? " or " : ", ";
-                for (const char *q = sep; *q; q++) list[w++] = *q;
-            }
-            list[w] = 0;
-            return dt_cli_bad(c, "%s '%s': expected %s%s", o->name, v, last ? "one of " : "", list);
-        }
+        if (!is_choice(o->arg, v)) return dt_cli_bad(c, "%s '%s': expected one of %s", o->name, v, o->arg);
         *(const char **)o->dest = v;
         return -1;
     case DT_OPT_LIST:
