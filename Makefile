@@ -62,7 +62,7 @@ TOOL_SRC := $(filter-out tools/comm_nccl.c,$(TOOL_SRC))
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 endif
 
-.PHONY: all deps test test-asan test-cuda bench bench-cuda golden golden-deps clean demo fuzz fuzz-build fuzz-smoke
+.PHONY: all deps test test-asan test-cuda test-cuda-emu print-tool-objs bench bench-cuda golden golden-deps clean demo fuzz fuzz-build fuzz-smoke
 all: $(BUILD)/libdeltatune.a $(BIN)
 
 DEB_PKGS := build-essential libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev \
@@ -153,6 +153,17 @@ bench: all $(BENCH_BIN)
 # The CUDA tests and benchmark need a GPU; without one the CUDA tests print SKIP.
 test-cuda:
 	$(MAKE) CUDA=1 BUILD=build-cuda BIN=build-cuda/deltatune test
+	sh tests/cuda_emu/train_emu.sh build-cuda/deltatune
+
+# Without a GPU: the CUDA backend's own sources through the CPU emulation of CUDA (tests/cuda_emu):
+# every kernel against the CPU backend, then `deltatune train` on hardware.device: cuda against the CPU
+# (losses, cross-device resume, memory refusal, out of device memory). CI runs it.
+test-cuda-emu:
+	sh tests/cuda_emu/emu_build.sh ci
+
+# The tool objects of this configuration, for emu_build.sh (which links them with emulated .cu objects).
+print-tool-objs:
+	@echo $(TOOL_OBJ)
 
 bench-cuda:
 	$(MAKE) CUDA=1 BUILD=build-cuda BIN=build-cuda/deltatune build-cuda/bench/bench_cuda_step
@@ -162,6 +173,6 @@ golden:
 	OMP_NUM_THREADS=2 /usr/bin/python3 tests/golden/gen_golden.py
 
 clean:
-	rm -rf build build-asan build-cuda build-fuzz deltatune
+	rm -rf build build-asan build-cuda build-fuzz build-emu-ci build-emu-asan build-emu-tsan deltatune
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

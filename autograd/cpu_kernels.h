@@ -20,6 +20,12 @@ void dt_cpu_frozen_bwd_generic(float *dx, bool acc, const float *dy, int64_t N, 
                                float *scratch);
 // out (n, D) = rows ids[i] of table (V, D) of any storage type
 void dt_cpu_embedding_rows(float *out, const int32_t *ids, int64_t n, const struct dt_tensor *table);
+// Rows of W per panel of the frozen-linear paths (scratch holds one panel of f32).
+int64_t dt_cpu_frozen_panel_rows(const struct dt_tensor *W);
+// The quantized types' fast frozen-linear kernels (autograd/cpu_quant.c): the generic path's panel loop
+// with AVX2 row widening for Q8_0, Q4_0, Q4_K and NF4/FP4. Return false (and do nothing) for other types.
+bool dt_cpu_quant_fwd(float *y, bool acc, const float *x, int64_t N, const struct dt_tensor *W, float *scratch);
+bool dt_cpu_quant_bwd(float *dx, bool acc, const float *dy, int64_t N, const struct dt_tensor *W, float *scratch);
 void dt_cpu_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps);
 void dt_cpu_rmsnorm_apply(float *y, const float *x, const float *rstd, const float *w, int64_t N, int64_t D);
 void dt_cpu_rmsnorm_bwd(float *dx, bool acc, const float *dy, const float *x, const float *w, const float *rstd,

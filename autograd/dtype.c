@@ -1,6 +1,7 @@
 // The storage-type table (see dtype.h). Element types (f32, f16, bf16) are rows like any other.
 #include "autograd/dtype.h"
 #include <string.h>
+#include "autograd/quant.h"
 
 static void f32_to_f32(const void *src, float *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
 static void f32_from_f32(const float *src, void *dst, int64_t n) { memcpy(dst, src, (size_t)n * sizeof(float)); }
@@ -28,6 +29,20 @@ static const dt_type_traits TRAITS[DT_DTYPE_COUNT] = {
     [DT_F16] = {"f16", 1, 2, false, f16_to_f32, f16_from_f32, NULL},
     [DT_BF16] = {"bf16", 1, 2, false, bf16_to_f32, bf16_from_f32, NULL},
     [DT_I32] = {"i32", 1, 4, false, NULL, NULL, NULL},
+    // ggml's block types (autograd/quant_legacy.c, quant_k.c)
+    [DT_Q8_0] = {"q8_0", DT_QK, sizeof(dt_block_q8_0), true, dt_q8_0_to_f32, dt_q8_0_from_f32, NULL},
+    [DT_Q4_0] = {"q4_0", DT_QK, sizeof(dt_block_q4_0), true, dt_q4_0_to_f32, dt_q4_0_from_f32, NULL},
+    [DT_Q4_1] = {"q4_1", DT_QK, sizeof(dt_block_q4_1), true, dt_q4_1_to_f32, dt_q4_1_from_f32, NULL},
+    [DT_Q5_0] = {"q5_0", DT_QK, sizeof(dt_block_q5_0), true, dt_q5_0_to_f32, dt_q5_0_from_f32, NULL},
+    [DT_Q5_1] = {"q5_1", DT_QK, sizeof(dt_block_q5_1), true, dt_q5_1_to_f32, dt_q5_1_from_f32, NULL},
+    [DT_Q4_K] = {"q4_K", DT_QK_K, sizeof(dt_block_q4_K), true, dt_q4_K_to_f32, dt_q4_K_from_f32, NULL},
+    [DT_Q5_K] = {"q5_K", DT_QK_K, sizeof(dt_block_q5_K), true, dt_q5_K_to_f32, dt_q5_K_from_f32, NULL},
+    [DT_Q6_K] = {"q6_K", DT_QK_K, sizeof(dt_block_q6_K), true, dt_q6_K_to_f32, dt_q6_K_from_f32, NULL},
+    // bitsandbytes' 4-bit types (autograd/quant_nf4.c): the data is two values a byte (the storage
+    // "block" here); the absmax of each 64-value block of the flattened tensor is in W->aux, so only
+    // rows widen
+    [DT_NF4] = {"nf4", 2, 1, true, NULL, NULL, dt_nf4_row_to_f32},
+    [DT_FP4] = {"fp4", 2, 1, true, NULL, NULL, dt_nf4_row_to_f32},
 };
 
 const dt_type_traits *dt_type_traits_of(dt_dtype t) {

@@ -13,6 +13,8 @@ typedef enum {
     DT_F16 = 1,
     DT_BF16 = 2,
     DT_I32 = 3,
+    // block-quantized (layouts in autograd/quant_blocks.h, kernels in autograd/quant*.c)
+    DT_Q8_0, DT_Q4_0, DT_Q4_1, DT_Q5_0, DT_Q5_1, DT_Q4_K, DT_Q5_K, DT_Q6_K, DT_NF4, DT_FP4,
     DT_DTYPE_COUNT
 } dt_dtype;
 typedef enum { DT_DEV_CPU = 0, DT_DEV_CUDA = 1 } dt_device;

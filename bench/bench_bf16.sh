@@ -36,8 +36,9 @@ function val(line, key,   i, n, kv) {
 function verdict(ok) { return ok ? "met" : "NOT met" }
 {
     m = val($0, "model"); k = val($0, "impl") "/" val($0, "dtype")
-    tps[m, k] = val($0, "tps"); rss[m, k] = val($0, "rss_mib"); frac[m, k] = val($0, "peak_frac")
-    if (val($0, "bf16_peak_gflops") != "") { bpk[m, k] = val($0, "bf16_peak_gflops"); spk[m, k] = val($0, "sgemm_peak_gflops") }
+    # + 0: the fields are strings, and awk compares strings as text
+    tps[m, k] = val($0, "tps") + 0; rss[m, k] = val($0, "rss_mib") + 0; frac[m, k] = val($0, "peak_frac") + 0
+    if (val($0, "bf16_peak_gflops") != "") { bpk[m, k] = val($0, "bf16_peak_gflops") + 0; spk[m, k] = val($0, "sgemm_peak_gflops") + 0 }
     if (!(m in seen)) { seen[m] = 1; order[++nm] = m }
 }
 END {
@@ -45,15 +46,17 @@ END {
         m = order[i]; b = m SUBSEP "deltatune/bf16"; f = m SUBSEP "deltatune/f32"; p = m SUBSEP "pytorch/bf16"
         printf "%s\n", m
         printf "  %-22s %10s %10s %12s %12s %10s\n", "", "tokens/s", "RSS MiB", "of own peak", "bf16 peak", "sgemm peak"
-        printf "  %-22s %10s %10s %11.1f%% %12s %10s\n", "deltatune bf16", tps[b], rss[b], 100 * frac[b], bpk[b], spk[b]
-        printf "  %-22s %10s %10s %11.1f%% %12s %10s\n", "deltatune f32", tps[f], rss[f], 100 * frac[f], bpk[f], spk[f]
-        printf "  %-22s %10s %10s %12s\n", "pytorch bf16 autocast", tps[p] == "" ? "-" : tps[p], rss[p] == "" ? "-" : rss[p], "-"
-        big = m == "llama-3.2-1b"
-        rp = tps[p] > 0 ? tps[b] / tps[p] : 0
-        printf "  bf16 / f32 speed       %.2fx\n", tps[f] > 0 ? tps[b] / tps[f] : 0
-        printf "  bf16 / pytorch bf16    %.2fx   (goal >= 4x: %s)\n", rp, tps[p] > 0 ? verdict(rp >= 4) : "no PyTorch run"
+        printf "  %-22s %10.2f %10.1f %11.1f%% %12.1f %10.1f\n", "deltatune bf16", tps[b], rss[b], 100 * frac[b], bpk[b], spk[b]
+        printf "  %-22s %10.2f %10.1f %11.1f%% %12.1f %10.1f\n", "deltatune f32", tps[f], rss[f], 100 * frac[f], bpk[f], spk[f]
+        printf "  %-22s %10.2f %10.1f %12s\n", "pytorch bf16 autocast", tps[p], rss[p], "-"
+        big = (m == "llama-3.2-1b")
+        rf = (tps[f] > 0) ? tps[b] / tps[f] : 0
+        rp = (tps[p] > 0) ? tps[b] / tps[p] : 0
+        goal_rss = big ? 4096 : 600
+        printf "  bf16 / f32 speed       %.2fx\n", rf
+        printf "  bf16 / pytorch bf16    %.2fx   (goal >= 4x: %s)\n", rp, (tps[p] > 0) ? verdict(rp >= 4) : "no PyTorch run"
         printf "  bf16 of its peak       %.1f%%   (goal >= 50%%: %s)\n", 100 * frac[b], verdict(frac[b] >= 0.5)
-        printf "  bf16 peak RSS          %s MiB (goal <= %d MiB: %s)\n", rss[b], big ? 4096 : 600, verdict(rss[b] <= (big ? 4096 : 600))
-        if (!big) printf "  bf16 tokens/s          %s    (goal >= 1000: %s)\n", tps[b], verdict(tps[b] >= 1000)
+        printf "  bf16 peak RSS          %.1f MiB (goal <= %d MiB: %s)\n", rss[b], goal_rss, verdict(rss[b] <= goal_rss)
+        if (!big) printf "  bf16 tokens/s          %.2f    (goal >= 1000: %s)\n", tps[b], verdict(tps[b] >= 1000)
     }
 }'

@@ -20,6 +20,7 @@
 #include <cblas.h>
 #include "autograd/blas_core.h"
 #include "autograd/cpu_bf16.h"
+#include "autograd/cpu_bf16_backend.h"
 #include "models/llama.h"
 #include "optim/optim.h"
 #include "peft/adapter.h"
@@ -99,8 +100,11 @@ int main(int argc, char **argv) {
     cfg.bos_token_id = 1; cfg.eos_token_id = 2; cfg.torch_dtype = DT_F32;
     dt_bf16_mm *mm;
     if (dt_bf16_mm_create(&ctx, &mm)) { fprintf(stderr, "%s\n", ctx.msg); return 1; }
+    // bf16 runs on the bf16 backend instance (oneDNN), as the deltatune commands do.
+    const dt_backend *be;
+    if (dt_cpu_backend_for(&ctx, bf16 ? DT_BF16 : DT_F32, &be)) { fprintf(stderr, "%s\n", ctx.msg); return 1; }
     dt_llama *m;
-    if (dt_llama_init_random_typed(&ctx, &cfg, dt_backend_cpu(), 1, bf16 ? DT_BF16 : DT_F32, &m)) {
+    if (dt_llama_init_random_typed(&ctx, &cfg, be, 1, bf16 ? DT_BF16 : DT_F32, &m)) {
         fprintf(stderr, "%s\n", ctx.msg);
         return 1;
     }
@@ -118,7 +122,7 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < B * T; i++) ids[i] = labels[i] = (int32_t)((i * 7919) % cfg.vocab_size);
     dt_batch batch = {B, T, ids, labels, NULL, NULL};
     dt_graph g;
-    dt_graph_init(&ctx, &g, dt_backend_cpu(), 0);
+    dt_graph_init(&ctx, &g, be, 0);
     g.training = true;
     const bool ckpt = getenv("DT_BENCH_CHECKPOINT") && atoi(getenv("DT_BENCH_CHECKPOINT"));
     g.checkpoint_layers = ckpt;
@@ -165,6 +169,7 @@ int main(int argc, char **argv) {
     dt_optim_free(&opt);
     dt_adapter_free(a);
     dt_llama_free(m);
+    dt_cpu_backend_release(be);
     free(pa); free(pb); free(pc); free(ha); free(hb);
     dt_bf16_mm_free(mm);
     double D = cfg.hidden_size, Imid = cfg.intermediate_size, L = cfg.num_layers, V = cfg.vocab_size;

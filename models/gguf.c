@@ -81,13 +81,22 @@ int dt_ggml_from_dtype(dt_dtype t) {
     }
 }
 
+// The ggml types that are also library dtypes (the block layouts are the same bytes).
+static const struct { uint32_t ggml; dt_dtype dt; } GGML_DTYPES[] = {
+    {DT_GGML_F32, DT_F32}, {DT_GGML_F16, DT_F16}, {DT_GGML_BF16, DT_BF16}, {8, DT_Q8_0}, {2, DT_Q4_0},
+    {3, DT_Q4_1}, {6, DT_Q5_0}, {7, DT_Q5_1}, {12, DT_Q4_K}, {13, DT_Q5_K}, {14, DT_Q6_K},
+};
+
+int dt_ggml_from_dtype_any(dt_dtype t) {
+    for (size_t i = 0; i < sizeof GGML_DTYPES / sizeof GGML_DTYPES[0]; i++)
+        if (GGML_DTYPES[i].dt == t) return (int)GGML_DTYPES[i].ggml;
+    return -1;
+}
+
 bool dt_ggml_to_dtype(uint32_t ggml_type, dt_dtype *out) {
-    switch (ggml_type) {
-    case DT_GGML_F32: *out = DT_F32; return true;
-    case DT_GGML_F16: *out = DT_F16; return true;
-    case DT_GGML_BF16: *out = DT_BF16; return true;
-    default: return false;
-    }
+    for (size_t i = 0; i < sizeof GGML_DTYPES / sizeof GGML_DTYPES[0]; i++)
+        if (GGML_DTYPES[i].ggml == ggml_type) { *out = GGML_DTYPES[i].dt; return true; }
+    return false;
 }
 
 // ---- an arena for the names and string copies: freed all at once on close ----
@@ -596,7 +605,8 @@ int dt_gguf_tensor_view(dt_ctx *ctx, const dt_gguf_file *f, const dt_gguf_tensor
     if (!dt_ggml_to_dtype(t->type, &dt)) {
         const char *name = "?";
         dt_ggml_type_info(t->type, &name, NULL, NULL);
-        return dt_fail(ctx, DT_EUNSUPPORTED, "%s: tensor '%s' is of type %s; only F32, F16 and BF16 can be used",
+        return dt_fail(ctx, DT_EUNSUPPORTED, "%s: tensor '%s' is of type %s; only F32, F16, BF16, Q8_0, Q4_0, Q4_1, "
+                       "Q5_0, Q5_1, Q4_K, Q5_K and Q6_K can be used",
                        f->path, t->name, name);
     }
     int n = t->n_dims > 0 ? t->n_dims : 1;

@@ -43,8 +43,11 @@ bool dt_ggml_type_info(uint32_t type, const char **name, int64_t *block_elems, s
 // Byte size of a tensor of this type and ggml shape (ne[0] must be a multiple of the block size);
 // false when the type is unknown, ne[0] does not fill whole blocks, or the size overflows.
 bool dt_ggml_nbytes(uint32_t type, int n_dims, const int64_t *ne, size_t *out);
-// ggml type for a dt dtype (F32/F16/BF16), -1 for others; and back (false if not F32/F16/BF16).
+// ggml type for a dt dtype (F32/F16/BF16), -1 for others; dt_ggml_from_dtype_any also maps the
+// quantized types (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K). dt_ggml_to_dtype: back, for all of
+// those (false for any other ggml type).
 int dt_ggml_from_dtype(dt_dtype t);
+int dt_ggml_from_dtype_any(dt_dtype t);
 bool dt_ggml_to_dtype(uint32_t ggml_type, dt_dtype *out);
 
 typedef struct dt_gguf_kv {
@@ -84,7 +87,8 @@ typedef struct dt_gguf_file {
 
 // Maps and validates the whole file. Every error names the file and the key or tensor.
 // An unknown tensor type is DT_EINPUT ("unsupported type N for tensor X"); quantized types are
-// accepted and sized (for inspection), though only F32/F16/BF16 can become dt_tensor views.
+// accepted and sized (for inspection); F32/F16/BF16 and the ggml types of autograd/quant.h can become
+// dt_tensor views.
 int dt_gguf_open(dt_ctx *ctx, const char *path, dt_gguf_file **out);
 void dt_gguf_close(dt_gguf_file *f);
 
@@ -103,7 +107,8 @@ int dt_gguf_get_float(dt_ctx *ctx, const dt_gguf_file *f, const char *key, doubl
 int dt_gguf_get_bool(dt_ctx *ctx, const dt_gguf_file *f, const char *key, bool *out);
 int dt_gguf_get_str(dt_ctx *ctx, const dt_gguf_file *f, const char *key, const char **out);
 
-// Fills a dt_tensor view (row-major shape = reversed ne) of an F32/F16/BF16 tensor.
+// Fills a dt_tensor view (row-major shape = reversed ne) of an F32/F16/BF16 or quantized (Q8_0, Q4_0,
+// Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K) tensor; DT_EUNSUPPORTED naming file, tensor and type for others.
 int dt_gguf_tensor_view(dt_ctx *ctx, const dt_gguf_file *f, const dt_gguf_tensor *t, dt_tensor *out);
 
 // The strict check run on every GGUF we write, on top of everything dt_gguf_open validates:

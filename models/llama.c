@@ -6,9 +6,12 @@
 #include "autograd/cpu_bf16_backend.h"
 #include "autograd/dtype_choice.h"
 #include "autograd/rng.h"
+#include "models/llama_quant.h"
 
 // One weight the model needs: its HF name, expected shape, and where it goes.
-typedef struct { char name[192]; int ndim; int64_t shape[2]; dt_tensor *dst; bool in_place; } weight_spec;
+// linear: one of a layer's frozen linear weights (what model.quantize applies to); q: the type it is
+// quantized to at load, DT_F32 for none.
+typedef struct { char name[192]; int ndim; int64_t shape[2]; dt_tensor *dst; bool in_place, linear; dt_dtype q; } weight_spec;
 
 static int add_spec(weight_spec *s, int *n, const char *name, int ndim, int64_t d0, int64_t d1, dt_tensor *dst) {
     weight_spec *w = &s[(*n)++];
@@ -17,7 +20,8 @@ static int add_spec(weight_spec *s, int *n, const char *name, int ndim, int64_t 
     w->shape[0] = d0;
     w->shape[1] = d1;
     w->dst = dst;
-    w->in_place = false;
+    w->in_place = w->linear = false;
+    w->q = DT_F32;
     return 0;
 }
 
@@ -35,6 +39,7 @@ static int weight_specs(dt_llama *m, weight_spec *s) {
         for (int t = 0; t < DT_MOD_COUNT; t++) {
             dt_tn_layer(name, sizeof name, l, (dt_layer_tensor)t);
             add_spec(s, &n, name, 2, out[t], in[t], &ly->w[t]);
+            s[n - 1].linear = true;
         }
         if (c->attention_bias) {
             dt_tn_layer(name, sizeof name, l, DT_LT_Q_BIAS); add_spec(s, &n, name, 1, H * hd, 1, &ly->q_bias);
@@ -83,8 +88,18 @@ void dt_llama_free(dt_llama *m) {
     free(m);
 }
 
+static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, const dt_load_opts *o, dt_llama **out);
+
 int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama **out) {
     return dt_llama_load_typed(ctx, path, be, DT_F32, out);
+}
+
+int dt_llama_load_ex(dt_ctx *ctx, const char *path, const dt_backend *be, const dt_load_opts *o, dt_llama **out) {
+    return load(ctx, path, be, DT_F32, o, out);
+}
+
+int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, dt_llama **out) {
+    return load(ctx, path, be, wtype, NULL, out);
 }
 
 // The safetensors dtype that holds a tensor of dtype t as is (DT_ST_I64 stands for none).
@@ -92,8 +107,12 @@ static dt_st_dtype st_of(dt_dtype t) {
     return t == DT_F32 ? DT_ST_F32 : t == DT_BF16 ? DT_ST_BF16 : t == DT_F16 ? DT_ST_F16 : DT_ST_I64;
 }
 
-int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, dt_llama **out) {
+// wtype: the matrices' float type; o: linear weights quantized at load (NULL: none).
+static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, const dt_load_opts *o, dt_llama **out) {
     *out = NULL;
+    const dt_dtype quantize = o ? o->quantize : DT_F32;
+    if (quantize != DT_F32 && be->device != DT_DEV_CPU)
+        return dt_fail(ctx, DT_EUNSUPPORTED, "model.quantize: quantized weights are kept on the CPU backend only");
     if (wtype != DT_F32 && wtype != DT_BF16 && wtype != DT_F16)
         return dt_fail(ctx, DT_EINPUT, "%s: weight dtype %s is not supported (expected f32, bf16 or f16)", path,
                        dt_dtype_name(wtype));
@@ -127,9 +146,24 @@ int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
         dt_dtype kt = s->ndim == 2 ? wtype : DT_F32;
         params += (size_t)numel;
-        if (t && be->device == DT_DEV_CPU && t->st_dtype == st_of(kt) &&
-            ((uintptr_t)t->data & (dt_dtype_size(kt) - 1)) == 0 && t->ndim == s->ndim && t->shape[0] == s->shape[0] &&
-            (s->ndim == 1 || t->shape[1] == s->shape[1])) {
+        const bool fits = t && t->ndim == s->ndim && t->shape[0] == s->shape[0] && (s->ndim == 1 || t->shape[1] == s->shape[1]);
+        if (quantize != DT_F32 && s->linear) { // quantized at load (model.quantize)
+            if (t && t->st_dtype == DT_ST_BLOCK) {
+                free(specs);
+                free(found);
+                dt_llama_free(m);
+                return dt_fail(ctx, DT_EINPUT, "%s: model.quantize %s: the base is already quantized (tensor '%s' is %s)",
+                               path, dt_dtype_name(quantize), s->name, dt_dtype_name(t->dtype));
+            }
+            s->q = quantize;
+            bytes += dt_lq_bytes(quantize, o->double_quant, s->shape[0], s->shape[1]);
+        } else if (fits && be->device == DT_DEV_CPU && t->st_dtype == DT_ST_BLOCK) {
+            // A quantized base (GGUF, bitsandbytes) stays quantized: a view of the file, state in aux.
+            s->in_place = true;
+            dt_tensor_set(s->dst, t->dtype, (void *)t->data, s->ndim, s->shape);
+            s->dst->aux = t->aux;
+        } else if (fits && be->device == DT_DEV_CPU && t->st_dtype == st_of(kt) &&
+                   ((uintptr_t)t->data & (dt_dtype_size(kt) - 1)) == 0) {
             s->in_place = true;
             dt_tensor_set(s->dst, kt, (void *)t->data, s->ndim, s->shape);
         } else {
@@ -150,6 +184,15 @@ int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
         dt_dtype kt = s->ndim == 2 ? wtype : DT_F32;
         size_t nb = (size_t)numel * dt_dtype_size(kt);
+        if (s->q != DT_F32) { // one f32 tensor at a time, quantized into the block
+            float *tmp = malloc((size_t)numel * sizeof(float));
+            rc = tmp ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape) : dt_fail(ctx, DT_ENOMEM, "out of memory");
+            if (!rc && (rc = dt_lq_fill(ctx, s->name, s->q, o->double_quant, tmp, s->shape[0], s->shape[1], p, s->dst)))
+                dt_prefix(ctx, rc, "%s: ", path);
+            free(tmp);
+            p += dt_lq_bytes(s->q, o->double_quant, s->shape[0], s->shape[1]);
+            continue;
+        }
         if (be->device == DT_DEV_CPU) {
             rc = dt_weights_read_as(ctx, m->src, s->name, kt, p, s->ndim, s->shape);
         } else {
@@ -168,6 +211,8 @@ int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_
     if (rc) { dt_llama_free(m); return rc; }
     float freq[256];
     rope_inv_freq(c, freq);
+    const float *factors = dt_weights_rope_factors(m->src); // a GGUF base's llama3 scaling
+    for (int i = 0; factors && i < c->head_dim / 2; i++) freq[i] /= factors[i];
     m->inv_freq = (float *)p;
     be->upload(be, m->inv_freq, freq, (size_t)(c->head_dim / 2) * sizeof(float));
     if (c->tie_word_embeddings) m->lm_head = m->embed;
@@ -177,13 +222,18 @@ int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_
 }
 
 int dt_llama_load_cpu(dt_ctx *ctx, const char *path, dt_dtype requested, const char *what, dt_llama **out) {
+    return dt_llama_load_cpu_ex(ctx, path, requested, what, NULL, out);
+}
+
+int dt_llama_load_cpu_ex(dt_ctx *ctx, const char *path, dt_dtype requested, const char *what, const dt_load_opts *o,
+                         dt_llama **out) {
     *out = NULL;
     dt_dtype t;
     const dt_backend *be;
     int rc = dt_dtype_resolve(ctx, requested, DT_DEV_CPU, what, &t);
     if (!rc) rc = dt_cpu_backend_for(ctx, t, &be);
     if (rc) return rc;
-    rc = dt_llama_load_typed(ctx, path, be, t, out);
+    rc = load(ctx, path, be, t, o, out);
     if (rc) { dt_cpu_backend_release(be); return rc; }
     (*out)->owns_be = be != dt_backend_cpu();
     return DT_OK;

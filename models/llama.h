@@ -81,6 +81,15 @@ typedef struct dt_llama_out {
 // path: a Hugging Face folder or a llama2.c .bin. Weights are converted to f32 for the CPU backend;
 // F32 tensors of a memory-mapped file are used in place when aligned.
 int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama **out);
+// How the frozen weights are stored. A quantized base (GGUF, bitsandbytes 4-bit) keeps its types on the
+// CPU backend either way (widened to f32 on others).
+typedef struct dt_load_opts {
+    dt_dtype quantize;  // DT_F32: as loaded; DT_NF4, DT_FP4, DT_Q8_0, DT_Q4_0, ...: the linear weights
+                        // quantized at load, one tensor at a time (CPU; refused for a quantized base)
+    bool double_quant;  // NF4/FP4: quantize the block scales too (bitsandbytes' compress_statistics)
+} dt_load_opts;
+// dt_load_opts NULL: as dt_llama_load.
+int dt_llama_load_ex(dt_ctx *ctx, const char *path, const dt_backend *be, const dt_load_opts *o, dt_llama **out);
 // The same with the matrices (linears, embedding, LM head) kept as wtype (f32, bf16 or f16; not f32
 // only on the CPU): memory-mapped in place when the file stores them in wtype, converted once
 // otherwise. Norms and biases are f32 always.
@@ -89,6 +98,9 @@ int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_
 // float dtype; see dt_dtype_resolve, whose messages start with `what`: the recipe key or the option).
 // A bf16 model gets its own bf16 backend instance (oneDNN), released by dt_llama_free.
 int dt_llama_load_cpu(dt_ctx *ctx, const char *path, dt_dtype requested, const char *what, dt_llama **out);
+// dt_llama_load_cpu with the linear weights quantized at load as o says (o NULL: as dt_llama_load_cpu).
+int dt_llama_load_cpu_ex(dt_ctx *ctx, const char *path, dt_dtype requested, const char *what, const dt_load_opts *o,
+                         dt_llama **out);
 void dt_llama_free(dt_llama *m);
 // A model of this config with random weights (normal * 0.02, norms 1), for benchmarks and tests.
 int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed, dt_llama **out);

@@ -3,6 +3,7 @@
 // offsets relative to the data buffer; an optional "__metadata__" maps strings to strings. The tensors
 // must tile the data buffer exactly: no gap, no overlap, nothing after the last one.
 #include "models/safetensors.h"
+#include "models/quant_tensor.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <jansson.h>
@@ -41,16 +42,17 @@ static const struct {
     size_t size;
 } ST_DTYPES[] = {
     {"F32", DT_ST_F32, DT_F32, 4}, {"F16", DT_ST_F16, DT_F16, 2}, {"BF16", DT_ST_BF16, DT_BF16, 2},
-    {"I32", DT_ST_I32, DT_I32, 4}, {"I64", DT_ST_I64, DT_I32, 8},
+    {"I32", DT_ST_I32, DT_I32, 4}, {"I64", DT_ST_I64, DT_I32, 8}, {"U8", DT_ST_U8, DT_I32, 1},
 };
 #define N_DTYPES (sizeof ST_DTYPES / sizeof ST_DTYPES[0])
 
 // Valid safetensors dtypes this project cannot hold: refused as unsupported rather than as corrupt.
-static const char *const ST_OTHER_DTYPES[] = {"BOOL", "U8", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16",
+static const char *const ST_OTHER_DTYPES[] = {"BOOL", "I8", "F8_E5M2", "F8_E4M3", "F8_E8M0", "I16",
                                               "U16", "U32", "F64", "U64", "F4", "F6_E2M3", "F6_E3M2",
                                               "C64"};
 
 const char *dt_st_dtype_name(dt_st_dtype t) {
+    if (t == DT_ST_BLOCK) return "BLOCK"; // never read from a file: not in the table
     for (size_t i = 0; i < N_DTYPES; i++)
         if (ST_DTYPES[i].st == t) return ST_DTYPES[i].name;
     return "?";
@@ -542,7 +544,7 @@ const char *dt_st_metadata(const dt_safetensors *st, const char *key) {
 
 bool dt_st_aligned(const dt_st_tensor *t) {
     size_t a = dt_st_dtype_size(t->st_dtype);
-    return !t->data || (uintptr_t)t->data % a == 0;
+    return !t->data || a == 0 || (uintptr_t)t->data % a == 0; // a == 0: block types, read bytewise
 }
 
 int dt_st_check_shape(dt_ctx *ctx, const char *file, const dt_st_tensor *t, int ndim, const int64_t *expect_shape) {
@@ -594,6 +596,7 @@ static void convert(void *dst, dt_dtype dt, const void *src, dt_dtype sdt, size_
 }
 
 int dt_st_tensor_copy(dt_ctx *ctx, const char *file, const dt_st_tensor *t, dt_dtype dst_dtype, void *dst) {
+    if (t->st_dtype == DT_ST_BLOCK) return dt_quant_tensor_copy(ctx, file, t, dst_dtype, dst);
     if (t->st_dtype != DT_ST_F32 && t->st_dtype != DT_ST_F16 && t->st_dtype != DT_ST_BF16)
         return dt_fail(ctx, DT_EINPUT, "%s: tensor '%s' has dtype %s, expected F32, F16 or BF16", file, t->name,
                        dt_st_dtype_name(t->st_dtype));

@@ -13,10 +13,14 @@
 #include "autograd/context.h"
 #include "autograd/tensor.h"
 
-// The dtypes accepted in a header. F32/F16/BF16 are readable as weights; I32/I64 are accepted so a
-// file can be inspected, but cannot be read as f32. Any other dtype string is refused (DT_EINPUT).
-typedef enum { DT_ST_F32, DT_ST_F16, DT_ST_BF16, DT_ST_I32, DT_ST_I64 } dt_st_dtype;
-const char *dt_st_dtype_name(dt_st_dtype t); // "F32", "F16", "BF16", "I32", "I64"
+// The dtypes accepted in a header. F32/F16/BF16 are readable as weights; I32/I64/U8 are accepted so a
+// file can be inspected (and U8 for bitsandbytes' 4-bit checkpoints, see bnb4.h), but cannot be read as f32. Any other dtype string is refused (DT_EINPUT).
+// DT_ST_BLOCK is no safetensors dtype: a block-quantized tensor of another source (a GGUF file, a
+// bitsandbytes checkpoint) handed out as a dt_st_tensor; its dtype names the type (DT_Q4_K, DT_NF4, ...),
+// aux its quantization state when it has one outside the blocks.
+// U8 holds bitsandbytes' packed 4-bit weights and their state; like I32/I64 it is no float weight.
+typedef enum { DT_ST_F32, DT_ST_F16, DT_ST_BF16, DT_ST_I32, DT_ST_I64, DT_ST_U8, DT_ST_BLOCK } dt_st_dtype;
+const char *dt_st_dtype_name(dt_st_dtype t); // "F32", "F16", "BF16", "I32", "I64", "U8", "BLOCK"
 size_t dt_st_dtype_size(dt_st_dtype t);
 
 typedef struct {
@@ -29,6 +33,7 @@ typedef struct {
     const void *data;      // into the read-only mapping; possibly unaligned; NULL when nbytes == 0
     size_t nbytes;
     int shard;             // index into the shard list (dt_st_shard_path)
+    const void *aux;       // DT_ST_BLOCK: per-tensor quantization state (dt_nf4_state), else NULL
 } dt_st_tensor;
 
 typedef struct dt_safetensors dt_safetensors; // all shards of one model, mapped
@@ -58,8 +63,8 @@ int dt_st_get(dt_ctx *ctx, const dt_safetensors *st, const char *name, int ndim,
 // Checks t's shape equals expect_shape (ndim values); DT_EINPUT "file: tensor 'name': shape [..], expected
 // [..]" otherwise. Shared by every weight source.
 int dt_st_check_shape(dt_ctx *ctx, const char *file, const dt_st_tensor *t, int ndim, const int64_t *expect_shape);
-// Copies t into dst converted to dst_dtype (F32, F16 or BF16); t must be F32, F16 or BF16 (DT_EINPUT
-// naming file and tensor otherwise). Handles unaligned source data.
+// Copies t into dst converted to dst_dtype (F32, F16 or BF16); t must be F32, F16, BF16 or a block type
+// (dequantized; DT_EINPUT naming file and tensor otherwise). Handles unaligned source data.
 int dt_st_tensor_copy(dt_ctx *ctx, const char *file, const dt_st_tensor *t, dt_dtype dst_dtype, void *dst);
 // dt_st_get, then copies the tensor into dst as f32 (converting F16/BF16). I32/I64 are refused.
 int dt_st_read_f32(dt_ctx *ctx, const dt_safetensors *st, const char *name, float *dst, int ndim,

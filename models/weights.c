@@ -3,13 +3,22 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "models/bnb4.h"
+#include "models/gguf_model.h"
 #include "models/llama2c.h"
 
 struct dt_weights {
     char *path;
-    dt_safetensors *st; // exactly one of st and l2c is set
+    dt_safetensors *st; // exactly one of st, l2c and gg is set
     dt_llama2c *l2c;
+    dt_gguf_model *gg;
+    dt_bnb4 *bnb;       // with st: a bitsandbytes 4-bit checkpoint's quantized weights
 };
+
+static bool has_suffix(const char *path, const char *suffix) {
+    size_t n = strlen(path), k = strlen(suffix);
+    return n >= k && !strcmp(path + n - k, suffix);
+}
 
 static bool is_llama2c(const char *path) {
     size_t n = strlen(path);
@@ -23,8 +32,11 @@ int dt_weights_open(dt_ctx *ctx, const char *path, dt_model_config *cfg, dt_weig
         free(w);
         return dt_fail(ctx, DT_ENOMEM, "%s: out of memory", path);
     }
-    int rc = is_llama2c(path) ? dt_llama2c_load(ctx, path, cfg, &w->l2c) : dt_config_load(ctx, path, cfg);
-    if (!rc && !w->l2c) rc = dt_st_open(ctx, path, &w->st);
+    int rc = is_llama2c(path)               ? dt_llama2c_load(ctx, path, cfg, &w->l2c)
+             : has_suffix(path, ".gguf") ? dt_gguf_model_open(ctx, path, cfg, &w->gg)
+                                         : dt_config_load(ctx, path, cfg);
+    if (!rc && !w->l2c && !w->gg) rc = dt_st_open(ctx, path, &w->st);
+    if (!rc && w->st) rc = dt_bnb4_open(ctx, path, w->st, &w->bnb);
     if (rc) {
         dt_weights_close(w);
         return rc;
@@ -37,18 +49,26 @@ void dt_weights_close(dt_weights *w) {
     if (!w) return;
     dt_st_close(w->st);
     dt_llama2c_free(w->l2c);
+    dt_gguf_model_close(w->gg);
+    dt_bnb4_close(w->bnb);
     free(w->path);
     free(w);
 }
 
 const char *dt_weights_path(const dt_weights *w) { return w->path; }
-size_t dt_weights_count(const dt_weights *w) { return w->st ? dt_st_count(w->st) : dt_llama2c_count(w->l2c); }
+size_t dt_weights_count(const dt_weights *w) {
+    return w->st ? dt_st_count(w->st) : w->gg ? dt_gguf_model_count(w->gg) : dt_llama2c_count(w->l2c);
+}
 const dt_st_tensor *dt_weights_at(const dt_weights *w, size_t i) {
-    return w->st ? dt_st_at(w->st, i) : dt_llama2c_at(w->l2c, i);
+    return w->st ? dt_st_at(w->st, i) : w->gg ? dt_gguf_model_at(w->gg, i) : dt_llama2c_at(w->l2c, i);
 }
 const dt_st_tensor *dt_weights_find(const dt_weights *w, const char *name) {
-    return w->st ? dt_st_find(w->st, name) : dt_llama2c_find(w->l2c, name);
+    const dt_st_tensor *q = dt_bnb4_find(w->bnb, name);
+    if (q) return q;
+    return w->st ? dt_st_find(w->st, name) : w->gg ? dt_gguf_model_find(w->gg, name) : dt_llama2c_find(w->l2c, name);
 }
+const dt_gguf_model *dt_weights_gguf(const dt_weights *w) { return w->gg; }
+const float *dt_weights_rope_factors(const dt_weights *w) { return w->gg ? dt_gguf_model_rope_factors(w->gg) : NULL; }
 
 static bool ignorable(const char *name, bool tied) {
     static const char inv_freq[] = ".rotary_emb.inv_freq";
@@ -62,8 +82,12 @@ int dt_weights_check_unused(dt_ctx *ctx, const dt_weights *w, const dt_st_tensor
     size_t len = 0;
     for (size_t i = 0; i < count; i++) {
         const dt_st_tensor *t = dt_weights_at(w, i);
+        // bitsandbytes: a U8 weight is used through its 4-bit view; its companions are part of it.
+        // GGUF: rope_freqs.weight (llama3 factors) is read apart (dt_weights_rope_factors).
+        if ((w->bnb && dt_bnb4_is_companion(t->name)) || (w->gg && !strcmp(t->name, "rope_freqs.weight"))) continue;
+        const dt_st_tensor *q = dt_bnb4_find(w->bnb, t->name);
         bool found = false;
-        for (int j = 0; j < n_used && !found; j++) found = used[j] == t;
+        for (int j = 0; j < n_used && !found; j++) found = used[j] == t || (q && used[j] == q);
         if (found || ignorable(t->name, tied)) continue;
         if (unused++ < 3 && len < sizeof names)
             len += (size_t)snprintf(names + len, sizeof names - len, "%s'%s'", len ? ", " : "", t->name);
@@ -77,8 +101,8 @@ int dt_weights_check_unused(dt_ctx *ctx, const dt_weights *w, const dt_st_tensor
 
 int dt_weights_read_as(dt_ctx *ctx, const dt_weights *w, const char *name, dt_dtype dst_dtype, void *dst,
                        int ndim, const int64_t *expect_shape) {
-    if (w->st) return dt_st_read_as(ctx, w->st, name, dst_dtype, dst, ndim, expect_shape);
-    const dt_st_tensor *t = dt_llama2c_find(w->l2c, name);
+    if (w->st && !w->bnb) return dt_st_read_as(ctx, w->st, name, dst_dtype, dst, ndim, expect_shape);
+    const dt_st_tensor *t = dt_weights_find(w, name);
     if (!t) return dt_fail(ctx, DT_EINPUT, "%s: tensor '%s' not found", w->path, name);
     int rc = expect_shape ? dt_st_check_shape(ctx, w->path, t, ndim, expect_shape) : DT_OK;
     return rc ? rc : dt_st_tensor_copy(ctx, w->path, t, dst_dtype, dst);

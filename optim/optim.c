@@ -37,6 +37,12 @@ int dt_optim_set_lr_mult(dt_ctx *ctx, dt_optimizer *o, const float *mult) {
     return DT_OK;
 }
 
+void dt_adamw_factors(const dt_optimizer *o, float lr, float *step_size, float *bc2_sqrt) {
+    const double bc1 = 1.0 - pow(o->beta1, (double)o->step), bc2 = 1.0 - pow(o->beta2, (double)o->step);
+    *step_size = (float)(lr / bc1);
+    *bc2_sqrt = (float)sqrt(bc2);
+}
+
 void dt_optim_step(dt_optimizer *o, float *p, const float *g, float lr) {
     const size_t n = o->n;
     o->step++;
@@ -44,8 +50,8 @@ void dt_optim_step(dt_optimizer *o, float *p, const float *g, float lr) {
         float *m = o->state, *v = o->state + n;
         const float b1 = o->beta1, b2 = o->beta2, wd = o->weight_decay, eps = o->eps;
         // torch: p *= 1 - lr*wd; m, v updated; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
-        const double bc1 = 1.0 - pow(b1, (double)o->step), bc2 = 1.0 - pow(b2, (double)o->step);
-        const float step_size = (float)(lr / bc1), bc2_sqrt = (float)sqrt(bc2);
+        float step_size, bc2_sqrt;
+        dt_adamw_factors(o, lr, &step_size, &bc2_sqrt);
         const float *mult = o->lr_mult;
         #pragma omp parallel for simd if (n > 65536)
         for (size_t i = 0; i < n; i++) {

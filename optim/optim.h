@@ -24,6 +24,10 @@ void dt_optim_free(dt_optimizer *o);
 int dt_optim_set_lr_mult(dt_ctx *ctx, dt_optimizer *o, const float *mult);
 // One update of params (n) from grads (n) at learning rate lr (times lr_mult where set).
 void dt_optim_step(dt_optimizer *o, float *params, const float *grads, float lr);
+// AdamW's bias corrections for the update numbered o->step (already advanced): lr / (1 - beta1^step)
+// and sqrt(1 - beta2^step), computed in double as torch does. Shared with the CUDA kernel
+// (autograd/cuda/optim.cu) so both devices use the same two floats.
+void dt_adamw_factors(const dt_optimizer *o, float lr, float *step_size, float *bc2_sqrt);
 // Global L2 norm of grads (n); when max_norm > 0 and the norm exceeds it, scales grads to max_norm.
 // Returns the norm before clipping (as PyTorch's clip_grad_norm_ does).
 double dt_clip_grad_norm(float *grads, size_t n, double max_norm);

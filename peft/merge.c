@@ -6,6 +6,7 @@
 #include <string.h>
 #include "peft/export_gguf.h"
 #include "peft/peft_io.h"
+#include "models/gguf.h"
 #include "peft/merge_internal.h"
 
 int dt_adapter_load_cfg(dt_ctx *ctx, const char *dir, const dt_model_config *cfg, dt_adapter **out) {
@@ -90,13 +91,17 @@ static int load_adapters(merger *m) {
 }
 
 int dt_merge(dt_ctx *ctx, const dt_merge_opts *o) {
-    if (o->dtype >= 0 && o->dtype != DT_F32 && o->dtype != DT_F16 && o->dtype != DT_BF16)
-        return dt_fail(ctx, DT_EINPUT, "output dtype must be f32, f16 or bf16");
+    const bool float_out = o->dtype == DT_F32 || o->dtype == DT_F16 || o->dtype == DT_BF16;
+    if (o->dtype >= 0 && !float_out && !(o->format == DT_MERGE_GGUF && dt_ggml_from_dtype_any((dt_dtype)o->dtype) >= 0))
+        return dt_fail(ctx, DT_EINPUT, "output dtype %s: a Hugging Face folder takes f32, f16 or bf16; a GGUF file "
+                       "also q8_0, q4_0, q4_1, q5_0, q5_1, q4_K, q5_K, q6_K", dt_dtype_name((dt_dtype)o->dtype));
+    if (o->report) memset(o->report, 0, sizeof *o->report);
     merger m = {.ctx = ctx, .o = o};
+    pthread_mutex_init(&m.stat_mu, NULL);
     int rc = dt_weights_open(ctx, o->model, &m.cfg, &m.w);
     size_t len = strlen(o->model);
-    const bool l2c = len >= 4 && !strcmp(o->model + len - 4, ".bin");
-    if (!rc && !l2c) rc = dt_st_open(ctx, o->model, &m.st);
+    const bool l2c = len >= 4 && !strcmp(o->model + len - 4, ".bin"), gguf = len >= 5 && !strcmp(o->model + len - 5, ".gguf");
+    if (!rc && !l2c && !gguf) rc = dt_st_open(ctx, o->model, &m.st);
     if (!rc && o->format == DT_MERGE_GGUF) rc = dt_gguf_arch(ctx, &m.cfg, o->model, &m.arch);
     if (!rc) rc = check_base(&m);
     if (!rc) rc = load_adapters(&m);
@@ -107,5 +112,6 @@ int dt_merge(dt_ctx *ctx, const dt_merge_opts *o) {
     free(m.obuf);
     dt_st_close(m.st);
     dt_weights_close(m.w);
+    pthread_mutex_destroy(&m.stat_mu);
     return rc;
 }

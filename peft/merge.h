@@ -17,14 +17,33 @@ typedef struct dt_merge_adapter {
 
 typedef enum { DT_MERGE_HF = 0, DT_MERGE_GGUF = 1 } dt_merge_format;
 
+// --dtype same: each tensor keeps its input type (a quantized GGUF base's tensors are re-quantized).
+#define DT_MERGE_DTYPE_SAME (-2)
+
+// What re-quantization did to one output tensor: the RMS of (re-quantized - exact merged weights)
+// relative to the RMS of the exact merged weights.
+typedef struct dt_merge_quant_err {
+    char name[96];
+    dt_dtype type;
+    double err2, ref2; // sums of squares of the difference and of the exact weights
+} dt_merge_quant_err;
+
+typedef struct dt_merge_report {
+    dt_merge_quant_err *t; // (n) one per re-quantized tensor, in file order; malloc'd, free with free()
+    size_t n;
+} dt_merge_report;
+
 typedef struct dt_merge_opts {
-    const char *model;                 // Hugging Face folder or llama2.c .bin
+    const char *model;                 // Hugging Face folder, llama2.c .bin or GGUF model
     const dt_merge_adapter *adapters;  // (n_adapters); none gives a plain conversion
     int n_adapters;
     const char *out;                   // hf: a folder that must not exist yet; gguf: the .gguf file
-    int dtype;                         // DT_F32, DT_F16, DT_BF16, or -1: the base's storage dtype
+    int dtype;                         // DT_F32, DT_F16, DT_BF16; gguf also a ggml quantized type (DT_Q8_0,
+                                       // DT_Q4_K, ...); -1: the base's storage dtype (its embedding's);
+                                       // DT_MERGE_DTYPE_SAME: each tensor's own input type
     dt_merge_format format;
     const char *tokenizer;             // gguf: folder with tokenizer.json; NULL = the model's folder
+    dt_merge_report *report;           // optional: filled with the error of every re-quantized tensor
 } dt_merge_opts;
 
 // Merges and writes. hf: the same tensor names and shard files as the input (model.safetensors, or the
@@ -32,7 +51,8 @@ typedef struct dt_merge_opts {
 // from the config for a llama2.c input), and the generation/tokenizer files copied when present; it
 // is written into "OUT.tmp.XXXXXX" beside OUT and renamed when complete, so nothing partial is left.
 // gguf: F32/F16/BF16 (norms and 1-D tensors F32, as llama.cpp's converter writes them), q/k permuted for
-// "llama", the tokenizer from tokenizer.json. Errors name the file and the tensor (DT_EINPUT for bad
+// "llama", the tokenizer from tokenizer.json (or, for a GGUF base, copied from it); quantized output
+// types need rows of whole blocks. Errors name the file and the tensor (DT_EINPUT for bad
 // input: no adapter, a config that does not fit the tensors, an adapter that does not fit the base, ...).
 int dt_merge(dt_ctx *ctx, const dt_merge_opts *o);
 

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include "models/atomic_file.h"
 #include "models/safetensors_write.h"
+#include "autograd/quant.h"
 #include "peft/merge_internal.h"
 
 static int st_fill(dt_ctx *ctx, void *user, void *dst, size_t nbytes) {
@@ -195,9 +196,14 @@ static int write_shards(merger *m, const char *tmp, uint64_t *total) {
     for (size_t i = 0; i < n && !rc; i++) {
         const dt_st_tensor *t = dt_mg_src_at(m, i);
         dt_mg_job_init(m, &jobs[i], t);
-        if (t->st_dtype == DT_ST_I64)
-            rc = dt_fail(ctx, DT_EUNSUPPORTED, "%s: tensor '%s': I64 tensors cannot be written", dt_mg_src_file(m, t), t->name);
+        if (t->st_dtype == DT_ST_I64 || t->st_dtype == DT_ST_U8)
+            rc = dt_fail(ctx, DT_EUNSUPPORTED, "%s: tensor '%s': %s tensors cannot be written", dt_mg_src_file(m, t), t->name,
+                         dt_st_dtype_name(t->st_dtype));
         jobs[i].out = t->dtype == DT_I32 || m->o->dtype < 0 ? t->dtype : (dt_dtype)m->o->dtype;
+        if (!rc && dt_is_quant(jobs[i].out))
+            rc = dt_fail(ctx, DT_EINPUT, "%s: tensor '%s' is %s, which a Hugging Face folder cannot hold; merge with "
+                         "--dtype f32, f16 or bf16, or write --format gguf", dt_mg_src_file(m, t), t->name,
+                         dt_dtype_name(t->dtype));
         *total += dt_mg_job_bytes(&jobs[i]);
     }
     if (!rc) rc = dt_mg_alloc_scratch(m, jobs, n);

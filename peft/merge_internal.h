@@ -27,6 +27,7 @@ typedef struct merger {
     struct prefetch *pf;  // computing ahead of the writer, or NULL
     void *obuf;           // gguf: one tensor in its output dtype
     size_t obuf_n;
+    pthread_mutex_t stat_mu; // guards the re-quantization error sums of the jobs
 } merger;
 
 // The source tensors: a Hugging Face model's shards, or a llama2.c file's tensors.
@@ -47,6 +48,7 @@ typedef struct tjob {
     dt_dtype out;
     int ndim;
     int64_t shape[DT_MAX_DIMS];
+    double err2, ref2;       // quantized output: sums of squares of (re-quantized - exact) and of exact
 } tjob;
 
 // Computing ahead of the writer (merge_tensor.c).

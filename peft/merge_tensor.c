@@ -7,6 +7,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <unistd.h>
+#include "autograd/dtype.h"
+#include "autograd/quant.h"
 #include "peft/export_gguf.h"
 #include "peft/merge_internal.h"
 
@@ -74,14 +76,33 @@ typedef struct rows_task {
     float *buf; // (ROW_BUFS, cols) f32
 } rows_task;
 
+// Quantizes one row into dst and adds its error against the exact row to the sums.
+static void quantize_row(void *dst, dt_dtype t, const float *exact, float *tmp, int64_t cols, double *err2, double *ref2) {
+    dt_quant_row_from_f32(t, exact, dst, cols);
+    dt_quant_row_f32(t, dst, NULL, 0, cols, tmp);
+    for (int64_t x = 0; x < cols; x++) {
+        const double d = (double)tmp[x] - exact[x];
+        *err2 += d * d;
+        *ref2 += (double)exact[x] * exact[x];
+    }
+}
+
 static void *run_rows(void *arg) {
     rows_task *task = arg;
-    const tjob *j = task->j;
+    tjob *j = task->j;
     const dt_st_tensor *t = j->src;
     const int64_t rows = t->shape[0], cols = t->ndim == 2 ? t->shape[1] : 1;
-    const size_t in_row = (size_t)cols * dt_dtype_size(t->dtype), out_row = (size_t)cols * dt_dtype_size(j->out);
+    const size_t in_row = dt_type_row_bytes(t->dtype, cols), out_row = dt_type_row_bytes(j->out, cols);
     const bool aligned = dt_st_aligned(t), fold = dt_mg_folds(j->m, j->layer, j->lt);
+    const bool qin = dt_is_quant(t->dtype), qout = dt_is_quant(j->out);
     float *stage = task->buf + RB * cols;
+    double err2 = 0, ref2 = 0;
+    if (qin && !fold && j->out == t->dtype) { // only permuted: move whole rows of blocks, no re-quantization
+        for (int64_t r = task->r0; r < task->r1; r++)
+            memcpy((char *)task->dst + (size_t)r * out_row,
+                   (const char *)t->data + (size_t)(j->heads ? dt_gguf_qk_source_row(r, rows, j->heads) : r) * in_row, in_row);
+        return NULL;
+    }
     for (int64_t r0 = task->r0; r0 < task->r1; r0 += RB) {
         const int nb = task->r1 - r0 < RB ? (int)(task->r1 - r0) : RB;
         int64_t src[RB];
@@ -90,12 +111,26 @@ static void *run_rows(void *arg) {
             w[b] = task->buf + b * cols;
             src[b] = b < nb ? (j->heads ? dt_gguf_qk_source_row(r0 + b, rows, j->heads) : r0 + b) : 0;
             if (b >= nb) { memset(w[b], 0, (size_t)cols * sizeof(float)); continue; }
+            if (qin) { // block types: the row's blocks (and the tensor's state, for NF4) give the values
+                dt_quant_row_f32(t->dtype, t->data, t->aux, src[b], cols, w[b]);
+                continue;
+            }
             const void *in = (const char *)t->data + (size_t)src[b] * in_row;
             if (!aligned) in = memcpy(stage, in, in_row);
             row_to_f32(w[b], in, t->dtype, cols);
         }
         if (fold) fold_rows(j->m, j, src, nb, cols, w);
-        for (int b = 0; b < nb; b++) row_from_f32((char *)task->dst + (size_t)(r0 + b) * out_row, j->out, w[b], cols);
+        for (int b = 0; b < nb; b++) {
+            char *o = (char *)task->dst + (size_t)(r0 + b) * out_row;
+            if (qout) quantize_row(o, j->out, w[b], stage, cols, &err2, &ref2);
+            else row_from_f32(o, j->out, w[b], cols);
+        }
+    }
+    if (qout) {
+        pthread_mutex_lock(&j->m->stat_mu);
+        j->err2 += err2;
+        j->ref2 += ref2;
+        pthread_mutex_unlock(&j->m->stat_mu);
     }
     return NULL;
 }
@@ -108,8 +143,8 @@ static int threads_for(const merger *m) {
 }
 
 size_t dt_mg_job_bytes(const tjob *j) {
-    size_t n = dt_dtype_size(j->out);
-    for (int d = 0; d < j->ndim; d++) n *= (size_t)j->shape[d];
+    size_t n = dt_type_row_bytes(j->out, j->ndim ? j->shape[j->ndim - 1] : 1);
+    for (int d = 0; d + 1 < j->ndim; d++) n *= (size_t)j->shape[d];
     return n;
 }
 
@@ -123,7 +158,8 @@ static int produce_with(tjob *j, void *dst, int nt, float *bufs) {
     }
     const dt_st_tensor *t = j->src;
     int rc = DT_OK;
-    if (!j->heads && !dt_mg_folds(m, j->layer, j->lt)) {
+    j->err2 = j->ref2 = 0; // all rows are produced here (again, if a stopped prefetcher did some)
+    if (!dt_mg_is_compute(j)) {
         rc = dt_st_tensor_copy(m->ctx, dt_mg_src_file(m, t), t, j->out, dst);
     } else {
         const int64_t rows = t->shape[0];
@@ -154,7 +190,11 @@ static int produce(tjob *j, void *dst) { return produce_with(j, dst, threads_for
 // tensor, it computes rows of it too (rows are handed out in chunks). If the writer asks for something else
 // than predicted, the prefetcher is stopped and everything is computed on demand (always correct).
 
-bool dt_mg_is_compute(const tjob *j) { return j->src && (j->heads || dt_mg_folds(j->m, j->layer, j->lt)); }
+// Row by row: permuted, folded, or written as a quantized type other than the source's (quantizing a
+// plain copy of the same type would only add error).
+bool dt_mg_is_compute(const tjob *j) {
+    return j->src && (j->heads || dt_mg_folds(j->m, j->layer, j->lt) || (dt_is_quant(j->out) && j->out != j->src->dtype));
+}
 
 bool dt_mg_is_plain(const tjob *j) { return j->src && !dt_mg_is_compute(j) && j->out == j->src->dtype; }
 

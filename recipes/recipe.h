@@ -39,6 +39,8 @@ typedef struct dt_recipe {
     struct {
         char *path;                    // Hugging Face model folder, or a llama2.c .bin / .gguf / .safetensors file
         char *tokenizer;               // tokenizer folder or file (default: the model folder)
+        dt_dtype quantize;             // linear weights quantized at load: DT_NF4, DT_Q8_0, DT_Q4_0; DT_F32: no
+        bool double_quant;             // nf4: the block scales quantized too (bitsandbytes' double quantization)
         char *name_or_path;            // adapter_config.json's base_model_name_or_path (NULL: path), e.g. a Hub id
     } model;
     struct {

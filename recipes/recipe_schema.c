@@ -33,6 +33,8 @@ static const dt_renum SCHEDULERS[] = {
 static const dt_renum DEVICES[] = {{"cpu", DT_DEV_CPU}, {"cuda", DT_DEV_CUDA}, {0, 0}};
 // auto: resolved when training starts (autograd/dtype_choice.h), from what the device runs fast.
 static const dt_renum DTYPES[] = {{"auto", DT_DTYPE_AUTO}, {"f32", DT_F32}, {"bf16", DT_BF16}, {"f16", DT_F16}, {0, 0}};
+// model.quantize: "null" (the default) keeps the weights as they are loaded.
+static const dt_renum QUANTIZE[] = {{"null", DT_F32}, {"nf4", DT_NF4}, {"q8_0", DT_Q8_0}, {"q4_0", DT_Q4_0}, {0, 0}};
 
 #define OFF(field) offsetof(dt_recipe, field)
 #define INF HUGE_VAL
@@ -49,6 +51,8 @@ const dt_rkey dt_recipe_keys[] = {
     {"model",                              DT_RK_SECTION,   0,                                 0,               0, 0, 0, NULL, NULL},
     {"model.path",                         DT_RK_PATH,      OFF(model.path),                   REQ,             0, 0, 0, NULL, NULL},
     {"model.tokenizer",                    DT_RK_PATH,      OFF(model.tokenizer),              NUL|DT_RF_RULE,  0, 0, 0, NULL, NULL},
+    {"model.quantize",                     DT_RK_ENUM,      OFF(model.quantize),               0,               0, 0, 0, QUANTIZE, "null"},
+    {"model.double_quant",                 DT_RK_BOOL,      OFF(model.double_quant),           0,               0, 0, 0, NULL, "false"},
     {"model.name_or_path",                 DT_RK_STRING,    OFF(model.name_or_path),           NUL,             0, 0, 0, NULL, "null"},
     {"method",                             DT_RK_SECTION,   0,                                 0,               0, 0, 0, NULL, NULL},
     {"method.name",                        DT_RK_ENUM,      OFF(method.name),                  0,               0, 0, 0, METHODS, "lora"},

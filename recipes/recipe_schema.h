@@ -53,7 +53,7 @@ typedef struct dt_rkey {
     const char *def;         // default as YAML text; NULL with DT_RF_REQUIRED or DT_RF_RULE
 } dt_rkey;
 
-#define DT_RECIPE_NKEYS 62
+#define DT_RECIPE_NKEYS 64
 extern const dt_rkey dt_recipe_keys[DT_RECIPE_NKEYS];
 
 // Index of the key with this dotted path, or -1.

@@ -13,6 +13,7 @@
 #include "autograd/cpu_kernels.h"
 #include "autograd/cuda/cuda_backend.h"
 #include "models/llama.h"
+#include "optim/optim.h"
 #include "peft/adapter.h"
 #include "tests/test_util.h"
 
@@ -138,6 +139,56 @@ static void test_embedding(void) {
     G->embedding_fwd(G, dout, dids, n, &tt);
     check_dev("cuda_embedding_fwd", dout, ref, n * D, 0.0);
     free(table); free(ref); G->free(G, dt); G->free(G, dout); G->free(G, dids);
+}
+
+// The frozen-linear entry and embedding rows with W stored as bf16 or f16 (random values rounded to the
+// type, special f16 values included), against the CPU backend's entries on the same bytes: forward,
+// backward, acc and not. out x in of 16400 x 256 spans two of the device's 16384-row panels.
+static void test_frozen(dt_dtype type, int64_t out, int64_t in, int64_t N) {
+    const dt_backend *cpu = dt_backend_cpu();
+    char name[128];
+    float *w32 = rand_host(out * in, 1.0f);
+    if (type == DT_F16) { w32[0] = 6e-8f; w32[1] = -65504.0f; w32[2] = 1e-5f; } // subnormal, largest, small
+    const size_t wbytes = (size_t)(out * in) * 2;
+    uint16_t *w = malloc(wbytes);
+    dt_convert_from_f32(w, type, w32, (size_t)(out * in));
+    dt_tensor hw, dw;
+    dt_tensor_set(&hw, type, w, 2, (int64_t[]){out, in});
+    dt_tensor_set(&dw, type, to_dev(w, wbytes), 2, (int64_t[]){out, in});
+    dw.device = DT_DEV_CUDA;
+    float *x = rand_host(N * in, 1.0f), *dy = rand_host(N * out, 1.0f);
+    float *y = rand_host(N * out, 1.0f), *dx = rand_host(N * in, 1.0f);
+    float *dX = to_dev(x, N * in * sizeof(float)), *dDY = to_dev(dy, N * out * sizeof(float));
+    float *hs = malloc(cpu->frozen_scratch_bytes(cpu, &hw, N) + 4);
+    size_t sb = G->frozen_scratch_bytes(G, &dw, N);
+    void *ds = G->alloc(G, sb);
+    for (int acc = 0; acc < 2; acc++) {
+        float *dY = to_dev(y, N * out * sizeof(float)), *dDX = to_dev(dx, N * in * sizeof(float));
+        float *ry = copy_host(y, N * out), *rdx = copy_host(dx, N * in);
+        cpu->frozen_fwd(cpu, ry, acc, x, N, &hw, hs);
+        G->frozen_fwd(G, dY, acc, dX, N, &dw, ds);
+        snprintf(name, sizeof name, "cuda_frozen_fwd %s %lldx%lld acc=%d", dt_dtype_name(type), (long long)out,
+                 (long long)in, acc);
+        check_dev(name, dY, ry, N * out, TOL_F32);
+        cpu->frozen_bwd(cpu, rdx, acc, dy, N, &hw, hs);
+        G->frozen_bwd(G, dDX, acc, dDY, N, &dw, ds);
+        snprintf(name, sizeof name, "cuda_frozen_bwd %s %lldx%lld acc=%d", dt_dtype_name(type), (long long)out,
+                 (long long)in, acc);
+        check_dev(name, dDX, rdx, N * in, TOL_F32);
+        free(ry); free(rdx); G->free(G, dY); G->free(G, dDX);
+    }
+    // embedding rows of the same table: exact (a widening, no arithmetic)
+    int32_t ids[9];
+    for (int i = 0; i < 9; i++) ids[i] = i < 3 ? i : (int32_t)irand(out);
+    float *ref = malloc(9 * in * sizeof(float)), *dO = G->alloc(G, 9 * in * sizeof(float));
+    int32_t *dIds = to_dev(ids, sizeof ids);
+    cpu->embedding_fwd(cpu, ref, ids, 9, &hw);
+    G->embedding_fwd(G, dO, dIds, 9, &dw);
+    snprintf(name, sizeof name, "cuda_embedding_fwd %s", dt_dtype_name(type));
+    check_dev(name, dO, ref, 9 * in, 0.0);
+    free(ref); G->free(G, dO); G->free(G, dIds);
+    free(w32); free(w); free(x); free(dy); free(y); free(dx); free(hs);
+    G->free(G, dw.data); G->free(G, dX); G->free(G, dDY); G->free(G, ds);
 }
 
 static void test_rmsnorm(int64_t N, int64_t D) {
@@ -384,6 +435,43 @@ static void test_error_report(void) {
     G->free(G, d);
 }
 
+// Three optimizer updates on the device against dt_optim_step from the same start: bit for bit (the
+// kernel repeats the CPU's operations without fused multiply-adds). AdamW with weight decay, SGD with
+// and without momentum.
+static void test_optim(dt_opt_kind kind, float momentum, const char *name) {
+    const int64_t n = 3000;
+    dt_optimizer cpu, gpu;
+    int rc = dt_optim_init(&ctx, &cpu, kind, (size_t)n, 0.9f, 0.999f, 1e-8f, 0.01f, momentum);
+    if (!rc) rc = dt_optim_init(&ctx, &gpu, kind, (size_t)n, 0.9f, 0.999f, 1e-8f, 0.01f, momentum);
+    if (rc) { TEST_FAIL(name, "%s", ctx.msg); return; }
+    const size_t states = kind == DT_OPT_ADAMW ? 2 * (size_t)n : momentum != 0.0f ? (size_t)n : 0;
+    float *p = rand_host(n, 1.0f), *dP = to_dev(p, (size_t)n * sizeof(float));
+    float *dS = states ? G->alloc(G, states * sizeof(float)) : NULL; // (states) zero, as dt_optim_init's
+    if (dS) G->zero(G, dS, states * sizeof(float));
+    for (int step = 0; step < 3; step++) {
+        float *g = rand_host(n, 0.1f), *dG = to_dev(g, (size_t)n * sizeof(float));
+        const float lr = 1e-2f / (float)(step + 1);
+        dt_optim_step(&cpu, p, g, lr);
+        gpu.step++;
+        dt_cuda_optim_step(G, &gpu, dP, dG, dS, lr);
+        free(g);
+        G->free(G, dG);
+    }
+    float *got = from_dev(dP, n);
+    TEST_CHECK(name, !memcmp(got, p, (size_t)n * sizeof(float)), "the parameters differ from the CPU's after 3 steps");
+    free(got);
+    if (states) {
+        float *st = from_dev(dS, (int64_t)states);
+        TEST_CHECK(name, !memcmp(st, cpu.state, states * sizeof(float)), "the optimizer state differs from the CPU's");
+        free(st);
+        G->free(G, dS);
+    }
+    free(p);
+    G->free(G, dP);
+    dt_optim_free(&cpu);
+    dt_optim_free(&gpu);
+}
+
 // One LoRA training step (forward + backward) of a small random Llama with packed sequences and LoRA
 // dropout, on the CPU and on the GPU from the same weights and adapter: loss and every LoRA gradient.
 // *grads: a malloc'd copy of the adapter's gradient block, *n its length.
@@ -471,6 +559,9 @@ int main(void) {
     test_memory();
     test_gemms();
     test_embedding();
+    test_frozen(DT_BF16, 37, 19, 5);
+    test_frozen(DT_F16, 37, 19, 5);
+    test_frozen(DT_BF16, 16400, 256, 3);
     test_rmsnorm(13, 64);
     test_rmsnorm(5, 2051);
     test_rope(19, 3, 16);
@@ -486,6 +577,9 @@ int main(void) {
     test_xent(7, 1000);
     test_xent(5, 50000);
     test_sumsq();
+    test_optim(DT_OPT_ADAMW, 0.0f, "cuda_optim_adamw");
+    test_optim(DT_OPT_SGD, 0.9f, "cuda_optim_sgd_momentum");
+    test_optim(DT_OPT_SGD, 0.0f, "cuda_optim_sgd");
     test_llama_step();
     test_error_report();
     rc = dt_backend_cuda_check(&ctx);

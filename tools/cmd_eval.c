@@ -8,13 +8,15 @@
 #include "autograd/dtype_choice.h"
 #include "datasets/dataset.h"
 #include "models/model_files.h"
+#include "peft/adapter_device.h"
 #include "peft/peft_io.h"
 #include "tools/cli_checks.h"
+#include "tools/cli_device.h"
 #include "tools/cli_opts.h"
 #include "tools/commands.h"
 
 int cmd_eval(int argc, char **argv) {
-    const char *model = NULL, *adapter = NULL, *data = NULL, *format = "auto", *tokdir = NULL;
+    const char *model = NULL, *adapter = NULL, *data = NULL, *format = "auto", *tokdir = NULL, *device = NULL;
     int64_t max_len = 0;
     bool json = false;
     const char *dtype_s = "auto";
@@ -27,6 +29,7 @@ int cmd_eval(int argc, char **argv) {
         DT_O_STR("--tokenizer", "PATH", "tokenizer folder or file (default: beside the model; token-id data needs none)", &tokdir),
         DT_O_INT("--max-seq-len", "N", "cut longer examples to N tokens (default 0: no limit)", &max_len, 0, 1e9),
         DT_O_FLAG("--json", "print one JSON object instead of text", &json),
+        DT_O_CHOICE("--device", "cpu|cuda", "where the model runs (default cpu; cuda computes in f32)", &device),
         DT_O_CHOICE("--dtype", "auto|f32|bf16|f16", "the frozen weights' dtype (default auto: bf16 where the CPU has bf16 matrix instructions, else f32)", &dtype_s),
     };
     const dt_cli cli = {"eval", "--model PATH --data FILE [--adapter DIR] [options]",
@@ -44,6 +47,8 @@ int cmd_eval(int argc, char **argv) {
     dt_tokenizer *tok = NULL;
     dt_dataset *ds = NULL;
     dt_graph g = {0};
+    dt_adapter_dev dev = {0};
+    const dt_backend *be = NULL;
     // Token-id data needs no tokenizer; others find it as train does (beside a model file).
     dt_rec_format fmt;
     char *tpath = tokdir ? strdup(tokdir) : dt_model_tokenizer_path(model);
@@ -51,8 +56,12 @@ int cmd_eval(int argc, char **argv) {
     if (!rc && fmt != DT_FMT_TOKENS) rc = dt_tokenizer_load(&ctx, tpath, &tok);
     if (!rc && tok) rc = dt_check_vocab_of(&ctx, tok, tpath, model);
     free(tpath);
-    if (!rc) rc = dt_llama_load_cpu(&ctx, model, dtype, "--dtype", &m);
+    if (!rc) rc = dt_cli_backend(&ctx, device, &be);
+    if (!rc && be->device == DT_DEV_CUDA) // f32 weights on the device
+        rc = dt_cli_backend_check(&ctx, be, dt_llama_load(&ctx, model, be, &m));
+    else if (!rc) rc = dt_llama_load_cpu(&ctx, model, dtype, "--dtype", &m);
     if (!rc && adapter) rc = dt_adapter_load(&ctx, adapter, m, &ad);
+    if (!rc && ad) rc = dt_cli_backend_check(&ctx, be, dt_adapter_dev_attach(&ctx, &dev, ad, be));
     dt_dataset_opts o = {format, "auto", false, false, max_len};
     if (!rc) rc = dt_dataset_load(&ctx, (const char *const[]){data}, 1, tok, &o, &ds);
     if (!rc) rc = dt_graph_init(&ctx, &g, m->be, 0);
@@ -69,6 +78,7 @@ int cmd_eval(int argc, char **argv) {
         sum += out.loss_sum;
         n += out.n_targets;
     }
+    if (be) rc = dt_cli_backend_check(&ctx, be, rc);
     if (!rc && n == 0) rc = dt_fail(&ctx, DT_EINPUT, "%s: no trained tokens to evaluate", data);
     if (!rc) {
         double loss = sum / (double)n;
@@ -78,6 +88,7 @@ int cmd_eval(int argc, char **argv) {
     dt_graph_free(&g);
     dt_dataset_free(ds);
     dt_tokenizer_free(tok);
+    dt_adapter_dev_release(&dev, ad);
     dt_adapter_free(ad);
     dt_llama_free(m);
     return rc ? dt_cli_fail("eval", &ctx, rc) : 0;

@@ -33,7 +33,7 @@ static int64_t numel(int ndim, const int64_t *shape) {
 // Every tensor of a safetensors set, then the counts per dtype and in all.
 static void print_st_tensors(const dt_safetensors *st) {
     const size_t n = dt_st_count(st);
-    int64_t per[DT_ST_I64 + 1] = {0}, total = 0;
+    int64_t per[DT_ST_BLOCK + 1] = {0}, total = 0;
     size_t bytes = 0;
     printf("tensors: %zu\n", n);
     for (size_t i = 0; i < n; i++) {
@@ -49,7 +49,7 @@ static void print_st_tensors(const dt_safetensors *st) {
     }
     printf("parameters: %lld (", (long long)total);
     bool first = true;
-    for (int d = 0; d <= DT_ST_I64; d++)
+    for (int d = 0; d <= DT_ST_BLOCK; d++)
         if (per[d]) { printf("%s%s %lld", first ? "" : ", ", dt_st_dtype_name((dt_st_dtype)d), (long long)per[d]); first = false; }
     printf("), %zu bytes of tensor data\n", bytes);
 }
@@ -260,7 +260,8 @@ static int inspect_gguf(dt_ctx *ctx, const char *path) {
     int64_t gi = dt_gguf_find_key(f, "general.type");
     if (gi >= 0 && f->kvs[gi].type == DT_GGUF_STRING && !strcmp(f->kvs[gi].strs[0], "adapter")) print_gguf_adapter(f);
     printf("tensors: %lld (shapes row-major: ggml ne reversed)\n", (long long)f->n_tensors);
-    int64_t total = 0;
+    int64_t total = 0, per_type[64] = {0};
+    size_t per_type_bytes[64] = {0};
     size_t bytes = 0;
     for (int64_t i = 0; i < f->n_tensors; i++) {
         const dt_gguf_tensor *t = &f->tensors[i];
@@ -269,10 +270,21 @@ static int inspect_gguf(dt_ctx *ctx, const char *path) {
         printf("  %-60s %-5s ", t->name, tname);
         print_shape(t->n_dims, t->ne, true);
         putchar('\n');
-        total += numel(t->n_dims, t->ne);
+        const int64_t e = numel(t->n_dims, t->ne);
+        total += e;
         bytes += t->nbytes;
+        if (t->type < 64) { per_type[t->type] += e; per_type_bytes[t->type] += t->nbytes; }
     }
     printf("parameters: %lld, %zu bytes of tensor data\n", (long long)total, bytes);
+    // The storage types and what each costs per weight (a quantized model mixes several).
+    printf("types:");
+    for (int k = 0; k < 64; k++)
+        if (per_type[k]) {
+            const char *tname = "?";
+            dt_ggml_type_info((uint32_t)k, &tname, NULL, NULL);
+            printf(" %s %lld (%.2f bits/weight)", tname, (long long)per_type[k], 8.0 * (double)per_type_bytes[k] / (double)per_type[k]);
+        }
+    printf("; %.3f bits per weight overall\n", total ? 8.0 * (double)bytes / (double)total : 0.0);
     dt_gguf_close(f);
     return DT_OK;
 }

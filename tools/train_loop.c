@@ -19,9 +19,11 @@
 #include "optim/optim.h"
 #include "optim/schedule.h"
 #include "peft/peft_io.h"
+#include "tools/base_memory.h"
 #include "tools/loss_plot.h"
 #include "tools/run_identity.h"
 #include "tools/train_data.h"
+#include "tools/train_device.h"
 #include "tools/train_method.h"
 #include "tools/train_progress.h"
 #include "tools/cli_checks.h"
@@ -34,6 +36,7 @@ typedef struct trainer {
     dt_adapter *a;
     dt_optimizer opt;
     dt_graph g;
+    dt_train_device dev; // the backend; the adapter and optimizer state in its memory
     dt_train_data data;
     dt_train_state st;
     dt_dist dp;                  // the data-parallel side: this rank's share of each step, the exchange
@@ -161,7 +164,9 @@ static int save_checkpoint(dt_ctx *ctx, trainer *t) {
     if (t->dp.comm->rank != 0) return DT_OK; // rank 0 alone writes
     char dir[4200];
     snprintf(dir, sizeof dir, "%s/checkpoints/step-%lld", t->r->output_dir, (long long)t->st.step);
+    dt_train_device_to_host(&t->dev, t->a, &t->opt);
     int rc = dt_checkpoint_save(ctx, dir, t->a, t->m, &t->opt, &t->st);
+    dt_train_device_to_device(&t->dev, t->a, &t->opt);
     if (!rc) dt_checkpoint_prune(t->r->output_dir, t->r->train.keep_last_n_checkpoints);
     return rc;
 }
@@ -201,13 +206,15 @@ static int micro_batch(dt_ctx *ctx, trainer *t, int j, int64_t epoch, int64_t in
     int rc = dt_train_data_batch(ctx, &t->data, epoch, index, 0, &b);
     if (rc) return rc;
     int64_t targets = dt_count_targets(b.labels, b.B, b.T, dt_llama_out_len(&t->a->view, 0));
-    dt_adapter_zero_grad(t->a);
+    dt_train_device_zero_grad(&t->dev, t->a);
     dt_graph_reset(&t->g);
     // Masks from (seed, step, micro-batch): reproducible on resume, and the same on whichever rank runs it.
     t->g.dropout_seed = ((uint64_t)t->r->train.seed * 1000003u + (uint64_t)t->st.step) * 0x9e3779b97f4a7c15ull + (uint64_t)j;
     dt_llama_out out;
     rc = dt_llama_forward(ctx, &t->g, t->m, &t->a->view, &b, 1.0f, false, &out);
     if (!rc) rc = dt_graph_backward(&t->g, out.loss, 1.0f);
+    rc = dt_train_device_check(ctx, &t->dev, rc, t->r->output_dir);
+    if (!rc) dt_train_device_grads_to_host(&t->dev, t->a); // the exchange sums host gradients
     if (!rc) dt_dist_keep(&t->dp, t->grad, t->a->grads, out.loss_sum, targets, b.B * b.T);
     return rc;
 }
@@ -233,6 +240,7 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
         }
         dt_dist_step sum;
         if ((rc = dt_dist_step_end(ctx, &t->dp, mine, h->stop && *h->stop, t->grad, &sum))) break;
+        if (t->st.step == first) dt_train_device_report(&t->dev, &t->g);
         int64_t targets = sum.targets;
         double loss = sum.loss_sum / (targets > 0 ? (double)targets : 1.0);
         if (!isfinite(loss)) {
@@ -243,10 +251,10 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
             rc = dt_dist_same_everywhere(c, rc);
             break;
         }
-        double gnorm = dt_clip_grad_norm(t->grad, t->a->n_params, r->train.clip_grad_norm);
+        double gnorm = dt_train_device_clip(&t->dev, t->a, t->grad, r->train.clip_grad_norm);
         double lr = dt_lr_at((dt_lr_kind)r->train.lr_scheduler.name, r->train.optimizer.lr, t->st.step, t->total,
                              t->warmup, r->train.lr_scheduler.min_lr_ratio);
-        dt_optim_step(&t->opt, t->a->params, t->grad, (float)lr);
+        dt_train_device_step(&t->dev, t->a, &t->opt, t->grad, (float)lr);
         t->st.step++;
         double tps = (double)sum.tokens / (now() - t0);
         add_point(&t->train_pts, &t->n_train_pts, &t->cap_train_pts, t->st.step, loss);
@@ -286,8 +294,6 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
 }
 
 int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
-    if (r->hardware.device == DT_DEV_CUDA)
-        return dt_fail(ctx, DT_EUNSUPPORTED, "%s: hardware.device: cuda: this build has no CUDA (build with make CUDA=1)", r->recipe_path);
     dt_comm *comm = h->comm;
     ctx->nthreads = dt_dist_threads(comm, r->hardware.threads);
     dt_ctx_apply_threads(ctx);
@@ -297,7 +303,11 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     if (rc) dt_prefix(ctx, rc, "%s: ", r->recipe_path);
     char what[1100], how[160];
     snprintf(what, sizeof what, "%s: hardware.dtype %s", r->recipe_path, dt_dtype_choice_name(r->hardware.dtype));
-    if (!rc) rc = dt_llama_load_cpu(ctx, r->model.path, r->hardware.dtype, what, &t.m);
+    const dt_load_opts lo = {.quantize = r->model.quantize, .double_quant = r->model.double_quant};
+    if (!rc) rc = dt_train_device_open(ctx, &t.dev, r);
+    if (!rc && t.dev.be->device == DT_DEV_CUDA) // f32 weights on the device for now (see train_device.h)
+        rc = dt_train_device_check(ctx, &t.dev, dt_llama_load(ctx, r->model.path, t.dev.be, &t.m), r->output_dir);
+    else if (!rc) rc = dt_llama_load_cpu_ex(ctx, r->model.path, r->hardware.dtype, what, &lo, &t.m);
     if (!rc && comm->rank == 0) { // the first lines say which dtype and kernels the frozen weights run with
         dt_dtype_describe(t.m->wtype, how, sizeof how);
         fprintf(stderr, "frozen weights: %s\n", how);
@@ -312,6 +322,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     char summary[256];
     dt_adapter_param_summary(t.a, t.m, summary, sizeof summary);
     if (comm->rank == 0) fprintf(stderr, "%s\n", summary);
+    if (comm->rank == 0) dt_print_base_memory(t.m);
     const int accum = r->train.gradient_accumulation_steps * comm->size; // micro-batches of a step, all ranks
     t.steps_per_epoch = t.data.n_batches / accum > 0 ? t.data.n_batches / accum : 1;
     t.total = r->train.max_steps > 0 ? r->train.max_steps : (int64_t)r->train.epochs * t.steps_per_epoch;
@@ -321,6 +332,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     rc = dt_optim_init(ctx, &t.opt, ok, t.a->n_params, (float)r->train.optimizer.betas[0], (float)r->train.optimizer.betas[1],
                        (float)r->train.optimizer.eps, (float)r->train.optimizer.weight_decay, (float)r->train.optimizer.momentum);
     if (!rc) rc = dt_train_lr_mult(ctx, r, t.a, &t.opt);
+    if (!rc) rc = dt_train_device_attach(ctx, &t.dev, t.a, &t.opt);
     if (!rc) rc = dt_graph_init(ctx, &t.g, t.m->be, 0);
     if (!rc) rc = dt_dist_init(ctx, &t.dp, comm, r->train.gradient_accumulation_steps, t.a->n_params);
     if (!rc && !(t.grad = malloc(t.a->n_params * sizeof(float)))) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
@@ -343,7 +355,9 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
         char ck[4200];
         if (r->resume == DT_RESUME_PATH) snprintf(ck, sizeof ck, "%s", r->resume_path);
         if (r->resume == DT_RESUME_PATH || !dt_checkpoint_latest(r->output_dir, ck, sizeof ck)) {
+            dt_train_device_to_host(&t.dev, t.a, &t.opt);
             if ((rc = dt_checkpoint_load(ctx, ck, t.a, t.m, &t.opt, &t.st))) goto agree;
+            dt_train_device_to_device(&t.dev, t.a, &t.opt);
             if ((rc = dt_run_identity_check(ctx, ck, &id, &t.st.run))) goto agree;
             fprintf(stderr, "resuming from %s (step %lld)\n", ck, (long long)t.st.step);
             dt_dist_resume_note(ctx, comm, &t.st, accum);
@@ -363,6 +377,7 @@ agree:
     t.st.world_size = comm->size;
     t.st.step_micro_batches = (int64_t)r->train.gradient_accumulation_steps * comm->size;
     rc = train_steps(ctx, &t, h);
+    dt_train_device_to_host(&t.dev, t.a, &t.opt);
     if (!rc) rc = dt_dist_agree(ctx, comm, comm->rank == 0 ? dt_adapter_save(ctx, t.a, t.m, r->output_dir) : DT_OK);
     if ((!rc || rc == DT_EINTERRUPTED) && comm->rank == 0) {
         snprintf(path, sizeof path, "%s/loss.svg", r->output_dir);
@@ -379,6 +394,7 @@ done:
     free(t.val_pts);
     dt_train_data_close(&t.data);
     dt_graph_free(&t.g);
+    dt_train_device_close(&t.dev, t.a);
     dt_optim_free(&t.opt);
     dt_adapter_free(t.a);
     dt_tokenizer_free(t.tok);

@@ -25,6 +25,17 @@ void dt_cuda_record(int code, const char *what, const char *file, int line, cons
 
 // ---- memory ----
 
+static void record_oom(dt_cuda_state *st, size_t bytes) {
+    size_t free_b = 0, total = 0;
+    if (cudaMemGetInfo(&free_b, &total) != cudaSuccess) { (void)cudaGetLastError(); free_b = total = 0; }
+    pthread_mutex_lock(&st->lock);
+    st->oom = true;
+    st->oom_asked = bytes;
+    st->oom_free = free_b;
+    st->oom_total = total;
+    pthread_mutex_unlock(&st->lock);
+}
+
 static void *cuda_alloc(const dt_backend *be, size_t bytes) {
     (void)be;
     dt_cuda_state *st = dt_cuda();
@@ -40,11 +51,25 @@ static void *cuda_alloc(const dt_backend *be, size_t bytes) {
     }
     if (e != cudaSuccess) {
         (void)cudaGetLastError();
-        // Out of memory is reported by the caller (the graph says which step allocation failed).
+        // Out of memory is reported by the caller (the graph says which step allocation failed); the
+        // sizes are kept for dt_backend_cuda_oom, so the message can say what was asked and what was free.
         if (e != cudaErrorMemoryAllocation) dt_cuda_ok_(e, "cudaMalloc", __FILE__, __LINE__);
+        else record_oom(st, bytes);
         return NULL;
     }
     return p;
+}
+
+bool dt_backend_cuda_oom(size_t *asked, size_t *free_b, size_t *total) {
+    dt_cuda_state *st = dt_cuda();
+    pthread_mutex_lock(&st->lock);
+    bool had = st->oom;
+    *asked = st->oom_asked;
+    *free_b = st->oom_free;
+    *total = st->oom_total;
+    st->oom = false;
+    pthread_mutex_unlock(&st->lock);
+    return had;
 }
 
 static void cuda_free(const dt_backend *be, void *p) {
@@ -109,32 +134,6 @@ static void gemm_f16(const dt_backend *be, bool ta, bool tb, int64_t M, int64_t 
 
 // ---- the instance ----
 
-// The frozen-linear entry (backend.h): f32 weights through the table's own gemm; other storage types
-// are not read on the device yet (recorded as unsupported, reported by dt_backend_cuda_check).
-static size_t cuda_frozen_scratch_bytes(const dt_backend *be, const dt_tensor *W, int64_t N) {
-    (void)be, (void)W, (void)N;
-    return 0;
-}
-static bool frozen_f32_only(const dt_tensor *W) {
-    if (W->dtype == DT_F32) return true;
-    dt_cuda_record(DT_EUNSUPPORTED, "frozen linear", __FILE__, __LINE__, "this backend reads f32 weights only");
-    return false;
-}
-static void cuda_frozen_fwd(const dt_backend *be, float *y, bool acc, const float *x, int64_t N, const dt_tensor *W,
-                            void *scratch) {
-    (void)scratch;
-    int64_t out = W->shape[0], in = W->shape[1];
-    if (frozen_f32_only(W))
-        be->gemm(be, false, true, N, out, in, 1.0f, x, in, (const float *)W->data, in, acc ? 1.0f : 0.0f, y, out);
-}
-static void cuda_frozen_bwd(const dt_backend *be, float *dx, bool acc, const float *dy, int64_t N, const dt_tensor *W,
-                            void *scratch) {
-    (void)scratch;
-    int64_t out = W->shape[0], in = W->shape[1];
-    if (frozen_f32_only(W))
-        be->gemm(be, false, false, N, in, out, 1.0f, dy, out, (const float *)W->data, in, acc ? 1.0f : 0.0f, dx, in);
-}
-
 typedef void (*gemm_fn)(const dt_backend *, bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *, int64_t,
                         float, float *, int64_t);
 
@@ -148,9 +147,9 @@ static void fill_table(dt_backend *t, const char *name, gemm_fn gemm) {
     t->download = cuda_download;
     t->zero = cuda_zero;
     t->gemm = gemm;
-    t->frozen_scratch_bytes = cuda_frozen_scratch_bytes;
-    t->frozen_fwd = cuda_frozen_fwd;
-    t->frozen_bwd = cuda_frozen_bwd;
+    t->frozen_scratch_bytes = dt_cuda_frozen_scratch_bytes;
+    t->frozen_fwd = dt_cuda_frozen_fwd;
+    t->frozen_bwd = dt_cuda_frozen_bwd;
     t->embedding_fwd = dt_cuda_embedding_fwd;
     t->rmsnorm_fwd = dt_cuda_rmsnorm_fwd;
     t->rmsnorm_apply = dt_cuda_rmsnorm_apply;

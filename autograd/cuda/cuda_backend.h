@@ -23,6 +23,7 @@ extern "C" {
 #endif
 #include "autograd/backend.h"
 #include "autograd/context.h"
+#include "optim/optim.h"
 
 #if defined(DT_CUDA) || defined(__CUDACC__)
 
@@ -39,6 +40,15 @@ int dt_backend_cuda_check(dt_ctx *ctx);
 int dt_backend_cuda_mem_info(dt_ctx *ctx, size_t *used, size_t *total);
 // The device's name, e.g. "NVIDIA H100 80GB HBM3" (empty when no device can be used).
 const char *dt_backend_cuda_device_name(void);
+// Out of device memory: when an allocation of the backend failed since the last call, *asked is its size
+// and *free_b / *total the device's free and total memory right after the failure; returns true once
+// per failure (and clears it). The graph only knows "an allocation failed"; the trainer adds these.
+bool dt_backend_cuda_oom(size_t *asked, size_t *free_b, size_t *total);
+// One optimizer update on the device: params, grads (o->n) and state (o's layout: AdamW m then v,
+// SGD momentum, or NULL) in device memory; o->step already counts this update (see dt_optim_step,
+// whose arithmetic it repeats so that both devices give the same bits).
+void dt_cuda_optim_step(const dt_backend *be, const dt_optimizer *o, float *params, const float *grads, float *state,
+                        float lr);
 // The obviously-correct attention the tests compare the flash kernel with (device pointers, shapes as
 // attention_fwd): one thread per query row, scores recomputed in double, no blocking.
 void dt_cuda_attention_fwd_naive(float *out, float *lse, const float *q, const float *k, const float *v,
@@ -58,6 +68,15 @@ static inline int dt_backend_cuda_mem_info(dt_ctx *ctx, size_t *used, size_t *to
     return dt_fail(ctx, DT_EUNSUPPORTED, "this deltatune was built without CUDA");
 }
 static inline const char *dt_backend_cuda_device_name(void) { return ""; }
+// No CUDA backend can exist in this build, so these are never reached with device memory.
+static inline bool dt_backend_cuda_oom(size_t *asked, size_t *free_b, size_t *total) {
+    *asked = *free_b = *total = 0;
+    return false;
+}
+static inline void dt_cuda_optim_step(const dt_backend *be, const dt_optimizer *o, float *params, const float *grads,
+                                      float *state, float lr) {
+    (void)be; (void)o; (void)params; (void)grads; (void)state; (void)lr;
+}
 
 #endif
 

@@ -19,6 +19,8 @@ typedef struct dt_cuda_state {
     bool has_err;
     int err_code;          // dt_status of the first error
     char err[1024];        // the first error since the last dt_backend_cuda_check
+    bool oom;              // an allocation failed since the last dt_backend_cuda_oom (guarded by lock)
+    size_t oom_asked, oom_free, oom_total; // its size, and the device's free / total memory then
 } dt_cuda_state;
 
 // The instance; only valid after a successful dt_backend_cuda_init (the table is unreachable before).
@@ -121,6 +123,14 @@ void dt_cuda_rope(const dt_backend *be, float *x, const float *cs, int64_t N, in
 // reduce.cu
 double dt_cuda_xent_rows(const dt_backend *be, float *logits, const int32_t *targets, int64_t n, int64_t V, float scale);
 double dt_cuda_sumsq(const dt_backend *be, const float *x, int64_t n);
+// frozen.cu
+size_t dt_cuda_frozen_scratch_bytes(const dt_backend *be, const dt_tensor *W, int64_t N);
+void dt_cuda_frozen_fwd(const dt_backend *be, float *y, bool acc, const float *x, int64_t N, const dt_tensor *W,
+                        void *scratch);
+void dt_cuda_frozen_bwd(const dt_backend *be, float *dx, bool acc, const float *dy, int64_t N, const dt_tensor *W,
+                        void *scratch);
+// out (n, D) = rows ids[i] of a table (V, D) stored in a type other than f32, widened to f32
+void dt_cuda_embedding_widen(float *out, const int32_t *ids, int64_t n, const dt_tensor *table);
 // attention.cu
 size_t dt_cuda_attention_scratch_bytes(const dt_backend *be, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd);
 void dt_cuda_attention_fwd(const dt_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,

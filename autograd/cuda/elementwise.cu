@@ -23,8 +23,8 @@ __global__ void embedding_k(float *out, const int32_t *ids, int64_t n, const flo
 }
 void dt_cuda_embedding_fwd(const dt_backend *be, float *out, const int32_t *ids, int64_t n, const dt_tensor *table) {
     (void)be;
-    if (table->dtype != DT_F32) {
-        dt_cuda_record(DT_EUNSUPPORTED, "embedding", __FILE__, __LINE__, "this backend reads f32 embedding tables only");
+    if (table->dtype != DT_F32) { // rows of other storage types are widened by frozen.cu's kernels
+        dt_cuda_embedding_widen(out, ids, n, table);
         return;
     }
     int64_t D = table->shape[1];

@@ -1,20 +1,24 @@
 // A CPU stand-in for the parts of the CUDA runtime, cuBLAS and the device language that autograd/cuda/
-// uses, so the backend's real sources (rewritten only at their <<<...>>> launches by emu_build.sh) and
-// tests/test_cuda_ops.c can run on a machine without a GPU, under AddressSanitizer or ThreadSanitizer.
+// uses, so the backend's real sources (rewritten only at their <<<...>>> launches by emu_build.sh),
+// tests/test_cuda_ops.c and a whole deltatune binary can run on a machine without a GPU.
 // It checks index math, bounds (device memory and shared memory are exact-size heap blocks), barrier
-// placement (every CUDA thread is an OS thread; __syncthreads is a real barrier, so a missing one is a
-// data race) and the launch configuration. It says nothing about speed or about the real compiler.
-// Blocks of a grid run one after another; the threads of a block run concurrently.
+// placement (see the two execution modes below) and the launch configuration, and it runs whole
+// training steps through the backend. It says nothing about speed or about the real compiler.
+// Blocks of a grid run one after another.
 #ifndef DT_EMU_CUDA_H
 #define DT_EMU_CUDA_H
 #include <math.h>
+#include <setjmp.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <ucontext.h>
 #include <atomic>
 #include <barrier>
+#include <functional>
 #include <map>
 #include <memory>
+#include <mutex>
 #include <thread>
 #include <tuple>
 #include <vector>
@@ -48,12 +52,72 @@ typedef struct emu_pool *cudaMemPool_t;
 struct cudaDeviceProp { char name[256]; int major, minor; };
 
 namespace emu {
+// Two ways to run the threads of a block:
+//  - default: cooperative fibers (ucontext) on the calling OS thread. A fiber runs until it waits at a
+//    barrier (block-wide or one warp's), then the next one runs; a barrier opens when all its
+//    threads have arrived. Deterministic, and fast enough on a loaded machine to run whole training
+//    steps in CI. A missing barrier shows up as a wrong result, not as a race report.
+//  - EMU_THREADS (the ThreadSanitizer build): one OS thread per CUDA thread and real barriers, so a
+//    missing __syncthreads is a data race ThreadSanitizer reports.
+#ifdef EMU_THREADS
+typedef std::barrier<> barrier_t;
+inline void barrier_wait(barrier_t &b) { b.arrive_and_wait(); }
+#else
+struct barrier_t {
+    explicit barrier_t(int n_) : n(n_) {}
+    int n, arrived = 0;
+    unsigned gen = 0;
+};
+// Switching: a fiber is entered the first time through its ucontext (makecontext gives it its own
+// stack); after that, fibers and the scheduler switch with _setjmp/_longjmp, which unlike swapcontext
+// make no system call (swapcontext saves the signal mask each time, and the attention kernels switch
+// hundreds of thousands of times per launch).
+struct fiber { ucontext_t ctx; jmp_buf jb; bool inited, started, done; };
+struct scheduler {
+    ucontext_t main;
+    jmp_buf main_jb;
+    std::vector<fiber> f;
+    std::vector<char> stacks; // one kStack-byte stack per fiber, kept across launches
+    unsigned cur = 0;
+    std::function<void()> body; // the kernel with its arguments
+};
+constexpr size_t kStack = 128 << 10;
+inline scheduler sched;
+inline void yield() {
+    if (!_setjmp(sched.f[sched.cur].jb)) _longjmp(sched.main_jb, 1);
+}
+inline void barrier_wait(barrier_t &b) {
+    const unsigned g = b.gen;
+    if (++b.arrived == b.n) { b.arrived = 0; b.gen++; return; } // the last one opens it
+    while (b.gen == g) yield();
+}
+inline void fiber_entry() {
+    sched.body();
+    sched.f[sched.cur].done = true;
+    _longjmp(sched.main_jb, 1); // never returns: the fiber's stack is simply reused
+}
+// Runs fiber t until it yields or finishes.
+inline void resume(unsigned t) {
+    fiber &f = sched.f[t];
+    sched.cur = t;
+    if (_setjmp(sched.main_jb)) return;
+    if (!f.started) {
+        f.started = true;
+        swapcontext(&sched.main, &f.ctx);
+    } else {
+        _longjmp(f.jb, 1);
+    }
+}
+#endif
+
 struct block_state {
-    explicit block_state(int n) : bar(n), warps(n / 32) {}
-    std::barrier<> bar;
+    explicit block_state(int n) : bar(n) {
+        for (int w = 0; w < n / 32; w++) warps.emplace_back(new warp);
+    }
+    barrier_t bar;
     std::atomic<int> vote{0};
-    struct warp { std::barrier<> bar{32}; double slot[32]; };
-    std::vector<warp> warps;
+    struct warp { barrier_t bar{32}; double slot[32]; };
+    std::vector<std::unique_ptr<warp>> warps;
     std::vector<float> smem;
 };
 inline thread_local dim3 threadIdx_, blockIdx_;
@@ -83,6 +147,7 @@ template <class... P> struct launcher {
         std::tuple<P...> args((P)a...);
         blockDim_ = block;
         gridDim_ = grid;
+#ifdef EMU_THREADS
         block_state st((int)block.x);
         blk = &st;
         std::barrier<> between((std::ptrdiff_t)block.x);
@@ -102,6 +167,42 @@ template <class... P> struct launcher {
                         }
             });
         for (auto &x : th) x.join();
+#else
+        const unsigned n = block.x;
+        scheduler &S = sched;
+        if (S.f.size() < n) { S.f.resize(n); S.stacks.resize(n * kStack); for (auto &f : S.f) f.inited = false; }
+        S.body = [&] { std::apply(k, args); };
+        for (unsigned bz = 0; bz < grid.z; bz++)
+            for (unsigned by = 0; by < grid.y; by++)
+                for (unsigned bx = 0; bx < grid.x; bx++) {
+                    block_state st((int)n);
+                    blk = &st;
+                    st.smem.assign(smem / sizeof(float), NAN); // uninitialised reads give NaN
+                    blockIdx_ = dim3(bx, by, bz);
+                    for (unsigned t = 0; t < n; t++) {
+                        fiber &f = S.f[t];
+                        // The context is never saved into after makecontext (switches use jmp_bufs), so
+                        // one getcontext (a system call) per fiber slot is enough.
+                        if (!f.inited) { getcontext(&f.ctx); f.inited = true; }
+                        f.ctx.uc_stack.ss_sp = S.stacks.data() + (size_t)t * kStack;
+                        f.ctx.uc_stack.ss_size = kStack;
+                        f.ctx.uc_link = &S.main;
+                        makecontext(&f.ctx, fiber_entry, 0);
+                        f.started = f.done = false;
+                    }
+                    // Round robin until every thread has finished; one that waits at a closed barrier
+                    // yields straight back.
+                    for (unsigned left = n; left;) {
+                        left = 0;
+                        for (unsigned t = 0; t < n; t++) {
+                            if (S.f[t].done) continue;
+                            threadIdx_ = dim3(t);
+                            resume(t);
+                            left += !S.f[t].done;
+                        }
+                    }
+                }
+#endif
         blk = nullptr;
     }
 };
@@ -115,26 +216,34 @@ template <class... P> launcher<P...> launch(void (*k)(P...), dim3 grid, dim3 blo
 #define blockDim emu::blockDim_
 #define gridDim emu::gridDim_
 
-inline void __syncthreads() { emu::blk->bar.arrive_and_wait(); }
+inline void __syncthreads() { emu::barrier_wait(emu::blk->bar); }
 inline int __syncthreads_or(int pred) {
     emu::block_state &b = *emu::blk;
-    b.bar.arrive_and_wait(); // the previous vote has been read and reset
+    emu::barrier_wait(b.bar); // the previous vote has been read and reset
     if (pred) b.vote.store(1);
-    b.bar.arrive_and_wait();
+    emu::barrier_wait(b.bar);
     int r = b.vote.load();
-    b.bar.arrive_and_wait();
+    emu::barrier_wait(b.bar);
     if (threadIdx.x == 0) b.vote.store(0);
     return r;
 }
 template <class T> inline T __shfl_xor_sync(unsigned mask, T v, int o) {
     if (mask != 0xffffffffu) abort(); // only full-warp shuffles are used
-    emu::block_state::warp &w = emu::blk->warps[threadIdx.x / 32];
+    emu::block_state::warp &w = *emu::blk->warps[threadIdx.x / 32];
     const unsigned lane = threadIdx.x & 31;
-    w.bar.arrive_and_wait(); // the previous exchange has been read
+    emu::barrier_wait(w.bar); // the previous exchange has been read
     w.slot[lane] = (double)v;
-    w.bar.arrive_and_wait();
+    emu::barrier_wait(w.bar);
     return (T)w.slot[lane ^ (unsigned)o];
 }
+
+// Explicitly rounded f32 arithmetic: the emulator is compiled with -ffp-contract=off, so plain operators
+// already round each operation.
+inline float __fadd_rn(float a, float b) { return a + b; }
+inline float __fsub_rn(float a, float b) { return a - b; }
+inline float __fmul_rn(float a, float b) { return a * b; }
+inline float __fdiv_rn(float a, float b) { return a / b; }
+inline float __fsqrt_rn(float a) { return sqrtf(a); }
 
 // ---- runtime ----
 inline const char *cudaGetErrorString(cudaError_t e) {
@@ -168,21 +277,56 @@ template <class K> inline cudaError_t cudaFuncSetAttribute(K k, cudaFuncAttribut
 inline cudaError_t cudaStreamCreate(cudaStream_t *s) { *s = (cudaStream_t)malloc(1); return cudaSuccess; }
 inline cudaError_t cudaStreamDestroy(cudaStream_t s) { free(s); return cudaSuccess; }
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
-inline cudaError_t cudaMalloc(void **p, size_t n) {
-    *p = malloc(n);
-    return *p ? cudaSuccess : emu::set_error(cudaErrorMemoryAllocation);
+// Device memory is counted, so out-of-memory paths can be exercised: EMU_DEVICE_MEM=bytes sets the
+// device's total (default 2 GiB) and cudaMalloc fails beyond it; EMU_MALLOC_FAIL_FROM=k makes the k-th
+// and every later cudaMalloc fail (memory taken by another process in the middle of a run).
+namespace emu {
+inline std::mutex mem_lock;
+inline std::map<void *, size_t> live; // device block -> size
+inline size_t live_bytes = 0, mallocs = 0;
+inline size_t env_size(const char *name, size_t dflt) {
+    const char *v = getenv(name);
+    return v && *v ? (size_t)strtoull(v, NULL, 10) : dflt;
 }
-inline cudaError_t cudaFree(void *p) { free(p); return cudaSuccess; }
-inline cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t) { return cudaMalloc(p, n); }
-inline cudaError_t cudaFreeAsync(void *p, cudaStream_t) { free(p); return cudaSuccess; }
+inline size_t device_total() { return env_size("EMU_DEVICE_MEM", (size_t)2 << 30); }
+inline cudaError_t dev_alloc(void **p, size_t n, bool counted) {
+    std::lock_guard<std::mutex> g(mem_lock);
+    *p = nullptr;
+    if (counted) {
+        mallocs++;
+        size_t k = env_size("EMU_MALLOC_FAIL_FROM", 0);
+        if (k && mallocs >= k) return set_error(cudaErrorMemoryAllocation);
+    }
+    if (live_bytes + n > device_total()) return set_error(cudaErrorMemoryAllocation);
+    *p = malloc(n ? n : 1);
+    if (!*p) return set_error(cudaErrorMemoryAllocation);
+    live[*p] = n;
+    live_bytes += n;
+    return cudaSuccess;
+}
+inline void dev_free(void *p) {
+    if (!p) return;
+    std::lock_guard<std::mutex> g(mem_lock);
+    auto it = live.find(p);
+    if (it == live.end()) abort(); // not a device pointer: a bug the real runtime would also reject
+    live_bytes -= it->second;
+    live.erase(it);
+    free(p);
+}
+} // namespace emu
+inline cudaError_t cudaMalloc(void **p, size_t n) { return emu::dev_alloc(p, n, true); }
+inline cudaError_t cudaFree(void *p) { emu::dev_free(p); return cudaSuccess; }
+inline cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t) { return emu::dev_alloc(p, n, false); }
+inline cudaError_t cudaFreeAsync(void *p, cudaStream_t) { emu::dev_free(p); return cudaSuccess; }
 inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) {
     memcpy(d, s, n);
     return cudaSuccess;
 }
 inline cudaError_t cudaMemsetAsync(void *p, int v, size_t n, cudaStream_t) { memset(p, v, n); return cudaSuccess; }
 inline cudaError_t cudaMemGetInfo(size_t *f, size_t *t) {
-    *f = (size_t)1 << 30;
-    *t = (size_t)2 << 30;
+    std::lock_guard<std::mutex> g(emu::mem_lock);
+    *t = emu::device_total();
+    *f = *t - emu::live_bytes;
     return cudaSuccess;
 }
 inline cudaError_t cudaDeviceGetDefaultMemPool(cudaMemPool_t *p, int) { *p = nullptr; return cudaSuccess; }

@@ -30,6 +30,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import hf_ref  # noqa: E402
 import selfcheck  # noqa: E402
 import st_io  # noqa: E402
+import gen_quant  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))  # tests/golden
 REPO = os.path.dirname(os.path.dirname(HERE))
@@ -575,6 +576,7 @@ def main():
     case_sgd_step(gqa)
     case_qk_permute()
     case_rank_pattern(W_gqa)
+    gen_quant.main(check)
     __import__("gen_methods").main(sys.modules[__name__], W_gqa)  # issue 11's methods (gen_methods.py)
     check_roundtrip()
 

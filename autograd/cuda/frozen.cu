@@ -1,0 +1,134 @@
+// The CUDA frozen-linear entry (autograd/backend.h): W (out, in) in device memory in its storage type.
+// f32 weights go straight to the table's gemm. Any other type takes the panel path, the device twin of
+// autograd/cpu_frozen.c's generic path: a kernel widens a panel of W's rows to f32 in scratch, then one
+// gemm per panel, so the whole matrix is never widened. The widening kernel is the per-type hook:
+// bf16 and f16 here; a quantized type (Q8_0, Q4_0, Q4_K, NF4, ...) adds its block decoder to widen()
+// and is then read on the device with no other change. A type without a kernel is recorded as
+// unsupported (reported by dt_backend_cuda_check), never read wrongly.
+#include <stdio.h>
+#include <string.h>
+#include "autograd/cuda/cuda_internal.h"
+
+// Rows per panel: about 16 MiB of f32 (at least 16 rows, at most the whole matrix). Bigger than the
+// CPU's 1 MiB: a GPU gemm needs wide panels to fill the device, and device memory is not a cache.
+static int64_t panel_rows(const dt_tensor *W) {
+    const int64_t out = W->shape[0], in = W->shape[1];
+    int64_t p = ((int64_t)1 << 22) / (in > 0 ? in : 1);
+    if (p < 16) p = 16;
+    return p < out ? p : out;
+}
+
+// dt_f16_to_f32 of autograd/tensor.c, bit for bit (subnormals, infinities and NaNs included).
+__device__ __forceinline__ float f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    uint32_t u;
+    if (exp == 0) {
+        if (man == 0) u = sign;
+        else {
+            const float v = (float)man * (1.0f / 16777216.0f); // man * 2^-24
+            return sign ? -v : v;
+        }
+    } else if (exp == 31) {
+        u = sign | 0x7f800000u | (man << 13);
+    } else {
+        u = sign | ((exp + 112) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+__device__ __forceinline__ float bf16_to_f32(uint16_t h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+__global__ void widen_16_k(float *panel, const uint16_t *w, int64_t n, bool is_bf16) {
+    // panel (n) f32 <- w (n) bf16 or f16
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        panel[i] = is_bf16 ? bf16_to_f32(w[i]) : f16_to_f32(w[i]);
+}
+
+__global__ void embedding_16_k(float *out, const int32_t *ids, int64_t n, const uint16_t *table, int64_t D,
+                               bool is_bf16) {
+    // out (n, D) f32; ids (n); table (V, D) bf16 or f16
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n * D; e += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t i = e / D, j = e - i * D;
+        const uint16_t h = table[(int64_t)ids[i] * D + j];
+        out[e] = is_bf16 ? bf16_to_f32(h) : f16_to_f32(h);
+    }
+}
+
+static void unsupported(const char *what, dt_dtype t) {
+    char why[96];
+    snprintf(why, sizeof why, "weights stored as %s cannot be read on the GPU yet", dt_dtype_name(t));
+    dt_cuda_record(DT_EUNSUPPORTED, what, __FILE__, __LINE__, why);
+}
+
+void dt_cuda_embedding_widen(float *out, const int32_t *ids, int64_t n, const dt_tensor *table) {
+    const int64_t D = table->shape[1];
+    if (n * D <= 0) return;
+    if (table->dtype != DT_BF16 && table->dtype != DT_F16) return unsupported("embedding", table->dtype);
+    embedding_16_k<<<dt_cuda_blocks(n * D, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(
+        out, ids, n, (const uint16_t *)table->data, D, table->dtype == DT_BF16);
+    LAUNCH_OK("embedding_16_k");
+}
+
+// panel (p, in) = rows r0 .. r0+p-1 of W as f32; false (recorded) when W's type has no kernel here.
+static bool widen(const dt_tensor *W, int64_t r0, int64_t p, float *panel) {
+    const int64_t in = W->shape[1], n = p * in;
+    switch (W->dtype) {
+    case DT_BF16:
+    case DT_F16:
+        widen_16_k<<<dt_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(
+            panel, (const uint16_t *)W->data + r0 * in, n, W->dtype == DT_BF16);
+        return LAUNCH_OK("widen_16_k");
+    default:
+        unsupported("frozen linear", W->dtype);
+        return false;
+    }
+}
+
+size_t dt_cuda_frozen_scratch_bytes(const dt_backend *be, const dt_tensor *W, int64_t N) {
+    (void)be, (void)N;
+    if (W->dtype == DT_F32) return 0;
+    return (size_t)panel_rows(W) * (size_t)W->shape[1] * sizeof(float);
+}
+
+void dt_cuda_frozen_fwd(const dt_backend *be, float *y, bool acc, const float *x, int64_t N, const dt_tensor *W,
+                        void *scratch) {
+    // y (N, out) (+)= x (N, in) W^T
+    const int64_t out = W->shape[0], in = W->shape[1];
+    if (W->dtype == DT_F32) {
+        be->gemm(be, false, true, N, out, in, 1.0f, x, in, (const float *)W->data, in, acc ? 1.0f : 0.0f, y, out);
+        return;
+    }
+    float *panel = (float *)scratch; // (P, in)
+    const int64_t P = panel_rows(W);
+    for (int64_t r0 = 0; r0 < out; r0 += P) {
+        const int64_t p = out - r0 < P ? out - r0 : P;
+        if (!widen(W, r0, p, panel)) return;
+        // y[:, r0:r0+p] (N, p) = x (N, in) panel^T
+        be->gemm(be, false, true, N, p, in, 1.0f, x, in, panel, in, acc ? 1.0f : 0.0f, y + r0, out);
+    }
+}
+
+void dt_cuda_frozen_bwd(const dt_backend *be, float *dx, bool acc, const float *dy, int64_t N, const dt_tensor *W,
+                        void *scratch) {
+    // dx (N, in) (+)= dy (N, out) W
+    const int64_t out = W->shape[0], in = W->shape[1];
+    if (W->dtype == DT_F32) {
+        be->gemm(be, false, false, N, in, out, 1.0f, dy, out, (const float *)W->data, in, acc ? 1.0f : 0.0f, dx, in);
+        return;
+    }
+    float *panel = (float *)scratch; // (P, in)
+    const int64_t P = panel_rows(W);
+    for (int64_t r0 = 0; r0 < out; r0 += P) {
+        const int64_t p = out - r0 < P ? out - r0 : P;
+        if (!widen(W, r0, p, panel)) return;
+        // dx (N, in) (+)= dy[:, r0:r0+p] (N, p) panel (p, in)
+        be->gemm(be, false, false, N, in, p, 1.0f, dy + r0, out, panel, in, acc || r0 > 0 ? 1.0f : 0.0f, dx, in);
+    }
+}

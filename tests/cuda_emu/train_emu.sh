@@ -1,0 +1,122 @@
+#!/bin/sh
+# `deltatune train` on hardware.device: cuda through the CUDA emulator (emu_build.sh builds $1), against
+# the same binary on the CPU: the tiny recipe (tests/data/train/tiny.yaml: the golden llama_gqa model,
+# LoRA r=4 on every linear, dropout, packing, AdamW, 12 steps of 2 x 2 batches of 32 tokens).
+# Prints PASS/FAIL lines like the C tests.
+#  - every step's loss on cuda (f32 matmuls) within 1e-4 relative of the CPU's; with bf16 matmuls
+#    (inputs rounded to bf16, f32 accumulation) within 3e-2;
+#  - a run interrupted on cuda resumes on the CPU and the reverse; their losses stay within 1e-4 of the
+#    CPU run's;
+#  - more than the device's memory: refused before loading, exit 2, with the numbers;
+#  - device memory running out mid-run: exit 2 naming asked/free, the last checkpoint left as it was;
+#  - eval --device cuda: the CPU's mean loss within 1e-5.
+# On a real GPU (`make test-cuda` passes build-cuda/deltatune) the same checks run on the device, with
+# the stories260K recipe's first 20 losses in place of the two emulator-only memory checks.
+# Usage: sh tests/cuda_emu/train_emu.sh path/to/deltatune   (a CUDA=1 build, emulated or real)
+set -u
+bin=$1
+recipe=tests/data/train/tiny.yaml
+tmp=$(mktemp -d /tmp/dt_cuda_emu.XXXXXX)
+trap 'rm -rf "$tmp"' EXIT
+pass() { echo "PASS $1"; }
+failed=0
+fail() { echo "FAIL $1: $2"; failed=1; }
+check() { if [ "$2" = 0 ]; then pass "$1"; else fail "$1" "$3"; fi; }
+
+train() { # train NAME [overrides...]: runs into $tmp/NAME, exit status in $rc, stderr in $tmp/NAME.err
+    name=$1; shift
+    "$bin" train "$recipe" output_dir="$tmp/$name" "$@" >"$tmp/$name.out" 2>"$tmp/$name.err"
+    rc=$?
+}
+
+# Worst relative difference between the "loss" of each step of the second metrics.jsonl and the same
+# step of the first (the reference may run longer); "inf" when a step is missing from the reference.
+loss_diff() {
+    awk 'function loss(line) { sub(/.*"loss":/, "", line); sub(/,.*/, "", line); return line + 0 }
+         function step(line) { sub(/.*"step":/, "", line); sub(/,.*/, "", line); return line + 0 }
+         FNR == NR { a[step($0)] = loss($0); next }
+         { s = step($0); if (!(s in a)) { bad = 1; next } d = a[s] - loss($0); if (d < 0) d = -d
+           d /= (a[s] < 0 ? -a[s] : a[s]); if (d > worst) worst = d; m++ }
+         END { if (bad || m == 0) print "inf"; else printf "%.3g\n", worst }' "$1" "$2"
+}
+within() { awk -v d="$1" -v t="$2" 'BEGIN { exit !(d != "inf" && d + 0 <= t + 0) }'; }
+
+train cpu hardware.device=cpu
+check train_emu_cpu_reference "$rc" "exit $rc: $(tail -1 "$tmp/cpu.err")"
+
+train f32 hardware.device=cuda hardware.dtype=f32
+d=$(loss_diff "$tmp/cpu/metrics.jsonl" "$tmp/f32/metrics.jsonl")
+within "$d" 1e-4
+check "train_emu_cuda_f32_losses (worst $d)" $? "exit $rc, worst relative loss difference $d above 1e-4: $(tail -1 "$tmp/f32.err")"
+grep -q "memory estimate:" "$tmp/f32.err"
+check train_emu_memory_estimate_printed $? "no memory estimate on stderr"
+
+train bf16 hardware.device=cuda hardware.dtype=bf16 train.max_steps=4
+d=$(loss_diff "$tmp/cpu/metrics.jsonl" "$tmp/bf16/metrics.jsonl")
+within "$d" 3e-2
+check "train_emu_cuda_bf16_losses (worst $d)" $? "exit $rc, worst relative loss difference $d above 3e-2: $(tail -1 "$tmp/bf16.err")"
+
+# eval --device cuda: the same mean loss as on the CPU (f32 matmuls on the device).
+ev() { "$bin" eval --model tests/golden/llama_gqa --adapter tests/golden/llama_gqa/adapter \
+    --data tests/data/train/tokens_val.jsonl --format tokens --json --device "$1" 2>"$tmp/eval.err" |
+    sed 's/.*"loss": \([^,]*\),.*/\1/'; }
+lc=$(ev cpu)
+lg=$(ev cuda)
+ok=1
+awk -v a="$lc" -v b="$lg" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= 1e-5 * a) }' && ok=0
+check "eval_emu_device_cuda (cpu $lc, cuda $lg)" $ok "$(tail -1 "$tmp/eval.err")"
+
+# Interrupted after step 4 on one device, resumed on the other for two more (the learning-rate schedule
+# is the 12-step run's, so the losses compare with the reference's steps 1-6).
+for pair in "cuda cpu" "cpu cuda"; do
+    set -- $pair
+    DT_TEST_INTERRUPT_AFTER=4 "$bin" train "$recipe" output_dir="$tmp/r-$1-$2" hardware.device="$1" hardware.dtype=f32 \
+        >/dev/null 2>"$tmp/r.err"
+    first=$?
+    DT_TEST_INTERRUPT_AFTER=6 "$bin" train "$recipe" output_dir="$tmp/r-$1-$2" hardware.device="$2" hardware.dtype=f32 resume=true \
+        >/dev/null 2>"$tmp/r2.err"
+    second=$?
+    d=$(loss_diff "$tmp/cpu/metrics.jsonl" "$tmp/r-$1-$2/metrics.jsonl")
+    ok=1
+    [ "$first" = 130 ] && [ "$second" = 130 ] && grep -q "resuming from" "$tmp/r2.err" &&
+        [ "$(grep -c '"step"' "$tmp/r-$1-$2/metrics.jsonl")" = 6 ] && within "$d" 1e-4 && ok=0
+    check "train_emu_saved_on_$1_resumes_on_$2 (worst $d)" $ok \
+        "exits $first/$second (want 130/130), worst loss difference $d: $(tail -1 "$tmp/r2.err")"
+done
+
+# On a real GPU (make test-cuda runs this script on build-cuda/deltatune) the emulator's memory knobs do
+# nothing: the two checks below are emulator-only, and the stories260K recipe's first 20 losses are
+# compared instead (too slow for the emulator).
+if ! grep -q "CPU emulation" "$tmp/f32.err"; then
+    if [ -d ../shared/fixtures/stories260K ]; then
+        r20="recipes/stories260k-lora.yaml"
+        "$bin" train "$r20" output_dir="$tmp/s-cpu" train.max_steps=20 hardware.device=cpu >/dev/null 2>&1
+        "$bin" train "$r20" output_dir="$tmp/s-gpu" train.max_steps=20 hardware.device=cuda hardware.dtype=f32 \
+            >/dev/null 2>"$tmp/s.err"
+        d=$(loss_diff "$tmp/s-cpu/metrics.jsonl" "$tmp/s-gpu/metrics.jsonl")
+        within "$d" 1e-3
+        check "train_gpu_stories260k_20_losses (worst $d)" $? "worst relative difference $d above 1e-3: $(tail -1 "$tmp/s.err")"
+    else
+        echo "SKIP train_gpu_stories260k_20_losses: ../shared/fixtures is absent"
+    fi
+    exit $failed
+fi
+
+# A device of 1 MiB: refused before the weights are read.
+EMU_DEVICE_MEM=1048576 "$bin" train "$recipe" output_dir="$tmp/small" hardware.device=cuda >/dev/null 2>"$tmp/small.err"
+rc=$?
+ok=1
+[ "$rc" = 2 ] && grep -q "needs about" "$tmp/small.err" && grep -q "free of" "$tmp/small.err" && ok=0
+check train_emu_refused_when_too_large $ok "exit $rc (want 2): $(tail -1 "$tmp/small.err")"
+
+# Memory taken away in the middle of a resumed run: every cudaMalloc from the 5th on fails, which is
+# inside the first step after the model, adapter and optimizer state are on the device.
+cp -r "$tmp/r-cuda-cpu/checkpoints" "$tmp/ck-before"
+EMU_MALLOC_FAIL_FROM=5 "$bin" train "$recipe" output_dir="$tmp/r-cuda-cpu" hardware.device=cuda hardware.dtype=f32 \
+    resume="$tmp/r-cuda-cpu/checkpoints/step-4" >/dev/null 2>"$tmp/oom.err"
+rc=$?
+ok=1
+[ "$rc" = 2 ] && grep -q "out of device memory" "$tmp/oom.err" && grep -q "asked for" "$tmp/oom.err" &&
+    diff -r "$tmp/ck-before" "$tmp/r-cuda-cpu/checkpoints" >/dev/null && ok=0
+check train_emu_out_of_device_memory $ok "exit $rc (want 2), or a checkpoint changed: $(tail -1 "$tmp/oom.err")"
+exit $failed
