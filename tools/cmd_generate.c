@@ -26,7 +26,7 @@ int cmd_generate(int argc, char **argv) {
     const char *dtype_s = "auto";
     dt_dtype dtype = DT_DTYPE_AUTO; // of the frozen weights: bf16 where the CPU has bf16 units
     const dt_opt opts[] = {
-        DT_O_STR("--model", "PATH", "model folder (config.json + safetensors) or a .bin/.gguf/.safetensors file", &model),
+        DT_O_STR("--model", "PATH", "a Hugging Face model folder (config.json + safetensors) or a llama2.c .bin file", &model),
         DT_O_LIST("--adapter", "DIR", "a PEFT adapter to apply unmerged (LoRA adapters add up; one prompt-tuning adapter at most)", adapters, &n_ad, MAX_ADAPTERS),
         DT_O_STR("--tokenizer", "PATH", "tokenizer folder or file (default: the model's folder)", &tokdir),
         DT_O_STR("--prompt", "TEXT", "the text to continue (with --chat: the user's message)", &prompt),

@@ -33,7 +33,7 @@ int cmd_merge(int argc, char **argv) {
     const char *adapters[MAX_ADAPTERS], *dtype = NULL, *format = "hf";
     int n_ad = 0;
     const dt_opt opts[] = {
-        DT_O_STR("--model", "PATH", "the base model (Hugging Face folder, or a .bin/.gguf/.safetensors file)", &o.model),
+        DT_O_STR("--model", "PATH", "the base model: a Hugging Face folder or a llama2.c .bin file", &o.model),
         DT_O_LIST("--adapter", "DIR[:WEIGHT]", "a LoRA adapter to fold in, at WEIGHT (default 1)", adapters, &n_ad, MAX_ADAPTERS),
         DT_O_STR("--out", "OUT", "a folder that must not exist yet (hf) or a .gguf file (gguf)", &o.out),
         DT_O_CHOICE("--dtype", "f32|f16|bf16|same|q8_0|q4_0|q4_1|q5_0|q5_1|q4_K|q5_K|q6_K",
