@@ -20,22 +20,7 @@
 #include "peft/adapter.h"
 #include "tools/comm.h"
 #include "tools/train_dist.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
-
-static double median(double *v, int n) {
-    qsort(v, (size_t)n, sizeof *v, cmp_double);
-    return v[n / 2];
-}
+#include "bench/bench_util.h"
 
 // One process of the job: prints (rank 0) "RESULT procs threads tokens_per_s step_s compute_s exchange_s grad_floats".
 static int worker(void) {

@@ -18,14 +18,9 @@
 #include "models/safetensors_write.h"
 #include "peft/merge.h"
 #include "peft/peft_io.h"
+#include "bench/bench_util.h"
 
 enum { ROUNDS = 5 };
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static const char CONFIG[] =
     "{\n  \"architectures\": [\"LlamaForCausalLM\"],\n  \"model_type\": \"llama\",\n  \"hidden_size\": 576,\n"

@@ -25,14 +25,9 @@
 #include "models/llama_quant.h"
 #include "optim/optim.h"
 #include "peft/adapter.h"
+#include "bench/bench_util.h"
 
 enum { POOL = 64 }; // random rows per weight shape
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
 
 static size_t al64(size_t n) { return (n + 63) & ~(size_t)63; }
 

@@ -10,17 +10,7 @@
 #include "models/llama.h"
 #include "optim/optim.h"
 #include "peft/adapter.h"
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return ts.tv_sec + ts.tv_nsec * 1e-9;
-}
-
-static int cmp_double(const void *a, const void *b) {
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "bench/bench_util.h"
 
 int main(void) {
     dt_ctx ctx;

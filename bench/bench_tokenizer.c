@@ -9,12 +9,7 @@
 #include <string.h>
 #include <time.h>
 #include "datasets/tokenizer.h"
-
-static double now(void) {
-    struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
-    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
+#include "bench/bench_util.h"
 
 typedef struct { char **s; size_t *n; size_t count; } texts;
 
