@@ -6,7 +6,7 @@
 #include <string.h>
 #include "autograd/quant.h"
 #include "models/tensor_names.h"
-#include "peft/export_gguf.h"
+#include "models/qk_permute.h"
 
 struct dt_gguf_model {
     dt_gguf_file *f;

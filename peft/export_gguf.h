@@ -1,6 +1,7 @@
 // llama.cpp's side of adapters and merged models: a PEFT LoRA adapter as a GGUF LoRA adapter (what
 // llama.cpp loads with --lora), and the conventions a merged GGUF model shares with it: the
-// architecture name, the model's metadata keys, the q/k row permutation and the llama3 RoPE factors.
+// architecture name, the model's metadata keys and the llama3 RoPE factors (the q/k row permutation
+// is in models/qk_permute.h, which this header includes for the exporters).
 // Each follows llama.cpp's convert_hf_to_gguf.py / convert_lora_to_gguf.py and src/llama-adapter.cpp.
 #ifndef DT_EXPORT_GGUF_H
 #define DT_EXPORT_GGUF_H
@@ -10,6 +11,7 @@
 #include "autograd/context.h"
 #include "models/config.h"
 #include "models/gguf_write.h"
+#include "models/qk_permute.h" // dt_gguf_permutes_qk, dt_gguf_permute_rows: re-exported for the exporters
 
 // llama.cpp's general.file_type values (LlamaFileType) for the dtypes we write.
 enum { DT_GGUF_FTYPE_F32 = 0, DT_GGUF_FTYPE_F16 = 1, DT_GGUF_FTYPE_BF16 = 32 };
@@ -18,17 +20,6 @@ enum { DT_GGUF_FTYPE_F32 = 0, DT_GGUF_FTYPE_F16 = 1, DT_GGUF_FTYPE_BF16 = 32 };
 // configuration llama.cpp cannot run as the Hugging Face model does (Qwen3 with q/k/v biases, which its
 // qwen3 graph has no place for) it fails with DT_EUNSUPPORTED naming `path`.
 int dt_gguf_arch(dt_ctx *ctx, const dt_model_config *cfg, const char *path, const char **arch);
-
-// Whether the converter permutes the rows of q/k weights (and biases) for this model: only for
-// "llama", whose llama.cpp RoPE rotates adjacent pairs where Hugging Face rotates the two halves.
-bool dt_gguf_permutes_qk(const dt_model_config *cfg);
-
-// The converter's LlamaModel.permute: the rows of src (rows, row_bytes) grouped in n_head heads of
-// rows/n_head rows, each head's two halves interleaved: dst row h*hd + 2i + j = src row h*hd + j*hd/2 + i.
-// inverse undoes it. rows must be a multiple of 2*n_head; dst and src must not overlap.
-void dt_gguf_permute_rows(void *dst, const void *src, int64_t rows, size_t row_bytes, int n_head, bool inverse);
-// The same map one row at a time: the Hugging Face row that becomes llama.cpp row `row`.
-int64_t dt_gguf_qk_source_row(int64_t row, int64_t rows, int n_head);
 
 // The llama3 RoPE frequency factors (head_dim/2 values) that the converter stores as rope_freqs.weight:
 // 1 for high frequencies, factor for low ones, a smooth blend between.
