@@ -5,6 +5,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 #include "datasets/tokenizer_impl.h"
+#include "models/gguf.h"
 
 void dt_ids_free(dt_ids *ids) {
     free(ids->v);
@@ -51,15 +52,27 @@ static char *join(const char *dir, const char *name) {
     return p;
 }
 
-// A tokenizer.json starts with '{'; a llama2.c tokenizer.bin starts with an int32.
-static int looks_like_json(dt_ctx *ctx, const char *path, bool *json) {
+// A tokenizer.json starts with '{', a GGUF file with "GGUF"; a llama2.c tokenizer.bin starts with an int32.
+static int sniff(dt_ctx *ctx, const char *path, bool *json, bool *gguf) {
     FILE *f = fopen(path, "rb");
     if (!f) return dt_fail(ctx, DT_EINPUT, "%s: cannot open", path);
+    char magic[4] = {0};
+    *gguf = fread(magic, 1, 4, f) == 4 && !memcmp(magic, DT_GGUF_MAGIC, 4);
+    rewind(f);
     int c;
     while ((c = fgetc(f)) == ' ' || c == '\n' || c == '\r' || c == '\t') {}
     fclose(f);
     *json = c == '{';
     return DT_OK;
+}
+
+static int load_gguf_path(dt_ctx *ctx, dt_tokenizer *tok, const char *path) {
+    dt_gguf_file *f;
+    int rc = dt_gguf_open(ctx, path, &f);
+    if (rc) return rc;
+    rc = tk_load_gguf(ctx, tok, f);
+    dt_gguf_close(f);
+    return rc;
 }
 
 static int load_path(dt_ctx *ctx, dt_tokenizer *tok, const char *path) {
@@ -76,9 +89,11 @@ static int load_path(dt_ctx *ctx, dt_tokenizer *tok, const char *path) {
         else if (is_file(bin)) rc = tk_load_llama2c(ctx, tok, bin);
         else rc = dt_fail(ctx, DT_EINPUT, "%s: the folder has no tokenizer.json or tokenizer.bin", path);
     } else {
-        bool is_json = false;
-        rc = looks_like_json(ctx, path, &is_json);
-        if (!rc && is_json) {
+        bool is_json = false, is_gguf = false;
+        rc = sniff(ctx, path, &is_json, &is_gguf);
+        if (!rc && is_gguf) {
+            rc = load_gguf_path(ctx, tok, path);
+        } else if (!rc && is_json) {
             // Beside a file named tokenizer.json, tokenizer_config.json belongs to the same model.
             const char *slash = strrchr(path, '/');
             const char *base = slash ? slash + 1 : path;
@@ -100,14 +115,20 @@ static int load_path(dt_ctx *ctx, dt_tokenizer *tok, const char *path) {
     return rc;
 }
 
-int dt_tokenizer_load(dt_ctx *ctx, const char *path, dt_tokenizer **out) {
-    *out = NULL;
+static dt_tokenizer *tok_new(const char *path) {
     dt_tokenizer *tok = calloc(1, sizeof *tok);
-    if (!tok) return dt_fail(ctx, DT_ENOMEM, "%s: out of memory", path);
-    tok->unk_id = tok->bos = tok->eos = tok->pad = tok->space_id = -1;
+    if (!tok) return NULL;
+    tok->unk_id = tok->bos = tok->eos = tok->pad = tok->eot = tok->space_id = -1;
     for (int b = 0; b < 256; b++) tok->byte_id[b] = tok->fallback_id[b] = -1;
-    tok->path = strdup(path);
-    int rc = tok->path ? load_path(ctx, tok, path) : dt_fail(ctx, DT_ENOMEM, "%s: out of memory", path);
+    if (!(tok->path = strdup(path))) {
+        free(tok);
+        return NULL;
+    }
+    return tok;
+}
+
+// Finishes a load that returned rc: the word cache on success, everything freed on failure.
+static int tok_done(dt_ctx *ctx, dt_tokenizer *tok, int rc, dt_tokenizer **out) {
     if (!rc) rc = tk_cache_init(ctx, &tok->cache);
     if (rc) {
         dt_tokenizer_free(tok);
@@ -115,6 +136,20 @@ int dt_tokenizer_load(dt_ctx *ctx, const char *path, dt_tokenizer **out) {
     }
     *out = tok;
     return DT_OK;
+}
+
+int dt_tokenizer_load(dt_ctx *ctx, const char *path, dt_tokenizer **out) {
+    *out = NULL;
+    dt_tokenizer *tok = tok_new(path);
+    if (!tok) return dt_fail(ctx, DT_ENOMEM, "%s: out of memory", path);
+    return tok_done(ctx, tok, load_path(ctx, tok, path), out);
+}
+
+int dt_tokenizer_load_gguf(dt_ctx *ctx, const dt_gguf_file *f, dt_tokenizer **out) {
+    *out = NULL;
+    dt_tokenizer *tok = tok_new(f->path);
+    if (!tok) return dt_fail(ctx, DT_ENOMEM, "%s: out of memory", f->path);
+    return tok_done(ctx, tok, tk_load_gguf(ctx, tok, f), out);
 }
 
 int tk_finish_ids(dt_ctx *ctx, dt_tokenizer *tok) {
@@ -278,7 +313,13 @@ int32_t dt_tokenizer_bos_id(const dt_tokenizer *tok) { return tok->bos; }
 int32_t dt_tokenizer_eos_id(const dt_tokenizer *tok) { return tok->eos; }
 int32_t dt_tokenizer_pad_id(const dt_tokenizer *tok) { return tok->pad; }
 int32_t dt_tokenizer_vocab_size(const dt_tokenizer *tok) { return tok->n_ids; }
+int32_t dt_tokenizer_eot_id(const dt_tokenizer *tok) { return tok->eot; }
 const char *dt_tokenizer_chat_template(const dt_tokenizer *tok) { return tok->chat_template; }
+const char *dt_tokenizer_chat_template_origin(const dt_tokenizer *tok) {
+    return tok->from_gguf ? "tokenizer.chat_template" : "tokenizer_config.json";
+}
+const char *dt_tokenizer_path(const dt_tokenizer *tok) { return tok->path; }
+bool dt_tokenizer_from_gguf(const dt_tokenizer *tok) { return tok->from_gguf; }
 
 bool dt_tokenizer_is_special(const dt_tokenizer *tok, int32_t id) {
     return id >= 0 && id < tok->n_ids && tok->special[id];

@@ -10,6 +10,7 @@
 #include "autograd/context.h"
 
 typedef struct dt_tokenizer dt_tokenizer;
+typedef struct dt_gguf_file dt_gguf_file; // models/gguf.h
 
 // Growable id array; start from {0} and free with dt_ids_free.
 typedef struct { int32_t *v; size_t n, cap; } dt_ids;
@@ -23,9 +24,17 @@ int  dt_ids_append(dt_ctx *ctx, dt_ids *ids, const int32_t *src, size_t n);
 static inline void dt_ids_clear(dt_ids *ids) { ids->n = 0; }
 
 // path: a folder with tokenizer.json (+ optional tokenizer_config.json), a tokenizer.json file (a
-// tokenizer_config.json beside a file named tokenizer.json is read too), or a llama2.c tokenizer.bin
-// (or a folder holding one and no tokenizer.json).
+// tokenizer_config.json beside a file named tokenizer.json is read too), a llama2.c tokenizer.bin
+// (or a folder holding one and no tokenizer.json), or a GGUF file, whose tokenizer.ggml.* metadata is
+// read (see dt_tokenizer_load_gguf).
 int  dt_tokenizer_load(dt_ctx *ctx, const char *path, dt_tokenizer **out);
+// The tokenizer of a GGUF file's tokenizer.ggml.* metadata, as llama.cpp reads it (datasets/tokenizer_gguf.c):
+// tokenizer.ggml.model "gpt2" (byte-level BPE; tokenizer.ggml.pre llama-bpe, llama3, qwen2, smollm or
+// gpt-2) or "llama" (SentencePiece-style BPE by token score, byte fallback), control and user-defined
+// tokens as added tokens, bos/eos/pad/unk/eot ids, add_bos_token/add_eos_token, tokenizer.chat_template.
+// A file without tokenizer.ggml.model, bad metadata or another model/pre is DT_EINPUT/DT_EUNSUPPORTED
+// naming file and key. The file may be closed afterwards.
+int  dt_tokenizer_load_gguf(dt_ctx *ctx, const dt_gguf_file *f, dt_tokenizer **out);
 void dt_tokenizer_free(dt_tokenizer *tok);
 // Appends the ids of text (UTF-8, len bytes, NUL bytes allowed) to ids. add_special: add BOS/EOS as the
 // post-processor/tokenizer_config says. Special/added tokens spelled in the text are always matched (as
@@ -42,7 +51,12 @@ int32_t dt_tokenizer_bos_id(const dt_tokenizer *tok); // -1 when none
 int32_t dt_tokenizer_eos_id(const dt_tokenizer *tok); // -1 when none
 int32_t dt_tokenizer_pad_id(const dt_tokenizer *tok); // -1 when none
 int32_t dt_tokenizer_vocab_size(const dt_tokenizer *tok); // including added tokens: 1 + the largest id
+int32_t dt_tokenizer_eot_id(const dt_tokenizer *tok); // a GGUF's end-of-turn token (eot_token_id), else -1
 const char *dt_tokenizer_chat_template(const dt_tokenizer *tok); // tokenizer_config.json's chat_template or NULL
+// Where the chat template is read, for messages: "tokenizer_config.json" or "tokenizer.chat_template" (GGUF).
+const char *dt_tokenizer_chat_template_origin(const dt_tokenizer *tok);
+const char *dt_tokenizer_path(const dt_tokenizer *tok); // the path it was loaded from
+bool dt_tokenizer_from_gguf(const dt_tokenizer *tok);   // read from a GGUF's tokenizer.ggml.* metadata
 bool dt_tokenizer_is_special(const dt_tokenizer *tok, int32_t id);
 
 #endif

@@ -173,6 +173,8 @@ struct dt_tokenizer {
     int32_t *prefix; size_t n_prefix; // ids the post-processor puts around a sequence
     int32_t *suffix; size_t n_suffix;
     int32_t bos, eos, pad;
+    int32_t eot;                  // a GGUF's tokenizer.ggml.eot_token_id (end of turn), -1 when none
+    bool from_gguf;               // read from a GGUF's tokenizer.ggml.* metadata
     char *chat_template;
     tk_cache cache;
 };
@@ -193,8 +195,16 @@ typedef struct {
 } tk_work;
 void tk_work_free(tk_work *w);
 
-// tokenizer_json.c / tokenizer_config.c / tokenizer_llama2c.c
+// tokenizer_json.c / tokenizer_config.c / tokenizer_llama2c.c / tokenizer_gguf.c
 int tk_load_hf(dt_ctx *ctx, dt_tokenizer *tok, const char *json_path, const char *config_path);
+// The normalizer, pre-tokenizer and decoder as tokenizer.json spells them (jansson values; NULL or JSON
+// null: none). The GGUF reader describes its pipelines this way too, so both paths run the same steps.
+int tk_read_pipeline(dt_ctx *ctx, dt_tokenizer *tok, const void *normalizer, const void *pre, const void *decoder,
+                     const char *path);
+// After the vocabulary and pre-tokenizers are in: the single-byte lookups and split_meta.
+void tk_model_tables(dt_tokenizer *tok);
+// Fills tok from the tokenizer.ggml.* metadata of a GGUF file (tok->path names it in messages).
+int tk_load_gguf(dt_ctx *ctx, dt_tokenizer *tok, const struct dt_gguf_file *f);
 int tk_load_config(dt_ctx *ctx, dt_tokenizer *tok, const char *config_path, const void *post_processor,
                    const void *padding);
 int tk_load_llama2c(dt_ctx *ctx, dt_tokenizer *tok, const char *path);

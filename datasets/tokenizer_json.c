@@ -492,6 +492,20 @@ static int read_added(dt_ctx *ctx, dt_tokenizer *tok, const json_t *list, const 
     return rc;
 }
 
+int tk_read_pipeline(dt_ctx *ctx, dt_tokenizer *tok, const void *normalizer, const void *pre, const void *decoder,
+                     const char *path) {
+    size_t cap_norm = 0, cap_pre = 0, cap_dec = 0;
+    int rc = read_normalizer(ctx, tok, normalizer, path, &cap_norm);
+    if (!rc) rc = read_pre(ctx, tok, pre, path, &cap_pre);
+    if (!rc) rc = read_decoder(ctx, tok, decoder, path, &cap_dec);
+    return rc;
+}
+
+void tk_model_tables(dt_tokenizer *tok) {
+    byte_tables(tok);
+    tok->split_meta = can_split_meta(tok);
+}
+
 int tk_load_hf(dt_ctx *ctx, dt_tokenizer *tok, const char *json_path, const char *config_path) {
     char *data;
     size_t len;
@@ -500,15 +514,11 @@ int tk_load_hf(dt_ctx *ctx, dt_tokenizer *tok, const char *json_path, const char
     tok->model = TK_MODEL_BPE;
     tk_js js = {data, data + len, data, json_path};
     hf_parts hp = {0};
-    size_t cap_norm = 0, cap_pre = 0, cap_dec = 0;
     rc = split_file(ctx, &js, &hp);
     if (!rc) rc = read_model(ctx, tok, &js, &hp);
-    if (!rc) rc = read_normalizer(ctx, tok, hp.normalizer, json_path, &cap_norm);
-    if (!rc) rc = read_pre(ctx, tok, hp.pre, json_path, &cap_pre);
-    if (!rc) rc = read_decoder(ctx, tok, hp.decoder, json_path, &cap_dec);
+    if (!rc) rc = tk_read_pipeline(ctx, tok, hp.normalizer, hp.pre, hp.decoder, json_path);
     if (!rc) {
-        byte_tables(tok);
-        tok->split_meta = can_split_meta(tok);
+        tk_model_tables(tok);
         rc = read_added(ctx, tok, hp.added, json_path);
     }
     if (!rc) rc = tk_finish_ids(ctx, tok);

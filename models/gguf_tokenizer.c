@@ -23,12 +23,6 @@ static const char *const SP_ADD_KEY[SP_COUNT] = {
     NULL, NULL, NULL, NULL,
 };
 
-// The split regexes of the pre-tokenizers we recognise, as they appear in tokenizer.json.
-static const char LLAMA3_REGEX[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-static const char QWEN2_REGEX[] =
-    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
-
 typedef struct {
     dt_ctx *ctx;
     char tok_path[1024], cfg_path[1024], mcfg_path[1024];
@@ -362,8 +356,8 @@ static const char *split_regex(const json_t *pre) {
 static int detect_pre(vocab *v, const char **out) {
     json_t *pre = json_object_get(v->tok, "pre_tokenizer");
     const char *regex = split_regex(pre);
-    if (str_eq(regex, LLAMA3_REGEX)) { *out = "llama-bpe"; return DT_OK; }
-    if (str_eq(regex, QWEN2_REGEX)) { *out = "qwen2"; return DT_OK; }
+    if (str_eq(regex, DT_GGUF_PRE_LLAMA3_REGEX)) { *out = "llama-bpe"; return DT_OK; }
+    if (str_eq(regex, DT_GGUF_PRE_QWEN2_REGEX)) { *out = "qwen2"; return DT_OK; }
     const char *type = json_string_value(json_object_get(pre, "type"));
     json_t *list = json_object_get(pre, "pretokenizers");
     if (!regex && str_eq(type, "ByteLevel") && json_is_true(json_object_get(pre, "use_regex"))) { *out = "gpt-2"; return DT_OK; }

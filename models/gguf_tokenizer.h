@@ -28,6 +28,13 @@
 #include "autograd/context.h"
 #include "models/gguf_write.h"
 
+// The split regexes of the byte-level pre-tokenizers named "llama-bpe" and "qwen2", as they appear in
+// tokenizer.json (datasets/tokenizer_gguf.c builds these pre-tokenizers back from the names).
+#define DT_GGUF_PRE_LLAMA3_REGEX \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+#define DT_GGUF_PRE_QWEN2_REGEX \
+    "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+"
+
 typedef struct dt_gguf_tok_opts {
     int64_t n_vocab;  // rows of the model's token embedding; 0: config.json's vocab_size, else the tokenizer's
     const char *pre;  // tokenizer.ggml.pre to write instead of detecting it; NULL to detect
