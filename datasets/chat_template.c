@@ -24,7 +24,7 @@ int dt_chat_tmpl_parse(dt_ctx *ctx, const char *name, dt_chat_fmt *out) {
 // A ChatML template's default system prompt: a string literal '<|im_start|>system\n...<|im_end|>' whose
 // text follows the newline directly, as opposed to '<|im_start|>system\n' + messages[0]['content'].
 // The literal's Jinja escapes (\n, \t, \\, \', \") are undone.
-static int default_system(dt_ctx *ctx, const char *j, char *out, size_t cap) {
+static int default_system(dt_ctx *ctx, const char *j, const char *where, char *out, size_t cap) {
     static const char head[] = "<|im_start|>system";
     out[0] = 0;
     for (const char *p = strstr(j, head); p; p = strstr(p + 1, head)) {
@@ -41,8 +41,8 @@ static int default_system(dt_ctx *ctx, const char *j, char *out, size_t cap) {
                 s++;
                 c = *s == 'n' ? '\n' : *s == 't' ? '\t' : *s;
             }
-            if (n + 1 >= cap) return dt_fail(ctx, DT_EINPUT, "tokenizer_config.json: the chat template's default system "
-                                             "prompt is longer than %zu bytes", cap - 1);
+            if (n + 1 >= cap) return dt_fail(ctx, DT_EINPUT, "%s: the template's default system prompt is longer than %zu "
+                                             "bytes", where, cap - 1);
             out[n++] = c;
         }
         out[s == end ? n : 0] = 0; // a literal that closes before <|im_end|> is not a whole prompt
@@ -52,10 +52,14 @@ static int default_system(dt_ctx *ctx, const char *j, char *out, size_t cap) {
 }
 
 int dt_chat_tmpl_detect(dt_ctx *ctx, const char *j, dt_chat_fmt *out) {
+    return dt_chat_tmpl_detect_in(ctx, j, "tokenizer_config.json: chat_template", out);
+}
+
+int dt_chat_tmpl_detect_in(dt_ctx *ctx, const char *j, const char *where, dt_chat_fmt *out) {
     memset(out, 0, sizeof *out);
     if (strstr(j, "<|im_start|>")) {
         out->kind = strstr(j, "<think>") ? DT_TMPL_QWEN3 : DT_TMPL_CHATML;
-        if (out->kind == DT_TMPL_CHATML) return default_system(ctx, j, out->default_system, sizeof out->default_system);
+        if (out->kind == DT_TMPL_CHATML) return default_system(ctx, j, where, out->default_system, sizeof out->default_system);
     } else if (strstr(j, "<|start_header_id|>")) {
         out->kind = strstr(j, "Cutting Knowledge Date") ? DT_TMPL_LLAMA31 : DT_TMPL_LLAMA3;
     } else if (strstr(j, "[INST]")) {
@@ -65,8 +69,8 @@ int dt_chat_tmpl_detect(dt_ctx *ctx, const char *j, dt_chat_fmt *out) {
     } else if (strstr(j, "### Instruction")) {
         out->kind = DT_TMPL_ALPACA;
     } else {
-        return dt_fail(ctx, DT_EINPUT, "tokenizer_config.json: chat_template is none of the built-in templates ("
-                       DT_CHAT_TEMPLATE_NAMES "); name one with data.chat_template");
+        return dt_fail(ctx, DT_EINPUT, "%s is none of the built-in templates (" DT_CHAT_TEMPLATE_NAMES "); name one "
+                       "with data.chat_template", where);
     }
     return DT_OK;
 }

@@ -62,6 +62,9 @@ int dt_chat_tmpl_parse(dt_ctx *ctx, const char *name, dt_chat_fmt *out);
 // Date"), [INST] llama2 with <<SYS>> and mistral without, <|user|> with an EOS (eos_token or </s>) and
 // no <|end|> zephyr, "### Instruction" alpaca.
 int dt_chat_tmpl_detect(dt_ctx *ctx, const char *jinja, dt_chat_fmt *out);
+// The same, with `where` naming the template's source in messages ("tokenizer_config.json: chat_template"
+// for dt_chat_tmpl_detect, "model.gguf: tokenizer.chat_template" for a GGUF's).
+int dt_chat_tmpl_detect_in(dt_ctx *ctx, const char *jinja, const char *where, dt_chat_fmt *out);
 // Renders a conversation into segments (appended to out). Fails with DT_EINPUT (no file/line prefix)
 // where the model's template would raise, e.g. roles that do not alternate for llama2/mistral.
 int dt_chat_render(dt_ctx *ctx, const dt_chat_fmt *f, const dt_message *m, size_t n, const dt_seg_encoder *e,

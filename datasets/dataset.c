@@ -99,10 +99,12 @@ static int resolve_template(dt_ctx *ctx, dt_record_encoder *r, bool none, const 
         return dt_fail(ctx, DT_EINPUT, "%s:%lld: conversations need a tokenizer", path, (long long)line);
     const char *j = dt_tokenizer_chat_template(r->tok);
     if (!j)
-        return dt_fail(ctx, DT_EINPUT, "%s:%lld: the tokenizer has no chat_template in tokenizer_config.json; set "
+        return dt_fail(ctx, DT_EINPUT, "%s:%lld: the tokenizer %s has no chat template (%s); set "
                        "data.chat_template to " DT_CHAT_TEMPLATE_NAMES,
-                       path, (long long)line);
-    int st = dt_chat_tmpl_detect(ctx, j, &r->tmpl);
+                       path, (long long)line, dt_tokenizer_path(r->tok), dt_tokenizer_chat_template_origin(r->tok));
+    char where[4200];
+    snprintf(where, sizeof where, "%s: %s", dt_tokenizer_path(r->tok), dt_tokenizer_chat_template_origin(r->tok));
+    int st = dt_chat_tmpl_detect_in(ctx, j, where, &r->tmpl);
     if (st) return st;
     r->have_tmpl = true;
     return DT_OK;

@@ -316,7 +316,7 @@ int32_t dt_tokenizer_vocab_size(const dt_tokenizer *tok) { return tok->n_ids; }
 int32_t dt_tokenizer_eot_id(const dt_tokenizer *tok) { return tok->eot; }
 const char *dt_tokenizer_chat_template(const dt_tokenizer *tok) { return tok->chat_template; }
 const char *dt_tokenizer_chat_template_origin(const dt_tokenizer *tok) {
-    return tok->from_gguf ? "tokenizer.chat_template" : "tokenizer_config.json";
+    return tok->from_gguf ? "tokenizer.chat_template" : "tokenizer_config.json: chat_template";
 }
 const char *dt_tokenizer_path(const dt_tokenizer *tok) { return tok->path; }
 bool dt_tokenizer_from_gguf(const dt_tokenizer *tok) { return tok->from_gguf; }

@@ -53,7 +53,8 @@ int32_t dt_tokenizer_pad_id(const dt_tokenizer *tok); // -1 when none
 int32_t dt_tokenizer_vocab_size(const dt_tokenizer *tok); // including added tokens: 1 + the largest id
 int32_t dt_tokenizer_eot_id(const dt_tokenizer *tok); // a GGUF's end-of-turn token (eot_token_id), else -1
 const char *dt_tokenizer_chat_template(const dt_tokenizer *tok); // tokenizer_config.json's chat_template or NULL
-// Where the chat template is read, for messages: "tokenizer_config.json" or "tokenizer.chat_template" (GGUF).
+// Where the chat template is read, for messages: "tokenizer_config.json: chat_template", or
+// "tokenizer.chat_template" (a GGUF's key).
 const char *dt_tokenizer_chat_template_origin(const dt_tokenizer *tok);
 const char *dt_tokenizer_path(const dt_tokenizer *tok); // the path it was loaded from
 bool dt_tokenizer_from_gguf(const dt_tokenizer *tok);   // read from a GGUF's tokenizer.ggml.* metadata

@@ -20,6 +20,12 @@ char *dt_model_dir(const char *model_path) {
     return strndup(model_path, (size_t)(slash - model_path));
 }
 
+bool dt_model_path_is_gguf(const char *model_path) { return ends_with(model_path, ".gguf"); }
+
+char *dt_model_tokenizer_path(const char *model_path) {
+    return dt_model_path_is_gguf(model_path) ? strdup(model_path) : dt_model_dir(model_path);
+}
+
 static void add_id(json_int_t v, int32_t *ids, int max, int *n) {
     if (v < 0 || v > INT32_MAX) return;
     for (int i = 0; i < *n; i++) if (ids[i] == (int32_t)v) return;

@@ -1,11 +1,15 @@
-// One weight source for the model: a Hugging Face folder or a llama2.c checkpoint.
+// One weight source for the model: a Hugging Face folder or .safetensors file, a llama2.c checkpoint or a
+// GGUF file.
 #include "models/weights.h"
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include "models/bnb4.h"
 #include "models/gguf_model.h"
 #include "models/llama2c.h"
+#include "models/model_files.h"
 
 struct dt_weights {
     char *path;
@@ -32,11 +36,25 @@ int dt_weights_open(dt_ctx *ctx, const char *path, dt_model_config *cfg, dt_weig
         free(w);
         return dt_fail(ctx, DT_ENOMEM, "%s: out of memory", path);
     }
+    // A .safetensors file (not a folder so named) holds the weights only: config.json (and a bitsandbytes
+    // quantization_config) come from the folder holding it, where train finds the tokenizer too.
+    struct stat sb;
+    char *dir = NULL;
+    if (has_suffix(path, ".safetensors") && !(stat(path, &sb) == 0 && S_ISDIR(sb.st_mode)) && !(dir = dt_model_dir(path))) {
+        dt_weights_close(w);
+        return dt_fail(ctx, DT_ENOMEM, "%s: out of memory", path);
+    }
+    char cfg_path[4200] = "";
+    if (dir) snprintf(cfg_path, sizeof cfg_path, "%s/config.json", dir);
     int rc = is_llama2c(path)               ? dt_llama2c_load(ctx, path, cfg, &w->l2c)
              : has_suffix(path, ".gguf") ? dt_gguf_model_open(ctx, path, cfg, &w->gg)
-                                         : dt_config_load(ctx, path, cfg);
+             : dir && access(cfg_path, F_OK)
+                 ? dt_fail(ctx, DT_EINPUT, "%s: a .safetensors model file needs the model's config.json beside it, and %s "
+                           "does not exist (or give the model's folder)", path, cfg_path)
+                 : dt_config_load(ctx, dir ? dir : path, cfg);
     if (!rc && !w->l2c && !w->gg) rc = dt_st_open(ctx, path, &w->st);
-    if (!rc && w->st) rc = dt_bnb4_open(ctx, path, w->st, &w->bnb);
+    if (!rc && w->st) rc = dt_bnb4_open(ctx, dir ? dir : path, w->st, &w->bnb);
+    free(dir);
     if (rc) {
         dt_weights_close(w);
         return rc;

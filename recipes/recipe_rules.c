@@ -126,7 +126,8 @@ int dt_rapply_rules(dt_rload *L) {
     if (r->train.lr_scheduler.warmup_steps < 0 && r->train.lr_scheduler.warmup_ratio < 0)
         r->train.lr_scheduler.warmup_steps = 0;
 
-    // The tokenizer lives with the model: the model folder itself, or the folder holding a model file.
+    // The tokenizer lives with the model: the model folder itself, the folder holding a model file, or a
+    // .gguf file itself (its tokenizer.ggml.* metadata).
     if (!r->model.tokenizer) {
         r->model.tokenizer = dt_model_tokenizer_path(r->model.path);
         if (!r->model.tokenizer) return dt_fail(L->ctx, DT_ENOMEM, "out of memory while reading a recipe");

@@ -22,11 +22,11 @@ int cmd_eval(int argc, char **argv) {
     const char *dtype_s = "auto";
     dt_dtype dtype = DT_DTYPE_AUTO; // of the frozen weights: bf16 where the CPU has bf16 units
     const dt_opt opts[] = {
-        DT_O_STR("--model", "PATH", "a Hugging Face model folder (config.json + safetensors) or a llama2.c .bin file", &model),
+        DT_O_STR("--model", "PATH", "a Hugging Face model folder (config.json + safetensors), a .safetensors file with config.json beside it, a llama.cpp .gguf or a llama2.c .bin file", &model),
         DT_O_STR("--adapter", "DIR", "a PEFT adapter folder to apply (LoRA or prompt tuning)", &adapter),
         DT_O_STR("--data", "FILE", "a JSONL file (plain or .gz) in any training format", &data),
         DT_O_CHOICE("--format", "auto|text|completion|alpaca|chat|sharegpt|tokens", "the data's format (default: auto, from the first record)", &format),
-        DT_O_STR("--tokenizer", "PATH", "tokenizer folder or file (default: beside the model; token-id data needs none)", &tokdir),
+        DT_O_STR("--tokenizer", "PATH", "tokenizer folder or file (default: beside the model, or a .gguf model's own tokenizer.ggml.* metadata; token-id data needs none)", &tokdir),
         DT_O_INT("--max-seq-len", "N", "cut longer examples to N tokens (default 0: no limit)", &max_len, 0, 1e9),
         DT_O_FLAG("--json", "print one JSON object instead of text", &json),
         DT_O_CHOICE("--device", "cpu|cuda", "where the model runs (default cpu; cuda computes in f32)", &device),

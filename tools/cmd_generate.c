@@ -26,9 +26,9 @@ int cmd_generate(int argc, char **argv) {
     const char *dtype_s = "auto";
     dt_dtype dtype = DT_DTYPE_AUTO; // of the frozen weights: bf16 where the CPU has bf16 units
     const dt_opt opts[] = {
-        DT_O_STR("--model", "PATH", "a Hugging Face model folder (config.json + safetensors) or a llama2.c .bin file", &model),
+        DT_O_STR("--model", "PATH", "a Hugging Face model folder (config.json + safetensors), a .safetensors file with config.json beside it, a llama.cpp .gguf or a llama2.c .bin file", &model),
         DT_O_LIST("--adapter", "DIR", "a PEFT adapter to apply unmerged (LoRA adapters add up; one prompt-tuning adapter at most)", adapters, &n_ad, MAX_ADAPTERS),
-        DT_O_STR("--tokenizer", "PATH", "tokenizer folder or file (default: the model's folder)", &tokdir),
+        DT_O_STR("--tokenizer", "PATH", "tokenizer folder or file (default: the model's folder, or a .gguf model's own tokenizer.ggml.* metadata)", &tokdir),
         DT_O_STR("--prompt", "TEXT", "the text to continue (with --chat: the user's message)", &prompt),
         DT_O_FLAG("--chat", "use the tokenizer's chat template and print only the reply; without --prompt, chat interactively (one message per line of stdin, an empty line ends)", &chat),
         DT_O_STR("--system", "TEXT", "a system message before the conversation (implies --chat)", &system),
@@ -95,10 +95,13 @@ int cmd_generate(int argc, char **argv) {
     g = (dt_gen){.m = m, .tok = tok, .view = &view, .n_new = n_new, .temp = (float)temp, .top_p = (float)top_p,
                  .rng = {(uint64_t)seed}, .out = stdout};
     // Generation ends at the tokenizer's EOS, config.json's and generation_config.json's (Llama 3 Instruct
-    // lists <|eot_id|> only there).
-    int32_t ends[] = {dt_tokenizer_eos_id(tok), m->cfg.eos_token_id};
-    for (size_t i = 0; i < 2; i++)
-        if (ends[i] >= 0 && (g.n_eos == 0 || g.eos[0] != ends[i])) g.eos[g.n_eos++] = ends[i];
+    // lists <|eot_id|> only there), and at a GGUF's end-of-turn token (tokenizer.ggml.eot_token_id).
+    int32_t ends[] = {dt_tokenizer_eos_id(tok), m->cfg.eos_token_id, dt_tokenizer_eot_id(tok)};
+    for (size_t i = 0; i < 3; i++) {
+        bool seen = ends[i] < 0;
+        for (int k = 0; k < g.n_eos && !seen; k++) seen = g.eos[k] == ends[i];
+        if (!seen) g.eos[g.n_eos++] = ends[i];
+    }
     rc = dt_model_generation_eos(&ctx, model, g.eos, DT_GEN_MAX_EOS, &g.n_eos);
     if (!rc) rc = dt_gen_init(&ctx, &g);
     if (!rc) rc = chat ? dt_gen_chat(&ctx, &g, system, prompt, stdin) : dt_gen_complete(&ctx, &g, prompt);

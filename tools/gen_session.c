@@ -160,9 +160,13 @@ static int render(dt_ctx *ctx, const dt_gen *g, const dt_chat_fmt *f, const dt_m
 
 int dt_gen_chat(dt_ctx *ctx, dt_gen *g, const char *system, const char *prompt, FILE *in) {
     const char *jinja = dt_tokenizer_chat_template(g->tok);
-    if (!jinja) return dt_fail(ctx, DT_EINPUT, "--chat: the tokenizer has no chat_template in tokenizer_config.json");
+    if (!jinja)
+        return dt_fail(ctx, DT_EINPUT, "--chat: the tokenizer %s has no chat template (%s)",
+                       dt_tokenizer_path(g->tok), dt_tokenizer_chat_template_origin(g->tok));
+    char where[4200];
+    snprintf(where, sizeof where, "%s: %s", dt_tokenizer_path(g->tok), dt_tokenizer_chat_template_origin(g->tok));
     dt_chat_fmt f;
-    int rc = dt_chat_tmpl_detect(ctx, jinja, &f);
+    int rc = dt_chat_tmpl_detect_in(ctx, jinja, where, &f);
     if (rc) return rc;
     // The conversation; every text is malloc'd (line buffers and replies), freed at the end.
     dt_message *msgs = NULL;

@@ -316,6 +316,9 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     else if (!rc && r->method.name == DT_METHOD_PROMPT_TUNING && r->method.init == DT_PT_INIT_TEXT)
         rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
     if (!rc && t.tok) rc = dt_check_vocab(ctx, t.tok, r->model.tokenizer, t.m->cfg.vocab_size, r->model.path);
+    if (!rc && t.tok && dt_tokenizer_from_gguf(t.tok) && comm->rank == 0) // not a tokenizer.json: say which
+        fprintf(stderr, "tokenizer: the tokenizer.ggml.* metadata of %s (model.tokenizer names another)\n",
+                dt_tokenizer_path(t.tok));
     if (!rc) rc = setup_adapter(ctx, &t);
     if (!rc) rc = dt_train_data_open(ctx, &t.data, r, t.tok, &t.m->cfg);
     if (rc) goto agree;
