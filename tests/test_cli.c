@@ -2,7 +2,8 @@
 // mention every option its source parses; bad options and values exit 2 naming the option; a mistyped
 // command gets a suggestion; generate's checks, context warning, EOS ids from generation_config.json,
 // --system and the interactive --chat loop; eval and generate find the tokenizer beside a model file and
-// eval needs none for token ids; a tokenizer larger than the model's vocabulary, a data folder and an
+// eval needs none for token ids; eval, generate and train take a .gguf (its own tokenizer) or a
+// .safetensors file (config.json beside it, else exit 2); a tokenizer larger than the model's vocabulary, a data folder and an
 // unwritable output_dir exit 2 before anything is written; recipes accept data.format sharegpt, every
 // chat template the errors suggest, and model.name_or_path; the process keeps its name after the
 // OpenBLAS restart; the progress bar moves every step and its ETA after a resume; streaming decoding
@@ -144,10 +145,12 @@ static bool make_demo(void) {
     return rc == 0;
 }
 
+static char g_one[256]; // the demo adapter's greedy reply to 'What do cats say?' (test_generate)
+
 static void test_generate(void) {
-    char one[256];
+    char *one = g_one;
     int rc = run("./deltatune generate --model %s/m --adapter %s/a --chat --prompt 'What do cats say?'", tmp, tmp);
-    snprintf(one, sizeof one, "%.255s", out);
+    snprintf(one, sizeof g_one, "%.255s", out);
     TEST_CHECK("cli_generate_chat_reply", rc == 0 && strlen(one) > 1 && strlen(one) < 40, "exit %d: %s", rc, out);
     // Two turns on stdin: the first reply is the one-shot reply; the second follows it.
     rc = run("printf 'What do cats say?\\nWhat is 2 + 2?\\n' | ./deltatune generate --model %s/m --adapter %s/a --chat", tmp, tmp);
@@ -221,6 +224,53 @@ static void test_tokenizer_and_data(void) {
     rc = run("./deltatune train demo/demo.yaml model.path=%s/m output_dir=%s/sub", tmp, file);
     TEST_CHECK("cli_train_output_dir_not_writable", rc == 2 && strstr(out, "output_dir") && strstr(out, "is a file") &&
                !strstr(out, "trainable params"), "exit %d: %s", rc, out);
+}
+
+// The loss eval prints ("loss 0.414496  perplexity ..."), or NAN.
+static double loss_of(const char *text) {
+    double v;
+    return sscanf(text, "loss %lf", &v) == 1 ? v : NAN;
+}
+
+// eval, generate and train with --model / model.path a bare file: a .gguf with its own tokenizer (merge
+// --format gguf writes the model folder's tokenizer into it; the folder holding it has none), and a
+// .safetensors with config.json and the tokenizer beside it, or without config.json: exit 2 saying so.
+static void test_model_files(const char *one_reply) {
+    int rc = run("mkdir -p %s/g && ./deltatune merge --model %s/m --format gguf --out %s/g/m.gguf", tmp, tmp, tmp);
+    TEST_CHECK("cli_model_file_gguf_written", rc == 0, "exit %d: %s", rc, out);
+    rc = run("./deltatune eval --model %s/m --adapter %s/a --data demo/data/val.jsonl", tmp, tmp);
+    double folder = loss_of(out);
+    rc = run("./deltatune eval --model %s/g/m.gguf --adapter %s/a --data demo/data/val.jsonl", tmp, tmp);
+    double gguf = loss_of(out);
+    TEST_CHECK("cli_eval_gguf_own_tokenizer", rc == 0 && fabs(gguf - folder) < 1e-3 * fabs(folder),
+               "exit %d: loss %g, the folder's %g: %s", rc, gguf, folder, out);
+    // Greedy: the same reply as from the folder, through the GGUF's own chat template and tokenizer.
+    rc = run("./deltatune generate --model %s/g/m.gguf --adapter %s/a --chat --prompt 'What do cats say?'", tmp, tmp);
+    TEST_CHECK("cli_generate_gguf_own_tokenizer", rc == 0 && !strcmp(out, one_reply), "exit %d: '%s', want '%s'", rc, out, one_reply);
+    rc = run("./deltatune validate demo/demo.yaml model.path=%s/g/m.gguf", tmp);
+    char want[256];
+    snprintf(want, sizeof want, "tokenizer: %s/g/m.gguf\n", tmp);
+    TEST_CHECK("cli_validate_gguf_tokenizer_default", rc == 0 && strstr(out, want), "exit %d: %s", rc, out);
+    rc = run("./deltatune train demo/demo.yaml model.path=%s/g/m.gguf train.max_steps=2 output_dir=%s/ga", tmp, tmp);
+    snprintf(want, sizeof want, "tokenizer: the tokenizer.ggml.* metadata of %s/g/m.gguf", tmp);
+    TEST_CHECK("cli_train_gguf_own_tokenizer", rc == 0 && strstr(out, want), "exit %d: %s", rc, out);
+    // model.tokenizer still wins (and then train says nothing about the GGUF's).
+    rc = run("./deltatune train demo/demo.yaml model.path=%s/g/m.gguf model.tokenizer=%s/m train.max_steps=1 output_dir=%s/gb",
+             tmp, tmp, tmp);
+    TEST_CHECK("cli_train_gguf_tokenizer_override", rc == 0 && !strstr(out, "tokenizer.ggml"), "exit %d: %s", rc, out);
+    // .safetensors: config.json and the tokenizer from the folder holding it.
+    rc = run("./deltatune eval --model %s/m/model.safetensors --adapter %s/a --data demo/data/val.jsonl", tmp, tmp);
+    double st = loss_of(out);
+    TEST_CHECK("cli_eval_safetensors_file", rc == 0 && st == folder, "exit %d: loss %g, the folder's %g: %s", rc, st, folder, out);
+    rc = run("./deltatune generate --model %s/m/model.safetensors --adapter %s/a --chat --prompt 'What do cats say?'", tmp, tmp);
+    TEST_CHECK("cli_generate_safetensors_file", rc == 0 && !strcmp(out, one_reply), "exit %d: '%s', want '%s'", rc, out, one_reply);
+    rc = run("mkdir -p %s/bare && cp %s/m/model.safetensors %s/bare/ && "
+             "./deltatune generate --model %s/bare/model.safetensors --tokenizer %s/m --prompt Hi -n 2", tmp, tmp, tmp, tmp, tmp);
+    snprintf(want, sizeof want, "%s/bare/config.json", tmp);
+    TEST_CHECK("cli_safetensors_file_without_config_exit_2", rc == 2 && strstr(out, want) && strstr(out, ".safetensors model file"),
+               "exit %d: %s", rc, out);
+    rc = run("./deltatune eval --model %s/bare/model.safetensors --tokenizer %s/m --data demo/data/val.jsonl", tmp, tmp);
+    TEST_CHECK("cli_eval_safetensors_file_without_config_exit_2", rc == 2 && strstr(out, want), "exit %d: %s", rc, out);
 }
 
 static void test_recipe_keys(void) {
@@ -431,6 +481,7 @@ int main(int argc, char **argv) {
     if (make_demo()) {
         test_generate();
         test_tokenizer_and_data();
+        test_model_files(g_one);
         test_recipe_keys();
     }
     tf_rm_tree(tmp);
