@@ -101,7 +101,8 @@ static int get_flag(const gg *g, const char *key, bool *flag) {
     return find(g, key) ? dt_gguf_get_bool(g->ctx, g->f, key, flag) : DT_OK;
 }
 
-static int type_of(const gg *g, uint64_t i) { return g->types ? (int)dt_gguf_kv_int(g->types, i) : TT_NORMAL; }
+// (int64: a hostile u64/i64 type must not wrap into the range 1..6)
+static int64_t type_of(const gg *g, uint64_t i) { return g->types ? dt_gguf_kv_int(g->types, i) : TT_NORMAL; }
 
 // ---- the vocabulary: every token's text (id_str), the model's tokens (vocab) and the added ones
 
@@ -110,10 +111,10 @@ static int read_tokens(gg *g, dt_tokenizer *tok) {
     size_t bytes = 0;
     int32_t top = -1;
     for (uint64_t i = 0; i < g->n; i++) {
-        int t = type_of(g, i);
+        int64_t t = type_of(g, i);
         if (t < TT_NORMAL || t > TT_BYTE)
-            return dt_fail(ctx, DT_EINPUT, "%s: tokenizer.ggml.token_type[%llu] is %d; expected 1 (normal) to 6 (byte)",
-                           g->path, (unsigned long long)i, t);
+            return dt_fail(ctx, DT_EINPUT, "%s: tokenizer.ggml.token_type[%llu] is %lld; expected 1 (normal) to 6 (byte)",
+                           g->path, (unsigned long long)i, (long long)t);
         int rc = check_text(g, "tokenizer.ggml.tokens", i, g->tokens->strs[i], g->tokens->str_lens[i]);
         if (rc) return rc;
         bytes += g->tokens->str_lens[i] + 1;
@@ -135,7 +136,7 @@ static int read_tokens(gg *g, dt_tokenizer *tok) {
     for (int32_t i = 0; i < tok->n_ids && !rc; i++) {
         const char *s = g->tokens->strs[i];
         size_t len = (size_t)g->tokens->str_lens[i];
-        int t = type_of(g, (uint64_t)i);
+        int64_t t = type_of(g, (uint64_t)i);
         if (t == TT_UNUSED) continue; // a hole, as an id missing from tokenizer.json
         char *p = tok->pieces.p + tok->pieces.n;
         memcpy(p, s, len + 1);
@@ -317,10 +318,12 @@ static int read_specials(gg *g, dt_tokenizer *tok, const char *pre) {
     if (!rc) rc = get_flag(g, "tokenizer.ggml.add_bos_token", &add_bos);
     if (!rc) rc = get_flag(g, "tokenizer.ggml.add_eos_token", &add_eos);
     if (rc) return rc;
-    // An id that names an unused row (a hole) cannot be put around a sequence or decoded.
-    const struct { const char *key; int32_t id; } ids[] = {{"tokenizer.ggml.bos_token_id", tok->bos},
-                                                          {"tokenizer.ggml.eos_token_id", tok->eos}};
-    for (size_t i = 0; i < 2; i++)
+    // An id that names an unused row (a hole) cannot be put around a sequence, produced or decoded.
+    const struct { const char *key; int32_t id; } ids[] = {
+        {"tokenizer.ggml.bos_token_id", tok->bos}, {"tokenizer.ggml.eos_token_id", tok->eos},
+        {"tokenizer.ggml.padding_token_id", tok->pad}, {"tokenizer.ggml.unknown_token_id", tok->unk_id},
+        {"tokenizer.ggml.eot_token_id", tok->eot}};
+    for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++)
         if (ids[i].id >= tok->n_ids || (ids[i].id >= 0 && !tok->id_str[ids[i].id]))
             return dt_fail(g->ctx, DT_EINPUT, "%s: %s %d names an unused token (type 5)", g->path, ids[i].key, ids[i].id);
     if (add_bos && tok->bos >= 0) {

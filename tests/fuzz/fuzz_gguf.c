@@ -1,7 +1,29 @@
 // GGUF: header, metadata of every type (model hyper-parameters, tokenizer arrays, adapter keys such as
-// adapter.lora.alpha read with the generic getters), tensor infos and F32/F16/BF16 tensor views.
+// adapter.lora.alpha read with the generic getters), tensor infos and F32/F16/BF16 tensor views, and the
+// tokenizer built from the tokenizer.ggml.* metadata (datasets/tokenizer_gguf.c), which then encodes and
+// decodes a short text.
+#include "datasets/tokenizer.h"
 #include "models/gguf.h"
 #include "tests/fuzz/fuzz_util.h"
+
+static void exercise_tokenizer(dt_ctx *ctx, const dt_gguf_file *f) {
+    dt_tokenizer *tok;
+    if (dt_tokenizer_load_gguf(ctx, f, &tok)) return;
+    static const char text[] = "<s>Hello  world 12345\n\xC3\xA9t\xC3\xA9 <|im_end|>ab";
+    dt_ids ids = {0};
+    if (!dt_tokenizer_encode(ctx, tok, text, sizeof text - 1, true, &ids)) {
+        char *out = NULL;
+        for (int skip = 0; skip < 2; skip++) {
+            if (!dt_tokenizer_decode(ctx, tok, ids.v, ids.n, skip, &out, NULL)) free(out);
+            out = NULL;
+        }
+    }
+    for (size_t i = 0; i < ids.n; i++)
+        if (ids.v[i] < 0 || ids.v[i] >= dt_tokenizer_vocab_size(tok)) abort(); // an id the model could not embed
+    dt_ids_free(&ids);
+    (void)dt_tokenizer_chat_template(tok);
+    dt_tokenizer_free(tok);
+}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     char path[128];
@@ -37,6 +59,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
             if (nb) sink += p[0] + p[nb - 1];
         }
     }
+    exercise_tokenizer(&ctx, f);
     dt_gguf_close(f);
     return 0;
 }

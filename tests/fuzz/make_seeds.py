@@ -87,6 +87,25 @@ def main():
                ("tokenizer.ggml.scores", ARR, struct.pack("<iQ", F32T, len(toks)) + f32(*[0.0] * len(toks))),
                ("tokenizer.ggml.add_bos_token", BOOL, b"\1")]
     put("fuzz_gguf", "tokenizer", gguf(tok_kvs, []))
+    # Tokenizers the GGUF tokenizer reader builds (datasets/tokenizer_gguf.c): byte-level BPE with its
+    # pre-tokenizer named, and SentencePiece-style with scores, byte tokens and control tokens.
+    I32T = 5
+    bl = ["a", "b", "ab", "\u0120", "\u0120a", "1", "2", "<|im_end|>", "[PAD8]"]
+    bl_kvs = [("tokenizer.ggml.model", STR, gguf_str("gpt2")), ("tokenizer.ggml.pre", STR, gguf_str("qwen2")),
+              ("tokenizer.ggml.tokens", ARR, struct.pack("<iQ", STR, len(bl)) + b"".join(gguf_str(t) for t in bl)),
+              ("tokenizer.ggml.token_type", ARR, struct.pack("<iQ", I32T, len(bl)) + struct.pack("<9i", 1, 1, 1, 1, 1, 1, 1, 3, 5)),
+              ("tokenizer.ggml.merges", ARR, struct.pack("<iQ", STR, 2) + gguf_str("a b") + gguf_str("\u0120 a")),
+              ("tokenizer.ggml.eos_token_id", U32, struct.pack("<I", 7)),
+              ("tokenizer.chat_template", STR, gguf_str("{{ '<|im_start|>' + message['content'] + '<|im_end|>' }}"))]
+    put("fuzz_gguf", "tokenizer_gpt2", gguf(bl_kvs, []))
+    sp = ["<unk>", "<s>", "</s>", "<0x0A>", "<0xC3>", "\u2581", "a", "b", "\u2581a", "ab", "<tool>"]
+    sp_kvs = [("tokenizer.ggml.model", STR, gguf_str("llama")), ("tokenizer.ggml.pre", STR, gguf_str("default")),
+              ("tokenizer.ggml.tokens", ARR, struct.pack("<iQ", STR, len(sp)) + b"".join(gguf_str(t) for t in sp)),
+              ("tokenizer.ggml.scores", ARR, struct.pack("<iQ", F32T, len(sp)) + f32(0, 0, 0, 0, 0, -1, -2, -3, -4, -4, -1000)),
+              ("tokenizer.ggml.token_type", ARR, struct.pack("<iQ", I32T, len(sp)) + struct.pack("<11i", 3, 3, 3, 6, 6, 1, 1, 1, 1, 1, 4)),
+              ("tokenizer.ggml.bos_token_id", U32, struct.pack("<I", 1)), ("tokenizer.ggml.eos_token_id", U32, struct.pack("<I", 2)),
+              ("tokenizer.ggml.unknown_token_id", U32, struct.pack("<I", 0)), ("tokenizer.ggml.add_eos_token", BOOL, b"\1")]
+    put("fuzz_gguf", "tokenizer_llama", gguf(sp_kvs, []))
     # llama2.c: dim 4, hidden 4, 1 layer, 2 heads, 1 kv head, vocab 3 (shared classifier), seq_len 4
     dim, hid, L, H, KV, V, S = 4, 4, 1, 2, 1, 3, 4
     hs = dim // H
