@@ -197,6 +197,19 @@ static void test_tokenizer_and_data(void) {
     // Token ids need no tokenizer: the golden model folder has none.
     rc = run("./deltatune eval --model tests/golden/llama_gqa --data tests/data/train/tokens.jsonl");
     TEST_CHECK("cli_eval_tokens_without_tokenizer", rc == 0 && strstr(out, "perplexity"), "exit %d: %s", rc, out);
+    // The same for train and preview with data.format auto: the recipe names no tokenizer and the model
+    // folder holds none, so loading one would fail.
+    // (Paths in a recipe are relative to the recipe's folder.)
+    char cwd[2048];
+    if (!getcwd(cwd, sizeof cwd)) snprintf(cwd, sizeof cwd, ".");
+    rc = run("printf 'model: {path: %s/tests/golden/llama_gqa}\\ndata: {train: [%s/tests/data/train/tokens.jsonl], "
+             "max_seq_len: 16}\\nmethod: {name: lora, r: 2, target_modules: [q_proj]}\\n"
+             "train: {max_steps: 2, batch_size: 1}\\noutput_dir: %s/tok_run\\n' > %s/tok.yaml && "
+             "./deltatune preview %s/tok.yaml -n 1 && ./deltatune train %s/tok.yaml", cwd, cwd, tmp, tmp, tmp, tmp);
+    char adapter_path[128];
+    snprintf(adapter_path, sizeof adapter_path, "%s/tok_run/adapter_model.safetensors", tmp);
+    TEST_CHECK("cli_train_preview_auto_tokens_without_tokenizer", rc == 0 && strstr(out, "example 0:") &&
+               access(adapter_path, F_OK) == 0, "exit %d: %s", rc, out);
     rc = run("./deltatune eval --model tests/golden/llama_gqa --data demo/data");
     TEST_CHECK("cli_eval_data_folder_exit_2", rc == 2 && strstr(out, "demo/data: is a folder"), "exit %d: %s", rc, out);
     // The 259-token tokenizer with the 128-token golden model: caught, naming both.
