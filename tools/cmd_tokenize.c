@@ -32,7 +32,7 @@ int cmd_tokenize(int argc, char **argv) {
     const char *tok_path = NULL, *file = NULL;
     bool special = false;
     const dt_opt opts[] = {
-        DT_O_STR("--tokenizer", "PATH", "a folder with tokenizer.json (+ tokenizer_config.json), a tokenizer.json, or a llama2.c tokenizer.bin", &tok_path),
+        DT_O_STR("--tokenizer", "PATH", "a folder with tokenizer.json (+ tokenizer_config.json), a tokenizer.json, a llama2.c tokenizer.bin, or a .gguf (its tokenizer.ggml.* metadata)", &tok_path),
         DT_O_STR("--json-lines", "FILE", "one JSON string per line; prints one JSON array of ids per line", &file),
         DT_O_FLAG("--special", "add BOS/EOS as the tokenizer's post-processor says", &special),
     };
