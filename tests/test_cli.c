@@ -286,6 +286,12 @@ static void test_model_files(const char *one_reply) {
                "exit %d: %s", rc, out);
     rc = run("./deltatune eval --model %s/bare/model.safetensors --tokenizer %s/m --data demo/data/val.jsonl", tmp, tmp);
     TEST_CHECK("cli_eval_safetensors_file_without_config_exit_2", rc == 2 && strstr(out, want), "exit %d: %s", rc, out);
+    // A model that is not there is named as the model, not as a tokenizer missing beside it.
+    rc = run("./deltatune eval --model %s/g/none.gguf --data demo/data/val.jsonl", tmp);
+    TEST_CHECK("cli_eval_missing_model_named", rc == 2 && strstr(out, "--model") && strstr(out, "none.gguf: no such model"),
+               "exit %d: %s", rc, out);
+    rc = run("./deltatune generate --model %s/g/none.gguf --prompt Hi", tmp);
+    TEST_CHECK("cli_generate_missing_model_named", rc == 2 && strstr(out, "none.gguf: no such model"), "exit %d: %s", rc, out);
 }
 
 static void test_recipe_keys(void) {

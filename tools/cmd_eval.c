@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "autograd/dtype_choice.h"
 #include "datasets/dataset.h"
 #include "models/model_files.h"
@@ -53,7 +54,10 @@ int cmd_eval(int argc, char **argv) {
     // Token-id data needs no tokenizer; others find it as train does (beside a model file).
     dt_rec_format fmt;
     char *tpath = tokdir ? strdup(tokdir) : dt_model_tokenizer_path(model);
-    int rc = tpath ? dt_data_format_of(&ctx, data, format, &fmt) : dt_fail(&ctx, DT_ENOMEM, "out of memory");
+    // A missing model is named as such, not as a missing tokenizer (which is looked for first, beside it).
+    int rc = !tpath ? dt_fail(&ctx, DT_ENOMEM, "out of memory")
+             : access(model, F_OK) ? dt_fail(&ctx, DT_EINPUT, "--model %s: no such model file or folder", model)
+                                   : dt_data_format_of(&ctx, data, format, &fmt);
     if (!rc && fmt != DT_FMT_TOKENS) rc = dt_tokenizer_load(&ctx, tpath, &tok);
     if (!rc && tok) rc = dt_check_vocab_of(&ctx, tok, tpath, model);
     free(tpath);

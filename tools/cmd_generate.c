@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include "autograd/dtype_choice.h"
 #include "datasets/tokenizer.h"
 #include "models/llama_infer.h"
@@ -57,7 +58,10 @@ int cmd_generate(int argc, char **argv) {
     const dt_linear_hook **chain = NULL;
     dt_gen g = {0};
     char *tpath = tokdir ? strdup(tokdir) : dt_model_tokenizer_path(model);
-    int rc = tpath ? dt_tokenizer_load(&ctx, tpath, &tok) : dt_fail(&ctx, DT_ENOMEM, "out of memory");
+    // A missing model is named as such, not as a missing tokenizer (which is looked for first, beside it).
+    int rc = !tpath ? dt_fail(&ctx, DT_ENOMEM, "out of memory")
+             : access(model, F_OK) ? dt_fail(&ctx, DT_EINPUT, "--model %s: no such model file or folder", model)
+                                   : dt_tokenizer_load(&ctx, tpath, &tok);
     if (!rc) rc = dt_check_vocab_of(&ctx, tok, tpath, model);
     free(tpath);
     if (!rc) rc = dt_llama_load_cpu(&ctx, model, dtype, "--dtype", &m);
