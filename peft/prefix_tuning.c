@@ -73,10 +73,6 @@ int dt_prefix_create(dt_ctx *ctx, const dt_llama *m, int n, uint64_t seed, const
     return DT_OK;
 }
 
-bool dt_prefix_projected(const dt_adapter *a) {
-    return a && a->method == &dt_method_prefix && ((const prefix_state *)a->state)->projection;
-}
-
 // ---- adapter_config.json ----------------------------------------------------------------------------
 
 // An integer key that, when present and not null, must equal want.
