@@ -1,6 +1,6 @@
 // Generation's KV-cache path against the training forward: feeding a sequence in pieces (a chunk, then
 // one token at a time) gives, at every position, the logits the full forward gives there, with the
-// adapters applied unmerged (LoRA on the golden models, prompt tuning, IA3, DoRA).
+// adapters applied unmerged (LoRA on the golden models, prompt tuning, IA3, DoRA, bottleneck, prefix tuning).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,5 +60,6 @@ int main(void) {
     check("kv_cache_ia3", "tests/golden/llama_gqa", "tests/golden/ia3/adapter");
     check("kv_cache_dora", "tests/golden/qwen2_bias", "tests/golden/dora/adapter");
     check("kv_cache_bottleneck", "tests/golden/llama_gqa", "tests/golden/bottleneck/adapter");
+    check("kv_cache_prefix_tuning", "tests/golden/llama_gqa", "tests/golden/prefix_tuning/adapter"); // prefilled cache
     TEST_EXIT();
 }
