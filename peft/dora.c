@@ -94,8 +94,8 @@ static dt_tensor *dora_site(dt_graph *g, const void *self, const dt_llama *m, in
     g->be->upload(g->be, dt_f32(inv), host, (size_t)out * sizeof(float));
     free(host);
     dt_tensor *scale = dt_mul(g, s->mag[k], inv); // (out) m / norm
-    const dt_tensor *bias[DT_MOD_COUNT] = {&ly->q_bias, &ly->k_bias, &ly->v_bias};
-    const dt_tensor *b = m->cfg.attention_bias && mod <= DT_MOD_V ? bias[mod] : NULL;
+    const dt_tensor *bias[DT_MOD_COUNT] = {&ly->q_bias, &ly->k_bias, &ly->v_bias, &ly->o_bias};
+    const dt_tensor *b = m->cfg.attention_bias && mod <= DT_MOD_O && bias[mod]->data ? bias[mod] : NULL;
     return dt_scale_cols(g, y, scale, b); // (y - b) * m / norm + b
 }
 

@@ -203,10 +203,17 @@ int dt_export_lora_gguf(dt_ctx *ctx, const char *adapter_dir, const char *model_
                        "x A^T B^T, not DoRA's per-row magnitude; merge it into the model instead (deltatune merge)", adapter_dir);
     }
     if (a->method != &dt_method_lora) {
-        int rc2 = dt_fail(ctx, DT_EINPUT, "%s: a %s adapter has no llama.cpp GGUF adapter form (only LoRA adapters can be exported)",
-                          adapter_dir, a->method->peft_type);
+        int rc2 = dt_fail(ctx, DT_EINPUT, "%s: a %s adapter has no llama.cpp GGUF adapter form (a llama.cpp adapter holds "
+                          "only lora_a/lora_b pairs: no biases, scales or extra layers); merge it into the model instead "
+                          "(deltatune merge) where the method allows", adapter_dir, a->method->peft_type);
         dt_adapter_free(a);
         return rc2;
+    }
+    if (a->lora.embed_tokens || a->lora.lm_head) {
+        dt_adapter_free(a);
+        return dt_fail(ctx, DT_EINPUT, "%s: LoRA on embed_tokens / lm_head is not exported to GGUF here (llama.cpp's token_embd "
+                       "and output adapters are untested with deltatune); merge it into the model instead (deltatune merge)",
+                       adapter_dir);
     }
     // llama.cpp multiplies by alpha / r; with rsLoRA the trained scale is alpha / sqrt(r) = (alpha sqrt(r)) / r.
     // These are the config's r and lora_alpha; modules with other ones (rank_pattern, alpha_pattern) get

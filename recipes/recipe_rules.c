@@ -71,6 +71,9 @@ static int method_modules(dt_rload *L) {
     int rc = DT_OK;
     if (!L->val_at[idx("method.target_modules")] && r->method.name == DT_METHOD_LORA)
         rc = set_modules(L, &r->method.target_modules, 2, (const char *const[]){"q_proj", "v_proj"});
+    // BitFit: q/k/v_proj, the biases a merge can write for every architecture transformers 4.40 loads.
+    if (!rc && !L->val_at[idx("method.target_modules")] && r->method.name == DT_METHOD_BITFIT)
+        rc = set_modules(L, &r->method.target_modules, 3, (const char *const[]){"q_proj", "k_proj", "v_proj"});
     if (r->method.name != DT_METHOD_IA3) return rc;
     if (!rc && !L->val_at[idx("method.target_modules")])
         rc = set_modules(L, &r->method.target_modules, 3, (const char *const[]){"k_proj", "v_proj", "down_proj"});

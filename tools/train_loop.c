@@ -89,10 +89,13 @@ static int setup_adapter(dt_ctx *ctx, trainer *t) {
                              .use_rslora = r->method.use_rslora, .use_dora = r->method.use_dora};
         for (int i = 0; i < DT_MOD_COUNT; i++) lc.target[i] = r->method.target_all_linear;
         for (int i = 0; i < r->method.target_modules.n; i++) {
-            int mod = dt_module_from_name(r->method.target_modules.items[i]);
+            const char *name = r->method.target_modules.items[i];
+            if (!strcmp(name, "embed_tokens")) { lc.embed_tokens = true; continue; }
+            if (!strcmp(name, "lm_head")) { lc.lm_head = true; continue; }
+            int mod = dt_module_from_name(name);
             if (mod < 0)
-                return dt_fail(ctx, DT_EINPUT, "%s: method.target_modules: '%s' is not a linear module of this model (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)",
-                               r->recipe_path, r->method.target_modules.items[i]);
+                return dt_fail(ctx, DT_EINPUT, "%s: method.target_modules: '%s' is not a module LoRA can adapt in this model (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, embed_tokens, lm_head)",
+                               r->recipe_path, name);
             lc.target[mod] = true;
         }
         bool *layers = NULL;
