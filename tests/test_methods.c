@@ -5,6 +5,7 @@
 #include <string.h>
 #include "models/safetensors.h"
 #include "optim/optim.h"
+#include "peft/bitfit.h"
 #include "peft/merge.h"
 #include "peft/peft_io.h"
 #include "tests/file_util.h"
@@ -139,6 +140,86 @@ static void test_loraplus(void) {
     dt_llama_free(m);
 }
 
+// Logits (B, T, V) of model + adapter (adapter NULL: the model alone).
+static float *logits_with(dt_llama *m, const dt_adapter *a, const int32_t *ids, int64_t B, int64_t T, size_t *n) {
+    dt_graph g = {0};
+    float *out = NULL;
+    dt_batch batch = {B, T, ids, NULL, NULL, NULL};
+    dt_llama_out o;
+    if (!dt_graph_init(&ctx, &g, dt_backend_cpu(), 0) && !dt_llama_forward(&ctx, &g, m, a ? &a->view : NULL, &batch, 0, true, &o)) {
+        *n = (size_t)dt_numel(o.logits);
+        out = malloc(*n * sizeof(float));
+        memcpy(out, o.logits->data, *n * sizeof(float));
+    }
+    dt_graph_free(&g);
+    return out;
+}
+
+// BitFit on a Llama without biases, q/k/v/o: the merge creates every attention bias (v's from zeros: v is
+// not trained here), sets attention_bias, and the merged model gives the adapter's logits.
+static void test_bitfit_merge_new_biases(void) {
+    const char *label = "merge_bitfit_llama_new_biases";
+    dt_llama *m = NULL, *mm = NULL;
+    dt_adapter *a = NULL;
+    char dir[256], out[256], cfgp[300];
+    snprintf(dir, sizeof dir, "%s/bitfit_qko", tmp);
+    snprintf(out, sizeof out, "%s/bitfit_qko_merged", tmp);
+    snprintf(cfgp, sizeof cfgp, "%s/config.json", out);
+    const bool target[DT_MOD_COUNT] = {true, true, false, true};
+    if (dt_llama_load(&ctx, "tests/golden/llama_gqa", dt_backend_cpu(), &m) || dt_bitfit_create(&ctx, m, target, "test", &a)) {
+        TEST_FAIL(label, "%s", ctx.msg);
+        dt_llama_free(m);
+        return;
+    }
+    for (size_t i = 0; i < a->n_params; i++) a->params[i] = (float)(0.3 * sin(1.7 * (double)i));
+    dt_merge_adapter ad = {dir, 1.0f};
+    dt_merge_opts o = {.model = "tests/golden/llama_gqa", .adapters = &ad, .n_adapters = 1, .out = out, .dtype = -1,
+                       .format = DT_MERGE_HF};
+    int32_t ids[2 * 9];
+    for (int i = 0; i < 18; i++) ids[i] = (i * 37 + 5) % 128;
+    size_t n1 = 0, n2 = 0, n0 = 0;
+    float *want = NULL, *got = NULL, *base = NULL;
+    if (dt_adapter_save(&ctx, a, m, dir) || dt_merge(&ctx, &o) || dt_llama_load(&ctx, out, dt_backend_cpu(), &mm)) {
+        TEST_FAIL(label, "%s", ctx.msg);
+    } else {
+        want = logits_with(m, a, ids, 2, 9, &n1);
+        base = logits_with(m, NULL, ids, 2, 9, &n0);
+        got = logits_with(mm, NULL, ids, 2, 9, &n2);
+        double d = want && got && n1 == n2 ? 0 : INFINITY, effect = 0;
+        for (size_t i = 0; want && got && base && i < n1 && n1 == n2; i++) {
+            d = fmax(d, fabs((double)got[i] - want[i]));
+            effect = fmax(effect, fabs((double)base[i] - want[i]));
+        }
+        char *cfg = tf_slurp(cfgp, NULL);
+        TEST_CHECK(label, d <= 1e-5 && effect > 1e-2 && mm->cfg.attention_bias && mm->layers[1].o_bias.data && cfg &&
+                   strstr(cfg, "\"attention_bias\": true"),
+                   "max |merged - adapter| = %.3g, adapter effect %.3g, attention_bias %d, o_proj bias %s", d, effect,
+                   mm->cfg.attention_bias, mm->layers[1].o_bias.data ? "loaded" : "missing");
+        free(cfg);
+    }
+    free(want);
+    free(got);
+    free(base);
+    dt_adapter_free(a);
+    dt_llama_free(m);
+    dt_llama_free(mm);
+}
+
+// A tied model merged with an embedding/head LoRA is untied: lm_head.weight written, tie_word_embeddings false.
+static void test_untie(void) {
+    char out[256], cfgp[300];
+    snprintf(out, sizeof out, "%s/merge_lora_embed_vs_pytorch_merged/config.json", tmp);
+    snprintf(cfgp, sizeof cfgp, "%s", out);
+    char *cfg = tf_slurp(cfgp, NULL);
+    dt_llama *mm = NULL;
+    snprintf(out, sizeof out, "%s/merge_lora_embed_vs_pytorch_merged", tmp);
+    int rc = dt_llama_load(&ctx, out, dt_backend_cpu(), &mm);
+    TEST_CHECK("merge_lora_embed_unties", cfg && strstr(cfg, "\"tie_word_embeddings\": false") && !rc && !mm->cfg.tie_word_embeddings &&
+               mm->lm_head.data != mm->embed.data, "config %s, load: %s", cfg ? "read" : "missing", rc ? ctx.msg : "ok");
+    free(cfg);
+    dt_llama_free(mm);
+}
+
 static void replace_in_file(const char *path, const char *from, const char *to) {
     size_t n;
     char *s = tf_slurp(path, &n), *at = s ? strstr(s, from) : NULL;
@@ -190,6 +271,28 @@ static void test_bad_input(void) {
     expect_exit2("bad_recipe_lora_key_with_ia3", "validate recipes/stories260k-ia3.yaml method.r=8", "method.r: not used with method.name: ia3", NULL);
     expect_exit2("bad_recipe_loraplus_with_ia3", "validate recipes/stories260k-ia3.yaml train.optimizer.loraplus_lr_ratio=16",
                  "loraplus_lr_ratio: not used with method.name: ia3", NULL);
+    // BitFit: a config naming no module; an MLP bias (no mlp_bias in transformers 4.40) or Qwen2's o_proj
+    // merged; GGUF export of BitFit and of an embedding LoRA; a LoRA key in a BitFit recipe.
+    snprintf(d, sizeof d, "%s/bitfit_none", tmp);
+    tf_copy_dir("tests/golden/bitfit_qwen2/adapter", d);
+    snprintf(p, sizeof p, "%s/adapter_config.json", d);
+    replace_in_file(p, "\"q_proj\",\n    \"k_proj\"\n", "\n");
+    snprintf(args, sizeof args, "eval --model tests/golden/qwen2_bias --adapter %s --data tests/data/train/tokens.jsonl --format tokens", d);
+    expect_exit2("bad_bitfit_no_module", args, "BitFit targets no module", "'target_modules'");
+    snprintf(p, sizeof p, "%s/bitfit_mlp_merged", tmp);
+    snprintf(args, sizeof args, "merge --model tests/golden/llama_gqa --adapter tests/golden/bitfit/adapter --out %s", p);
+    expect_exit2("bad_merge_bitfit_mlp", args, "tests/golden/bitfit/adapter", "mlp_bias");
+    TEST_CHECK("bad_merge_bitfit_mlp_nothing_written", access(p, F_OK) != 0, "%s exists", p);
+    snprintf(args, sizeof args, "export --adapter tests/golden/bitfit/adapter --model tests/golden/llama_gqa --out %s/b.gguf", tmp);
+    expect_exit2("bad_export_bitfit", args, "BITFIT adapter has no llama.cpp GGUF adapter form", "biases");
+    snprintf(args, sizeof args, "export --adapter tests/golden/lora_embed/adapter --model tests/golden/qwen3_qknorm --out %s/e.gguf", tmp);
+    expect_exit2("bad_export_lora_embed", args, "embed_tokens / lm_head is not exported", NULL);
+    expect_exit2("bad_recipe_lora_key_with_bitfit", "validate recipes/stories260k-bitfit.yaml method.r=8", "method.r: not used with method.name: bitfit", NULL);
+    snprintf(p, sizeof p, "%s/bitfit_c_attn", tmp);
+    snprintf(args, sizeof args, "train recipes/stories260k-bitfit.yaml model.path=tests/golden/llama_gqa "
+             "'method.target_modules=[c_attn]' output_dir=%s", p);
+    expect_exit2("bad_recipe_bitfit_no_such_module", args, "method.target_modules", "'c_attn'");
+    TEST_CHECK("bad_recipe_bitfit_nothing_written", access(p, F_OK) != 0, "%s exists", p);
     expect_exit2("bad_recipe_ia3_ff_not_target", "validate recipes/stories260k-ia3.yaml method.feedforward_modules=[up_proj]",
                  "feedforward_modules", NULL);
 }
@@ -203,6 +306,13 @@ int main(void) {
     test_roundtrip("roundtrip_dora", "tests/golden/qwen2_bias", "tests/golden/dora/adapter", false);
     test_merge("merge_dora_vs_pytorch", "tests/golden/qwen2_bias", "tests/golden/dora");
     test_roundtrip("roundtrip_bottleneck", "tests/golden/llama_gqa", "tests/golden/bottleneck/adapter", true);
+    test_roundtrip("roundtrip_bitfit", "tests/golden/llama_gqa", "tests/golden/bitfit/adapter", true);
+    test_roundtrip("roundtrip_bitfit_qwen2", "tests/golden/qwen2_bias", "tests/golden/bitfit_qwen2/adapter", true);
+    test_merge("merge_bitfit_qwen2_vs_pytorch", "tests/golden/qwen2_bias", "tests/golden/bitfit_qwen2");
+    test_bitfit_merge_new_biases();
+    test_roundtrip("roundtrip_lora_embed", "tests/golden/qwen3_qknorm", "tests/golden/lora_embed/adapter", false);
+    test_merge("merge_lora_embed_vs_pytorch", "tests/golden/qwen3_qknorm", "tests/golden/lora_embed");
+    test_untie();
     test_loraplus();
     test_bad_input();
     tf_rm_tree(tmp);
