@@ -78,6 +78,29 @@ static int check_base(merger *m) {
     return rc;
 }
 
+// An adapter's copies of base layers (PEFT's save_embedding_layers, peft_io.h) must be the base's own:
+// checked here against the source, since the merge reads adapters without the model's weights.
+static int check_base_copies(merger *m, const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    dt_safetensors *st = NULL;
+    int rc = dt_st_open(m->ctx, path, &st);
+    for (size_t i = 0; !rc && i < dt_st_count(st); i++) {
+        const dt_st_tensor *t = dt_st_at(st, i), *src;
+        const char *copied = dt_peft_base_copy_of(t->name, &m->cfg);
+        if (!copied || !(src = dt_mg_src_find(m, copied)) || src->ndim != 2) continue;
+        float *base = malloc((size_t)(src->shape[0] * src->shape[1]) * sizeof(float));
+        if (!base) { rc = dt_fail(m->ctx, DT_ENOMEM, "out of memory"); break; }
+        rc = dt_st_tensor_copy(m->ctx, dt_mg_src_file(m, src), src, DT_F32, base);
+        dt_tensor bt;
+        dt_tensor_set(&bt, DT_F32, base, 2, src->shape);
+        if (!rc) rc = dt_peft_check_base_copy(m->ctx, path, t, &bt);
+        free(base);
+    }
+    dt_st_close(st);
+    return rc;
+}
+
 static int load_adapters(merger *m) {
     const dt_merge_opts *o = m->o;
     if (o->n_adapters && !(m->ad = calloc((size_t)o->n_adapters, sizeof *m->ad))) return dt_fail(m->ctx, DT_ENOMEM, "out of memory");
@@ -87,6 +110,7 @@ static int load_adapters(merger *m) {
         const dt_method *me = m->ad[i]->method;
         if (me->no_merge) return dt_fail(m->ctx, DT_EINPUT, "%s: a %s adapter cannot be merged into weights: %s", o->adapters[i].dir, me->peft_type, me->no_merge);
         if (me->merge_check && (rc = me->merge_check(m->ctx, m->ad[i], &m->cfg, o->adapters[i].dir))) return rc;
+        if ((rc = check_base_copies(m, o->adapters[i].dir))) return rc;
     }
     return DT_OK;
 }

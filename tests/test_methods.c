@@ -220,6 +220,37 @@ static void test_untie(void) {
     dt_llama_free(mm);
 }
 
+// An adapter as PEFT saves it with embed_tokens targeted: with copies of the base layers (which must be
+// the base's own) beside the LoRA tensors; it gives the golden logits.
+static void test_peft_base_copies(void) {
+    const char *label = "lora_embed_peft_base_copies";
+    dt_llama *m = NULL;
+    dt_adapter *a = NULL;
+    dt_safetensors *st = NULL;
+    if (dt_llama_load(&ctx, "tests/golden/qwen3_qknorm", dt_backend_cpu(), &m) ||
+        dt_adapter_load(&ctx, "tests/golden/lora_embed/adapter_peft", m, &a) ||
+        dt_st_open(&ctx, "tests/golden/lora_embed/golden.safetensors", &st)) {
+        TEST_FAIL(label, "%s", ctx.msg);
+    } else {
+        const dt_st_tensor *it = dt_st_find(st, "input_ids"), *lt = dt_st_find(st, "logits");
+        int32_t *ids = malloc(it->nbytes);
+        float *ref = malloc(lt->nbytes);
+        memcpy(ids, it->data, it->nbytes);
+        memcpy(ref, lt->data, lt->nbytes);
+        size_t n = 0;
+        float *got = logits_with(m, a, ids, it->shape[0], it->shape[1], &n);
+        double d = got && n == lt->nbytes / 4 ? 0 : INFINITY;
+        for (size_t i = 0; got && i < n; i++) d = fmax(d, fabs((double)got[i] - ref[i]));
+        TEST_CHECK(label, d <= 1e-4, "max |logits - PyTorch| = %.3g", d);
+        free(got);
+        free(ids);
+        free(ref);
+    }
+    dt_st_close(st);
+    dt_adapter_free(a);
+    dt_llama_free(m);
+}
+
 static void replace_in_file(const char *path, const char *from, const char *to) {
     size_t n;
     char *s = tf_slurp(path, &n), *at = s ? strstr(s, from) : NULL;
@@ -287,6 +318,29 @@ static void test_bad_input(void) {
     expect_exit2("bad_export_bitfit", args, "BITFIT adapter has no llama.cpp GGUF adapter form", "biases");
     snprintf(args, sizeof args, "export --adapter tests/golden/lora_embed/adapter --model tests/golden/qwen3_qknorm --out %s/e.gguf", tmp);
     expect_exit2("bad_export_lora_embed", args, "embed_tokens / lm_head is not exported", NULL);
+    // PEFT's copy of the base embedding that is not the base's (one value changed): refused, eval and merge.
+    snprintf(d, sizeof d, "%s/embed_other", tmp);
+    tf_copy_dir("tests/golden/lora_embed/adapter_peft", d);
+    snprintf(p, sizeof p, "%s/adapter_model.safetensors", d);
+    size_t n = 0;
+    char *st = tf_slurp(p, &n);
+    const char *key = st ? strstr(st + 8, "\"base_model.model.model.embed_tokens.base_layer.weight\"") : NULL;
+    const char *off = key ? strstr(key, "\"data_offsets\":[") : NULL;
+    long begin = -1;
+    uint64_t hlen = 0;
+    if (off && sscanf(off, "\"data_offsets\":[%ld", &begin) == 1) {
+        memcpy(&hlen, st, 8);
+        st[8 + hlen + (uint64_t)begin + 2] ^= 0x10; // a mantissa bit of the first value
+        tf_write(p, st, n);
+    }
+    free(st);
+    TEST_CHECK("bad_lora_embed_tampered_copy_made", begin >= 0, "no data_offsets for the copy in %s", p);
+    snprintf(args, sizeof args, "eval --model tests/golden/qwen3_qknorm --adapter %s --data tests/data/train/tokens.jsonl --format tokens", d);
+    expect_exit2("bad_lora_embed_other_base", args, "save_embedding_layers", "embed_tokens.base_layer.weight");
+    snprintf(p, sizeof p, "%s/embed_other_merged", tmp);
+    snprintf(args, sizeof args, "merge --model tests/golden/qwen3_qknorm --adapter %s --out %s", d, p);
+    expect_exit2("bad_merge_lora_embed_other_base", args, "save_embedding_layers", NULL);
+    TEST_CHECK("bad_merge_lora_embed_other_base_nothing_written", access(p, F_OK) != 0, "%s exists", p);
     expect_exit2("bad_recipe_lora_key_with_bitfit", "validate recipes/stories260k-bitfit.yaml method.r=8", "method.r: not used with method.name: bitfit", NULL);
     snprintf(p, sizeof p, "%s/bitfit_c_attn", tmp);
     snprintf(args, sizeof args, "train recipes/stories260k-bitfit.yaml model.path=tests/golden/llama_gqa "
@@ -313,6 +367,7 @@ int main(void) {
     test_roundtrip("roundtrip_lora_embed", "tests/golden/qwen3_qknorm", "tests/golden/lora_embed/adapter", false);
     test_merge("merge_lora_embed_vs_pytorch", "tests/golden/qwen3_qknorm", "tests/golden/lora_embed");
     test_untie();
+    test_peft_base_copies();
     test_loraplus();
     test_bad_input();
     tf_rm_tree(tmp);

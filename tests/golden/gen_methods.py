@@ -417,6 +417,11 @@ def case_lora_embed(gg):
     gg.write_model_note(d, "tests/golden/qwen3_qknorm")
     config = gg.lora_config(["embed_tokens", "q_proj", "v_proj", "lm_head"], r, alpha, base="tests/golden/qwen3_qknorm")
     write_adapter(os.path.join(d, "adapter"), config, res["params"])
+    # As PEFT 0.13.2's save_pretrained writes it with embed_tokens targeted (save_embedding_layers="auto"
+    # turns to True): also the base layers' weights, here the one tied table under both names.
+    copies = {"base_model.model.model.embed_tokens.base_layer.weight": W32["model.embed_tokens.weight"],
+              "base_model.model.lm_head.base_layer.weight": W32["model.embed_tokens.weight"]}
+    write_adapter(os.path.join(d, "adapter_peft"), config, dict(res["params"], **copies))
     meta = gg.tolerances({"format": "pt", "case": name, "model": "tests/golden/qwen3_qknorm", "scaling": repr(scaling)})
     st_io.save(os.path.join(d, "golden.safetensors"), without_hidden(gg.golden_tensors(res, ids, labels)), meta)
     print(f"  loss {float(res['loss']):.6f}, {len(res['params'])} adapter tensors")
