@@ -66,7 +66,7 @@ endif
 all: $(BUILD)/libdeltatune.a $(BIN)
 
 DEB_PKGS := build-essential libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev \
-            libopenmpi-dev openmpi-bin libdnnl-dev clang libomp-14-dev libclang-rt-14-dev
+            libopenmpi-dev openmpi-bin libdnnl-dev clang libomp-14-dev libclang-rt-14-dev strace
 deps:
 	@if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $(DEB_PKGS)

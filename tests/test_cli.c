@@ -5,7 +5,8 @@
 // eval needs none for token ids; a tokenizer larger than the model's vocabulary, a data folder and an
 // unwritable output_dir exit 2 before anything is written; recipes accept data.format sharegpt, every
 // chat template the errors suggest, and model.name_or_path; the process keeps its name after the
-// OpenBLAS restart; the progress bar moves every step and its ETA after a resume; streaming decoding
+// OpenBLAS restart; the progress bar moves every step and its ETA after a resume (the
+// formula, and a real resumed run slowed by strace); streaming decoding
 // gives the full decode's text at a linear cost; the shipped stories260K data is what its script says.
 #include <dirent.h>
 #include <fcntl.h>
@@ -197,6 +198,19 @@ static void test_tokenizer_and_data(void) {
     // Token ids need no tokenizer: the golden model folder has none.
     rc = run("./deltatune eval --model tests/golden/llama_gqa --data tests/data/train/tokens.jsonl");
     TEST_CHECK("cli_eval_tokens_without_tokenizer", rc == 0 && strstr(out, "perplexity"), "exit %d: %s", rc, out);
+    // The same for train and preview with data.format auto: the recipe names no tokenizer and the model
+    // folder holds none, so loading one would fail.
+    // (Paths in a recipe are relative to the recipe's folder.)
+    char cwd[2048];
+    if (!getcwd(cwd, sizeof cwd)) snprintf(cwd, sizeof cwd, ".");
+    rc = run("printf 'model: {path: %s/tests/golden/llama_gqa}\\ndata: {train: [%s/tests/data/train/tokens.jsonl], "
+             "max_seq_len: 16}\\nmethod: {name: lora, r: 2, target_modules: [q_proj]}\\n"
+             "train: {max_steps: 2, batch_size: 1}\\noutput_dir: %s/tok_run\\n' > %s/tok.yaml && "
+             "./deltatune preview %s/tok.yaml -n 1 && ./deltatune train %s/tok.yaml", cwd, cwd, tmp, tmp, tmp, tmp);
+    char adapter_path[128];
+    snprintf(adapter_path, sizeof adapter_path, "%s/tok_run/adapter_model.safetensors", tmp);
+    TEST_CHECK("cli_train_preview_auto_tokens_without_tokenizer", rc == 0 && strstr(out, "example 0:") &&
+               access(adapter_path, F_OK) == 0, "exit %d: %s", rc, out);
     rc = run("./deltatune eval --model tests/golden/llama_gqa --data demo/data");
     TEST_CHECK("cli_eval_data_folder_exit_2", rc == 2 && strstr(out, "demo/data: is a folder"), "exit %d: %s", rc, out);
     // The 259-token tokenizer with the 128-token golden model: caught, naming both.
@@ -331,6 +345,33 @@ static void test_progress_tty(void) {
     TEST_CHECK("cli_progress_eta_after_resume", strstr(line, "eta 40s"), "%s", line);
 }
 
+// The ETA of a real resumed run counts only the steps run since the restart. strace makes every line
+// written to the log take DELAY s (its syscall fault injection), so a step costs about that much:
+// resumed at step 4 of 12, the line of step 6 has run 2 steps in some k * DELAY s and 6 to go, an ETA of
+// 3 k DELAY; dividing by all 6 steps since step 0 instead would give k DELAY. k (the number of writes
+// before that line) is fixed by the code; it is 2 today, so the ETA reads 3 s against 1 s.
+static void test_eta_after_real_resume(void) {
+    if (system("strace -V >/dev/null 2>&1")) { TEST_SKIP("cli_eta_after_real_resume", "strace is not installed"); return; }
+    char log[128];
+    snprintf(log, sizeof log, "%s/eta.log", tmp);
+    int rc = run("./deltatune train tests/data/train/tiny.yaml output_dir=%s/eta && rm -r %s/eta/checkpoints/step-8 && "
+                 "strace -f -o /dev/null -P %s -e inject=write:delay_exit=500000 ./deltatune train "
+                 "tests/data/train/tiny.yaml output_dir=%s/eta resume=true 2>%s", tmp, tmp, log, tmp, log);
+    char *s = tf_slurp(log, NULL);
+    if (rc && s && strstr(s, "PTRACE")) { // a container that forbids ptrace
+        TEST_SKIP("cli_eta_after_real_resume", "strace cannot trace here: %.200s", s);
+        free(s);
+        return;
+    }
+    const char *l6 = s ? strstr(s, "step 6/12 ") : NULL;
+    int eta = -1;
+    if (l6) { const char *e = strstr(l6, " eta "); if (e) eta = atoi(e + 5); }
+    TEST_CHECK("cli_eta_after_real_resume", rc == 0 && s && strstr(s, "resum") && eta >= 2,
+               "exit %d, eta at step 6: %d s (expected 3; 1 if it counted the steps before the restart): %s", rc, eta,
+               s ? s : out);
+    free(s);
+}
+
 // Streaming decoding equals the full decode and decodes O(n) ids in all.
 static void stream_case(const char *name, const char *tokdir, const char *text) {
     dt_ctx ctx;
@@ -428,6 +469,7 @@ int main(int argc, char **argv) {
     test_decode_stream();
     test_process_name_and_wait_policy();
     test_progress_tty();
+    test_eta_after_real_resume();
     if (make_demo()) {
         test_generate();
         test_tokenizer_and_data();

@@ -46,6 +46,24 @@ int dt_data_format_of(dt_ctx *ctx, const char *path, const char *format, dt_rec_
     return rc;
 }
 
+int dt_data_needs_tokenizer(dt_ctx *ctx, const char *const *paths, int n, const char *format, bool *needs) {
+    *needs = false;
+    for (int i = 0; i < n && !*needs; i++) {
+        dt_rec_format f;
+        int rc = dt_data_format_of(ctx, paths[i], format, &f);
+        if (rc) return rc;
+        *needs = f != DT_FMT_TOKENS;
+    }
+    return DT_OK;
+}
+
+int dt_recipe_data_needs_tokenizer(dt_ctx *ctx, const dt_recipe *r, bool *needs) {
+    const char *fmt = dt_recipe_format_name(r->data.format);
+    int rc = dt_data_needs_tokenizer(ctx, (const char *const *)r->data.train.items, r->data.train.n, fmt, needs);
+    if (!rc && !*needs) rc = dt_data_needs_tokenizer(ctx, (const char *const *)r->data.val.items, r->data.val.n, fmt, needs);
+    return rc;
+}
+
 int dt_check_writable_dir(dt_ctx *ctx, const char *dir, const char *key) {
     char p[4096];
     if (snprintf(p, sizeof p, "%s", dir) >= (int)sizeof p) return dt_fail(ctx, DT_EINPUT, "%s: %s: path too long", key, dir);

@@ -30,7 +30,9 @@ int cmd_preview(int argc, char **argv) {
     if (rc) return dt_cli_fail("preview", &ctx, rc);
     dt_tokenizer *tok = NULL;
     dt_dataset *ds = NULL;
-    if (r.data.format != DT_FORMAT_TOKENS) rc = dt_tokenizer_load(&ctx, r.model.tokenizer, &tok);
+    bool need_tok;
+    rc = dt_recipe_data_needs_tokenizer(&ctx, &r, &need_tok);
+    if (!rc && need_tok) rc = dt_tokenizer_load(&ctx, r.model.tokenizer, &tok);
     if (!rc && tok) rc = dt_check_vocab_of(&ctx, tok, r.model.tokenizer, r.model.path);
     dt_dataset_opts o = {dt_recipe_format_name(r.data.format), dt_recipe_template_name(r.data.chat_template),
                          r.data.train_on_prompt, r.data.skip_bad_lines, r.data.max_seq_len};

@@ -315,9 +315,11 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
         dt_dtype_describe(t.m->wtype, how, sizeof how);
         fprintf(stderr, "frozen weights: %s\n", how);
     }
-    if (!rc && r->data.format != DT_FORMAT_TOKENS) rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
-    else if (!rc && r->method.name == DT_METHOD_PROMPT_TUNING && r->method.init == DT_PT_INIT_TEXT)
-        rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
+    // Token-id data (format tokens, or auto on files of ids) needs no tokenizer, unless prompt tuning
+    // starts from a text.
+    bool need_tok = r->method.name == DT_METHOD_PROMPT_TUNING && r->method.init == DT_PT_INIT_TEXT;
+    if (!rc && !need_tok) rc = dt_recipe_data_needs_tokenizer(ctx, r, &need_tok);
+    if (!rc && need_tok) rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
     if (!rc && t.tok) rc = dt_check_vocab(ctx, t.tok, r->model.tokenizer, t.m->cfg.vocab_size, r->model.path);
     if (!rc) rc = setup_adapter(ctx, &t);
     if (!rc) rc = dt_train_data_open(ctx, &t.data, r, t.tok, &t.m->cfg);
