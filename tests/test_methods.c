@@ -294,6 +294,38 @@ static void test_export_embed_head(void) {
     dt_llama_free(m);
 }
 
+// `deltatune train` from a recipe with only the method section changed: BitFit, and LoRA on embed_tokens and
+// lm_head; a few steps lower the loss (metrics.jsonl's first and last) and the adapter holds the method's keys.
+static void test_train_cli(const char *label, const char *method, const char *want_key) {
+    char dir[256], args[1024], out[300], path[320];
+    snprintf(dir, sizeof dir, "%s/%s_run", tmp, label);
+    snprintf(out, sizeof out, "%s/%s_out.txt", tmp, label);
+    snprintf(args, sizeof args, "train recipes/stories260k-lora.yaml model.path=tests/golden/llama_gqa "
+             "data.train=tests/data/train/tokens.jsonl data.val=null data.packing=false data.max_seq_len=32 train.max_steps=12 "
+             "train.batch_size=4 train.optimizer.lr=5e-2 train.lr_scheduler.warmup_steps=0 train.log_every_n_steps=1 "
+             "train.eval_every_n_steps=0 train.save_every_n_steps=0 hardware.threads=1 hardware.dtype=f32 '%s' output_dir=%s",
+             method, dir);
+    int rc = tf_run(args, out);
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    size_t n = 0;
+    char *st = tf_slurp(path, &n);
+    snprintf(path, sizeof path, "%s/metrics.jsonl", dir);
+    char *metrics = tf_slurp(path, NULL);
+    double first = NAN, last = NAN;
+    for (const char *p = metrics ? strstr(metrics, "\"loss\":") : NULL; p; p = strstr(p + 1, "\"loss\":")) {
+        double v = atof(p + 7);
+        if (isnan(first)) first = v;
+        last = v;
+    }
+    char *msg = tf_slurp(out, NULL);
+    TEST_CHECK(label, rc == 0 && st && memmem(st, n, want_key, strlen(want_key)) && last < first,
+               "exit %d, key %s %s, loss %g -> %g; %s", rc, want_key, st && memmem(st, n, want_key, strlen(want_key)) ? "found" : "missing",
+               first, last, msg ? msg : "");
+    free(msg);
+    free(st);
+    free(metrics);
+}
+
 static void replace_in_file(const char *path, const char *from, const char *to) {
     size_t n;
     char *s = tf_slurp(path, &n), *at = s ? strstr(s, from) : NULL;
@@ -412,6 +444,10 @@ int main(void) {
     test_untie();
     test_peft_base_copies();
     test_export_embed_head();
+    test_train_cli("train_bitfit", "method={name: bitfit, target_modules: [q_proj, v_proj, o_proj, down_proj]}",
+                   "layers.1.mlp.down_proj.bias");
+    test_train_cli("train_lora_embed_head", "method={name: lora, r: 4, alpha: 8, dropout: 0.1, target_modules: [embed_tokens, lm_head]}",
+                   "embed_tokens.lora_embedding_A");
     test_loraplus();
     test_bad_input();
     tf_rm_tree(tmp);

@@ -129,7 +129,7 @@ static void test_ready_recipes(void) {
     const char *names[] = {
         "smollm2-135m-instruct-lora-cpu", "smollm2-135m-instruct-lora-cuda", "qwen2.5-0.5b-instruct-lora-cpu",
         "qwen2.5-0.5b-instruct-lora-cuda", "llama-3.2-1b-instruct-lora-cpu", "llama-3.2-1b-instruct-lora-cuda",
-        "stories260k-lora"};
+        "stories260k-lora", "stories260k-bitfit"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char path[256], test[128], out[256];
         snprintf(path, sizeof path, "recipes/%s.yaml", names[i]);
