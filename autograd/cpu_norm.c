@@ -7,10 +7,13 @@ void dt_cpu_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, i
     for (int64_t i = 0; i < N; i++) {
         const float *xi = x + i * D; // (D)
         float *yi = y + i * D;       // (D)
-        float ss = 0;
+        // The sum of squares in double: its rounding then no longer depends on how the compiler splits
+        // the reduction into vector lanes (a sanitizer build does not vectorize it), which the model's
+        // logits amplify to ~1e-4.
+        double ss = 0;
         #pragma omp simd reduction(+ : ss)
-        for (int64_t j = 0; j < D; j++) ss += xi[j] * xi[j];
-        float r = 1.0f / sqrtf(ss / (float)D + eps);
+        for (int64_t j = 0; j < D; j++) ss += (double)xi[j] * (double)xi[j];
+        float r = (float)(1.0 / sqrt(ss / (double)D + (double)eps));
         rstd[i] = r;
         #pragma omp simd
         for (int64_t j = 0; j < D; j++) yi[j] = w[j] * (xi[j] * r);

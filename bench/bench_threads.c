@@ -3,16 +3,23 @@
 // 1 x 256): many short parallel regions, where threads waiting at barriers matter most. Prints the
 // median step time over DT_BENCH_STEPS steps (default 20) after 3 warm-up steps, on DT_BENCH_THREADS
 // threads (default: the library's). bench/bench_threads.sh runs it with and without other work on the
-// cores, under each wait policy, side by side.
+// cores, under each wait policy, side by side. DT_BENCH_AUTO=1: what `deltatune train` does by default
+// (tools/thread_env.h): the start-up load sample chooses the policy, and the governor adjusts the thread
+// count between steps.
 #include <stdio.h>
+#include <unistd.h>
 #include <stdlib.h>
 #include <time.h>
 #include "models/llama.h"
 #include "optim/optim.h"
 #include "peft/adapter.h"
 #include "bench/bench_util.h"
+#include "tools/thread_env.c" // the command's thread defaults (tools/ is not in the library)
 
-int main(void) {
+int main(int argc, char **argv) {
+    (void)argc;
+    const bool autop = getenv("DT_BENCH_AUTO") && atoi(getenv("DT_BENCH_AUTO"));
+    if (autop && dt_thread_env_defaults("train")) execv("/proc/self/exe", argv); // libgomp reads the policy at start
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     const char *th = getenv("DT_BENCH_THREADS");
@@ -42,7 +49,10 @@ int main(void) {
     dt_graph_init(&ctx, &g, dt_backend_cpu(), 0);
     g.training = true;
     double *dt = malloc(sizeof(double) * (size_t)steps);
+    dt_thread_gov gov;
+    dt_thread_gov_init(&gov, autop ? ctx.nthreads : 1); // (1: off)
     for (int s = 0; s < warmup + steps; s++) {
+        dt_thread_gov_tick(&gov);
         double t0 = now();
         dt_graph_reset(&g);
         dt_adapter_zero_grad(a);
@@ -55,8 +65,8 @@ int main(void) {
         if (s >= warmup) dt[s - warmup] = now() - t0;
     }
     qsort(dt, (size_t)steps, sizeof *dt, cmp_double);
-    printf("median_step_ms %.2f min %.2f max %.2f threads %d\n", dt[steps / 2] * 1e3, dt[0] * 1e3, dt[steps - 1] * 1e3,
-           ctx.nthreads);
+    printf("median_step_ms %.2f min %.2f max %.2f threads %d policy %s\n", dt[steps / 2] * 1e3, dt[0] * 1e3,
+           dt[steps - 1] * 1e3, ctx.nthreads, getenv("DT_WAIT_AUTO") ? getenv("DT_WAIT_AUTO") : "-");
     free(dt);
     dt_graph_free(&g);
     dt_optim_free(&opt);

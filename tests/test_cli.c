@@ -22,6 +22,7 @@
 #include "tests/file_util.h"
 #include "tests/test_util.h"
 #include "tools/train_progress.c" // the formatting is pure; the test links it directly
+#include "tools/thread_env.c"     // the same for the governor's choice
 
 static char tmp[64];
 static char out[1 << 16];
@@ -266,10 +267,11 @@ static size_t read_proc(const char *path, char *buf, size_t cap) {
     return n;
 }
 
-// Starts `deltatune tokenize` reading a pipe (so it waits), with OMP_WAIT_POLICY set to `policy` (NULL:
-// unset), and once the process runs its final image (its environment holds OMP_WAIT_POLICY: deltatune
-// restarts itself to set it, tools/thread_env.h) reads its /proc/PID/comm and OMP_WAIT_POLICY.
-static bool probe(const char *policy, char *comm, size_t comm_n, char *wait_policy, size_t wp_n) {
+// Starts `deltatune eval` reading its data from a pipe (so it waits), with OMP_WAIT_POLICY set to
+// `policy` (NULL: unset), and once the process runs its final image (its environment holds
+// OMP_WAIT_POLICY: deltatune restarts itself to set it, tools/thread_env.h) reads its /proc/PID/comm,
+// OMP_WAIT_POLICY and DT_WAIT_AUTO.
+static bool probe(const char *policy, char *comm, size_t comm_n, char *wait_policy, size_t wp_n, char *aut, size_t aut_n) {
     int fds[2];
     if (pipe(fds)) return false;
     pid_t pid = fork();
@@ -278,39 +280,66 @@ static bool probe(const char *policy, char *comm, size_t comm_n, char *wait_poli
         close(fds[1]);
         int null = open("/dev/null", O_WRONLY);
         dup2(null, 1);
+        dup2(null, 2);
         unsetenv("GOMP_SPINCOUNT");
+        unsetenv("DT_WAIT_AUTO");
         if (policy) setenv("OMP_WAIT_POLICY", policy, 1);
         else unsetenv("OMP_WAIT_POLICY");
-        execl("./deltatune", "./deltatune", "tokenize", "--tokenizer", "demo/tokenizer", "--json-lines", "/dev/stdin", (char *)NULL);
+        execl("./deltatune", "./deltatune", "eval", "--model", "tests/golden/llama_gqa", "--data", "/dev/stdin", (char *)NULL);
         _exit(127);
     }
     close(fds[0]);
     char path[64];
-    comm[0] = wait_policy[0] = 0;
+    comm[0] = wait_policy[0] = aut[0] = 0;
     for (int i = 0; i < 100 && !wait_policy[0]; i++) { // up to 5 s
         snprintf(path, sizeof path, "/proc/%d/environ", (int)pid);
         static char env[1 << 16];
         size_t n = read_proc(path, env, sizeof env);
-        for (size_t k = 0; k < n; k += strlen(env + k) + 1)
+        for (size_t k = 0; k < n; k += strlen(env + k) + 1) {
             if (!strncmp(env + k, "OMP_WAIT_POLICY=", 16)) snprintf(wait_policy, wp_n, "%s", env + k + 16);
+            if (!strncmp(env + k, "DT_WAIT_AUTO=", 13)) snprintf(aut, aut_n, "%s", env + k + 13);
+        }
         if (!wait_policy[0]) nanosleep(&(struct timespec){0, 50000000}, NULL);
     }
     snprintf(path, sizeof path, "/proc/%d/comm", (int)pid);
     read_proc(path, comm, comm_n);
+    kill(pid, SIGTERM);
     close(fds[1]);
     waitpid(pid, NULL, 0);
     return true;
 }
 
-// The restart must leave the process named deltatune (not "exe"), and it sets OMP_WAIT_POLICY=passive
-// only when the user did not choose.
+// With every core busy with other work (busy loops started here), a compute command chooses sleeping
+// waiters (OMP_WAIT_POLICY=passive, DT_WAIT_AUTO=passive) and restarts under its own name; a policy the
+// user set is kept. The governor's thread count for a given load is checked directly.
 static void test_process_name_and_wait_policy(void) {
-    char comm[64], wp[64];
-    bool ok = probe(NULL, comm, sizeof comm, wp, sizeof wp);
-    TEST_CHECK("cli_wait_policy_default_passive", ok && !strcmp(wp, "passive"), "OMP_WAIT_POLICY '%s'", wp);
-    TEST_CHECK("cli_process_name_after_restart", ok && !strcmp(comm, "deltatune\n"), "/proc/PID/comm is '%s'", comm);
-    ok = probe("active", comm, sizeof comm, wp, sizeof wp);
-    TEST_CHECK("cli_wait_policy_user_kept", ok && !strcmp(wp, "active"), "OMP_WAIT_POLICY '%s'", wp);
+    char comm[64], wp[64], aut[64];
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    pid_t loops[256];
+    int nl = 0;
+    for (long i = 0; i < ncpu && nl < 256; i++) {
+        pid_t p = fork();
+        if (p == 0) { for (volatile unsigned long x = 0;; x++) {} }
+        if (p > 0) loops[nl++] = p;
+    }
+    nanosleep(&(struct timespec){0, 100000000}, NULL);
+    bool ok = probe(NULL, comm, sizeof comm, wp, sizeof wp, aut, sizeof aut);
+    for (int i = 0; i < nl; i++) { kill(loops[i], SIGKILL); waitpid(loops[i], NULL, 0); }
+    if (ncpu < 2) {
+        TEST_SKIP("cli_wait_policy_passive_when_loaded", "one core: no thread ever waits at a barrier");
+    } else {
+        TEST_CHECK("cli_wait_policy_passive_when_loaded", ok && !strcmp(wp, "passive") && !strcmp(aut, "passive"),
+                   "OMP_WAIT_POLICY '%s', DT_WAIT_AUTO '%s'", wp, aut);
+        TEST_CHECK("cli_process_name_after_restart", ok && !strcmp(comm, "deltatune\n"), "/proc/PID/comm is '%s'", comm);
+    }
+    ok = probe("active", comm, sizeof comm, wp, sizeof wp, aut, sizeof aut);
+    TEST_CHECK("cli_wait_policy_user_kept", ok && !strcmp(wp, "active") && !aut[0], "OMP_WAIT_POLICY '%s', DT_WAIT_AUTO '%s'", wp, aut);
+    // 2 cores: idle or light noise keeps both threads; one busy loop beside a spinning 2-thread run
+    // (measured as 2/3 of a core) or a whole core taken leaves one; never fewer than one.
+    TEST_CHECK("cli_thread_gov_choose", dt_thread_gov_choose(2, 2, 0.0) == 2 && dt_thread_gov_choose(2, 2, 0.3) == 2 &&
+               dt_thread_gov_choose(2, 2, 0.67) == 1 && dt_thread_gov_choose(2, 2, 1.0) == 1 &&
+               dt_thread_gov_choose(2, 2, 5.0) == 1 && dt_thread_gov_choose(4, 8, 2.0) == 4 &&
+               dt_thread_gov_choose(8, 8, 2.0) == 6, "thread counts");
 }
 
 // On a terminal the bar is drawn after every step, and validation losses show.

@@ -14,6 +14,7 @@
 #include "tools/cli_device.h"
 #include "tools/cli_opts.h"
 #include "tools/commands.h"
+#include "tools/thread_env.h"
 
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *data = NULL, *format = "auto", *tokdir = NULL, *device = NULL;
@@ -68,7 +69,10 @@ int cmd_eval(int argc, char **argv) {
     double sum = 0;
     int64_t n = 0;
     g.grad_enabled = false;
+    dt_thread_gov gov;
+    dt_thread_gov_init(&gov, 0);
     for (size_t i = 0; !rc && i < dt_dataset_size(ds); i++) {
+        dt_thread_gov_tick(&gov);
         const int32_t *ids, *labels;
         int64_t len = dt_dataset_example(ds, i, &ids, &labels);
         dt_batch b = {1, len, ids, labels, NULL, NULL};

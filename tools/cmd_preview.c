@@ -30,9 +30,15 @@ int cmd_preview(int argc, char **argv) {
     if (rc) return dt_cli_fail("preview", &ctx, rc);
     dt_tokenizer *tok = NULL;
     dt_dataset *ds = NULL;
+    // Token-id data needs no tokenizer, but when the model has one its text is easier to check.
     bool need_tok;
     rc = dt_recipe_data_needs_tokenizer(&ctx, &r, &need_tok);
-    if (!rc && need_tok) rc = dt_tokenizer_load(&ctx, r.model.tokenizer, &tok);
+    if (!rc && need_tok) {
+        rc = dt_tokenizer_load(&ctx, r.model.tokenizer, &tok);
+    } else if (!rc && dt_tokenizer_load(&ctx, r.model.tokenizer, &tok)) {
+        dt_warn(&ctx, "showing token ids: %s", ctx.msg);
+        tok = NULL;
+    }
     if (!rc && tok) rc = dt_check_vocab_of(&ctx, tok, r.model.tokenizer, r.model.path);
     dt_dataset_opts o = {dt_recipe_format_name(r.data.format), dt_recipe_template_name(r.data.chat_template),
                          r.data.train_on_prompt, r.data.skip_bad_lines, r.data.max_seq_len};

@@ -32,6 +32,7 @@ int dt_gen_init(dt_ctx *ctx, dt_gen *g) {
     g->logits = malloc((size_t)V * sizeof(float));
     g->cand = malloc((size_t)V * sizeof(cand));
     if (!g->logits || !g->cand) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    dt_thread_gov_init(&g->gov, 0);
     return DT_OK;
 }
 
@@ -101,6 +102,7 @@ static int reply_after(dt_ctx *ctx, dt_gen *g, char **reply, size_t *reply_len) 
     const char *piece;
     size_t len;
     for (int64_t i = 0; i < g->n_new && !rc; i++) {
+        dt_thread_gov_tick(&g->gov);
         // Ids past the tokenizer's (rows of a padded embedding matrix) have no text: never chosen.
         int64_t V = g->m->cfg.vocab_size, tv = dt_tokenizer_vocab_size(g->tok);
         int32_t next = sample(g->logits, tv < V ? tv : V, g->temp, g->top_p, &g->rng, g->cand);

@@ -9,6 +9,7 @@
 #include "datasets/chat_template.h"
 #include "datasets/tokenizer.h"
 #include "models/llama_infer.h"
+#include "tools/thread_env.h"
 
 #define DT_GEN_MAX_EOS 16
 
@@ -28,6 +29,7 @@ typedef struct dt_gen {
     float *logits;               // (V) after the last fed id
     void *cand;                  // (V) sampling scratch
     bool warned_context;
+    dt_thread_gov gov;           // fewer threads while other work takes the cores (thread_env.h)
 } dt_gen;
 
 int  dt_gen_init(dt_ctx *ctx, dt_gen *g);

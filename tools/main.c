@@ -43,10 +43,11 @@ static void dt_restart(char **argv) {
 int main(int argc, char **argv) {
     // Settings OpenMP and OpenBLAS read only when they are loaded, so the program starts again (once:
     // the second time both are set) when it changes them. See blas_core.h: OpenBLAS fell back to slow
-    // generic kernels on this CPU; and thread_env.h: threads waiting at a barrier should not spin.
+    // generic kernels on this CPU; and thread_env.h: on cores already busy with other work, threads
+    // waiting at a barrier should sleep, not spin.
     const char *core = dt_blas_better_coretype();
     bool restart = core && setenv("OPENBLAS_CORETYPE", core, 1) == 0;
-    if (dt_thread_env_defaults()) restart = true;
+    if (dt_thread_env_defaults(argc > 1 ? argv[1] : NULL)) restart = true;
     if (restart) dt_restart(argv);
     // Past a file-size limit (ulimit -f) a write then fails with EFBIG and the command reports it,
     // leaving the previous outputs intact, instead of being killed by SIGXFSZ mid-write.

@@ -28,6 +28,7 @@
 #include "tools/train_progress.h"
 #include "tools/cli_checks.h"
 #include "tools/train_dist.h"
+#include "tools/thread_env.h"
 
 typedef struct trainer {
     const dt_recipe *r;
@@ -46,6 +47,7 @@ typedef struct trainer {
     dt_point *train_pts, *val_pts;
     size_t n_train_pts, n_val_pts, cap_train_pts, cap_val_pts;
     dt_progress prog;
+    dt_thread_gov gov;           // fewer threads while other work takes the cores (thread_env.h)
 } trainer;
 
 static double now(void) {
@@ -229,7 +231,10 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
     int rc = DT_OK;
     dt_progress_start(&t->prog, stderr, h->tty, t->st.step, t->total);
     int64_t first = t->st.step;
+    // Ranks sharing a machine would count each other as other work: the governor is for one process.
+    dt_thread_gov_init(&t->gov, c->size > 1 ? 1 : ctx->nthreads);
     while (t->st.step < t->total && !rc) {
+        dt_thread_gov_tick(&t->gov);
         double t0 = now();
         dt_dist_step_begin(&t->dp);
         int mine = DT_OK; // this rank's status, told to the others at the step's exchange
