@@ -231,6 +231,9 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
 int dt_lora_plus_lr_mult(dt_ctx *ctx, const dt_adapter *a, float ratio, float *mult) {
     if (a->method != &dt_method_lora)
         return dt_fail(ctx, DT_EINPUT, "LoRA+ needs a LoRA adapter (lora_B matrices), not %s", a->method->peft_type);
+    if (a->lora.embed_tokens) // PEFT's create_loraplus_optimizer gives them their own absolute rate
+        return dt_fail(ctx, DT_EINPUT, "LoRA+ with a LoRA on embed_tokens is not supported (PEFT trains lora_embedding_A/B "
+                       "at loraplus_lr_embedding, which deltatune does not have)");
     for (int i = 0; i < a->n_tensors; i++) {
         const dt_tensor *t = &a->tensors[i];
         const float k = strstr(a->names[i], ".lora_B.") ? ratio : 1.0f;

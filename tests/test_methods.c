@@ -416,6 +416,10 @@ static void test_bad_input(void) {
     snprintf(args, sizeof args, "merge --model tests/golden/qwen3_qknorm --adapter %s --out %s", d, p);
     expect_exit2("bad_merge_lora_embed_other_base", args, "save_embedding_layers", NULL);
     TEST_CHECK("bad_merge_lora_embed_other_base_nothing_written", access(p, F_OK) != 0, "%s exists", p);
+    snprintf(p, sizeof p, "%s/loraplus_embed", tmp);
+    snprintf(args, sizeof args, "train recipes/stories260k-lora.yaml model.path=tests/golden/llama_gqa data.train=tests/data/train/tokens.jsonl "
+             "data.val=null 'method.target_modules=[embed_tokens, q_proj]' train.optimizer.loraplus_lr_ratio=16 output_dir=%s", p);
+    expect_exit2("bad_loraplus_with_lora_embed", args, "train.optimizer.loraplus_lr_ratio", "loraplus_lr_embedding");
     expect_exit2("bad_recipe_lora_key_with_bitfit", "validate recipes/stories260k-bitfit.yaml method.r=8", "method.r: not used with method.name: bitfit", NULL);
     snprintf(p, sizeof p, "%s/bitfit_c_attn", tmp);
     snprintf(args, sizeof args, "train recipes/stories260k-bitfit.yaml model.path=tests/golden/llama_gqa "
