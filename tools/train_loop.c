@@ -327,6 +327,10 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     if (!rc && need_tok) rc = dt_tokenizer_load(ctx, r->model.tokenizer, &t.tok);
     if (!rc && t.tok) rc = dt_check_vocab(ctx, t.tok, r->model.tokenizer, t.m->cfg.vocab_size, r->model.path);
     if (!rc) rc = setup_adapter(ctx, &t);
+    // The embedding LoRA's gather/scatter runs on the host (peft/lora_embed.c): refused before anything is written.
+    if (!rc && t.a->view.embed.fn && r->hardware.device != DT_DEV_CPU)
+        rc = dt_fail(ctx, DT_EINPUT, "%s: hardware.device: cuda: LoRA on embed_tokens (method.target_modules) trains on the "
+                     "CPU only", r->recipe_path);
     if (!rc) rc = dt_train_data_open(ctx, &t.data, r, t.tok, &t.m->cfg);
     if (rc) goto agree;
     char summary[256];
