@@ -88,6 +88,11 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
         dt_adapter_free(a);
         return dt_fail(ctx, DT_EINPUT, "DoRA on embed_tokens or lm_head is not supported; target only the linear modules of the blocks");
     }
+    if (cfg->layers && (cfg->embed_tokens || cfg->lm_head)) { // PEFT's check_target_module_exists wants a layer index then
+        dt_adapter_free(a);
+        return dt_fail(ctx, DT_EINPUT, "layers_to_transform with embed_tokens or lm_head in target_modules: PEFT adapts only "
+                       "modules inside the chosen layers then, so it would not load these; drop one of the two");
+    }
     int64_t (*shapes)[2] = calloc((size_t)n, sizeof *shapes);
     int *ndims = calloc((size_t)n, sizeof *ndims);
     char **names = calloc((size_t)n, sizeof *names);
@@ -334,6 +339,11 @@ static void lora_to_json(const dt_adapter *a, const dt_model_config *mc, json_t 
 static int lora_from_json(dt_ctx *ctx, json_t *cfg, const char *path, const dt_llama *m, dt_adapter **out) {
     dt_lora_config lc;
     int rc = parse_lora_config(ctx, cfg, path, m, &lc);
+    if (!rc && lc.layers && (lc.embed_tokens || lc.lm_head))
+        rc = dt_fail(ctx, DT_EINPUT, "%s: keys 'layers_to_transform' and 'target_modules': with layers_to_transform PEFT adapts "
+                     "only modules inside the chosen layers, not embed_tokens or lm_head", path);
+    if (!rc && lc.use_dora && (lc.embed_tokens || lc.lm_head))
+        rc = dt_fail(ctx, DT_EINPUT, "%s: keys 'use_dora' and 'target_modules': DoRA on embed_tokens or lm_head is not supported", path);
     if (!rc) rc = dt_lora_create(ctx, m, &lc, 0, out);
     dt_lora_config_free(&lc);
     return rc;

@@ -420,6 +420,10 @@ static void test_bad_input(void) {
     snprintf(args, sizeof args, "train recipes/stories260k-lora.yaml model.path=tests/golden/llama_gqa data.train=tests/data/train/tokens.jsonl "
              "data.val=null 'method.target_modules=[embed_tokens, q_proj]' train.optimizer.loraplus_lr_ratio=16 output_dir=%s", p);
     expect_exit2("bad_loraplus_with_lora_embed", args, "train.optimizer.loraplus_lr_ratio", "loraplus_lr_embedding");
+    expect_exit2("bad_recipe_lora_embed_layers", "validate recipes/stories260k-lora.yaml 'method.target_modules=[embed_tokens, q_proj]' "
+                 "'method.layers_to_transform=[1]'", "method.layers_to_transform: cannot be combined with embed_tokens", NULL);
+    expect_exit2("bad_recipe_lora_head_dora", "validate recipes/stories260k-lora.yaml 'method.target_modules=[lm_head]' "
+                 "method.use_dora=true method.dropout=0", "method.use_dora: DoRA on embed_tokens or lm_head", NULL);
     expect_exit2("bad_recipe_lora_key_with_bitfit", "validate recipes/stories260k-bitfit.yaml method.r=8", "method.r: not used with method.name: bitfit", NULL);
     snprintf(p, sizeof p, "%s/bitfit_c_attn", tmp);
     snprintf(args, sizeof args, "train recipes/stories260k-bitfit.yaml model.path=tests/golden/llama_gqa "
