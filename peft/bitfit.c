@@ -16,7 +16,9 @@
 // is created by the merge (peft/merge_hf.c), which sets the config flag transformers reads. MLP biases
 // have no such flag in transformers 4.40 (mlp_bias came in 4.41) and deltatune's loader refuses
 // mlp_bias, so an adapter on gate/up/down_proj is trained and evaluated but not merged; o_proj on Qwen2
-// neither (Qwen2's o_proj never has a bias). llama.cpp's LoRA adapters carry no biases: no GGUF export.
+// neither (Qwen2's o_proj never has a bias). llama.cpp's LoRA adapters carry no biases: no GGUF export
+// (llama.cpp's adapter loader, release v0.5.0 as node-llama-cpp 3.22.1 ships it, refuses a GGUF adapter
+// holding "blk.0.attn_q.bias": "unexpected suffix"; only .lora_a/.lora_b pairs are read).
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
