@@ -79,7 +79,15 @@ dt_tensor *dt_swiglu_linear(dt_graph *g, dt_tensor *gate, dt_tensor *up, const d
 // q (B,T,H*hd), k/v (B,T,KV*hd) -> (B,T,H*hd); causal, within examples when seg_start (B*T) is given
 dt_tensor *dt_attention(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tensor *v, int64_t H, int64_t KV, int64_t hd,
                         const int32_t *seg_start);
+// The same attention with n extra key/value rows pk, pv (n, KV*hd) in front of every example, used as given
+// (no RoPE): each query sees all n of them, then its own example's keys causally. seg_host: seg_start
+// (B*T) on the host, or NULL for one example per row. pk/pv may require gradients (a method's trainable
+// prefix, as prefix tuning's); theirs is summed over every example.
+dt_tensor *dt_attention_ext(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tensor *v, dt_tensor *pk, dt_tensor *pv,
+                            int64_t H, int64_t KV, int64_t hd, const int32_t *seg_host);
 dt_tensor *dt_swiglu(dt_graph *g, dt_tensor *gate, dt_tensor *up);
+// y (N, w) = columns c0..c0+w-1 of x (N, C); the gradient goes back into those columns.
+dt_tensor *dt_slice_cols(dt_graph *g, dt_tensor *x, int64_t c0, int64_t w);
 // y (..., out) = x (..., in) W^T + b with W (out, in) and b (out) (b may be NULL) that may be trainable:
 // a small dense layer a method owns (not a frozen model weight: those go through dt_linear).
 dt_tensor *dt_dense(dt_graph *g, dt_tensor *x, dt_tensor *W, dt_tensor *b);
@@ -89,6 +97,9 @@ dt_tensor *dt_relu(dt_graph *g, dt_tensor *x);
 // positions p0.., then q (1, n, H*hd) attends causally over cache positions 0..p0+n-1 -> (1, n, H*hd).
 dt_tensor *dt_attention_cached(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tensor *v, int64_t H, int64_t KV, int64_t hd,
                                float *kc, float *vc, int64_t p0);
+// Generation: rows x (n, KV*hd) written into the cache c (cap, KV*hd) at positions p0..p0+n-1 (entries a
+// method places before the sequence). Returns 0, or -1 when the graph failed.
+int dt_kv_write(dt_graph *g, float *c, int64_t p0, const dt_tensor *x);
 // Mean cross-entropy of the vocabulary projection x (N, D) W^T (W (V, D)) against targets (N, -100 =
 // ignored), divided by denom (the number of trained tokens of the whole accumulated batch). Logits are
 // formed chunk by chunk of rows and the gradient wrt x is formed in the same pass, so the (N, V) matrix

@@ -127,3 +127,35 @@ dt_tensor *dt_dropout(dt_graph *g, dt_tensor *x, float p) {
     }
     return y;
 }
+
+typedef struct { dt_tensor *x; int64_t c0; } slice_saved;
+
+static void slice_cols_bwd(dt_graph *g, dt_node *n) {
+    slice_saved *s = n->saved;
+    const int64_t N = s->x->shape[0], C = s->x->shape[1], w = n->out->shape[1];
+    bool fresh;
+    float *dx = dt_graph_grad(g, s->x, &fresh); // (N, C): only columns c0..c0+w-1 get anything
+    if (!dx) return;
+    if (fresh) g->be->zero(g->be, dx, (size_t)(N * C) * sizeof(float));
+    for (int64_t r = 0; r < N; r++) g->be->axpy(g->be, dx + r * C + s->c0, true, 1.0f, n->out->grad + r * w, w);
+}
+
+dt_tensor *dt_slice_cols(dt_graph *g, dt_tensor *x, int64_t c0, int64_t w) {
+    if (!x || g->failed) return NULL;
+    if (x->ndim != 2 || c0 < 0 || w <= 0 || c0 + w > x->shape[1]) {
+        g->failed = true;
+        dt_fail(g->ctx, DT_EINTERNAL, "dt_slice_cols: columns %lld..%lld of a tensor that is not 2-D or too narrow",
+                (long long)c0, (long long)(c0 + w - 1));
+        return NULL;
+    }
+    const int64_t N = x->shape[0], C = x->shape[1];
+    dt_tensor *y = dt_graph_tensor(g, 2, (int64_t[]){N, w}); // (N, w)
+    if (!y) return NULL;
+    for (int64_t r = 0; r < N; r++) g->be->axpy(g->be, dt_f32(y) + r * w, false, 1.0f, dt_f32(x) + r * C + c0, w);
+    if (needs_grad(g, x, NULL)) {
+        dt_node *n = dt_graph_record(g, slice_cols_bwd, y, sizeof(slice_saved));
+        if (!n) return NULL;
+        *(slice_saved *)n->saved = (slice_saved){x, c0};
+    }
+    return y;
+}

@@ -48,3 +48,14 @@ dt_tensor *dt_attention_cached(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tenso
     attend(dt_f32(q), kc, vc, dt_f32(y), n, p0, H, KV, hd);
     return y;
 }
+
+int dt_kv_write(dt_graph *g, float *c, int64_t p0, const dt_tensor *x) {
+    if (!x || g->failed) return -1;
+    if (g->be->device != DT_DEV_CPU) {
+        g->failed = true;
+        dt_fail(g->ctx, DT_EINTERNAL, "the KV cache is for generation on the CPU backend");
+        return -1;
+    }
+    g->be->axpy(g->be, c + p0 * x->shape[1], false, 1.0f, dt_f32(x), dt_numel(x));
+    return 0;
+}

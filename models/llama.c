@@ -304,6 +304,11 @@ int64_t dt_llama_out_len(const dt_llama_adapters *ad, int64_t T) {
     return T + (ad && ad->prompt ? ad->prompt->shape[0] : 0);
 }
 
+int64_t dt_llama_cache_front(const dt_llama_adapters *ad) {
+    if (!ad) return 0;
+    return (ad->kv_prefix.fn ? ad->kv_prefix.n : 0) + (ad->prompt ? ad->prompt->shape[0] : 0);
+}
+
 int64_t dt_count_targets(const int32_t *labels, int64_t B, int64_t T, int64_t n_virtual) {
     int64_t n = 0;
     for (int64_t b = 0; b < B; b++)
@@ -319,7 +324,10 @@ typedef struct {
     const dt_llama_site *site;      // or NULL
     const float *rope_cs;           // (B*Tp, hd) cos/sin table of the positions, device
     const int32_t *seg;             // (B*T) device array or NULL
+    const int32_t *seg_host;        // (B*T) the same on the host (step arena), or NULL
+    const dt_llama_kv_prefix *kvp;  // key/value entries in front of every example, or NULL
     dt_kv_cache *kv;                // generation's cache, or NULL
+    int64_t n_ext;                  // with kv: kvp's entries to write into the (empty) cache first, else 0
 } layer_arg;
 
 // out[i] rewritten by the adapters' site when it claims module mods[i] of this layer. Returns -1 when the
@@ -373,9 +381,17 @@ static dt_tensor *layer_forward(dt_graph *g, const void *argp, dt_tensor *x) {
     q = dt_rope_(g, q, H, hd, arg->rope_cs);
     k = dt_rope_(g, k, KV, hd, arg->rope_cs);
     dt_tensor *a; // (B, Tp, H*hd)
+    const dt_llama_kv_prefix *kvp = arg->kvp;
     if (arg->kv) { // generation: this layer's cache (cap, KV*hd) holds the earlier positions
         const size_t off = (size_t)arg->l * (size_t)arg->kv->cap * (size_t)(KV * hd);
-        a = dt_attention_cached(g, q, k, v, H, KV, hd, arg->kv->k + off, arg->kv->v + off, arg->kv->len);
+        float *kc = arg->kv->k + off, *vc = arg->kv->v + off;
+        if (arg->n_ext && (dt_kv_write(g, kc, 0, kvp->fn(g, kvp->self, m, arg->l, 0)) ||
+                           dt_kv_write(g, vc, 0, kvp->fn(g, kvp->self, m, arg->l, 1))))
+            return NULL;
+        a = dt_attention_cached(g, q, k, v, H, KV, hd, kc, vc, arg->kv->len + arg->n_ext);
+    } else if (kvp) { // every example sees the n entries first (k, v (n, KV*hd) each)
+        a = dt_attention_ext(g, q, k, v, kvp->fn(g, kvp->self, m, arg->l, 0), kvp->fn(g, kvp->self, m, arg->l, 1), H,
+                             KV, hd, arg->seg_host);
     } else {
         a = dt_attention(g, q, k, v, H, KV, hd, seg_d);
     }
@@ -404,10 +420,14 @@ static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_a
                    dt_kv_cache *kv, float denom, bool want_logits, dt_llama_out *out) {
     const dt_model_config *c = &m->cfg;
     const int64_t B = b->B, T = b->T;
-    // The virtual tokens come first: at position 0 of a plain forward, or into an empty cache.
-    dt_tensor *prompt = ad && (!kv || kv->len == 0) ? ad->prompt : NULL;
+    // The virtual tokens come first: at position 0 of a plain forward, or into an empty cache. Key/value
+    // prefix entries come before them (E positions, taking positions 0..E-1 as a cache would).
+    const bool front = !kv || kv->len == 0;
+    dt_tensor *prompt = ad && front ? ad->prompt : NULL;
+    const dt_llama_kv_prefix *kvp = ad && ad->kv_prefix.fn ? &ad->kv_prefix : NULL;
+    const int64_t E = kvp && front ? kvp->n : 0;
     const int64_t P = prompt ? prompt->shape[0] : 0, Tp = T + P; // positions after the virtual tokens
-    const int64_t p0 = kv ? kv->len : 0;                         // positions already in the cache
+    const int64_t p0 = (kv ? kv->len : 0) + E;                   // position of the first row fed
     memset(out, 0, sizeof *out);
     if (kv && (B != 1 || b->labels || b->pos || b->seg_start || g->grad_enabled))
         return dt_fail(ctx, DT_EINTERNAL, "a KV-cache forward takes one row, no labels, positions or packing, grad off");
@@ -419,7 +439,9 @@ static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_a
         if (b->input_ids[i] < 0 || b->input_ids[i] >= c->vocab_size)
             return dt_fail(ctx, DT_EINPUT, "token id %d at position %lld is outside the vocabulary (%d)",
                            b->input_ids[i], (long long)i, c->vocab_size);
-    // Position ids: the virtual tokens take 0..P-1 and the text follows, as PEFT's prompt tuning does.
+    // Position ids from p0: the virtual tokens take the first P and the text follows, as PEFT's prompt tuning
+    // does. Key/value prefix entries hold positions 0..E-1 without being rotated, so the text starts at E,
+    // as in transformers given PEFT's prefix as past_key_values (cache_position = past length + t).
     int32_t *pos = dt_arena_alloc(&g->host, (size_t)(B * Tp) * sizeof(int32_t)); // (B, Tp)
     if (!pos) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     for (int64_t r = 0; r < B; r++)
@@ -428,6 +450,11 @@ static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_a
     const int32_t *pos_d = dt_graph_ints(g, pos, B * Tp);
     const float *rope_cs = pos_d ? dt_rope_table(g, pos_d, m->inv_freq, B * Tp, c->head_dim) : NULL;
     const int32_t *seg_d = b->seg_start ? dt_graph_ints(g, b->seg_start, B * T) : NULL;
+    // A host copy for the key/value prefix's layout, kept in the step arena: a checkpointed layer reads it
+    // again in the backward, after the caller's batch may be gone.
+    int32_t *seg_h = kvp && b->seg_start ? dt_arena_alloc(&g->host, (size_t)(B * T) * sizeof(int32_t)) : NULL;
+    if (kvp && b->seg_start && !seg_h) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    if (seg_h) memcpy(seg_h, b->seg_start, (size_t)(B * T) * sizeof(int32_t));
 
     const int32_t *ids_d = dt_graph_ints(g, b->input_ids, B * T);
     dt_tensor *x = dt_embedding(g, ids_d, B, T, &m->embed); // (B, T, D)
@@ -437,7 +464,7 @@ static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_a
         layer_arg *arg = dt_arena_alloc(&g->host, sizeof *arg);
         if (!arg) return dt_fail(ctx, DT_ENOMEM, "out of memory");
         *arg = (layer_arg){m, l, ad && ad->linear ? ad->linear + (size_t)l * DT_MOD_COUNT : NULL,
-                           ad && ad->site.fn ? &ad->site : NULL, rope_cs, seg_d, kv};
+                           ad && ad->site.fn ? &ad->site : NULL, rope_cs, seg_d, seg_h, kvp, kv, kv ? E : 0};
         x = g->checkpoint_layers ? dt_checkpoint(g, layer_forward, arg, x) : layer_forward(g, arg, x);
     }
     dt_tensor *xf = dt_rmsnorm(g, x, &m->norm, c->rms_norm_eps); // (B, Tp, D)
@@ -454,7 +481,7 @@ static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_a
         g->grad_enabled = keep;
         if (!out->logits) return DT_ENOMEM;
     }
-    if (kv) kv->len += Tp;
+    if (kv) kv->len += E + Tp;
     if (b->labels) {
         // targets[t] = labels'[t+1], where labels' is labels with P ignored positions in front.
         int32_t *tg = dt_arena_alloc(&g->host, (size_t)(B * Tp) * sizeof(int32_t)); // (B, Tp)

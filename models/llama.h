@@ -48,6 +48,18 @@ typedef struct dt_llama_site {
     const bool *at; // (L * DT_MOD_COUNT): [layer * DT_MOD_COUNT + module], which outputs fn rewrites
 } dt_llama_site;
 
+// Where a PEFT method adds key/value entries in front of every example (prefix tuning's virtual tokens):
+// fn gives layer `layer`'s keys (which 0) or values (which 1), (n, KV*hd), built with ordinary autograd
+// ops (NULL when the graph failed). Every token of an example attends to all n of them, used as given
+// (no RoPE, no k-norm), then to its own example causally; they take the first n positions, so the tokens'
+// RoPE positions start at n, as with a KV cache already holding n entries. With packing each example gets
+// its own copy. In generation they are written into an empty cache, ahead of everything else.
+typedef struct dt_llama_kv_prefix {
+    dt_tensor *(*fn)(dt_graph *g, const void *self, const struct dt_llama *m, int layer, int which);
+    const void *self;
+    int64_t n;
+} dt_llama_kv_prefix;
+
 // Where a PEFT method changes the token embeddings: fn gets the looked-up rows x (B, T, D) of ids (B*T,
 // device array) and returns the tensor the model uses instead (NULL when the graph failed).
 typedef struct dt_llama_embed_site {
@@ -60,6 +72,7 @@ typedef struct dt_llama_adapters {
     const dt_linear_hook *const *linear; // (L * DT_MOD_COUNT): [layer * DT_MOD_COUNT + module] or NULL
     dt_tensor *prompt;              // (n_virtual, D) prepended to every row's embeddings
     dt_llama_site site;             // site.fn NULL: none
+    dt_llama_kv_prefix kv_prefix;   // kv_prefix.fn NULL: none
     dt_llama_embed_site embed;      // embed.fn NULL: none
     const dt_linear_hook *lm_head;  // a term on the LM head's output (logits and the loss), or NULL. With
                                     // tied embeddings it changes the output projection only, not the lookup
@@ -122,13 +135,16 @@ int dt_llama_init_random_typed(dt_ctx *ctx, const dt_model_config *cfg, const dt
                                dt_dtype wtype, dt_llama **out);
 // Number of positions the forward will produce for T input tokens (adds the virtual tokens).
 int64_t dt_llama_out_len(const dt_llama_adapters *ad, int64_t T);
+// Positions the adapters take in an empty KV cache before the first token: key/value prefix entries and
+// prompt virtual tokens.
+int64_t dt_llama_cache_front(const dt_llama_adapters *ad);
 // Builds the forward on g (recording the tape when g->grad_enabled). denom: the divisor of the loss
 // (the trained-token count of the whole accumulated batch); <= 0 uses this batch's count.
 int dt_llama_forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
                      float denom, bool want_logits, dt_llama_out *out);
 // The same forward for generation, on kv->g with grad off: b has one row and no labels, positions or
-// packing; its T positions follow the kv->len cached ones (the prompt's virtual tokens go first when the
-// cache is empty), their keys and values join the cache, and out->logits (1, 1, V) is the last
+// packing; its T positions follow the kv->len cached ones (key/value prefix entries, then the prompt's
+// virtual tokens, go first when the cache is empty), their keys and values join the cache, and out->logits (1, 1, V) is the last
 // position's.
 int dt_llama_forward_cached(dt_ctx *ctx, const dt_llama *m, const dt_llama_adapters *ad, const dt_batch *b,
                             dt_kv_cache *kv, dt_llama_out *out);

@@ -26,7 +26,7 @@ void dt_kv_cache_free(dt_kv_cache *c) {
 
 int dt_llama_infer(dt_ctx *ctx, const dt_llama *m, const dt_llama_adapters *ad, dt_kv_cache *c, const int32_t *ids,
                    int64_t n_ids, float *logits) {
-    const int64_t P = c->len == 0 && ad && ad->prompt ? ad->prompt->shape[0] : 0;
+    const int64_t P = c->len == 0 ? dt_llama_cache_front(ad) : 0;
     if (P + n_ids <= 0) return dt_fail(ctx, DT_EINPUT, "nothing to evaluate");
     c->g.ctx = ctx;
     dt_batch b = {1, n_ids, ids, NULL, NULL, NULL};

@@ -1,12 +1,15 @@
 // The PEFT method interface. Each method is one file in peft/ holding one dt_method: what its
 // adapter_config.json says (read and written in PEFT's layout), how it creates its tensors in the
 // adapter's one flat parameter block, where it attaches to the model (dt_adapter.view: LoRA's hooks on
-// linears, prompt embeddings, or a site that rewrites a projection's output with ordinary autograd ops),
+// linears, prompt embeddings, a site that rewrites a projection's output with ordinary autograd ops, or
+// key/value entries in front of every example),
 // and how it folds into the base weights for `merge` (or why it cannot). The list of methods is
 // peft/methods.c; nothing else in the project branches on a method's name.
 //
 // Adding a method: its file (the dt_method and its create function), one row in peft/methods.c, its
-// recipe rows (recipes/recipe_schema.c, recipe.h) and tests. Nothing in autograd/ or models/.
+// recipe rows (recipes/recipe_schema.c, recipe.h) and tests. Nothing in autograd/ or models/ as long as
+// the model has a site where it attaches (linear hooks, prompt rows, projection-output sites, the
+// key/value prefix of models/llama.h); a new kind of attachment is added there method-agnostic.
 #ifndef DT_METHOD_H
 #define DT_METHOD_H
 #include <jansson.h>

@@ -13,7 +13,9 @@
 #include "autograd/dtype_choice.h"
 #include "autograd/tensor.h"
 
-typedef enum { DT_METHOD_LORA, DT_METHOD_PROMPT_TUNING, DT_METHOD_IA3, DT_METHOD_BOTTLENECK, DT_METHOD_BITFIT } dt_method_kind;
+typedef enum {
+    DT_METHOD_LORA, DT_METHOD_PROMPT_TUNING, DT_METHOD_IA3, DT_METHOD_BOTTLENECK, DT_METHOD_PREFIX_TUNING, DT_METHOD_BITFIT
+} dt_method_kind;
 typedef enum { DT_BN_TYPE_HOULSBY, DT_BN_TYPE_PFEIFFER } dt_bn_type;
 typedef enum { DT_PT_INIT_RANDOM, DT_PT_INIT_VOCAB, DT_PT_INIT_TEXT } dt_pt_init;
 typedef enum {
@@ -55,7 +57,7 @@ typedef struct dt_recipe {
         bool use_rslora;               // scale by alpha/sqrt(r) instead of alpha/r
         bool use_dora;                 // DoRA: a learned magnitude per output row (peft/dora.c)
         char *init_from;               // PEFT adapter folder to start from, or NULL
-        // prompt tuning
+        // prompt tuning (num_virtual_tokens: prefix tuning too)
         int num_virtual_tokens;
         dt_pt_init init;
         char *init_text;               // NULL unless init is DT_PT_INIT_TEXT
@@ -64,6 +66,8 @@ typedef struct dt_recipe {
         // bottleneck adapters
         dt_bn_type bottleneck_type;    // houlsby: after attention and the MLP; pfeiffer: after the MLP
         int bottleneck_size;
+        // prefix tuning
+        bool prefix_projection;        // PEFT's MLP reparameterisation: not implemented, true is refused
     } method;
     struct {
         dt_strlist train;              // at least one .jsonl / .jsonl.gz

@@ -133,6 +133,21 @@ int dt_rapply_rules(dt_rload *L) {
             return dt_yfail(L->ctx, text, "method.init_text: only used with method.init: text, but method.init "
                             "is %s", dt_pt_init_name(r->method.init));
     }
+    if (r->method.name == DT_METHOD_PREFIX_TUNING) {
+        if (r->method.prefix_projection)
+            return dt_yfail(L->ctx, given(L, "method.prefix_projection"),
+                            "method.prefix_projection: true (PEFT's MLP reparameterisation of the prefix) is not "
+                            "implemented; the prefix is trained directly (false)");
+        // The prefix holds positions 0..n-1 ahead of every example: n at or past the examples' own length
+        // leaves them less room than the virtual tokens take.
+        if (r->method.num_virtual_tokens >= r->data.max_seq_len) {
+            const dt_ynode *at = given(L, "method.num_virtual_tokens");
+            return dt_yfail(L->ctx, at ? at : L->val_at[idx("method.name")],
+                            "method.num_virtual_tokens: %d virtual tokens is not below data.max_seq_len (%d); the "
+                            "prefix must be shorter than the sequences it precedes", r->method.num_virtual_tokens,
+                            r->data.max_seq_len);
+        }
+    }
 
     // Neither given: train for one epoch, with no warmup.
     if (!r->train.epochs && !r->train.max_steps) r->train.epochs = 1;

@@ -15,7 +15,7 @@ _Static_assert(sizeof(dt_method_kind) == sizeof(int) && sizeof(dt_pt_init) == si
 
 static const dt_renum METHODS[] = {
     {"lora", DT_METHOD_LORA}, {"prompt_tuning", DT_METHOD_PROMPT_TUNING}, {"ia3", DT_METHOD_IA3},
-    {"bottleneck", DT_METHOD_BOTTLENECK}, {"bitfit", DT_METHOD_BITFIT}, {0, 0}};
+    {"bottleneck", DT_METHOD_BOTTLENECK}, {"prefix_tuning", DT_METHOD_PREFIX_TUNING}, {"bitfit", DT_METHOD_BITFIT}, {0, 0}};
 static const dt_renum BN_TYPES[] = {{"houlsby", DT_BN_TYPE_HOULSBY}, {"pfeiffer", DT_BN_TYPE_PFEIFFER}, {0, 0}};
 static const dt_renum PT_INITS[] = {
     {"random", DT_PT_INIT_RANDOM}, {"vocab", DT_PT_INIT_VOCAB}, {"text", DT_PT_INIT_TEXT}, {0, 0}};
@@ -43,6 +43,7 @@ static const dt_renum QUANTIZE[] = {{"null", DT_F32}, {"nf4", DT_NF4}, {"q8_0", 
 #define LORA DT_RF_LORA
 #define PT DT_RF_PT
 #define IA3 DT_RF_IA3
+#define PREFIX DT_RF_PREFIX
 #define LO_OPEN DT_RF_LO_OPEN
 #define HI_OPEN DT_RF_HI_OPEN
 
@@ -64,12 +65,13 @@ const dt_rkey dt_recipe_keys[] = {
     {"method.use_rslora",                  DT_RK_BOOL,      OFF(method.use_rslora),            LORA,            0, 0, 0, NULL, "false"},
     {"method.use_dora",                    DT_RK_BOOL,      OFF(method.use_dora),              LORA,            0, 0, 0, NULL, "false"},
     {"method.init_from",                   DT_RK_PATH,      OFF(method.init_from),             LORA|NUL,        0, 0, 0, NULL, "null"},
-    {"method.num_virtual_tokens",          DT_RK_INT,       OFF(method.num_virtual_tokens),    PT,              1, 65536, 0, NULL, "20"},
+    {"method.num_virtual_tokens",          DT_RK_INT,       OFF(method.num_virtual_tokens),    PT|PREFIX,       1, 65536, 0, NULL, "20"},
     {"method.init",                        DT_RK_ENUM,      OFF(method.init),                  PT,              0, 0, 0, PT_INITS, "random"},
     {"method.init_text",                   DT_RK_STRING,    OFF(method.init_text),             PT|NUL,          0, 0, 0, NULL, "null"},
     {"method.feedforward_modules",         DT_RK_MODULES,   OFF(method.feedforward_modules),   IA3|DT_RF_RULE,  0, 0, 0, NULL, NULL},
     {"method.bottleneck_type",             DT_RK_ENUM,      OFF(method.bottleneck_type),       DT_RF_BN,        0, 0, 0, BN_TYPES, "pfeiffer"},
     {"method.bottleneck_size",             DT_RK_INT,       OFF(method.bottleneck_size),       DT_RF_BN,        1, 65536, 0, NULL, "16"},
+    {"method.prefix_projection",           DT_RK_BOOL,      OFF(method.prefix_projection),     PREFIX,          0, 0, 0, NULL, "false"},
     {"data",                               DT_RK_SECTION,   0,                                 0,               0, 0, 0, NULL, NULL},
     {"data.train",                         DT_RK_PATHS,     OFF(data.train),                   REQ,             0, 0, 0, NULL, NULL},
     {"data.val",                           DT_RK_PATHS,     OFF(data.val),                     NUL,             0, 0, 0, NULL, "null"},
@@ -141,7 +143,8 @@ const char *dt_renum_name(const dt_renum *names, int value) {
 
 bool dt_rkey_for_method(const dt_rkey *k, int method) {
     const unsigned own[] = {[DT_METHOD_LORA] = DT_RF_LORA, [DT_METHOD_PROMPT_TUNING] = DT_RF_PT, [DT_METHOD_IA3] = DT_RF_IA3,
-                            [DT_METHOD_BOTTLENECK] = DT_RF_BN, [DT_METHOD_BITFIT] = DT_RF_BITFIT};
+                            [DT_METHOD_BOTTLENECK] = DT_RF_BN, [DT_METHOD_PREFIX_TUNING] = DT_RF_PREFIX,
+                            [DT_METHOD_BITFIT] = DT_RF_BITFIT};
     return !(k->flags & DT_RF_METHODS) || (k->flags & own[method]);
 }
 

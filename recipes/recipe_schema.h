@@ -33,9 +33,10 @@ enum {
     DT_RF_HI_OPEN  = 1 << 8,  // the range excludes hi
     DT_RF_IA3      = 1 << 9,  // only with method.name: ia3
     DT_RF_BN       = 1 << 10, // only with method.name: bottleneck
+    DT_RF_PREFIX   = 1 << 11, // only with method.name: prefix_tuning
     DT_RF_BITFIT   = 1 << 12, // only with method.name: bitfit
     // A key with some of these belongs to those methods only; one with none is shared by all.
-    DT_RF_METHODS  = DT_RF_LORA | DT_RF_PT | DT_RF_IA3 | DT_RF_BN | DT_RF_BITFIT,
+    DT_RF_METHODS  = DT_RF_LORA | DT_RF_PT | DT_RF_IA3 | DT_RF_BN | DT_RF_PREFIX | DT_RF_BITFIT,
 };
 
 typedef struct { const char *name; int value; } dt_renum;
@@ -54,7 +55,7 @@ typedef struct dt_rkey {
     const char *def;         // default as YAML text; NULL with DT_RF_REQUIRED or DT_RF_RULE
 } dt_rkey;
 
-#define DT_RECIPE_NKEYS 64
+#define DT_RECIPE_NKEYS 65
 extern const dt_rkey dt_recipe_keys[DT_RECIPE_NKEYS];
 
 // Index of the key with this dotted path, or -1.

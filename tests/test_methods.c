@@ -326,6 +326,32 @@ static void test_train_cli(const char *label, const char *method, const char *wa
     free(metrics);
 }
 
+// An adapter PEFT 0.13.2 wrote itself (tests/data/peft_written, README there) gives, through our forward,
+// the logits PEFT gave for the same tokens (peft_check.py --logits: the first row, (T, V) f32).
+static void test_peft_logits(const char *label, const char *adapter, const char *logits_file) {
+    dt_llama *m = NULL;
+    dt_adapter *a = NULL;
+    dt_graph g = {0};
+    size_t nb = 0;
+    float *ref = (float *)tf_slurp(logits_file, &nb);
+    const int32_t ids[] = {1, 17, 93, 4, 55, 120, 8, 33, 71, 2}; // tests/data/peft_written/tokens.jsonl
+    const int64_t T = 10;
+    dt_batch batch = {1, T, ids, NULL, NULL, NULL};
+    dt_llama_out o;
+    if (!ref || dt_llama_load(&ctx, "tests/golden/llama_gqa", dt_backend_cpu(), &m) || dt_adapter_load(&ctx, adapter, m, &a) ||
+        dt_graph_init(&ctx, &g, dt_backend_cpu(), 0) || dt_llama_forward(&ctx, &g, m, &a->view, &batch, 0, true, &o)) {
+        TEST_FAIL(label, "%s", ref ? ctx.msg : "cannot read the reference logits");
+    } else {
+        double d = nb == (size_t)dt_numel(o.logits) * sizeof(float) ? 0 : INFINITY;
+        for (size_t i = 0; isfinite(d) && i < nb / sizeof(float); i++) d = fmax(d, fabs((double)dt_f32(o.logits)[i] - ref[i]));
+        TEST_CHECK(label, d <= 1e-4, "max |ours - PEFT| logit difference %.3g (%zu reference bytes)", d, nb);
+    }
+    dt_graph_free(&g);
+    dt_adapter_free(a);
+    dt_llama_free(m);
+    free(ref);
+}
+
 static void replace_in_file(const char *path, const char *from, const char *to) {
     size_t n;
     char *s = tf_slurp(path, &n), *at = s ? strstr(s, from) : NULL;
@@ -432,6 +458,62 @@ static void test_bad_input(void) {
     TEST_CHECK("bad_recipe_bitfit_nothing_written", access(p, F_OK) != 0, "%s exists", p);
     expect_exit2("bad_recipe_ia3_ff_not_target", "validate recipes/stories260k-ia3.yaml method.feedforward_modules=[up_proj]",
                  "feedforward_modules", NULL);
+    // Prefix tuning: merge and GGUF export refuse, naming why; nothing is written.
+    snprintf(p, sizeof p, "%s/prefix_merged", tmp);
+    snprintf(args, sizeof args, "merge --model tests/golden/llama_gqa --adapter tests/golden/prefix_tuning/adapter --out %s", p);
+    expect_exit2("bad_merge_prefix", args, "PREFIX_TUNING adapter cannot be merged", "key/value entries");
+    TEST_CHECK("bad_merge_prefix_nothing_written", access(p, F_OK) != 0, "%s exists", p);
+    snprintf(p, sizeof p, "%s/prefix.gguf", tmp);
+    snprintf(args, sizeof args, "export --model tests/golden/llama_gqa --adapter tests/golden/prefix_tuning/adapter --format gguf --out %s", p);
+    expect_exit2("bad_export_prefix", args, "PREFIX_TUNING adapter has no llama.cpp GGUF adapter form", NULL);
+    TEST_CHECK("bad_export_prefix_nothing_written", access(p, F_OK) != 0, "%s exists", p);
+    // A config whose token_dim is the hidden size (as if every head had its own keys): the file's prefix
+    // would not match this grouped-query model's key/value width.
+    snprintf(d, sizeof d, "%s/prefix_td", tmp);
+    tf_copy_dir("tests/golden/prefix_tuning/adapter", d);
+    snprintf(p, sizeof p, "%s/adapter_config.json", d);
+    replace_in_file(p, "\"token_dim\": 32", "\"token_dim\": 64");
+    snprintf(args, sizeof args, "eval --model tests/golden/llama_gqa --adapter %s --data tests/data/train/tokens.jsonl --format tokens", d);
+    expect_exit2("bad_prefix_token_dim", args, "key 'token_dim': expected 32", "adapter_config.json");
+    // Another model's layer count; then a prompt_embeddings of another length than num_virtual_tokens.
+    replace_in_file(p, "\"token_dim\": 64", "\"token_dim\": 32");
+    replace_in_file(p, "\"num_layers\": 2", "\"num_layers\": 3");
+    expect_exit2("bad_prefix_num_layers", args, "key 'num_layers': expected 2", "adapter_config.json");
+    replace_in_file(p, "\"num_layers\": 3", "\"num_layers\": 2");
+    replace_in_file(p, "\"num_virtual_tokens\": 3", "\"num_virtual_tokens\": 4");
+    expect_exit2("bad_prefix_shape", args, "tensor 'prompt_embeddings' has another shape", "(4, 128)");
+    // Recipes: keys of another method, a prefix not shorter than max_seq_len, the MLP reparameterisation.
+    expect_exit2("bad_recipe_lora_key_with_prefix", "validate recipes/stories260k-prefix.yaml method.r=8",
+                 "method.r: not used with method.name: prefix_tuning", NULL);
+    expect_exit2("bad_recipe_prefix_key_with_lora", "validate recipes/stories260k-lora.yaml method.prefix_projection=false",
+                 "method.prefix_projection: not used with method.name: lora", NULL);
+    expect_exit2("bad_recipe_prefix_at_max_seq_len", "validate recipes/stories260k-prefix.yaml method.num_virtual_tokens=256",
+                 "method.num_virtual_tokens: 256 virtual tokens is not below data.max_seq_len (256)", NULL);
+    expect_exit2("bad_recipe_prefix_projection", "validate recipes/stories260k-prefix.yaml method.prefix_projection=true",
+                 "method.prefix_projection: true", "not implemented");
+}
+
+// The ready prefix-tuning recipe trains (packed rows, as its LoRA twin) and its adapter evaluates; a prefix
+// that with max_seq_len passes the model's context is refused before anything is written.
+static void test_prefix_recipe(void) {
+    if (!dt_test_fixtures()) {
+        TEST_SKIP("prefix_recipe_trains", "../shared/fixtures is absent");
+        return;
+    }
+    char out[256], args[1024];
+    snprintf(out, sizeof out, "%s/prefix_run", tmp);
+    snprintf(args, sizeof args, "train recipes/stories260k-prefix.yaml train.max_steps=3 train.eval_every_n_steps=3 "
+             "train.activation_checkpointing=true output_dir=%s", out);
+    int rc = tf_run(args, "/dev/null");
+    snprintf(args, sizeof args, "eval --model ../shared/fixtures/stories260K/stories260K.bin --adapter %s "
+             "--data recipes/data/stories260k-val.jsonl --format tokens", out);
+    int rc2 = rc ? -1 : tf_run(args, "/dev/null");
+    TEST_CHECK("prefix_recipe_trains", rc == 0 && rc2 == 0, "train exit %d, eval exit %d", rc, rc2);
+    snprintf(out, sizeof out, "%s/prefix_ctx", tmp);
+    snprintf(args, sizeof args, "train recipes/stories260k-prefix.yaml data.max_seq_len=500 output_dir=%s", out);
+    expect_exit2("bad_prefix_past_context", args, "method.num_virtual_tokens: 16 virtual tokens + data.max_seq_len 500",
+                 "max_position_embeddings 512");
+    TEST_CHECK("bad_prefix_past_context_nothing_written", access(out, F_OK) != 0, "%s exists", out);
 }
 
 int main(void) {
@@ -456,8 +538,17 @@ int main(void) {
                    "layers.1.mlp.down_proj.bias");
     test_train_cli("train_lora_embed_head", "method={name: lora, r: 4, alpha: 8, dropout: 0.1, target_modules: [embed_tokens, lm_head]}",
                    "embed_tokens.lora_embedding_A");
+    test_roundtrip("roundtrip_prefix", "tests/golden/llama_gqa", "tests/golden/prefix_tuning/adapter", true);
+    test_roundtrip("roundtrip_prefix_peft_written", "tests/golden/llama_gqa", "tests/data/peft_written/prefix", true);
+    test_roundtrip("roundtrip_prefix_projection_peft_written", "tests/golden/llama_gqa",
+                   "tests/data/peft_written/prefix_projection", true);
+    test_peft_logits("prefix_peft_written_logits_vs_peft", "tests/data/peft_written/prefix",
+                     "tests/data/peft_written/prefix.logits.f32");
+    test_peft_logits("prefix_projection_peft_written_logits_vs_peft", "tests/data/peft_written/prefix_projection",
+                     "tests/data/peft_written/prefix_projection.logits.f32");
     test_loraplus();
     test_bad_input();
+    test_prefix_recipe();
     tf_rm_tree(tmp);
     TEST_EXIT();
 }

@@ -221,6 +221,19 @@ static dt_tensor *f_attention(dt_graph *g, dt_tensor **in, void *a) {
     return dt_attention(g, in[0], in[1], in[2], aa->H, aa->KV, aa->hd, seg);
 }
 
+// The same with extra key/value rows in[3], in[4] (n, KV*hd) in front of every example.
+static dt_tensor *f_attention_ext(dt_graph *g, dt_tensor **in, void *a) {
+    attn_arg *aa = a;
+    int64_t B = in[0]->shape[0], T = in[0]->shape[1];
+    static int32_t host[1024]; // read by the op while it builds its layout only
+    if (aa->packed) // row 0: examples of 3, 3, 3 tokens; row 1: 3, 6 (rows with unequal expanded lengths)
+        for (int64_t b = 0; b < B; b++)
+            for (int64_t t = 0; t < T; t++) host[b * T + t] = (int32_t)(b == 0 ? t / 3 * 3 : t < 3 ? 0 : 3);
+    return dt_attention_ext(g, in[0], in[1], in[2], in[3], in[4], aa->H, aa->KV, aa->hd, aa->packed ? host : NULL);
+}
+
+static dt_tensor *f_slice_cols(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_slice_cols(g, in[0], 3, 4); }
+
 static dt_tensor *f_xent(dt_graph *g, dt_tensor **in, void *a) {
     (void)a;
     int64_t N = in[0]->shape[0];
@@ -275,6 +288,52 @@ static void test_attention_vs_naive(void) {
     free(dout); free(dq1); free(dq2); free(dk1); free(dk2); free(dv1); free(dv2);
 }
 
+// dt_attention_ext against a direct loop: each query over the n extra rows and then its own example's keys
+// up to itself, softmax, weighted values. Packed rows with different numbers of examples.
+static void test_attention_ext_vs_naive(dt_ctx *ctx) {
+    enum { B = 2, T = 10, H = 4, KV = 2, hd = 8, n = 3, qd = H * hd, kvd = KV * hd };
+    static float q[B * T * qd], k[B * T * kvd], v[B * T * kvd], pk[n * kvd], pv[n * kvd];
+    int32_t seg[B * T];
+    for (int64_t t = 0; t < T; t++) { seg[t] = (int32_t)(t < 4 ? 0 : 4); seg[T + t] = (int32_t)(t < 2 ? 0 : t < 7 ? 2 : 7); }
+    float *all[] = {q, k, v, pk, pv};
+    const int64_t len[] = {B * T * qd, B * T * kvd, B * T * kvd, n * kvd, n * kvd};
+    for (int i = 0; i < 5; i++) for (int64_t j = 0; j < len[i]; j++) all[i][j] = frand();
+    dt_graph g;
+    dt_graph_init(ctx, &g, dt_backend_cpu(), 1 << 20);
+    g.grad_enabled = false;
+    dt_tensor *t[5];
+    const int64_t shapes[5][3] = {{B, T, qd}, {B, T, kvd}, {B, T, kvd}, {n, kvd, 0}, {n, kvd, 0}};
+    for (int i = 0; i < 5; i++) {
+        t[i] = dt_graph_tensor(&g, i < 3 ? 3 : 2, shapes[i]);
+        memcpy(t[i]->data, all[i], (size_t)len[i] * sizeof(float));
+    }
+    dt_tensor *y = dt_attention_ext(&g, t[0], t[1], t[2], t[3], t[4], H, KV, hd, seg);
+    double worst = y ? 0 : INFINITY;
+    for (int64_t b = 0; y && b < B; b++)
+        for (int64_t i = 0; i < T; i++)
+            for (int64_t h = 0; h < H; h++) {
+                const float *qi = q + (b * T + i) * qd + h * hd;
+                const int64_t gk = h / (H / KV), s0 = seg[b * T + i], nk = n + i - s0 + 1;
+                double sc[n + T], m = -INFINITY, sum = 0;
+                for (int64_t j = 0; j < nk; j++) { // key j: extra row j, then token s0 + j - n
+                    const float *kj = j < n ? pk + j * kvd + gk * hd : k + (b * T + s0 + j - n) * kvd + gk * hd;
+                    double d = 0;
+                    for (int64_t e = 0; e < hd; e++) d += (double)qi[e] * kj[e];
+                    sc[j] = d / sqrt((double)hd);
+                    m = fmax(m, sc[j]);
+                }
+                for (int64_t j = 0; j < nk; j++) sum += (sc[j] = exp(sc[j] - m));
+                for (int64_t e = 0; e < hd; e++) {
+                    double o = 0;
+                    for (int64_t j = 0; j < nk; j++)
+                        o += sc[j] / sum * (j < n ? pv[j * kvd + gk * hd + e] : v[(b * T + s0 + j - n) * kvd + gk * hd + e]);
+                    worst = fmax(worst, fabs(o - dt_f32(y)[(b * T + i) * qd + h * hd + e]));
+                }
+            }
+    TEST_CHECK("attention_ext_vs_naive_packed", worst < 1e-5, "max abs diff %.3g (%s)", worst, y ? "" : ctx->msg);
+    dt_graph_free(&g);
+}
+
 int main(void) {
     dt_ctx ctx;
     dt_ctx_init(&ctx);
@@ -298,6 +357,13 @@ int main(void) {
          {true, true, true}, {0}, f_attention, &(attn_arg){4, 2, 8, false}, false},
         {"grad_attention_packed", 3, {3, 3, 3}, {SHAPE(2, 9, 16), SHAPE(2, 9, 8), SHAPE(2, 9, 8)},
          {true, true, true}, {0}, f_attention, &(attn_arg){2, 1, 8, true}, false},
+        {"grad_attention_ext_gqa", 5, {3, 3, 3, 2, 2},
+         {SHAPE(2, 5, 32), SHAPE(2, 5, 16), SHAPE(2, 5, 16), SHAPE(3, 16), SHAPE(3, 16)},
+         {true, true, true, true, true}, {0}, f_attention_ext, &(attn_arg){4, 2, 8, false}, false},
+        {"grad_attention_ext_packed", 5, {3, 3, 3, 2, 2},
+         {SHAPE(2, 9, 16), SHAPE(2, 9, 8), SHAPE(2, 9, 8), SHAPE(2, 8), SHAPE(2, 8)},
+         {true, true, true, true, true}, {0}, f_attention_ext, &(attn_arg){2, 1, 8, true}, false},
+        {"grad_slice_cols", 1, {2}, {SHAPE(3, 10)}, {true}, {0}, f_slice_cols, NULL, false},
         {"grad_norm_linears_lora", 8, {3, 2, 2, 2, 2, 2, 2, 1},
          {SHAPE(2, 3, 6), SHAPE(5, 6), SHAPE(5, 6), SHAPE(2, 6), SHAPE(5, 2), SHAPE(3, 6), SHAPE(5, 3), SHAPE(6)},
          {true, false, false, true, true, true, true, false}, {0}, f_norm_linears, NULL, false},
@@ -318,5 +384,6 @@ int main(void) {
         release(&cases[i]);
     }
     test_attention_vs_naive();
+    test_attention_ext_vs_naive(&ctx);
     TEST_EXIT();
 }

@@ -24,7 +24,7 @@ int cmd_eval(int argc, char **argv) {
     dt_dtype dtype = DT_DTYPE_AUTO; // of the frozen weights: bf16 where the CPU has bf16 units
     const dt_opt opts[] = {
         DT_O_STR("--model", "PATH", "a Hugging Face model folder (config.json + safetensors) or a llama2.c .bin file", &model),
-        DT_O_STR("--adapter", "DIR", "a PEFT adapter folder to apply (LoRA or prompt tuning)", &adapter),
+        DT_O_STR("--adapter", "DIR", "a PEFT adapter folder to apply (LoRA, DoRA, IA3, prompt or prefix tuning, bottleneck)", &adapter),
         DT_O_STR("--data", "FILE", "a JSONL file (plain or .gz) in any training format", &data),
         DT_O_CHOICE("--format", "auto|text|completion|alpaca|chat|sharegpt|tokens", "the data's format (default: auto, from the first record)", &format),
         DT_O_STR("--tokenizer", "PATH", "tokenizer folder or file (default: beside the model; token-id data needs none)", &tokdir),

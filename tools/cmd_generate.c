@@ -70,6 +70,11 @@ int cmd_generate(int argc, char **argv) {
             view.prompt = ad[i]->view.prompt;
             continue;
         }
+        if (ad[i]->view.kv_prefix.fn) { // prefix tuning: the forward has one key/value prefix
+            if (view.kv_prefix.fn) { rc = dt_fail(&ctx, DT_EINPUT, "%s: only one prefix-tuning adapter can be applied", adapters[i]); break; }
+            view.kv_prefix = ad[i]->view.kv_prefix;
+            continue;
+        }
         if (ad[i]->view.site.fn) { // IA3, DoRA, bottleneck, BitFit: one such adapter (the forward has one site)
             if (view.site.fn) { rc = dt_fail(&ctx, DT_EINPUT, "%s: only one IA3, DoRA, bottleneck or BitFit adapter can be applied at a time", adapters[i]); break; }
             view.site = ad[i]->view.site;

@@ -154,6 +154,13 @@ static int inspect_adapter(dt_ctx *ctx, const char *dir) {
     } else if (type && !strcmp(type, "BITFIT")) {
         join_json(json_object_get(cfg, "target_modules"), buf, sizeof buf);
         printf("target modules: %s (a trained bias delta on each output)\n", buf);
+    } else if (type && !strcmp(type, "PREFIX_TUNING")) {
+        printf("virtual tokens: %lld, layers: %lld, key/value width (token_dim): %lld, key/value heads: %lld, prefix_projection: %s\n",
+               (long long)json_integer_value(json_object_get(cfg, "num_virtual_tokens")),
+               (long long)json_integer_value(json_object_get(cfg, "num_layers")),
+               (long long)json_integer_value(json_object_get(cfg, "token_dim")),
+               (long long)json_integer_value(json_object_get(cfg, "num_attention_heads")),
+               json_is_true(json_object_get(cfg, "prefix_projection")) ? "true (the file holds the projection's output)" : "false");
     } else if (type && !strcmp(type, "PROMPT_TUNING")) {
         printf("virtual tokens: %lld, token dim: %lld, init: %s\n",
                (long long)json_integer_value(json_object_get(cfg, "num_virtual_tokens")),

@@ -43,7 +43,7 @@ void dt_gen_free(dt_gen *g) {
     free(g->cand);
 }
 
-static int64_t n_virtual(const dt_gen *g) { return g->view->prompt ? g->view->prompt->shape[0] : 0; }
+static int64_t n_virtual(const dt_gen *g) { return dt_llama_cache_front(g->view); }
 
 // Makes the cache hold ids (n) with room for n_new more, feeding only what differs from what it holds:
 // a chat's next turn re-uses the whole conversation so far.

@@ -46,6 +46,10 @@ void dt_train_mem_estimate(const dt_model_config *c, const dt_recipe *r, dt_trai
             adapter += layers * r->method.r * (in[mod] + out[mod]);
             lora_hidden += r->method.r;
         }
+    } else if (r->method.name == DT_METHOD_PREFIX_TUNING) {
+        // Per layer n key and value rows; the attention runs over them and the tokens (counted as positions).
+        virt = r->method.num_virtual_tokens;
+        adapter = virt * L * 2 * kvd;
     } else {
         virt = r->method.num_virtual_tokens;
         adapter = virt * D;

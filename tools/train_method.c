@@ -6,6 +6,7 @@
 #include "peft/bitfit.h"
 #include "peft/bottleneck.h"
 #include "peft/ia3.h"
+#include "peft/prefix_tuning.h"
 
 // A recipe list of module names (method.<key>) into DT_MOD_COUNT flags.
 static int module_flags(dt_ctx *ctx, const dt_recipe *r, const char *key, const dt_strlist *l, bool *on) {
@@ -27,6 +28,18 @@ int dt_train_method_adapter(dt_ctx *ctx, const dt_recipe *r, const dt_llama *m, 
         snprintf(where, sizeof where, "%s: method.bottleneck_size", r->recipe_path);
         return dt_bottleneck_create(ctx, m, r->method.bottleneck_type == DT_BN_TYPE_HOULSBY ? DT_BN_HOULSBY : DT_BN_PFEIFFER,
                                     r->method.bottleneck_size, (uint64_t)r->train.seed, where, out);
+    }
+    if (r->method.name == DT_METHOD_PREFIX_TUNING) {
+        // The prefix takes positions 0..n-1 and an example's tokens follow it (positions n..n+len-1), so
+        // n + data.max_seq_len positions must fit the model's context.
+        const int n = r->method.num_virtual_tokens, ctx_len = m->cfg.max_position_embeddings;
+        if (ctx_len > 0 && (int64_t)n + r->data.max_seq_len > ctx_len)
+            return dt_fail(ctx, DT_EINPUT, "%s: method.num_virtual_tokens: %d virtual tokens + data.max_seq_len %d = %lld "
+                           "positions exceed the model's context (max_position_embeddings %d)", r->recipe_path, n,
+                           r->data.max_seq_len, (long long)n + r->data.max_seq_len, ctx_len);
+        char where[4200];
+        snprintf(where, sizeof where, "%s: method.num_virtual_tokens", r->recipe_path);
+        return dt_prefix_create(ctx, m, n, (uint64_t)r->train.seed, where, out);
     }
     bool target[DT_MOD_COUNT], ff[DT_MOD_COUNT];
     int rc = module_flags(ctx, r, "target_modules", &r->method.target_modules, target);

@@ -9,7 +9,8 @@
 #    CPU run's;
 #  - more than the device's memory: refused before loading, exit 2, with the numbers;
 #  - device memory running out mid-run: exit 2 naming asked/free, the last checkpoint left as it was;
-#  - eval --device cuda: the CPU's mean loss within 1e-5.
+#  - eval --device cuda: the CPU's mean loss within 1e-5;
+#  - prefix tuning (method section replaced): every step's loss on cuda within 1e-4 of the CPU's.
 # On a real GPU (`make test-cuda` passes build-cuda/deltatune) the same checks run on the device, with
 # the stories260K recipe's first 20 losses in place of the two emulator-only memory checks.
 # Usage: sh tests/cuda_emu/train_emu.sh path/to/deltatune   (a CUDA=1 build, emulated or real)
@@ -55,6 +56,14 @@ train bf16 hardware.device=cuda hardware.dtype=bf16 train.max_steps=4
 d=$(loss_diff "$tmp/cpu/metrics.jsonl" "$tmp/bf16/metrics.jsonl")
 within "$d" 3e-2
 check "train_emu_cuda_bf16_losses (worst $d)" $? "exit $rc, worst relative loss difference $d above 3e-2: $(tail -1 "$tmp/bf16.err")"
+
+# Prefix tuning (the same recipe with its method section replaced): the key/value prefix through the
+# device's attention (dt_attention_ext: packed rows each get the prefix) gives the CPU's losses.
+train pcpu 'method={name: prefix_tuning, num_virtual_tokens: 4}' hardware.device=cpu hardware.dtype=f32 train.max_steps=4
+train pgpu 'method={name: prefix_tuning, num_virtual_tokens: 4}' hardware.device=cuda hardware.dtype=f32 train.max_steps=4
+d=$(loss_diff "$tmp/pcpu/metrics.jsonl" "$tmp/pgpu/metrics.jsonl")
+within "$d" 1e-4
+check "train_emu_cuda_prefix_tuning_losses (worst $d)" $? "exit $rc, worst relative loss difference $d above 1e-4: $(tail -1 "$tmp/pgpu.err")"
 
 # eval --device cuda: the same mean loss as on the CPU (f32 matmuls on the device).
 ev() { "$bin" eval --model tests/golden/llama_gqa --adapter tests/golden/llama_gqa/adapter \

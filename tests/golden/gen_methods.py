@@ -274,10 +274,138 @@ def case_bottleneck(gg, W32):
     gg.fd_checks(name, res, entrywise=True)
 
 
+@contextlib.contextmanager
+def patched_attention(prefix, n_layers, KV, hd):
+    """hf_ref.attention replaced by transformers' LlamaAttention (eager) given PEFT's prefix as
+    past_key_values (PeftModelForCausalLM.forward + get_prompt, PEFT 0.13.2; LlamaModel.forward,
+    transformers 4.40): prompt_embeddings (n, L*2*KV*hd) viewed as (n, L*2, KV, hd), index 2l layer l's
+    keys and 2l+1 its values. The cache entries are used as given (RoPE is applied to the new keys only,
+    before DynamicCache.update concatenates them after the prefix), and the causal mask built from
+    cache_position (n + t) lets every token see all n entries. hf_ref.forward calls attention once per
+    layer, in order."""
+    base = hf_ref.attention
+    view = prefix.view(prefix.shape[0], n_layers * 2, KV, hd)
+    layer = [0]
+
+    def attention(q, k, v, cos, sin, mask):
+        B, H, T, _ = q.shape
+        i = layer[0]
+        layer[0] += 1
+        q = hf_ref.apply_rope(q, cos, sin)
+        k = hf_ref.apply_rope(k, cos, sin)
+        pk = view[:, 2 * i].permute(1, 0, 2)[None].expand(B, -1, -1, -1).to(q.dtype)      # (B, KV, n, hd)
+        pv = view[:, 2 * i + 1].permute(1, 0, 2)[None].expand(B, -1, -1, -1).to(q.dtype)  # (B, KV, n, hd)
+        k = torch.cat((pk, k), dim=2)
+        v = torch.cat((pv, v), dim=2)
+        n_rep = H // KV
+        k = hf_ref.repeat_kv(k, n_rep)
+        v = hf_ref.repeat_kv(v, n_rep)
+        att = torch.matmul(q, k.transpose(2, 3)) * hd ** -0.5  # (B, H, T, n+T)
+        full = torch.cat((torch.ones(B, 1, T, prefix.shape[0], dtype=torch.bool), mask), dim=3)
+        att = att.masked_fill(~full, float("-inf"))
+        y = torch.matmul(torch.softmax(att, dim=-1), v)  # (B, H, T, hd)
+        return y.transpose(1, 2).reshape(B, T, H * hd)
+
+    hf_ref.attention = attention
+    try:
+        yield
+    finally:
+        hf_ref.attention = base
+
+
+def prefix_run(cfg, W32, ids, labels, prefix32, pos=None, seq=None, dtype=torch.float64, backward=True):
+    """Forward (+ backward) with the prefix: the tokens' RoPE positions are n + their own (transformers:
+    position_ids = cache_position = past length + t; PEFT drops any position_ids it is given)."""
+    n, L, KV = prefix32.shape[0], cfg["num_hidden_layers"], cfg["num_key_value_heads"]
+    W = {k: v.to(dtype) for k, v in W32.items()}
+    params = {"prompt_embeddings": prefix32.to(dtype, copy=True).requires_grad_()}
+    B, T = ids.shape
+    position_ids = n + (torch.arange(T)[None].expand(B, T) if pos is None else pos)
+
+    def fwd():
+        with patched_attention(params["prompt_embeddings"], L, KV, hf_ref.head_dim(cfg)):
+            logits, hidden = hf_ref.forward(cfg, W, ids, position_ids=position_ids, seq_ids=seq)
+        return logits, hidden, hf_ref.causal_lm_loss(logits, labels)
+
+    logits, hidden, loss = fwd()
+    grads = {}
+    if backward:
+        loss.backward()
+        grads = {k: p.grad.detach().clone() for k, p in params.items()}
+    return {"logits": logits.detach(), "hidden": hidden.detach(), "loss": loss.detach(), "params": params,
+            "grads": grads, "loss_fn": lambda: fwd()[2], "full_labels": labels}
+
+
+def prefix_config(cfg, n, base):
+    """The fields PEFT 0.13.2 writes for a PrefixTuningConfig on a decoder-only Llama: token_dim and
+    num_attention_heads as _prepare_prompt_learning_config sets them for grouped-query attention
+    (hidden / heads * KV, and KV), encoder_hidden_size defaulting to that token_dim."""
+    td = hf_ref.head_dim(cfg) * cfg["num_key_value_heads"]
+    return {"auto_mapping": None, "base_model_name_or_path": base, "encoder_hidden_size": td, "inference_mode": True,
+            "num_attention_heads": cfg["num_key_value_heads"], "num_layers": cfg["num_hidden_layers"],
+            "num_transformer_submodules": 1, "num_virtual_tokens": n, "peft_type": "PREFIX_TUNING",
+            "prefix_projection": False, "revision": None, "task_type": "CAUSAL_LM", "token_dim": td}
+
+
+def case_prefix(gg, W32, name, seed, lengths=None):
+    """Prefix tuning, 3 virtual tokens, on the llama_gqa model (4 heads, 2 KV heads: the prefix is
+    KV x head_dim wide). lengths: packed rows ([[examples of row 0], ...]), each example seeing the prefix
+    as it would alone; None: two plain rows of 8 tokens."""
+    cfg, n = gg.LLAMA_GQA, 3
+    print(f"{name}:")
+    torch.manual_seed(seed)
+    td = hf_ref.head_dim(cfg) * cfg["num_key_value_heads"]
+    prefix32 = torch.randn(n, cfg["num_hidden_layers"] * 2 * td)  # PEFT: nn.Embedding's N(0, 1)
+    pos = seq = None
+    if lengths is None:
+        ids, labels = gg.random_batch(cfg["vocab_size"], 2, 8, [(0, 2), (1, 6)])
+    else:
+        T = sum(lengths[0])
+        ids = torch.randint(0, cfg["vocab_size"], (len(lengths), T))
+        pos = torch.cat([torch.cat([torch.arange(k) for k in row])[None] for row in lengths])
+        seq = torch.cat([torch.cat([torch.full((k,), j) for j, k in enumerate(row)])[None] for row in lengths])
+        labels = ids.clone()
+        labels[pos == 0] = hf_ref.IGNORE_INDEX  # first token of every example: no cross-example target
+    res = prefix_run(cfg, W32, ids, labels, prefix32, pos, seq)
+    gg.check(f"{name}: loss vs naive loop cross entropy",
+             abs(float(res["loss"]) - selfcheck.naive_loss(res["logits"], labels)), 1e-12)
+    r32 = prefix_run(cfg, W32, ids, labels, prefix32, pos, seq, torch.float32)
+    gg.check(f"{name}: float32 run vs float64 reference, logits (abs)",
+             float((r32["logits"].double() - res["logits"]).abs().max()), gg.LOGITS_ATOL / 5)
+    g = res["grads"]["prompt_embeddings"]
+    gg.check(f"{name}: float32 run vs float64 reference, prefix grad (rel)",
+             float((r32["grads"]["prompt_embeddings"].double() - g).norm() / g.norm()), gg.GRAD_RTOL / 5)
+    plain = hf_ref.forward(cfg, {k: v.double() for k, v in W32.items()}, ids, position_ids=pos, seq_ids=seq)[0]
+    gg.check_min(f"{name}: largest change of a logit made by the adapter", float((plain - res["logits"]).abs().max()), 1e-2)
+    if lengths is not None:
+        # Each example alone (one plain row) with the prefix gives the packed logits.
+        worst = 0.0
+        for b, row in enumerate(lengths):
+            start = 0
+            for k in row:
+                alone = prefix_run(cfg, W32, ids[b:b + 1, start:start + k], labels[b:b + 1, start:start + k], prefix32,
+                                   backward=False)
+                worst = max(worst, float((alone["logits"][0] - res["logits"][b, start:start + k]).abs().max()))
+                start += k
+        gg.check(f"{name}: logits vs each example run alone", worst, 1e-12)
+    d = gg.case_dir(name)
+    gg.write_model_note(d, gg.LLAMA_GQA_REL)
+    write_adapter(os.path.join(d, "adapter"), prefix_config(cfg, n, gg.LLAMA_GQA_REL), res["params"])
+    meta = gg.tolerances({"format": "pt", "case": name, "model": gg.LLAMA_GQA_REL, "num_virtual_tokens": str(n)})
+    extra = None if lengths is None else {"position_ids": gg.i32(pos), "seq_ids": gg.i32(seq)}
+    tensors = gg.golden_tensors(res, ids, labels, extra)
+    del tensors["hidden.final"]  # for debugging only, and the folder is near SIZE_LIMIT
+    st_io.save(os.path.join(d, "golden.safetensors"), tensors, meta)
+    print(f"  loss {float(res['loss']):.6f}, logits {tuple(res['logits'].shape)}")
+    gg.fd_checks(name, res, entrywise=True)
+
+
 def main(gg, W_gqa):
     case_ia3(gg, W_gqa)
     case_dora(gg)
     case_bottleneck(gg, W_gqa)
+    case_prefix(gg, W_gqa, "prefix_tuning", 115)
+    case_prefix(gg, W_gqa, "prefix_packed", 117, lengths=[[3, 5], [2, 2, 4]])
     main_more(gg, W_gqa)
 
 
