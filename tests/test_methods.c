@@ -546,6 +546,9 @@ int main(void) {
                      "tests/data/peft_written/prefix.logits.f32");
     test_peft_logits("prefix_projection_peft_written_logits_vs_peft", "tests/data/peft_written/prefix_projection",
                      "tests/data/peft_written/prefix_projection.logits.f32");
+    test_roundtrip("roundtrip_lora_embed_head_peft_written", "tests/golden/llama_gqa", "tests/data/peft_written/lora_embed_head", false);
+    test_peft_logits("lora_embed_head_peft_written_logits_vs_peft", "tests/data/peft_written/lora_embed_head",
+                     "tests/data/peft_written/lora_embed_head.logits.f32");
     test_loraplus();
     test_bad_input();
     test_prefix_recipe();
