@@ -108,12 +108,6 @@ int dt_rapply_rules(dt_rload *L) {
     if ((rc = exclusive(L, "train.lr_scheduler.warmup_steps", "train.lr_scheduler.warmup_ratio"))) return rc;
 
     if ((rc = method_modules(L))) return rc;
-    if (r->method.name == DT_METHOD_LORA && r->method.use_dora && r->method.dropout > 0) {
-        const dt_ynode *at = given(L, "method.use_dora");
-        return dt_yfail(L->ctx, at ? at : L->val_at[idx("method.name")],
-                        "method.use_dora: DoRA is trained here with method.dropout 0 only (PEFT's DoRA also applies the "
-                        "base weight to the dropped-out input); method.dropout is %g (its default is 0.05)", r->method.dropout);
-    }
     // LoRA on the embedding or the head: PEFT adapts them only without layers_to_transform, and not with DoRA.
     bool outer = false;
     for (int i = 0; r->method.name == DT_METHOD_LORA && i < r->method.target_modules.n; i++)

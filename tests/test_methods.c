@@ -352,6 +352,123 @@ static void test_peft_logits(const char *label, const char *adapter, const char 
     free(ref);
 }
 
+// The loss of the DoRA golden batch in training mode (dropout as the adapter's refs say, masks from seed 99),
+// after a backward when grad (the adapter's gradients then hold it); logits into *logits when not NULL.
+static double dora_train_loss(dt_llama *m, dt_adapter *a, dt_safetensors *gs, bool grad, bool checkpoint, float **logits) {
+    const dt_st_tensor *it = dt_st_find(gs, "input_ids"), *lt = dt_st_find(gs, "labels");
+    int32_t *ids = malloc(it->nbytes), *labels = malloc(lt->nbytes);
+    memcpy(ids, it->data, it->nbytes);
+    memcpy(labels, lt->data, lt->nbytes);
+    dt_graph g = {0};
+    dt_batch batch = {it->shape[0], it->shape[1], ids, labels, NULL, NULL};
+    dt_llama_out o;
+    double loss = NAN;
+    dt_adapter_zero_grad(a);
+    if (!dt_graph_init(&ctx, &g, dt_backend_cpu(), 0)) {
+        g.training = true;
+        g.grad_enabled = grad;
+        g.checkpoint_layers = checkpoint;
+        g.dropout_seed = 99;
+        if (!dt_llama_forward(&ctx, &g, m, &a->view, &batch, 0, logits != NULL, &o) && (!grad || !dt_graph_backward(&g, o.loss, 1.0f))) {
+            loss = o.loss_sum / (double)o.n_targets;
+            if (logits) {
+                *logits = malloc((size_t)dt_numel(o.logits) * sizeof(float));
+                memcpy(*logits, o.logits->data, (size_t)dt_numel(o.logits) * sizeof(float));
+            }
+        }
+    }
+    dt_graph_free(&g);
+    free(ids);
+    free(labels);
+    return loss;
+}
+
+// DoRA trained with dropout takes PEFT's path (peft/dora.c: the base on x, DoRA's term on the dropped-out
+// input). At p = 1e-9 (the path taken, its mask keeping everything) it must give PyTorch's DoRA logits and
+// gradients of the golden case, also with activation checkpointing; at p = 0.3 the magnitudes' gradients
+// (the norm does not depend on them) must match finite differences of the loss with the same masks, which
+// also checks the gradient the later layers' dropout paths send back to the earlier ones.
+static void test_dora_dropout(void) {
+    dt_llama *m = NULL;
+    dt_adapter *a = NULL;
+    dt_safetensors *gs = NULL;
+    if (dt_llama_load(&ctx, "tests/golden/qwen2_bias", dt_backend_cpu(), &m) ||
+        dt_adapter_load(&ctx, "tests/golden/dora/adapter", m, &a) || dt_st_open(&ctx, "tests/golden/dora/golden.safetensors", &gs)) {
+        TEST_FAIL("dora_dropout_setup", "%s", ctx.msg);
+        dt_llama_free(m);
+        dt_adapter_free(a);
+        return;
+    }
+    const int nref = m->cfg.num_layers * DT_MOD_COUNT;
+    for (int ck = 0; ck < 2; ck++) {
+        for (int k = 0; k < nref; k++) a->refs[k].dropout = a->ref_ptrs[k] ? 1e-9f : 0.0f;
+        float *logits = NULL;
+        double loss = dora_train_loss(m, a, gs, true, ck, &logits);
+        const dt_st_tensor *lt = dt_st_find(gs, "logits"), *ls = dt_st_find(gs, "loss");
+        float ref_loss;
+        memcpy(&ref_loss, ls->data, sizeof ref_loss);
+        double dl = logits ? 0 : INFINITY, worst = 0;
+        for (int64_t i = 0; logits && i < (int64_t)(lt->nbytes / 4); i++) {
+            float r;
+            memcpy(&r, (const char *)lt->data + 4 * i, 4);
+            dl = fmax(dl, fabs((double)logits[i] - r));
+        }
+        for (int i = 0; i < a->n_tensors; i++) {
+            char gname[512];
+            snprintf(gname, sizeof gname, "grad.%s", a->names[i]);
+            const dt_st_tensor *rt = dt_st_find(gs, gname);
+            double dd = 0, rr = 0;
+            for (int64_t j = 0; rt && j < dt_numel(&a->tensors[i]); j++) {
+                float r;
+                memcpy(&r, (const char *)rt->data + 4 * j, 4);
+                dd += ((double)a->tensors[i].grad[j] - r) * ((double)a->tensors[i].grad[j] - r);
+                rr += (double)r * r;
+            }
+            worst = fmax(worst, rt ? sqrt(dd) / (sqrt(rr) + 1e-30) : INFINITY);
+        }
+        TEST_CHECK(ck ? "dora_dropout_path_vs_pytorch_checkpointed" : "dora_dropout_path_vs_pytorch",
+                   dl <= 1e-4 && fabs(loss - ref_loss) <= 1e-5 * fabs(ref_loss) && worst <= 1e-4,
+                   "max logit difference %.3g, loss %.7f vs %.7f, worst gradient %.3g", dl, loss, ref_loss, worst);
+        free(logits);
+    }
+    for (int k = 0; k < nref; k++) a->refs[k].dropout = a->ref_ptrs[k] ? 0.3f : 0.0f;
+    double base = dora_train_loss(m, a, gs, true, false, NULL), worst = 0, biggest = 0;
+    float *grad = malloc(a->n_params * sizeof(float));
+    memcpy(grad, a->grads, a->n_params * sizeof(float));
+    double plain = 0;
+    { // the same parameters without dropout: the path must change the loss
+        for (int k = 0; k < nref; k++) a->refs[k].dropout = 0.0f;
+        plain = dora_train_loss(m, a, gs, false, false, NULL);
+        for (int k = 0; k < nref; k++) a->refs[k].dropout = a->ref_ptrs[k] ? 0.3f : 0.0f;
+    }
+    int checked = 0;
+    for (int i = 0; i < a->n_tensors; i++) {
+        if (!strstr(a->names[i], "lora_magnitude_vector")) continue;
+        float *v = dt_f32(&a->tensors[i]);
+        const size_t off = (size_t)(v - a->params);
+        for (int64_t j = 0; j < dt_numel(&a->tensors[i]); j += 7) { // a sample of entries of every vector
+            const float keep = v[j], eps = 1e-2f * (fabsf(keep) > 1 ? fabsf(keep) : 1);
+            v[j] = keep + eps;
+            const double up = dora_train_loss(m, a, gs, false, false, NULL);
+            v[j] = keep - eps;
+            const double down = dora_train_loss(m, a, gs, false, false, NULL);
+            v[j] = keep;
+            const double fd = (up - down) / (2.0 * (double)eps);
+            worst = fmax(worst, fabs(fd - grad[off + (size_t)j]));
+            biggest = fmax(biggest, fabs(fd));
+            checked++;
+        }
+    }
+    TEST_CHECK("dora_dropout_magnitude_grads_vs_finite_differences",
+               checked > 0 && isfinite(base) && fabs(base - plain) > 1e-3 && worst <= 2e-3 * biggest,
+               "%d entries: worst |fd - autograd| %.3g (largest fd %.3g); loss %.6f with dropout, %.6f without", checked, worst,
+               biggest, base, plain);
+    free(grad);
+    dt_st_close(gs);
+    dt_adapter_free(a);
+    dt_llama_free(m);
+}
+
 static void replace_in_file(const char *path, const char *from, const char *to) {
     size_t n;
     char *s = tf_slurp(path, &n), *at = s ? strstr(s, from) : NULL;
@@ -534,6 +651,7 @@ int main(void) {
     test_untie();
     test_peft_base_copies();
     test_export_embed_head();
+    test_dora_dropout();
     test_train_cli("train_bitfit", "method={name: bitfit, target_modules: [q_proj, v_proj, o_proj, down_proj]}",
                    "layers.1.mlp.down_proj.bias");
     test_train_cli("train_lora_embed_head", "method={name: lora, r: 4, alpha: 8, dropout: 0.1, target_modules: [embed_tokens, lm_head]}",

@@ -331,6 +331,9 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     if (!rc && t.a->view.embed.fn && r->hardware.device != DT_DEV_CPU)
         rc = dt_fail(ctx, DT_EINPUT, "%s: hardware.device: cuda: LoRA on embed_tokens (method.target_modules) trains on the "
                      "CPU only", r->recipe_path);
+    // DoRA's dropout path too (peft/dora.c).
+    if (!rc && t.a->lora.use_dora && t.a->lora.dropout > 0 && r->hardware.device != DT_DEV_CPU)
+        rc = dt_fail(ctx, DT_EINPUT, "%s: hardware.device: cuda: DoRA with method.dropout > 0 trains on the CPU only", r->recipe_path);
     if (!rc) rc = dt_train_data_open(ctx, &t.data, r, t.tok, &t.m->cfg);
     if (rc) goto agree;
     char summary[256];
