@@ -104,7 +104,9 @@ int dt_kv_write(dt_graph *g, float *c, int64_t p0, const dt_tensor *x);
 // ignored), divided by denom (the number of trained tokens of the whole accumulated batch). Logits are
 // formed chunk by chunk of rows and the gradient wrt x is formed in the same pass, so the (N, V) matrix
 // never exists. Returns a scalar tensor; *loss_sum gets the un-normalised sum of the chunk losses.
-dt_tensor *dt_lm_head_xent(dt_graph *g, dt_tensor *x, const dt_tensor *W, const int32_t *targets, float denom,
-                           double *loss_sum);
+// hook (or NULL): a method's term on the logits (x W^T + f(x)); its parameter gradients are accumulated
+// chunk by chunk during this call, for a loss that is the root of the backward (seed 1).
+dt_tensor *dt_lm_head_xent(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_linear_hook *hook,
+                           const int32_t *targets, float denom, double *loss_sum);
 
 #endif

@@ -22,7 +22,7 @@ typedef struct {
     float rope_factor, rope_low_freq_factor, rope_high_freq_factor; // llama3 scaling only
     int rope_original_max_pos;                                      // llama3 scaling only
     bool tie_word_embeddings;
-    bool attention_bias;   // q, k, v projections have a bias (o_proj never does here)
+    bool attention_bias;   // q, k, v projections have a bias; o_proj too except on Qwen2 (as transformers)
     bool qk_norm;          // Qwen3: RMSNorm over each head of q and k, weight (head_dim)
     bool rope_interleaved; // RoPE over adjacent pairs; always false for weights handed out by this
                            // module: the llama2.c loader permutes q/k rows into the HF rotate-half layout

@@ -116,6 +116,9 @@ static char *hf_name(const char *g) {
         if (!strcmp(g + used, dt_tn_layer_gguf_suffix((dt_layer_tensor)t)) &&
             dt_tn_layer(buf, sizeof buf, layer, (dt_layer_tensor)t) >= 0)
             return strdup(buf);
+    // o_proj's bias (Llama/Qwen3 with attention_bias) is no dt_layer_tensor: llama.cpp's optional bo.
+    snprintf(buf, sizeof buf, "%s.bias", dt_module_gguf(DT_MOD_O));
+    if (!strcmp(g + used, buf) && dt_tn_module(buf, sizeof buf, "", layer, DT_MOD_O, ".bias") >= 0) return strdup(buf);
     return NULL;
 }
 

@@ -45,6 +45,9 @@ static int weight_specs(dt_llama *m, weight_spec *s) {
             dt_tn_layer(name, sizeof name, l, DT_LT_Q_BIAS); add_spec(s, &n, name, 1, H * hd, 1, &ly->q_bias);
             dt_tn_layer(name, sizeof name, l, DT_LT_K_BIAS); add_spec(s, &n, name, 1, KV * hd, 1, &ly->k_bias);
             dt_tn_layer(name, sizeof name, l, DT_LT_V_BIAS); add_spec(s, &n, name, 1, KV * hd, 1, &ly->v_bias);
+            if (c->arch != DT_ARCH_QWEN2) { // Qwen2's o_proj never has one
+                dt_tn_module(name, sizeof name, "", l, DT_MOD_O, ".bias"); add_spec(s, &n, name, 1, D, 1, &ly->o_bias);
+            }
         }
         if (c->qk_norm) {
             dt_tn_layer(name, sizeof name, l, DT_LT_Q_NORM); add_spec(s, &n, name, 1, hd, 1, &ly->q_norm);
@@ -345,8 +348,9 @@ static bool claimed(const layer_arg *arg, int mod) {
 static dt_tensor *proj_add(dt_graph *g, const layer_arg *arg, int mod, dt_tensor *a, const dt_linear_hook *hook,
                            dt_tensor *residual) {
     const dt_tensor *W = &arg->m->layers[arg->l].w[mod];
-    if (!claimed(arg, mod)) return dt_linear_add(g, a, W, NULL, hook, residual);
-    dt_tensor *h = dt_linear(g, a, W, NULL, hook); // (B, Tp, out)
+    const dt_tensor *bias = mod == DT_MOD_O && arg->m->layers[arg->l].o_bias.data ? &arg->m->layers[arg->l].o_bias : NULL;
+    if (!claimed(arg, mod)) return dt_linear_add(g, a, W, bias, hook, residual);
+    dt_tensor *h = dt_linear(g, a, W, bias, hook); // (B, Tp, out)
     if (!h || apply_sites(g, arg, 1, &mod, &h)) return NULL;
     return dt_add(g, residual, h);
 }
@@ -452,7 +456,9 @@ static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_a
     if (kvp && b->seg_start && !seg_h) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     if (seg_h) memcpy(seg_h, b->seg_start, (size_t)(B * T) * sizeof(int32_t));
 
-    dt_tensor *x = dt_embedding(g, dt_graph_ints(g, b->input_ids, B * T), B, T, &m->embed); // (B, T, D)
+    const int32_t *ids_d = dt_graph_ints(g, b->input_ids, B * T);
+    dt_tensor *x = dt_embedding(g, ids_d, B, T, &m->embed); // (B, T, D)
+    if (ad && ad->embed.fn && x) x = ad->embed.fn(g, ad->embed.self, m, ids_d, x);
     if (prompt) x = dt_prompt_concat(g, prompt, x);                                          // (B, Tp, D)
     for (int l = 0; l < c->num_layers; l++) {
         layer_arg *arg = dt_arena_alloc(&g->host, sizeof *arg);
@@ -470,7 +476,8 @@ static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_a
         dt_tensor *rows = xf;    // (B, Tp, D); with a KV cache only the last position (1, 1, D)
         if (kv && (rows = dt_arena_alloc(&g->host, sizeof *rows)))
             dt_tensor_set(rows, DT_F32, dt_f32(xf) + (Tp - 1) * c->hidden_size, 3, (int64_t[]){1, 1, c->hidden_size});
-        out->logits = rows ? dt_linear(g, rows, &m->lm_head, NULL, NULL) : NULL; // (B, Tp, V) or (1, 1, V)
+        const dt_linear_hook *head = ad ? ad->lm_head : NULL;
+        out->logits = rows ? dt_linear(g, rows, &m->lm_head, NULL, head) : NULL; // (B, Tp, V) or (1, 1, V)
         g->grad_enabled = keep;
         if (!out->logits) return DT_ENOMEM;
     }
@@ -490,7 +497,8 @@ static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_a
             }
         out->n_targets = dt_count_targets(b->labels, B, T, P);
         float d = denom > 0 ? denom : (float)(out->n_targets > 0 ? out->n_targets : 1);
-        out->loss = dt_lm_head_xent(g, xf, &m->lm_head, dt_graph_ints(g, tg, B * Tp), d, &out->loss_sum);
+        out->loss = dt_lm_head_xent(g, xf, &m->lm_head, ad ? ad->lm_head : NULL, dt_graph_ints(g, tg, B * Tp), d,
+                                    &out->loss_sum);
         if (!out->loss) return DT_ENOMEM;
     }
     return g->failed ? DT_ENOMEM : DT_OK;

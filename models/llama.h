@@ -13,6 +13,8 @@ typedef struct dt_llama_layer {
     dt_tensor w[DT_MOD_COUNT];        // linear weights (out, in): q (H*hd, D), k/v (KV*hd, D), o (D, H*hd),
                                       // gate/up (I, D), down (D, I)
     dt_tensor q_bias, k_bias, v_bias; // (H*hd), (KV*hd), (KV*hd) when cfg.attention_bias
+    dt_tensor o_bias;                 // (D) when cfg.attention_bias and not Qwen2: transformers' Llama and
+                                      // Qwen3 put attention_bias on o_proj as well (data NULL otherwise)
     dt_tensor q_norm, k_norm;         // (hd) when cfg.qk_norm
     dt_tensor attn_norm, ffn_norm;    // (D)
 } dt_llama_layer;
@@ -58,12 +60,22 @@ typedef struct dt_llama_kv_prefix {
     int64_t n;
 } dt_llama_kv_prefix;
 
+// Where a PEFT method changes the token embeddings: fn gets the looked-up rows x (B, T, D) of ids (B*T,
+// device array) and returns the tensor the model uses instead (NULL when the graph failed).
+typedef struct dt_llama_embed_site {
+    dt_tensor *(*fn)(dt_graph *g, const void *self, const struct dt_llama *m, const int32_t *ids, dt_tensor *x);
+    const void *self;
+} dt_llama_embed_site;
+
 // The adapters a forward applies; all pointers may be NULL.
 typedef struct dt_llama_adapters {
     const dt_linear_hook *const *linear; // (L * DT_MOD_COUNT): [layer * DT_MOD_COUNT + module] or NULL
     dt_tensor *prompt;              // (n_virtual, D) prepended to every row's embeddings
     dt_llama_site site;             // site.fn NULL: none
     dt_llama_kv_prefix kv_prefix;   // kv_prefix.fn NULL: none
+    dt_llama_embed_site embed;      // embed.fn NULL: none
+    const dt_linear_hook *lm_head;  // a term on the LM head's output (logits and the loss), or NULL. With
+                                    // tied embeddings it changes the output projection only, not the lookup
 } dt_llama_adapters;
 
 // The keys and values of the positions fed so far, for generation (dt_llama_infer, models/llama_infer.h).

@@ -18,6 +18,8 @@ typedef struct dt_lora_config {
     bool use_rslora;
     bool use_dora;             // DoRA (peft/dora.c): a magnitude vector per adapted module
     bool target[DT_MOD_COUNT]; // which linear modules carry an adapter
+    bool embed_tokens;         // a LoRA on the token embedding (PEFT's lora_embedding_A/B; peft/lora_embed.c)
+    bool lm_head;              // a LoRA on the LM head (an ordinary linear LoRA on the output projection)
     bool *layers;              // (L) which layers; NULL = all (layers_to_transform unset)
     // PEFT's per-module overrides of r and alpha (empty = none), kept as read so that saving writes
     // them back unchanged; dt_lora_create resolves them per module.
@@ -50,6 +52,9 @@ typedef struct dt_adapter {
     const dt_lora_ref **ref_ptrs; // (L * DT_MOD_COUNT) NULL where a module has no adapter
     dt_linear_hook *hooks;     // (L * DT_MOD_COUNT) LoRA only: refs[i] as a linear hook (next: chained adapters)
     const dt_linear_hook **hook_ptrs; // (L * DT_MOD_COUNT) NULL where a module has no adapter; view.linear
+    dt_lora_ref embed_ref;     // LoRA with lora.embed_tokens: A (r, V) lora_embedding_A, B (D, r) lora_embedding_B
+    dt_lora_ref head_ref;      // LoRA with lora.lm_head: A (r, D), B (V, r)
+    dt_linear_hook head_hook;  // head_ref as the LM head's hook (view.lm_head)
     dt_llama_adapters view;    // what dt_llama_forward takes
     void *state;               // the method's own data (methods other than LoRA and prompt tuning), freed by
                                // method->free_state

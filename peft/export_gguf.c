@@ -135,6 +135,28 @@ static int write_adapter(dt_ctx *ctx, const dt_adapter *a, const dt_model_config
             rc = dt_gguf_add_tensor(ctx, w, an, DT_GGML_F32, 2, r->A->shape); // (r, in): ggml ne {in, r}
             if (!rc) rc = dt_gguf_add_tensor(ctx, w, bn, DT_GGML_F32, 2, r->B->shape); // (out, r): ne {r, out}
         }
+    // The embedding's and the head's (untied models only: see dt_export_lora_gguf). llama.cpp applies
+    // token_embd's as get_rows(lora_a, ids) then lora_b: lora_a (V, r) = lora_embedding_A^T, lora_b (D, r) =
+    // lora_embedding_B as it is (its is_token_embd shape check); output's as any linear: A (r, D), B (V, r).
+    float *emb_a = NULL; // (V, r)
+    const dt_lora_ref *er = a->lora.embed_tokens ? &a->embed_ref : NULL, *hr = a->lora.lm_head ? &a->head_ref : NULL;
+    char ean[96], ebn[96], han[96], hbn[96];
+    snprintf(ean, sizeof ean, "%s.lora_a", dt_tn_global_gguf(DT_GT_EMBED));
+    snprintf(ebn, sizeof ebn, "%s.lora_b", dt_tn_global_gguf(DT_GT_EMBED));
+    snprintf(han, sizeof han, "%s.lora_a", dt_tn_global_gguf(DT_GT_LM_HEAD));
+    snprintf(hbn, sizeof hbn, "%s.lora_b", dt_tn_global_gguf(DT_GT_LM_HEAD));
+    if (!rc && er) {
+        const int64_t r = er->A->shape[0], V = er->A->shape[1];
+        if (!(emb_a = malloc((size_t)(V * r) * sizeof(float)))) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
+        for (int64_t v = 0; emb_a && v < V; v++)
+            for (int64_t k = 0; k < r; k++) emb_a[v * r + k] = dt_f32(er->A)[k * V + v];
+        if (!rc) rc = dt_gguf_add_tensor(ctx, w, ean, DT_GGML_F32, 2, (int64_t[]){V, r});
+        if (!rc) rc = dt_gguf_add_tensor(ctx, w, ebn, DT_GGML_F32, 2, er->B->shape); // (D, r)
+    }
+    if (!rc && hr) {
+        rc = dt_gguf_add_tensor(ctx, w, han, DT_GGML_F32, 2, hr->A->shape);
+        if (!rc) rc = dt_gguf_add_tensor(ctx, w, hbn, DT_GGML_F32, 2, hr->B->shape);
+    }
     float *buf = NULL; // (out, r) lora_b as written when it is permuted (q/k) or rescaled
     *n_folded = 0;
     for (int l = 0; l < L && !rc; l++)
@@ -163,6 +185,13 @@ static int write_adapter(dt_ctx *ctx, const dt_adapter *a, const dt_model_config
             rc = dt_gguf_write_tensor(ctx, w, bn, b);
         }
     free(buf);
+    // llama.cpp scales every pair by the file's alpha / rank; these use the config's r and alpha unless a
+    // pattern gave them others, which export refuses (dt_export_lora_gguf).
+    if (!rc && er) rc = dt_gguf_write_tensor(ctx, w, ean, emb_a);
+    if (!rc && er) rc = dt_gguf_write_tensor(ctx, w, ebn, er->B->data);
+    if (!rc && hr) rc = dt_gguf_write_tensor(ctx, w, han, hr->A->data);
+    if (!rc && hr) rc = dt_gguf_write_tensor(ctx, w, hbn, hr->B->data);
+    free(emb_a);
     if (!rc) rc = dt_gguf_writer_finish(ctx, w);
     dt_gguf_writer_free(w);
     return rc ? rc : dt_gguf_check_spec(ctx, out_path);
@@ -185,10 +214,23 @@ int dt_export_lora_gguf(dt_ctx *ctx, const char *adapter_dir, const char *model_
                        "x A^T B^T, not DoRA's per-row magnitude; merge it into the model instead (deltatune merge)", adapter_dir);
     }
     if (a->method != &dt_method_lora) {
-        int rc2 = dt_fail(ctx, DT_EINPUT, "%s: a %s adapter has no llama.cpp GGUF adapter form (only LoRA adapters can be exported)",
-                          adapter_dir, a->method->peft_type);
+        int rc2 = dt_fail(ctx, DT_EINPUT, "%s: a %s adapter has no llama.cpp GGUF adapter form (a llama.cpp adapter holds "
+                          "only lora_a/lora_b pairs: no biases, scales or extra layers); merge it into the model instead "
+                          "(deltatune merge) where the method allows", adapter_dir, a->method->peft_type);
         dt_adapter_free(a);
         return rc2;
+    }
+    if ((a->lora.embed_tokens || a->lora.lm_head) && cfg.tie_word_embeddings) {
+        dt_adapter_free(a);
+        return dt_fail(ctx, DT_EINPUT, "%s: LoRA on embed_tokens / lm_head of a model with tied embeddings has no llama.cpp "
+                       "adapter form: the GGUF has no output.weight (llama.cpp uses token_embd for both), so the two cannot "
+                       "carry separate adapters; merge it into the model instead (deltatune merge unties it)", adapter_dir);
+    }
+    if ((a->lora.embed_tokens && (a->embed_ref.A->shape[0] != a->lora.r || dt_lora_scale_of(a->lora.alpha, a->lora.r, a->lora.use_rslora) != a->embed_ref.scale)) ||
+        (a->lora.lm_head && (a->head_ref.A->shape[0] != a->lora.r || dt_lora_scale_of(a->lora.alpha, a->lora.r, a->lora.use_rslora) != a->head_ref.scale))) {
+        dt_adapter_free(a);
+        return dt_fail(ctx, DT_EINPUT, "%s: a rank_pattern / alpha_pattern entry for embed_tokens or lm_head is not exported to "
+                       "GGUF (llama.cpp has one alpha per file); merge instead", adapter_dir);
     }
     // llama.cpp multiplies by alpha / r; with rsLoRA the trained scale is alpha / sqrt(r) = (alpha sqrt(r)) / r.
     // These are the config's r and lora_alpha; modules with other ones (rank_pattern, alpha_pattern) get

@@ -178,8 +178,9 @@ static void ia3_to_json(const dt_adapter *a, const dt_model_config *mc, json_t *
 
 // The module whose vector changes layer tensor lt, or -1.
 static int module_of(const ia3_state *s, int layer, int lt) {
-    int mod = lt == DT_LT_Q_BIAS ? DT_MOD_Q : lt == DT_LT_K_BIAS ? DT_MOD_K : lt == DT_LT_V_BIAS ? DT_MOD_V : lt;
-    if (mod < 0 || mod >= DT_MOD_COUNT || !s->vec[(size_t)layer * DT_MOD_COUNT + (size_t)mod]) return -1;
+    int mod = lt == DT_LT_Q_BIAS ? DT_MOD_Q : lt == DT_LT_K_BIAS ? DT_MOD_K : lt == DT_LT_V_BIAS ? DT_MOD_V
+            : lt == DT_FOLD_O_BIAS ? DT_MOD_O : lt;
+    if (layer < 0 || mod < 0 || mod >= DT_MOD_COUNT || !s->vec[(size_t)layer * DT_MOD_COUNT + (size_t)mod]) return -1;
     if (lt != mod && s->feedforward[mod]) return -1; // an input scale leaves the bias alone
     return mod;
 }

@@ -1,6 +1,12 @@
 // LoRA: y = x W^T + scale * dropout(x) A^T B^T with A (r, in), B (out, r), on the chosen linear
 // modules of the chosen layers; r and the scale may differ per module (PEFT's rank_pattern and
 // alpha_pattern). Keys and initialisation follow Hugging Face PEFT.
+//
+// Also on the token embedding (target "embed_tokens": PEFT's lora_embedding_A (r, V) and lora_embedding_B
+// (D, r), peft/lora_embed.c) and on the LM head (target "lm_head": lora_A (r, D), lora_B (V, r), a hook
+// on the output projection). With tied embeddings (one matrix for both) each changes only its own use
+// of it, the lookup or the output projection, as PEFT's wrapped modules do at run time; a merge then
+// unties the model (peft/method.h, DT_FOLD_LM_HEAD).
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -9,6 +15,7 @@
 #include "autograd/rng.h"
 #include "peft/adapter.h"
 #include "peft/dora.h"
+#include "peft/lora_embed.h"
 #include "peft/merge.h"
 
 static void module_dims(const dt_model_config *c, dt_module mod, int64_t *out, int64_t *in) {
@@ -74,7 +81,18 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
             if (adapted(cfg, l, mod)) n += 2;
     const int n_ab = n; // DoRA's magnitude vectors follow the A's and B's of every layer
     if (cfg->use_dora) n += n / 2;
+    const int n_layers = n; // the embedding's and the head's A and B follow
+    n += 2 * cfg->embed_tokens + 2 * cfg->lm_head;
     if (n == 0) { dt_adapter_free(a); return dt_fail(ctx, DT_EINPUT, "LoRA targets no module of this model"); }
+    if (cfg->use_dora && (cfg->embed_tokens || cfg->lm_head)) {
+        dt_adapter_free(a);
+        return dt_fail(ctx, DT_EINPUT, "DoRA on embed_tokens or lm_head is not supported; target only the linear modules of the blocks");
+    }
+    if (cfg->layers && (cfg->embed_tokens || cfg->lm_head)) { // PEFT's check_target_module_exists wants a layer index then
+        dt_adapter_free(a);
+        return dt_fail(ctx, DT_EINPUT, "layers_to_transform with embed_tokens or lm_head in target_modules: PEFT adapts only "
+                       "modules inside the chosen layers then, so it would not load these; drop one of the two");
+    }
     int64_t (*shapes)[2] = calloc((size_t)n, sizeof *shapes);
     int *ndims = calloc((size_t)n, sizeof *ndims);
     char **names = calloc((size_t)n, sizeof *names);
@@ -129,6 +147,46 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
             names[i] = strdup(buf); ndims[i] = 1; shapes[i][0] = o; shapes[i][1] = 1;        // magnitude (out)
             i++;
         }
+    // The embedding's and the head's ranks and alphas: the patterns match "model.embed_tokens" / "lm_head".
+    int r_extra[2] = {cfg->r, cfg->r};
+    float al_extra[2] = {cfg->alpha, cfg->alpha};
+    const bool extra_on[2] = {cfg->embed_tokens, cfg->lm_head};
+    const char *const extra_mod[2] = {"model.embed_tokens", "lm_head"};
+    for (int e = 0; e < 2 && !rc; e++) {
+        if (!extra_on[e]) continue;
+        dt_lora_matcher *rm = NULL, *am = NULL;
+        double rv = cfg->r, av = cfg->alpha;
+        rc = dt_lora_matcher_new(ctx, &cfg->rank_pattern, "LoRA rank_pattern", &rm);
+        if (!rc) rc = dt_lora_matcher_new(ctx, &cfg->alpha_pattern, "LoRA alpha_pattern", &am);
+        if (!rc) rc = dt_lora_matcher_value(ctx, rm, extra_mod[e], cfg->r, &rv);
+        if (!rc) rc = dt_lora_matcher_value(ctx, am, extra_mod[e], cfg->alpha, &av);
+        if (!rc && !(rv >= 1 && rv <= 65536 && rv == (double)(int)rv))
+            rc = dt_fail(ctx, DT_EINPUT, "LoRA rank_pattern: module %s gets rank %g; expected a positive integer", extra_mod[e], rv);
+        dt_lora_matcher_free(rm);
+        dt_lora_matcher_free(am);
+        r_extra[e] = (int)rv;
+        al_extra[e] = (float)av;
+    }
+    const int64_t V = c->vocab_size, D = c->hidden_size;
+    if (!rc && cfg->embed_tokens) {
+        names[i] = strdup("base_model.model.model.embed_tokens.lora_embedding_A"); // (r, V)
+        ndims[i] = 2; shapes[i][0] = r_extra[0]; shapes[i][1] = V; i++;
+        names[i] = strdup("base_model.model.model.embed_tokens.lora_embedding_B"); // (D, r)
+        ndims[i] = 2; shapes[i][0] = D; shapes[i][1] = r_extra[0]; i++;
+    }
+    if (!rc && cfg->lm_head) {
+        names[i] = strdup("base_model.model.lm_head.lora_A.weight"); // (r, D)
+        ndims[i] = 2; shapes[i][0] = r_extra[1]; shapes[i][1] = D; i++;
+        names[i] = strdup("base_model.model.lm_head.lora_B.weight"); // (V, r)
+        ndims[i] = 2; shapes[i][0] = V; shapes[i][1] = r_extra[1]; i++;
+    }
+    for (int k = 0; k < i && !rc; k++)
+        if (!names[k]) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
+    if (rc) {
+        for (int k = 0; k < n; k++) free(names[k]);
+        free(shapes); free(ndims); free(names); free(ranks); free(where); dt_adapter_free(a);
+        return rc;
+    }
     rc = dt_adapter_alloc(ctx, a, n, (const int64_t(*)[2])shapes, ndims, names);
     free(shapes);
     free(ndims);
@@ -152,6 +210,24 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
     free(ranks);
     free(where);
     a->view.linear = a->hook_ptrs;
+    // The embedding's LoRA: A zero, B ~ N(0, 1) (PEFT's reset_lora_parameters for lora_embedding_A/B); no
+    // dropout (PEFT's Embedding applies none). The head's: a linear LoRA like the others.
+    int e = n_layers;
+    if (cfg->embed_tokens) {
+        dt_tensor *A = &a->tensors[e], *B = &a->tensors[e + 1];
+        for (int64_t k = 0; k < dt_numel(B); k++) dt_f32(B)[k] = (float)dt_rng_normal(&rng);
+        a->embed_ref = (dt_lora_ref){A, B, dt_lora_scale_of(al_extra[0], r_extra[0], cfg->use_rslora), 0.0f};
+        a->view.embed = (dt_llama_embed_site){dt_lora_embed_site, &a->embed_ref};
+        e += 2;
+    }
+    if (cfg->lm_head) {
+        dt_tensor *A = &a->tensors[e], *B = &a->tensors[e + 1];
+        const double bound = 1.0 / sqrt((double)A->shape[1]);
+        for (int64_t k = 0; k < dt_numel(A); k++) dt_f32(A)[k] = (float)((2.0 * dt_rng_uniform(&rng) - 1.0) * bound);
+        a->head_ref = (dt_lora_ref){A, B, dt_lora_scale_of(al_extra[1], r_extra[1], cfg->use_rslora), cfg->dropout};
+        a->head_hook = dt_lora_hook(&a->head_ref);
+        a->view.lm_head = &a->head_hook;
+    }
     if (cfg->use_dora && (rc = dt_dora_attach(ctx, a, m, n_ab))) { dt_adapter_free(a); return rc; }
     *out = a;
     return DT_OK;
@@ -160,6 +236,9 @@ int dt_lora_create(dt_ctx *ctx, const dt_llama *m, const dt_lora_config *cfg, ui
 int dt_lora_plus_lr_mult(dt_ctx *ctx, const dt_adapter *a, float ratio, float *mult) {
     if (a->method != &dt_method_lora)
         return dt_fail(ctx, DT_EINPUT, "LoRA+ needs a LoRA adapter (lora_B matrices), not %s", a->method->peft_type);
+    if (a->lora.embed_tokens) // PEFT's create_loraplus_optimizer gives them their own absolute rate
+        return dt_fail(ctx, DT_EINPUT, "LoRA+ with a LoRA on embed_tokens is not supported (PEFT trains lora_embedding_A/B "
+                       "at loraplus_lr_embedding, which deltatune does not have)");
     for (int i = 0; i < a->n_tensors; i++) {
         const dt_tensor *t = &a->tensors[i];
         const float k = strstr(a->names[i], ".lora_B.") ? ratio : 1.0f;
@@ -194,10 +273,13 @@ static int parse_lora_config(dt_ctx *ctx, json_t *cfg, const char *path, const d
         size_t i;
         json_t *v;
         json_array_foreach(tm, i, v) {
-            int mod = json_is_string(v) ? dt_module_from_name(json_string_value(v)) : -1;
+            const char *name = json_is_string(v) ? json_string_value(v) : "?";
+            if (!strcmp(name, "embed_tokens") || !strcmp(name, "model.embed_tokens")) { lc->embed_tokens = true; continue; }
+            if (!strcmp(name, "lm_head")) { lc->lm_head = true; continue; }
+            int mod = json_is_string(v) ? dt_module_from_name(name) : -1;
             if (mod < 0)
-                return dt_fail(ctx, DT_EINPUT, "%s: key 'target_modules': '%s' is not a linear module of this model (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)",
-                               path, json_is_string(v) ? json_string_value(v) : "?");
+                return dt_fail(ctx, DT_EINPUT, "%s: key 'target_modules': '%s' is not a module LoRA can adapt in this model (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, embed_tokens, lm_head)",
+                               path, name);
             lc->target[mod] = true;
         }
     } else {
@@ -225,8 +307,10 @@ static int parse_lora_config(dt_ctx *ctx, json_t *cfg, const char *path, const d
 
 static void lora_to_json(const dt_adapter *a, const dt_model_config *mc, json_t *c) {
     json_t *targets = json_array();
+    if (a->lora.embed_tokens) json_array_append_new(targets, json_string("embed_tokens"));
     for (int i = 0; i < DT_MOD_COUNT; i++)
         if (a->lora.target[i]) json_array_append_new(targets, json_string(dt_module_short((dt_module)i)));
+    if (a->lora.lm_head) json_array_append_new(targets, json_string("lm_head"));
     json_t *layers = json_null();
     if (a->lora.layers) {
         layers = json_array();
@@ -255,6 +339,11 @@ static void lora_to_json(const dt_adapter *a, const dt_model_config *mc, json_t 
 static int lora_from_json(dt_ctx *ctx, json_t *cfg, const char *path, const dt_llama *m, dt_adapter **out) {
     dt_lora_config lc;
     int rc = parse_lora_config(ctx, cfg, path, m, &lc);
+    if (!rc && lc.layers && (lc.embed_tokens || lc.lm_head))
+        rc = dt_fail(ctx, DT_EINPUT, "%s: keys 'layers_to_transform' and 'target_modules': with layers_to_transform PEFT adapts "
+                     "only modules inside the chosen layers, not embed_tokens or lm_head", path);
+    if (!rc && lc.use_dora && (lc.embed_tokens || lc.lm_head))
+        rc = dt_fail(ctx, DT_EINPUT, "%s: keys 'use_dora' and 'target_modules': DoRA on embed_tokens or lm_head is not supported", path);
     if (!rc) rc = dt_lora_create(ctx, m, &lc, 0, out);
     dt_lora_config_free(&lc);
     return rc;
@@ -262,7 +351,24 @@ static int lora_from_json(dt_ctx *ctx, json_t *cfg, const char *path, const dt_l
 
 // ---- merge ------------------------------------------------------------------------------------------
 
-static bool lora_folds(const dt_adapter *a, int layer, int lt) { return dt_adapter_lora_at(a, layer, lt) != NULL; }
+static bool lora_folds(const dt_adapter *a, int layer, int lt) {
+    if (lt == DT_FOLD_EMBED) return a->lora.embed_tokens;
+    if (lt == DT_FOLD_LM_HEAD) return a->lora.lm_head;
+    return layer >= 0 && dt_adapter_lora_at(a, layer, lt) != NULL;
+}
+
+// The embedding table's rows v (cols = D) += weight * scale * (A^T B^T)[v] = weight * scale * sum_k A[k, v] B[:, k].
+static void embed_fold_rows(const dt_adapter *a, float weight, const int64_t *src, int nb, int64_t cols, float *const *rows) {
+    const dt_lora_ref *l = &a->embed_ref;
+    const int64_t r = l->A->shape[0], V = l->A->shape[1];
+    const float *A = dt_f32(l->A), *B = dt_f32(l->B); // A (r, V), B (D, r)
+    const float s = weight * l->scale;
+    for (int b = 0; b < nb; b++)
+        for (int64_t k = 0; k < r; k++) {
+            const float c = s * A[k * V + src[b]];
+            for (int64_t x = 0; x < cols; x++) rows[b][x] += c * B[x * r + k];
+        }
+}
 
 // rows[b] (cols) += weight * scale * B[src[b], :] @ A for b < DT_FOLD_ROWS: that many rows of W + s B A at
 // once, so that A (r x cols, in L2) is read once per block of rows. Four of A's rows per pass, as fused
@@ -273,7 +379,8 @@ static void lora_fold_rows(const dt_adapter *a, int layer, int lt, float weight,
     enum { RB = DT_FOLD_ROWS };
     _Static_assert(RB == 4, "the loop below writes four rows");
     float *restrict w0 = rows[0], *restrict w1 = rows[1], *restrict w2 = rows[2], *restrict w3 = rows[3];
-    const dt_lora_ref *r = dt_adapter_lora_at(a, layer, lt);
+    if (lt == DT_FOLD_EMBED) { embed_fold_rows(a, weight, src, nb, cols, rows); return; }
+    const dt_lora_ref *r = lt == DT_FOLD_LM_HEAD ? &a->head_ref : dt_adapter_lora_at(a, layer, lt);
     const int64_t rk = r->A->shape[0];
     const float s = r->scale * weight;
     const float *A = dt_f32(r->A), *B = dt_f32(r->B); // A (rk, cols), B (out, rk)
@@ -293,7 +400,7 @@ static void lora_fold_rows(const dt_adapter *a, int layer, int lt, float weight,
             w3[x] = fmaf(c[3][3], v3, fmaf(c[3][2], v2, fmaf(c[3][1], v1, fmaf(c[3][0], v0, w3[x]))));
         }
     }
-    if (dt_dora_active(a, layer, lt)) dt_dora_fold_rows(a, layer, lt, src, nb, cols, rows);
+    if (layer >= 0 && dt_dora_active(a, layer, lt)) dt_dora_fold_rows(a, layer, lt, src, nb, cols, rows);
 }
 
 const dt_method dt_method_lora = {

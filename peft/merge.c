@@ -78,6 +78,29 @@ static int check_base(merger *m) {
     return rc;
 }
 
+// An adapter's copies of base layers (PEFT's save_embedding_layers, peft_io.h) must be the base's own:
+// checked here against the source, since the merge reads adapters without the model's weights.
+static int check_base_copies(merger *m, const char *dir) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", dir);
+    dt_safetensors *st = NULL;
+    int rc = dt_st_open(m->ctx, path, &st);
+    for (size_t i = 0; !rc && i < dt_st_count(st); i++) {
+        const dt_st_tensor *t = dt_st_at(st, i), *src;
+        const char *copied = dt_peft_base_copy_of(t->name, &m->cfg);
+        if (!copied || !(src = dt_mg_src_find(m, copied)) || src->ndim != 2) continue;
+        float *base = malloc((size_t)(src->shape[0] * src->shape[1]) * sizeof(float));
+        if (!base) { rc = dt_fail(m->ctx, DT_ENOMEM, "out of memory"); break; }
+        rc = dt_st_tensor_copy(m->ctx, dt_mg_src_file(m, src), src, DT_F32, base);
+        dt_tensor bt;
+        dt_tensor_set(&bt, DT_F32, base, 2, src->shape);
+        if (!rc) rc = dt_peft_check_base_copy(m->ctx, path, t, &bt);
+        free(base);
+    }
+    dt_st_close(st);
+    return rc;
+}
+
 static int load_adapters(merger *m) {
     const dt_merge_opts *o = m->o;
     if (o->n_adapters && !(m->ad = calloc((size_t)o->n_adapters, sizeof *m->ad))) return dt_fail(m->ctx, DT_ENOMEM, "out of memory");
@@ -86,6 +109,69 @@ static int load_adapters(merger *m) {
         if (rc) return rc;
         const dt_method *me = m->ad[i]->method;
         if (me->no_merge) return dt_fail(m->ctx, DT_EINPUT, "%s: a %s adapter cannot be merged into weights: %s", o->adapters[i].dir, me->peft_type, me->no_merge);
+        if (me->merge_check && (rc = me->merge_check(m->ctx, m->ad[i], &m->cfg, o->adapters[i].dir))) return rc;
+        if ((rc = check_base_copies(m, o->adapters[i].dir))) return rc;
+    }
+    return DT_OK;
+}
+
+static bool any_folds(const merger *m, int layer, int lt) {
+    for (int i = 0; i < m->o->n_adapters; i++)
+        if (m->ad[i]->method->folds(m->ad[i], layer, lt)) return true;
+    return false;
+}
+
+// The tensors the merged model gains (merge_internal.h): the attention biases when an adapter writes one
+// the base lacks (transformers' attention_bias then wants q, k, v and o biases in every layer: zeros
+// where nothing is folded), and lm_head.weight when the base ties it to the embedding and an adapter
+// changes either (each must then be its own matrix).
+static int plan_extras(merger *m) {
+    const dt_model_config *c = &m->cfg;
+    const int L = c->num_layers;
+    const dt_layer_tensor qkv[3] = {DT_LT_Q_BIAS, DT_LT_K_BIAS, DT_LT_V_BIAS};
+    char name[256];
+    bool want = false;
+    for (int l = 0; l < L && !want; l++) {
+        for (int k = 0; k < 3; k++) want |= !c->attention_bias && any_folds(m, l, qkv[k]);
+        dt_tn_module(name, sizeof name, "", l, DT_MOD_O, ".bias");
+        want |= !dt_mg_src_find(m, name) && any_folds(m, l, DT_FOLD_O_BIAS);
+    }
+    if (want && (c->attention_bias || (c->arch != DT_ARCH_LLAMA && c->arch != DT_ARCH_QWEN3)))
+        return dt_fail(m->ctx, DT_EINPUT, "%s: an adapter adds attention biases this %s model's config cannot declare",
+                       m->o->model, c->arch_name);
+    m->attention_bias = want;
+    const dt_st_tensor *embed = dt_mg_src_find(m, dt_tn_global(DT_GT_EMBED));
+    m->untie = c->tie_word_embeddings && (any_folds(m, -1, DT_FOLD_EMBED) || any_folds(m, -1, DT_FOLD_LM_HEAD));
+    const size_t n = (want ? (size_t)L * 4 : 0) + m->untie;
+    if (!n) return DT_OK;
+    const int64_t D = c->hidden_size, q = (int64_t)c->num_heads * c->head_dim, kv = (int64_t)c->num_kv_heads * c->head_dim;
+    const int64_t widest = q > D ? q : D;
+    m->extra = calloc(n, sizeof *m->extra);
+    m->zeros = calloc((size_t)widest, sizeof(float));
+    if (!m->extra || !m->zeros) return dt_fail(m->ctx, DT_ENOMEM, "out of memory");
+    const int shard = m->st ? dt_st_shard_count(m->st) - 1 : 0; // new tensors go into the last shard
+    for (int l = 0; l < L && want; l++)
+        for (int k = 0; k < 4; k++) {
+            const int64_t out = k == 0 ? q : k == 3 ? D : kv;
+            if (k < 3) dt_tn_layer(name, sizeof name, l, qkv[k]);
+            else dt_tn_module(name, sizeof name, "", l, DT_MOD_O, ".bias");
+            dt_st_tensor *t = &m->extra[m->n_extra];
+            if (!(t->name = strdup(name))) return dt_fail(m->ctx, DT_ENOMEM, "out of memory");
+            m->n_extra++;
+            t->dtype = DT_F32;
+            t->st_dtype = DT_ST_F32;
+            t->ndim = 1;
+            for (int d = 0; d < DT_MAX_DIMS; d++) t->shape[d] = 1;
+            t->shape[0] = out;
+            t->data = m->zeros;
+            t->nbytes = (size_t)out * sizeof(float);
+            t->shard = shard;
+        }
+    if (m->untie) {
+        dt_st_tensor *t = &m->extra[m->n_extra];
+        *t = *embed; // the same bytes, under the head's name
+        if (!(t->name = strdup(dt_tn_global(DT_GT_LM_HEAD)))) return dt_fail(m->ctx, DT_ENOMEM, "out of memory");
+        m->n_extra++;
     }
     return DT_OK;
 }
@@ -105,9 +191,13 @@ int dt_merge(dt_ctx *ctx, const dt_merge_opts *o) {
     if (!rc && o->format == DT_MERGE_GGUF) rc = dt_gguf_arch(ctx, &m.cfg, o->model, &m.arch);
     if (!rc) rc = check_base(&m);
     if (!rc) rc = load_adapters(&m);
+    if (!rc) rc = plan_extras(&m);
     if (!rc) rc = o->format == DT_MERGE_GGUF ? dt_mg_write_gguf(&m) : dt_mg_write_hf(&m);
     for (int i = 0; m.ad && i < o->n_adapters; i++) dt_adapter_free(m.ad[i]);
     free(m.ad);
+    for (size_t i = 0; i < m.n_extra; i++) free(m.extra[i].name);
+    free(m.extra);
+    free(m.zeros);
     free(m.scratch);
     free(m.obuf);
     dt_st_close(m.st);

@@ -70,7 +70,7 @@ static int check_job_type(merger *m, const tjob *j) {
 static int plan_gguf(merger *m, int dtype, gguf_plan *p) {
     const dt_model_config *c = &m->cfg;
     const size_t per_layer = sizeof GGUF_LAYER_ORDER / sizeof GGUF_LAYER_ORDER[0];
-    if (!(p->jobs = calloc(4 + (size_t)c->num_layers * per_layer, sizeof *p->jobs))) return dt_fail(m->ctx, DT_ENOMEM, "out of memory");
+    if (!(p->jobs = calloc(4 + (size_t)c->num_layers * (per_layer + 1), sizeof *p->jobs))) return dt_fail(m->ctx, DT_ENOMEM, "out of memory");
     const dt_st_tensor *rf = dt_mg_src_find(m, "rope_freqs.weight"); // a GGUF base's llama3 factors
     if (rf) add_job(m, p, rf, "rope_freqs.weight", DT_F32);
     else if (c->rope_scaling_type == DT_ROPE_LLAMA3) {
@@ -95,11 +95,18 @@ static int plan_gguf(merger *m, int dtype, gguf_plan *p) {
             tjob *j = add_job(m, p, t, gg, dtype);
             if (perm && (lt == DT_LT_Q || lt == DT_LT_Q_BIAS)) j->heads = c->num_heads;
             if (perm && (lt == DT_LT_K || lt == DT_LT_K_BIAS)) j->heads = c->num_kv_heads;
+            if (lt == DT_LT_O) { // o_proj's bias (Llama/Qwen3 attention_bias), llama.cpp's optional bo
+                dt_tn_module(hf, sizeof hf, "", l, DT_MOD_O, ".bias");
+                if ((t = dt_mg_src_find(m, hf))) {
+                    snprintf(gg, sizeof gg, "blk.%d.%s.bias", l, dt_module_gguf(DT_MOD_O));
+                    add_job(m, p, t, gg, dtype);
+                }
+            }
         }
     add_job(m, p, dt_mg_src_find(m, dt_tn_global(DT_GT_NORM)), dt_tn_global_gguf(DT_GT_NORM), dtype);
     // A tied head is the embedding: llama.cpp uses token_embd when output.weight is absent.
     const dt_st_tensor *head = dt_mg_src_find(m, dt_tn_global(DT_GT_LM_HEAD));
-    if (head && !c->tie_word_embeddings) add_job(m, p, head, dt_tn_global_gguf(DT_GT_LM_HEAD), dtype);
+    if (head && (!c->tie_word_embeddings || m->untie)) add_job(m, p, head, dt_tn_global_gguf(DT_GT_LM_HEAD), dtype);
     // Anything else in the checkpoint has no llama.cpp name; the converter drops rotary inv_freq too.
     for (size_t i = 0; i < dt_mg_src_count(m); i++) {
         const dt_st_tensor *t = dt_mg_src_at(m, i);

@@ -115,6 +115,32 @@ static char *set_config_dtype(const char *text, const char *value) {
     return r;
 }
 
+// config.json with the boolean `key` set to value (replaced where it is, else added at the top), edited as
+// text like set_config_dtype. NULL when out of memory or not an object.
+static char *set_config_bool(const char *text, const char *key, bool value) {
+    char quoted[64];
+    snprintf(quoted, sizeof quoted, "\"%s\"", key);
+    const char *v = value ? "true" : "false";
+    size_t n = strlen(text);
+    for (const char *k = strstr(text, quoted); k; k = strstr(k + 1, quoted)) {
+        const char *p = k + strlen(quoted);
+        while (*p && strchr(" \t\r\n", *p)) p++;
+        if (*p != ':') continue;
+        p++;
+        while (*p && strchr(" \t\r\n", *p)) p++;
+        size_t old = !strncmp(p, "true", 4) ? 4 : !strncmp(p, "false", 5) ? 5 : !strncmp(p, "null", 4) ? 4 : 0;
+        if (!old) continue;
+        char *out = malloc(n + 8);
+        if (out) sprintf(out, "%.*s%s%s", (int)(p - text), text, v, p + old);
+        return out;
+    }
+    const char *brace = strchr(text, '{');
+    if (!brace) return NULL;
+    char *out = malloc(n + strlen(key) + 32);
+    if (out) sprintf(out, "%.*s\n  \"%s\": %s,%s", (int)(brace + 1 - text), text, key, v, brace + 1);
+    return out;
+}
+
 static int write_config(merger *m, const char *tmp) {
     dt_ctx *ctx = m->ctx;
     char dst[4096], srcp[4096];
@@ -122,6 +148,8 @@ static int write_config(merger *m, const char *tmp) {
     if (!m->st) { // llama2.c: the config comes from its header
         dt_model_config c = m->cfg;
         c.torch_dtype = m->o->dtype >= 0 ? (dt_dtype)m->o->dtype : DT_F32;
+        c.attention_bias |= m->attention_bias;
+        c.tie_word_embeddings &= !m->untie;
         return dt_config_save(ctx, &c, dst);
     }
     snprintf(srcp, sizeof srcp, "%s/config.json", m->o->model);
@@ -133,6 +161,17 @@ static int write_config(merger *m, const char *tmp) {
         char *edited = set_config_dtype(text, torch_dtype_name((dt_dtype)m->o->dtype));
         free(text);
         if (!edited) return dt_fail(ctx, DT_EINPUT, "%s: cannot set torch_dtype (not a JSON object?)", srcp);
+        text = edited;
+        n = strlen(text);
+    }
+    // What an adapter added (merge_internal.h): the attention biases, an untied LM head.
+    const char *keys[2] = {"attention_bias", "tie_word_embeddings"};
+    const bool on[2] = {m->attention_bias, m->untie}, val[2] = {true, false};
+    for (int k = 0; k < 2; k++) {
+        if (!on[k]) continue;
+        char *edited = set_config_bool(text, keys[k], val[k]);
+        free(text);
+        if (!edited) return dt_fail(ctx, DT_EINPUT, "%s: cannot set %s (not a JSON object?)", srcp, keys[k]);
         text = edited;
         n = strlen(text);
     }
@@ -172,6 +211,12 @@ static int write_index(merger *m, const char *tmp, uint64_t total) {
     json_t *meta = json_object_get(idx, "metadata");
     if (!json_is_object(meta)) json_object_set_new(idx, "metadata", meta = json_object());
     json_object_set_new(meta, "total_size", json_integer((json_int_t)total));
+    json_t *map = json_object_get(idx, "weight_map");
+    for (size_t i = 0; json_is_object(map) && i < m->n_extra; i++) { // the added tensors, in their shard
+        char shard[512];
+        dt_mg_base_name(dt_st_shard_path(m->st, m->extra[i].shard), shard, sizeof shard);
+        json_object_set_new(map, m->extra[i].name, json_string(shard));
+    }
     // As transformers writes it: json.dumps(index, indent=2, sort_keys=True) + "\n".
     char *text = json_dumps(idx, JSON_INDENT(2) | JSON_SORT_KEYS | JSON_ENSURE_ASCII);
     json_decref(idx);
@@ -188,13 +233,13 @@ static int write_index(merger *m, const char *tmp, uint64_t total) {
 // Writes the shard files into tmp: for each input shard, its tensors under the same name.
 static int write_shards(merger *m, const char *tmp, uint64_t *total) {
     dt_ctx *ctx = m->ctx;
-    const size_t n = dt_mg_src_count(m);
+    const size_t n_src = dt_mg_src_count(m), n = n_src + m->n_extra; // the source's tensors, then the added ones
     tjob *jobs = calloc(n ? n : 1, sizeof *jobs);
     if (!jobs) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     int rc = DT_OK;
     *total = 0;
     for (size_t i = 0; i < n && !rc; i++) {
-        const dt_st_tensor *t = dt_mg_src_at(m, i);
+        const dt_st_tensor *t = i < n_src ? dt_mg_src_at(m, i) : &m->extra[i - n_src];
         dt_mg_job_init(m, &jobs[i], t);
         if (t->st_dtype == DT_ST_I64 || t->st_dtype == DT_ST_U8)
             rc = dt_fail(ctx, DT_EUNSUPPORTED, "%s: tensor '%s': %s tensors cannot be written", dt_mg_src_file(m, t), t->name,

@@ -8,6 +8,7 @@
 #define DT_MERGE_INTERNAL_H
 #include <pthread.h>
 #include <stdbool.h>
+#include <string.h>
 #include "models/safetensors.h"
 #include "models/weights.h"
 #include "peft/merge.h"
@@ -28,12 +29,25 @@ typedef struct merger {
     void *obuf;           // gguf: one tensor in its output dtype
     size_t obuf_n;
     pthread_mutex_t stat_mu; // guards the re-quantization error sums of the jobs
+    // Tensors the merged model gains (peft/method.h, DT_FOLD_*): q/k/v/o biases the base lacks (zeros
+    // before folding) and an untied lm_head (the embedding's bytes); found by dt_mg_src_find like the
+    // source's own, written after them.
+    dt_st_tensor *extra;  // (n_extra)
+    size_t n_extra;
+    void *zeros;          // f32 zeros for the new biases, as wide as the widest
+    bool attention_bias;  // the output's config sets attention_bias: true (it was false)
+    bool untie;           // the output's config sets tie_word_embeddings: false (it was true)
 } merger;
 
 // The source tensors: a Hugging Face model's shards, or a llama2.c file's tensors.
 static inline size_t dt_mg_src_count(const merger *m) { return m->st ? dt_st_count(m->st) : dt_weights_count(m->w); }
 static inline const dt_st_tensor *dt_mg_src_at(const merger *m, size_t i) { return m->st ? dt_st_at(m->st, i) : dt_weights_at(m->w, i); }
-static inline const dt_st_tensor *dt_mg_src_find(const merger *m, const char *n) { return m->st ? dt_st_find(m->st, n) : dt_weights_find(m->w, n); }
+static inline const dt_st_tensor *dt_mg_src_find(const merger *m, const char *n) {
+    const dt_st_tensor *t = m->st ? dt_st_find(m->st, n) : dt_weights_find(m->w, n);
+    for (size_t i = 0; !t && i < m->n_extra; i++)
+        if (!strcmp(m->extra[i].name, n)) t = &m->extra[i];
+    return t;
+}
 static inline const char *dt_mg_src_file(const merger *m, const dt_st_tensor *t) {
     return m->st ? dt_st_shard_path(m->st, t->shard) : dt_weights_path(m->w);
 }

@@ -321,7 +321,22 @@ void dt_mg_job_init(merger *m, tjob *j, const dt_st_tensor *t) {
     memcpy(j->shape, t->shape, sizeof j->shape);
     snprintf(j->name, sizeof j->name, "%s", t->name);
     dt_layer_tensor lt;
-    if (!dt_tn_parse_layer(t->name, &j->layer, &lt)) j->lt = (int)lt;
+    char o_bias[256];
+    if (!dt_tn_parse_layer(t->name, &j->layer, &lt)) {
+        j->lt = (int)lt;
+    } else if (!strcmp(t->name, dt_tn_global(DT_GT_EMBED))) {
+        j->layer = -1;
+        j->lt = DT_FOLD_EMBED;
+    } else if (!strcmp(t->name, dt_tn_global(DT_GT_LM_HEAD))) {
+        j->layer = -1;
+        j->lt = DT_FOLD_LM_HEAD;
+    } else { // o_proj's bias is no dt_layer_tensor: "model.layers.N.self_attn.o_proj.bias"
+        int layer;
+        if (sscanf(t->name, "model.layers.%d.", &layer) == 1 && layer >= 0 && layer < 1000000) {
+            dt_tn_module(o_bias, sizeof o_bias, "", layer, DT_MOD_O, ".bias");
+            if (!strcmp(t->name, o_bias)) { j->layer = layer; j->lt = DT_FOLD_O_BIAS; }
+        }
+    }
 }
 
 // Row buffers for the widest folded or permuted tensor: ROW_BUFS rows of f32 for each row-loop thread and for

@@ -18,11 +18,20 @@
 #include <stdint.h>
 #include "autograd/context.h"
 #include "models/config.h"
+#include "models/tensor_names.h"
 
 struct dt_adapter;
 struct dt_llama;
 
 enum { DT_FOLD_ROWS = 4 }; // rows per dt_method.fold_rows call
+
+// Merge targets beyond the dt_layer_tensor values (the lt of dt_method.folds / fold_rows): o_proj's bias
+// (layer >= 0; transformers' Llama and Qwen3 have it with attention_bias), and the global matrices
+// (layer -1): the embedding table (V, D) and the LM head (V, D). A merge may create a tensor the base lacks
+// when an adapter folds it: q/k/v/o biases (then config.json gets attention_bias: true and every one of
+// them, zeros where no adapter writes), or lm_head.weight of a model with tied embeddings (then the model
+// is untied: tie_word_embeddings false, lm_head starting as a copy of the embedding table).
+enum { DT_FOLD_O_BIAS = DT_LT_COUNT, DT_FOLD_EMBED, DT_FOLD_LM_HEAD, DT_FOLD_COUNT };
 
 typedef struct dt_method {
     const char *name;      // "lora", "prompt_tuning", "ia3": the recipe's method.name
@@ -37,7 +46,8 @@ typedef struct dt_method {
     int (*from_json)(dt_ctx *ctx, json_t *cfg, const char *path, const struct dt_llama *m, struct dt_adapter **out);
     // Sets the method's keys of adapter_config.json on c (the shared ones are set by the caller).
     void (*to_json)(const struct dt_adapter *a, const dt_model_config *mc, json_t *c);
-    // Merge. folds: whether the adapter changes layer tensor lt (a dt_layer_tensor) of this layer.
+    // Merge. folds: whether the adapter changes layer tensor lt (a dt_layer_tensor, or a DT_FOLD_* value
+    // above) of this layer (-1 for the global ones).
     // fold_rows: rows[b] (cols floats), b < nb, are rows src[b] of that tensor in f32 (a 1-D tensor has
     // cols 1); the adapter, with multiplier weight, is folded into them in place. rows has DT_FOLD_ROWS
     // entries; those from nb on are zeroed scratch rows it may write. Both NULL when no_merge.
@@ -45,6 +55,9 @@ typedef struct dt_method {
     void (*fold_rows)(const struct dt_adapter *a, int layer, int lt, float weight, const int64_t *src, int nb,
                       int64_t cols, float *const *rows);
     const char *no_merge;  // why it cannot be merged into weights; NULL when it can
+    // Optional (NULL: every model): DT_EINPUT naming dir and the reason when this adapter cannot be merged
+    // into a model of config c (what the merged model's config could not express).
+    int (*merge_check)(dt_ctx *ctx, const struct dt_adapter *a, const dt_model_config *c, const char *dir);
     // Frees the method's own state (dt_adapter.state); NULL when it has none.
     void (*free_state)(void *state);
 } dt_method;

@@ -9,6 +9,7 @@
 #include "models/atomic_file.h"
 #include "models/safetensors.h"
 #include "models/safetensors_write.h"
+#include "autograd/dtype.h"
 
 // Keys PEFT writes that we read or knowingly ignore; anything else gets a warning.
 static const char *KNOWN_KEYS[] = {
@@ -29,6 +30,44 @@ static bool is_known(const char *k, const dt_method *method) {
     for (const char *const *p = method->keys; p && *p; p++)
         if (!strcmp(k, *p)) return true;
     return false;
+}
+
+const char *dt_peft_base_copy_of(const char *key, const dt_model_config *c) {
+    if (!strcmp(key, "base_model.model.model.embed_tokens.base_layer.weight")) return dt_tn_global(DT_GT_EMBED);
+    if (!strcmp(key, "base_model.model.lm_head.base_layer.weight"))
+        return dt_tn_global(c->tie_word_embeddings ? DT_GT_EMBED : DT_GT_LM_HEAD);
+    return NULL;
+}
+
+int dt_peft_check_base_copy(dt_ctx *ctx, const char *file, const dt_st_tensor *t, const dt_tensor *base) {
+    const int64_t rows = base->shape[0], cols = base->shape[1];
+    if (t->ndim != 2 || t->shape[0] != rows || t->shape[1] != cols)
+        return dt_fail(ctx, DT_EINPUT, "%s: tensor '%s' (PEFT's copy of the base layer, save_embedding_layers) is not the base "
+                       "model's shape [%lld, %lld]: a resized embedding is not supported", file, t->name, (long long)rows,
+                       (long long)cols);
+    // A base kept in bf16/f16 is compared with the copy rounded the same way; a block-quantized one cannot be
+    // compared value for value, and is taken as it is.
+    const dt_dtype bt = base->dtype;
+    if (bt != DT_F32 && bt != DT_BF16 && bt != DT_F16) return DT_OK;
+    float *copy = malloc((size_t)(rows * cols) * sizeof(float)), *row = malloc((size_t)cols * sizeof(float));
+    uint16_t *half = malloc((size_t)cols * sizeof(uint16_t));
+    int rc = copy && row && half ? dt_st_tensor_copy(ctx, file, t, DT_F32, copy) : dt_fail(ctx, DT_ENOMEM, "out of memory");
+    for (int64_t r = 0; r < rows && !rc; r++) {
+        float *want = copy + r * cols;
+        if (bt != DT_F32) {
+            dt_convert_from_f32(half, bt, want, (size_t)cols);
+            dt_convert_to_f32(want, half, bt, (size_t)cols);
+        }
+        dt_tensor_row_f32(base, r, row);
+        if (memcmp(row, want, (size_t)cols * sizeof(float)))
+            rc = dt_fail(ctx, DT_EINPUT, "%s: tensor '%s' (PEFT's copy of the base layer, save_embedding_layers) differs from "
+                         "the base model's weights (row %lld): an adapter that replaces the embedding is not supported; use "
+                         "the base model it was trained on", file, t->name, (long long)r);
+    }
+    free(copy);
+    free(row);
+    free(half);
+    return rc;
 }
 
 int dt_adapter_load(dt_ctx *ctx, const char *dir, const dt_llama *m, dt_adapter **out) {
@@ -70,10 +109,18 @@ int dt_adapter_load(dt_ctx *ctx, const char *dir, const dt_llama *m, dt_adapter 
         rc = dt_st_read_f32(ctx, st, a->names[i], dt_f32(&a->tensors[i]), a->tensors[i].ndim, a->tensors[i].shape);
     // Every tensor of the file must belong to this adapter: an extra one means the config and the
     // weights disagree (another model, other layers or modules).
-    for (size_t i = 0; i < dt_st_count(st) && !rc; i++)
-        if (!dt_adapter_find(a, dt_st_at(st, i)->name))
+    for (size_t i = 0; i < dt_st_count(st) && !rc; i++) {
+        const dt_st_tensor *t = dt_st_at(st, i);
+        const char *copied = a->method == &dt_method_lora ? dt_peft_base_copy_of(t->name, &m->cfg) : NULL;
+        if (copied) { // checked against the weights here, or by the merge against its source (m has none there)
+            const dt_tensor *base = !strcmp(copied, dt_tn_global(DT_GT_EMBED)) ? &m->embed : &m->lm_head;
+            if (base->data) rc = dt_peft_check_base_copy(ctx, wpath, t, base);
+            continue;
+        }
+        if (!dt_adapter_find(a, t->name))
             rc = dt_fail(ctx, DT_EINPUT, "%s: tensor '%s' does not fit the adapter described by adapter_config.json and this base model",
                          wpath, dt_st_at(st, i)->name);
+    }
 done:
     dt_st_close(st);
     json_decref(cfg);

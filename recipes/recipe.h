@@ -13,7 +13,9 @@
 #include "autograd/dtype_choice.h"
 #include "autograd/tensor.h"
 
-typedef enum { DT_METHOD_LORA, DT_METHOD_PROMPT_TUNING, DT_METHOD_IA3, DT_METHOD_BOTTLENECK, DT_METHOD_PREFIX_TUNING } dt_method_kind;
+typedef enum {
+    DT_METHOD_LORA, DT_METHOD_PROMPT_TUNING, DT_METHOD_IA3, DT_METHOD_BOTTLENECK, DT_METHOD_PREFIX_TUNING, DT_METHOD_BITFIT
+} dt_method_kind;
 typedef enum { DT_BN_TYPE_HOULSBY, DT_BN_TYPE_PFEIFFER } dt_bn_type;
 typedef enum { DT_PT_INIT_RANDOM, DT_PT_INIT_VOCAB, DT_PT_INIT_TEXT } dt_pt_init;
 typedef enum {
@@ -45,7 +47,7 @@ typedef struct dt_recipe {
     } model;
     struct {
         dt_method_kind name;
-        // LoRA (target_modules: IA3 too)
+        // LoRA (target_modules: IA3 and BitFit too)
         int r;
         double alpha;
         double dropout;

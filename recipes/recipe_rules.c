@@ -71,6 +71,9 @@ static int method_modules(dt_rload *L) {
     int rc = DT_OK;
     if (!L->val_at[idx("method.target_modules")] && r->method.name == DT_METHOD_LORA)
         rc = set_modules(L, &r->method.target_modules, 2, (const char *const[]){"q_proj", "v_proj"});
+    // BitFit: q/k/v_proj, the biases a merge can write for every architecture transformers 4.40 loads.
+    if (!rc && !L->val_at[idx("method.target_modules")] && r->method.name == DT_METHOD_BITFIT)
+        rc = set_modules(L, &r->method.target_modules, 3, (const char *const[]){"q_proj", "k_proj", "v_proj"});
     if (r->method.name != DT_METHOD_IA3) return rc;
     if (!rc && !L->val_at[idx("method.target_modules")])
         rc = set_modules(L, &r->method.target_modules, 3, (const char *const[]){"k_proj", "v_proj", "down_proj"});
@@ -105,12 +108,16 @@ int dt_rapply_rules(dt_rload *L) {
     if ((rc = exclusive(L, "train.lr_scheduler.warmup_steps", "train.lr_scheduler.warmup_ratio"))) return rc;
 
     if ((rc = method_modules(L))) return rc;
-    if (r->method.name == DT_METHOD_LORA && r->method.use_dora && r->method.dropout > 0) {
-        const dt_ynode *at = given(L, "method.use_dora");
-        return dt_yfail(L->ctx, at ? at : L->val_at[idx("method.name")],
-                        "method.use_dora: DoRA is trained here with method.dropout 0 only (PEFT's DoRA also applies the "
-                        "base weight to the dropped-out input); method.dropout is %g (its default is 0.05)", r->method.dropout);
-    }
+    // LoRA on the embedding or the head: PEFT adapts them only without layers_to_transform, and not with DoRA.
+    bool outer = false;
+    for (int i = 0; r->method.name == DT_METHOD_LORA && i < r->method.target_modules.n; i++)
+        outer |= !strcmp(r->method.target_modules.items[i], "embed_tokens") || !strcmp(r->method.target_modules.items[i], "lm_head");
+    if (outer && given(L, "method.layers_to_transform"))
+        return dt_yfail(L->ctx, given(L, "method.layers_to_transform"), "method.layers_to_transform: cannot be combined with "
+                        "embed_tokens or lm_head in method.target_modules (PEFT then adapts only modules inside the chosen layers)");
+    if (outer && r->method.use_dora)
+        return dt_yfail(L->ctx, given(L, "method.use_dora") ? given(L, "method.use_dora") : L->val_at[idx("method.name")],
+                        "method.use_dora: DoRA on embed_tokens or lm_head (method.target_modules) is not supported");
     if (r->method.name == DT_METHOD_PROMPT_TUNING) {
         const dt_ynode *text = given(L, "method.init_text"), *init = L->val_at[idx("method.init")];
         if (r->method.init == DT_PT_INIT_TEXT && !text)

@@ -15,7 +15,7 @@ _Static_assert(sizeof(dt_method_kind) == sizeof(int) && sizeof(dt_pt_init) == si
 
 static const dt_renum METHODS[] = {
     {"lora", DT_METHOD_LORA}, {"prompt_tuning", DT_METHOD_PROMPT_TUNING}, {"ia3", DT_METHOD_IA3},
-    {"bottleneck", DT_METHOD_BOTTLENECK}, {"prefix_tuning", DT_METHOD_PREFIX_TUNING}, {0, 0}};
+    {"bottleneck", DT_METHOD_BOTTLENECK}, {"prefix_tuning", DT_METHOD_PREFIX_TUNING}, {"bitfit", DT_METHOD_BITFIT}, {0, 0}};
 static const dt_renum BN_TYPES[] = {{"houlsby", DT_BN_TYPE_HOULSBY}, {"pfeiffer", DT_BN_TYPE_PFEIFFER}, {0, 0}};
 static const dt_renum PT_INITS[] = {
     {"random", DT_PT_INIT_RANDOM}, {"vocab", DT_PT_INIT_VOCAB}, {"text", DT_PT_INIT_TEXT}, {0, 0}};
@@ -60,7 +60,7 @@ const dt_rkey dt_recipe_keys[] = {
     {"method.r",                           DT_RK_INT,       OFF(method.r),                     LORA,            1, 65536, 0, NULL, "8"},
     {"method.alpha",                       DT_RK_FLOAT,     OFF(method.alpha),                 LORA|LO_OPEN,    0, INF, 0, NULL, "16"},
     {"method.dropout",                     DT_RK_FLOAT,     OFF(method.dropout),               LORA|HI_OPEN,    0, 1, 0, NULL, "0.05"},
-    {"method.target_modules",              DT_RK_MODULES,   OFF(method.target_modules),        LORA|IA3|DT_RF_RULE, 0, 0, 0, NULL, NULL},
+    {"method.target_modules",              DT_RK_MODULES,   OFF(method.target_modules),        LORA|IA3|DT_RF_BITFIT|DT_RF_RULE, 0, 0, 0, NULL, NULL},
     {"method.layers_to_transform",         DT_RK_INTLIST,   OFF(method.layers_to_transform),   LORA|NUL,        0, 65535, 0, NULL, "null"},
     {"method.use_rslora",                  DT_RK_BOOL,      OFF(method.use_rslora),            LORA,            0, 0, 0, NULL, "false"},
     {"method.use_dora",                    DT_RK_BOOL,      OFF(method.use_dora),              LORA,            0, 0, 0, NULL, "false"},
@@ -143,7 +143,8 @@ const char *dt_renum_name(const dt_renum *names, int value) {
 
 bool dt_rkey_for_method(const dt_rkey *k, int method) {
     const unsigned own[] = {[DT_METHOD_LORA] = DT_RF_LORA, [DT_METHOD_PROMPT_TUNING] = DT_RF_PT, [DT_METHOD_IA3] = DT_RF_IA3,
-                            [DT_METHOD_BOTTLENECK] = DT_RF_BN, [DT_METHOD_PREFIX_TUNING] = DT_RF_PREFIX};
+                            [DT_METHOD_BOTTLENECK] = DT_RF_BN, [DT_METHOD_PREFIX_TUNING] = DT_RF_PREFIX,
+                            [DT_METHOD_BITFIT] = DT_RF_BITFIT};
     return !(k->flags & DT_RF_METHODS) || (k->flags & own[method]);
 }
 

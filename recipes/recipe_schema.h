@@ -34,8 +34,9 @@ enum {
     DT_RF_IA3      = 1 << 9,  // only with method.name: ia3
     DT_RF_BN       = 1 << 10, // only with method.name: bottleneck
     DT_RF_PREFIX   = 1 << 11, // only with method.name: prefix_tuning
+    DT_RF_BITFIT   = 1 << 12, // only with method.name: bitfit
     // A key with some of these belongs to those methods only; one with none is shared by all.
-    DT_RF_METHODS  = DT_RF_LORA | DT_RF_PT | DT_RF_IA3 | DT_RF_BN | DT_RF_PREFIX,
+    DT_RF_METHODS  = DT_RF_LORA | DT_RF_PT | DT_RF_IA3 | DT_RF_BN | DT_RF_PREFIX | DT_RF_BITFIT,
 };
 
 typedef struct { const char *name; int value; } dt_renum;

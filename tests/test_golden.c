@@ -116,13 +116,15 @@ int main(void) {
     // with rsLoRA. ia3: IA3 on k/v (output) and down_proj (input), PEFT's default for Llama; dora: DoRA on Qwen2's q/v (biases) and
     // o/down; bottleneck: Houlsby adapters after attention and the MLP; prefix_tuning: PEFT's prefix as
     // past_key_values (unrotated entries, tokens' positions from n); prefix_packed: the same on packed
-    // rows, each example seeing the prefix as it would alone (gen_methods.py).
+    // rows, each example seeing the prefix as it would alone; bitfit: new biases on Llama's q/k/o/up/down;
+    // bitfit_qwen2: Qwen2's own q/k biases trained; lora_embed: LoRA on embed_tokens, q/v and lm_head of a tied
+    // model (gen_methods.py).
     const char *cases[] = {"llama_gqa", "qwen2_bias", "qwen3_qknorm", "llama3_rope", "prompt_tuning", "packed",
                            "rank_pattern", "rank_pattern_rslora", "ia3", "dora", "bottleneck", "prefix_tuning",
-                           "prefix_packed"};
+                           "prefix_packed", "bitfit", "bitfit_qwen2", "lora_embed"};
     const char *dirs[] = {"llama_gqa", "qwen2_bias", "qwen3_qknorm", "llama3_rope", "prompt_tuning", "packed",
                           "rank_pattern", "rank_pattern/rslora", "ia3", "dora", "bottleneck", "prefix_tuning",
-                          "prefix_packed"};
+                          "prefix_packed", "bitfit", "bitfit_qwen2", "lora_embed"};
     char dir[512];
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         snprintf(dir, sizeof dir, "tests/golden/%s", dirs[i]);

@@ -1,6 +1,7 @@
 // Generation's KV-cache path against the training forward: feeding a sequence in pieces (a chunk, then
 // one token at a time) gives, at every position, the logits the full forward gives there, with the
-// adapters applied unmerged (LoRA on the golden models, prompt tuning, IA3, DoRA, bottleneck, prefix tuning).
+// adapters applied unmerged (LoRA on the golden models, prompt tuning, IA3, DoRA, bottleneck, prefix tuning,
+// BitFit, LoRA on the embedding and the LM head).
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -61,5 +62,8 @@ int main(void) {
     check("kv_cache_dora", "tests/golden/qwen2_bias", "tests/golden/dora/adapter");
     check("kv_cache_bottleneck", "tests/golden/llama_gqa", "tests/golden/bottleneck/adapter");
     check("kv_cache_prefix_tuning", "tests/golden/llama_gqa", "tests/golden/prefix_tuning/adapter"); // prefilled cache
+    check("kv_cache_bitfit", "tests/golden/llama_gqa", "tests/golden/bitfit/adapter");
+    check("kv_cache_bitfit_qwen2", "tests/golden/qwen2_bias", "tests/golden/bitfit_qwen2/adapter");
+    check("kv_cache_lora_embed", "tests/golden/qwen3_qknorm", "tests/golden/lora_embed/adapter"); // embedding + head LoRA
     TEST_EXIT();
 }

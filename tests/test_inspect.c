@@ -143,6 +143,13 @@ static void test_adapters(void) {
     expect_lines("inspect_adapter_rank_pattern", "tests/golden/rank_pattern/adapter", rp);
     const char *rprs[] = {"  v_proj: r 2, alpha 16, scale 11.3137 (layers 0-1)", "  o_proj: r 4, alpha 16, scale 8 (layers 0-1)", NULL};
     expect_lines("inspect_adapter_rank_pattern_rslora", "tests/golden/rank_pattern/rslora/adapter", rprs);
+    const char *bf[] = {"method: BITFIT", "target modules: q_proj, k_proj (a trained bias delta on each output)", "tensors: 4",
+                        "  base_model.model.model.layers.1.self_attn.k_proj.bias        F32  [32]", NULL};
+    expect_lines("inspect_adapter_bitfit", "tests/golden/bitfit_qwen2/adapter", bf);
+    const char *le[] = {"method: LORA", "target modules: embed_tokens, lm_head, q_proj, v_proj",
+                        "  base_model.model.model.embed_tokens.lora_embedding_A         F32  [4, 32]",
+                        "  base_model.model.lm_head.lora_B.weight                       F32  [32, 4]", NULL};
+    expect_lines("inspect_adapter_lora_embed", "tests/golden/lora_embed/adapter", le);
     int rc;
     char *out = inspect("tests/golden/llama_gqa/adapter", &rc);
     TEST_CHECK("inspect_adapter_uniform_no_per_module", rc == 0 && out && !strstr(out, "per module") && !strstr(out, "rank_pattern"),

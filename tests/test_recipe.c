@@ -129,7 +129,7 @@ static void test_ready_recipes(void) {
     const char *names[] = {
         "smollm2-135m-instruct-lora-cpu", "smollm2-135m-instruct-lora-cuda", "qwen2.5-0.5b-instruct-lora-cpu",
         "qwen2.5-0.5b-instruct-lora-cuda", "llama-3.2-1b-instruct-lora-cpu", "llama-3.2-1b-instruct-lora-cuda",
-        "stories260k-lora"};
+        "stories260k-lora", "stories260k-bitfit"};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
         char path[256], test[128], out[256];
         snprintf(path, sizeof path, "recipes/%s.yaml", names[i]);
@@ -141,7 +141,8 @@ static void test_ready_recipes(void) {
         if (dt_recipe_load(&ctx, path, NULL, 0, &r)) { TEST_FAIL(test, "%s", ctx.msg); continue; }
         checks c = {0};
         bool cuda = strstr(names[i], "cuda") != NULL, stories = strstr(names[i], "stories") != NULL;
-        NEED(&c, streq(r.output_dir, abs_of(out)) && r.method.name == DT_METHOD_LORA);
+        const bool bitfit = strstr(names[i], "bitfit") != NULL;
+        NEED(&c, streq(r.output_dir, abs_of(out)) && r.method.name == (bitfit ? DT_METHOD_BITFIT : DT_METHOD_LORA));
         NEED(&c, r.hardware.device == (cuda ? DT_DEV_CUDA : DT_DEV_CPU));
         NEED(&c, r.hardware.dtype == (cuda ? DT_BF16 : DT_DTYPE_AUTO));
         if (stories) {
@@ -151,7 +152,7 @@ static void test_ready_recipes(void) {
                      (int)(strrchr(cwd, '/') - cwd), cwd);
             NEED(&c, streq(r.model.path, want) && r.data.format == DT_FORMAT_TOKENS);
             NEED(&c, streq(r.data.train.items[0], abs_of("recipes/data/stories260k-train.jsonl")));
-            NEED(&c, r.train.max_steps == 200 && r.train.epochs == 0 && r.method.r == 4);
+            NEED(&c, r.train.max_steps == 200 && r.train.epochs == 0 && (bitfit ? r.method.target_modules.n == 4 : r.method.r == 4));
             NEED(&c, r.model.tokenizer && strstr(want, r.model.tokenizer) == want &&
                          streq(want + strlen(r.model.tokenizer), "/stories260K.bin"));
         } else {

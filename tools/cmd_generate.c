@@ -79,9 +79,17 @@ int cmd_generate(int argc, char **argv) {
             view.kv_prefix = ad[i]->view.kv_prefix;
             continue;
         }
-        if (ad[i]->view.site.fn) { // IA3, DoRA: one such adapter (the forward has one site)
-            if (view.site.fn) { rc = dt_fail(&ctx, DT_EINPUT, "%s: only one IA3 or DoRA adapter can be applied at a time", adapters[i]); break; }
+        if (ad[i]->view.site.fn) { // IA3, DoRA, bottleneck, BitFit: one such adapter (the forward has one site)
+            if (view.site.fn) { rc = dt_fail(&ctx, DT_EINPUT, "%s: only one IA3, DoRA, bottleneck or BitFit adapter can be applied at a time", adapters[i]); break; }
             view.site = ad[i]->view.site;
+        }
+        if (ad[i]->view.embed.fn) { // LoRA on embed_tokens: one (the forward has one embedding site)
+            if (view.embed.fn) { rc = dt_fail(&ctx, DT_EINPUT, "%s: only one adapter on embed_tokens can be applied at a time", adapters[i]); break; }
+            view.embed = ad[i]->view.embed;
+        }
+        if (ad[i]->view.lm_head) { // LoRA on lm_head: chained like the linears' hooks
+            ad[i]->head_hook.next = view.lm_head;
+            view.lm_head = &ad[i]->head_hook;
         }
         // Chain this adapter's LoRA modules behind those already loaded.
         for (int k = 0; ad[i]->hook_ptrs && k < m->cfg.num_layers * DT_MOD_COUNT; k++) {

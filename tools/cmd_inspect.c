@@ -151,6 +151,9 @@ static int inspect_adapter(dt_ctx *ctx, const char *dir) {
         printf("target modules: %s (output scaled unless feedforward)\n", buf);
         join_json(json_object_get(cfg, "feedforward_modules"), buf, sizeof buf);
         printf("feedforward modules: %s (input scaled)\n", buf);
+    } else if (type && !strcmp(type, "BITFIT")) {
+        join_json(json_object_get(cfg, "target_modules"), buf, sizeof buf);
+        printf("target modules: %s (a trained bias delta on each output)\n", buf);
     } else if (type && !strcmp(type, "PREFIX_TUNING")) {
         printf("virtual tokens: %lld, layers: %lld, key/value width (token_dim): %lld, key/value heads: %lld, prefix_projection: %s\n",
                (long long)json_integer_value(json_object_get(cfg, "num_virtual_tokens")),

@@ -91,10 +91,13 @@ static int setup_adapter(dt_ctx *ctx, trainer *t) {
                              .use_rslora = r->method.use_rslora, .use_dora = r->method.use_dora};
         for (int i = 0; i < DT_MOD_COUNT; i++) lc.target[i] = r->method.target_all_linear;
         for (int i = 0; i < r->method.target_modules.n; i++) {
-            int mod = dt_module_from_name(r->method.target_modules.items[i]);
+            const char *name = r->method.target_modules.items[i];
+            if (!strcmp(name, "embed_tokens")) { lc.embed_tokens = true; continue; }
+            if (!strcmp(name, "lm_head")) { lc.lm_head = true; continue; }
+            int mod = dt_module_from_name(name);
             if (mod < 0)
-                return dt_fail(ctx, DT_EINPUT, "%s: method.target_modules: '%s' is not a linear module of this model (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj)",
-                               r->recipe_path, r->method.target_modules.items[i]);
+                return dt_fail(ctx, DT_EINPUT, "%s: method.target_modules: '%s' is not a module LoRA can adapt in this model (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj, embed_tokens, lm_head)",
+                               r->recipe_path, name);
             lc.target[mod] = true;
         }
         bool *layers = NULL;
@@ -327,6 +330,13 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
         fprintf(stderr, "tokenizer: the tokenizer.ggml.* metadata of %s (model.tokenizer names another)\n",
                 dt_tokenizer_path(t.tok));
     if (!rc) rc = setup_adapter(ctx, &t);
+    // The embedding LoRA's gather/scatter runs on the host (peft/lora_embed.c): refused before anything is written.
+    if (!rc && t.a->view.embed.fn && r->hardware.device != DT_DEV_CPU)
+        rc = dt_fail(ctx, DT_EINPUT, "%s: hardware.device: cuda: LoRA on embed_tokens (method.target_modules) trains on the "
+                     "CPU only", r->recipe_path);
+    // DoRA's dropout path too (peft/dora.c).
+    if (!rc && t.a->lora.use_dora && t.a->lora.dropout > 0 && r->hardware.device != DT_DEV_CPU)
+        rc = dt_fail(ctx, DT_EINPUT, "%s: hardware.device: cuda: DoRA with method.dropout > 0 trains on the CPU only", r->recipe_path);
     if (!rc) rc = dt_train_data_open(ctx, &t.data, r, t.tok, &t.m->cfg);
     if (rc) goto agree;
     char summary[256];

@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include "peft/bitfit.h"
 #include "peft/bottleneck.h"
 #include "peft/ia3.h"
 #include "peft/prefix_tuning.h"
@@ -44,9 +45,13 @@ int dt_train_method_adapter(dt_ctx *ctx, const dt_recipe *r, const dt_llama *m, 
     int rc = module_flags(ctx, r, "target_modules", &r->method.target_modules, target);
     if (!rc && r->method.target_all_linear)
         for (int i = 0; i < DT_MOD_COUNT; i++) target[i] = true;
-    if (!rc) rc = module_flags(ctx, r, "feedforward_modules", &r->method.feedforward_modules, ff);
     if (rc) return rc;
     char where[4200];
+    if (r->method.name == DT_METHOD_BITFIT) {
+        snprintf(where, sizeof where, "%s: method.target_modules", r->recipe_path);
+        return dt_bitfit_create(ctx, m, target, where, out);
+    }
+    if ((rc = module_flags(ctx, r, "feedforward_modules", &r->method.feedforward_modules, ff))) return rc;
     snprintf(where, sizeof where, "%s: method.target_modules / method.feedforward_modules", r->recipe_path);
     return dt_ia3_create(ctx, m, target, ff, where, out);
 }

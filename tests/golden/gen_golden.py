@@ -36,7 +36,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))  # tests/golden
 REPO = os.path.dirname(os.path.dirname(HERE))
 STORIES_REL = "../shared/fixtures/stories260K-hf"  # relative to the repo root, where tests run
 LLAMA_GQA_REL = "tests/golden/llama_gqa"
-SIZE_LIMIT = 2_200_000  # bytes (2 MB + 10% for issue 11's ia3, dora and bottleneck cases)
+SIZE_LIMIT = 2_300_000  # bytes (2 MB + 15% for issue 11's ia3, dora, bottleneck, bitfit and lora_embed cases)
 # Tolerances the C tests should use, also stored in each golden.safetensors' metadata.
 LOGITS_ATOL = 1e-4
 # stories260K's logits reach |19| and float32 itself (PyTorch, no adapter) is 1.2e-4 off the

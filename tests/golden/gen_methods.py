@@ -98,7 +98,8 @@ def run(gg, cfg, W32, ids, labels, params32, wrap_of, dtype=torch.float64, backw
     params = {k: v.to(dtype, copy=True).requires_grad_() for k, v in params32.items()}
 
     def fwd():
-        with patched_linear(wrap_of(params)):
+        wraps = wrap_of(params)
+        with patched(wraps if isinstance(wraps, dict) else {"linear": wraps}):
             logits, hidden = hf_ref.forward(cfg, W, ids)
         return logits, hidden, hf_ref.causal_lm_loss(logits, labels)
 
@@ -405,3 +406,156 @@ def main(gg, W_gqa):
     case_bottleneck(gg, W_gqa)
     case_prefix(gg, W_gqa, "prefix_tuning", 115)
     case_prefix(gg, W_gqa, "prefix_packed", 117, lengths=[[3, 5], [2, 2, 4]])
+    main_more(gg, W_gqa)
+
+
+@contextlib.contextmanager
+def patched(wraps):
+    """hf_ref's functions named in wraps ({"linear" | "embed" | "head": wrap}) replaced by wrap(base)."""
+    saved = {n: getattr(hf_ref, n) for n in wraps}
+    for n, w in wraps.items():
+        setattr(hf_ref, n, w(saved[n]))
+    try:
+        yield
+    finally:
+        for n, f in saved.items():
+            setattr(hf_ref, n, f)
+
+
+def bitfit_wrap(deltas):
+    """BitFit (our format, peft/bitfit.c): each target module's output plus its trained bias delta,
+    x W^T + b + delta (b: the base's bias where it has one, else none)."""
+    def wrap(base):
+        def linear(x, W, path, lora, bias=False):
+            y = base(x, W, path, lora, bias)
+            return y + deltas[path] if path in deltas else y
+        return linear
+    return wrap
+
+
+def bitfit_key(path):
+    return f"base_model.model.{path}.bias"
+
+
+def bitfit_config(targets, base):
+    # What our writer puts in adapter_config.json (peft/bitfit.c): target_modules in module order.
+    order = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
+    return {"base_model_name_or_path": base, "inference_mode": True, "peft_type": "BITFIT", "revision": None,
+            "target_modules": [m for m in order if m in targets], "task_type": "CAUSAL_LM"}
+
+
+def bitfit_case(gg, name, seed, cfg, W32, model_rel, targets):
+    print(f"{name}:")
+    torch.manual_seed(seed)
+    params32, identity32 = {}, {}
+    for i in range(cfg["num_hidden_layers"]):
+        for t in targets:
+            out, _ = gg.linear_shape(cfg, t)
+            # Ours start at zero; 0.2 N(0, 1) so that a reader that ignores a delta fails.
+            params32[bitfit_key(gg.module_path(i, t))] = 0.2 * torch.randn(out)
+            identity32[bitfit_key(gg.module_path(i, t))] = torch.zeros(out)
+    ids, labels = gg.random_batch(cfg["vocab_size"], 2, 12, [(0, 5), (1, 9)])
+
+    def wrap_of(params):
+        return bitfit_wrap({k[len("base_model.model."):-len(".bias")]: v for k, v in params.items()})
+
+    res = reference(gg, name, cfg, W32, ids, labels, params32, wrap_of, identity32)
+    d = gg.case_dir(name)
+    gg.write_model_note(d, model_rel)
+    write_adapter(os.path.join(d, "adapter"), bitfit_config(targets, model_rel), res["params"])
+    meta = gg.tolerances({"format": "pt", "case": name, "model": model_rel})
+    # No hidden.final (the size limit); the logits carry the same information.
+    st_io.save(os.path.join(d, "golden.safetensors"), without_hidden(gg.golden_tensors(res, ids, labels)), meta)
+    print(f"  loss {float(res['loss']):.6f}, {len(res['params'])} adapter tensors")
+    gg.fd_checks(name, res, entrywise=True)
+
+
+def without_hidden(g):
+    return {k: v for k, v in g.items() if k != "hidden.final"}
+
+
+def case_bitfit(gg, W_gqa):
+    """BitFit on llama_gqa (no biases: every one is new) on q/k/o and the MLP's up/down (the sites of
+    q/k, the attention block's output, gate/up and the MLP block's output), and on Qwen2's q/k (its
+    existing biases trained)."""
+    bitfit_case(gg, "bitfit", 114, gg.LLAMA_GQA, W_gqa, gg.LLAMA_GQA_REL,
+                ["q_proj", "k_proj", "o_proj", "up_proj", "down_proj"])
+    W32, _ = st_io.load(os.path.join(gg.HERE, "qwen2_bias", "model.safetensors"))
+    W32 = {k: torch.from_numpy(v.copy()) for k, v in W32.items()}
+    bitfit_case(gg, "bitfit_qwen2", 115, gg.QWEN2, W32, "tests/golden/qwen2_bias", ["q_proj", "k_proj"])
+
+
+def lora_embed_wraps(params, lin, scaling):
+    """PEFT 0.13.2's LoRA on the embedding (lora.Embedding.forward: base(x) + embed(x, A^T) @ B^T *
+    scaling, no dropout), on the head (a Linear LoRA) and on the linears in lin {path: (A, B)}."""
+    eA, eB = params["base_model.model.model.embed_tokens.lora_embedding_A"], params["base_model.model.model.embed_tokens.lora_embedding_B"]
+    hA, hB = params["base_model.model.lm_head.lora_A.weight"], params["base_model.model.lm_head.lora_B.weight"]
+
+    def embed(base):
+        def f(W, ids):
+            return base(W, ids) + (eA.T[ids] @ eB.T) * scaling
+        return f
+
+    def head(base):
+        def f(hf, weight):
+            return base(hf, weight) + (hf @ hA.T) @ hB.T * scaling
+        return f
+
+    def linear(base):
+        def f(x, W, path, lora, bias=False):
+            y = base(x, W, path, lora, bias)
+            if path in lin:
+                A, Bm = lin[path]
+                y = y + (x @ A.T) @ Bm.T * scaling
+            return y
+        return f
+    return {"embed": embed, "head": head, "linear": linear}
+
+
+def case_lora_embed(gg):
+    """LoRA on embed_tokens, q_proj, v_proj and lm_head of the tied Qwen3 model (qwen3_qknorm): the lookup
+    and the output projection each get their own LoRA on the one shared matrix, as PEFT at run time."""
+    name, cfg, r, alpha = "lora_embed", gg.QWEN3, 4, 8
+    print(f"{name}:")
+    W32, _ = st_io.load(os.path.join(gg.HERE, "qwen3_qknorm", "model.safetensors"))
+    W32 = {k: torch.from_numpy(v.copy()) for k, v in W32.items()}
+    torch.manual_seed(116)
+    lora32 = gg.init_lora(cfg, ["q_proj", "v_proj"], r)
+    V, C = cfg["vocab_size"], cfg["hidden_size"]
+    params32 = {}
+    for path, (A, B) in lora32.items():
+        params32[gg.lora_key(path, "A")], params32[gg.lora_key(path, "B")] = A, B
+    # PEFT starts lora_embedding_A at zero and B at N(0, 1); both random here so both get gradients.
+    params32["base_model.model.model.embed_tokens.lora_embedding_A"] = 0.5 * torch.randn(r, V)
+    params32["base_model.model.model.embed_tokens.lora_embedding_B"] = 0.2 * torch.randn(C, r)
+    hA = torch.empty(r, C)
+    torch.nn.init.kaiming_uniform_(hA, a=5 ** 0.5)
+    params32["base_model.model.lm_head.lora_A.weight"] = hA
+    params32["base_model.model.lm_head.lora_B.weight"] = 0.1 * torch.randn(V, r)
+    identity32 = {k: (torch.zeros_like(v) if ("lora_B" in k or "lora_embedding_A" in k) else v) for k, v in params32.items()}
+    ids, labels = gg.random_batch(V, 2, 12, [(0, 2), (1, 7)])
+    scaling = alpha / r
+
+    def wrap_of(params):
+        lin = {p: (params[gg.lora_key(p, "A")], params[gg.lora_key(p, "B")]) for p in lora32}
+        return lora_embed_wraps(params, lin, scaling)
+
+    res = reference(gg, name, cfg, W32, ids, labels, params32, wrap_of, identity32)
+    d = gg.case_dir(name)
+    gg.write_model_note(d, "tests/golden/qwen3_qknorm")
+    config = gg.lora_config(["embed_tokens", "q_proj", "v_proj", "lm_head"], r, alpha, base="tests/golden/qwen3_qknorm")
+    write_adapter(os.path.join(d, "adapter"), config, res["params"])
+    # As PEFT 0.13.2's save_pretrained writes it with embed_tokens targeted (save_embedding_layers="auto"
+    # turns to True): also the base layers' weights, here the one tied table under both names.
+    copies = {"base_model.model.model.embed_tokens.base_layer.weight": W32["model.embed_tokens.weight"],
+              "base_model.model.lm_head.base_layer.weight": W32["model.embed_tokens.weight"]}
+    write_adapter(os.path.join(d, "adapter_peft"), config, dict(res["params"], **copies))
+    meta = gg.tolerances({"format": "pt", "case": name, "model": "tests/golden/qwen3_qknorm", "scaling": repr(scaling)})
+    st_io.save(os.path.join(d, "golden.safetensors"), without_hidden(gg.golden_tensors(res, ids, labels)), meta)
+    print(f"  loss {float(res['loss']):.6f}, {len(res['params'])} adapter tensors")
+    gg.fd_checks(name, res, entrywise=True)
+
+
+def main_more(gg, W_gqa):
+    case_bitfit(gg, W_gqa)
+    case_lora_embed(gg)

@@ -164,6 +164,16 @@ def linear(x, W, path, lora, bias=False):
     return y
 
 
+def embed(W, input_ids):
+    """nn.Embedding model.embed_tokens: the rows of the table (gen_methods.py wraps it for LoRA)."""
+    return W["model.embed_tokens.weight"][input_ids]
+
+
+def head(hf, weight):
+    """The output projection lm_head (no bias); weight is the embedding table when tied."""
+    return hf @ weight.T
+
+
 def forward(cfg, W, input_ids, lora=None, prompt=None, position_ids=None, seq_ids=None):
     """-> (logits (B, T', V), final-norm hidden (B, T', C)); T' = n_virtual + T with a prompt.
 
@@ -174,7 +184,7 @@ def forward(cfg, W, input_ids, lora=None, prompt=None, position_ids=None, seq_id
     KV = cfg["num_key_value_heads"]
     hd = head_dim(cfg)
     eps = cfg["rms_norm_eps"]
-    x = W["model.embed_tokens.weight"][input_ids]  # (B, T, C)
+    x = embed(W, input_ids)  # (B, T, C)
     B = x.shape[0]
     if prompt is not None:
         x = torch.cat((prompt[None].expand(B, -1, -1).to(x.dtype), x), dim=1)  # (B, n+T, C)
@@ -201,8 +211,8 @@ def forward(cfg, W, input_ids, lora=None, prompt=None, position_ids=None, seq_id
         u = linear(h, W, p + "mlp.up_proj", lora)
         x = x + linear(F.silu(g) * u, W, p + "mlp.down_proj", lora)
     hf = rms_norm(x, W["model.norm.weight"], eps)
-    head = W["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else W["lm_head.weight"]
-    return hf @ head.T, hf
+    head_w = W["model.embed_tokens.weight"] if cfg["tie_word_embeddings"] else W["lm_head.weight"]
+    return head(hf, head_w), hf
 
 
 def causal_lm_loss(logits, labels):
