@@ -75,14 +75,21 @@ void tk_pairmap_free(tk_pairmap *m);
 // lock or a cache line (one shared table stopped 2 threads from scaling). Each shard is direct-mapped
 // under its own mutex; entries are malloc'd (ids, then key bytes) and a new word replaces whatever held
 // its slot. Pieces longer than TK_CACHE_SMALL bytes may only use the first TK_CACHE_BIG_SLOTS slots of a
-// shard, which bounds the memory (typically 1-2 MiB per busy shard).
+// shard, which bounds the memory (typically 1-2 MiB per busy shard). A shard's slot table is allocated by
+// its first put, and `filled` lists the slots ever used, so a tokenizer that tokenizes little (a command
+// that reads a few lines, a fuzz input) neither allocates nor walks 16 x 16384 empty slots.
 #define TK_CACHE_SHARDS 16
 #define TK_CACHE_SLOTS (1u << 14)
 #define TK_CACHE_BIG_SLOTS (1u << 10)
 #define TK_CACHE_SMALL 64
 #define TK_CACHE_KEY 1024 // longest cached piece: 256 characters, as the JS reference caches
 typedef struct { uint64_t hash; uint32_t klen, nids; } tk_cache_entry;
-typedef struct { _Alignas(64) pthread_mutex_t lock; tk_cache_entry **slots; } tk_cache_shard;
+typedef struct {
+    _Alignas(64) pthread_mutex_t lock;
+    tk_cache_entry **slots; // (TK_CACHE_SLOTS) or NULL before the first put
+    uint16_t *filled;       // (TK_CACHE_SLOTS) indices of the slots ever used, n_filled of them
+    uint32_t n_filled;
+} tk_cache_shard;
 typedef struct { tk_cache_shard *shards; } tk_cache;
 int  tk_cache_init(dt_ctx *ctx, tk_cache *c);
 void tk_cache_free(tk_cache *c);

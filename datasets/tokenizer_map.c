@@ -116,23 +116,22 @@ int tk_cache_init(dt_ctx *ctx, tk_cache *c) {
     c->shards = aligned_alloc(64, TK_CACHE_SHARDS * sizeof *c->shards);
     if (!c->shards) return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for the word cache");
     for (int i = 0; i < TK_CACHE_SHARDS; i++) {
-        c->shards[i].slots = calloc(TK_CACHE_SLOTS, sizeof *c->shards[i].slots);
+        c->shards[i].slots = NULL;
+        c->shards[i].filled = NULL;
+        c->shards[i].n_filled = 0;
         pthread_mutex_init(&c->shards[i].lock, NULL);
     }
-    for (int i = 0; i < TK_CACHE_SHARDS; i++)
-        if (!c->shards[i].slots) {
-            tk_cache_free(c);
-            return dt_fail(ctx, DT_ENOMEM, "tokenizer: out of memory for the word cache");
-        }
     return DT_OK;
 }
 
 void tk_cache_free(tk_cache *c) {
     if (!c->shards) return;
     for (int i = 0; i < TK_CACHE_SHARDS; i++) {
-        pthread_mutex_destroy(&c->shards[i].lock);
-        for (size_t k = 0; c->shards[i].slots && k < TK_CACHE_SLOTS; k++) free(c->shards[i].slots[k]);
-        free(c->shards[i].slots);
+        tk_cache_shard *s = &c->shards[i];
+        pthread_mutex_destroy(&s->lock);
+        for (uint32_t k = 0; k < s->n_filled; k++) free(s->slots[s->filled[k]]);
+        free(s->slots);
+        free(s->filled);
     }
     free(c->shards);
     c->shards = NULL;
@@ -147,7 +146,7 @@ int tk_cache_get(tk_cache_shard *c, uint64_t hash, const char *key, size_t klen,
     size_t i = slot_of(hash, klen);
     int n = -1;
     pthread_mutex_lock(&c->lock);
-    tk_cache_entry *e = c->slots[i];
+    tk_cache_entry *e = c->slots ? c->slots[i] : NULL;
     if (e && e->hash == hash && e->klen == klen && e->nids <= cap && !memcmp(entry_key(e), key, klen)) {
         n = (int)e->nids;
         memcpy(ids, entry_ids(e), e->nids * sizeof *ids);
@@ -165,8 +164,22 @@ void tk_cache_put(tk_cache_shard *c, uint64_t hash, const char *key, size_t klen
     memcpy(entry_key(e), key, klen);
     size_t i = slot_of(hash, klen);
     pthread_mutex_lock(&c->lock);
-    tk_cache_entry *old = c->slots[i];
-    c->slots[i] = e;
+    if (!c->slots) {
+        c->slots = calloc(TK_CACHE_SLOTS, sizeof *c->slots);
+        c->filled = malloc(TK_CACHE_SLOTS * sizeof *c->filled);
+        if (!c->slots || !c->filled) { // a cache that cannot grow just misses
+            free(c->slots);
+            free(c->filled);
+            c->slots = NULL;
+            c->filled = NULL;
+        }
+    }
+    tk_cache_entry *drop = e; // what to free: the replaced entry, or e itself when nothing can hold it
+    if (c->slots) {
+        drop = c->slots[i];
+        if (!drop) c->filled[c->n_filled++] = (uint16_t)i; // each slot enters the list once: slots are never emptied
+        c->slots[i] = e;
+    }
     pthread_mutex_unlock(&c->lock);
-    free(old);
+    free(drop);
 }
