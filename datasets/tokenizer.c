@@ -1,4 +1,5 @@
 // Tokenizer entry points: loading (which format), the encode pipeline, decoding, lookups.
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,7 @@ int tk_finish_ids(dt_ctx *ctx, dt_tokenizer *tok) {
 
 void dt_tokenizer_free(dt_tokenizer *tok) {
     if (!tok) return;
+    for (int i = 0; i < 3; i++) json_decref(tok->gguf_desc[i]);
     free(tok->path);
     tk_strmap_free(&tok->vocab);
     free(tok->id_str);

@@ -60,4 +60,17 @@ const char *dt_tokenizer_path(const dt_tokenizer *tok); // the path it was loade
 bool dt_tokenizer_from_gguf(const dt_tokenizer *tok);   // read from a GGUF's tokenizer.ggml.* metadata
 bool dt_tokenizer_is_special(const dt_tokenizer *tok, int32_t id);
 
+// A tokenizer read from a GGUF file (dt_tokenizer_from_gguf) as the Hugging Face files of a model folder
+// (datasets/tokenizer_hf_write.c): text[i] is the file DT_TOKENIZER_HF_NAMES[i] (tokenizer.json,
+// tokenizer_config.json with bos/eos/pad/unk, add_bos_token/add_eos_token and the chat template,
+// special_tokens_map.json), malloc'd, len[i] bytes. Loading the files back gives the same ids.
+#define DT_TOKENIZER_HF_N 3
+extern const char *const DT_TOKENIZER_HF_NAMES[DT_TOKENIZER_HF_N];
+typedef struct { char *text[DT_TOKENIZER_HF_N]; size_t len[DT_TOKENIZER_HF_N]; } dt_tokenizer_hf;
+// DT_EINPUT for a tokenizer not read from a GGUF file.
+int  dt_tokenizer_hf_json(dt_ctx *ctx, const dt_tokenizer *tok, dt_tokenizer_hf *out);
+// Writes the files into the folder dir, each atomically (models/atomic_file.h).
+int  dt_tokenizer_hf_write(dt_ctx *ctx, const dt_tokenizer_hf *hf, const char *dir);
+void dt_tokenizer_hf_free(dt_tokenizer_hf *hf);
+
 #endif

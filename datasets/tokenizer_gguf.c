@@ -384,11 +384,16 @@ int tk_load_gguf(dt_ctx *ctx, dt_tokenizer *tok, const dt_gguf_file *f) {
     json_t *norm = NULL, *pt = NULL, *dec = NULL;
     rc = read_tokens(&g, tok);
     if (!rc) rc = g.spm ? spm_pipeline(&g, space_prefix, &norm, &dec) : byte_level_pipeline(&g, tok, pre, &norm, &pt);
-    if (!rc && !g.spm && !(dec = json_pack("{s:s}", "type", "ByteLevel"))) rc = dt_fail(ctx, DT_ENOMEM, "%s: out of memory", g.path);
+    // (All of ByteLevel's fields, as Llama 3's tokenizer.json spells this decoder: the decoder ignores them,
+    // but the tokenizer.json written back from this description names them.)
+    if (!rc && !g.spm && !(dec = json_pack("{s:s, s:b, s:b, s:b}", "type", "ByteLevel", "add_prefix_space", 1,
+                                           "trim_offsets", 1, "use_regex", 1)))
+        rc = dt_fail(ctx, DT_ENOMEM, "%s: out of memory", g.path);
     if (!rc) rc = tk_read_pipeline(ctx, tok, norm, pt, dec, g.path);
-    json_decref(norm);
-    json_decref(pt);
-    json_decref(dec);
+    // Kept for writing the tokenizer back as tokenizer.json (dt_tokenizer_hf_json); freed with tok.
+    tok->gguf_desc[0] = norm;
+    tok->gguf_desc[1] = pt;
+    tok->gguf_desc[2] = dec;
     if (!rc && g.spm) {
         // llama.cpp falls back to <0xNN> for a character that is no token; HF's llama converter also
         // fuses unknown characters.

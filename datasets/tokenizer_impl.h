@@ -182,6 +182,9 @@ struct dt_tokenizer {
     int32_t bos, eos, pad;
     int32_t eot;                  // a GGUF's tokenizer.ggml.eot_token_id (end of turn), -1 when none
     bool from_gguf;               // read from a GGUF's tokenizer.ggml.* metadata
+    // GGUF: the normalizer, pre-tokenizer and decoder as tokenizer.json spells them (jansson json_t *,
+    // NULL: none), kept so that tokenizer_hf_write.c can write the tokenizer back as tokenizer.json.
+    void *gguf_desc[3];
     char *chat_template;
     tk_cache cache;
 };

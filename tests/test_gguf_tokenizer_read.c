@@ -3,7 +3,8 @@
 // back, and must encode every corpus line (tests/data/tokenizer/corpus.jsonl, plus texts with special
 // tokens and chat-rendered conversations) to the ids of the tokenizer loaded from the folder itself — which
 // test_tokenizer checks against the reference ids of tokenize_ref.js — with and without BOS/EOS, and decode
-// them to the same text. Then hostile metadata: each broken key is refused with a message naming it.
+// them to the same text; the GGUF tokenizer written back as tokenizer.json + tokenizer_config.json
+// (dt_tokenizer_hf_json, what merge writes for a GGUF base) must do the same. Then hostile metadata: each broken key is refused with a message naming it.
 #include <jansson.h>
 #include <math.h>
 #include <sys/stat.h>
@@ -221,6 +222,129 @@ static bool same_lookups(const dt_tokenizer *hf, const dt_tokenizer *gg, bool pa
     return true;
 }
 
+// A copy of j without the fields that only shape offsets or that a decoder ignores (trim_offsets
+// anywhere; everything but "type" in a ByteLevel decoder), for comparing pipelines with a fixture's.
+static json_t *without_offsets(const json_t *j, bool decoder) {
+    json_t *c = json_deep_copy(j);
+    if (json_is_object(c)) {
+        json_object_del(c, "trim_offsets");
+        const char *type = json_string_value(json_object_get(c, "type"));
+        if (decoder && type && !strcmp(type, "ByteLevel")) {
+            json_object_del(c, "add_prefix_space");
+            json_object_del(c, "use_regex");
+        }
+        const char *k;
+        json_t *v;
+        void *tmp;
+        json_object_foreach_safe(c, tmp, k, v) if (json_is_array(v) || json_is_object(v))
+            json_object_set_new(c, k, without_offsets(v, decoder));
+    } else if (json_is_array(c)) {
+        for (size_t i = 0; i < json_array_size(c); i++) json_array_set_new(c, i, without_offsets(json_array_get(c, i), decoder));
+    }
+    return c;
+}
+
+// The written tokenizer.json has the fixture's shape: the same top-level members in the same order, the
+// fixture's model members (in order) and added-token fields, and the same normalizer, pre-tokenizer and
+// decoder up to offset-only fields. Returns false with the first difference in why.
+static bool same_shape(const char *written, const char *fixture, char *why, size_t cap) {
+    json_t *a = json_load_file(written, 0, NULL), *b = json_load_file(fixture, 0, NULL);
+    bool ok = a && b;
+    if (!ok) snprintf(why, cap, "cannot parse %.300s", a ? fixture : written);
+    const char *ka, *kb;
+    json_t *va, *vb;
+    void *ia = ok ? json_object_iter(a) : NULL, *ib = ok ? json_object_iter(b) : NULL;
+    for (; ok && (ia || ib); ia = json_object_iter_next(a, ia), ib = json_object_iter_next(b, ib))
+        if (!ia || !ib || strcmp(json_object_iter_key(ia), json_object_iter_key(ib)))
+            ok = false, snprintf(why, cap, "top-level member '%s' where the fixture has '%s'", ia ? json_object_iter_key(ia) : "(end)",
+                                 ib ? json_object_iter_key(ib) : "(end)");
+    json_t *ma = ok ? json_object_get(a, "model") : NULL, *mb = ok ? json_object_get(b, "model") : NULL;
+    ia = json_object_iter(ma);
+    json_object_foreach(mb, kb, vb) {
+        if (!ok) break;
+        while (ia && strcmp(json_object_iter_key(ia), kb)) ia = json_object_iter_next(ma, ia);
+        if (!ia) ok = false, snprintf(why, cap, "model.%s missing or out of order", kb);
+    }
+    json_t *ta = json_array_get(json_object_get(a, "added_tokens"), 0), *tb = json_array_get(json_object_get(b, "added_tokens"), 0);
+    json_object_foreach(tb, kb, vb) if (ok && !json_object_get(ta, kb)) ok = false, snprintf(why, cap, "added_tokens[0].%s missing", kb);
+    json_object_foreach(ta, ka, va) if (ok && !json_object_get(tb, ka)) ok = false, snprintf(why, cap, "added_tokens[0].%s not in the fixture", ka);
+    const char *parts[] = {"normalizer", "pre_tokenizer", "decoder"};
+    for (int i = 0; i < 3 && ok; i++) {
+        json_t *x = without_offsets(json_object_get(a, parts[i]), i == 2), *y = without_offsets(json_object_get(b, parts[i]), i == 2);
+        if (!json_equal(x, y)) {
+            char *sx = json_dumps(x, JSON_ENCODE_ANY), *sy = json_dumps(y, JSON_ENCODE_ANY);
+            snprintf(why, cap, "%s: %.200s vs the fixture's %.200s", parts[i], sx ? sx : "?", sy ? sy : "?");
+            free(sx);
+            free(sy);
+            ok = false;
+        }
+        json_decref(x);
+        json_decref(y);
+    }
+    json_decref(a);
+    json_decref(b);
+    return ok;
+}
+
+// The GGUF tokenizer written back as Hugging Face files (dt_tokenizer_hf_json) and loaded with the normal
+// loader must be the same tokenizer: the lookups, ids and decodings of the folder's tokenizer and of the
+// GGUF one, the same chat datasets, and tokenizer_config.json's chat_template equal to the GGUF's
+// tokenizer.chat_template. shape_of: a fixture tokenizer.json whose shape the written one must have.
+static void check_written(const char *name, const dt_tokenizer *hf, const dt_tokenizer *gg, const lines *t, const lines *corpus,
+                          bool hf_decode, bool pad, const char *tmpl, const char *shape_of) {
+    char dir[600], label[128], why[512] = "";
+    snprintf(dir, sizeof dir, "%s/%s_hf", g_dir, name);
+    mkdir(dir, 0755);
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    dt_tokenizer_hf files;
+    dt_tokenizer *back = NULL;
+    int rc = dt_tokenizer_hf_json(&ctx, gg, &files);
+    if (!rc) {
+        rc = dt_tokenizer_hf_write(&ctx, &files, dir);
+        dt_tokenizer_hf_free(&files);
+    }
+    if (!rc) rc = dt_tokenizer_load(&ctx, dir, &back);
+    snprintf(label, sizeof label, "gguf_tok_%s_hf_written_loads", name);
+    TEST_CHECK(label, !rc && !dt_tokenizer_from_gguf(back), "%s", rc ? ctx.msg : "loaded as a GGUF tokenizer");
+    if (rc) return;
+    snprintf(label, sizeof label, "gguf_tok_%s_hf_lookups", name);
+    TEST_CHECK(label, same_lookups(hf, back, pad, why, sizeof why) && same_lookups(gg, back, true, why, sizeof why), "%s", why);
+    size_t n_special;
+    size_t bad_hf = compare_texts(name, hf, back, t, hf_decode, &n_special);
+    size_t bad_gg = compare_texts(name, gg, back, t, true, &n_special);
+    snprintf(label, sizeof label, "gguf_tok_%s_hf_same_ids_%zu_texts", name, t->n);
+    TEST_CHECK(label, bad_hf == 0 && bad_gg == 0 && n_special >= 3, "%zu texts differ from the folder's tokenizer, %zu from the "
+               "GGUF's; %zu special ids seen", bad_hf, bad_gg, n_special);
+    if (hf_decode) {
+        size_t checked;
+        size_t bad = round_trips(hf, back, corpus, &checked);
+        snprintf(label, sizeof label, "gguf_tok_%s_hf_round_trip", name);
+        TEST_CHECK(label, bad == 0 && checked > corpus->n / 2, "%zu of %zu lines do not decode to themselves", bad, checked);
+    }
+    char tmpl_label[64];
+    snprintf(tmpl_label, sizeof tmpl_label, "%s_hf", name);
+    if (tmpl) compare_chat(tmpl_label, hf, back, tmpl);
+    // The chat template as written, against the GGUF's key (read through the GGUF tokenizer).
+    char cfg[700];
+    snprintf(cfg, sizeof cfg, "%s/tokenizer_config.json", dir);
+    json_t *c = json_load_file(cfg, 0, NULL);
+    const char *want = dt_tokenizer_chat_template(gg), *got = json_string_value(json_object_get(c, "chat_template"));
+    snprintf(label, sizeof label, "gguf_tok_%s_hf_config", name);
+    TEST_CHECK(label, c && (want ? got && !strcmp(want, got) : !json_object_get(c, "chat_template")) &&
+               json_is_boolean(json_object_get(c, "add_bos_token")) && json_is_boolean(json_object_get(c, "add_eos_token")),
+               "chat_template %s, add_bos_token/add_eos_token present: %d", !want ? "(none in the GGUF)" : got ? "differs" : "missing",
+               json_is_boolean(json_object_get(c, "add_bos_token")));
+    json_decref(c);
+    if (shape_of) {
+        char tj[700];
+        snprintf(tj, sizeof tj, "%s/tokenizer.json", dir);
+        snprintf(label, sizeof label, "gguf_tok_%s_hf_shape_as_fixture", name);
+        TEST_CHECK(label, same_shape(tj, shape_of, why, sizeof why), "%s", why);
+    }
+    dt_tokenizer_free(back);
+}
+
 // One tokenizer folder through a GGUF and back. n_vocab: embedding rows (0: the tokenizer's size).
 // hf_decode: compare decoding with the folder's decoder (false where the folder's decoder differs from
 // llama.cpp's, e.g. a hand-made SentencePiece one without the leading-space Strip); tmpl: the chat
@@ -256,6 +380,10 @@ static void check_folder(const char *name, const char *dir, int64_t n_vocab, con
         TEST_CHECK(label, bad == 0 && checked > corpus->n / 2, "%zu of %zu lines do not decode to themselves", bad, checked);
     }
     if (tmpl) compare_chat(name, hf, gg, tmpl);
+    char shape[700];
+    snprintf(shape, sizeof shape, "%s/tokenizer.json", dir);
+    // (tok_spm's folder is hand-made and spells its steps differently from llama.cpp's reading)
+    check_written(name, hf, gg, &t, corpus, hf_decode, pad, tmpl, strcmp(name, "tok_spm") ? shape : NULL);
     free_lines(&t);
 done:
     dt_tokenizer_free(hf);
