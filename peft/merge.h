@@ -42,13 +42,18 @@ typedef struct dt_merge_opts {
                                        // DT_Q4_K, ...); -1: the base's storage dtype (its embedding's);
                                        // DT_MERGE_DTYPE_SAME: each tensor's own input type
     dt_merge_format format;
-    const char *tokenizer;             // gguf: folder with tokenizer.json; NULL = the model's folder
+    const char *tokenizer;             // folder with tokenizer.json: gguf: written into the file; hf: its
+                                       // tokenizer files copied. NULL = the model's folder, or for a GGUF
+                                       // base its own tokenizer.ggml.* metadata
     dt_merge_report *report;           // optional: filled with the error of every re-quantized tensor
 } dt_merge_opts;
 
 // Merges and writes. hf: the same tensor names and shard files as the input (model.safetensors, or the
 // shards + model.safetensors.index.json), config.json (torch_dtype set when --dtype changes it; written
-// from the config for a llama2.c input), and the generation/tokenizer files copied when present; it
+// from the config for a llama2.c input), and the generation/tokenizer files copied when present (a GGUF
+// base without o->tokenizer: its tokenizer written as tokenizer.json, tokenizer_config.json,
+// special_tokens_map.json and generation_config.json; one that cannot be converted is DT_EINPUT/
+// DT_EUNSUPPORTED before anything is written); it
 // is written into "OUT.tmp.XXXXXX" beside OUT and renamed when complete, so nothing partial is left.
 // gguf: F32/F16/BF16 (norms and 1-D tensors F32, as llama.cpp's converter writes them), q/k permuted for
 // "llama", the tokenizer from tokenizer.json (or, for a GGUF base, copied from it); quantized output

@@ -1,5 +1,9 @@
 // The Hugging Face output of a merge: the input's shard files and index, config.json and the tokenizer
 // files, written into a temporary folder beside the output that is renamed into place when complete.
+// The tokenizer files come from --tokenizer when given, else from the model's folder; a GGUF base has no
+// folder, so its tokenizer.ggml.* metadata is written as tokenizer.json, tokenizer_config.json and
+// special_tokens_map.json (datasets/tokenizer_hf_write.c), with generation_config.json for its BOS/EOS
+// and end-of-turn ids, so that the merged folder loads on its own like any model folder.
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -9,7 +13,10 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "datasets/tokenizer.h"
 #include "models/atomic_file.h"
+#include "models/gguf.h"
+#include "models/gguf_model.h"
 #include "models/safetensors_write.h"
 #include "autograd/quant.h"
 #include "peft/merge_internal.h"
@@ -180,14 +187,17 @@ static int write_config(merger *m, const char *tmp) {
     return rc;
 }
 
-// Files a Hugging Face folder carries besides the weights, copied as they are when present.
+// Files a Hugging Face folder carries besides the weights, copied as they are when present: the first
+// from the model's folder, the tokenizer's from --tokenizer when given.
 static const char *const COPIED[] = {"generation_config.json", "tokenizer.json", "tokenizer_config.json",
                                      "special_tokens_map.json", "tokenizer.model", "chat_template.jinja"};
 
 static int copy_extras(merger *m, const char *tmp) {
     for (size_t i = 0; i < sizeof COPIED / sizeof COPIED[0]; i++) {
+        const char *dir = i && m->o->tokenizer ? m->o->tokenizer : m->o->model;
+        if (!m->st && (!i || !m->o->tokenizer)) continue; // a GGUF or llama2.c base: no folder to copy from
         char src[4096], dst[4096];
-        snprintf(src, sizeof src, "%s/%s", m->o->model, COPIED[i]);
+        snprintf(src, sizeof src, "%s/%s", dir, COPIED[i]);
         if (access(src, F_OK)) continue;
         snprintf(dst, sizeof dst, "%s/%s", tmp, COPIED[i]);
         char *data;
@@ -290,6 +300,47 @@ static int write_shards(merger *m, const char *tmp, uint64_t *total) {
     return rc;
 }
 
+// The tokenizer files of a GGUF base (none given with --tokenizer), made before anything is written so
+// that a tokenizer that cannot be converted stops the merge first. A file that carries no tokenizer at
+// all gives none, with a warning: its weights still merge.
+static int gguf_tokenizer_files(merger *m, dt_tokenizer_hf *hf, char **gen_config) {
+    dt_ctx *ctx = m->ctx;
+    const struct dt_gguf_model *gm = dt_weights_gguf(m->w);
+    if (!gm || m->o->tokenizer) return DT_OK;
+    const dt_gguf_file *f = dt_gguf_model_file(gm);
+    if (dt_gguf_find_key(f, "tokenizer.ggml.model") < 0) {
+        dt_warn(ctx, "%s: the file carries no tokenizer (no tokenizer.ggml.model); the merged folder has none: give "
+                "--tokenizer DIR to add one", m->o->model);
+        return DT_OK;
+    }
+    dt_tokenizer *tok;
+    int rc = dt_tokenizer_load_gguf(ctx, f, &tok);
+    if (rc) return rc;
+    rc = dt_tokenizer_hf_json(ctx, tok, hf);
+    // generation_config.json: the ids generation stops at, as Llama 3 Instruct lists <|eot_id|> beside EOS.
+    int32_t bos = dt_tokenizer_bos_id(tok), eos = dt_tokenizer_eos_id(tok), eot = dt_tokenizer_eot_id(tok);
+    json_t *g = json_object();
+    if (g && bos >= 0) json_object_set_new(g, "bos_token_id", json_integer(bos));
+    if (g && eos >= 0)
+        json_object_set_new(g, "eos_token_id", eot >= 0 && eot != eos ? json_pack("[i, i]", eos, eot) : json_integer(eos));
+    char *text = g && !rc ? json_dumps(g, JSON_INDENT(2)) : NULL;
+    if (text && (*gen_config = malloc(strlen(text) + 2))) sprintf(*gen_config, "%s\n", text); // a final newline, as HF writes
+    free(text);
+    if (!rc && !*gen_config) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
+    json_decref(g);
+    dt_tokenizer_free(tok);
+    return rc;
+}
+
+static int write_gguf_tokenizer(merger *m, const char *tmp, const dt_tokenizer_hf *hf, const char *gen_config) {
+    if (!hf->text[0]) return DT_OK;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/generation_config.json", tmp);
+    int rc = dt_tokenizer_hf_write(m->ctx, hf, tmp);
+    if (!rc) rc = dt_atomic_write(m->ctx, path, gen_config, strlen(gen_config));
+    return rc;
+}
+
 static void remove_tree(const char *dir) {
     DIR *d = opendir(dir);
     if (d) {
@@ -309,26 +360,43 @@ int dt_mg_write_hf(merger *m) {
     dt_ctx *ctx = m->ctx;
     const char *out = m->o->out;
     if (!access(out, F_OK)) return dt_fail(ctx, DT_EINPUT, "%s: already exists; choose a new output folder", out);
+    char tj[4096];
+    snprintf(tj, sizeof tj, "%s/tokenizer.json", m->o->tokenizer ? m->o->tokenizer : "");
+    if (m->o->tokenizer && access(tj, F_OK))
+        return dt_fail(ctx, DT_EINPUT, "%s: no tokenizer.json there (--tokenizer names a Hugging Face tokenizer folder)", m->o->tokenizer);
+    dt_tokenizer_hf hf = {0};
+    char *gen_config = NULL;
+    int rc = gguf_tokenizer_files(m, &hf, &gen_config);
+    if (rc) return rc;
     size_t n = strlen(out);
     while (n > 1 && out[n - 1] == '/') n--;
     char *tmp = malloc(n + sizeof ".tmp.XXXXXX");
-    if (!tmp) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    if (!tmp) {
+        dt_tokenizer_hf_free(&hf);
+        free(gen_config);
+        return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    }
     memcpy(tmp, out, n);
     memcpy(tmp + n, ".tmp.XXXXXX", sizeof ".tmp.XXXXXX");
     if (!mkdtemp(tmp)) {
         int e = errno;
         free(tmp);
+        dt_tokenizer_hf_free(&hf);
+        free(gen_config);
         return dt_fail(ctx, e == ENOENT || e == ENOTDIR || e == EACCES ? DT_EINPUT : DT_EIO,
                        "%s: cannot create a temporary folder beside it: %s", out, strerror(e));
     }
     chmod(tmp, 0755); // mkdtemp makes it 0700; the output is meant to be shared like any model folder
     uint64_t total = 0;
-    int rc = write_shards(m, tmp, &total);
+    rc = write_shards(m, tmp, &total);
     char idx[4096];
     snprintf(idx, sizeof idx, "%s/model.safetensors.index.json", m->o->model);
     if (!rc && m->st && !access(idx, F_OK)) rc = write_index(m, tmp, total);
     if (!rc) rc = write_config(m, tmp);
-    if (!rc && m->st) rc = copy_extras(m, tmp);
+    if (!rc) rc = copy_extras(m, tmp);
+    if (!rc) rc = write_gguf_tokenizer(m, tmp, &hf, gen_config);
+    dt_tokenizer_hf_free(&hf);
+    free(gen_config);
     if (!rc) rc = dt_atomic_commit_dir(ctx, tmp, out);
     if (rc) remove_tree(tmp);
     free(tmp);

@@ -2,7 +2,8 @@
 // --dtype q8_0) loads with the config read from its metadata, its q/k rows un-permuted, and gives the
 // logits of the Hugging Face model whose weights went through the same quantization round trip; merge
 // --dtype same keeps every tensor's type and reports the error an independent recomputation finds;
-// corrupt quantized files are refused naming file and tensor.
+// corrupt quantized files are refused naming file and tensor; merge --format hf from a GGUF base writes
+// the GGUF's tokenizer as tokenizer.json and the merged folder evaluates on its own.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,6 +11,7 @@
 #include <unistd.h>
 #include "autograd/dtype.h"
 #include "autograd/quant.h"
+#include "datasets/tokenizer.h"
 #include "models/gguf.h"
 #include "models/gguf_model.h"
 #include "models/weights.h"
@@ -274,6 +276,104 @@ done:
     dt_weights_close(wo);
 }
 
+// "loss" of `deltatune eval --json` in the log, or NAN.
+static double eval_loss(const char *log) {
+    char *msg = tf_slurp(log, NULL);
+    const char *p = msg ? strstr(msg, "{\"loss\": ") : NULL;
+    double v = p ? strtod(p + 9, NULL) : NAN;
+    free(msg);
+    return v;
+}
+
+// `deltatune merge --format hf` from a GGUF base, through the command line: with no --tokenizer the
+// merged folder gets the GGUF's tokenizer as tokenizer.json + tokenizer_config.json (+ the special
+// tokens map and generation_config.json), encodes as the GGUF does, and `eval --model MERGED` runs on it
+// with no --tokenizer and gives the loss of the GGUF base with the adapter unmerged; --tokenizer DIR
+// copies DIR's files instead; a GGUF whose tokenizer cannot be converted stops the merge with exit 2
+// naming file and key, leaving no output and no temporary folder.
+static void test_merge_hf_tokenizer(void) {
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    char base[512], out[512], log[512], data[512], args[2048], p[700];
+    snprintf(base, sizeof base, "%s/tok_base.gguf", g_dir);
+    snprintf(out, sizeof out, "%s/merged_tok", g_dir);
+    snprintf(log, sizeof log, "%s/merge_tok.log", g_dir);
+    snprintf(data, sizeof data, "%s/tok_eval.jsonl", g_dir);
+    const char *ad = "tests/golden/llama_gqa/adapter";
+    if (write_gguf(&ctx, "tests/golden/llama_gqa", NULL, 0, DT_Q8_0, base, NULL)) { TEST_FAIL("merge_hf_tokenizer_setup", "%s", ctx.msg); return; }
+    const char *text = "{\"text\": \"ab a b abc <tool> ab\\nc\"}\n{\"text\": \"  aab  bab\"}\n";
+    tf_write(data, text, strlen(text));
+    snprintf(args, sizeof args, "merge --model %s --adapter %s --dtype f32 --out %s", base, ad, out);
+    int rc = tf_run(args, log);
+    const char *files[] = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "generation_config.json"};
+    int missing = 0;
+    for (int i = 0; i < 4; i++) {
+        snprintf(p, sizeof p, "%s/%s", out, files[i]);
+        missing += access(p, F_OK) != 0;
+    }
+    char *msg = tf_slurp(log, NULL);
+    TEST_CHECK("merge_hf_gguf_base_writes_tokenizer", rc == 0 && !missing, "exit %d, %d of 4 files missing: %s", rc, missing, msg ? msg : "");
+    free(msg);
+    // The same ids from the merged folder's tokenizer as from the GGUF's, with BOS.
+    dt_tokenizer *a = NULL, *b = NULL;
+    dt_ids ia = {0}, ib = {0};
+    const char *s = "ab a b\n abc<tool>ab</s> \xC3\xA9";
+    int r = dt_tokenizer_load(&ctx, out, &a);
+    if (!r) r = dt_tokenizer_load(&ctx, base, &b);
+    if (!r) r = dt_tokenizer_encode(&ctx, a, s, strlen(s), true, &ia);
+    if (!r) r = dt_tokenizer_encode(&ctx, b, s, strlen(s), true, &ib);
+    TEST_CHECK("merge_hf_gguf_base_tokenizer_same_ids", !r && ia.n == ib.n && ia.n > 5 && !memcmp(ia.v, ib.v, ia.n * sizeof *ia.v) &&
+               !dt_tokenizer_from_gguf(a) && dt_tokenizer_eos_id(a) == dt_tokenizer_eos_id(b), "%s (%zu vs %zu ids)", r ? ctx.msg : "ids differ",
+               ia.n, ib.n);
+    dt_ids_free(&ia);
+    dt_ids_free(&ib);
+    dt_tokenizer_free(a);
+    dt_tokenizer_free(b);
+    // eval on the merged folder alone, against the GGUF base with the adapter.
+    char log2[512];
+    snprintf(log2, sizeof log2, "%s/eval_base.log", g_dir);
+    snprintf(args, sizeof args, "eval --model %s --data %s --json --dtype f32", out, data);
+    int e1 = tf_run(args, log);
+    snprintf(args, sizeof args, "eval --model %s --adapter %s --data %s --json --dtype f32", base, ad, data);
+    int e2 = tf_run(args, log2);
+    double l1 = eval_loss(log), l2 = eval_loss(log2);
+    msg = tf_slurp(log, NULL);
+    TEST_CHECK("merge_hf_gguf_base_eval_without_tokenizer", e1 == 0 && e2 == 0 && fabs(l1 - l2) < 1e-4 * fmax(1, fabs(l2)),
+               "exit %d / %d, loss %.8g (merged) vs %.8g (base + adapter): %s", e1, e2, l1, l2, msg ? msg : "");
+    free(msg);
+    // --tokenizer DIR: its files, copied as they are.
+    char out2[512], src[700];
+    snprintf(out2, sizeof out2, "%s/merged_tok2", g_dir);
+    snprintf(args, sizeof args, "merge --model %s --adapter %s --dtype bf16 --tokenizer %s --out %s", base, ad, TOK, out2);
+    rc = tf_run(args, log);
+    snprintf(p, sizeof p, "%s/tokenizer.json", out2);
+    snprintf(src, sizeof src, "%s/tokenizer.json", TOK);
+    char p2[700], src2[700];
+    snprintf(p2, sizeof p2, "%s/tokenizer_config.json", out2);
+    snprintf(src2, sizeof src2, "%s/tokenizer_config.json", TOK);
+    TEST_CHECK("merge_hf_gguf_base_tokenizer_option_copies", rc == 0 && tf_same_file(p, src) && tf_same_file(p2, src2),
+               "exit %d, or the tokenizer files differ from %s", rc, TOK);
+    // A tokenizer that cannot be converted: tokenizer.ggml.model "llama" changed to "llamb" in place.
+    size_t n;
+    char *x = tf_slurp(base, &n), bad[512], out3[512];
+    snprintf(bad, sizeof bad, "%s/tok_bad.gguf", g_dir);
+    snprintf(out3, sizeof out3, "%s/merged_bad", g_dir);
+    size_t at = 0;
+    for (size_t i = 0; x && !at && i + 40 < n; i++)
+        if (!memcmp(x + i, "tokenizer.ggml.model", 20) && !memcmp(x + i + 20 + 12, "llama", 5)) at = i + 20 + 12 + 4;
+    if (!at) { TEST_FAIL("merge_hf_gguf_base_bad_tokenizer", "cannot find tokenizer.ggml.model in %s", base); free(x); return; }
+    x[at] = 'b';
+    tf_write(bad, x, n);
+    free(x);
+    snprintf(args, sizeof args, "merge --model %s --adapter %s --dtype f32 --out %s", bad, ad, out3);
+    rc = tf_run(args, log);
+    msg = tf_slurp(log, NULL);
+    TEST_CHECK("merge_hf_gguf_base_bad_tokenizer", rc == 2 && msg && strstr(msg, bad) && strstr(msg, "tokenizer.ggml.model") &&
+               strstr(msg, "--tokenizer") && access(out3, F_OK) != 0 && tf_count_prefix(g_dir, "merged_bad") == 0,
+               "exit %d (want 2), %d outputs left: %s", rc, tf_count_prefix(g_dir, "merged_bad"), msg ? msg : "");
+    free(msg);
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/dt_gguf_base.XXXXXX");
     if (!mkdtemp(g_dir)) { TEST_FAIL("tmpdir", "mkdtemp"); TEST_EXIT(); }
@@ -284,6 +384,7 @@ int main(void) {
     check_model("gguf_base_llama3_rope_q4_1", "tests/golden/llama3_rope", "tests/golden/llama3_rope/adapter", DT_Q4_1);
     test_corrupt();
     test_merge_same();
+    test_merge_hf_tokenizer();
     if (!getenv("DT_KEEP")) tf_rm_tree(g_dir);
     TEST_EXIT();
 }

@@ -33,13 +33,14 @@ int cmd_merge(int argc, char **argv) {
     const char *adapters[MAX_ADAPTERS], *dtype = NULL, *format = "hf";
     int n_ad = 0;
     const dt_opt opts[] = {
-        DT_O_STR("--model", "PATH", "the base model: a Hugging Face folder or a llama2.c .bin file", &o.model),
+        DT_O_STR("--model", "PATH", "the base model: a Hugging Face folder, a llama.cpp .gguf or a llama2.c .bin file", &o.model),
         DT_O_LIST("--adapter", "DIR[:WEIGHT]", "a LoRA adapter to fold in, at WEIGHT (default 1)", adapters, &n_ad, MAX_ADAPTERS),
         DT_O_STR("--out", "OUT", "a folder that must not exist yet (hf) or a .gguf file (gguf)", &o.out),
         DT_O_CHOICE("--dtype", "f32|f16|bf16|same|q8_0|q4_0|q4_1|q5_0|q5_1|q4_K|q5_K|q6_K",
                     "the merged weights' type (default: the base's); gguf: also a ggml type, or same: each tensor's own", &dtype),
         DT_O_CHOICE("--format", "hf|gguf", "a Hugging Face folder (default) or one GGUF file", &format),
-        DT_O_STR("--tokenizer", "PATH", "gguf: the tokenizer folder to write into the file (default: the model's folder)", &o.tokenizer),
+        DT_O_STR("--tokenizer", "PATH", "the tokenizer folder for the output: gguf: written into the file; hf: its files copied "
+                 "(default: the model's folder; a GGUF base's own tokenizer)", &o.tokenizer),
     };
     const dt_cli cli = {"merge", "--model PATH --adapter DIR[:WEIGHT] [--adapter ...] --out OUT [options]",
                         "Folds LoRA adapters into the base weights: W + sum_i weight_i * scale_i * B_i A_i, tensor by tensor.\n"
