@@ -4,8 +4,8 @@
 // loader and HF's `tokenizers` take them.
 //   - normalizer, pre_tokenizer, decoder: the reader's own description of its steps (tok->gguf_desc),
 //     which is what it runs, so the two cannot drift apart.
-//   - model: BPE with the vocabulary (every id's text, except added tokens and the unused rows, which are
-//     holes as in Llama 3's file) and the merges in rank order. For "llama" GGUFs the merges are derived
+//   - model: BPE with the vocabulary (every id's text, added tokens included; the unused rows are holes)
+//     and the merges in rank order. For "llama" GGUFs the merges are derived
 //     from the scores, where equal scores share a rank; tokenizer.json ranks by position, so ties are
 //     listed as HF's SentencePiece converter lists them: by the merged token's id, then by the left and
 //     right ids. (BPE then breaks a tie between two placements of one pair by position either way; only
@@ -39,18 +39,27 @@ static json_t *added_json(const tk_added *a, bool with_id) {
 }
 
 // The model's vocabulary in id order: every id whose text maps back to it (a text spelled twice keeps
-// its last id, as the reader does) and that is no added token, plus the unknown token, which HF's BPE
-// wants in its vocabulary even where the GGUF calls it a control token (Mistral's file has it there too).
+// its last id, as the reader does), and the added tokens too, as Mistral's file has them. HF's
+// tokenizers gives an added token that is not in the vocabulary the next id after the vocabulary's size,
+// whatever id the file says, which is right only for a run of added tokens at the end with no hole
+// before it (Llama 3, Qwen3); in the vocabulary every added token keeps its id (and the unknown token,
+// which HF's BPE looks up there, is found).
 static json_t *vocab_json(const dt_tokenizer *tok) {
-    json_t *v = json_object();
+    uint8_t *added = calloc((size_t)tok->n_ids + 1, 1);
+    json_t *v = added ? json_object() : NULL;
+    for (size_t i = 0; added && i < tok->n_added; i++) added[tok->added[i].id] = 1;
     for (int32_t i = 0; v && i < tok->n_ids; i++) {
         const char *s = tok->id_str[i];
-        if (!s || (i != tok->unk_id && tk_strmap_get(&tok->vocab, s, strlen(s)) != i)) continue;
+        int32_t in_vocab = s ? tk_strmap_get(&tok->vocab, s, strlen(s)) : -1;
+        // (an added token spelled like a vocabulary token leaves that token its entry: a JSON object has
+        // one per text)
+        if (!s || (in_vocab != i && (in_vocab >= 0 || !added[i]))) continue;
         if (json_object_set_new(v, s, json_integer(i))) {
             json_decref(v);
-            return NULL;
+            v = NULL;
         }
     }
+    free(added);
     return v;
 }
 
