@@ -165,6 +165,31 @@ static void test_ready_recipes(void) {
         TEST_CHECK(test, !c.n, "%s", c.why);
         dt_recipe_free(&r);
     }
+    // And every recipe shipped in recipes/ (one per method) loads and validates, its output_dir under runs/.
+    DIR *d = opendir("recipes");
+    int n = 0, bad = 0;
+    char why[512] = "";
+    for (struct dirent *e; d && (e = readdir(d));) {
+        size_t len = strlen(e->d_name);
+        if (len < 6 || strcmp(e->d_name + len - 5, ".yaml")) continue;
+        char path[128], out[128];
+        if (len > 100) continue; // (no such name is shipped; keeps the buffers small)
+        snprintf(path, sizeof path, "recipes/%s", e->d_name);
+        snprintf(out, sizeof out, "runs/%.*s", (int)(len - 5), e->d_name);
+        dt_ctx ctx;
+        dt_ctx_init(&ctx);
+        dt_recipe r;
+        n++;
+        if (dt_recipe_load(&ctx, path, NULL, 0, &r)) {
+            bad++;
+            snprintf(why, sizeof why, "%.500s", ctx.msg);
+            continue;
+        }
+        if (!streq(r.output_dir, abs_of(out))) { bad++; snprintf(why, sizeof why, "%s: output_dir %.300s", path, r.output_dir); }
+        dt_recipe_free(&r);
+    }
+    if (d) closedir(d);
+    TEST_CHECK("recipe_ready_all_in_recipes", d && n >= 14 && !bad, "%d recipes, %d bad: %s", n, bad, why);
 }
 
 // tests/data/recipes/bad/NAME.yaml must fail with DT_EINPUT and a message containing every line of
