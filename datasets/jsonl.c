@@ -13,7 +13,7 @@ struct dt_jsonl {
     gzFile gz;
     char *path;
     char *in;            // read-ahead from gzread: in[in_pos..in_len) not yet consumed
-    size_t in_pos, in_len;
+    size_t in_pos, in_len, chunk;
     char *line;          // the current line, grown by doubling
     size_t line_cap;
     int64_t lineno;
@@ -24,12 +24,17 @@ int dt_jsonl_open(dt_ctx *ctx, const char *path, dt_jsonl **out) {
     *out = NULL;
     // gzopen opens a folder and only its first read fails, which would look like an I/O error (exit 1).
     struct stat sb;
-    if (stat(path, &sb) == 0 && S_ISDIR(sb.st_mode))
+    bool known = stat(path, &sb) == 0;
+    if (known && S_ISDIR(sb.st_mode))
         return dt_fail(ctx, DT_EINPUT, "%s: is a folder; expected a JSONL file (plain or .gz)", path);
     dt_jsonl *r = calloc(1, sizeof *r);
     if (!r) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    // Buffers of CHUNK, or less for a small regular file (zlib adds two more of this size): a
+    // validation file of a few records should not cost 200 KB of buffers.
+    r->chunk = CHUNK;
+    if (known && S_ISREG(sb.st_mode) && sb.st_size < CHUNK) r->chunk = sb.st_size < 4096 ? 4096 : (size_t)sb.st_size;
     r->path = strdup(path);
-    r->in = malloc(CHUNK);
+    r->in = malloc(r->chunk);
     r->line_cap = 256;
     r->line = malloc(r->line_cap);
     if (!r->path || !r->in || !r->line) {
@@ -42,13 +47,13 @@ int dt_jsonl_open(dt_ctx *ctx, const char *path, dt_jsonl **out) {
         dt_jsonl_close(r);
         return dt_fail(ctx, DT_EINPUT, "cannot open %s: %s", path, e ? strerror(e) : "out of memory");
     }
-    gzbuffer(r->gz, CHUNK);
+    gzbuffer(r->gz, (unsigned)r->chunk);
     *out = r;
     return DT_OK;
 }
 
 static int refill(dt_ctx *ctx, dt_jsonl *r) {
-    int n = gzread(r->gz, r->in, CHUNK);
+    int n = gzread(r->gz, r->in, (unsigned)r->chunk);
     if (n < 0) {
         int zerr;
         const char *msg = gzerror(r->gz, &zerr);

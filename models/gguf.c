@@ -111,7 +111,11 @@ static void *arena_alloc(void **arena, size_t n) {
     arena_block *b = *arena;
     n = (n + 7) & ~(size_t)7;
     if (!b || b->cap - b->used < n) {
-        size_t cap = n > (1u << 20) ? n : (1u << 20);
+        // Blocks start small and double up to 1 MiB: a tokenizer's strings take megabytes, a small
+        // adapter's a few hundred bytes, and a fixed 1 MiB block per open made each small open cost a
+        // fresh mapping.
+        size_t cap = b ? (b->cap < (1u << 20) ? 2 * b->cap : b->cap) : 4096;
+        if (cap < n) cap = n;
         arena_block *nb = malloc(sizeof *nb + cap);
         if (!nb) return NULL;
         nb->next = b;
