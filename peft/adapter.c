@@ -73,3 +73,34 @@ int dt_adapter_alloc(dt_ctx *ctx, dt_adapter *a, int n, const int64_t (*shapes)[
     }
     return DT_OK;
 }
+
+int dt_adapter_layout_init(dt_ctx *ctx, dt_adapter_layout *lo, int n) {
+    lo->n = n;
+    lo->shapes = calloc((size_t)n, sizeof *lo->shapes);
+    lo->ndims = calloc((size_t)n, sizeof *lo->ndims);
+    lo->names = calloc((size_t)n, sizeof *lo->names);
+    return lo->shapes && lo->ndims && lo->names ? DT_OK : dt_fail(ctx, DT_ENOMEM, "out of memory");
+}
+
+int dt_adapter_layout_set(dt_ctx *ctx, dt_adapter_layout *lo, int i, const char *name, int ndim, int64_t d0, int64_t d1) {
+    if (!(lo->names[i] = strdup(name))) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    lo->ndims[i] = ndim;
+    lo->shapes[i][0] = d0;
+    lo->shapes[i][1] = ndim == 2 ? d1 : 1;
+    return DT_OK;
+}
+
+int dt_adapter_layout_commit(dt_ctx *ctx, dt_adapter_layout *lo, dt_adapter *a, int rc) {
+    if (!rc) {
+        rc = dt_adapter_alloc(ctx, a, lo->n, (const int64_t(*)[2])lo->shapes, lo->ndims, lo->names);
+        if (rc) { a->names = lo->names; a->n_tensors = lo->n; }
+        lo->names = NULL;
+    }
+    if (lo->names)
+        for (int i = 0; i < lo->n; i++) free(lo->names[i]);
+    free(lo->names);
+    free(lo->shapes);
+    free(lo->ndims);
+    *lo = (dt_adapter_layout){0};
+    return rc;
+}

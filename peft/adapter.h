@@ -94,4 +94,20 @@ dt_tensor *dt_adapter_find(const dt_adapter *a, const char *name);
 // For the method files: allocates the blocks for n tensors of these shapes and carves them (takes names).
 int dt_adapter_alloc(dt_ctx *ctx, dt_adapter *a, int n, const int64_t (*shapes)[2], const int *ndims, char **names);
 
+// For the method files: a method's trainable tensors listed (name and shape of each) before
+// dt_adapter_layout_commit allocates them as one block.
+typedef struct {
+    int n;
+    int64_t (*shapes)[2]; // (n) d0, d1 (d1 is 1 for a vector)
+    int *ndims;           // (n) 1 or 2
+    char **names;         // (n) PEFT keys, owned until commit
+} dt_adapter_layout;
+// Room for n tensors. Always leaves lo safe to commit; DT_ENOMEM (message set) when memory runs out.
+int dt_adapter_layout_init(dt_ctx *ctx, dt_adapter_layout *lo, int n);
+// Tensor i: a copy of name, shape (d0) when ndim is 1, (d0, d1) when 2.
+int dt_adapter_layout_set(dt_ctx *ctx, dt_adapter_layout *lo, int i, const char *name, int ndim, int64_t d0, int64_t d1);
+// When rc is DT_OK, allocates a's tensors from the layout (a takes the names, also on failure, so
+// dt_adapter_free frees them) and returns that status; otherwise returns rc. Frees the layout either way.
+int dt_adapter_layout_commit(dt_ctx *ctx, dt_adapter_layout *lo, dt_adapter *a, int rc);
+
 #endif

@@ -92,14 +92,13 @@ int dt_bitfit_create(dt_ctx *ctx, const dt_llama *m, const bool *target, const c
     dt_adapter *a = calloc(1, sizeof *a);
     bitfit_state *s = calloc(1, sizeof *s);
     const int n = per_layer * L;
-    int64_t (*shapes)[2] = calloc((size_t)n, sizeof *shapes);
-    int *ndims = calloc((size_t)n, sizeof *ndims);
-    char **names = calloc((size_t)n, sizeof *names);
+    dt_adapter_layout lo;
+    int rc = dt_adapter_layout_init(ctx, &lo, n);
     if (s) {
         s->delta = calloc((size_t)L * DT_MOD_COUNT, sizeof *s->delta);
         s->at = calloc((size_t)L * DT_MOD_COUNT, sizeof *s->at);
     }
-    int rc = a && s && shapes && ndims && names && s->delta && s->at ? DT_OK : dt_fail(ctx, DT_ENOMEM, "out of memory");
+    if (!rc && !(a && s && s->delta && s->at)) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
     if (a) { a->method = &dt_method_bitfit; a->state = s; } else bitfit_free_state(s);
     const int64_t D = c->hidden_size, q = (int64_t)c->num_heads * c->head_dim, kv = (int64_t)c->num_kv_heads * c->head_dim;
     const int64_t I = c->intermediate_size;
@@ -109,22 +108,10 @@ int dt_bitfit_create(dt_ctx *ctx, const dt_llama *m, const bool *target, const c
         for (int mod = 0; mod < DT_MOD_COUNT && !rc; mod++) {
             if (!target[mod]) continue;
             dt_tn_module(buf, sizeof buf, "base_model.model.", l, (dt_module)mod, ".bias");
-            if (!(names[i] = strdup(buf))) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
-            ndims[i] = 1;
-            shapes[i][0] = outs[mod]; // delta (out)
-            shapes[i][1] = 1;
-            i++;
+            rc = dt_adapter_layout_set(ctx, &lo, i++, buf, 1, outs[mod], 1); // delta (out)
         }
-    if (!rc) {
-        memcpy(s->target, target, sizeof s->target);
-        rc = dt_adapter_alloc(ctx, a, n, (const int64_t(*)[2])shapes, ndims, names);
-        if (rc) { a->names = names; a->n_tensors = n; } // freed with the adapter
-        names = NULL;
-    }
-    if (names) for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
-    free(shapes);
-    free(ndims);
+    if (!rc) memcpy(s->target, target, sizeof s->target);
+    rc = dt_adapter_layout_commit(ctx, &lo, a, rc);
     if (rc) { dt_adapter_free(a); return rc; }
     // The parameter block is calloc'd: every delta starts at zero.
     for (int l = 0, i = 0; l < L; l++)

@@ -57,38 +57,28 @@ int dt_bottleneck_create(dt_ctx *ctx, const dt_llama *m, dt_bottleneck_type type
     const int blocks = type == DT_BN_HOULSBY ? 2 : 1, n = L * blocks * 4;
     dt_adapter *a = calloc(1, sizeof *a);
     bn_state *s = calloc(1, sizeof *s);
-    int64_t (*shapes)[2] = calloc((size_t)n, sizeof *shapes);
-    int *ndims = calloc((size_t)n, sizeof *ndims);
-    char **names = calloc((size_t)n, sizeof *names);
+    dt_adapter_layout lo;
+    int rc = dt_adapter_layout_init(ctx, &lo, n);
     if (s) {
         s->t = calloc((size_t)L * 8, sizeof *s->t);
         s->at = calloc((size_t)L * DT_MOD_COUNT, sizeof *s->at);
     }
-    int rc = a && s && shapes && ndims && names && s->t && s->at ? DT_OK : dt_fail(ctx, DT_ENOMEM, "out of memory");
+    if (!rc && !(a && s && s->t && s->at)) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
     if (a) { a->method = &dt_method_bottleneck; a->state = s; } else bn_free(s);
     static const char *const PARTS[4] = {"down.weight", "down.bias", "up.weight", "up.bias"};
+    const int64_t dims[4][2] = {{size, D}, {size, 1}, {D, size}, {D, 1}};
     char buf[256];
     for (int l = 0, i = 0; l < L && !rc; l++)
         for (int b = 2 - blocks; b < 2 && !rc; b++)
             for (int p = 0; p < 4 && !rc; p++, i++) {
                 snprintf(buf, sizeof buf, "base_model.model.model.layers.%d.%s.adapter.%s", l, b ? "mlp" : "self_attn", PARTS[p]);
-                if (!(names[i] = strdup(buf))) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
-                const int64_t dims[4][2] = {{size, D}, {size, 1}, {D, size}, {D, 1}};
-                ndims[i] = p % 2 ? 1 : 2;
-                shapes[i][0] = dims[p][0];
-                shapes[i][1] = dims[p][1];
+                rc = dt_adapter_layout_set(ctx, &lo, i, buf, p % 2 ? 1 : 2, dims[p][0], dims[p][1]);
             }
     if (!rc) {
         s->type = type;
         s->size = size;
-        rc = dt_adapter_alloc(ctx, a, n, (const int64_t(*)[2])shapes, ndims, names);
-        if (rc) { a->names = names; a->n_tensors = n; }
-        names = NULL;
     }
-    if (names) for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
-    free(shapes);
-    free(ndims);
+    rc = dt_adapter_layout_commit(ctx, &lo, a, rc);
     if (rc) { dt_adapter_free(a); return rc; }
     // down as nn.Linear's default (U(-1/sqrt(D), 1/sqrt(D)) weights), its bias and all of up zero.
     dt_rng rng = {seed};

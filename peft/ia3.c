@@ -63,14 +63,13 @@ int dt_ia3_create(dt_ctx *ctx, const dt_llama *m, const bool *target, const bool
     dt_adapter *a = calloc(1, sizeof *a);
     ia3_state *s = calloc(1, sizeof *s);
     const int n = per_layer * L;
-    int64_t (*shapes)[2] = calloc((size_t)n, sizeof *shapes);
-    int *ndims = calloc((size_t)n, sizeof *ndims);
-    char **names = calloc((size_t)n, sizeof *names);
+    dt_adapter_layout lo;
+    int rc = dt_adapter_layout_init(ctx, &lo, n);
     if (s) {
         s->vec = calloc((size_t)L * DT_MOD_COUNT, sizeof *s->vec);
         s->at = calloc((size_t)L * DT_MOD_COUNT, sizeof *s->at);
     }
-    int rc = a && s && shapes && ndims && names && s->vec && s->at ? DT_OK : dt_fail(ctx, DT_ENOMEM, "out of memory");
+    if (!rc && !(a && s && s->vec && s->at)) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
     if (a) { a->method = &dt_method_ia3; a->state = s; } else ia3_free_state(s);
     const int64_t D = c->hidden_size, q = (int64_t)c->num_heads * c->head_dim, kv = (int64_t)c->num_kv_heads * c->head_dim;
     const int64_t I = c->intermediate_size;
@@ -80,23 +79,14 @@ int dt_ia3_create(dt_ctx *ctx, const dt_llama *m, const bool *target, const bool
         for (int mod = 0; mod < DT_MOD_COUNT && !rc; mod++) {
             if (!target[mod]) continue;
             dt_tn_module(buf, sizeof buf, "base_model.model.", l, (dt_module)mod, ".ia3_l");
-            if (!(names[i] = strdup(buf))) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");
-            ndims[i] = 2;
-            shapes[i][0] = ff[mod] ? 1 : outs[mod];  // (out, 1) or (1, in), as PEFT's update_layer
-            shapes[i][1] = ff[mod] ? ins[mod] : 1;
-            i++;
+            // (out, 1) or (1, in), as PEFT's update_layer
+            rc = dt_adapter_layout_set(ctx, &lo, i++, buf, 2, ff[mod] ? 1 : outs[mod], ff[mod] ? ins[mod] : 1);
         }
     if (!rc) {
         memcpy(s->target, target, sizeof s->target);
         memcpy(s->feedforward, ff, sizeof s->feedforward);
-        rc = dt_adapter_alloc(ctx, a, n, (const int64_t(*)[2])shapes, ndims, names);
-        if (rc) { a->names = names; a->n_tensors = n; } // freed with the adapter
-        names = NULL;
     }
-    if (names) for (int i = 0; i < n; i++) free(names[i]);
-    free(names);
-    free(shapes);
-    free(ndims);
+    rc = dt_adapter_layout_commit(ctx, &lo, a, rc);
     if (rc) { dt_adapter_free(a); return rc; }
     for (size_t e = 0; e < a->n_params; e++) a->params[e] = 1.0f;
     for (int l = 0, i = 0; l < L; l++)
