@@ -14,45 +14,13 @@
 #include "models/gguf.h"
 #include "models/gguf_tokenizer.h"
 #include "models/gguf_write.h"
+#include "tests/corpus_lines.h"
 #include "tests/file_util.h"
 #include "tests/test_util.h"
 
 #define CORPUS "tests/data/tokenizer/corpus.jsonl"
 
 static char g_dir[256];
-
-typedef struct { char **s; size_t *len; size_t n; } lines;
-
-static void add_line(lines *l, const char *s, size_t n) {
-    l->s = realloc(l->s, (l->n + 1) * sizeof *l->s);
-    l->len = realloc(l->len, (l->n + 1) * sizeof *l->len);
-    l->s[l->n] = malloc(n + 1);
-    memcpy(l->s[l->n], s, n);
-    l->s[l->n][n] = 0;
-    l->len[l->n++] = n;
-}
-
-static int read_corpus(const char *path, lines *out) {
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    char *line = NULL;
-    size_t cap = 0;
-    while (getline(&line, &cap, f) > 0) {
-        json_t *j = json_loads(line, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        if (json_is_string(j)) add_line(out, json_string_value(j), json_string_length(j));
-        json_decref(j);
-    }
-    free(line);
-    fclose(f);
-    return 0;
-}
-
-static void free_lines(lines *l) {
-    for (size_t i = 0; i < l->n; i++) free(l->s[i]);
-    free(l->s);
-    free(l->len);
-    memset(l, 0, sizeof *l);
-}
 
 // Writes the tokenizer keys of folder dir into a vocabulary-only GGUF at out.
 static int write_vocab_gguf(dt_ctx *ctx, const char *dir, int64_t n_vocab, const char *out) {

@@ -8,40 +8,10 @@
 #include <sys/wait.h>
 #include <utf8proc.h>
 #include "datasets/tokenizer_impl.h"
+#include "tests/corpus_lines.h"
 #include "tests/test_util.h"
 
 #define DATA "tests/data/tokenizer"
-
-typedef struct { char **s; size_t *len; size_t n; } lines;
-
-// Reads a file of JSON strings, one per line.
-static int read_corpus(const char *path, lines *out) {
-    FILE *f = fopen(path, "r");
-    if (!f) return -1;
-    char *line = NULL;
-    size_t cap = 0;
-    memset(out, 0, sizeof *out);
-    while (getline(&line, &cap, f) > 0) {
-        json_t *j = json_loads(line, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-        if (!json_is_string(j)) { json_decref(j); continue; }
-        out->s = realloc(out->s, (out->n + 1) * sizeof *out->s);
-        out->len = realloc(out->len, (out->n + 1) * sizeof *out->len);
-        out->len[out->n] = json_string_length(j);
-        out->s[out->n] = malloc(out->len[out->n] + 1);
-        memcpy(out->s[out->n], json_string_value(j), out->len[out->n] + 1);
-        out->n++;
-        json_decref(j);
-    }
-    free(line);
-    fclose(f);
-    return 0;
-}
-
-static void free_lines(lines *l) {
-    for (size_t i = 0; i < l->n; i++) free(l->s[i]);
-    free(l->s);
-    free(l->len);
-}
 
 static void ids_str(const int32_t *v, size_t n, char *buf, size_t cap) {
     size_t k = (size_t)snprintf(buf, cap, "[");
@@ -273,7 +243,7 @@ static void fixture_tests(void) {
         TEST_SKIP("tokenizer fixtures", "../shared/fixtures is absent");
         return;
     }
-    lines corpus;
+    lines corpus = {0};
     if (read_corpus(DATA "/corpus.jsonl", &corpus) || corpus.n < 300) {
         TEST_FAIL("corpus", "cannot read %s/corpus.jsonl (or under 300 lines)", DATA);
         return;
