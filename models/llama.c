@@ -11,7 +11,9 @@
 // One weight the model needs: its HF name, expected shape, and where it goes.
 // linear: one of a layer's frozen linear weights (what model.quantize applies to); q: the type it is
 // quantized to at load, DT_F32 for none.
-typedef struct { char name[192]; int ndim; int64_t shape[2]; dt_tensor *dst; bool in_place, linear; dt_dtype q; } weight_spec;
+// q: the type it is quantized to at load (DT_F32: none); stored: a quantized file tensor copied to the device
+// as it is (its type's blocks, which the device decodes).
+typedef struct { char name[192]; int ndim; int64_t shape[2]; dt_tensor *dst; bool in_place, linear, stored; dt_dtype q; } weight_spec;
 
 static int add_spec(weight_spec *s, int *n, const char *name, int ndim, int64_t d0, int64_t d1, dt_tensor *dst) {
     weight_spec *w = &s[(*n)++];
@@ -20,7 +22,7 @@ static int add_spec(weight_spec *s, int *n, const char *name, int ndim, int64_t 
     w->shape[0] = d0;
     w->shape[1] = d1;
     w->dst = dst;
-    w->in_place = w->linear = false;
+    w->in_place = w->linear = w->stored = false;
     w->q = DT_F32;
     return 0;
 }
@@ -114,13 +116,13 @@ static dt_st_dtype st_of(dt_dtype t) {
 static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, const dt_load_opts *o, dt_llama **out) {
     *out = NULL;
     const dt_dtype quantize = o ? o->quantize : DT_F32;
-    if (quantize != DT_F32 && be->device != DT_DEV_CPU)
-        return dt_fail(ctx, DT_EUNSUPPORTED, "model.quantize: quantized weights are kept on the CPU backend only");
+    // On a device, ggml's block types are copied as they are and decoded there (autograd/cuda/dequant.cu);
+    // NF4/FP4 keep their state (absmax) in host memory, so they stay on the CPU backend.
+    if ((quantize == DT_NF4 || quantize == DT_FP4) && be->device != DT_DEV_CPU)
+        return dt_fail(ctx, DT_EUNSUPPORTED, "model.quantize %s: NF4/FP4 weights are kept on the CPU backend only "
+                       "(q8_0 and q4_0 also work on cuda)", dt_dtype_name(quantize));
     if (wtype != DT_F32 && wtype != DT_BF16 && wtype != DT_F16)
         return dt_fail(ctx, DT_EINPUT, "%s: weight dtype %s is not supported (expected f32, bf16 or f16)", path,
-                       dt_dtype_name(wtype));
-    if (wtype != DT_F32 && be->device != DT_DEV_CPU)
-        return dt_fail(ctx, DT_EUNSUPPORTED, "%s: %s weights are kept as stored on the CPU backend only", path,
                        dt_dtype_name(wtype));
     dt_llama *m = calloc(1, sizeof *m);
     if (!m) return dt_fail(ctx, DT_ENOMEM, "out of memory");
@@ -160,6 +162,11 @@ static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wt
             }
             s->q = quantize;
             bytes += dt_lq_bytes(quantize, o->double_quant, s->shape[0], s->shape[1]);
+        } else if (fits && be->device != DT_DEV_CPU && t->st_dtype == DT_ST_BLOCK && s->ndim == 2 && !t->aux &&
+                   t->dtype >= DT_Q8_0 && t->dtype <= DT_Q6_K) {
+            // A GGUF base on a device: the blocks as they are (NF4/FP4, whose state is host memory, are widened).
+            s->stored = true;
+            bytes += (dt_type_row_bytes(t->dtype, s->shape[1]) * (size_t)s->shape[0] + 63) & ~(size_t)63;
         } else if (fits && be->device == DT_DEV_CPU && t->st_dtype == DT_ST_BLOCK) {
             // A quantized base (GGUF, bitsandbytes) stays quantized: a view of the file, state in aux.
             s->in_place = true;
@@ -187,20 +194,38 @@ static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wt
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
         dt_dtype kt = s->ndim == 2 ? wtype : DT_F32;
         size_t nb = (size_t)numel * dt_dtype_size(kt);
-        if (s->q != DT_F32) { // one f32 tensor at a time, quantized into the block
+        if (s->q != DT_F32) { // one f32 tensor at a time, quantized into the block (on the host first for a device)
+            const size_t qb = dt_lq_bytes(s->q, o->double_quant, s->shape[0], s->shape[1]);
             float *tmp = malloc((size_t)numel * sizeof(float));
-            rc = tmp ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape) : dt_fail(ctx, DT_ENOMEM, "out of memory");
-            if (!rc && (rc = dt_lq_fill(ctx, s->name, s->q, o->double_quant, tmp, s->shape[0], s->shape[1], p, s->dst)))
+            void *host = be->device == DT_DEV_CPU ? p : malloc(qb);
+            rc = tmp && host ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape) : dt_fail(ctx, DT_ENOMEM, "out of memory");
+            if (!rc && (rc = dt_lq_fill(ctx, s->name, s->q, o->double_quant, tmp, s->shape[0], s->shape[1], host, s->dst)))
                 dt_prefix(ctx, rc, "%s: ", path);
+            if (!rc && host != p) { // a ggml type (NF4/FP4 were refused above): only blocks, no state
+                be->upload(be, p, host, qb);
+                s->dst->data = p;
+                s->dst->device = be->device;
+            }
+            if (host != p) free(host);
             free(tmp);
-            p += dt_lq_bytes(s->q, o->double_quant, s->shape[0], s->shape[1]);
+            p += qb;
+            continue;
+        }
+        if (s->stored) { // a quantized file tensor to the device as it is
+            const dt_st_tensor *t = dt_weights_find(m->src, s->name);
+            const size_t qb = dt_type_row_bytes(t->dtype, s->shape[1]) * (size_t)s->shape[0];
+            be->upload(be, p, t->data, qb);
+            dt_tensor_set(s->dst, t->dtype, p, s->ndim, s->shape);
+            s->dst->device = be->device;
+            s->dst->name = NULL;
+            p += (qb + 63) & ~(size_t)63;
             continue;
         }
         if (be->device == DT_DEV_CPU) {
             rc = dt_weights_read_as(ctx, m->src, s->name, kt, p, s->ndim, s->shape);
-        } else {
-            float *tmp = malloc(nb);
-            rc = tmp ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape)
+        } else { // converted on the host (bf16/f16 matrices stay 16-bit on the device), then copied
+            void *tmp = malloc(nb);
+            rc = tmp ? dt_weights_read_as(ctx, m->src, s->name, kt, tmp, s->ndim, s->shape)
                      : dt_fail(ctx, DT_ENOMEM, "out of memory");
             if (!rc) be->upload(be, p, tmp, nb);
             free(tmp);

@@ -106,18 +106,19 @@ typedef struct dt_llama_out {
 // path: a Hugging Face folder or a llama2.c .bin. Weights are converted to f32 for the CPU backend;
 // F32 tensors of a memory-mapped file are used in place when aligned.
 int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama **out);
-// How the frozen weights are stored. A quantized base (GGUF, bitsandbytes 4-bit) keeps its types on the
-// CPU backend either way (widened to f32 on others).
+// How the frozen weights are stored. A quantized base keeps its types: on the CPU backend all of them
+// (GGUF, bitsandbytes 4-bit), on a device ggml's block types (GGUF; NF4/FP4 are widened to f32 there).
 typedef struct dt_load_opts {
     dt_dtype quantize;  // DT_F32: as loaded; DT_NF4, DT_FP4, DT_Q8_0, DT_Q4_0, ...: the linear weights
-                        // quantized at load, one tensor at a time (CPU; refused for a quantized base)
+                        // quantized at load, one tensor at a time (refused for a quantized base; NF4/FP4
+                        // on the CPU backend only)
     bool double_quant;  // NF4/FP4: quantize the block scales too (bitsandbytes' compress_statistics)
 } dt_load_opts;
 // dt_load_opts NULL: as dt_llama_load.
 int dt_llama_load_ex(dt_ctx *ctx, const char *path, const dt_backend *be, const dt_load_opts *o, dt_llama **out);
-// The same with the matrices (linears, embedding, LM head) kept as wtype (f32, bf16 or f16; not f32
-// only on the CPU): memory-mapped in place when the file stores them in wtype, converted once
-// otherwise. Norms and biases are f32 always.
+// The same with the matrices (linears, embedding, LM head) kept as wtype (f32, bf16 or f16): on the CPU
+// memory-mapped in place when the file stores them in wtype, converted once otherwise; on a device
+// converted on the host and copied. Norms and biases are f32 always.
 int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, dt_llama **out);
 // Loads path for the CPU with the matrices in the dtype `requested` resolves to (DT_DTYPE_AUTO or a
 // float dtype; see dt_dtype_resolve, whose messages start with `what`: the recipe key or the option).

@@ -11,6 +11,8 @@
 #include <string.h>
 #include "autograd/backend.h"
 #include "autograd/cpu_kernels.h"
+#include "autograd/dtype.h"
+#include "autograd/quant.h"
 #include "autograd/cuda/cuda_backend.h"
 #include "models/llama.h"
 #include "optim/optim.h"
@@ -141,17 +143,21 @@ static void test_embedding(void) {
     free(table); free(ref); G->free(G, dt); G->free(G, dout); G->free(G, dids);
 }
 
-// The frozen-linear entry and embedding rows with W stored as bf16 or f16 (random values rounded to the
-// type, special f16 values included), against the CPU backend's entries on the same bytes: forward,
-// backward, acc and not. out x in of 16400 x 256 spans two of the device's 16384-row panels.
+// The frozen-linear entry and embedding rows with W stored as bf16, f16 or one of ggml's block types
+// (random values rounded or quantized to the type, special f16 values included), against the CPU
+// backend's entries on the same bytes: forward, backward, acc and not. Both sides widen W to the same
+// f32 values (the device's block decoders are the CPU's, operation for operation) and multiply in f32,
+// so the f32 tolerance holds for every type. out x in of 16400 x 256 spans two of the device's
+// 16384-row panels.
 static void test_frozen(dt_dtype type, int64_t out, int64_t in, int64_t N) {
     const dt_backend *cpu = dt_backend_cpu();
     char name[128];
     float *w32 = rand_host(out * in, 1.0f);
     if (type == DT_F16) { w32[0] = 6e-8f; w32[1] = -65504.0f; w32[2] = 1e-5f; } // subnormal, largest, small
-    const size_t wbytes = (size_t)(out * in) * 2;
-    uint16_t *w = malloc(wbytes);
-    dt_convert_from_f32(w, type, w32, (size_t)(out * in));
+    const size_t wbytes = dt_type_row_bytes(type, in) * (size_t)out;
+    void *w = malloc(wbytes);
+    if (dt_is_quant(type)) dt_quant_row_from_f32(type, w32, w, out * in);
+    else dt_convert_from_f32(w, type, w32, (size_t)(out * in));
     dt_tensor hw, dw;
     dt_tensor_set(&hw, type, w, 2, (int64_t[]){out, in});
     dt_tensor_set(&dw, type, to_dev(w, wbytes), 2, (int64_t[]){out, in});
@@ -562,6 +568,8 @@ int main(void) {
     test_frozen(DT_BF16, 37, 19, 5);
     test_frozen(DT_F16, 37, 19, 5);
     test_frozen(DT_BF16, 16400, 256, 3);
+    for (dt_dtype t = DT_Q8_0; t <= DT_Q6_K; t++) test_frozen(t, 37, 256, 5);
+    test_frozen(DT_Q4_K, 16400, 256, 2);
     test_rmsnorm(13, 64);
     test_rmsnorm(5, 2051);
     test_rope(19, 3, 16);

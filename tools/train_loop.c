@@ -313,8 +313,8 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     snprintf(what, sizeof what, "%s: hardware.dtype %s", r->recipe_path, dt_dtype_choice_name(r->hardware.dtype));
     const dt_load_opts lo = {.quantize = r->model.quantize, .double_quant = r->model.double_quant};
     if (!rc) rc = dt_train_device_open(ctx, &t.dev, r);
-    if (!rc && t.dev.be->device == DT_DEV_CUDA) // f32 weights on the device for now (see train_device.h)
-        rc = dt_train_device_check(ctx, &t.dev, dt_llama_load(ctx, r->model.path, t.dev.be, &t.m), r->output_dir);
+    if (!rc && t.dev.be->device == DT_DEV_CUDA) // f32 weights, or ggml block types as stored or quantized at load
+        rc = dt_train_device_check(ctx, &t.dev, dt_llama_load_ex(ctx, r->model.path, t.dev.be, &lo, &t.m), r->output_dir);
     else if (!rc) rc = dt_llama_load_cpu_ex(ctx, r->model.path, r->hardware.dtype, what, &lo, &t.m);
     if (!rc && comm->rank == 0) { // the first lines say which dtype and kernels the frozen weights run with
         dt_dtype_describe(t.m->wtype, how, sizeof how);

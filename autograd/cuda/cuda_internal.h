@@ -5,6 +5,7 @@
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <pthread.h>
+#include <string.h>
 #include "autograd/cuda/cuda_backend.h"
 
 // The one instance (see cuda_backend.h for why there is only one).
@@ -140,5 +141,41 @@ void dt_cuda_attention_bwd(const dt_backend *be, float *dq, float *dk, float *dv
                            const float *out, const float *lse, const float *q, const float *k, const float *v,
                            const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
                            void *scratch);
+
+// ---- 16-bit and block-quantized storage (frozen.cu, dequant.cu) ----
+
+// dt_f16_to_f32 of autograd/tensor.c, bit for bit (subnormals, infinities and NaNs included).
+__device__ __forceinline__ float dt_cuda_f16_to_f32(uint16_t h) {
+    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
+    uint32_t u;
+    if (exp == 0) {
+        if (man == 0) u = sign;
+        else {
+            const float v = (float)man * (1.0f / 16777216.0f); // man * 2^-24
+            return sign ? -v : v;
+        }
+    } else if (exp == 31) {
+        u = sign | 0x7f800000u | (man << 13);
+    } else {
+        u = sign | ((exp + 112) << 23) | (man << 13);
+    }
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+__device__ __forceinline__ float dt_cuda_bf16_to_f32(uint16_t h) {
+    const uint32_t u = (uint32_t)h << 16;
+    float f;
+    memcpy(&f, &u, sizeof f);
+    return f;
+}
+
+// dst (n values, a whole number of blocks) <- n values of ggml type t decoded from src (device memory);
+// false when t has no device decoder (dt_cuda_quant_supported) or n is not whole blocks.
+bool dt_cuda_quant_supported(dt_dtype t);
+bool dt_cuda_dequant(float *dst, const void *src, int64_t n, dt_dtype t);
+// dst (n, D) <- rows ids (n, device) of table (V, D) of a ggml type, decoded.
+bool dt_cuda_dequant_rows(float *dst, const int32_t *ids, int64_t n, const dt_tensor *table);
 
 #endif

@@ -2,12 +2,13 @@
 // f32 weights go straight to the table's gemm. Any other type takes the panel path, the device twin of
 // autograd/cpu_frozen.c's generic path: a kernel widens a panel of W's rows to f32 in scratch, then one
 // gemm per panel, so the whole matrix is never widened. The widening kernel is the per-type hook:
-// bf16 and f16 here; a quantized type (Q8_0, Q4_0, Q4_K, NF4, ...) adds its block decoder to widen()
-// and is then read on the device with no other change. A type without a kernel is recorded as
-// unsupported (reported by dt_backend_cuda_check), never read wrongly.
+// bf16 and f16 here, ggml's block types in dequant.cu. A type without a kernel (NF4/FP4, whose state
+// is host memory) is recorded as unsupported (reported by dt_backend_cuda_check), never read wrongly.
 #include <stdio.h>
-#include <string.h>
 #include "autograd/cuda/cuda_internal.h"
+extern "C" {
+#include "autograd/dtype.h"
+}
 
 // Rows per panel: about 16 MiB of f32 (at least 16 rows, at most the whole matrix). Bigger than the
 // CPU's 1 MiB: a GPU gemm needs wide panels to fill the device, and device memory is not a cache.
@@ -18,37 +19,10 @@ static int64_t panel_rows(const dt_tensor *W) {
     return p < out ? p : out;
 }
 
-// dt_f16_to_f32 of autograd/tensor.c, bit for bit (subnormals, infinities and NaNs included).
-__device__ __forceinline__ float f16_to_f32(uint16_t h) {
-    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    uint32_t u;
-    if (exp == 0) {
-        if (man == 0) u = sign;
-        else {
-            const float v = (float)man * (1.0f / 16777216.0f); // man * 2^-24
-            return sign ? -v : v;
-        }
-    } else if (exp == 31) {
-        u = sign | 0x7f800000u | (man << 13);
-    } else {
-        u = sign | ((exp + 112) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-__device__ __forceinline__ float bf16_to_f32(uint16_t h) {
-    const uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
 __global__ void widen_16_k(float *panel, const uint16_t *w, int64_t n, bool is_bf16) {
     // panel (n) f32 <- w (n) bf16 or f16
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        panel[i] = is_bf16 ? bf16_to_f32(w[i]) : f16_to_f32(w[i]);
+        panel[i] = is_bf16 ? dt_cuda_bf16_to_f32(w[i]) : dt_cuda_f16_to_f32(w[i]);
 }
 
 __global__ void embedding_16_k(float *out, const int32_t *ids, int64_t n, const uint16_t *table, int64_t D,
@@ -57,7 +31,7 @@ __global__ void embedding_16_k(float *out, const int32_t *ids, int64_t n, const 
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n * D; e += (int64_t)gridDim.x * blockDim.x) {
         const int64_t i = e / D, j = e - i * D;
         const uint16_t h = table[(int64_t)ids[i] * D + j];
-        out[e] = is_bf16 ? bf16_to_f32(h) : f16_to_f32(h);
+        out[e] = is_bf16 ? dt_cuda_bf16_to_f32(h) : dt_cuda_f16_to_f32(h);
     }
 }
 
@@ -70,6 +44,10 @@ static void unsupported(const char *what, dt_dtype t) {
 void dt_cuda_embedding_widen(float *out, const int32_t *ids, int64_t n, const dt_tensor *table) {
     const int64_t D = table->shape[1];
     if (n * D <= 0) return;
+    if (dt_cuda_quant_supported(table->dtype)) {
+        if (!dt_cuda_dequant_rows(out, ids, n, table)) unsupported("embedding", table->dtype);
+        return;
+    }
     if (table->dtype != DT_BF16 && table->dtype != DT_F16) return unsupported("embedding", table->dtype);
     embedding_16_k<<<dt_cuda_blocks(n * D, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(
         out, ids, n, (const uint16_t *)table->data, D, table->dtype == DT_BF16);
@@ -86,6 +64,9 @@ static bool widen(const dt_tensor *W, int64_t r0, int64_t p, float *panel) {
             panel, (const uint16_t *)W->data + r0 * in, n, W->dtype == DT_BF16);
         return LAUNCH_OK("widen_16_k");
     default:
+        // a ggml block type: rows are whole blocks, so the panel's rows are consecutive blocks
+        if (dt_cuda_quant_supported(W->dtype))
+            return dt_cuda_dequant(panel, (const uint8_t *)W->data + (size_t)r0 * dt_type_row_bytes(W->dtype, in), n, W->dtype);
         unsupported("frozen linear", W->dtype);
         return false;
     }

@@ -10,7 +10,9 @@
 #  - more than the device's memory: refused before loading, exit 2, with the numbers;
 #  - device memory running out mid-run: exit 2 naming asked/free, the last checkpoint left as it was;
 #  - eval --device cuda: the CPU's mean loss within 1e-5;
-#  - prefix tuning (method section replaced): every step's loss on cuda within 1e-4 of the CPU's.
+#  - prefix tuning (method section replaced): every step's loss on cuda within 1e-4 of the CPU's;
+#  - quantized bases (model.quantize q8_0, q4_0) decoded on the device: the CPU's losses within 1e-4;
+#    NF4 on cuda refused with exit 2.
 # On a real GPU (`make test-cuda` passes build-cuda/deltatune) the same checks run on the device, with
 # the stories260K recipe's first 20 losses in place of the two emulator-only memory checks.
 # Usage: sh tests/cuda_emu/train_emu.sh path/to/deltatune   (a CUDA=1 build, emulated or real)
@@ -64,6 +66,21 @@ train pgpu 'method={name: prefix_tuning, num_virtual_tokens: 4}' hardware.device
 d=$(loss_diff "$tmp/pcpu/metrics.jsonl" "$tmp/pgpu/metrics.jsonl")
 within "$d" 1e-4
 check "train_emu_cuda_prefix_tuning_losses (worst $d)" $? "exit $rc, worst relative loss difference $d above 1e-4: $(tail -1 "$tmp/pgpu.err")"
+
+# A quantized base (model.quantize q8_0 and q4_0, ggml's block types): the blocks are copied to the
+# device as they are and decoded there per panel (autograd/cuda/dequant.cu), to the CPU's values, so the
+# losses match the CPU run on the same quantized weights as closely as f32 bases do.
+for q in q8_0 q4_0; do
+    train "q-cpu-$q" model.quantize=$q hardware.device=cpu hardware.dtype=f32 train.max_steps=4
+    train "q-gpu-$q" model.quantize=$q hardware.device=cuda hardware.dtype=f32 train.max_steps=4
+    d=$(loss_diff "$tmp/q-cpu-$q/metrics.jsonl" "$tmp/q-gpu-$q/metrics.jsonl")
+    within "$d" 1e-4
+    check "train_emu_cuda_quantized_base_${q}_losses (worst $d)" $? "exit $rc, worst relative loss difference $d above 1e-4: $(tail -1 "$tmp/q-gpu-$q.err")"
+done
+train q-nf4 model.quantize=nf4 hardware.device=cuda hardware.dtype=f32 train.max_steps=1
+ok=1
+[ "$rc" = 2 ] && grep -q "NF4/FP4 weights are kept on the CPU backend only" "$tmp/q-nf4.err" && ok=0
+check train_emu_cuda_nf4_refused $ok "exit $rc (want 2): $(tail -1 "$tmp/q-nf4.err")"
 
 # eval --device cuda: the same mean loss as on the CPU (f32 matmuls on the device).
 ev() { "$bin" eval --model tests/golden/llama_gqa --adapter tests/golden/llama_gqa/adapter \
