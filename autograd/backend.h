@@ -83,6 +83,10 @@ struct dt_backend {
                           const float *dout, const float *out, const float *lse, const float *q, const float *k,
                           const float *v, const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV,
                           int64_t hd, void *scratch);
+    // Generation: out (n, H*hd) = causal attention of n new queries q (n, H*hd) at positions p0.. over the
+    // cached keys/values kc, vc (>= p0+n rows of KV*hd; the new rows already written), forward only.
+    void (*attention_cached)(const dt_backend *be, float *out, const float *q, const float *kc, const float *vc,
+                             int64_t n, int64_t p0, int64_t H, int64_t KV, int64_t hd);
     // h (n) = silu(g) * u
     void (*swiglu_fwd)(const dt_backend *be, float *h, const float *g, const float *u, int64_t n);
     void (*swiglu_bwd)(const dt_backend *be, float *dg, float *du, bool acc_g, bool acc_u, const float *dh, const float *g, const float *u,

@@ -350,3 +350,31 @@ void dt_cpu_attention_bwd_naive(float *dq, float *dk, float *dv, const float *do
                 }
             }
 }
+
+// out (n, H*hd): causal attention of n new queries at positions p0.. over cached keys 0..p0+n-1, one pass
+// with a running max (online softmax), so no (len) buffer is needed. kc/vc (>= p0+n, KV*hd).
+void dt_cpu_attention_cached(float *out, const float *q, const float *kc, const float *vc, int64_t n, int64_t p0, int64_t H,
+                             int64_t KV, int64_t hd) {
+    const float scale = 1.0f / sqrtf((float)hd);
+    const int64_t group = H / KV;
+    #pragma omp parallel for collapse(2)
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t h = 0; h < H; h++) {
+            const float *qi = q + (i * H + h) * hd;
+            int64_t len = p0 + i + 1, gq = h / group;
+            float *o = out + (i * H + h) * hd;
+            float m = -INFINITY, sum = 0;
+            for (int64_t e = 0; e < hd; e++) o[e] = 0;
+            for (int64_t j = 0; j < len; j++) {
+                const float *kj = kc + (j * KV + gq) * hd, *vj = vc + (j * KV + gq) * hd;
+                float s = 0;
+                for (int64_t e = 0; e < hd; e++) s += qi[e] * kj[e];
+                s *= scale;
+                float mn = s > m ? s : m, corr = expf(m - mn), w = expf(s - mn);
+                sum = sum * corr + w;
+                for (int64_t e = 0; e < hd; e++) o[e] = o[e] * corr + w * vj[e];
+                m = mn;
+            }
+            for (int64_t e = 0; e < hd; e++) o[e] /= sum;
+        }
+}

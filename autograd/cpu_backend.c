@@ -92,6 +92,11 @@ static size_t cpu_attention_scratch_bytes(const dt_backend *be, int64_t B, int64
     (void)be;
     return dt_cpu_attention_scratch_bytes(B, T, H, KV, hd);
 }
+static void cpu_attention_cached(const dt_backend *be, float *out, const float *q, const float *kc, const float *vc,
+                                 int64_t n, int64_t p0, int64_t H, int64_t KV, int64_t hd) {
+    (void)be;
+    dt_cpu_attention_cached(out, q, kc, vc, n, p0, H, KV, hd);
+}
 static void cpu_attention_fwd(const dt_backend *be, float *out, float *lse, const float *q, const float *k,
                               const float *v, const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV,
                               int64_t hd, void *scratch) {
@@ -172,6 +177,7 @@ static const dt_backend CPU = {
     .attention_scratch_bytes = cpu_attention_scratch_bytes,
     .attention_fwd = cpu_attention_fwd,
     .attention_bwd = cpu_attention_bwd,
+    .attention_cached = cpu_attention_cached,
     .swiglu_fwd = cpu_swiglu_fwd,
     .swiglu_bwd = cpu_swiglu_bwd,
     .add = cpu_add,

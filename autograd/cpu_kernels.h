@@ -33,6 +33,9 @@ void dt_cpu_rmsnorm_bwd(float *dx, bool acc, const float *dy, const float *x, co
 void dt_cpu_rope_table(float *cs, const int32_t *pos, const float *inv_freq, int64_t N, int64_t hd);
 void dt_cpu_rope(float *x, const float *cs, int64_t N, int64_t H, int64_t hd, bool inverse);
 size_t dt_cpu_attention_scratch_bytes(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd);
+// Generation's attention over a KV cache (backend.h attention_cached).
+void dt_cpu_attention_cached(float *out, const float *q, const float *kc, const float *vc, int64_t n, int64_t p0, int64_t H,
+                             int64_t KV, int64_t hd);
 void dt_cpu_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
                           const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
                           void *scratch);

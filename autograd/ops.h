@@ -93,7 +93,7 @@ dt_tensor *dt_slice_cols(dt_graph *g, dt_tensor *x, int64_t c0, int64_t w);
 dt_tensor *dt_dense(dt_graph *g, dt_tensor *x, dt_tensor *W, dt_tensor *b);
 // max(x, 0), CPU backend.
 dt_tensor *dt_relu(dt_graph *g, dt_tensor *x);
-// Generation (grad off, one row, CPU): k/v (1, n, KV*hd) are written into the cache kc/vc (cap, KV*hd) at
+// Generation (grad off, one row; any backend): k/v (1, n, KV*hd) are written into the cache kc/vc (cap, KV*hd) at
 // positions p0.., then q (1, n, H*hd) attends causally over cache positions 0..p0+n-1 -> (1, n, H*hd).
 dt_tensor *dt_attention_cached(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tensor *v, int64_t H, int64_t KV, int64_t hd,
                                float *kc, float *vc, int64_t p0);

@@ -81,7 +81,8 @@ typedef struct dt_llama_adapters {
 // The keys and values of the positions fed so far, for generation (dt_llama_infer, models/llama_infer.h).
 typedef struct dt_kv_cache {
     int64_t cap, len;  // positions held / filled
-    float *k, *v;      // (L, cap, KV*hd) each
+    float *k, *v;      // (L, cap, KV*hd) each, in the model's backend memory
+    const dt_backend *be; // the backend that holds k and v
     dt_graph g;        // the forward's graph (grad off), kept so that its memory is reused from call to call
 } dt_kv_cache;
 

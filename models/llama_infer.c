@@ -9,8 +9,9 @@ int dt_kv_cache_init(dt_ctx *ctx, const dt_llama *m, int64_t cap, dt_kv_cache *c
     size_t kvn = (size_t)cf->num_layers * (size_t)cap * (size_t)cf->num_kv_heads * (size_t)cf->head_dim;
     memset(c, 0, sizeof *c);
     c->cap = cap;
-    c->k = malloc(kvn * sizeof(float));
-    c->v = malloc(kvn * sizeof(float));
+    c->be = m->be;
+    c->k = m->be->alloc(m->be, kvn * sizeof(float));
+    c->v = m->be->alloc(m->be, kvn * sizeof(float));
     if (!c->k || !c->v) { dt_kv_cache_free(c); return dt_fail(ctx, DT_ENOMEM, "out of memory for a %lld-position KV cache", (long long)cap); }
     int rc = dt_graph_init(ctx, &c->g, m->be, 0);
     if (rc) dt_kv_cache_free(c);
@@ -18,8 +19,10 @@ int dt_kv_cache_init(dt_ctx *ctx, const dt_llama *m, int64_t cap, dt_kv_cache *c
 }
 
 void dt_kv_cache_free(dt_kv_cache *c) {
-    free(c->k);
-    free(c->v);
+    if (c->be) {
+        c->be->free(c->be, c->k);
+        c->be->free(c->be, c->v);
+    }
     dt_graph_free(&c->g);
     memset(c, 0, sizeof *c);
 }

@@ -1,4 +1,4 @@
-// deltatune generate --model PATH (--prompt TEXT | --chat) [--dtype auto|f32|bf16|f16] [options: generate --help]
+// deltatune generate --model PATH (--prompt TEXT | --chat) [--device cpu|cuda] [--dtype auto|f32|bf16|f16] [options: generate --help]
 // Streams text with a KV cache; adapters are applied unmerged (several LoRA adapters add up; at most
 // one prompt-tuning adapter). At temperature 0 the choice is greedy. Sampling, streaming and the chat
 // turns are in gen_session.c.
@@ -10,7 +10,9 @@
 #include "datasets/tokenizer.h"
 #include "models/llama_infer.h"
 #include "models/model_files.h"
+#include "peft/adapter_device.h"
 #include "peft/peft_io.h"
+#include "tools/cli_device.h"
 #include "tools/cli_checks.h"
 #include "tools/cli_opts.h"
 #include "tools/commands.h"
@@ -19,7 +21,7 @@
 #define MAX_ADAPTERS 16
 
 int cmd_generate(int argc, char **argv) {
-    const char *model = NULL, *tokdir = NULL, *prompt = NULL, *system = NULL, *adapters[MAX_ADAPTERS];
+    const char *model = NULL, *tokdir = NULL, *prompt = NULL, *system = NULL, *adapters[MAX_ADAPTERS], *device = NULL;
     int n_ad = 0;
     int64_t n_new = 128, seed = 0;
     double temp = 0.0, top_p = 1.0;
@@ -38,6 +40,7 @@ int cmd_generate(int argc, char **argv) {
         DT_O_FLOAT("--top-p", "P", "nucleus sampling: keep the most likely tokens up to probability P, 0 < P <= 1 (default 1)", &top_p, 0, 1),
         DT_O_INT("--seed", "S", "sampling seed (default 0)", &seed, 0, 9007199254740991.0),
         DT_O_CHOICE("--dtype", "auto|f32|bf16|f16", "the frozen weights' dtype (default auto: bf16 where the CPU has bf16 matrix instructions, else f32)", &dtype_s),
+        DT_O_CHOICE("--device", "cpu|cuda", "where the model runs (default cpu; cuda computes in f32 with the weights and the KV cache on the GPU)", &device),
     };
     const dt_cli cli = {"generate", "--model PATH (--prompt TEXT | --chat) [--adapter DIR ...] [options]",
                         "Streams text from a model with a KV cache, adapters applied unmerged. Generation stops at\n"
@@ -55,6 +58,8 @@ int cmd_generate(int argc, char **argv) {
     dt_llama *m = NULL;
     dt_tokenizer *tok = NULL;
     dt_adapter *ad[MAX_ADAPTERS] = {0};
+    dt_adapter_dev dev[MAX_ADAPTERS] = {{0}};
+    const dt_backend *be = NULL;
     const dt_linear_hook **chain = NULL;
     dt_gen g = {0};
     char *tpath = tokdir ? strdup(tokdir) : dt_model_tokenizer_path(model);
@@ -64,11 +69,19 @@ int cmd_generate(int argc, char **argv) {
                                    : dt_tokenizer_load(&ctx, tpath, &tok);
     if (!rc) rc = dt_check_vocab_of(&ctx, tok, tpath, model);
     free(tpath);
-    if (!rc) rc = dt_llama_load_cpu(&ctx, model, dtype, "--dtype", &m);
+    if (!rc) rc = dt_cli_backend(&ctx, device, &be);
+    if (!rc && be->device == DT_DEV_CUDA) // f32 matrices (ggml block types as stored) on the device
+        rc = dt_cli_backend_check(&ctx, be, dt_llama_load(&ctx, model, be, &m));
+    else if (!rc) rc = dt_llama_load_cpu(&ctx, model, dtype, "--dtype", &m);
     dt_llama_adapters view = {0};
     if (!rc) chain = calloc((size_t)m->cfg.num_layers * DT_MOD_COUNT, sizeof *chain);
     for (int i = 0; i < n_ad && !rc; i++) {
         if ((rc = dt_adapter_load(&ctx, adapters[i], m, &ad[i]))) break;
+        if (be->device != DT_DEV_CPU && ad[i]->view.embed.fn) {
+            rc = dt_fail(&ctx, DT_EINPUT, "%s: --device cuda: LoRA on embed_tokens runs on the CPU only", adapters[i]);
+            break;
+        }
+        if ((rc = dt_cli_backend_check(&ctx, be, dt_adapter_dev_attach(&ctx, &dev[i], ad[i], be)))) break;
         if (ad[i]->method == &dt_method_prompt) {
             if (view.prompt) { rc = dt_fail(&ctx, DT_EINPUT, "%s: only one prompt-tuning adapter can be applied", adapters[i]); break; }
             view.prompt = ad[i]->view.prompt;
@@ -122,10 +135,14 @@ int cmd_generate(int argc, char **argv) {
     rc = dt_model_generation_eos(&ctx, model, g.eos, DT_GEN_MAX_EOS, &g.n_eos);
     if (!rc) rc = dt_gen_init(&ctx, &g);
     if (!rc) rc = chat ? dt_gen_chat(&ctx, &g, system, prompt, stdin) : dt_gen_complete(&ctx, &g, prompt);
+    if (be) rc = dt_cli_backend_check(&ctx, be, rc);
 done:
     dt_gen_free(&g);
     free(chain);
-    for (int i = 0; i < n_ad; i++) dt_adapter_free(ad[i]);
+    for (int i = 0; i < n_ad; i++) {
+        dt_adapter_dev_release(&dev[i], ad[i]);
+        dt_adapter_free(ad[i]);
+    }
     dt_tokenizer_free(tok);
     dt_llama_free(m);
     return rc ? dt_cli_fail("generate", &ctx, rc) : 0;

@@ -159,6 +159,7 @@ static void fill_table(dt_backend *t, const char *name, gemm_fn gemm) {
     t->attention_scratch_bytes = dt_cuda_attention_scratch_bytes;
     t->attention_fwd = dt_cuda_attention_fwd;
     t->attention_bwd = dt_cuda_attention_bwd;
+    t->attention_cached = dt_cuda_attention_cached;
     t->swiglu_fwd = dt_cuda_swiglu_fwd;
     t->swiglu_bwd = dt_cuda_swiglu_bwd;
     t->add = dt_cuda_add;

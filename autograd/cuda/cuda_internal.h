@@ -133,6 +133,8 @@ void dt_cuda_frozen_bwd(const dt_backend *be, float *dx, bool acc, const float *
 // out (n, D) = rows ids[i] of a table (V, D) stored in a type other than f32, widened to f32
 void dt_cuda_embedding_widen(float *out, const int32_t *ids, int64_t n, const dt_tensor *table);
 // attention.cu
+void dt_cuda_attention_cached(const dt_backend *be, float *out, const float *q, const float *kc, const float *vc,
+                              int64_t n, int64_t p0, int64_t H, int64_t KV, int64_t hd);
 size_t dt_cuda_attention_scratch_bytes(const dt_backend *be, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd);
 void dt_cuda_attention_fwd(const dt_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
                            const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
