@@ -322,6 +322,24 @@ static void test_attention(attn_case c) {
     G->free(G, dNaive); G->free(G, dNLse); G->free(G, dScratch); G->free(G, dGQ); G->free(G, dGK); G->free(G, dGV);
 }
 
+// Generation's attention over a KV cache: n new queries at positions p0.. over p0+n cached rows.
+static void test_attention_cached(int64_t n, int64_t p0, int64_t H, int64_t KV, int64_t hd) {
+    const dt_backend *cpu = dt_backend_cpu();
+    char name[96];
+    const int64_t len = p0 + n;
+    float *q = rand_host(n * H * hd, 1.0f), *kc = rand_host(len * KV * hd, 1.0f), *vc = rand_host(len * KV * hd, 1.0f);
+    float *ref = malloc((size_t)(n * H * hd) * sizeof(float));
+    float *dQ = to_dev(q, n * H * hd * 4), *dK = to_dev(kc, len * KV * hd * 4), *dV = to_dev(vc, len * KV * hd * 4);
+    float *dO = G->alloc(G, n * H * hd * 4);
+    cpu->attention_cached(cpu, ref, q, kc, vc, n, p0, H, KV, hd);
+    G->attention_cached(G, dO, dQ, dK, dV, n, p0, H, KV, hd);
+    snprintf(name, sizeof name, "cuda_attention_cached n=%lld p0=%lld H=%lld KV=%lld hd=%lld", (long long)n,
+             (long long)p0, (long long)H, (long long)KV, (long long)hd);
+    check_dev(name, dO, ref, n * H * hd, TOL_F32);
+    free(q); free(kc); free(vc); free(ref);
+    G->free(G, dQ); G->free(G, dK); G->free(G, dV); G->free(G, dO);
+}
+
 static void test_swiglu(void) {
     const int64_t n = 5003;
     float *g = rand_host(n, 4.0f), *u = rand_host(n, 2.0f), *dh = rand_host(n, 1.0f), *h = malloc(n * 4);
@@ -579,6 +597,8 @@ int main(void) {
         {1, 40, 2, 1, 96, false}, {1, 33, 2, 2, 256, false}, {1, 20, 2, 1, 512, true}, {3, 5, 2, 1, 8, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) test_attention(cases[i]);
+    test_attention_cached(1, 0, 4, 2, 16);
+    test_attention_cached(5, 37, 8, 2, 64);
     test_swiglu();
     test_elementwise();
     test_dropout();
