@@ -257,6 +257,30 @@ static void test_bad_input(void) {
     TEST_CHECK("train_bad_override", rc == 2 && file_has(err, "did you mean"), "exit %d", rc);
 }
 
+// The memory estimate printed before loading counts linear weights quantized at load (model.quantize)
+// in their block type: q8_0 takes 34 bytes per 32 values against 128.
+static double estimate_weights_mib(const char *extra) {
+    char out[256];
+    snprintf(out, sizeof out, "%s/est", tmp);
+    if (run("./deltatune train tests/data/train/tiny.yaml output_dir=%s train.max_steps=1 %s", out, extra)) return -1;
+    char path[128];
+    snprintf(path, sizeof path, "%s/err.txt", tmp);
+    size_t n;
+    char *s = tf_slurp(path, &n);
+    const char *w = s ? strstr(s, "(weights ") : NULL;
+    double mib = w ? atof(w + 9) : -1;
+    free(s);
+    snprintf(out, sizeof out, "rm -rf %s/est", tmp);
+    (void)!system(out);
+    return mib;
+}
+
+static void test_memory_estimate_quantized(void) {
+    double f = estimate_weights_mib(""), q = estimate_weights_mib("model.quantize=q8_0");
+    TEST_CHECK("train_memory_estimate_counts_quantized_weights", f > 0 && q > 0 && q < 0.5 * f,
+               "weights estimated %.1f MiB with q8_0 against %.1f MiB in f32 (want under half)", q, f);
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/dt_train_XXXXXX");
     if (!mkdtemp(tmp)) { TEST_FAIL("mkdtemp", "cannot make a temporary folder"); TEST_EXIT(); }
@@ -266,6 +290,7 @@ int main(void) {
     test_stories_loss_falls();
     test_nan_loss_stops();
     test_bad_input();
+    test_memory_estimate_quantized();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (!dt_test_failures) (void)!system(cmd);
