@@ -100,7 +100,7 @@ int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama 
 }
 
 int dt_llama_load_ex(dt_ctx *ctx, const char *path, const dt_backend *be, const dt_load_opts *o, dt_llama **out) {
-    return load(ctx, path, be, DT_F32, o, out);
+    return load(ctx, path, be, o ? o->wtype : DT_F32, o, out);
 }
 
 int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, dt_llama **out) {

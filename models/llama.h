@@ -114,6 +114,7 @@ typedef struct dt_load_opts {
                         // quantized at load, one tensor at a time (refused for a quantized base; NF4/FP4
                         // on the CPU backend only)
     bool double_quant;  // NF4/FP4: quantize the block scales too (bitsandbytes' compress_statistics)
+    dt_dtype wtype;     // the other matrices' dtype, as dt_llama_load_typed (DT_F32, the zero value: f32)
 } dt_load_opts;
 // dt_load_opts NULL: as dt_llama_load.
 int dt_llama_load_ex(dt_ctx *ctx, const char *path, const dt_backend *be, const dt_load_opts *o, dt_llama **out);

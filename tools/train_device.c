@@ -16,9 +16,9 @@ static const char *human(char *buf, size_t n, size_t b) {
     return buf;
 }
 
-// The estimate. Weights: every frozen tensor as the backend stores it (f32, the linears in their block
-// type under model.quantize; a GGUF base's own types are not known before loading: counted as f32, which
-// errs high). Adapter: parameters,
+// The estimate. Weights: every frozen tensor as the backend stores it (f32; matrices 16-bit under
+// hardware.dtype bf16/f16; the linears in their block type under model.quantize; a GGUF base's own types
+// are not known before loading: counted as the dtype says, which errs high). Adapter: parameters,
 // gradients and optimizer state (AdamW 2, SGD with momentum 1 per parameter), f32. Activations, for
 // N = batch_size x (max_seq_len + virtual tokens) positions, in floats: what one layer's forward keeps
 // for its backward (the normalised inputs 2D, q/k/v and the attention output 2qd + 2kvd, the MLP's
@@ -32,12 +32,15 @@ void dt_train_mem_estimate(const dt_model_config *c, const dt_recipe *r, dt_trai
     const double D = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, L = c->num_layers;
     const double qd = (double)c->num_heads * c->head_dim, kvd = (double)c->num_kv_heads * c->head_dim;
     const double linear = L * (D * qd + 2 * D * kvd + qd * D + 3 * D * I);
-    double params = V * D * (c->tie_word_embeddings ? 1 : 2) + D + L * 2 * D;
-    if (c->attention_bias) params += L * (qd + 2 * kvd);
-    if (c->qk_norm) params += L * 2.0 * c->head_dim;
-    // bytes per linear weight: f32, or the quantized type's (its blocks of 256 values: every type's multiple)
-    const double per = r->model.quantize != DT_F32 ? (double)dt_type_row_bytes(r->model.quantize, 256) / 256.0 : sizeof(float);
-    m->weights = (size_t)(params * sizeof(float) + linear * per);
+    const double matrices = V * D * (c->tie_word_embeddings ? 1 : 2);
+    double vectors = D + L * 2 * D;
+    if (c->attention_bias) vectors += L * (qd + 2 * kvd);
+    if (c->qk_norm) vectors += L * 2.0 * c->head_dim;
+    // bytes per matrix value: f32 or 16-bit; a linear quantized at load: its type's (per 256 values, a
+    // multiple of every type's block)
+    const double mat = r->hardware.dtype == DT_BF16 || r->hardware.dtype == DT_F16 ? 2 : sizeof(float);
+    const double per = r->model.quantize != DT_F32 ? (double)dt_type_row_bytes(r->model.quantize, 256) / 256.0 : mat;
+    m->weights = (size_t)(vectors * sizeof(float) + matrices * mat + linear * per);
 
     const double in[DT_MOD_COUNT] = {D, D, D, qd, D, D, I}, out[DT_MOD_COUNT] = {qd, kvd, kvd, D, I, I, D};
     double adapter = 0, lora_hidden = 0, virt = 0;

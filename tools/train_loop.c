@@ -311,13 +311,21 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     if (rc) dt_prefix(ctx, rc, "%s: ", r->recipe_path);
     char what[1100], how[160];
     snprintf(what, sizeof what, "%s: hardware.dtype %s", r->recipe_path, dt_dtype_choice_name(r->hardware.dtype));
-    const dt_load_opts lo = {.quantize = r->model.quantize, .double_quant = r->model.double_quant};
+    // On a device the matrices are kept in the matmuls' 16-bit type (bf16/f16 files as stored, f32 converted).
+    const bool dev16 = r->hardware.device == DT_DEV_CUDA && (r->hardware.dtype == DT_BF16 || r->hardware.dtype == DT_F16);
+    const dt_load_opts lo = {.quantize = r->model.quantize, .double_quant = r->model.double_quant,
+                             .wtype = dev16 ? r->hardware.dtype : DT_F32};
     if (!rc) rc = dt_train_device_open(ctx, &t.dev, r);
-    if (!rc && t.dev.be->device == DT_DEV_CUDA) // f32 weights, or ggml block types as stored or quantized at load
+    if (!rc && t.dev.be->device == DT_DEV_CUDA) // f32 or 16-bit matrices; ggml block types as stored or quantized at load
         rc = dt_train_device_check(ctx, &t.dev, dt_llama_load_ex(ctx, r->model.path, t.dev.be, &lo, &t.m), r->output_dir);
     else if (!rc) rc = dt_llama_load_cpu_ex(ctx, r->model.path, r->hardware.dtype, what, &lo, &t.m);
     if (!rc && comm->rank == 0) { // the first lines say which dtype and kernels the frozen weights run with
-        dt_dtype_describe(t.m->wtype, how, sizeof how);
+        if (t.dev.be->device == DT_DEV_CUDA) // stored as below, widened to f32 a panel at a time for cuBLAS
+            snprintf(how, sizeof how, "%s on the GPU%s%s, %s matmuls", dt_dtype_name(t.m->wtype),
+                     r->model.quantize != DT_F32 ? ", linears " : "", r->model.quantize != DT_F32 ? dt_dtype_name(r->model.quantize) : "",
+                     dt_dtype_name(r->hardware.dtype));
+        else
+            dt_dtype_describe(t.m->wtype, how, sizeof how);
         fprintf(stderr, "frozen weights: %s\n", how);
     }
     // Token-id data (format tokens, or auto on files of ids) needs no tokenizer, unless prompt tuning

@@ -59,6 +59,8 @@ train bf16 hardware.device=cuda hardware.dtype=bf16 train.max_steps=4
 d=$(loss_diff "$tmp/cpu/metrics.jsonl" "$tmp/bf16/metrics.jsonl")
 within "$d" 3e-2
 check "train_emu_cuda_bf16_losses (worst $d)" $? "exit $rc, worst relative loss difference $d above 3e-2: $(tail -1 "$tmp/bf16.err")"
+grep -q "frozen weights: BF16 on the GPU" "$tmp/bf16.err"
+check train_emu_cuda_bf16_weights_kept_16_bit $? "$(grep 'frozen weights' "$tmp/bf16.err")"
 
 # Prefix tuning (the same recipe with its method section replaced): the key/value prefix through the
 # device's attention (dt_attention_ext: packed rows each get the prefix) gives the CPU's losses.
