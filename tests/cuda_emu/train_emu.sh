@@ -10,7 +10,8 @@
 #  - more than the device's memory: refused before loading, exit 2, with the numbers;
 #  - device memory running out mid-run: exit 2 naming asked/free, the last checkpoint left as it was;
 #  - eval --device cuda: the CPU's mean loss within 1e-5;
-#  - generate --device cuda: the CPU's tokens (demo model, LoRA adapter, KV cache on the device);
+#  - generate --device cuda: the CPU's tokens (demo model; LoRA, prefix and prompt tuning adapters; KV cache on
+#    the device);
 #  - prefix tuning (method section replaced): every step's loss on cuda within 1e-4 of the CPU's;
 #  - quantized bases (model.quantize q8_0, q4_0) decoded on the device: the CPU's losses within 1e-4;
 #    NF4 on cuda refused with exit 2.
@@ -96,23 +97,32 @@ awk -v a="$lc" -v b="$lg" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" 
 check "eval_emu_device_cuda (cpu $lc, cuda $lg)" $ok "$(tail -1 "$tmp/eval.err")"
 
 # generate --device cuda (weights, adapter and KV cache on the device): the CPU's tokens, on the demo model
-# with a LoRA adapter trained for a few steps. Sampled (temperature 0.7, a fixed seed) rather than greedy:
+# with adapters trained for a few steps. Sampled (temperature 0.7, a fixed seed) rather than greedy:
 # this barely trained model picks an end-of-sequence id within a few greedy steps, while the sampled run
 # goes on for 22 tokens through the cache; the same logits and seed draw the same tokens.
 demo=build/demo/make_demo_model
 [ -x "$demo" ] || make -s "$demo" >/dev/null 2>&1
-if "$demo" demo/tokenizer "$tmp/demo" >/dev/null 2>&1 &&
-    "$bin" train demo/demo.yaml model.path="$tmp/demo" output_dir="$tmp/demo-ad" train.max_steps=6 hardware.device=cpu \
-        hardware.dtype=f32 >/dev/null 2>"$tmp/demo-ad.err"; then
-    gen() { "$bin" generate --model "$tmp/demo" --adapter "$tmp/demo-ad" --prompt "The sky is" -n 32 --temp 0.7 --seed 5 \
-        --device "$1" --dtype f32 2>"$tmp/gen-$1.err"; }
-    gc=$(gen cpu)
-    gg=$(gen cuda)
-    ok=1
-    [ "${#gc}" -gt 20 ] && [ "$gc" = "$gg" ] && ok=0
-    check "generate_emu_device_cuda_tokens (${#gc} bytes)" $ok "cpu '$gc', cuda '$gg' (want the same, over 20 bytes): $(tail -1 "$tmp/gen-cuda.err")"
+if "$demo" demo/tokenizer "$tmp/demo" >/dev/null 2>&1; then
+    # LoRA (the demo recipe's method), then the two methods that put virtual tokens in front of the cache.
+    for m in lora "prefix_tuning, num_virtual_tokens: 4" "prompt_tuning, num_virtual_tokens: 4"; do
+        n=${m%%,*}
+        set --
+        [ "$n" = lora ] || set -- "method={name: $m}"
+        if "$bin" train demo/demo.yaml model.path="$tmp/demo" output_dir="$tmp/demo-$n" "$@" train.max_steps=6 \
+            hardware.device=cpu hardware.dtype=f32 >/dev/null 2>"$tmp/demo-$n.err"; then
+            gen() { "$bin" generate --model "$tmp/demo" --adapter "$tmp/demo-$n" --prompt "The sky is" -n 32 --temp 0.7 \
+                --seed 5 --device "$1" --dtype f32 2>"$tmp/gen-$1.err"; }
+            gc=$(gen cpu)
+            gg=$(gen cuda)
+            ok=1
+            [ "${#gc}" -gt 20 ] && [ "$gc" = "$gg" ] && ok=0
+            check "generate_emu_device_cuda_tokens $n (${#gc} bytes)" $ok "cpu '$gc', cuda '$gg' (want the same, over 20 bytes): $(tail -1 "$tmp/gen-cuda.err")"
+        else
+            fail "generate_emu_device_cuda_tokens $n" "the adapter could not be trained: $(tail -1 "$tmp/demo-$n.err")"
+        fi
+    done
 else
-    fail generate_emu_device_cuda_tokens "the demo model or its adapter could not be made: $(tail -1 "$tmp/demo-ad.err")"
+    fail generate_emu_device_cuda_tokens "the demo model could not be made"
 fi
 
 # Interrupted after step 4 on one device, resumed on the other for two more (the learning-rate schedule
