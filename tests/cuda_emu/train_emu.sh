@@ -13,6 +13,7 @@
 #  - generate --device cuda: the CPU's tokens (demo model; LoRA, prefix and prompt tuning adapters; KV cache on
 #    the device);
 #  - prefix tuning (method section replaced): every step's loss on cuda within 1e-4 of the CPU's;
+#  - activation checkpointing on cuda: the CPU's losses within 1e-4;
 #  - quantized bases (model.quantize q8_0, q4_0) decoded on the device: the CPU's losses within 1e-4;
 #    NF4 on cuda refused with exit 2.
 # On a real GPU (`make test-cuda` passes build-cuda/deltatune) the same checks run on the device, with
@@ -70,6 +71,13 @@ train pgpu 'method={name: prefix_tuning, num_virtual_tokens: 4}' hardware.device
 d=$(loss_diff "$tmp/pcpu/metrics.jsonl" "$tmp/pgpu/metrics.jsonl")
 within "$d" 1e-4
 check "train_emu_cuda_prefix_tuning_losses (worst $d)" $? "exit $rc, worst relative loss difference $d above 1e-4: $(tail -1 "$tmp/pgpu.err")"
+
+# Activation checkpointing on the device: each layer recomputed in the backward gives the CPU's losses.
+train ccpu train.activation_checkpointing=true hardware.device=cpu hardware.dtype=f32 train.max_steps=4
+train cgpu train.activation_checkpointing=true hardware.device=cuda hardware.dtype=f32 train.max_steps=4
+d=$(loss_diff "$tmp/ccpu/metrics.jsonl" "$tmp/cgpu/metrics.jsonl")
+within "$d" 1e-4
+check "train_emu_cuda_activation_checkpointing_losses (worst $d)" $? "exit $rc, worst relative loss difference $d above 1e-4: $(tail -1 "$tmp/cgpu.err")"
 
 # A quantized base (model.quantize q8_0 and q4_0, ggml's block types): the blocks are copied to the
 # device as they are and decoded there per panel (autograd/cuda/dequant.cu), to the CPU's values, so the
