@@ -15,7 +15,8 @@
 #  - prefix tuning (method section replaced): every step's loss on cuda within 1e-4 of the CPU's;
 #  - activation checkpointing on cuda: the CPU's losses within 1e-4;
 #  - quantized bases (model.quantize q8_0, q4_0) decoded on the device: the CPU's losses within 1e-4;
-#    NF4 on cuda refused with exit 2.
+#    NF4 on cuda refused with exit 2; a GGUF base in q8_0 / q5_1 (stored quantized on the device): eval's
+#    mean loss within 1e-5 of the CPU's;
 # On a real GPU (`make test-cuda` passes build-cuda/deltatune) the same checks run on the device, with
 # the stories260K recipe's first 20 losses in place of the two emulator-only memory checks.
 # Usage: sh tests/cuda_emu/train_emu.sh path/to/deltatune   (a CUDA=1 build, emulated or real)
@@ -128,6 +129,18 @@ if "$demo" demo/tokenizer "$tmp/demo" >/dev/null 2>&1; then
         else
             fail "generate_emu_device_cuda_tokens $n" "the adapter could not be trained: $(tail -1 "$tmp/demo-$n.err")"
         fi
+    done
+    # A GGUF base in a ggml block type (the demo model converted by merge): its blocks go to the device as
+    # stored and are decoded there; eval's mean loss equals the CPU's on the same file (f32 matmuls).
+    for q in q8_0 q5_1; do
+        "$bin" merge --model "$tmp/demo" --out "$tmp/demo-$q.gguf" --format gguf --dtype $q >/dev/null 2>&1
+        evq() { "$bin" eval --model "$tmp/demo-$q.gguf" --data demo/data/val.jsonl --json --device "$1" --dtype f32 \
+            2>"$tmp/evq.err" | sed 's/.*"loss": \([^,]*\),.*/\1/'; }
+        lc=$(evq cpu)
+        lg=$(evq cuda)
+        ok=1
+        awk -v a="$lc" -v b="$lg" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= 1e-5 * a) }' && ok=0
+        check "eval_emu_device_cuda_gguf_$q (cpu $lc, cuda $lg)" $ok "$(tail -1 "$tmp/evq.err")"
     done
 else
     fail generate_emu_device_cuda_tokens "the demo model could not be made"
