@@ -160,6 +160,12 @@ int tk_finish_ids(dt_ctx *ctx, dt_tokenizer *tok) {
         if (v->slot[i].hash && v->slot[i].id > top) top = v->slot[i].id;
     for (size_t a = 0; a < tok->n_added; a++)
         if (tok->added[a].id > top) top = tok->added[a].id;
+    // The id tables are dense (one entry per id up to the largest), so a file naming id 2^30 would
+    // allocate gigabytes before anything else is checked (found by fuzz_tokenizer). The largest real
+    // vocabularies have about 260,000 ids; 2^24 leaves room for any of them.
+    if (top >= TK_MAX_IDS)
+        return dt_fail(ctx, DT_EINPUT, "%s: token id %d is too large (ids must be below %d; real vocabularies have at most a few hundred thousand)",
+                       tok->path, (int)top, TK_MAX_IDS);
     tok->n_ids = top + 1;
     tok->id_str = calloc((size_t)tok->n_ids + 1, sizeof *tok->id_str);
     tok->special = calloc((size_t)tok->n_ids + 1, 1);

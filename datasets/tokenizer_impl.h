@@ -9,6 +9,9 @@
 // lookups (ignore_merges).
 #ifndef DT_TOKENIZER_IMPL_H
 #define DT_TOKENIZER_IMPL_H
+
+// The largest token id a tokenizer may use (tk_finish_ids): ids index dense tables.
+#define TK_MAX_IDS (1 << 24)
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 #include <pthread.h>

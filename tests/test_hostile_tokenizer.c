@@ -1,7 +1,8 @@
 // tokenizer.json files a user might download, including the ones the fuzzer found: omitted
 // normalizer / pre_tokenizer / decoder mean null (as in HF); a repeated top-level member followed by a
 // malformed value is an error, not a use-after-free (visible under `make test-asan`); a Split regex
-// that can cut a UTF-8 sequence (\C) is refused.
+// that can cut a UTF-8 sequence (\C) is refused; a token id far beyond any vocabulary is refused before
+// the id tables are allocated.
 #include <stdlib.h>
 #include <string.h>
 #include "datasets/tokenizer.h"
@@ -45,6 +46,14 @@ int main(void) {
     dt_tokenizer_free(tok);
     rc = load(&ctx, "{\"decoder\": null, \"decoder\": nul, " MODEL "}", &tok);
     TEST_CHECK("tokenizer_repeated_key_bad_literal", rc == DT_EINPUT, "rc %d: %s", rc, ctx.msg);
+    dt_tokenizer_free(tok);
+
+    // An added token with id 1211111118 (fuzz_tokenizer, 8.5M executions in): the dense id tables would take
+    // about 10 GB. Refused at load, naming the id.
+    rc = load(&ctx, "{\"added_tokens\": [{\"id\": 1211111118, \"content\": \"<x>\", \"single_word\": false, \"lstrip\": false, "
+                    "\"rstrip\": false, \"normalized\": false, \"special\": true}], " MODEL "}", &tok);
+    TEST_CHECK("tokenizer_huge_token_id_refused", rc == DT_EINPUT && strstr(ctx.msg, "1211111118") && strstr(ctx.msg, "too large"),
+               "rc %d: %s", rc, ctx.msg);
     dt_tokenizer_free(tok);
 
     // \C in a Split regex matches one byte and would cut "é" in two: refused at load.
