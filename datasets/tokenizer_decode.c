@@ -148,11 +148,8 @@ int tk_decode_hf(dt_ctx *ctx, const dt_tokenizer *tok, const int32_t *ids, size_
     if (tok->dec_unsupported)
         return dt_fail(ctx, DT_EUNSUPPORTED, "%s: decoder %s is not supported", tok->path, tok->dec_unsupported);
     tk_list a = {0}, b = {0};
-    // Sized once for the whole id list (and its joining spaces) rather than grown token by token.
-    size_t bytes = 0;
-    for (size_t i = 0; i < n; i++) bytes += strlen(tok->id_str[ids[i]]) + 1;
+    // The token list sized once for the whole id list (and its joining spaces), not grown token by token.
     int rc = tk_grow(ctx, (void **)&a.tok, &a.cap, 2 * n, sizeof *a.tok);
-    if (!rc) rc = tk_buf_reserve(ctx, &a.text, bytes);
     for (size_t i = 0; i < n && !rc; i++) {
         if (skip_special && tok->special[ids[i]]) continue;
         const char *s = tok->id_str[ids[i]];

@@ -10,9 +10,8 @@
 
 // One weight the model needs: its HF name, expected shape, and where it goes.
 // linear: one of a layer's frozen linear weights (what model.quantize applies to); q: the type it is
-// quantized to at load, DT_F32 for none.
-// q: the type it is quantized to at load (DT_F32: none); stored: a quantized file tensor copied to the device
-// as it is (its type's blocks, which the device decodes).
+// quantized to at load, DT_F32 for none; stored: a quantized file tensor copied to the device as it is
+// (its type's blocks, which the device decodes).
 typedef struct { char name[192]; int ndim; int64_t shape[2]; dt_tensor *dst; bool in_place, linear, stored; dt_dtype q; } weight_spec;
 
 static int add_spec(weight_spec *s, int *n, const char *name, int ndim, int64_t d0, int64_t d1, dt_tensor *dst) {
