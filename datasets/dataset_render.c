@@ -19,17 +19,22 @@ int dt_dataset_render_example_styled(dt_ctx *ctx, const dt_dataset *ds, const dt
     for (int64_t t = 0; t < n; t++) trained += labels[t] != -100;
     fprintf(out, "example %zu (%s:%lld): %lld tokens, %lld trained, %lld not trained%s\n", i, path, (long long)line,
             (long long)n, (long long)trained, (long long)(n - trained), cut ? ", truncated to max_seq_len" : "");
-    // Runs of trained/untrained tokens are cut out of the decoded prefix strings, so the decoder sees
-    // whole byte sequences and word boundaries; where a run's text is not a clean extension of the
-    // previous prefix (a character split across the boundary), the run is decoded on its own.
+    // Each run of trained/untrained tokens is cut out of two decodes that start a few tokens before it:
+    // ids[s, b) minus ids[s, a). The decoder then sees whole byte sequences and word boundaries at the
+    // run's start; where the longer text is not a clean extension of the shorter (a character split across
+    // the boundary), the run is decoded on its own. The window keeps preview linear in the example's
+    // length: decoding whole prefixes made it quadratic in the number of runs (a chat of many turns).
+    // 8 tokens covers the longest split there is: a 4-byte character written as 4 byte tokens.
+    enum { CONTEXT = 8 };
     char *prev = NULL, *cur = NULL, *piece = NULL;
     size_t prev_len = 0, cur_len, piece_len;
     int st = DT_OK;
     for (int64_t a = 0; a < n && !st;) {
         bool tr = labels[a] != -100;
-        int64_t b = a;
+        int64_t b = a, s = a > CONTEXT ? a - CONTEXT : 0;
         while (b < n && (labels[b] != -100) == tr) b++;
-        if ((st = dt_tokenizer_decode(ctx, tok, ids, (size_t)b, false, &cur, &cur_len))) break;
+        if ((st = dt_tokenizer_decode(ctx, tok, ids + s, (size_t)(a - s), false, &prev, &prev_len))) break;
+        if ((st = dt_tokenizer_decode(ctx, tok, ids + s, (size_t)(b - s), false, &cur, &cur_len))) break;
         const char *text = cur + prev_len;
         size_t len = cur_len - prev_len;
         if (cur_len < prev_len || (prev_len && memcmp(cur, prev, prev_len))) {
@@ -42,9 +47,9 @@ int dt_dataset_render_example_styled(dt_ctx *ctx, const dt_dataset *ds, const dt
         if (ansi) fputs("\x1b[0m", out);
         else if (tr) fputs("\xc2\xbb", out); // »
         free(piece);
-        piece = NULL;
         free(prev);
-        prev = cur, prev_len = cur_len, cur = NULL;
+        free(cur);
+        piece = prev = cur = NULL;
         a = b;
     }
     fputc('\n', out);

@@ -719,6 +719,62 @@ static void check_real(const char *name, const dt_tokenizer *tok, const char *tm
     dt_dataset_free(ds);
 }
 
+// The naive preview that dt_dataset_render_example's windowed decode must equal: each run of trained or
+// untrained tokens cut out of the decoded whole prefix (quadratic in the number of runs; kept here only).
+static char *naive_body(const dt_dataset *ds, const dt_tokenizer *tok, size_t i) {
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    const int32_t *ids, *labels;
+    int64_t n = dt_dataset_example(ds, i, &ids, &labels);
+    char *buf = NULL, *prev = NULL, *cur = NULL, *piece = NULL;
+    size_t len = 0, prev_len = 0, cur_len, piece_len;
+    FILE *f = open_memstream(&buf, &len);
+    for (int64_t a = 0, b; a < n; a = b) {
+        bool tr = labels[a] != -100;
+        for (b = a; b < n && (labels[b] != -100) == tr;) b++;
+        dt_tokenizer_decode(&ctx, tok, ids, (size_t)b, false, &cur, &cur_len);
+        const char *text = cur + prev_len;
+        size_t k = cur_len - prev_len;
+        if (cur_len < prev_len || memcmp(cur, prev ? prev : "", prev_len)) {
+            dt_tokenizer_decode(&ctx, tok, ids + a, (size_t)(b - a), false, &piece, &piece_len);
+            text = piece, k = piece_len;
+        }
+        fprintf(f, "%s%.*s%s", tr ? "«" : "", (int)k, text, tr ? "»" : "");
+        free(piece), free(prev);
+        piece = NULL, prev = cur, prev_len = cur_len;
+    }
+    free(prev);
+    fclose(f);
+    return buf;
+}
+
+// A long conversation with characters of 2, 3 and 4 bytes on the turn boundaries: preview decodes each run
+// with a few tokens of context, and must print exactly what decoding the whole prefix gives.
+static void check_preview_window(const char *name, const dt_tokenizer *tok, const char *tmpl) {
+    char *jsonl = NULL;
+    size_t n = 0;
+    FILE *f = open_memstream(&jsonl, &n);
+    fputs("{\"messages\":[", f);
+    for (int t = 0; t < 40; t++)
+        fprintf(f, "%s{\"role\":\"user\",\"content\":\"%s question %d, caf\u00e9 \u6f22\u5b57\"},"
+                   "{\"role\":\"assistant\",\"content\":\"\U0001F600 answer %d %s\u00e9\"}",
+                t ? "," : "", t % 2 ? "\U0001F30A" : "\u00fc", t, t, t % 3 ? "\u6f22" : "a");
+    fputs("]}\n", f);
+    fclose(f);
+    dt_ctx ctx;
+    dt_dataset *ds = NULL;
+    dt_dataset_opts o = {.chat_template = tmpl};
+    if (load(&ctx, write_text("window.jsonl", jsonl), tok, &o, &ds)) {
+        TEST_FAIL(name, "load: %s", ctx.msg);
+        free(jsonl);
+        return;
+    }
+    char *got = body(ds, tok, 0), *want = naive_body(ds, tok, 0);
+    TEST_CHECK(name, !strcmp(got, want) && strstr(got, "\U0001F600 answer 39"), "\n got: %.300s\nwant: %.300s", got, want);
+    free(got), free(want), free(jsonl);
+    dt_dataset_free(ds);
+}
+
 static void real_tokenizers(const char *fx) {
     char path[512];
     dt_tokenizer *qwen = NULL, *llama3 = NULL, *mistral = NULL;
@@ -783,6 +839,9 @@ static void real_tokenizers(const char *fx) {
         check_real("mistral: text format gets BOS (tokenizer setting) and EOS", mistral, NULL,
                    "{\"text\":\"Once upon a time.\"}\n", "<s>«Once upon a time.</s>»", false);
     }
+    if (qwen) check_preview_window("preview: 80 turns with qwen3 equal the whole-prefix decode", qwen, NULL);
+    if (llama3) check_preview_window("preview: 80 turns with llama3 equal the whole-prefix decode", llama3, NULL);
+    if (mistral) check_preview_window("preview: 80 turns with mistral (Metaspace) equal the whole-prefix decode", mistral, "mistral");
     dt_tokenizer_free(qwen);
     dt_tokenizer_free(llama3);
     dt_tokenizer_free(mistral);
@@ -802,6 +861,7 @@ int main(void) {
         formats(tiny);
         bad_lines(tiny);
         render(tiny);
+        check_preview_window("preview: 80 turns, byte tokens, equal the whole-prefix decode", tiny, NULL);
     }
     templates();
     packing();
