@@ -1,6 +1,7 @@
 #include "autograd/tensor.h"
 #include <string.h>
 #include "autograd/dtype.h"
+#include "autograd/half.h"
 
 size_t dt_dtype_size(dt_dtype t) {
     switch (t) {
@@ -44,50 +45,10 @@ void dt_tensor_set(dt_tensor *t, dt_dtype dtype, void *data, int ndim, const int
     for (int i = 0; i < DT_MAX_DIMS; i++) t->shape[i] = i < ndim ? shape[i] : 1;
 }
 
-static inline uint32_t f2u(float f) { uint32_t u; memcpy(&u, &f, 4); return u; }
-static inline float u2f(uint32_t u) { float f; memcpy(&f, &u, 4); return f; }
-
-float dt_bf16_to_f32(uint16_t h) { return u2f((uint32_t)h << 16); }
-
-uint16_t dt_f32_to_bf16(float f) {
-    uint32_t u = f2u(f);
-    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40); // quiet NaN
-    u += 0x7fffu + ((u >> 16) & 1); // round to nearest even
-    return (uint16_t)(u >> 16);
-}
-
-float dt_f16_to_f32(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    if (exp == 0) {
-        if (man == 0) return u2f(sign);
-        // subnormal: value = man * 2^-24
-        float v = (float)man * (1.0f / 16777216.0f);
-        return sign ? -v : v;
-    }
-    if (exp == 31) return u2f(sign | 0x7f800000u | (man << 13));
-    return u2f(sign | ((exp + 112) << 23) | (man << 13));
-}
-
-uint16_t dt_f32_to_f16(float f) {
-    uint32_t u = f2u(f), sign = (u >> 16) & 0x8000;
-    uint32_t a = u & 0x7fffffffu;
-    if (a > 0x7f800000u) return (uint16_t)(sign | 0x7e00);  // NaN
-    if (a >= 0x477ff000u) return (uint16_t)(sign | 0x7c00); // overflow to inf (>= 65520 rounds up)
-    if (a < 0x38800000u) {                                  // below the smallest normal 2^-14
-        if (a < 0x33000000u) return (uint16_t)sign;         // below half of the smallest subnormal
-        uint32_t e = a >> 23, m = (a & 0x7fffff) | 0x800000;
-        uint32_t shift = 126 - e;                           // 14 + (127 - e) - 1 ... maps into 10 bits
-        uint32_t half = 1u << (shift - 1), rest = m & ((1u << shift) - 1);
-        uint32_t r = m >> shift;
-        if (rest > half || (rest == half && (r & 1))) r++;
-        return (uint16_t)(sign | r);
-    }
-    uint32_t r = a - 0x38000000u; // rebias exponent 127 -> 15
-    uint32_t low = r & 0x1fff;
-    r >>= 13;
-    if (low > 0x1000 || (low == 0x1000 && (r & 1))) r++;
-    return (uint16_t)(sign | r);
-}
+float dt_bf16_to_f32(uint16_t h) { return dt_hf_bf16_to_f32(h); }
+uint16_t dt_f32_to_bf16(float f) { return dt_hf_f32_to_bf16(f); }
+float dt_f16_to_f32(uint16_t h) { return dt_hf_f16_to_f32(h); }
+uint16_t dt_f32_to_f16(float f) { return dt_hf_f32_to_f16(f); }
 
 void dt_convert_to_f32(float *dst, const void *src, dt_dtype src_type, size_t n) {
     if (src_type == DT_F32) { memmove(dst, src, n * 4); return; }

@@ -7,8 +7,9 @@
 // Model FLOPs per token: 2 x (matmul params) for the forward and the same again for dX in the backward
 // (no dW: the base is frozen), 6 x (LoRA params), and attention 3 x 4 x T x H x hd per layer (counted
 // without causal halving, as bench_lora_step.c does).
-// Notes: the frozen weights are stored in f32 on the device (models/llama.c converts every weight to
-// f32); --dtype bf16 rounds the inputs of every matmul to bf16 inside cuBLAS. The AdamW step is the
+// Notes: under --dtype bf16 the frozen matrices are stored in bf16 on the device and multiplied as they
+// are through cuBLASLt (activations rounded to bf16, f32 accumulation); the LoRA and attention matmuls
+// round their f32 inputs to bf16 inside cuBLAS. Under --dtype f32 everything is f32. The AdamW step is the
 // device kernel the trainer uses (dt_cuda_optim_step): parameters, gradients and moments stay on the GPU.
 // Without a usable GPU (or in a build without CUDA) it prints why and exits 0.
 #include <stdio.h>
@@ -98,7 +99,7 @@ int main(int argc, char **argv) {
     dt_model_config cfg = llama_3_2_1b();
     dt_llama *m;
     dt_adapter *a;
-    if (dt_llama_init_random(&ctx, &cfg, be, 1, &m)) { fprintf(stderr, "bench_cuda_step: %s\n", ctx.msg); return 1; }
+    if (dt_llama_init_random_typed(&ctx, &cfg, be, 1, args.dtype, &m)) { fprintf(stderr, "bench_cuda_step: %s\n", ctx.msg); return 1; }
     dt_lora_config lc = {.r = 16, .alpha = 32, .dropout = 0.0f};
     for (int i = 0; i < DT_MOD_COUNT; i++) lc.target[i] = true;
     if (dt_lora_create(&ctx, m, &lc, 2, &a)) { fprintf(stderr, "bench_cuda_step: %s\n", ctx.msg); return 1; }

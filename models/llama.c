@@ -88,6 +88,7 @@ void dt_llama_free(dt_llama *m) {
     if (m->block) m->be->free(m->be, m->block);
     dt_weights_close(m->src);
     free(m->layers);
+    free(m->dev_nf4);
     if (m->owns_be) dt_cpu_backend_release(m->be);
     free(m);
 }
@@ -115,11 +116,8 @@ static dt_st_dtype st_of(dt_dtype t) {
 static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, const dt_load_opts *o, dt_llama **out) {
     *out = NULL;
     const dt_dtype quantize = o ? o->quantize : DT_F32;
-    // On a device, ggml's block types are copied as they are and decoded there (autograd/cuda/dequant.cu);
-    // NF4/FP4 keep their state (absmax) in host memory, so they stay on the CPU backend.
-    if ((quantize == DT_NF4 || quantize == DT_FP4) && be->device != DT_DEV_CPU)
-        return dt_fail(ctx, DT_EUNSUPPORTED, "model.quantize %s: NF4/FP4 weights are kept on the CPU backend only "
-                       "(q8_0 and q4_0 also work on cuda)", dt_dtype_name(quantize));
+    // On a device, quantized weights are copied as they are and decoded there (autograd/cuda/dequant.cu):
+    // ggml's blocks alone; NF4/FP4 with their state's arrays (dt_lq_upload_nf4).
     if (wtype != DT_F32 && wtype != DT_BF16 && wtype != DT_F16)
         return dt_fail(ctx, DT_EINPUT, "%s: weight dtype %s is not supported (expected f32, bf16 or f16)", path,
                        dt_dtype_name(wtype));
@@ -139,7 +137,13 @@ static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wt
     weight_spec *specs = calloc((size_t)c->num_layers * 16 + 8, sizeof *specs);
     const dt_st_tensor **found = calloc((size_t)c->num_layers * 16 + 8, sizeof *found);
     if (!m->layers || !specs || !found) { free(specs); free(found); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
-    int n = weight_specs(m, specs);
+    int n = weight_specs(m, specs), n_nf4 = 0;
+    if (be->device != DT_DEV_CPU && !(m->dev_nf4 = calloc((size_t)n, sizeof *m->dev_nf4))) {
+        free(specs);
+        free(found);
+        dt_llama_free(m);
+        return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    }
     // First pass: check presence and shape, decide which tensors are used in place in the mapping.
     // Matrices are kept in wtype, vectors (norms, biases) in f32; a tensor whose file dtype is already
     // its kept dtype, suitably aligned, is used in place (the page cache's copy, never duplicated).
@@ -161,9 +165,14 @@ static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wt
             }
             s->q = quantize;
             bytes += dt_lq_bytes(quantize, o->double_quant, s->shape[0], s->shape[1]);
+        } else if (fits && be->device != DT_DEV_CPU && t->st_dtype == DT_ST_BLOCK && s->ndim == 2 &&
+                   (t->dtype == DT_NF4 || t->dtype == DT_FP4) && t->aux) {
+            // A bitsandbytes 4-bit base on a device: the nibbles and the state's arrays as they are.
+            s->stored = true;
+            bytes += dt_lq_device_bytes(t->aux, numel);
         } else if (fits && be->device != DT_DEV_CPU && t->st_dtype == DT_ST_BLOCK && s->ndim == 2 && !t->aux &&
                    t->dtype >= DT_Q8_0 && t->dtype <= DT_Q6_K) {
-            // A GGUF base on a device: the blocks as they are (NF4/FP4, whose state is host memory, are widened).
+            // A GGUF base on a device: the blocks as they are.
             s->stored = true;
             bytes += (dt_type_row_bytes(t->dtype, s->shape[1]) * (size_t)s->shape[0] + 63) & ~(size_t)63;
         } else if (fits && be->device == DT_DEV_CPU && t->st_dtype == DT_ST_BLOCK) {
@@ -200,9 +209,14 @@ static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wt
             rc = tmp && host ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape) : dt_fail(ctx, DT_ENOMEM, "out of memory");
             if (!rc && (rc = dt_lq_fill(ctx, s->name, s->q, o->double_quant, tmp, s->shape[0], s->shape[1], host, s->dst)))
                 dt_prefix(ctx, rc, "%s: ", path);
-            if (!rc && host != p) { // a ggml type (NF4/FP4 were refused above): only blocks, no state
-                be->upload(be, p, host, qb);
-                s->dst->data = p;
+            if (!rc && host != p) {
+                if (s->dst->aux) { // NF4/FP4: the nibbles and the state's arrays
+                    dt_lq_upload_nf4(be, p, s->dst->aux, s->dst->data, numel, &m->dev_nf4[n_nf4], &s->dst->data);
+                    s->dst->aux = &m->dev_nf4[n_nf4++];
+                } else { // a ggml type: the blocks alone
+                    be->upload(be, p, host, qb);
+                    s->dst->data = p;
+                }
                 s->dst->device = be->device;
             }
             if (host != p) free(host);
@@ -212,9 +226,16 @@ static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wt
         }
         if (s->stored) { // a quantized file tensor to the device as it is
             const dt_st_tensor *t = dt_weights_find(m->src, s->name);
-            const size_t qb = dt_type_row_bytes(t->dtype, s->shape[1]) * (size_t)s->shape[0];
-            be->upload(be, p, t->data, qb);
-            dt_tensor_set(s->dst, t->dtype, p, s->ndim, s->shape);
+            size_t qb = dt_type_row_bytes(t->dtype, s->shape[1]) * (size_t)s->shape[0];
+            void *data = p;
+            if (t->aux) {
+                qb = dt_lq_device_bytes(t->aux, numel);
+                dt_lq_upload_nf4(be, p, t->aux, t->data, numel, &m->dev_nf4[n_nf4], &data);
+            } else {
+                be->upload(be, p, t->data, qb);
+            }
+            dt_tensor_set(s->dst, t->dtype, data, s->ndim, s->shape);
+            s->dst->aux = t->aux ? &m->dev_nf4[n_nf4++] : NULL;
             s->dst->device = be->device;
             s->dst->name = NULL;
             p += (qb + 63) & ~(size_t)63;

@@ -32,6 +32,7 @@ typedef struct dt_llama {
     size_t param_count;      // frozen parameters (tied embeddings counted once)
     dt_weights *src;         // keeps the memory mapping alive for weights used in place
     dt_dtype wtype;          // the matrices' dtype (norms, biases are f32)
+    struct dt_nf4_state *dev_nf4; // on a device: the NF4/FP4 weights' states (host memory, arrays in block), or NULL
     bool owns_be;            // be was made for this model (dt_llama_load_cpu) and goes with it
 } dt_llama;
 

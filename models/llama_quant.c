@@ -66,14 +66,45 @@ int dt_lq_fill(dt_ctx *ctx, const char *name, dt_dtype q, bool dq, const float *
     return DT_OK;
 }
 
+// The sizes of st's arrays for nb blocks: absmax f32, or the u8 codes and the nested f32 absmax.
+static void nf4_arrays(const dt_nf4_state *st, int64_t nb, size_t *first, size_t *nested) {
+    *first = st->absmax ? (size_t)nb * sizeof(float) : (size_t)nb;
+    *nested = st->absmax ? 0 : (size_t)((nb + st->nested_block - 1) / st->nested_block) * sizeof(float);
+}
+
+size_t dt_lq_device_bytes(const dt_nf4_state *st, int64_t numel) {
+    size_t first, nested;
+    nf4_arrays(st, numel / st->block, &first, &nested);
+    return al64((size_t)numel / 2) + al64(first) + al64(nested);
+}
+
+void dt_lq_upload_nf4(const dt_backend *be, void *dst, const dt_nf4_state *st, const void *qs, int64_t numel,
+                      dt_nf4_state *dev, void **dev_qs) {
+    size_t first, nested;
+    nf4_arrays(st, numel / st->block, &first, &nested);
+    uint8_t *p = dst, *a = p + al64((size_t)numel / 2), *b = a + al64(first);
+    be->upload(be, p, qs, (size_t)numel / 2);
+    *dev = *st;
+    if (st->absmax) {
+        be->upload(be, a, st->absmax, first);
+        dev->absmax = (const float *)a;
+    } else {
+        be->upload(be, a, st->qabsmax, first);
+        be->upload(be, b, st->nested_absmax, nested);
+        dev->qabsmax = a;
+        dev->nested_absmax = (const float *)b;
+    }
+    *dev_qs = p;
+}
+
 // Bytes of one weight, NF4/FP4 state included.
 static size_t tensor_bytes(const dt_tensor *t) {
     if (!t->data) return 0;
     size_t n = dt_nbytes(t);
     if ((t->dtype == DT_NF4 || t->dtype == DT_FP4) && t->aux) {
-        const dt_nf4_state *st = t->aux;
-        const int64_t nb = dt_numel(t) / st->block;
-        n += st->absmax ? (size_t)nb * sizeof(float) : (size_t)nb + (size_t)((nb + st->nested_block - 1) / st->nested_block) * sizeof(float);
+        size_t first, nested;
+        nf4_arrays(t->aux, dt_numel(t) / ((const dt_nf4_state *)t->aux)->block, &first, &nested);
+        n += first + nested;
     }
     return n;
 }

@@ -15,6 +15,7 @@
 #include "autograd/quant.h"
 #include "autograd/cuda/cuda_backend.h"
 #include "models/llama.h"
+#include "models/llama_quant.h"
 #include "optim/optim.h"
 #include "peft/adapter.h"
 #include "tests/test_util.h"
@@ -27,6 +28,9 @@ int main(void) {
 }
 
 #else
+
+#define GQA "tests/golden/llama_gqa" // before bnb4_writer.h, which reads its config.json
+#include "tests/bnb4_writer.h"
 
 #define TOL_F32 1e-5
 #define TOL_16 2e-2
@@ -149,18 +153,38 @@ static void test_embedding(void) {
 // f32 values (the device's block decoders are the CPU's, operation for operation) and multiply in f32,
 // so the f32 tolerance holds for every type. out x in of 16400 x 256 spans two of the device's
 // 16384-row panels.
-static void test_frozen(dt_dtype type, int64_t out, int64_t in, int64_t N) {
+// NF4/FP4 (dq: double-quantized absmax) are quantized as model.quantize does (dt_lq_fill) and copied to
+// the device as the loader does (dt_lq_upload_nf4): their rows are not whole blocks when in is not a
+// multiple of 64, so a panel starts inside a block. They have no embedding entry on the device.
+static void test_frozen_ex(dt_dtype type, bool dq, int64_t out, int64_t in, int64_t N) {
     const dt_backend *cpu = dt_backend_cpu();
     char name[128];
     float *w32 = rand_host(out * in, 1.0f);
     if (type == DT_F16) { w32[0] = 6e-8f; w32[1] = -65504.0f; w32[2] = 1e-5f; } // subnormal, largest, small
-    const size_t wbytes = dt_type_row_bytes(type, in) * (size_t)out;
-    void *w = malloc(wbytes);
-    if (dt_is_quant(type)) dt_quant_row_from_f32(type, w32, w, out * in);
-    else dt_convert_from_f32(w, type, w32, (size_t)(out * in));
+    const bool bnb = type == DT_NF4 || type == DT_FP4;
+    const size_t wbytes = bnb ? dt_lq_bytes(type, dq, out, in) : dt_type_row_bytes(type, in) * (size_t)out;
+    void *w = malloc(wbytes), *dev_block;
     dt_tensor hw, dw;
-    dt_tensor_set(&hw, type, w, 2, (int64_t[]){out, in});
-    dt_tensor_set(&dw, type, to_dev(w, wbytes), 2, (int64_t[]){out, in});
+    dt_nf4_state dev_state;
+    if (bnb) {
+        dt_ctx ctx;
+        dt_ctx_init(&ctx);
+        if (dt_lq_fill(&ctx, "w", type, dq, w32, out, in, w, &hw)) {
+            TEST_FAIL("cuda_frozen nf4 fill", "%s", ctx.msg);
+            free(w32), free(w);
+            return;
+        }
+        void *qs;
+        dev_block = G->alloc(G, dt_lq_device_bytes(hw.aux, out * in));
+        dt_lq_upload_nf4(G, dev_block, hw.aux, hw.data, out * in, &dev_state, &qs);
+        dt_tensor_set(&dw, type, qs, 2, (int64_t[]){out, in});
+        dw.aux = &dev_state;
+    } else {
+        if (dt_is_quant(type)) dt_quant_row_from_f32(type, w32, w, out * in);
+        else dt_convert_from_f32(w, type, w32, (size_t)(out * in));
+        dt_tensor_set(&hw, type, w, 2, (int64_t[]){out, in});
+        dt_tensor_set(&dw, type, dev_block = to_dev(w, wbytes), 2, (int64_t[]){out, in});
+    }
     dw.device = DT_DEV_CUDA;
     float *x = rand_host(N * in, 1.0f), *dy = rand_host(N * out, 1.0f);
     float *y = rand_host(N * out, 1.0f), *dx = rand_host(N * in, 1.0f);
@@ -173,15 +197,20 @@ static void test_frozen(dt_dtype type, int64_t out, int64_t in, int64_t N) {
         float *ry = copy_host(y, N * out), *rdx = copy_host(dx, N * in);
         cpu->frozen_fwd(cpu, ry, acc, x, N, &hw, hs);
         G->frozen_fwd(G, dY, acc, dX, N, &dw, ds);
-        snprintf(name, sizeof name, "cuda_frozen_fwd %s %lldx%lld acc=%d", dt_dtype_name(type), (long long)out,
-                 (long long)in, acc);
+        snprintf(name, sizeof name, "cuda_frozen_fwd %s%s %lldx%lld acc=%d", dt_dtype_name(type), dq ? " dq" : "",
+                 (long long)out, (long long)in, acc);
         check_dev(name, dY, ry, N * out, TOL_F32);
         cpu->frozen_bwd(cpu, rdx, acc, dy, N, &hw, hs);
         G->frozen_bwd(G, dDX, acc, dDY, N, &dw, ds);
-        snprintf(name, sizeof name, "cuda_frozen_bwd %s %lldx%lld acc=%d", dt_dtype_name(type), (long long)out,
-                 (long long)in, acc);
+        snprintf(name, sizeof name, "cuda_frozen_bwd %s%s %lldx%lld acc=%d", dt_dtype_name(type), dq ? " dq" : "",
+                 (long long)out, (long long)in, acc);
         check_dev(name, dDX, rdx, N * in, TOL_F32);
         free(ry); free(rdx); G->free(G, dY); G->free(G, dDX);
+    }
+    if (bnb) {
+        free(w32); free(w); free(x); free(dy); free(y); free(dx); free(hs);
+        G->free(G, dev_block); G->free(G, dX); G->free(G, dDY); G->free(G, ds);
+        return;
     }
     // embedding rows of the same table: exact (a widening, no arithmetic)
     int32_t ids[9];
@@ -194,6 +223,51 @@ static void test_frozen(dt_dtype type, int64_t out, int64_t in, int64_t N) {
     check_dev(name, dO, ref, 9 * in, 0.0);
     free(ref); G->free(G, dO); G->free(G, dIds);
     free(w32); free(w); free(x); free(dy); free(y); free(dx); free(hs);
+    G->free(G, dev_block); G->free(G, dX); G->free(G, dDY); G->free(G, ds);
+}
+static void test_frozen(dt_dtype type, int64_t out, int64_t in, int64_t N) { test_frozen_ex(type, false, out, in, N); }
+
+// 16-bit W under the table of its precision: cuBLASLt multiplies W as stored by the activation rounded
+// to the same type. The CPU reference gets the same rounded activation (dt_convert round trip) and
+// multiplies in f32, so the f32 tolerance holds. N = 70000 rows of x with in = 130 spans two of the
+// 64527-row chunks the activation is rounded in.
+static void test_frozen_lt(dt_dtype type, int64_t out, int64_t in, int64_t N) {
+    const dt_backend *cpu = dt_backend_cpu(), *be;
+    char name[128];
+    if (dt_backend_cuda_init(&ctx, type, &be)) { TEST_FAIL("cuda_frozen_lt init", "%s", ctx.msg); return; }
+    float *w32 = rand_host(out * in, 1.0f);
+    const size_t wbytes = (size_t)(out * in) * 2;
+    uint16_t *w = malloc(wbytes), *h16 = malloc((size_t)(N * (in > out ? in : out)) * 2);
+    dt_convert_from_f32(w, type, w32, (size_t)(out * in));
+    dt_tensor hw, dw;
+    dt_tensor_set(&hw, type, w, 2, (int64_t[]){out, in});
+    dt_tensor_set(&dw, type, to_dev(w, wbytes), 2, (int64_t[]){out, in});
+    dw.device = DT_DEV_CUDA;
+    float *x = rand_host(N * in, 1.0f), *dy = rand_host(N * out, 1.0f), *y = rand_host(N * out, 1.0f);
+    float *dx = rand_host(N * in, 1.0f), *xr = malloc(N * in * sizeof(float)), *dyr = malloc(N * out * sizeof(float));
+    dt_convert_from_f32(h16, type, x, (size_t)(N * in)); // the rounded copies the CPU multiplies
+    dt_convert_to_f32(xr, h16, type, (size_t)(N * in));
+    dt_convert_from_f32(h16, type, dy, (size_t)(N * out));
+    dt_convert_to_f32(dyr, h16, type, (size_t)(N * out));
+    float *dX = to_dev(x, N * in * sizeof(float)), *dDY = to_dev(dy, N * out * sizeof(float));
+    float *hs = malloc(cpu->frozen_scratch_bytes(cpu, &hw, N) + 4);
+    void *ds = G->alloc(G, be->frozen_scratch_bytes(be, &dw, N));
+    for (int acc = 0; acc < 2; acc++) {
+        float *dY = to_dev(y, N * out * sizeof(float)), *dDX = to_dev(dx, N * in * sizeof(float));
+        float *ry = copy_host(y, N * out), *rdx = copy_host(dx, N * in);
+        cpu->frozen_fwd(cpu, ry, acc, xr, N, &hw, hs);
+        be->frozen_fwd(be, dY, acc, dX, N, &dw, ds);
+        snprintf(name, sizeof name, "cuda_frozen_fwd cublasLt %s %lldx%lld N=%lld acc=%d", dt_dtype_name(type),
+                 (long long)out, (long long)in, (long long)N, acc);
+        check_dev(name, dY, ry, N * out, TOL_F32);
+        cpu->frozen_bwd(cpu, rdx, acc, dyr, N, &hw, hs);
+        be->frozen_bwd(be, dDX, acc, dDY, N, &dw, ds);
+        snprintf(name, sizeof name, "cuda_frozen_bwd cublasLt %s %lldx%lld N=%lld acc=%d", dt_dtype_name(type),
+                 (long long)out, (long long)in, (long long)N, acc);
+        check_dev(name, dDX, rdx, N * in, TOL_F32);
+        free(ry); free(rdx); G->free(G, dY); G->free(G, dDX);
+    }
+    free(w32); free(w); free(h16); free(x); free(dy); free(y); free(dx); free(xr); free(dyr); free(hs);
     G->free(G, dw.data); G->free(G, dX); G->free(G, dDY); G->free(G, ds);
 }
 
@@ -542,6 +616,56 @@ static int step_on(const dt_backend *be, const dt_model_config *cfg, const dt_ba
     return rc ? rc : dt_backend_cuda_check(&ctx);
 }
 
+// Logits (T, V) of ids through m on its backend, on the host; NULL on failure.
+static float *model_logits(dt_llama *m, const int32_t *ids, int64_t T) {
+    const dt_backend *be = m->be;
+    const int64_t V = m->cfg.vocab_size;
+    int32_t *dids = be->device == DT_DEV_CUDA ? to_dev(ids, (size_t)T * sizeof *ids) : NULL;
+    dt_graph g;
+    float *lg = NULL;
+    if (dt_graph_init(&ctx, &g, be, 0)) return NULL;
+    g.grad_enabled = false;
+    dt_batch b = {1, T, dids ? dids : ids, NULL, NULL, NULL};
+    dt_llama_out out;
+    if (!dt_llama_forward(&ctx, &g, m, NULL, &b, 0, true, &out) && (lg = malloc((size_t)(T * V) * sizeof *lg)))
+        be->download(be, lg, dt_f32(out.logits), (size_t)(T * V) * sizeof *lg);
+    dt_graph_free(&g);
+    if (dids) G->free(G, dids);
+    return lg;
+}
+
+// A bitsandbytes NF4 checkpoint (double-quantized) as a base on the device: its linears stay NF4 there
+// (nibbles and absmax arrays copied as stored) and the logits equal the CPU's on the same file.
+static void test_bnb4_base(void) {
+    char dir[] = "/tmp/dt_cuda_bnb4.XXXXXX", sub[300];
+    if (!mkdtemp(dir)) { TEST_FAIL("cuda_bnb4_base", "mkdtemp"); return; }
+    snprintf(sub, sizeof sub, "%s/m", dir);
+    const dt_load_opts lo = {.quantize = DT_NF4, .double_quant = true};
+    dt_llama *ref = NULL, *mc = NULL, *mg = NULL;
+    float *a = NULL, *b = NULL;
+    const int32_t ids[7] = {3, 17, 99, 5, 64, 120, 8};
+    if (dt_llama_load_ex(&ctx, GQA, dt_backend_cpu(), &lo, &ref) || !write_bnb(ref, sub, NULL) ||
+        dt_llama_load(&ctx, sub, dt_backend_cpu(), &mc) || dt_llama_load(&ctx, sub, G, &mg)) {
+        TEST_FAIL("cuda_bnb4_base load", "%s", ctx.msg);
+    } else {
+        TEST_CHECK("cuda_bnb4_base stays NF4 on the device", mg->layers[1].w[DT_MOD_DOWN].dtype == DT_NF4 &&
+                   mg->layers[1].w[DT_MOD_DOWN].device == DT_DEV_CUDA && mg->layers[1].w[DT_MOD_DOWN].aux,
+                   "dtype %s", dt_dtype_name(mg->layers[1].w[DT_MOD_DOWN].dtype));
+        a = model_logits(mc, ids, 7);
+        b = model_logits(mg, ids, 7);
+        if (!a || !b || dt_backend_cuda_check(&ctx)) TEST_FAIL("cuda_bnb4_base logits", "%s", ctx.msg);
+        else {
+            double e = rel_err(b, a, 7 * mc->cfg.vocab_size);
+            TEST_CHECK("cuda_bnb4_base logits", e <= TOL_STEP, "worst error %.3g above %.1g", e, TOL_STEP);
+        }
+    }
+    free(a), free(b);
+    dt_llama_free(ref), dt_llama_free(mc), dt_llama_free(mg);
+    char cmd[400];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd)) printf("  could not remove %s\n", dir);
+}
+
 static void test_llama_step(void) {
     dt_model_config cfg = {0};
     cfg.arch = DT_ARCH_LLAMA;
@@ -588,6 +712,15 @@ int main(void) {
     test_frozen(DT_BF16, 16400, 256, 3);
     for (dt_dtype t = DT_Q8_0; t <= DT_Q6_K; t++) test_frozen(t, 37, 256, 5);
     test_frozen(DT_Q4_K, 16400, 256, 2);
+    // NF4 over two panels of 63550 rows of 66 values: the second panel starts inside a block
+    test_frozen_ex(DT_NF4, false, 63552, 66, 2);
+    test_frozen_ex(DT_NF4, true, 63552, 66, 2);
+    test_frozen_ex(DT_FP4, true, 37, 256, 5);
+    test_frozen_ex(DT_FP4, false, 37, 256, 5);
+    test_bnb4_base();
+    test_frozen_lt(DT_BF16, 37, 19, 5);
+    test_frozen_lt(DT_F16, 37, 19, 5);
+    test_frozen_lt(DT_BF16, 3, 130, 70000);
     test_rmsnorm(13, 64);
     test_rmsnorm(5, 2051);
     test_rope(19, 3, 16);

@@ -5,6 +5,7 @@
 #include <string.h>
 #include "autograd/cuda/cuda_backend.h"
 #include "autograd/dtype.h"
+#include "autograd/quant.h"
 #include "models/weights.h"
 #include "optim/checkpoint.h"
 
@@ -39,7 +40,11 @@ void dt_train_mem_estimate(const dt_model_config *c, const dt_recipe *r, dt_trai
     // bytes per matrix value: f32 or 16-bit; a linear quantized at load: its type's (per 256 values, a
     // multiple of every type's block)
     const double mat = r->hardware.dtype == DT_BF16 || r->hardware.dtype == DT_F16 ? 2 : sizeof(float);
-    const double per = r->model.quantize != DT_F32 ? (double)dt_type_row_bytes(r->model.quantize, 256) / 256.0 : mat;
+    double per = r->model.quantize != DT_F32 ? (double)dt_type_row_bytes(r->model.quantize, 256) / 256.0 : mat;
+    // NF4/FP4's absmax beside the nibbles: f32 per 64 values, or double-quantized a byte (plus one f32
+    // per 256 of them)
+    if (r->model.quantize == DT_NF4 || r->model.quantize == DT_FP4)
+        per += (r->model.double_quant ? 1.0 + 4.0 / DT_BNB_NESTED_BLOCK : 4.0) / DT_QK_NF4;
     m->weights = (size_t)(vectors * sizeof(float) + matrices * mat + linear * per);
 
     const double in[DT_MOD_COUNT] = {D, D, D, qd, D, D, I}, out[DT_MOD_COUNT] = {qd, kvd, kvd, D, I, I, D};

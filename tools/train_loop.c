@@ -360,7 +360,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     rc = dt_optim_init(ctx, &t.opt, ok, t.a->n_params, (float)r->train.optimizer.betas[0], (float)r->train.optimizer.betas[1],
                        (float)r->train.optimizer.eps, (float)r->train.optimizer.weight_decay, (float)r->train.optimizer.momentum);
     if (!rc) rc = dt_train_lr_mult(ctx, r, t.a, &t.opt);
-    if (!rc) rc = dt_train_device_attach(ctx, &t.dev, t.a, &t.opt);
+    if (!rc) rc = dt_train_device_check(ctx, &t.dev, dt_train_device_attach(ctx, &t.dev, t.a, &t.opt), r->output_dir);
     if (!rc) rc = dt_graph_init(ctx, &t.g, t.m->be, 0);
     if (!rc) rc = dt_dist_init(ctx, &t.dp, comm, r->train.gradient_accumulation_steps, t.a->n_params);
     if (!rc && !(t.grad = malloc(t.a->n_params * sizeof(float)))) rc = dt_fail(ctx, DT_ENOMEM, "out of memory");

@@ -132,6 +132,48 @@ static void gemm_f16(const dt_backend *be, bool ta, bool tb, int64_t M, int64_t 
     gemm_as(CUBLAS_COMPUTE_32F_FAST_16F, ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
 }
 
+cudaDataType_t dt_cuda_gemm_type(const dt_backend *be) {
+    return be->gemm == gemm_bf16 ? CUDA_R_16BF : be->gemm == gemm_f16 ? CUDA_R_16F : CUDA_R_32F;
+}
+
+// The same row-major to column-major reading as gemm_as (B first, N and M swapped). A column-major
+// layout of a row-major (r, c) matrix with leading dimension ld is (c, r) with the same ld, so the first
+// operand (B) is (K, N) stored as tb ? (N, K) : (K, N) row-major, and so on. The algorithm is cuBLASLt's
+// first heuristic choice within the workspace.
+void dt_cuda_gemm16(cudaDataType_t t, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A,
+                    int64_t lda, const void *B, int64_t ldb, float beta, float *C, int64_t ldc) {
+    if (M == 0 || N == 0) return;
+    dt_cuda_state *st = dt_cuda();
+    cublasLtMatmulDesc_t desc = NULL;
+    cublasLtMatrixLayout_t la = NULL, lb = NULL, lc = NULL;
+    cublasLtMatmulPreference_t pref = NULL;
+    const int32_t opa = tb ? CUBLAS_OP_T : CUBLAS_OP_N, opb = ta ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const size_t ws = st->lt_ws_bytes;
+    cublasLtMatmulHeuristicResult_t best;
+    int found = 0;
+    if (CUBLAS_OK(cublasLtMatmulDescCreate(&desc, CUBLAS_COMPUTE_32F, CUDA_R_32F)) &&
+        CUBLAS_OK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSA, &opa, sizeof opa)) &&
+        CUBLAS_OK(cublasLtMatmulDescSetAttribute(desc, CUBLASLT_MATMUL_DESC_TRANSB, &opb, sizeof opb)) &&
+        CUBLAS_OK(cublasLtMatrixLayoutCreate(&la, t, tb ? K : N, tb ? N : K, ldb)) &&
+        CUBLAS_OK(cublasLtMatrixLayoutCreate(&lb, t, ta ? M : K, ta ? K : M, lda)) &&
+        CUBLAS_OK(cublasLtMatrixLayoutCreate(&lc, CUDA_R_32F, N, M, ldc)) &&
+        CUBLAS_OK(cublasLtMatmulPreferenceCreate(&pref)) &&
+        CUBLAS_OK(cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws)) &&
+        CUBLAS_OK(cublasLtMatmulAlgoGetHeuristic(st->lt, desc, la, lb, lc, lc, pref, 1, &best, &found))) {
+        if (found < 1)
+            dt_cuda_record(DT_EUNSUPPORTED, "cublasLtMatmulAlgoGetHeuristic", __FILE__, __LINE__,
+                           "cuBLASLt has no algorithm for this 16-bit matmul");
+        else
+            CUBLAS_OK(cublasLtMatmul(st->lt, desc, &alpha, B, la, A, lb, &beta, C, lc, C, lc, &best.algo, st->lt_ws, ws,
+                                     st->stream));
+    }
+    if (pref) cublasLtMatmulPreferenceDestroy(pref);
+    if (lc) cublasLtMatrixLayoutDestroy(lc);
+    if (lb) cublasLtMatrixLayoutDestroy(lb);
+    if (la) cublasLtMatrixLayoutDestroy(la);
+    if (desc) cublasLtMatmulDescDestroy(desc);
+}
+
 // ---- the instance ----
 
 typedef void (*gemm_fn)(const dt_backend *, bool, bool, int64_t, int64_t, int64_t, float, const float *, int64_t, const float *, int64_t,
@@ -177,8 +219,12 @@ static void init_fail(int code, const char *msg, const char *call, cudaError_t e
     g_init_status = code;
     if (e != cudaSuccess) snprintf(g_init_msg, sizeof g_init_msg, "%s (%s: %s)", msg, call, cudaGetErrorString(e));
     else snprintf(g_init_msg, sizeof g_init_msg, "%s", msg);
+    if (g_cuda.lt_ws) cudaFree(g_cuda.lt_ws);
+    if (g_cuda.lt) cublasLtDestroy(g_cuda.lt);
     if (g_cuda.blas) cublasDestroy(g_cuda.blas);
     if (g_cuda.stream) cudaStreamDestroy(g_cuda.stream);
+    g_cuda.lt_ws = NULL;
+    g_cuda.lt = NULL;
     g_cuda.blas = NULL;
     g_cuda.stream = NULL;
 }
@@ -222,6 +268,19 @@ static void init_once(void) {
     }
     if (cublasSetStream(st->blas, st->stream) != CUBLAS_STATUS_SUCCESS)
         return init_fail(DT_EINTERNAL, "cannot bind cuBLAS to the stream", NULL, cudaSuccess);
+    if ((s = cublasLtCreate(&st->lt)) != CUBLAS_STATUS_SUCCESS) {
+        st->lt = NULL;
+        char msg[256];
+        snprintf(msg, sizeof msg, "cannot initialise cuBLASLt (%s)", cublasGetStatusString(s));
+        return init_fail(s == CUBLAS_STATUS_ALLOC_FAILED ? DT_ENOMEM : DT_EINTERNAL, msg, NULL, cudaSuccess);
+    }
+    // Without room for the workspace cuBLASLt still runs, with the algorithms that need none.
+    st->lt_ws_bytes = DT_CUDA_LT_WS;
+    if (cudaMalloc(&st->lt_ws, st->lt_ws_bytes) != cudaSuccess) {
+        (void)cudaGetLastError(); // not an error of a later call
+        st->lt_ws = NULL;
+        st->lt_ws_bytes = 0;
+    }
     // Reduction temporaries come from the default pool each call; keeping freed blocks in the pool
     // (instead of returning them at every synchronisation) makes those allocations nearly free.
     uint64_t keep = (uint64_t)64 << 20;

@@ -2,17 +2,22 @@
 // warp/block reductions, and the host launchers behind each table entry (same contracts as backend.h).
 #ifndef DT_CUDA_INTERNAL_H
 #define DT_CUDA_INTERNAL_H
+#include <cublasLt.h>
 #include <cublas_v2.h>
 #include <cuda_runtime.h>
 #include <pthread.h>
 #include <string.h>
 #include "autograd/cuda/cuda_backend.h"
+#include "autograd/half.h"
 
 // The one instance (see cuda_backend.h for why there is only one).
 typedef struct dt_cuda_state {
     int device;
     cudaStream_t stream;   // every kernel, copy and cuBLAS call goes on this stream
     cublasHandle_t blas;   // bound to stream
+    cublasLtHandle_t lt;   // cuBLASLt, for the matmuls with 16-bit operands (dt_cuda_gemm16)
+    void *lt_ws;           // its workspace (device memory), or NULL
+    size_t lt_ws_bytes;    // DT_CUDA_LT_WS, or 0 when the device had no room for it
     cudaMemPool_t pool;    // the device's default pool, for the stream-ordered temporaries
     size_t smem_optin;     // largest dynamic shared memory a block may opt in to (bytes)
     char name[256];        // device name
@@ -43,6 +48,9 @@ static inline bool dt_cublas_ok_(cublasStatus_t s, const char *what, const char 
                    cublasGetStatusString(s));
     return false;
 }
+// cuBLASLt's workspace: what NVIDIA recommends for Hopper (32 MiB; 4 MiB suffices before it).
+#define DT_CUDA_LT_WS ((size_t)32 << 20)
+
 // Each evaluates to true on success; on failure the error is recorded (see dt_backend_cuda_check).
 #define CU_OK(call) dt_cuda_ok_((call), #call, __FILE__, __LINE__)
 #define CUBLAS_OK(call) dt_cublas_ok_((call), #call, __FILE__, __LINE__)
@@ -144,34 +152,19 @@ void dt_cuda_attention_bwd(const dt_backend *be, float *dq, float *dk, float *dv
                            const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
                            void *scratch);
 
+// ---- matmuls with 16-bit operands (backend.cu) ----
+
+// The 16-bit type this table's matmuls round their inputs to (CUDA_R_16BF, CUDA_R_16F), or CUDA_R_32F
+// for the f32 table.
+cudaDataType_t dt_cuda_gemm_type(const dt_backend *be);
+// Row-major C (M, N) f32 = alpha op(A) op(B) + beta C with A and B stored in 16-bit type t (CUDA_R_16BF
+// or CUDA_R_16F), through cuBLASLt with f32 accumulation. Errors are recorded.
+void dt_cuda_gemm16(cudaDataType_t t, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const void *A,
+                    int64_t lda, const void *B, int64_t ldb, float beta, float *C, int64_t ldc);
+
 // ---- 16-bit and block-quantized storage (frozen.cu, dequant.cu) ----
 
-// dt_f16_to_f32 of autograd/tensor.c, bit for bit (subnormals, infinities and NaNs included).
-__device__ __forceinline__ float dt_cuda_f16_to_f32(uint16_t h) {
-    const uint32_t sign = (uint32_t)(h & 0x8000) << 16, exp = (h >> 10) & 0x1f, man = h & 0x3ff;
-    uint32_t u;
-    if (exp == 0) {
-        if (man == 0) u = sign;
-        else {
-            const float v = (float)man * (1.0f / 16777216.0f); // man * 2^-24
-            return sign ? -v : v;
-        }
-    } else if (exp == 31) {
-        u = sign | 0x7f800000u | (man << 13);
-    } else {
-        u = sign | ((exp + 112) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
-
-__device__ __forceinline__ float dt_cuda_bf16_to_f32(uint16_t h) {
-    const uint32_t u = (uint32_t)h << 16;
-    float f;
-    memcpy(&f, &u, sizeof f);
-    return f;
-}
+// The 16-bit conversions are autograd/half.h's (the CPU's own, as device functions).
 
 // dst (n values, a whole number of blocks) <- n values of ggml type t decoded from src (device memory);
 // false when t has no device decoder (dt_cuda_quant_supported) or n is not whole blocks.
@@ -179,5 +172,8 @@ bool dt_cuda_quant_supported(dt_dtype t);
 bool dt_cuda_dequant(float *dst, const void *src, int64_t n, dt_dtype t);
 // dst (n, D) <- rows ids (n, device) of table (V, D) of a ggml type, decoded.
 bool dt_cuda_dequant_rows(float *dst, const int32_t *ids, int64_t n, const dt_tensor *table);
+// dst (n) f32 <- values e0 .. e0+n-1 (both even) of NF4/FP4 weight W (device nibbles, W->aux its state
+// in host memory with device arrays); false when W is not such a weight.
+bool dt_cuda_dequant_nf4(float *dst, const dt_tensor *W, int64_t e0, int64_t n);
 
 #endif

@@ -2,8 +2,9 @@
 // Q6_K; layouts in autograd/quant_blocks.h): the device twins of autograd/quant_legacy.c and
 // autograd/quant_k.c, value for value. The CPU code is built without fused multiply-adds, so every
 // a * b + c here is written with __fmul_rn / __fadd_rn, which nvcc never contracts: the panels the
-// frozen linear multiplies are then bit-identical to the CPU's. NF4/FP4 (their absmax lives beside the
-// blocks, in host memory) are not decoded here: weights of those types stay on the CPU backend.
+// frozen linear multiplies are then bit-identical to the CPU's. bitsandbytes' NF4/FP4 (the twin of
+// autograd/quant_nf4.c's dt_nf4_to_f32) decode from the nibbles and their state's arrays, which the model
+// loader copies to the device beside them (models/llama_quant.c, dt_lq_upload_nf4).
 // One thread decodes one block; the frozen linear (frozen.cu) calls these per panel of rows and the
 // embedding per looked-up row, so the whole matrix is never widened.
 #include "autograd/cuda/cuda_internal.h"
@@ -11,7 +12,7 @@ extern "C" {
 #include "autograd/quant.h"
 }
 
-__device__ __forceinline__ float q_f16(uint16_t h) { return dt_cuda_f16_to_f32(h); }
+__device__ __forceinline__ float q_f16(uint16_t h) { return dt_hf_f16_to_f32(h); }
 
 // Bit 4 of element j of a Q5 block: bit j of qh read as a little-endian u32.
 __device__ __forceinline__ uint32_t q5_high(const uint8_t qh[4]) {
@@ -167,4 +168,35 @@ bool dt_cuda_dequant_rows(float *dst, const int32_t *ids, int64_t n, const dt_te
     dequant_rows_k<<<dt_cuda_blocks(n * per_row, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(
         dst, ids, n, (const uint8_t *)table->data, per_row * (int64_t)bb, per_row, (int)table->dtype, qk, (int64_t)bb);
     return LAUNCH_OK("dequant_rows_k");
+}
+
+// ---- bitsandbytes 4-bit ----
+
+// Block b's absmax, as dt_nf4_absmax: stored, or double-quantized (a code times its group's absmax, plus
+// the offset).
+__device__ __forceinline__ float nf4_absmax(const dt_nf4_state &st, int64_t b) {
+    if (st.absmax) return st.absmax[b];
+    return __fadd_rn(__fmul_rn(st.nested_code[st.qabsmax[b]], st.nested_absmax[b / st.nested_block]), st.offset);
+}
+
+__global__ void dequant_nf4_k(float *dst, const uint8_t *qs, dt_nf4_state st, int64_t e0, int64_t npairs) {
+    // dst (2 npairs) <- values e0 .. e0 + 2 npairs - 1 of the flattened tensor (e0 even): byte e / 2 holds
+    // value e in its high nibble and e + 1 in its low one; both are in one block (the block is even)
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < npairs; i += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t e = e0 + 2 * i;
+        const float a = nf4_absmax(st, e / st.block);
+        const uint8_t q = qs[e / 2];
+        dst[2 * i] = __fmul_rn(st.code[q >> 4], a);
+        dst[2 * i + 1] = __fmul_rn(st.code[q & 15], a);
+    }
+}
+
+bool dt_cuda_dequant_nf4(float *dst, const dt_tensor *W, int64_t e0, int64_t n) {
+    if ((W->dtype != DT_NF4 && W->dtype != DT_FP4) || !W->aux || (e0 | n) & 1) return false;
+    const dt_nf4_state *st = (const dt_nf4_state *)W->aux;
+    if (st->block <= 0 || st->block % 2) return false;
+    if (n == 0) return true;
+    dequant_nf4_k<<<dt_cuda_blocks(n / 2, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(
+        dst, (const uint8_t *)W->data, *st, e0, n / 2);
+    return LAUNCH_OK("dequant_nf4_k");
 }

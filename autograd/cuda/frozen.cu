@@ -1,9 +1,10 @@
 // The CUDA frozen-linear entry (autograd/backend.h): W (out, in) in device memory in its storage type.
-// f32 weights go straight to the table's gemm. Any other type takes the panel path, the device twin of
+// f32 weights go straight to the table's gemm; 16-bit weights under the table of their precision to
+// cuBLASLt as they are (below). Any other case takes the panel path, the device twin of
 // autograd/cpu_frozen.c's generic path: a kernel widens a panel of W's rows to f32 in scratch, then one
 // gemm per panel, so the whole matrix is never widened. The widening kernel is the per-type hook:
-// bf16 and f16 here, ggml's block types in dequant.cu. A type without a kernel (NF4/FP4, whose state
-// is host memory) is recorded as unsupported (reported by dt_backend_cuda_check), never read wrongly.
+// bf16 and f16 here, ggml's block types and bitsandbytes' NF4/FP4 in dequant.cu. A type without a
+// kernel is recorded as unsupported (reported by dt_backend_cuda_check), never read wrongly.
 #include <stdio.h>
 #include "autograd/cuda/cuda_internal.h"
 extern "C" {
@@ -19,10 +20,35 @@ static int64_t panel_rows(const dt_tensor *W) {
     return p < out ? p : out;
 }
 
+// A 16-bit W under the table of its own precision (hardware.dtype bf16 / f16) is a matmul operand as it
+// is (cuBLASLt, dt_cuda_gemm16): the activation rows are rounded to that type in scratch (which the f32
+// gemm with 16-bit inputs would do inside its kernel anyway), a chunk of about 8M values at a time.
+static bool lt16(const dt_backend *be, const dt_tensor *W, cudaDataType_t *t) {
+    *t = dt_cuda_gemm_type(be);
+    return (W->dtype == DT_BF16 && *t == CUDA_R_16BF) || (W->dtype == DT_F16 && *t == CUDA_R_16F);
+}
+static int64_t chunk_rows(const dt_tensor *W, int64_t N) {
+    const int64_t wide = W->shape[0] > W->shape[1] ? W->shape[0] : W->shape[1];
+    int64_t c = ((int64_t)1 << 23) / (wide > 0 ? wide : 1);
+    if (c < 1) c = 1;
+    return c < N ? c : N;
+}
+
+__global__ void narrow_16_k(uint16_t *dst, const float *src, int64_t n, bool is_bf16) {
+    // dst (n) bf16 or f16 <- src (n) f32, rounded to nearest even as the CPU's dt_f32_to_bf16 / _f16
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
+        dst[i] = is_bf16 ? dt_hf_f32_to_bf16(src[i]) : dt_hf_f32_to_f16(src[i]);
+}
+
+static bool narrow(uint16_t *dst, const float *src, int64_t n, bool is_bf16) {
+    narrow_16_k<<<dt_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(dst, src, n, is_bf16);
+    return LAUNCH_OK("narrow_16_k");
+}
+
 __global__ void widen_16_k(float *panel, const uint16_t *w, int64_t n, bool is_bf16) {
     // panel (n) f32 <- w (n) bf16 or f16
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
-        panel[i] = is_bf16 ? dt_cuda_bf16_to_f32(w[i]) : dt_cuda_f16_to_f32(w[i]);
+        panel[i] = is_bf16 ? dt_hf_bf16_to_f32(w[i]) : dt_hf_f16_to_f32(w[i]);
 }
 
 __global__ void embedding_16_k(float *out, const int32_t *ids, int64_t n, const uint16_t *table, int64_t D,
@@ -31,7 +57,7 @@ __global__ void embedding_16_k(float *out, const int32_t *ids, int64_t n, const 
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < n * D; e += (int64_t)gridDim.x * blockDim.x) {
         const int64_t i = e / D, j = e - i * D;
         const uint16_t h = table[(int64_t)ids[i] * D + j];
-        out[e] = is_bf16 ? dt_cuda_bf16_to_f32(h) : dt_cuda_f16_to_f32(h);
+        out[e] = is_bf16 ? dt_hf_bf16_to_f32(h) : dt_hf_f16_to_f32(h);
     }
 }
 
@@ -63,6 +89,11 @@ static bool widen(const dt_tensor *W, int64_t r0, int64_t p, float *panel) {
         widen_16_k<<<dt_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(
             panel, (const uint16_t *)W->data + r0 * in, n, W->dtype == DT_BF16);
         return LAUNCH_OK("widen_16_k");
+    case DT_NF4:
+    case DT_FP4: // blocks over the flattened tensor: the panel is values r0 * in .. of it
+        if (W->aux) return dt_cuda_dequant_nf4(panel, W, r0 * in, n);
+        unsupported("frozen linear", W->dtype);
+        return false;
     default:
         // a ggml block type: rows are whole blocks, so the panel's rows are consecutive blocks
         if (dt_cuda_quant_supported(W->dtype))
@@ -73,8 +104,12 @@ static bool widen(const dt_tensor *W, int64_t r0, int64_t p, float *panel) {
 }
 
 size_t dt_cuda_frozen_scratch_bytes(const dt_backend *be, const dt_tensor *W, int64_t N) {
-    (void)be, (void)N;
+    cudaDataType_t t;
     if (W->dtype == DT_F32) return 0;
+    if (lt16(be, W, &t)) { // a chunk of x (rows, in) or dy (rows, out) in 16 bits
+        const int64_t wide = W->shape[0] > W->shape[1] ? W->shape[0] : W->shape[1];
+        return (size_t)chunk_rows(W, N) * (size_t)wide * sizeof(uint16_t);
+    }
     return (size_t)panel_rows(W) * (size_t)W->shape[1] * sizeof(float);
 }
 
@@ -84,6 +119,18 @@ void dt_cuda_frozen_fwd(const dt_backend *be, float *y, bool acc, const float *x
     const int64_t out = W->shape[0], in = W->shape[1];
     if (W->dtype == DT_F32) {
         be->gemm(be, false, true, N, out, in, 1.0f, x, in, (const float *)W->data, in, acc ? 1.0f : 0.0f, y, out);
+        return;
+    }
+    cudaDataType_t t;
+    if (lt16(be, W, &t)) {
+        uint16_t *xs = (uint16_t *)scratch; // (C, in)
+        const int64_t C = chunk_rows(W, N);
+        for (int64_t r0 = 0; r0 < N; r0 += C) {
+            const int64_t c = N - r0 < C ? N - r0 : C;
+            if (!narrow(xs, x + r0 * in, c * in, t == CUDA_R_16BF)) return;
+            // y[r0:r0+c] (c, out) (+)= xs (c, in) W^T
+            dt_cuda_gemm16(t, false, true, c, out, in, 1.0f, xs, in, W->data, in, acc ? 1.0f : 0.0f, y + r0 * out, out);
+        }
         return;
     }
     float *panel = (float *)scratch; // (P, in)
@@ -102,6 +149,18 @@ void dt_cuda_frozen_bwd(const dt_backend *be, float *dx, bool acc, const float *
     const int64_t out = W->shape[0], in = W->shape[1];
     if (W->dtype == DT_F32) {
         be->gemm(be, false, false, N, in, out, 1.0f, dy, out, (const float *)W->data, in, acc ? 1.0f : 0.0f, dx, in);
+        return;
+    }
+    cudaDataType_t t;
+    if (lt16(be, W, &t)) {
+        uint16_t *dys = (uint16_t *)scratch; // (C, out)
+        const int64_t C = chunk_rows(W, N);
+        for (int64_t r0 = 0; r0 < N; r0 += C) {
+            const int64_t c = N - r0 < C ? N - r0 : C;
+            if (!narrow(dys, dy + r0 * out, c * out, t == CUDA_R_16BF)) return;
+            // dx[r0:r0+c] (c, in) (+)= dys (c, out) W (out, in)
+            dt_cuda_gemm16(t, false, false, c, in, out, 1.0f, dys, out, W->data, in, acc ? 1.0f : 0.0f, dx + r0 * in, in);
+        }
         return;
     }
     float *panel = (float *)scratch; // (P, in)

@@ -341,7 +341,8 @@ typedef enum {
     CUBLAS_STATUS_INVALID_VALUE = 7,
 } cublasStatus_t;
 typedef enum { CUBLAS_OP_N = 0, CUBLAS_OP_T = 1 } cublasOperation_t;
-typedef enum { CUDA_R_32F = 0 } cudaDataType;
+typedef enum { CUDA_R_32F = 0, CUDA_R_16F = 2, CUDA_R_16BF = 14 } cudaDataType;
+typedef cudaDataType cudaDataType_t;
 typedef enum {
     CUBLAS_COMPUTE_32F = 68,
     CUBLAS_COMPUTE_32F_FAST_16F = 74,
@@ -378,6 +379,106 @@ inline cublasStatus_t cublasGemmEx_64(cublasHandle_t, cublasOperation_t ta, cubl
                 s += (double)emu_round16(x, compute) * emu_round16(y, compute);
             }
             c[i + j * ldc] = al * (float)s + (be == 0.0f ? 0.0f : be * c[i + j * ldc]);
+        }
+    return CUBLAS_STATUS_SUCCESS;
+}
+
+// ---- cuBLASLt: descriptors kept as plain structs, the matmul as the column-major reference above ----
+typedef struct emu_lt *cublasLtHandle_t;
+typedef struct { cublasComputeType_t compute; cudaDataType scale; int32_t op[2]; } emu_lt_desc, *cublasLtMatmulDesc_t;
+typedef struct { cudaDataType type; uint64_t rows, cols; int64_t ld; } emu_lt_layout, *cublasLtMatrixLayout_t;
+typedef struct { size_t max_ws; } emu_lt_pref, *cublasLtMatmulPreference_t;
+typedef struct { uint64_t data[8]; } cublasLtMatmulAlgo_t;
+typedef struct {
+    cublasLtMatmulAlgo_t algo;
+    size_t workspaceSize;
+    cublasStatus_t state;
+    float wavesCount;
+    int reserved[4];
+} cublasLtMatmulHeuristicResult_t;
+typedef enum { CUBLASLT_MATMUL_DESC_TRANSA = 3, CUBLASLT_MATMUL_DESC_TRANSB = 4 } cublasLtMatmulDescAttributes_t;
+typedef enum { CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES = 1 } cublasLtMatmulPreferenceAttributes_t;
+inline cublasStatus_t cublasLtCreate(cublasLtHandle_t *h) { *h = (cublasLtHandle_t)malloc(1); return CUBLAS_STATUS_SUCCESS; }
+inline cublasStatus_t cublasLtDestroy(cublasLtHandle_t h) { free(h); return CUBLAS_STATUS_SUCCESS; }
+inline cublasStatus_t cublasLtMatmulDescCreate(cublasLtMatmulDesc_t *d, cublasComputeType_t c, cudaDataType s) {
+    *d = new emu_lt_desc{c, s, {CUBLAS_OP_N, CUBLAS_OP_N}};
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t cublasLtMatmulDescDestroy(cublasLtMatmulDesc_t d) { delete d; return CUBLAS_STATUS_SUCCESS; }
+inline cublasStatus_t cublasLtMatmulDescSetAttribute(cublasLtMatmulDesc_t d, cublasLtMatmulDescAttributes_t a,
+                                                     const void *v, size_t n) {
+    if (n != sizeof(int32_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    memcpy(&d->op[a == CUBLASLT_MATMUL_DESC_TRANSA ? 0 : 1], v, n);
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t cublasLtMatrixLayoutCreate(cublasLtMatrixLayout_t *l, cudaDataType t, uint64_t rows, uint64_t cols,
+                                                 int64_t ld) {
+    if (ld < (int64_t)rows) return CUBLAS_STATUS_INVALID_VALUE; // column-major: ld at least the rows
+    *l = new emu_lt_layout{t, rows, cols, ld};
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t cublasLtMatrixLayoutDestroy(cublasLtMatrixLayout_t l) { delete l; return CUBLAS_STATUS_SUCCESS; }
+inline cublasStatus_t cublasLtMatmulPreferenceCreate(cublasLtMatmulPreference_t *p) {
+    *p = new emu_lt_pref{0};
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t cublasLtMatmulPreferenceDestroy(cublasLtMatmulPreference_t p) { delete p; return CUBLAS_STATUS_SUCCESS; }
+inline cublasStatus_t cublasLtMatmulPreferenceSetAttribute(cublasLtMatmulPreference_t p,
+                                                           cublasLtMatmulPreferenceAttributes_t, const void *v, size_t n) {
+    if (n != sizeof(size_t)) return CUBLAS_STATUS_INVALID_VALUE;
+    memcpy(&p->max_ws, v, n);
+    return CUBLAS_STATUS_SUCCESS;
+}
+// Value (i, j) of a column-major matrix of layout l, widened from its type.
+inline float emu_lt_at(const void *p, const emu_lt_layout *l, uint64_t i, uint64_t j) {
+    const int64_t at = (int64_t)i + (int64_t)j * l->ld;
+    if (l->type == CUDA_R_32F) return ((const float *)p)[at];
+    const uint16_t h = ((const uint16_t *)p)[at];
+    if (l->type == CUDA_R_16BF) { uint32_t u = (uint32_t)h << 16; float f; memcpy(&f, &u, 4); return f; }
+    _Float16 x;
+    memcpy(&x, &h, 2);
+    return (float)x;
+}
+// One algorithm whenever the shapes agree: (m, k) x (k, n) -> (m, n) after the transposes, A and B of one
+// type, C and D f32 with one layout.
+inline bool emu_lt_shapes_agree(const emu_lt_desc *d, const emu_lt_layout *a, const emu_lt_layout *b,
+                                const emu_lt_layout *c, const emu_lt_layout *dl) {
+    const uint64_t m = d->op[0] == CUBLAS_OP_N ? a->rows : a->cols, k = d->op[0] == CUBLAS_OP_N ? a->cols : a->rows;
+    const uint64_t kb = d->op[1] == CUBLAS_OP_N ? b->rows : b->cols, n = d->op[1] == CUBLAS_OP_N ? b->cols : b->rows;
+    return k == kb && c->rows == m && c->cols == n && a->type == b->type && c->type == CUDA_R_32F &&
+           dl->type == CUDA_R_32F && dl->rows == c->rows && dl->cols == c->cols && dl->ld == c->ld &&
+           d->compute == CUBLAS_COMPUTE_32F && d->scale == CUDA_R_32F;
+}
+inline cublasStatus_t cublasLtMatmulAlgoGetHeuristic(cublasLtHandle_t, cublasLtMatmulDesc_t d, cublasLtMatrixLayout_t a,
+                                                     cublasLtMatrixLayout_t b, cublasLtMatrixLayout_t c,
+                                                     cublasLtMatrixLayout_t dl, cublasLtMatmulPreference_t,
+                                                     int requested, cublasLtMatmulHeuristicResult_t *r, int *found) {
+    *found = 0;
+    if (requested < 1) return CUBLAS_STATUS_INVALID_VALUE;
+    if (!emu_lt_shapes_agree(d, a, b, c, dl)) return CUBLAS_STATUS_INVALID_VALUE;
+    memset(r, 0, sizeof *r);
+    r->workspaceSize = 1 << 20;
+    *found = 1;
+    return CUBLAS_STATUS_SUCCESS;
+}
+inline cublasStatus_t cublasLtMatmul(cublasLtHandle_t, cublasLtMatmulDesc_t d, const void *alpha, const void *A,
+                                     cublasLtMatrixLayout_t la, const void *B, cublasLtMatrixLayout_t lb,
+                                     const void *beta, const void *C, cublasLtMatrixLayout_t lc, void *D,
+                                     cublasLtMatrixLayout_t ld, const cublasLtMatmulAlgo_t *algo, void *ws, size_t ws_bytes,
+                                     cudaStream_t) {
+    // D (m, n) = alpha op(A) op(B) + beta C, column-major, products summed in double
+    if (!algo || !emu_lt_shapes_agree(d, la, lb, lc, ld) || (ws_bytes && !ws)) return CUBLAS_STATUS_INVALID_VALUE;
+    const bool na = d->op[0] == CUBLAS_OP_N, nb = d->op[1] == CUBLAS_OP_N;
+    const uint64_t m = lc->rows, n = lc->cols, k = na ? la->cols : la->rows;
+    const float al = *(const float *)alpha, be = *(const float *)beta;
+    for (uint64_t j = 0; j < n; j++)
+        for (uint64_t i = 0; i < m; i++) {
+            double s = 0;
+            for (uint64_t p = 0; p < k; p++)
+                s += (double)(na ? emu_lt_at(A, la, i, p) : emu_lt_at(A, la, p, i)) *
+                     (nb ? emu_lt_at(B, lb, p, j) : emu_lt_at(B, lb, j, p));
+            const float c = be == 0.0f ? 0.0f : be * ((const float *)C)[i + j * lc->ld];
+            ((float *)D)[i + j * ld->ld] = al * (float)s + c;
         }
     return CUBLAS_STATUS_SUCCESS;
 }

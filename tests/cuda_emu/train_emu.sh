@@ -15,7 +15,7 @@
 #  - prefix tuning (method section replaced): every step's loss on cuda within 1e-4 of the CPU's;
 #  - activation checkpointing on cuda: the CPU's losses within 1e-4;
 #  - quantized bases (model.quantize q8_0, q4_0) decoded on the device: the CPU's losses within 1e-4;
-#    NF4 on cuda refused with exit 2; a GGUF base in q8_0 / q5_1 (stored quantized on the device): eval's
+#    NF4 (QLoRA, double quantization or not) likewise; a GGUF base in q8_0 / q5_1 (stored quantized on the device): eval's
 #    mean loss within 1e-5 of the CPU's;
 # On a real GPU (`make test-cuda` passes build-cuda/deltatune) the same checks run on the device, with
 # the stories260K recipe's first 20 losses in place of the two emulator-only memory checks.
@@ -90,10 +90,16 @@ for q in q8_0 q4_0; do
     within "$d" 1e-4
     check "train_emu_cuda_quantized_base_${q}_losses (worst $d)" $? "exit $rc, worst relative loss difference $d above 1e-4: $(tail -1 "$tmp/q-gpu-$q.err")"
 done
-train q-nf4 model.quantize=nf4 hardware.device=cuda hardware.dtype=f32 train.max_steps=1
-ok=1
-[ "$rc" = 2 ] && grep -q "NF4/FP4 weights are kept on the CPU backend only" "$tmp/q-nf4.err" && ok=0
-check train_emu_cuda_nf4_refused $ok "exit $rc (want 2): $(tail -1 "$tmp/q-nf4.err")"
+# QLoRA: NF4, with and without double quantization. The nibbles and the absmax arrays go to the device
+# (the state's scalars and code tables stay on the host, passed to the decoder by value) and decode to
+# the CPU's values.
+for dq in false true; do
+    train "nf4-cpu-$dq" model.quantize=nf4 model.double_quant=$dq hardware.device=cpu hardware.dtype=f32 train.max_steps=4
+    train "nf4-gpu-$dq" model.quantize=nf4 model.double_quant=$dq hardware.device=cuda hardware.dtype=f32 train.max_steps=4
+    d=$(loss_diff "$tmp/nf4-cpu-$dq/metrics.jsonl" "$tmp/nf4-gpu-$dq/metrics.jsonl")
+    within "$d" 1e-4
+    check "train_emu_cuda_nf4_double_quant_${dq}_losses (worst $d)" $? "exit $rc, worst relative loss difference $d above 1e-4: $(tail -1 "$tmp/nf4-gpu-$dq.err")"
+done
 
 # eval --device cuda: the same mean loss as on the CPU (f32 matmuls on the device).
 ev() { "$bin" eval --model tests/golden/llama_gqa --adapter tests/golden/llama_gqa/adapter \
@@ -189,14 +195,17 @@ ok=1
 [ "$rc" = 2 ] && grep -q "needs about" "$tmp/small.err" && grep -q "free of" "$tmp/small.err" && ok=0
 check train_emu_refused_when_too_large $ok "exit $rc (want 2): $(tail -1 "$tmp/small.err")"
 
-# Memory taken away in the middle of a resumed run: every cudaMalloc from the 5th on fails, which is
-# inside the first step after the model, adapter and optimizer state are on the device.
+# Memory taken away in a resumed run: every cudaMalloc from the k-th on fails. The 5th is the optimizer
+# state's (after cuBLASLt's workspace, the weights and the adapter); from the 6th on the failure is
+# inside the first step.
 cp -r "$tmp/r-cuda-cpu/checkpoints" "$tmp/ck-before"
-EMU_MALLOC_FAIL_FROM=5 "$bin" train "$recipe" output_dir="$tmp/r-cuda-cpu" hardware.device=cuda hardware.dtype=f32 \
-    resume="$tmp/r-cuda-cpu/checkpoints/step-4" >/dev/null 2>"$tmp/oom.err"
-rc=$?
-ok=1
-[ "$rc" = 2 ] && grep -q "out of device memory" "$tmp/oom.err" && grep -q "asked for" "$tmp/oom.err" &&
-    diff -r "$tmp/ck-before" "$tmp/r-cuda-cpu/checkpoints" >/dev/null && ok=0
-check train_emu_out_of_device_memory $ok "exit $rc (want 2), or a checkpoint changed: $(tail -1 "$tmp/oom.err")"
+for k in 5 6; do
+    EMU_MALLOC_FAIL_FROM=$k "$bin" train "$recipe" output_dir="$tmp/r-cuda-cpu" hardware.device=cuda hardware.dtype=f32 \
+        resume="$tmp/r-cuda-cpu/checkpoints/step-4" >/dev/null 2>"$tmp/oom.err"
+    rc=$?
+    ok=1
+    [ "$rc" = 2 ] && grep -q "out of device memory" "$tmp/oom.err" && grep -q "asked for" "$tmp/oom.err" &&
+        diff -r "$tmp/ck-before" "$tmp/r-cuda-cpu/checkpoints" >/dev/null && ok=0
+    check train_emu_out_of_device_memory_from_malloc_$k $ok "exit $rc (want 2), or a checkpoint changed: $(tail -1 "$tmp/oom.err")"
+done
 exit $failed
