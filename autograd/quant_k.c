@@ -5,20 +5,8 @@
 #include <math.h>
 #include <string.h>
 #include "autograd/quant.h"
+#include "autograd/quant_decode.h"
 #include "autograd/tensor.h"
-
-// Scale and min of sub-block j (0..7) from the 12 packed bytes: sub-blocks 0-3 keep 6 bits in
-// scales[j] / scales[j+4]; 4-7 keep their low 4 bits in scales[j+4] and their top 2 bits in the top
-// bits of scales[j-4] (scale) and scales[j] (min).
-static inline void k_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *m) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *m = s[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((s[j + 4] & 15) | (s[j - 4] >> 6) << 4);
-        *m = (uint8_t)((s[j + 4] >> 4) | (s[j] >> 6) << 4);
-    }
-}
 
 static void k_pack_scales(const uint8_t ls[8], const uint8_t lm[8], uint8_t s[12]) {
     memset(s, 0, 12);
@@ -34,62 +22,11 @@ static void k_pack_scales(const uint8_t ls[8], const uint8_t lm[8], uint8_t s[12
     }
 }
 
-void dt_q4_K_to_f32(const void *src, float *dst, int64_t n) {
-    const dt_block_q4_K *b = src;
-    for (int64_t i = 0; i < n / DT_QK_K; i++) {
-        const float d = dt_f16_to_f32(b[i].d), dmin = dt_f16_to_f32(b[i].dmin);
-        const uint8_t *q = b[i].qs;
-        for (int s = 0; s < 8; s += 2, q += 32) {
-            uint8_t sc, m;
-            k_scale_min(s, b[i].scales, &sc, &m);
-            const float d1 = d * (float)sc, m1 = dmin * (float)m;
-            k_scale_min(s + 1, b[i].scales, &sc, &m);
-            const float d2 = d * (float)sc, m2 = dmin * (float)m;
-            for (int l = 0; l < 32; l++) *dst++ = d1 * (float)(q[l] & 15) - m1;
-            for (int l = 0; l < 32; l++) *dst++ = d2 * (float)(q[l] >> 4) - m2;
-        }
-    }
-}
+// ---- decoding: one super-block at a time (quant_decode.h, shared with the device) ----
 
-void dt_q5_K_to_f32(const void *src, float *dst, int64_t n) {
-    const dt_block_q5_K *b = src;
-    for (int64_t i = 0; i < n / DT_QK_K; i++) {
-        const float d = dt_f16_to_f32(b[i].d), dmin = dt_f16_to_f32(b[i].dmin);
-        const uint8_t *q = b[i].qs;
-        for (int s = 0; s < 8; s += 2, q += 32) {
-            uint8_t sc, m;
-            k_scale_min(s, b[i].scales, &sc, &m);
-            const float d1 = d * (float)sc, m1 = dmin * (float)m;
-            k_scale_min(s + 1, b[i].scales, &sc, &m);
-            const float d2 = d * (float)sc, m2 = dmin * (float)m;
-            for (int l = 0; l < 32; l++) *dst++ = d1 * (float)((q[l] & 15) | (b[i].qh[l] >> s & 1) << 4) - m1;
-            for (int l = 0; l < 32; l++) *dst++ = d2 * (float)((q[l] >> 4) | (b[i].qh[l] >> (s + 1) & 1) << 4) - m2;
-        }
-    }
-}
-
-void dt_q6_K_to_f32(const void *src, float *dst, int64_t n) {
-    const dt_block_q6_K *b = src;
-    for (int64_t i = 0; i < n / DT_QK_K; i++) {
-        const float d = dt_f16_to_f32(b[i].d);
-        for (int h = 0; h < 2; h++, dst += 128) {
-            const uint8_t *ql = b[i].ql + 64 * h, *qh = b[i].qh + 32 * h;
-            const int8_t *sc = b[i].scales + 8 * h;
-            for (int l = 0; l < 32; l++) {
-                const int is = l / 16;
-                const int q1 = ((ql[l] & 15) | (qh[l] >> 0 & 3) << 4) - 32;
-                const int q2 = ((ql[l + 32] & 15) | (qh[l] >> 2 & 3) << 4) - 32;
-                const int q3 = ((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) - 32;
-                const int q4 = ((ql[l + 32] >> 4) | (qh[l] >> 6 & 3) << 4) - 32;
-                // (d * scale) * q, in this order, as ggml evaluates it.
-                dst[l] = d * (float)sc[is] * (float)q1;
-                dst[l + 32] = d * (float)sc[is + 2] * (float)q2;
-                dst[l + 64] = d * (float)sc[is + 4] * (float)q3;
-                dst[l + 96] = d * (float)sc[is + 6] * (float)q4;
-            }
-        }
-    }
-}
+DT_DECODE_ROWS(q4_K, dt_block_q4_K, DT_QK_K)
+DT_DECODE_ROWS(q5_K, dt_block_q5_K, DT_QK_K)
+DT_DECODE_ROWS(q6_K, dt_block_q6_K, DT_QK_K)
 
 // ---- quantization ----
 
@@ -181,7 +118,7 @@ static void k_quantize_block(const float *x, int nmax, float rmin, float rdelta,
     *dmin_out = dt_f32_to_f16(max_min / 63.f);
     for (int j = 0; j < 8; j++) {
         uint8_t s, m;
-        k_scale_min(j, scales, &s, &m);
+        dt_k_scale_min(j, scales, &s, &m);
         const float d = dt_f16_to_f32(*d_out) * (float)s;
         if (d == 0.0f) continue;
         const float dm = dt_f16_to_f32(*dmin_out) * (float)m;

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 #include "autograd/quant.h"
+#include "autograd/quant_decode.h"
 #include "autograd/tensor.h"
 
 int dt_nearest_int(float x) {
@@ -13,68 +14,13 @@ int dt_nearest_int(float x) {
     return (i & 0x007fffff) - 0x00400000;
 }
 
-void dt_q8_0_to_f32(const void *src, float *dst, int64_t n) {
-    const dt_block_q8_0 *b = src;
-    for (int64_t i = 0; i < n / DT_QK; i++, dst += DT_QK) {
-        const float d = dt_f16_to_f32(b[i].d);
-        for (int j = 0; j < DT_QK; j++) dst[j] = (float)b[i].qs[j] * d;
-    }
-}
+// ---- decoding: one block at a time (quant_decode.h, shared with the device) ----
 
-void dt_q4_0_to_f32(const void *src, float *dst, int64_t n) {
-    const dt_block_q4_0 *b = src;
-    for (int64_t i = 0; i < n / DT_QK; i++, dst += DT_QK) {
-        const float d = dt_f16_to_f32(b[i].d);
-        for (int j = 0; j < DT_QK / 2; j++) {
-            dst[j] = (float)((b[i].qs[j] & 15) - 8) * d;
-            dst[j + DT_QK / 2] = (float)((b[i].qs[j] >> 4) - 8) * d;
-        }
-    }
-}
-
-void dt_q4_1_to_f32(const void *src, float *dst, int64_t n) {
-    const dt_block_q4_1 *b = src;
-    for (int64_t i = 0; i < n / DT_QK; i++, dst += DT_QK) {
-        const float d = dt_f16_to_f32(b[i].d), m = dt_f16_to_f32(b[i].m);
-        for (int j = 0; j < DT_QK / 2; j++) {
-            dst[j] = (float)(b[i].qs[j] & 15) * d + m;
-            dst[j + DT_QK / 2] = (float)(b[i].qs[j] >> 4) * d + m;
-        }
-    }
-}
-
-// Bit 4 of element j of a Q5 block: bit j of qh read as a little-endian u32.
-static inline uint32_t q5_high(const uint8_t qh[4]) {
-    return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
-}
-
-void dt_q5_0_to_f32(const void *src, float *dst, int64_t n) {
-    const dt_block_q5_0 *b = src;
-    for (int64_t i = 0; i < n / DT_QK; i++, dst += DT_QK) {
-        const float d = dt_f16_to_f32(b[i].d);
-        const uint32_t qh = q5_high(b[i].qh);
-        for (int j = 0; j < DT_QK / 2; j++) {
-            int lo = (int)((b[i].qs[j] & 15) | ((qh >> j) & 1) << 4);
-            int hi = (int)((b[i].qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
-            dst[j] = (float)(lo - 16) * d;
-            dst[j + DT_QK / 2] = (float)(hi - 16) * d;
-        }
-    }
-}
-
-void dt_q5_1_to_f32(const void *src, float *dst, int64_t n) {
-    const dt_block_q5_1 *b = src;
-    for (int64_t i = 0; i < n / DT_QK; i++, dst += DT_QK) {
-        const float d = dt_f16_to_f32(b[i].d), m = dt_f16_to_f32(b[i].m);
-        const uint32_t qh = q5_high(b[i].qh);
-        for (int j = 0; j < DT_QK / 2; j++) {
-            int lo = (int)((b[i].qs[j] & 15) | ((qh >> j) & 1) << 4);
-            int hi = (int)((b[i].qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
-            dst[j] = (float)lo * d + m;
-            dst[j + DT_QK / 2] = (float)hi * d + m;
-        }
-    }
-}
+DT_DECODE_ROWS(q8_0, dt_block_q8_0, DT_QK)
+DT_DECODE_ROWS(q4_0, dt_block_q4_0, DT_QK)
+DT_DECODE_ROWS(q4_1, dt_block_q4_1, DT_QK)
+DT_DECODE_ROWS(q5_0, dt_block_q5_0, DT_QK)
+DT_DECODE_ROWS(q5_1, dt_block_q5_1, DT_QK)
 
 // ---- quantization (ggml's quantize_row_*_ref) ----
 

@@ -1,132 +1,29 @@
-// Block decoders of ggml's quantized types on the device (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K,
-// Q6_K; layouts in autograd/quant_blocks.h): the device twins of autograd/quant_legacy.c and
-// autograd/quant_k.c, value for value. The CPU code is built without fused multiply-adds, so every
-// a * b + c here is written with __fmul_rn / __fadd_rn, which nvcc never contracts: the panels the
-// frozen linear multiplies are then bit-identical to the CPU's. bitsandbytes' NF4/FP4 (the twin of
-// autograd/quant_nf4.c's dt_nf4_to_f32) decode from the nibbles and their state's arrays, which the model
-// loader copies to the device beside them (models/llama_quant.c, dt_lq_upload_nf4).
+// Block decoders of the quantized types on the device: ggml's (Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K,
+// Q6_K) are the CPU's own per-block decoders (autograd/quant_decode.h, compiled here as device functions,
+// without fused multiply-adds), so the panels the frozen linear multiplies are bit-identical to the CPU's.
+// bitsandbytes' NF4/FP4 (the twin of autograd/quant_nf4.c's dt_nf4_to_f32) decode from the nibbles and
+// their state's arrays, which the model loader copies to the device beside them (models/llama_quant.c,
+// dt_lq_upload_nf4).
 // One thread decodes one block; the frozen linear (frozen.cu) calls these per panel of rows and the
 // embedding per looked-up row, so the whole matrix is never widened.
 #include "autograd/cuda/cuda_internal.h"
 extern "C" {
 #include "autograd/quant.h"
 }
+#include "autograd/quant_decode.h"
 
-__device__ __forceinline__ float q_f16(uint16_t h) { return dt_hf_f16_to_f32(h); }
-
-// Bit 4 of element j of a Q5 block: bit j of qh read as a little-endian u32.
-__device__ __forceinline__ uint32_t q5_high(const uint8_t qh[4]) {
-    return (uint32_t)qh[0] | (uint32_t)qh[1] << 8 | (uint32_t)qh[2] << 16 | (uint32_t)qh[3] << 24;
-}
-
-// Scale and min of k-quant sub-block j (0..7) from the 12 packed bytes (see quant_k.c).
-__device__ __forceinline__ void k_scale_min(int j, const uint8_t *s, uint8_t *sc, uint8_t *m) {
-    if (j < 4) {
-        *sc = s[j] & 63;
-        *m = s[j + 4] & 63;
-    } else {
-        *sc = (uint8_t)((s[j + 4] & 15) | (s[j - 4] >> 6) << 4);
-        *m = (uint8_t)((s[j + 4] >> 4) | (s[j] >> 6) << 4);
-    }
-}
-
-// dst (the type's block of values) <- the block at src.
+// dst (the type's block of values) <- the block at src: the CPU's own decoders (quant_decode.h).
 __device__ void decode_block(int type, const uint8_t *src, float *dst) {
     switch (type) {
-    case DT_Q8_0: {
-        const dt_block_q8_0 *b = (const dt_block_q8_0 *)src;
-        const float d = q_f16(b->d);
-        for (int j = 0; j < DT_QK; j++) dst[j] = (float)b->qs[j] * d;
-        break;
-    }
-    case DT_Q4_0: {
-        const dt_block_q4_0 *b = (const dt_block_q4_0 *)src;
-        const float d = q_f16(b->d);
-        for (int j = 0; j < DT_QK / 2; j++) {
-            dst[j] = (float)((b->qs[j] & 15) - 8) * d;
-            dst[j + DT_QK / 2] = (float)((b->qs[j] >> 4) - 8) * d;
-        }
-        break;
-    }
-    case DT_Q4_1: {
-        const dt_block_q4_1 *b = (const dt_block_q4_1 *)src;
-        const float d = q_f16(b->d), m = q_f16(b->m);
-        for (int j = 0; j < DT_QK / 2; j++) {
-            dst[j] = __fadd_rn(__fmul_rn((float)(b->qs[j] & 15), d), m);
-            dst[j + DT_QK / 2] = __fadd_rn(__fmul_rn((float)(b->qs[j] >> 4), d), m);
-        }
-        break;
-    }
-    case DT_Q5_0: {
-        const dt_block_q5_0 *b = (const dt_block_q5_0 *)src;
-        const float d = q_f16(b->d);
-        const uint32_t qh = q5_high(b->qh);
-        for (int j = 0; j < DT_QK / 2; j++) {
-            const int lo = (int)((b->qs[j] & 15) | ((qh >> j) & 1) << 4);
-            const int hi = (int)((b->qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
-            dst[j] = (float)(lo - 16) * d;
-            dst[j + DT_QK / 2] = (float)(hi - 16) * d;
-        }
-        break;
-    }
-    case DT_Q5_1: {
-        const dt_block_q5_1 *b = (const dt_block_q5_1 *)src;
-        const float d = q_f16(b->d), m = q_f16(b->m);
-        const uint32_t qh = q5_high(b->qh);
-        for (int j = 0; j < DT_QK / 2; j++) {
-            const int lo = (int)((b->qs[j] & 15) | ((qh >> j) & 1) << 4);
-            const int hi = (int)((b->qs[j] >> 4) | ((qh >> (j + 16)) & 1) << 4);
-            dst[j] = __fadd_rn(__fmul_rn((float)lo, d), m);
-            dst[j + DT_QK / 2] = __fadd_rn(__fmul_rn((float)hi, d), m);
-        }
-        break;
-    }
-    case DT_Q4_K:
-    case DT_Q5_K: {
-        // The two share the scales; Q5_K adds a fifth bit per value from qh.
-        const bool five = type == DT_Q5_K;
-        const dt_block_q4_K *b4 = (const dt_block_q4_K *)src;
-        const dt_block_q5_K *b5 = (const dt_block_q5_K *)src;
-        const float d = q_f16(five ? b5->d : b4->d), dmin = q_f16(five ? b5->dmin : b4->dmin);
-        const uint8_t *scales = five ? b5->scales : b4->scales, *q = five ? b5->qs : b4->qs;
-        for (int s = 0; s < 8; s += 2, q += 32) {
-            uint8_t sc, m;
-            k_scale_min(s, scales, &sc, &m);
-            const float d1 = d * (float)sc, m1 = dmin * (float)m;
-            k_scale_min(s + 1, scales, &sc, &m);
-            const float d2 = d * (float)sc, m2 = dmin * (float)m;
-            for (int l = 0; l < 32; l++) {
-                const int h1 = five ? (b5->qh[l] >> s & 1) << 4 : 0, h2 = five ? (b5->qh[l] >> (s + 1) & 1) << 4 : 0;
-                dst[l] = __fsub_rn(__fmul_rn(d1, (float)((q[l] & 15) | h1)), m1);
-                dst[l + 32] = __fsub_rn(__fmul_rn(d2, (float)((q[l] >> 4) | h2)), m2);
-            }
-            dst += 64;
-        }
-        break;
-    }
-    case DT_Q6_K: {
-        const dt_block_q6_K *b = (const dt_block_q6_K *)src;
-        const float d = q_f16(b->d);
-        for (int h = 0; h < 2; h++, dst += 128) {
-            const uint8_t *ql = b->ql + 64 * h, *qh = b->qh + 32 * h;
-            const int8_t *sc = b->scales + 8 * h;
-            for (int l = 0; l < 32; l++) {
-                const int is = l / 16;
-                const int q1 = ((ql[l] & 15) | (qh[l] >> 0 & 3) << 4) - 32;
-                const int q2 = ((ql[l + 32] & 15) | (qh[l] >> 2 & 3) << 4) - 32;
-                const int q3 = ((ql[l] >> 4) | (qh[l] >> 4 & 3) << 4) - 32;
-                const int q4 = ((ql[l + 32] >> 4) | (qh[l] >> 6 & 3) << 4) - 32;
-                // (d * scale) * q, in this order, as ggml evaluates it.
-                dst[l] = d * (float)sc[is] * (float)q1;
-                dst[l + 32] = d * (float)sc[is + 2] * (float)q2;
-                dst[l + 64] = d * (float)sc[is + 4] * (float)q3;
-                dst[l + 96] = d * (float)sc[is + 6] * (float)q4;
-            }
-        }
-        break;
-    }
-    default:
-        break; // not reached: dt_cuda_quant_supported refuses every other type first
+    case DT_Q8_0: dt_dec_q8_0((const dt_block_q8_0 *)src, dst); break;
+    case DT_Q4_0: dt_dec_q4_0((const dt_block_q4_0 *)src, dst); break;
+    case DT_Q4_1: dt_dec_q4_1((const dt_block_q4_1 *)src, dst); break;
+    case DT_Q5_0: dt_dec_q5_0((const dt_block_q5_0 *)src, dst); break;
+    case DT_Q5_1: dt_dec_q5_1((const dt_block_q5_1 *)src, dst); break;
+    case DT_Q4_K: dt_dec_q4_K((const dt_block_q4_K *)src, dst); break;
+    case DT_Q5_K: dt_dec_q5_K((const dt_block_q5_K *)src, dst); break;
+    case DT_Q6_K: dt_dec_q6_K((const dt_block_q6_K *)src, dst); break;
+    default: break; // not reached: dt_cuda_quant_supported refuses every other type first
     }
 }
 
