@@ -12,6 +12,7 @@
 #include <math.h>
 #include <omp.h>
 #include <string.h>
+#include "autograd/attention_cached_row.h"
 #include "autograd/cpu_bf16.h"
 #include "autograd/cpu_kernels.h"
 #include "autograd/cpu_math.h"
@@ -360,21 +361,8 @@ void dt_cpu_attention_cached(float *out, const float *q, const float *kc, const 
     #pragma omp parallel for collapse(2)
     for (int64_t i = 0; i < n; i++)
         for (int64_t h = 0; h < H; h++) {
-            const float *qi = q + (i * H + h) * hd;
-            int64_t len = p0 + i + 1, gq = h / group;
-            float *o = out + (i * H + h) * hd;
-            float m = -INFINITY, sum = 0;
-            for (int64_t e = 0; e < hd; e++) o[e] = 0;
-            for (int64_t j = 0; j < len; j++) {
-                const float *kj = kc + (j * KV + gq) * hd, *vj = vc + (j * KV + gq) * hd;
-                float s = 0;
-                for (int64_t e = 0; e < hd; e++) s += qi[e] * kj[e];
-                s *= scale;
-                float mn = s > m ? s : m, corr = expf(m - mn), w = expf(s - mn);
-                sum = sum * corr + w;
-                for (int64_t e = 0; e < hd; e++) o[e] = o[e] * corr + w * vj[e];
-                m = mn;
-            }
-            for (int64_t e = 0; e < hd; e++) o[e] /= sum;
+            const int64_t gq = h / group;
+            dt_attention_cached_row(out + (i * H + h) * hd, q + (i * H + h) * hd, kc + gq * hd, vc + gq * hd, p0 + i + 1,
+                                    KV * hd, hd, scale);
         }
 }

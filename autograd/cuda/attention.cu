@@ -13,6 +13,7 @@
 // kernel at the end is the reference the tests compare with.
 #include <math.h>
 #include <stdio.h>
+#include "autograd/attention_cached_row.h"
 #include "autograd/cuda/cuda_internal.h"
 
 #define ATT_THREADS 256 // tile_mm arranges exactly 256 threads as 16 x 16
@@ -449,25 +450,12 @@ void dt_cuda_attention_fwd_naive(float *out, float *lse, const float *q, const f
 
 __global__ void attention_cached_k(float *out, const float *q, const float *kc, const float *vc, int64_t n, int64_t p0,
                                    int64_t H, int64_t KV, int64_t hd, float scale) {
-    // One thread per (query i, head h): the CPU's loop (dt_cpu_attention_cached), one pass with a running
-    // max. out/q (n, H*hd); kc/vc (>= p0+n, KV*hd). Generation feeds a handful of rows: no tiling.
+    // One thread per (query i, head h), the CPU's row (attention_cached_row.h). out/q (n, H*hd); kc/vc
+    // (>= p0+n, KV*hd). Generation feeds a handful of rows: no tiling.
     for (int64_t t = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; t < n * H; t += (int64_t)gridDim.x * blockDim.x) {
-        const int64_t i = t / H, h = t - i * H, gq = h / (H / KV), len = p0 + i + 1;
-        const float *qi = q + (i * H + h) * hd;
-        float *o = out + (i * H + h) * hd;
-        float m = -INFINITY, sum = 0;
-        for (int64_t e = 0; e < hd; e++) o[e] = 0;
-        for (int64_t j = 0; j < len; j++) {
-            const float *kj = kc + (j * KV + gq) * hd, *vj = vc + (j * KV + gq) * hd;
-            float s = 0;
-            for (int64_t e = 0; e < hd; e++) s += qi[e] * kj[e];
-            s *= scale;
-            const float mn = s > m ? s : m, corr = expf(m - mn), w = expf(s - mn);
-            sum = sum * corr + w;
-            for (int64_t e = 0; e < hd; e++) o[e] = o[e] * corr + w * vj[e];
-            m = mn;
-        }
-        for (int64_t e = 0; e < hd; e++) o[e] /= sum;
+        const int64_t i = t / H, h = t - i * H, gq = h / (H / KV);
+        dt_attention_cached_row(out + (i * H + h) * hd, q + (i * H + h) * hd, kc + gq * hd, vc + gq * hd, p0 + i + 1,
+                                KV * hd, hd, scale);
     }
 }
 
