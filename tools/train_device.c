@@ -5,7 +5,7 @@
 #include <string.h>
 #include "autograd/cuda/cuda_backend.h"
 #include "autograd/dtype.h"
-#include "autograd/quant.h"
+#include "models/llama_quant.h"
 #include "models/weights.h"
 #include "optim/checkpoint.h"
 
@@ -32,22 +32,21 @@ static const char *human(char *buf, size_t n, size_t b) {
 void dt_train_mem_estimate(const dt_model_config *c, const dt_recipe *r, dt_train_mem *m) {
     const double D = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, L = c->num_layers;
     const double qd = (double)c->num_heads * c->head_dim, kvd = (double)c->num_kv_heads * c->head_dim;
-    const double linear = L * (D * qd + 2 * D * kvd + qd * D + 3 * D * I);
     const double matrices = V * D * (c->tie_word_embeddings ? 1 : 2);
     double vectors = D + L * 2 * D;
     if (c->attention_bias) vectors += L * (qd + 2 * kvd);
     if (c->qk_norm) vectors += L * 2.0 * c->head_dim;
-    // bytes per matrix value: f32 or 16-bit; a linear quantized at load: its type's (per 256 values, a
-    // multiple of every type's block)
-    const double mat = r->hardware.dtype == DT_BF16 || r->hardware.dtype == DT_F16 ? 2 : sizeof(float);
-    double per = r->model.quantize != DT_F32 ? (double)dt_type_row_bytes(r->model.quantize, 256) / 256.0 : mat;
-    // NF4/FP4's absmax beside the nibbles: f32 per 64 values, or double-quantized a byte (plus one f32
-    // per 256 of them)
-    if (r->model.quantize == DT_NF4 || r->model.quantize == DT_FP4)
-        per += (r->model.double_quant ? 1.0 + 4.0 / DT_BNB_NESTED_BLOCK : 4.0) / DT_QK_NF4;
-    m->weights = (size_t)(vectors * sizeof(float) + matrices * mat + linear * per);
-
     const double in[DT_MOD_COUNT] = {D, D, D, qd, D, D, I}, out[DT_MOD_COUNT] = {qd, kvd, kvd, D, I, I, D};
+    // bytes per matrix value: f32 or 16-bit; a linear quantized at load takes what the loader allocates
+    // for it (dt_lq_bytes: its blocks, and NF4's absmax and state)
+    const double mat = r->hardware.dtype == DT_BF16 || r->hardware.dtype == DT_F16 ? 2 : sizeof(float);
+    double linear = 0;
+    for (int mod = 0; mod < DT_MOD_COUNT; mod++)
+        linear += r->model.quantize != DT_F32
+                      ? (double)dt_lq_bytes(r->model.quantize, r->model.double_quant, (int64_t)out[mod], (int64_t)in[mod])
+                      : out[mod] * in[mod] * mat;
+    m->weights = (size_t)(vectors * sizeof(float) + matrices * mat + L * linear);
+
     double adapter = 0, lora_hidden = 0, virt = 0;
     if (r->method.name == DT_METHOD_LORA) {
         double layers = r->method.layers_to_transform.n ? r->method.layers_to_transform.n : L;

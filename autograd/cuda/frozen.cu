@@ -45,6 +45,20 @@ static bool narrow(uint16_t *dst, const float *src, int64_t n, bool is_bf16) {
     return LAUNCH_OK("narrow_16_k");
 }
 
+// c (N, nc) (+)= a (N, ka) op(W), op(W) = W^T (tb, the forward: ka = in, nc = out) or W (the backward:
+// ka = out, nc = in): a chunk of a's rows rounded to W's type in scratch (C, ka), then one cuBLASLt
+// matmul per chunk into those rows of c.
+static void lt16_rows(cudaDataType_t t, const dt_tensor *W, bool tb, const float *a, int64_t ka, float *c, int64_t nc,
+                      int64_t N, bool acc, uint16_t *scratch) {
+    const int64_t C = chunk_rows(W, N);
+    for (int64_t r0 = 0; r0 < N; r0 += C) {
+        const int64_t rows = N - r0 < C ? N - r0 : C;
+        if (!narrow(scratch, a + r0 * ka, rows * ka, t == CUDA_R_16BF)) return;
+        dt_cuda_gemm16(t, false, tb, rows, nc, ka, 1.0f, scratch, ka, W->data, W->shape[1], acc ? 1.0f : 0.0f,
+                       c + r0 * nc, nc);
+    }
+}
+
 __global__ void widen_16_k(float *panel, const uint16_t *w, int64_t n, bool is_bf16) {
     // panel (n) f32 <- w (n) bf16 or f16
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x)
@@ -122,17 +136,7 @@ void dt_cuda_frozen_fwd(const dt_backend *be, float *y, bool acc, const float *x
         return;
     }
     cudaDataType_t t;
-    if (lt16(be, W, &t)) {
-        uint16_t *xs = (uint16_t *)scratch; // (C, in)
-        const int64_t C = chunk_rows(W, N);
-        for (int64_t r0 = 0; r0 < N; r0 += C) {
-            const int64_t c = N - r0 < C ? N - r0 : C;
-            if (!narrow(xs, x + r0 * in, c * in, t == CUDA_R_16BF)) return;
-            // y[r0:r0+c] (c, out) (+)= xs (c, in) W^T
-            dt_cuda_gemm16(t, false, true, c, out, in, 1.0f, xs, in, W->data, in, acc ? 1.0f : 0.0f, y + r0 * out, out);
-        }
-        return;
-    }
+    if (lt16(be, W, &t)) return lt16_rows(t, W, true, x, in, y, out, N, acc, (uint16_t *)scratch);
     float *panel = (float *)scratch; // (P, in)
     const int64_t P = panel_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += P) {
@@ -152,17 +156,7 @@ void dt_cuda_frozen_bwd(const dt_backend *be, float *dx, bool acc, const float *
         return;
     }
     cudaDataType_t t;
-    if (lt16(be, W, &t)) {
-        uint16_t *dys = (uint16_t *)scratch; // (C, out)
-        const int64_t C = chunk_rows(W, N);
-        for (int64_t r0 = 0; r0 < N; r0 += C) {
-            const int64_t c = N - r0 < C ? N - r0 : C;
-            if (!narrow(dys, dy + r0 * out, c * out, t == CUDA_R_16BF)) return;
-            // dx[r0:r0+c] (c, in) (+)= dys (c, out) W (out, in)
-            dt_cuda_gemm16(t, false, false, c, in, out, 1.0f, dys, out, W->data, in, acc ? 1.0f : 0.0f, dx + r0 * in, in);
-        }
-        return;
-    }
+    if (lt16(be, W, &t)) return lt16_rows(t, W, false, dy, out, dx, in, N, acc, (uint16_t *)scratch);
     float *panel = (float *)scratch; // (P, in)
     const int64_t P = panel_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += P) {
