@@ -106,6 +106,10 @@ struct dt_backend {
     // sum of squares of n floats (for gradient clipping), in double
     double (*sumsq)(const dt_backend *be, const float *x, int64_t n);
     void (*scale)(const dt_backend *be, float *x, float s, int64_t n);
+    // Optional (NULL: activations stay f32): dst (n) = bf16 of src, and back. A backend with them runs
+    // compact graphs (graph.h), which keep the values a backward reads in bf16.
+    void (*to_bf16)(const dt_backend *be, uint16_t *dst, const float *src, int64_t n);
+    void (*from_bf16)(const dt_backend *be, float *dst, const uint16_t *src, int64_t n);
 };
 
 const dt_backend *dt_backend_cpu(void);

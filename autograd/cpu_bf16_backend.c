@@ -67,6 +67,16 @@ static void bf16_attention_bwd(const dt_backend *be, float *dq, float *dk, float
                               hd, scratch);
 }
 
+static void bf16_to_bf16(const dt_backend *be, uint16_t *dst, const float *src, int64_t n) {
+    (void)be;
+    dt_cpu_f32_to_bf16(dst, src, n);
+}
+
+static void bf16_from_bf16(const dt_backend *be, float *dst, const uint16_t *src, int64_t n) {
+    (void)be;
+    dt_cpu_bf16_to_f32(dst, src, n);
+}
+
 int dt_cpu_bf16_backend_create(dt_ctx *ctx, dt_backend **out) {
     *out = NULL;
     bf16_backend *b = calloc(1, sizeof *b);
@@ -82,6 +92,10 @@ int dt_cpu_bf16_backend_create(dt_ctx *ctx, dt_backend **out) {
     b->table.attention_scratch_bytes = bf16_attention_scratch_bytes;
     b->table.attention_fwd = bf16_attention_fwd;
     b->table.attention_bwd = bf16_attention_bwd;
+    // Activations the backward reads are kept in bf16 (compact graphs, graph.h): the same 8 bits the
+    // bf16 matmuls round them to.
+    b->table.to_bf16 = bf16_to_bf16;
+    b->table.from_bf16 = bf16_from_bf16;
     *out = &b->table;
     return DT_OK;
 }

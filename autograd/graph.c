@@ -37,7 +37,12 @@ void dt_graph_reset(dt_graph *g) {
     pool_trim(g);
     g->failed = false;
     g->dropout_calls = 0;
+    g->compact = false;
+    g->n_live = 0;
 }
+
+static float *pool_take(dt_graph *g, size_t bytes);
+static void pool_give(dt_graph *g, float *p);
 
 static void *fail_oom(dt_graph *g, size_t bytes) {
     g->failed = true;
@@ -57,8 +62,50 @@ dt_tensor *dt_graph_tensor(dt_graph *g, int ndim, const int64_t *shape) {
     if (!t) return fail_oom(g, sizeof *t);
     dt_tensor_set(t, DT_F32, NULL, ndim, shape);
     t->device = g->be->device;
+    if (g->compact && g->n_live < DT_LIVE_MAX) { // a pool block, given back at the scope's end
+        if (!(t->data = pool_take(g, dt_nbytes(t)))) return NULL;
+        g->live[g->n_live++] = t;
+        return t;
+    }
     t->data = dt_graph_scratch(g, dt_nbytes(t));
     return t->data ? t : NULL;
+}
+
+bool dt_graph_compact_begin(dt_graph *g) {
+    if (!g->be->to_bf16 || !g->be->from_bf16) return false;
+    g->compact = true;
+    return true;
+}
+
+void dt_graph_compact_end(dt_graph *g, dt_tensor *keep) {
+    int kept = 0;
+    for (int i = 0; i < g->n_live; i++) {
+        dt_tensor *t = g->live[i];
+        if (t == keep) { g->live[kept++] = t; continue; }
+        pool_give(g, t->data);
+        t->data = NULL; // only its bf16 copy, if an op kept one, is read from here on
+    }
+    g->n_live = kept;
+    g->compact = false;
+}
+
+void dt_graph_keep16(dt_graph *g, dt_tensor *t) {
+    if (!g->compact || t->saved16 || g->failed) return;
+    int64_t n = dt_numel(t);
+    t->saved16 = dt_graph_scratch(g, (size_t)n * sizeof(uint16_t)); // (numel) bf16, kept for the step
+    if (t->saved16) g->be->to_bf16(g->be, t->saved16, dt_f32(t), n);
+}
+
+const float *dt_graph_saved(dt_graph *g, const dt_tensor *t) {
+    if (!t->saved16) return dt_f32(t);
+    int64_t n = dt_numel(t);
+    float *p = dt_graph_temp(g, (size_t)n * sizeof(float)); // (numel), given back by dt_graph_saved_done
+    if (p) g->be->from_bf16(g->be, p, t->saved16, n);
+    return p;
+}
+
+void dt_graph_saved_done(dt_graph *g, const dt_tensor *t, const float *p) {
+    if (t->saved16 && p) pool_give(g, (float *)p);
 }
 
 dt_node *dt_graph_record(dt_graph *g, dt_backward_fn fn, dt_tensor *out, size_t saved_bytes) {
@@ -198,7 +245,7 @@ int dt_graph_run_backward(dt_graph *g, int from, int to) {
 // released, and only its input and output stay. The backward runs fn again with recording on (same
 // dropout masks: the dropout call counter is rewound), back-propagates through those nodes, and
 // releases them again.
-typedef struct { dt_checkpoint_fn fn; const void *arg; dt_tensor *x; uint64_t dropout_calls; } ckpt_saved;
+typedef struct { dt_checkpoint_fn fn; const void *arg; dt_tensor *x; uint64_t dropout_calls; bool compact; } ckpt_saved;
 
 static void checkpoint_bwd(dt_graph *g, dt_node *n) {
     ckpt_saved *s = n->saved;
@@ -206,21 +253,31 @@ static void checkpoint_bwd(dt_graph *g, dt_node *n) {
     int n0 = g->n_nodes;
     uint64_t calls = g->dropout_calls;
     g->dropout_calls = s->dropout_calls;
+    // The recompute's compact scope is nested: the outer scope's live tensors are set aside meanwhile.
+    dt_tensor *outer[DT_LIVE_MAX];
+    int n_outer = g->n_live;
+    memcpy(outer, g->live, sizeof outer);
+    g->n_live = 0;
+    if (s->compact) dt_graph_compact_begin(g);
     dt_tensor *y = s->fn(g, s->arg, s->x);
+    if (s->compact) dt_graph_compact_end(g, y);
     g->dropout_calls = calls;
-    if (!y) return;
-    bool fresh;
-    float *gy = dt_graph_grad(g, y, &fresh);
-    if (!gy) return;
-    g->be->axpy(g->be, gy, !fresh, 1.0f, n->out->grad, dt_numel(y));
-    if (dt_graph_run_backward(g, n0, g->n_nodes)) return;
-    if (y->grad) { pool_give(g, y->grad); y->grad = NULL; }
+    if (y) {
+        bool fresh;
+        float *gy = dt_graph_grad(g, y, &fresh);
+        if (gy) g->be->axpy(g->be, gy, !fresh, 1.0f, n->out->grad, dt_numel(y));
+        if (gy && !dt_graph_run_backward(g, n0, g->n_nodes) && y->grad) { pool_give(g, y->grad); y->grad = NULL; }
+    }
+    dt_graph_compact_end(g, NULL); // y's data, when it was a pool block
+    memcpy(g->live, outer, sizeof outer);
+    g->n_live = n_outer;
+    if (!y || g->failed) return;
     g->n_nodes = n0;
     dt_arena_release(&g->arena, dm);
     dt_arena_release(&g->host, hm);
 }
 
-dt_tensor *dt_checkpoint(dt_graph *g, dt_checkpoint_fn fn, const void *arg, dt_tensor *x) {
+dt_tensor *dt_checkpoint(dt_graph *g, dt_checkpoint_fn fn, const void *arg, dt_tensor *x, bool compact) {
     if (!x || g->failed) return NULL;
     if (!g->grad_enabled) return fn(g, arg, x);
     dt_arena_mark dm = dt_arena_get_mark(&g->arena), hm = dt_arena_get_mark(&g->host);
@@ -244,6 +301,6 @@ dt_tensor *dt_checkpoint(dt_graph *g, dt_checkpoint_fn fn, const void *arg, dt_t
     if (!out) return NULL;
     dt_node *n = dt_graph_record(g, checkpoint_bwd, out, sizeof(ckpt_saved));
     if (!n) return NULL;
-    *(ckpt_saved *)n->saved = (ckpt_saved){fn, arg, x, calls};
+    *(ckpt_saved *)n->saved = (ckpt_saved){fn, arg, x, calls, compact};
     return out;
 }

@@ -15,6 +15,7 @@
 #include "autograd/tensor.h"
 
 typedef struct dt_graph dt_graph;
+enum { DT_LIVE_MAX = 32 };
 typedef struct dt_node dt_node;
 typedef void (*dt_backward_fn)(dt_graph *g, dt_node *n);
 
@@ -47,6 +48,9 @@ struct dt_graph {
     bool failed;              // an op failed; ctx->msg says why; later ops return NULL
     void *attn_scratch;       // backend scratch for attention, sized by the first use
     size_t attn_scratch_bytes;
+    bool compact;             // inside a compact scope (dt_graph_compact_begin)
+    dt_tensor *live[DT_LIVE_MAX]; // the tensors whose f32 data are pool blocks, released at the scope's end
+    int n_live;
 };
 
 int dt_graph_init(dt_ctx *ctx, dt_graph *g, const dt_backend *be, size_t arena_bytes);
@@ -77,7 +81,26 @@ void dt_graph_temp_release(dt_graph *g, float *p);
 // Activation checkpointing of one block: y = fn(g, arg, x) is computed without keeping its
 // intermediate activations and recomputed during the backward. arg must stay valid until then.
 typedef dt_tensor *(*dt_checkpoint_fn)(dt_graph *g, const void *arg, dt_tensor *x);
-dt_tensor *dt_checkpoint(dt_graph *g, dt_checkpoint_fn fn, const void *arg, dt_tensor *x);
+// compact: the recompute is a compact scope (see dt_graph_compact_begin), as the block would have been
+// without checkpointing, so both give the same gradients.
+dt_tensor *dt_checkpoint(dt_graph *g, dt_checkpoint_fn fn, const void *arg, dt_tensor *x, bool compact);
+
+// Compact activations, on a backend with to_bf16/from_bf16 (the CPU's bf16 table). Inside a scope
+// (one decoder layer), new activation tensors take their f32 data from the pool, and each op that
+// reads a value in its backward keeps a bf16 copy of it (dt_graph_keep16) and reads it back through
+// dt_graph_saved. dt_graph_compact_end gives the f32 data of the scope's tensors back to the pool,
+// except keep's (the scope's output, which the next scope reads and gives back at its end), and sets
+// their data to NULL: only the bf16 copies outlive the scope. The forward's values are unchanged; the
+// backward reads values rounded to bf16 (8 significant bits) wherever it reads a saved value.
+// begin returns false (and changes nothing) when the backend has no bf16 conversions.
+bool dt_graph_compact_begin(dt_graph *g);
+void dt_graph_compact_end(dt_graph *g, dt_tensor *keep);
+// In a compact scope: keeps t's values as bf16 for the backward (once per tensor). Elsewhere nothing.
+void dt_graph_keep16(dt_graph *g, dt_tensor *t);
+// In a backward: t's values as f32, from its kept bf16 copy (widened into a pool block) when it has
+// one, else its own data. Give the pointer back with dt_graph_saved_done.
+const float *dt_graph_saved(dt_graph *g, const dt_tensor *t);
+void dt_graph_saved_done(dt_graph *g, const dt_tensor *t, const float *p);
 
 // Runs the backward from a scalar loss (its gradient is set to `seed`, normally 1).
 int dt_graph_backward(dt_graph *g, dt_tensor *loss, float seed);

@@ -31,9 +31,15 @@ static void attention_bwd(dt_graph *g, dt_node *n) {
     float *dq = s->q->requires_grad ? dt_graph_grad(g, s->q, &fq) : NULL;
     float *dk = s->k->requires_grad ? dt_graph_grad(g, s->k, &fk) : NULL;
     float *dv = s->v->requires_grad ? dt_graph_grad(g, s->v, &fv) : NULL;
-    if (g->failed) return;
-    g->be->attention_bwd(g->be, dq, dk, dv, !fq, !fk, !fv, n->out->grad, dt_f32(n->out), s->lse, dt_f32(s->q),
-                         dt_f32(s->k), dt_f32(s->v), s->seg, B, T, s->H, s->KV, s->hd, scratch);
+    const float *q = dt_graph_saved(g, s->q), *k = dt_graph_saved(g, s->k), *v = dt_graph_saved(g, s->v);
+    const float *o = dt_graph_saved(g, n->out);
+    if (!g->failed)
+        g->be->attention_bwd(g->be, dq, dk, dv, !fq, !fk, !fv, n->out->grad, o, s->lse, q, k, v, s->seg, B, T, s->H,
+                             s->KV, s->hd, scratch);
+    dt_graph_saved_done(g, n->out, o);
+    dt_graph_saved_done(g, s->v, v);
+    dt_graph_saved_done(g, s->k, k);
+    dt_graph_saved_done(g, s->q, q);
 }
 
 dt_tensor *dt_attention(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tensor *v, int64_t H, int64_t KV, int64_t hd,
@@ -48,6 +54,10 @@ dt_tensor *dt_attention(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tensor *v, i
     if (g->grad_enabled && (q->requires_grad || k->requires_grad || v->requires_grad)) {
         dt_node *n = dt_graph_record(g, attention_bwd, y, sizeof(attn_saved));
         if (!n) return NULL;
+        dt_graph_keep16(g, q);
+        dt_graph_keep16(g, k);
+        dt_graph_keep16(g, v);
+        dt_graph_keep16(g, y);
         *(attn_saved *)n->saved = (attn_saved){q, k, v, lse, seg_start, H, KV, hd};
     }
     return y;

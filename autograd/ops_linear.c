@@ -116,8 +116,10 @@ static void linear_bwd(dt_graph *g, dt_node *n) {
     int64_t N = dt_numel(s->x) / s->W->shape[1];
     bool fresh = false;
     float *dx = s->x->requires_grad ? dt_graph_grad(g, s->x, &fresh) : NULL;
+    const float *x = s->hook ? dt_graph_saved(g, s->x) : NULL; // only the hook reads x
     if (g->failed) return;
-    linear_bwd_core(g, dt_f32(s->x), N, s->W, s->hook, s->state, n->out->grad, dx, fresh);
+    linear_bwd_core(g, x, N, s->W, s->hook, s->state, n->out->grad, dx, fresh);
+    dt_graph_saved_done(g, s->x, x);
     residual_bwd(g, n->out, s->residual);
 }
 
@@ -133,6 +135,7 @@ dt_tensor *dt_linear_add(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt
     if (g->grad_enabled && (x->requires_grad || hook || (residual && residual->requires_grad))) {
         dt_node *n = dt_graph_record(g, linear_bwd, y, sizeof(linear_saved));
         if (!n) return NULL;
+        if (hook) dt_graph_keep16(g, x);
         *(linear_saved *)n->saved = (linear_saved){x, W, hook, residual, st};
     }
     return y;
@@ -155,17 +158,20 @@ static void swiglu_linear_bwd(dt_graph *g, dt_node *n) {
     const dt_backend *be = g->be;
     int64_t I = s->W->shape[1], N = dt_numel(s->gate) / I;
     size_t bytes = (size_t)N * I * sizeof(float);
+    const float *gate = dt_graph_saved(g, s->gate), *up = dt_graph_saved(g, s->up); // (N, I) each
     float *h = dt_graph_temp(g, bytes);  // (N, I): silu(gate) * up, recomputed
     float *dh = dt_graph_temp(g, bytes); // (N, I)
-    if (!h || !dh) return;
-    be->swiglu_fwd(be, h, dt_f32(s->gate), dt_f32(s->up), N * I);
+    if (!gate || !up || !h || !dh) return;
+    be->swiglu_fwd(be, h, gate, up, N * I);
     linear_bwd_core(g, h, N, s->W, s->hook, s->state, n->out->grad, dh, true);
     bool fg = false, fu = false;
     float *dg = s->gate->requires_grad ? dt_graph_grad(g, s->gate, &fg) : NULL;
     float *du = s->up->requires_grad ? dt_graph_grad(g, s->up, &fu) : NULL;
-    if (!g->failed) be->swiglu_bwd(be, dg, du, !fg, !fu, dh, dt_f32(s->gate), dt_f32(s->up), N * I);
+    if (!g->failed) be->swiglu_bwd(be, dg, du, !fg, !fu, dh, gate, up, N * I);
     dt_graph_temp_release(g, dh);
     dt_graph_temp_release(g, h);
+    dt_graph_saved_done(g, s->up, up);
+    dt_graph_saved_done(g, s->gate, gate);
     residual_bwd(g, n->out, s->residual);
 }
 
@@ -185,6 +191,8 @@ dt_tensor *dt_swiglu_linear(dt_graph *g, dt_tensor *gate, dt_tensor *up, const d
     if (g->grad_enabled && (gate->requires_grad || up->requires_grad || hook || (residual && residual->requires_grad))) {
         dt_node *n = dt_graph_record(g, swiglu_linear_bwd, y, sizeof(swiglu_linear_saved));
         if (!n) return NULL;
+        dt_graph_keep16(g, gate);
+        dt_graph_keep16(g, up);
         *(swiglu_linear_saved *)n->saved = (swiglu_linear_saved){gate, up, W, hook, residual, st};
     }
     return y;
@@ -207,9 +215,11 @@ static void norm_linears_bwd(dt_graph *g, dt_node *nd) {
     const dt_backend *be = g->be;
     int64_t D = dt_numel(s->norm_w), N = dt_numel(s->x) / D;
     size_t bytes = (size_t)N * D * sizeof(float);
+    const float *x = dt_graph_saved(g, s->x);                             // (N, D)
     float *xn = dt_graph_temp(g, bytes), *dxn = dt_graph_temp(g, bytes); // (N, D) each
-    if (!xn || !dxn) return;
-    be->rmsnorm_apply(be, xn, dt_f32(s->x), s->rstd, dt_f32(s->norm_w), N, D); // the forward's values, bit for bit
+    if (!x || !xn || !dxn) return;
+    // The forward's values, bit for bit (unless x was kept in bf16: see dt_graph_keep16).
+    be->rmsnorm_apply(be, xn, x, s->rstd, dt_f32(s->norm_w), N, D);
     bool fresh = true, want_dx = s->x->requires_grad;
     if (s->grouped) {
         // The frozen parts of dx first, then the group's parameter gradients and its part of dx.
@@ -232,10 +242,11 @@ static void norm_linears_bwd(dt_graph *g, dt_node *nd) {
     if (want_dx && !fresh) {
         bool fx;
         float *dx = dt_graph_grad(g, s->x, &fx);
-        if (dx) be->rmsnorm_bwd(be, dx, !fx, dxn, dt_f32(s->x), dt_f32(s->norm_w), s->rstd, N, D);
+        if (dx) be->rmsnorm_bwd(be, dx, !fx, dxn, x, dt_f32(s->norm_w), s->rstd, N, D);
     }
     dt_graph_temp_release(g, dxn);
     dt_graph_temp_release(g, xn);
+    dt_graph_saved_done(g, s->x, x);
 }
 
 // Whether the n hooks can go to their method as one group: all present, one method that groups, no
@@ -286,6 +297,7 @@ int dt_norm_linears(dt_graph *g, dt_tensor *x, const dt_tensor *norm_w, float ep
     if (record) {
         dt_node *nd = dt_graph_record(g, norm_linears_bwd, out[0], sizeof(norm_linears_saved));
         if (!nd) return -1;
+        dt_graph_keep16(g, x);
         for (int i = 1; i < n; i++) { nd->more[i - 1] = out[i]; out[i]->requires_grad = true; }
         *(norm_linears_saved *)nd->saved = sv;
     }

@@ -31,6 +31,7 @@ typedef struct dt_tensor {
     bool requires_grad;   // a trainable leaf, or an activation that depends on one
     const char *name;     // optional, for messages
     const void *aux;      // per-tensor quantization state kept outside the blocks, or NULL
+    uint16_t *saved16;    // a bf16 copy kept for the backward by a compact graph (graph.h), or NULL
 } dt_tensor;
 
 // Bytes per element of a type stored element by element (f32, f16, bf16, i32); 0 for block types.

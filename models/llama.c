@@ -510,7 +510,17 @@ static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_a
         if (!arg) return dt_fail(ctx, DT_ENOMEM, "out of memory");
         *arg = (layer_arg){m, l, ad && ad->linear ? ad->linear + (size_t)l * DT_MOD_COUNT : NULL,
                            ad && ad->site.fn ? &ad->site : NULL, rope_cs, seg_d, seg_h, kvp, kv, kv ? E : 0};
-        x = g->checkpoint_layers ? dt_checkpoint(g, layer_forward, arg, x) : layer_forward(g, arg, x);
+        // A compact layer (graph.h) when the backend has bf16 conversions and every op of the layer keeps
+        // its own saved values: not with sites or qk-norm (generic ops that keep f32 tensors), nor
+        // without gradients (nothing is kept). A checkpointed layer is compact in its recompute.
+        bool compact = g->grad_enabled && !arg->site && !kvp && !kv && !c->qk_norm && g->be->to_bf16;
+        if (g->checkpoint_layers) {
+            x = dt_checkpoint(g, layer_forward, arg, x, compact);
+        } else {
+            if (compact) dt_graph_compact_begin(g);
+            x = layer_forward(g, arg, x);
+            if (compact) dt_graph_compact_end(g, x);
+        }
     }
     dt_tensor *xf = dt_rmsnorm(g, x, &m->norm, c->rms_norm_eps); // (B, Tp, D)
     if (!xf) return g->failed ? DT_ENOMEM : dt_fail(ctx, DT_EINTERNAL, "forward failed");
