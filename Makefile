@@ -37,7 +37,7 @@ TOOL_SRC := $(filter-out tools/comm_mpi.c,$(TOOL_SRC))
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 endif
 
-# The GPU backend is optional: `make CUDA=1` adds autograd/cuda/*.cu and links cuBLAS.
+# The GPU backend is optional: `make CUDA=1` adds autograd/cuda/*.cu and links cuBLAS and cuDNN.
 ifeq ($(CUDA),1)
 NVCC      ?= nvcc
 CUDA_HOME ?= /usr/local/cuda
@@ -46,7 +46,7 @@ CU_OBJ    := $(CU_SRC:%.cu=$(BUILD)/%.o)
 LIB_OBJ   += $(CU_OBJ)
 # override: CFLAGS was set with override above, so a plain += here would be silently ignored.
 override CFLAGS += -DDT_CUDA=1 -I$(CUDA_HOME)/include
-LDLIBS    += -L$(CUDA_HOME)/lib64 -lcublasLt -lcublas -lcudart -lstdc++
+LDLIBS    += -L$(CUDA_HOME)/lib64 -lcudnn -lcublasLt -lcublas -lcudart -lstdc++
 # NCCL (shipped with the CUDA toolkit here) carries the gradients between GPUs of an MPI job (tools/comm_nccl.c).
 NCCL      ?= $(if $(and $(filter 1,$(MPI)),$(wildcard $(CUDA_HOME)/include/nccl.h)),1,0)
 ifeq ($(NCCL),1)

@@ -12,6 +12,7 @@
 #include "autograd/backend.h"
 #include "autograd/cpu_kernels.h"
 #include "autograd/dtype.h"
+#include "autograd/half.h"
 #include "autograd/quant.h"
 #include "autograd/cuda/cuda_backend.h"
 #include "models/llama.h"
@@ -396,6 +397,71 @@ static void test_attention(attn_case c) {
     G->free(G, dNaive); G->free(G, dNLse); G->free(G, dScratch); G->free(G, dGQ); G->free(G, dGK); G->free(G, dGV);
 }
 
+// The calls the 16-bit tables ran on cuDNN and on the hand kernel so far (from the attention note).
+static void attention_calls(long long *dnn, long long *hand) {
+    const char *note = dt_backend_cuda_attention_note(), *p = strstr(note, "attention ");
+    *dnn = *hand = -1;
+    if (p) sscanf(p, "attention %lld calls, hand-written flash kernel %lld", dnn, hand);
+}
+
+// x (n) rounded to bf16 in place.
+static void round_bf16(float *x, int64_t n) {
+    for (int64_t i = 0; i < n; i++) x[i] = dt_hf_bf16_to_f32(dt_hf_f32_to_bf16(x[i]));
+}
+
+// The bf16 table's attention: cuDNN's fused kernel (sdpa_cudnn.cu) on rows of one segment, against the
+// CPU's f32 attention on the same inputs rounded to bf16, which is what cuDNN multiplies. What it rounds
+// beyond that: P before P V, dS before dS^T Q, and out, dk, dv (dq comes from its f32 accumulator):
+// each 2^-9 relative, so out, dq, dk and dv are held to TOL_16 of their largest value; lse comes from
+// f32 scores of the rounded inputs, held to TOL_STEP. Packed rows (several segments) go to the hand
+// kernel, whose f32 results on the unrounded inputs match the CPU's to TOL_F32. Each case also checks
+// which kernel ran, from the counts in dt_backend_cuda_attention_note.
+static void test_attention_cudnn(attn_case c) {
+    const int64_t B = c.B, T = c.T, H = c.H, KV = c.KV, hd = c.hd;
+    const int64_t nq = B * T * H * hd, nk = B * T * KV * hd, nl = B * H * T;
+    const dt_backend *G16;
+    if (dt_backend_cuda_init(&ctx, DT_BF16, &G16)) { TEST_FAIL("cuda_cudnn_init", "%s", ctx.msg); return; }
+    char tag[96], name[200];
+    snprintf(tag, sizeof tag, "B=%lld T=%lld H=%lld KV=%lld hd=%lld%s", (long long)B, (long long)T, (long long)H,
+             (long long)KV, (long long)hd, c.packed ? " packed" : "");
+    float *q = rand_host(nq, 1.0f), *k = rand_host(nk, 1.0f), *v = rand_host(nk, 1.0f), *dout = rand_host(nq, 1.0f);
+    int32_t *seg = c.packed ? make_segments(B, T) : NULL;
+    float *dQ = to_dev(q, nq * 4), *dK = to_dev(k, nk * 4), *dV = to_dev(v, nk * 4), *dDO = to_dev(dout, nq * 4);
+    int32_t *dSeg = seg ? to_dev(seg, B * T * 4) : NULL;
+    if (!c.packed) { round_bf16(q, nq); round_bf16(k, nk); round_bf16(v, nk); round_bf16(dout, nq); }
+    float *out = malloc(nq * 4), *lse = malloc(nl * 4), *gq = malloc(nq * 4), *gk = malloc(nk * 4), *gv = malloc(nk * 4);
+    void *scratch = malloc(dt_cpu_attention_scratch_bytes(B, T, H, KV, hd));
+    dt_cpu_attention_fwd(out, lse, q, k, v, seg, B, T, H, KV, hd, scratch);
+    dt_cpu_attention_bwd(gq, gk, gv, false, false, false, dout, out, lse, q, k, v, seg, B, T, H, KV, hd, scratch);
+    float *dOut = G16->alloc(G16, nq * 4), *dLse = G16->alloc(G16, nl * 4), *dGQ = G16->alloc(G16, nq * 4),
+          *dGK = G16->alloc(G16, nk * 4), *dGV = G16->alloc(G16, nk * 4);
+    void *dScratch = G16->alloc(G16, G16->attention_scratch_bytes(G16, B, T, H, KV, hd));
+    long long dnn0, hand0, dnn1, hand1;
+    attention_calls(&dnn0, &hand0);
+    G16->attention_fwd(G16, dOut, dLse, dQ, dK, dV, dSeg, B, T, H, KV, hd, dScratch);
+    G16->attention_bwd(G16, dGQ, dGK, dGV, false, false, false, dDO, dOut, dLse, dQ, dK, dV, dSeg, B, T, H, KV, hd,
+                       dScratch);
+    attention_calls(&dnn1, &hand1);
+    const double tol = c.packed ? TOL_F32 : TOL_16;
+    snprintf(name, sizeof name, "cuda_cudnn_attention ran %s %s", c.packed ? "the hand kernel" : "cuDNN", tag);
+    TEST_CHECK(name, c.packed ? hand1 == hand0 + 2 && dnn1 == dnn0 : dnn1 == dnn0 + 2 && hand1 == hand0, "%s",
+               dt_backend_cuda_attention_note());
+    snprintf(name, sizeof name, "cuda_cudnn_attention out %s", tag);
+    check_dev(name, dOut, out, nq, tol);
+    snprintf(name, sizeof name, "cuda_cudnn_attention lse %s", tag);
+    check_dev(name, dLse, lse, nl, c.packed ? TOL_F32 : TOL_STEP);
+    snprintf(name, sizeof name, "cuda_cudnn_attention dq %s", tag);
+    check_dev(name, dGQ, gq, nq, tol);
+    snprintf(name, sizeof name, "cuda_cudnn_attention dk %s", tag);
+    check_dev(name, dGK, gk, nk, tol);
+    snprintf(name, sizeof name, "cuda_cudnn_attention dv %s", tag);
+    check_dev(name, dGV, gv, nk, tol);
+    free(q); free(k); free(v); free(dout); free(seg); free(out); free(lse); free(gq); free(gk); free(gv); free(scratch);
+    G16->free(G16, dQ); G16->free(G16, dK); G16->free(G16, dV); G16->free(G16, dDO); G16->free(G16, dSeg);
+    G16->free(G16, dOut); G16->free(G16, dLse); G16->free(G16, dGQ); G16->free(G16, dGK); G16->free(G16, dGV);
+    G16->free(G16, dScratch);
+}
+
 // Generation's attention over a KV cache: n new queries at positions p0.. over p0+n cached rows.
 static void test_attention_cached(int64_t n, int64_t p0, int64_t H, int64_t KV, int64_t hd) {
     const dt_backend *cpu = dt_backend_cpu();
@@ -730,6 +796,10 @@ int main(void) {
         {1, 40, 2, 1, 96, false}, {1, 33, 2, 2, 256, false}, {1, 20, 2, 1, 512, true}, {3, 5, 2, 1, 8, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) test_attention(cases[i]);
+    const attn_case cudnn_cases[] = {
+        {2, 37, 4, 2, 16, false}, {1, 70, 4, 4, 64, false}, {2, 40, 4, 1, 32, false}, {2, 50, 4, 2, 16, true},
+    };
+    for (size_t i = 0; i < sizeof cudnn_cases / sizeof *cudnn_cases; i++) test_attention_cudnn(cudnn_cases[i]);
     test_attention_cached(1, 0, 4, 2, 16);
     test_attention_cached(5, 37, 8, 2, 64);
     test_swiglu();

@@ -13,6 +13,7 @@
 #include <unistd.h>
 #include "datasets/tokenizer.h"
 #include "models/atomic_file.h"
+#include "autograd/cuda/cuda_backend.h"
 #include "autograd/dtype_choice.h"
 #include "models/llama.h"
 #include "optim/checkpoint.h"
@@ -414,6 +415,9 @@ agree:
         dt_loss_plot_write(&tmp, path, t.train_pts, t.n_train_pts, t.val_pts, t.n_val_pts);
     }
     if (!rc && comm->rank == 0) fprintf(stderr, "done: %lld steps; adapter written to %s\n", (long long)t.st.step, r->output_dir);
+    // Which attention ran on the device (cuDNN's fused kernel or the hand-written one, and why).
+    if (!rc && comm->rank == 0 && t.dev.be->device == DT_DEV_CUDA)
+        fprintf(stderr, "attention: %s\n", dt_backend_cuda_attention_note());
 done:
     if (t.metrics) fclose(t.metrics);
     free(t.grad);

@@ -351,17 +351,23 @@ template <typename Kernel> static bool smem_ok(Kernel kernel, size_t bytes, cons
     return CU_OK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes));
 }
 
-// The backward's D = rowsum(dO * O), (B, H, T) floats; the forward needs no scratch.
+// The hand kernel's backward needs D = rowsum(dO * O), (B, H, T) floats, and its forward nothing; the
+// 16-bit tables' cuDNN path needs its 16-bit copies too (sdpa_cudnn.cu), with D at the same place.
 size_t dt_cuda_attention_scratch_bytes(const dt_backend *be, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
-    (void)KV;
-    (void)hd;
-    return (size_t)B * (size_t)H * (size_t)T * sizeof(float);
+    const size_t hand = (size_t)B * (size_t)H * (size_t)T * sizeof(float);
+    return dt_cuda_gemm_type(be) == CUDA_R_32F ? hand : dt_cuda_sdpa_scratch_bytes(B, T, H, KV, hd);
 }
 
 void dt_cuda_attention_fwd(const dt_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
                            const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
                            void *scratch) {
-    (void)scratch;
+    if (B <= 0 || T <= 0 || H <= 0) return;
+    if (dt_cuda_sdpa_fwd(be, out, lse, q, k, v, seg_start, B, T, H, KV, hd, scratch)) return;
+    dt_cuda_attention_fwd_hand(out, lse, q, k, v, seg_start, B, T, H, KV, hd);
+}
+
+void dt_cuda_attention_fwd_hand(float *out, float *lse, const float *q, const float *k, const float *v,
+                                const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
     if (B <= 0 || T <= 0 || H <= 0 || !attn_args_ok("attention_fwd", B, H, KV, hd)) return;
     const int TL = attn_tile(hd);
     const size_t smem = fwd_smem(TL, (int)hd);
@@ -376,11 +382,22 @@ void dt_cuda_attention_bwd(const dt_backend *be, float *dq, float *dk, float *dv
                            const float *out, const float *lse, const float *q, const float *k, const float *v,
                            const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
                            void *scratch) {
+    if (B <= 0 || T <= 0 || H <= 0 || (!dq && !dk && !dv)) return;
+    if (dt_cuda_sdpa_bwd(be, dq, dk, dv, acc_q, acc_k, acc_v, dout, out, lse, q, k, v, seg_start, B, T, H, KV, hd, scratch))
+        return;
+    dt_cuda_attention_bwd_hand(dq, dk, dv, acc_q, acc_k, acc_v, dout, out, lse, q, k, v, seg_start, B, T, H, KV, hd,
+                               (float *)scratch);
+}
+
+void dt_cuda_attention_bwd_hand(float *dq, float *dk, float *dv, bool acc_q, bool acc_k, bool acc_v, const float *dout,
+                                const float *out, const float *lse, const float *q, const float *k, const float *v,
+                                const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
+                                float *Dg) {
+    // Dg (B, H, T)
     if (B <= 0 || T <= 0 || H <= 0 || (!dq && !dk && !dv) || !attn_args_ok("attention_bwd", B, H, KV, hd)) return;
     const cudaStream_t s = dt_cuda_stream();
     const int TL = attn_tile(hd);
     const float scale = 1.0f / sqrtf((float)hd);
-    float *Dg = (float *)scratch; // (B, H, T)
     attn_rowdot_k<<<dt_cuda_blocks(B * T * H * 32, ATT_THREADS), ATT_THREADS, 0, s>>>(Dg, out, dout, B, T, (int)H,
                                                                                       (int)hd);
     if (!LAUNCH_OK("attn_rowdot_k")) return;

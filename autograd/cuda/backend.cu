@@ -288,6 +288,8 @@ static void init_once(void) {
         (e = cudaMemPoolSetAttribute(st->pool, cudaMemPoolAttrReleaseThreshold, &keep)) != cudaSuccess)
         return init_fail(DT_EINTERNAL, "cannot configure the CUDA memory pool",
                          "cudaDeviceGetDefaultMemPool/cudaMemPoolSetAttribute", e);
+    // cuDNN attention is optional: without it (or without a plan for a shape) the hand kernel runs.
+    dt_cuda_sdpa_init(st);
     fill_table(&g_tables[0], "cuda", gemm_f32);
     fill_table(&g_tables[1], "cuda-bf16", gemm_bf16);
     fill_table(&g_tables[2], "cuda-f16", gemm_f16);

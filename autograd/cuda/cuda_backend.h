@@ -49,6 +49,9 @@ bool dt_backend_cuda_oom(size_t *asked, size_t *free_b, size_t *total);
 // whose arithmetic it repeats so that both devices give the same bits).
 void dt_cuda_optim_step(const dt_backend *be, const dt_optimizer *o, float *params, const float *grads, float *state,
                         float lr);
+// Which attention the 16-bit tables run, in words: cuDNN's fused flash attention, or the hand-written
+// kernel and why (no cuDNN, a shape without a plan, a failed first-use check against the hand kernel).
+const char *dt_backend_cuda_attention_note(void);
 // The obviously-correct attention the tests compare the flash kernel with (device pointers, shapes as
 // attention_fwd): one thread per query row, scores recomputed in double, no blocking.
 void dt_cuda_attention_fwd_naive(float *out, float *lse, const float *q, const float *k, const float *v,
@@ -68,6 +71,7 @@ static inline int dt_backend_cuda_mem_info(dt_ctx *ctx, size_t *used, size_t *to
     return dt_fail(ctx, DT_EUNSUPPORTED, "this deltatune was built without CUDA");
 }
 static inline const char *dt_backend_cuda_device_name(void) { return ""; }
+static inline const char *dt_backend_cuda_attention_note(void) { return ""; }
 // No CUDA backend can exist in this build, so these are never reached with device memory.
 static inline bool dt_backend_cuda_oom(size_t *asked, size_t *free_b, size_t *total) {
     *asked = *free_b = *total = 0;

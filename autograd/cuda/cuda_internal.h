@@ -27,6 +27,7 @@ typedef struct dt_cuda_state {
     char err[1024];        // the first error since the last dt_backend_cuda_check
     bool oom;              // an allocation failed since the last dt_backend_cuda_oom (guarded by lock)
     size_t oom_asked, oom_free, oom_total; // its size, and the device's free / total memory then
+    struct dt_cuda_sdpa *sdpa; // cuDNN attention: handle, plans, note (sdpa_cudnn.cu); NULL without memory
 } dt_cuda_state;
 
 // The instance; only valid after a successful dt_backend_cuda_init (the table is unreachable before).
@@ -152,6 +153,26 @@ void dt_cuda_attention_bwd(const dt_backend *be, float *dq, float *dk, float *dv
                            const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
                            void *scratch);
 
+// The hand-written flash kernels behind attention_fwd / attention_bwd (the f32 path, and the fallback of
+// the cuDNN one); D is the backward's (B, H, T) floats of scratch.
+void dt_cuda_attention_fwd_hand(float *out, float *lse, const float *q, const float *k, const float *v,
+                                const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd);
+void dt_cuda_attention_bwd_hand(float *dq, float *dk, float *dv, bool acc_q, bool acc_k, bool acc_v, const float *dout,
+                                const float *out, const float *lse, const float *q, const float *k, const float *v,
+                                const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
+                                float *D);
+// sdpa_cudnn.cu: cuDNN's fused attention for the 16-bit tables. Each returns false, having changed
+// nothing the caller relies on, when it did not run (f32 table, packed rows, a shape cuDNN refuses,
+// cuDNN off); the caller then runs the hand kernel. Scratch: dt_cuda_sdpa_scratch_bytes.
+void dt_cuda_sdpa_init(dt_cuda_state *st);
+size_t dt_cuda_sdpa_scratch_bytes(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd);
+bool dt_cuda_sdpa_fwd(const dt_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                      const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd, void *scratch);
+bool dt_cuda_sdpa_bwd(const dt_backend *be, float *dq, float *dk, float *dv, bool acc_q, bool acc_k, bool acc_v,
+                      const float *dout, const float *out, const float *lse, const float *q, const float *k,
+                      const float *v, const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
+                      void *scratch);
+
 // ---- matmuls with 16-bit operands (backend.cu) ----
 
 // The 16-bit type this table's matmuls round their inputs to (CUDA_R_16BF, CUDA_R_16F), or CUDA_R_32F
@@ -163,6 +184,10 @@ void dt_cuda_gemm16(cudaDataType_t t, bool ta, bool tb, int64_t M, int64_t N, in
                     int64_t lda, const void *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
 // ---- 16-bit and block-quantized storage (frozen.cu, dequant.cu) ----
+
+// dst (n) bf16 (is_bf16) or f16 <- src (n) f32, rounded to nearest even as the CPU rounds; false (and
+// recorded) when the launch fails.
+bool dt_cuda_narrow16(uint16_t *dst, const float *src, int64_t n, bool is_bf16);
 
 // The 16-bit conversions are autograd/half.h's (the CPU's own, as device functions).
 

@@ -40,7 +40,7 @@ __global__ void narrow_16_k(uint16_t *dst, const float *src, int64_t n, bool is_
         dst[i] = is_bf16 ? dt_hf_f32_to_bf16(src[i]) : dt_hf_f32_to_f16(src[i]);
 }
 
-static bool narrow(uint16_t *dst, const float *src, int64_t n, bool is_bf16) {
+bool dt_cuda_narrow16(uint16_t *dst, const float *src, int64_t n, bool is_bf16) {
     narrow_16_k<<<dt_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(dst, src, n, is_bf16);
     return LAUNCH_OK("narrow_16_k");
 }
@@ -53,7 +53,7 @@ static void lt16_rows(cudaDataType_t t, const dt_tensor *W, bool tb, const float
     const int64_t C = chunk_rows(W, N);
     for (int64_t r0 = 0; r0 < N; r0 += C) {
         const int64_t rows = N - r0 < C ? N - r0 : C;
-        if (!narrow(scratch, a + r0 * ka, rows * ka, t == CUDA_R_16BF)) return;
+        if (!dt_cuda_narrow16(scratch, a + r0 * ka, rows * ka, t == CUDA_R_16BF)) return;
         dt_cuda_gemm16(t, false, tb, rows, nc, ka, 1.0f, scratch, ka, W->data, W->shape[1], acc ? 1.0f : 0.0f,
                        c + r0 * nc, nc);
     }

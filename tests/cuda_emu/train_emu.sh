@@ -12,6 +12,8 @@
 #  - eval --device cuda: the CPU's mean loss within 1e-5;
 #  - generate --device cuda: the CPU's tokens (demo model; LoRA, prefix and prompt tuning adapters; KV cache on
 #    the device);
+#  - cuDNN's fused attention (bf16, packing off): the CPU's losses within 3e-2, and train's attention line
+#    says cuDNN ran every call; without cuDNN (emulator only) the hand kernel runs them, same losses;
 #  - prefix tuning (method section replaced): every step's loss on cuda within 1e-4 of the CPU's;
 #  - activation checkpointing on cuda: the CPU's losses within 1e-4;
 #  - quantized bases (model.quantize q8_0, q4_0) decoded on the device: the CPU's losses within 1e-4;
@@ -64,6 +66,16 @@ within "$d" 3e-2
 check "train_emu_cuda_bf16_losses (worst $d)" $? "exit $rc, worst relative loss difference $d above 3e-2: $(tail -1 "$tmp/bf16.err")"
 grep -q "frozen weights: BF16 on the GPU" "$tmp/bf16.err"
 check train_emu_cuda_bf16_weights_kept_16_bit $? "$(grep 'frozen weights' "$tmp/bf16.err")"
+
+# cuDNN's fused attention runs the bf16 table's attention on rows of one segment (packing off): the CPU's
+# losses within the same 3e-2, and train's last line counts the calls cuDNN ran, none on the hand kernel.
+train cpu1 hardware.device=cpu hardware.dtype=f32 data.packing=false train.max_steps=4
+train dnn hardware.device=cuda hardware.dtype=bf16 data.packing=false train.max_steps=4
+d=$(loss_diff "$tmp/cpu1/metrics.jsonl" "$tmp/dnn/metrics.jsonl")
+within "$d" 3e-2
+check "train_emu_cuda_cudnn_attention_losses (worst $d)" $? "exit $rc, worst relative loss difference $d above 3e-2: $(tail -1 "$tmp/dnn.err")"
+grep -q "^attention: cuDNN .* fused flash attention [1-9][0-9]* calls, hand-written flash kernel 0" "$tmp/dnn.err"
+check train_emu_cuda_cudnn_attention_ran $? "$(grep '^attention' "$tmp/dnn.err")"
 
 # Prefix tuning (the same recipe with its method section replaced): the key/value prefix through the
 # device's attention (dt_attention_ext: packed rows each get the prefix) gives the CPU's losses.
@@ -187,6 +199,15 @@ if ! grep -q "CPU emulation" "$tmp/f32.err"; then
     fi
     exit $failed
 fi
+
+# Without cuDNN (the emulator's cudnnCreate fails): the hand kernel runs every call, same losses.
+EMU_NO_CUDNN=1 "$bin" train "$recipe" output_dir="$tmp/nodnn" hardware.device=cuda hardware.dtype=bf16 data.packing=false \
+    train.max_steps=4 >/dev/null 2>"$tmp/nodnn.err"
+rc=$?
+d=$(loss_diff "$tmp/cpu1/metrics.jsonl" "$tmp/nodnn/metrics.jsonl")
+ok=1
+[ "$rc" = 0 ] && within "$d" 3e-2 && grep -q "^attention: .* 0 calls, hand-written flash kernel [1-9].*off: cudnnCreate" "$tmp/nodnn.err" && ok=0
+check "train_emu_cuda_without_cudnn (worst $d)" $ok "exit $rc, worst $d: $(grep '^attention' "$tmp/nodnn.err") $(tail -1 "$tmp/nodnn.err")"
 
 # A device of 1 MiB: refused before the weights are read.
 EMU_DEVICE_MEM=1048576 "$bin" train "$recipe" output_dir="$tmp/small" hardware.device=cuda >/dev/null 2>"$tmp/small.err"
