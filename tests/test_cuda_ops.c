@@ -413,9 +413,9 @@ static void round_bf16(float *x, int64_t n) {
 // CPU's f32 attention on the same inputs rounded to bf16, which is what cuDNN multiplies. What it rounds
 // beyond that: P before P V, dS before dS^T Q, and out, dk, dv (dq comes from its f32 accumulator):
 // each 2^-9 relative, so out, dq, dk and dv are held to TOL_16 of their largest value; lse comes from
-// f32 scores of the rounded inputs, held to TOL_STEP. Packed rows (several segments) go to the hand
-// kernel, whose f32 results on the unrounded inputs match the CPU's to TOL_F32. Each case also checks
-// which kernel ran, from the counts in dt_backend_cuda_attention_note.
+// f32 scores of the rounded inputs, held to TOL_STEP. Packed rows (several segments) take the graph
+// with the segment mask. Each case also checks that cuDNN ran both calls, from the counts in
+// dt_backend_cuda_attention_note.
 static void test_attention_cudnn(attn_case c) {
     const int64_t B = c.B, T = c.T, H = c.H, KV = c.KV, hd = c.hd;
     const int64_t nq = B * T * H * hd, nk = B * T * KV * hd, nl = B * H * T;
@@ -428,7 +428,7 @@ static void test_attention_cudnn(attn_case c) {
     int32_t *seg = c.packed ? make_segments(B, T) : NULL;
     float *dQ = to_dev(q, nq * 4), *dK = to_dev(k, nk * 4), *dV = to_dev(v, nk * 4), *dDO = to_dev(dout, nq * 4);
     int32_t *dSeg = seg ? to_dev(seg, B * T * 4) : NULL;
-    if (!c.packed) { round_bf16(q, nq); round_bf16(k, nk); round_bf16(v, nk); round_bf16(dout, nq); }
+    round_bf16(q, nq); round_bf16(k, nk); round_bf16(v, nk); round_bf16(dout, nq);
     float *out = malloc(nq * 4), *lse = malloc(nl * 4), *gq = malloc(nq * 4), *gk = malloc(nk * 4), *gv = malloc(nk * 4);
     void *scratch = malloc(dt_cpu_attention_scratch_bytes(B, T, H, KV, hd));
     dt_cpu_attention_fwd(out, lse, q, k, v, seg, B, T, H, KV, hd, scratch);
@@ -442,14 +442,13 @@ static void test_attention_cudnn(attn_case c) {
     G16->attention_bwd(G16, dGQ, dGK, dGV, false, false, false, dDO, dOut, dLse, dQ, dK, dV, dSeg, B, T, H, KV, hd,
                        dScratch);
     attention_calls(&dnn1, &hand1);
-    const double tol = c.packed ? TOL_F32 : TOL_16;
-    snprintf(name, sizeof name, "cuda_cudnn_attention ran %s %s", c.packed ? "the hand kernel" : "cuDNN", tag);
-    TEST_CHECK(name, c.packed ? hand1 == hand0 + 2 && dnn1 == dnn0 : dnn1 == dnn0 + 2 && hand1 == hand0, "%s",
-               dt_backend_cuda_attention_note());
+    const double tol = TOL_16;
+    snprintf(name, sizeof name, "cuda_cudnn_attention ran cuDNN %s", tag);
+    TEST_CHECK(name, dnn1 == dnn0 + 2 && hand1 == hand0, "%s", dt_backend_cuda_attention_note());
     snprintf(name, sizeof name, "cuda_cudnn_attention out %s", tag);
     check_dev(name, dOut, out, nq, tol);
     snprintf(name, sizeof name, "cuda_cudnn_attention lse %s", tag);
-    check_dev(name, dLse, lse, nl, c.packed ? TOL_F32 : TOL_STEP);
+    check_dev(name, dLse, lse, nl, TOL_STEP);
     snprintf(name, sizeof name, "cuda_cudnn_attention dq %s", tag);
     check_dev(name, dGQ, gq, nq, tol);
     snprintf(name, sizeof name, "cuda_cudnn_attention dk %s", tag);
@@ -798,6 +797,7 @@ int main(void) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) test_attention(cases[i]);
     const attn_case cudnn_cases[] = {
         {2, 37, 4, 2, 16, false}, {1, 70, 4, 4, 64, false}, {2, 40, 4, 1, 32, false}, {2, 50, 4, 2, 16, true},
+        {1, 64, 2, 2, 32, true},
     };
     for (size_t i = 0; i < sizeof cudnn_cases / sizeof *cudnn_cases; i++) test_attention_cudnn(cudnn_cases[i]);
     test_attention_cached(1, 0, 4, 2, 16);

@@ -26,7 +26,8 @@ static const char *human(char *buf, size_t n, size_t b) {
 // gate/up/product 3I, residual sums 2D, the LoRA hiddens r per adapted module, the attention's
 // log-sum-exp H) times the layers, or with activation checkpointing one (N, D) input per layer plus one
 // layer recomputed; then the LM head's logits chunk (at most 13M floats, ops_loss.c) and its dx, the
-// embeddings, and the gradient pool's live blocks (about four of the widest (N, width) activation).
+// embeddings, the gradient pool's live blocks (about four of the widest (N, width) activation) and, on
+// the device in 16 bits, the attention's scratch.
 // It errs high: it decides whether to start at all, and a refused run costs less than one that fails
 // after the first checkpoint.
 void dt_train_mem_estimate(const dt_model_config *c, const dt_recipe *r, dt_train_mem *m) {
@@ -75,6 +76,9 @@ void dt_train_mem_estimate(const dt_model_config *c, const dt_recipe *r, dt_trai
     const double chunk = V * N < (double)(13 << 20) ? V * N : fmax((double)(13 << 20), V);
     const double widest = fmax(fmax(D, I), qd + 2 * kvd);
     acts += chunk + 3 * N * D + 4 * N * widest;
+    // On the device under bf16/f16, cuDNN's attention keeps one scratch block: q, k, v, o, dO and their
+    // gradients in 16 bits, dq's f32 accumulator and the row sums (autograd/cuda/sdpa_cudnn.cu).
+    if (r->hardware.device == DT_DEV_CUDA && mat == 2) acts += N * (2 * (qd + kvd) + qd + c->num_heads);
     // A quarter more for what the sum leaves out (rope tables, norms' rstd, token ids, the arena's
     // chunk rounding): measured on stories260K (batch 8 x 256) the first step took 56.6 MiB against
     // 49.5 MiB summed (26.1 against 21.1 checkpointed).

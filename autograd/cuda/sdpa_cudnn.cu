@@ -2,7 +2,7 @@
 // attention: the operation graph NVIDIA's cudnn-frontend builds for its composite SDPA node, made here
 // with cuDNN 9's backend (graph) C API, which pattern-matches it to the fused engines.
 //  - forward: S = Q K^T (f32), S * scale, causal mask (GEN_INDEX rows and columns, CMP_GE, BINARY_SELECT
-//    with -inf), softmax spelled out (max, sub, exp, sum, div) with Stats = max + log(sum) as an
+//    with -inf; packed rows add CMP_GE of the column against our seg_start and a LOGICAL_AND), softmax spelled out (max, sub, exp, sum, div) with Stats = max + log(sum) as an
 //    output, P rounded to the 16-bit type, O = P V. Stats is our lse (B, H, T): the same natural-log
 //    logsumexp of the scaled scores.
 //  - backward: D = rowsum(dO * O) as a non-virtual tensor, P = exp(S * scale - Stats) under the mask,
@@ -15,9 +15,10 @@
 // out, dk and dv are widened back (dq comes from the f32 accumulator).
 //
 // When this path is not taken, the hand-written flash kernel (attention.cu) runs instead, with the same
-// results within 16-bit rounding: the f32 table; packed rows with more than one segment (cuDNN's way to
-// express segment boundaries is a ragged batch of sequences, not built yet); a head size cuDNN does not
-// take; a cuDNN without the engines (no plan for the graph). And, because this graph has never been
+// results within 16-bit rounding: the f32 table; a head size cuDNN does not take; a cuDNN without the
+// engines (no plan for the graph; packed rows then need the plan with the segment mask, which uses the
+// fused kernel's arbitrary pointwise mask with a tensor input: if that one is refused, rows of one
+// segment still take the plain causal plan). And, because this graph has never been
 // run against the real library by us: the first execution of each plan is compared with the hand
 // kernel, and a disagreement turns cuDNN attention off for the process (dt_backend_cuda_attention_note
 // says why).
@@ -28,7 +29,7 @@
 #include "autograd/cuda/cuda_internal.h"
 
 // The graph's tensors with data: our buffers (ids below U_VIRTUAL); the rest are virtual.
-enum { U_Q = 1, U_K, U_V, U_O, U_STATS, U_SCALE, U_NEGINF, U_DO, U_DQ, U_DK, U_DV, U_SUM, U_DQACC, U_ONE, U_VIRTUAL = 100 };
+enum { U_Q = 1, U_K, U_V, U_O, U_STATS, U_SCALE, U_NEGINF, U_DO, U_DQ, U_DK, U_DV, U_SUM, U_DQACC, U_ONE, U_SEG, U_VIRTUAL = 100 };
 
 #define MAX_DESCS 192 // the backward graph makes about 110 descriptors
 #define MAX_CFGS 8    // engine configurations tried, in the heuristic's order
@@ -44,7 +45,7 @@ typedef struct {
 } builder;
 
 typedef struct {
-    bool used, bwd, checked;
+    bool used, bwd, seg, checked;
     cudnnDataType_t type;
     int64_t B, T, H, KV, hd;
     builder keep;
@@ -200,20 +201,33 @@ static void reshape(builder *b, cudnnBackendDescriptor_t *ops, int *n, cudnnBack
     ops[(*n)++] = op;
 }
 
-// scores (virtual f32, [B, H, T, T]) -> the same with keys after the query set to -inf (top-left causal).
+// scores (virtual f32, [B, H, T, T]) -> the same with the keys a query does not see set to -inf: those
+// after it (top-left causal), and with seg (our seg_start, int32 [B, 1, T, 1], broadcast over heads and
+// keys) those before its segment's first position, so packed rows need no ragged layout.
 static cudnnBackendDescriptor_t causal(builder *b, cudnnBackendDescriptor_t *ops, int *n, cudnnBackendDescriptor_t s,
-                                       cudnnBackendDescriptor_t neg_inf, shape sc) {
+                                       cudnnBackendDescriptor_t neg_inf, cudnnBackendDescriptor_t seg, shape sc) {
     const cudnnDataType_t f32 = CUDNN_DATA_FLOAT, i32 = CUDNN_DATA_INT32, b8 = CUDNN_DATA_BOOLEAN;
     cudnnBackendDescriptor_t row = V_(b, i32, sc), col = V_(b, i32, sc), keep = V_(b, b8, sc), out = V_(b, f32, sc);
     pointwise(b, ops, n, CUDNN_POINTWISE_GEN_INDEX, f32, s, NULL, NULL, row, 2);
     pointwise(b, ops, n, CUDNN_POINTWISE_GEN_INDEX, f32, s, NULL, NULL, col, 3);
     pointwise(b, ops, n, CUDNN_POINTWISE_CMP_GE, b8, row, col, NULL, keep, -1);
+    if (seg) {
+        cudnnBackendDescriptor_t in_seg = V_(b, b8, sc), both = V_(b, b8, sc);
+        pointwise(b, ops, n, CUDNN_POINTWISE_CMP_GE, b8, col, seg, NULL, in_seg, -1);
+        pointwise(b, ops, n, CUDNN_POINTWISE_LOGICAL_AND, b8, keep, in_seg, NULL, both, -1);
+        keep = both;
+    }
     pointwise(b, ops, n, CUDNN_POINTWISE_BINARY_SELECT, f32, s, neg_inf, keep, out, -1);
     return out;
 }
 
-static int build_fwd(builder *b, cudnnBackendDescriptor_t *ops, cudnnDataType_t t, int64_t B, int64_t T, int64_t H,
-                     int64_t KV, int64_t hd) {
+// Our seg_start (B, T) as a [B, 1, T, 1] tensor, or NULL without segments.
+static cudnnBackendDescriptor_t seg_tensor(builder *b, bool seg, int64_t B, int64_t T) {
+    return seg ? T_(b, U_SEG, CUDNN_DATA_INT32, shape_of(B, 1, T, 1, T, T, 1, 1)) : NULL;
+}
+
+static int build_fwd(builder *b, cudnnBackendDescriptor_t *ops, cudnnDataType_t t, bool seg, int64_t B, int64_t T,
+                     int64_t H, int64_t KV, int64_t hd) {
     const cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
     const shape sc = scores(B, H, T), rw = rows(B, H, T), one = scalar();
     int n = 0;
@@ -225,7 +239,7 @@ static int build_fwd(builder *b, cudnnBackendDescriptor_t *ops, cudnnDataType_t 
     cudnnBackendDescriptor_t s = V_(b, f32, sc), ss = V_(b, f32, sc);
     matmul(b, ops, &n, q, kt, s);
     pointwise(b, ops, &n, CUDNN_POINTWISE_MUL, f32, s, scale, NULL, ss, -1);
-    cudnnBackendDescriptor_t sm = causal(b, ops, &n, ss, neg_inf, sc);
+    cudnnBackendDescriptor_t sm = causal(b, ops, &n, ss, neg_inf, seg_tensor(b, seg, B, T), sc);
     cudnnBackendDescriptor_t mx = V_(b, f32, rw), d = V_(b, f32, sc), e = V_(b, f32, sc), z = V_(b, f32, rw),
                              lz = V_(b, f32, rw), p = V_(b, t, sc);
     reduction(b, ops, &n, CUDNN_REDUCE_TENSOR_MAX, sm, mx);
@@ -249,8 +263,8 @@ static void to_kv(builder *b, cudnnBackendDescriptor_t *ops, int *n, cudnnDataTy
     reduction(b, ops, n, CUDNN_REDUCE_TENSOR_ADD, full, dst);
 }
 
-static int build_bwd(builder *b, cudnnBackendDescriptor_t *ops, cudnnDataType_t t, int64_t B, int64_t T, int64_t H,
-                     int64_t KV, int64_t hd) {
+static int build_bwd(builder *b, cudnnBackendDescriptor_t *ops, cudnnDataType_t t, bool seg, int64_t B, int64_t T,
+                     int64_t H, int64_t KV, int64_t hd) {
     const cudnnDataType_t f32 = CUDNN_DATA_FLOAT;
     const shape sc = scores(B, H, T), sct = scores_t(B, H, T), rw = rows(B, H, T), one = scalar();
     int n = 0;
@@ -271,7 +285,7 @@ static int build_bwd(builder *b, cudnnBackendDescriptor_t *ops, cudnnDataType_t 
     matmul(b, ops, &n, q, kt, s);
     pointwise(b, ops, &n, CUDNN_POINTWISE_MUL, f32, s, scale, NULL, ss, -1);
     pointwise(b, ops, &n, CUDNN_POINTWISE_SUB, f32, ss, stats, NULL, sd, -1);
-    cudnnBackendDescriptor_t sm = causal(b, ops, &n, sd, neg_inf, sc);
+    cudnnBackendDescriptor_t sm = causal(b, ops, &n, sd, neg_inf, seg_tensor(b, seg, B, T), sc);
     pointwise(b, ops, &n, CUDNN_POINTWISE_EXP, f32, sm, NULL, NULL, p, -1);
     // dV = P^T dO
     cudnnBackendDescriptor_t pt = V_(b, t, sct);
@@ -379,12 +393,12 @@ static bool to_hand(struct dt_cuda_sdpa *d, const char *why) {
 
 // The cached plan for this call's shape, built on first use; NULL when cuDNN has none (then the shape is
 // remembered as refused in an entry with plan NULL, so it is not rebuilt every call).
-static sdpa_plan *get_plan(struct dt_cuda_sdpa *d, bool bwd, cudnnDataType_t t, int64_t B, int64_t T, int64_t H,
-                           int64_t KV, int64_t hd) {
+static sdpa_plan *get_plan(struct dt_cuda_sdpa *d, bool bwd, bool seg, cudnnDataType_t t, int64_t B, int64_t T,
+                           int64_t H, int64_t KV, int64_t hd) {
     sdpa_plan *lru = &d->plans[0];
     for (int i = 0; i < PLAN_CACHE; i++) {
         sdpa_plan *p = &d->plans[i];
-        if (p->used && p->bwd == bwd && p->type == t && p->B == B && p->T == T && p->H == H && p->KV == KV && p->hd == hd) {
+        if (p->used && p->bwd == bwd && p->seg == seg && p->type == t && p->B == B && p->T == T && p->H == H && p->KV == KV && p->hd == hd) {
             p->last = ++d->clock;
             return p->plan ? p : NULL;
         }
@@ -394,17 +408,18 @@ static sdpa_plan *get_plan(struct dt_cuda_sdpa *d, bool bwd, cudnnDataType_t t, 
     memset(lru, 0, sizeof *lru);
     lru->used = true;
     lru->bwd = bwd;
+    lru->seg = seg;
     lru->type = t;
     lru->B = B, lru->T = T, lru->H = H, lru->KV = KV, lru->hd = hd;
     lru->last = ++d->clock;
     builder *b = &lru->keep;
     b->next_uid = U_VIRTUAL;
     cudnnBackendDescriptor_t ops[48];
-    int n = bwd ? build_bwd(b, ops, t, B, T, H, KV, hd) : build_fwd(b, ops, t, B, T, H, KV, hd);
+    int n = bwd ? build_bwd(b, ops, t, seg, B, T, H, KV, hd) : build_fwd(b, ops, t, seg, B, T, H, KV, hd);
     if (b->st != CUDNN_STATUS_SUCCESS || !make_plan(b, d->h, ops, n, &lru->plan, &lru->ws)) {
         // Not an error: this shape runs on the hand-written kernel. Say so once per shape.
-        snprintf(d->no_plan, sizeof d->no_plan, "%s B=%lld T=%lld H=%lld KV=%lld hd=%lld: %s: %s",
-                 bwd ? "backward" : "forward", (long long)B, (long long)T, (long long)H, (long long)KV, (long long)hd,
+        snprintf(d->no_plan, sizeof d->no_plan, "%s%s B=%lld T=%lld H=%lld KV=%lld hd=%lld: %s: %s",
+                 bwd ? "backward" : "forward", seg ? " with segments" : "", (long long)B, (long long)T, (long long)H, (long long)KV, (long long)hd,
                  b->what ? b->what : "?", cudnnGetErrorString(b->st));
         release(b);
         lru->plan = NULL;
@@ -430,6 +445,21 @@ static bool one_segment(struct dt_cuda_sdpa *d, const int32_t *seg_start, int64_
     for (size_t i = 0; i < n; i++)
         if (d->seg_host[i] != 0) return false;
     return true;
+}
+
+// The plan for a call: with segments (seg_start given) the graph with the segment mask; if cuDNN has no
+// plan for that one, the plain causal graph serves rows of one segment (seg_start all zero) and packed
+// rows go to the hand kernel. NULL (counted, with the reason) when the hand kernel must run.
+static sdpa_plan *pick_plan(struct dt_cuda_sdpa *d, bool bwd, cudnnDataType_t t, const int32_t *seg_start, int64_t B,
+                            int64_t T, int64_t H, int64_t KV, int64_t hd) {
+    sdpa_plan *p = seg_start ? get_plan(d, bwd, true, t, B, T, H, KV, hd) : NULL;
+    if (p) return p;
+    if (!one_segment(d, seg_start, B, T)) {
+        to_hand(d, "packed rows, and no cuDNN plan with the segment mask");
+        return NULL;
+    }
+    if (!(p = get_plan(d, bwd, false, t, B, T, H, KV, hd))) to_hand(d, "no cuDNN plan for the shape");
+    return p;
 }
 
 // The attention scratch of the 16-bit tables: q, k, v, o, dO, dQ, dK, dV in 16 bits, the f32 dQ
@@ -565,20 +595,19 @@ bool dt_cuda_sdpa_fwd(const dt_backend *be, float *out, float *lse, const float 
     if (d->off) return to_hand(d, "cuDNN attention off");
     // cuDNN's fused kernels take head sizes that are multiples of 8 up to 256 (128 on some GPUs: no plan)
     if (hd % 8 || hd > 256) return to_hand(d, "head size");
-    if (!one_segment(d, seg_start, B, T)) return to_hand(d, "packed rows with several segments");
     const cudnnDataType_t t = gt == CUDA_R_16BF ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
     const bool is_bf16 = gt == CUDA_R_16BF;
-    sdpa_plan *p = get_plan(d, false, t, B, T, H, KV, hd);
-    if (!p) return to_hand(d, "no cuDNN plan for the shape");
+    sdpa_plan *p = pick_plan(d, false, t, seg_start, B, T, H, KV, hd);
+    if (!p) return false; // pick_plan said why
     carve c = carve_scratch(scratch, B, T, H, KV, hd);
     const int64_t nq = B * T * H * hd, nk = B * T * KV * hd;
     if (!dt_cuda_narrow16(c.q, q, nq, is_bf16) || !dt_cuda_narrow16(c.k, k, nk, is_bf16) ||
         !dt_cuda_narrow16(c.v, v, nk, is_bf16))
         return false;
     float scale = 1.0f / sqrtf((float)hd), neg_inf = -INFINITY;
-    const int64_t uids[] = {U_Q, U_K, U_V, U_O, U_STATS, U_SCALE, U_NEGINF};
-    void *ptrs[] = {c.q, c.k, c.v, c.o, lse, &scale, &neg_inf};
-    if (!execute(d, p, uids, ptrs, 7) || !widen(out, false, c.o, nq, is_bf16)) return to_hand(d, "cuDNN failed");
+    const int64_t uids[] = {U_Q, U_K, U_V, U_O, U_STATS, U_SCALE, U_NEGINF, U_SEG};
+    void *ptrs[] = {c.q, c.k, c.v, c.o, lse, &scale, &neg_inf, (void *)seg_start};
+    if (!execute(d, p, uids, ptrs, p->seg ? 8 : 7) || !widen(out, false, c.o, nq, is_bf16)) return to_hand(d, "cuDNN failed");
     if (!p->checked) {
         p->checked = true;
         if (!check_fwd(d, out, lse, q, k, v, seg_start, B, T, H, KV, hd)) return to_hand(d, "cuDNN attention off");
@@ -619,11 +648,10 @@ bool dt_cuda_sdpa_bwd(const dt_backend *be, float *dq, float *dk, float *dv, boo
     if (d->off) return to_hand(d, "cuDNN attention off");
     // cuDNN's fused kernels take head sizes that are multiples of 8 up to 256 (128 on some GPUs: no plan)
     if (hd % 8 || hd > 256) return to_hand(d, "head size");
-    if (!one_segment(d, seg_start, B, T)) return to_hand(d, "packed rows with several segments");
     const cudnnDataType_t t = gt == CUDA_R_16BF ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
     const bool is_bf16 = gt == CUDA_R_16BF;
-    sdpa_plan *p = get_plan(d, true, t, B, T, H, KV, hd);
-    if (!p) return to_hand(d, "no cuDNN plan for the shape");
+    sdpa_plan *p = pick_plan(d, true, t, seg_start, B, T, H, KV, hd);
+    if (!p) return false; // pick_plan said why
     carve c = carve_scratch(scratch, B, T, H, KV, hd);
     const int64_t nq = B * T * H * hd, nk = B * T * KV * hd;
     if (!dt_cuda_narrow16(c.q, q, nq, is_bf16) || !dt_cuda_narrow16(c.k, k, nk, is_bf16) ||
@@ -631,9 +659,11 @@ bool dt_cuda_sdpa_bwd(const dt_backend *be, float *dq, float *dk, float *dv, boo
         !dt_cuda_narrow16(c.dout, dout, nq, is_bf16))
         return false;
     float scale = 1.0f / sqrtf((float)hd), neg_inf = -INFINITY, one = 1.0f;
-    const int64_t uids[] = {U_Q, U_K, U_V, U_O, U_DO, U_STATS, U_SUM, U_SCALE, U_NEGINF, U_ONE, U_DQACC, U_DQ, U_DK, U_DV};
-    void *ptrs[] = {c.q, c.k, c.v, c.o, c.dout, (void *)lse, c.sum, &scale, &neg_inf, &one, c.dqacc, c.dq, c.dk, c.dv};
-    if (!execute(d, p, uids, ptrs, 14)) return to_hand(d, "cuDNN failed");
+    const int64_t uids[] = {U_Q, U_K, U_V, U_O, U_DO, U_STATS, U_SUM, U_SCALE, U_NEGINF, U_ONE, U_DQACC, U_DQ, U_DK, U_DV,
+                            U_SEG};
+    void *ptrs[] = {c.q,  c.k,     c.v,  c.o,  c.dout, (void *)lse, c.sum, &scale, &neg_inf,
+                    &one, c.dqacc, c.dq, c.dk, c.dv,   (void *)seg_start};
+    if (!execute(d, p, uids, ptrs, p->seg ? 15 : 14)) return to_hand(d, "cuDNN failed");
     if (dq) {
         bhsd_to_bshd_k<<<dt_cuda_blocks(nq, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(dq, acc_q, c.dqacc, B, T, H,
                                                                                             hd);

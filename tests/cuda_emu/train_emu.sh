@@ -12,8 +12,8 @@
 #  - eval --device cuda: the CPU's mean loss within 1e-5;
 #  - generate --device cuda: the CPU's tokens (demo model; LoRA, prefix and prompt tuning adapters; KV cache on
 #    the device);
-#  - cuDNN's fused attention (bf16, packing off): the CPU's losses within 3e-2, and train's attention line
-#    says cuDNN ran every call; without cuDNN (emulator only) the hand kernel runs them, same losses;
+#  - cuDNN's fused attention (bf16, packing on and off): the CPU's losses within 3e-2, and train's
+#    attention line says cuDNN ran every call; without cuDNN (emulator only) the hand kernel runs them, same losses;
 #  - prefix tuning (method section replaced): every step's loss on cuda within 1e-4 of the CPU's;
 #  - activation checkpointing on cuda: the CPU's losses within 1e-4;
 #  - quantized bases (model.quantize q8_0, q4_0) decoded on the device: the CPU's losses within 1e-4;
@@ -67,15 +67,20 @@ check "train_emu_cuda_bf16_losses (worst $d)" $? "exit $rc, worst relative loss 
 grep -q "frozen weights: BF16 on the GPU" "$tmp/bf16.err"
 check train_emu_cuda_bf16_weights_kept_16_bit $? "$(grep 'frozen weights' "$tmp/bf16.err")"
 
-# cuDNN's fused attention runs the bf16 table's attention on rows of one segment (packing off): the CPU's
-# losses within the same 3e-2, and train's last line counts the calls cuDNN ran, none on the hand kernel.
+# cuDNN's fused attention runs the bf16 table's attention, packed rows (segment mask) and rows of one
+# segment (packing off): the CPU's losses within the same 3e-2, and train's last line counts the calls
+# cuDNN ran, none on the hand kernel.
 train cpu1 hardware.device=cpu hardware.dtype=f32 data.packing=false train.max_steps=4
-train dnn hardware.device=cuda hardware.dtype=bf16 data.packing=false train.max_steps=4
-d=$(loss_diff "$tmp/cpu1/metrics.jsonl" "$tmp/dnn/metrics.jsonl")
-within "$d" 3e-2
-check "train_emu_cuda_cudnn_attention_losses (worst $d)" $? "exit $rc, worst relative loss difference $d above 3e-2: $(tail -1 "$tmp/dnn.err")"
-grep -q "^attention: cuDNN .* fused flash attention [1-9][0-9]* calls, hand-written flash kernel 0" "$tmp/dnn.err"
-check train_emu_cuda_cudnn_attention_ran $? "$(grep '^attention' "$tmp/dnn.err")"
+for packing in true false; do
+    [ $packing = true ] && ref=cpu || ref=cpu1
+    train dnn-$packing hardware.device=cuda hardware.dtype=bf16 data.packing=$packing train.max_steps=4
+    d=$(loss_diff "$tmp/$ref/metrics.jsonl" "$tmp/dnn-$packing/metrics.jsonl")
+    within "$d" 3e-2
+    check "train_emu_cuda_cudnn_attention_packing_${packing}_losses (worst $d)" $? \
+        "exit $rc, worst relative loss difference $d above 3e-2: $(tail -1 "$tmp/dnn-$packing.err")"
+    grep -q "^attention: cuDNN .* fused flash attention [1-9][0-9]* calls, hand-written flash kernel 0" "$tmp/dnn-$packing.err"
+    check train_emu_cuda_cudnn_attention_packing_${packing}_ran $? "$(grep '^attention' "$tmp/dnn-$packing.err")"
+done
 
 # Prefix tuning (the same recipe with its method section replaced): the key/value prefix through the
 # device's attention (dt_attention_ext: packed rows each get the prefix) gives the CPU's losses.
