@@ -166,7 +166,7 @@ print-tool-objs:
 
 bench-cuda:
 	$(MAKE) CUDA=1 BUILD=build-cuda BIN=build-cuda/deltatune build-cuda/bench/bench_cuda_step
-	./build-cuda/bench/bench_cuda_step
+	sh bench/bench_cuda.sh ./build-cuda/bench/bench_cuda_step
 
 golden:
 	OMP_NUM_THREADS=2 /usr/bin/python3 tests/golden/gen_golden.py

@@ -1,6 +1,10 @@
 #!/usr/bin/env python3
 """The LoRA training step of bench/bench_cuda_step.c in PyTorch + Hugging Face PEFT, for comparison.
 
+--shape 8b --quantize nf4: Llama-3-8B's shape with every decoder linear a bitsandbytes Linear4bit (NF4,
+double quantization, bf16 compute), as transformers' BitsAndBytesConfig(load_in_4bit=True) makes them;
+needs bitsandbytes (skipped, saying so, without it).
+
 A random-weight model of Llama-3.2-1B's shape (hidden 2048, 16 layers, 32 heads, 8 KV heads, intermediate
 8192, vocab 128256, tied) with bf16 weights and SDPA attention, batch 4 x 2048, LoRA r = 16 (alpha 32, no
 dropout) on every linear, forward + backward + AdamW. Prints the lines bench_cuda_step prints: tokens/s
@@ -13,7 +17,7 @@ params), and attention 3 x 4 x T x H x hd per layer (counted without causal halv
 
 Needs a CUDA GPU, torch, transformers and peft (pip install torch transformers peft).
 Usage: python3 bench/bench_cuda_pytorch.py [--peak-tflops 989.4] [--steps 10] [--batch 4] [--seq 2048]
-                                            [--dtype bf16|f32]
+                                            [--dtype bf16|f32] [--shape 1b|8b] [--quantize none|nf4]
 """
 import argparse
 import sys
@@ -29,6 +33,8 @@ def parse_args():
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--seq", type=int, default=2048)
     ap.add_argument("--dtype", choices=["bf16", "f32"], default="bf16", help="dtype of the frozen weights")
+    ap.add_argument("--shape", choices=["1b", "8b"], default="1b", help="Llama-3.2-1B or Llama-3-8B")
+    ap.add_argument("--quantize", choices=["none", "nf4"], default="none", help="decoder linears in NF4")
     args = ap.parse_args()
     if args.peak_tflops <= 0 or args.steps < 1 or args.batch < 1 or args.seq < 2:
         ap.error("--peak-tflops, --steps, --batch must be positive, --seq >= 2")
@@ -46,6 +52,31 @@ def llama_3_2_1b_config(LlamaConfig):
     )
 
 
+def llama_3_8b_config(LlamaConfig):
+    return LlamaConfig(
+        hidden_size=4096, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, head_dim=128,
+        intermediate_size=14336, vocab_size=128256, max_position_embeddings=8192, rms_norm_eps=1e-5,
+        rope_theta=500000.0, tie_word_embeddings=False, bos_token_id=128000, eos_token_id=128001,
+        attn_implementation="sdpa",
+    )
+
+
+def to_nf4(model, torch, bnb):
+    """Every decoder linear replaced by a bitsandbytes Linear4bit holding its weights in NF4."""
+    for layer in model.model.layers:
+        for parent in (layer.self_attn, layer.mlp):
+            for name, lin in list(parent.named_children()):
+                if not isinstance(lin, torch.nn.Linear):
+                    continue
+                q = bnb.nn.Linear4bit(lin.in_features, lin.out_features, bias=lin.bias is not None,
+                                      compute_dtype=torch.bfloat16, compress_statistics=True, quant_type="nf4")
+                q.weight = bnb.nn.Params4bit(lin.weight.data.cpu(), requires_grad=False, compress_statistics=True,
+                                             quant_type="nf4").to("cuda")  # quantized on the move
+                setattr(parent, name, q)
+                del lin
+        torch.cuda.empty_cache()
+
+
 def main():
     args = parse_args()
     try:
@@ -60,13 +91,22 @@ def main():
         print("bench_cuda_pytorch: skipped: no CUDA device")
         return 0
 
+    bnb = None
+    if args.quantize == "nf4":
+        try:
+            import bitsandbytes as bnb
+        except ImportError as e:
+            print(f"bench_cuda_pytorch: skipped: --quantize nf4 needs bitsandbytes ({e})")
+            return 0
     dtype = torch.bfloat16 if args.dtype == "bf16" else torch.float32
-    cfg = llama_3_2_1b_config(LlamaConfig)
+    cfg = (llama_3_8b_config if args.shape == "8b" else llama_3_2_1b_config)(LlamaConfig)
     torch.manual_seed(1)
     torch.set_default_dtype(dtype)  # build the weights in their storage dtype, on the GPU
     with torch.device("cuda"):
         model = LlamaForCausalLM(cfg)
     torch.set_default_dtype(torch.float32)
+    if bnb is not None:
+        to_nf4(model, torch, bnb)
     lora = LoraConfig(r=16, lora_alpha=32, lora_dropout=0.0, target_modules=TARGETS, task_type="CAUSAL_LM")
     model = get_peft_model(model, lora)  # adapters in f32 (PEFT's autocast_adapter_dtype), like deltatune's
     with torch.no_grad():
@@ -109,7 +149,9 @@ def main():
     n_lora = sum(p.numel() for p in trainable)
     flops_tok = 4.0 * matmul_params + 6.0 * n_lora + L * 3.0 * 4.0 * T * q
     n_train, n_all = model.get_nb_trainable_parameters()
-    print(f"pytorch lora step  Llama-3.2-1B shape, B={B} T={T}, r=16 all-linear, weights {args.dtype}, SDPA, "
+    shape = "Llama-3-8B" if args.shape == "8b" else "Llama-3.2-1B"
+    nf4 = ", linears NF4 (bitsandbytes, double quant)" if bnb is not None else ""
+    print(f"pytorch lora step  {shape} shape, B={B} T={T}, r=16 all-linear, weights {args.dtype}{nf4}, SDPA, "
           f"on {torch.cuda.get_device_name()}")
     print(f"  trainable params: {n_train} || all params: {n_all} || trainable%: {100.0 * n_train / n_all:.4f}")
     print(f"  model FLOPs/token   {flops_tok * 1e-9:.2f} GFLOP")

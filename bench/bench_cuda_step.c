@@ -1,6 +1,8 @@
 // LoRA training-step benchmark on the GPU: a random-weight model of Llama-3.2-1B's shape (hidden 2048,
 // 16 layers, 32 heads, 8 KV heads, intermediate 8192, vocab 128256, tied), batch 4 x 2048, r = 16 on every
-// linear, forward + backward + AdamW. Prints tokens/s (median of the steps after warm-up), model FLOP/s
+// linear, forward + backward + AdamW; or (--shape 8b --quantize nf4 --batch 1) Llama-3-8B's shape (hidden
+// 4096, 32 layers, 32 heads, 8 KV heads, intermediate 14336, vocab 128256, untied) with its linears in NF4
+// with double quantization (QLoRA; dt_llama_init_random_ex quantizes them as model.quantize does). Prints tokens/s (median of the steps after warm-up), model FLOP/s
 // as a fraction of --peak-tflops, and the peak device memory in use (cudaMemGetInfo: the whole device,
 // sampled after each forward and backward). bench/bench_cuda_pytorch.py runs the same step in PyTorch +
 // PEFT and prints the same lines.
@@ -25,11 +27,12 @@
 typedef struct {
     double peak_tflops;
     int steps, batch, seq;
-    dt_dtype dtype;
+    dt_dtype dtype, quantize;
+    bool big; // Llama-3-8B's shape instead of Llama-3.2-1B's
 } bench_args;
 
 static int parse_args(int argc, char **argv, bench_args *a) {
-    *a = (bench_args){989.4, 10, 4, 2048, DT_BF16}; // 989.4: H100 SXM dense bf16
+    *a = (bench_args){989.4, 10, 4, 2048, DT_BF16, DT_F32, false}; // 989.4: H100/H200 SXM dense bf16
     for (int i = 1; i < argc; i++) {
         const char *k = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!v) return fprintf(stderr, "bench_cuda_step: %s needs a value\n", k), -1;
@@ -39,8 +42,11 @@ static int parse_args(int argc, char **argv, bench_args *a) {
         else if (!strcmp(k, "--seq")) a->seq = atoi(v);
         else if (!strcmp(k, "--dtype") && (!strcmp(v, "bf16") || !strcmp(v, "f32")))
             a->dtype = !strcmp(v, "bf16") ? DT_BF16 : DT_F32;
+        else if (!strcmp(k, "--shape") && (!strcmp(v, "1b") || !strcmp(v, "8b"))) a->big = !strcmp(v, "8b");
+        else if (!strcmp(k, "--quantize") && (!strcmp(v, "nf4") || !strcmp(v, "none")))
+            a->quantize = !strcmp(v, "nf4") ? DT_NF4 : DT_F32;
         else return fprintf(stderr, "usage: bench_cuda_step [--peak-tflops X] [--steps N] [--batch B] [--seq T] "
-                                    "[--dtype bf16|f32]\n"), -1;
+                                    "[--dtype bf16|f32] [--shape 1b|8b] [--quantize nf4|none]\n"), -1;
         i++;
     }
     if (a->peak_tflops <= 0 || a->steps < 1 || a->batch < 1 || a->seq < 2)
@@ -59,6 +65,14 @@ static dt_model_config llama_3_2_1b(void) {
     c.rope_scaling_type = DT_ROPE_LLAMA3; c.rope_factor = 32.0f; c.rope_low_freq_factor = 1.0f;
     c.rope_high_freq_factor = 4.0f; c.rope_original_max_pos = 8192;
     c.bos_token_id = 128000; c.eos_token_id = 128001; c.torch_dtype = DT_BF16;
+    return c;
+}
+
+static dt_model_config llama_3_8b(void) {
+    dt_model_config c = llama_3_2_1b();
+    c.hidden_size = 4096; c.num_layers = 32; c.num_heads = 32; c.num_kv_heads = 8; c.head_dim = 128;
+    c.intermediate_size = 14336; c.max_position_embeddings = 8192; c.tie_word_embeddings = false;
+    c.rope_scaling_type = DT_ROPE_NONE; c.rope_factor = 1.0f; c.rope_original_max_pos = 0;
     return c;
 }
 
@@ -96,10 +110,11 @@ int main(int argc, char **argv) {
     if (rc == DT_EUNSUPPORTED) { printf("bench_cuda_step: skipped: %s\n", ctx.msg); return 0; }
     if (rc) { fprintf(stderr, "bench_cuda_step: %s\n", ctx.msg); return 1; }
     const int warmup = 2;
-    dt_model_config cfg = llama_3_2_1b();
+    dt_model_config cfg = args.big ? llama_3_8b() : llama_3_2_1b();
     dt_llama *m;
     dt_adapter *a;
-    if (dt_llama_init_random_typed(&ctx, &cfg, be, 1, args.dtype, &m)) { fprintf(stderr, "bench_cuda_step: %s\n", ctx.msg); return 1; }
+    const dt_load_opts lo = {.quantize = args.quantize, .double_quant = true, .wtype = args.dtype};
+    if (dt_llama_init_random_ex(&ctx, &cfg, be, 1, &lo, &m)) { fprintf(stderr, "bench_cuda_step: %s\n", ctx.msg); return 1; }
     dt_lora_config lc = {.r = 16, .alpha = 32, .dropout = 0.0f};
     for (int i = 0; i < DT_MOD_COUNT; i++) lc.target[i] = true;
     if (dt_lora_create(&ctx, m, &lc, 2, &a)) { fprintf(stderr, "bench_cuda_step: %s\n", ctx.msg); return 1; }
@@ -153,8 +168,10 @@ int main(int argc, char **argv) {
     double flops_tok = 4.0 * matmul_params + 6.0 * (double)a->n_params + attn;
     char summary[256];
     dt_adapter_param_summary(a, m, summary, sizeof summary);
-    printf("deltatune lora step  Llama-3.2-1B shape, B=%lld T=%lld, r=16 all-linear, matmuls %s, on %s\n",
-           (long long)B, (long long)T, args.dtype == DT_BF16 ? "bf16" : "f32", dt_backend_cuda_device_name());
+    printf("deltatune lora step  %s shape, B=%lld T=%lld, r=16 all-linear, matmuls %s%s, on %s\n",
+           args.big ? "Llama-3-8B" : "Llama-3.2-1B", (long long)B, (long long)T, args.dtype == DT_BF16 ? "bf16" : "f32",
+           args.quantize == DT_NF4 ? ", linears NF4 (double quant)" : "", dt_backend_cuda_device_name());
+    printf("  attention           %s\n", dt_backend_cuda_attention_note());
     printf("  %s\n", summary);
     printf("  model FLOPs/token   %.2f GFLOP\n", flops_tok * 1e-9);
     printf("  tokens/s (median)   %.0f  (min %.0f, max %.0f over %d steps)\n", med, tps[0], tps[args.steps - 1],

@@ -112,6 +112,31 @@ static dt_st_dtype st_of(dt_dtype t) {
     return t == DT_F32 ? DT_ST_F32 : t == DT_BF16 ? DT_ST_BF16 : t == DT_F16 ? DT_ST_F16 : DT_ST_I64;
 }
 
+// Quantizes src (the f32 values of linear s) as s->q into the weight block at p (dt_lq_bytes bytes): in
+// place on the CPU; for a device on the host first, then copied (NF4/FP4: the nibbles and the state's
+// arrays, the state itself kept in m->dev_nf4[*n_nf4]; a ggml type: the blocks alone).
+static int place_quantized(dt_ctx *ctx, dt_llama *m, weight_spec *s, bool double_quant, const float *src, uint8_t *p,
+                           int *n_nf4) {
+    const dt_backend *be = m->be;
+    const size_t qb = dt_lq_bytes(s->q, double_quant, s->shape[0], s->shape[1]);
+    void *host = be->device == DT_DEV_CPU ? p : malloc(qb);
+    if (!host) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    int rc = dt_lq_fill(ctx, s->name, s->q, double_quant, src, s->shape[0], s->shape[1], host, s->dst);
+    if (!rc && host != p) {
+        if (s->dst->aux) {
+            dt_lq_upload_nf4(be, p, s->dst->aux, s->dst->data, s->shape[0] * s->shape[1], &m->dev_nf4[*n_nf4],
+                             &s->dst->data);
+            s->dst->aux = &m->dev_nf4[(*n_nf4)++];
+        } else {
+            be->upload(be, p, host, qb);
+            s->dst->data = p;
+        }
+        s->dst->device = be->device;
+    }
+    if (host != p) free(host);
+    return rc;
+}
+
 // wtype: the matrices' float type; o: linear weights quantized at load (NULL: none).
 static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, const dt_load_opts *o, dt_llama **out) {
     *out = NULL;
@@ -202,26 +227,12 @@ static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wt
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
         dt_dtype kt = s->ndim == 2 ? wtype : DT_F32;
         size_t nb = (size_t)numel * dt_dtype_size(kt);
-        if (s->q != DT_F32) { // one f32 tensor at a time, quantized into the block (on the host first for a device)
-            const size_t qb = dt_lq_bytes(s->q, o->double_quant, s->shape[0], s->shape[1]);
+        if (s->q != DT_F32) { // one f32 tensor at a time, quantized into the block
             float *tmp = malloc((size_t)numel * sizeof(float));
-            void *host = be->device == DT_DEV_CPU ? p : malloc(qb);
-            rc = tmp && host ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape) : dt_fail(ctx, DT_ENOMEM, "out of memory");
-            if (!rc && (rc = dt_lq_fill(ctx, s->name, s->q, o->double_quant, tmp, s->shape[0], s->shape[1], host, s->dst)))
-                dt_prefix(ctx, rc, "%s: ", path);
-            if (!rc && host != p) {
-                if (s->dst->aux) { // NF4/FP4: the nibbles and the state's arrays
-                    dt_lq_upload_nf4(be, p, s->dst->aux, s->dst->data, numel, &m->dev_nf4[n_nf4], &s->dst->data);
-                    s->dst->aux = &m->dev_nf4[n_nf4++];
-                } else { // a ggml type: the blocks alone
-                    be->upload(be, p, host, qb);
-                    s->dst->data = p;
-                }
-                s->dst->device = be->device;
-            }
-            if (host != p) free(host);
+            rc = tmp ? dt_weights_read_f32(ctx, m->src, s->name, tmp, s->ndim, s->shape) : dt_fail(ctx, DT_ENOMEM, "out of memory");
+            if (!rc && (rc = place_quantized(ctx, m, s, o->double_quant, tmp, p, &n_nf4))) dt_prefix(ctx, rc, "%s: ", path);
             free(tmp);
-            p += qb;
+            p += dt_lq_bytes(s->q, o->double_quant, s->shape[0], s->shape[1]);
             continue;
         }
         if (s->stored) { // a quantized file tensor to the device as it is
@@ -293,7 +304,14 @@ int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backe
 
 int dt_llama_init_random_typed(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed,
                                dt_dtype wtype, dt_llama **out) {
+    const dt_load_opts o = {.quantize = DT_F32, .wtype = wtype};
+    return dt_llama_init_random_ex(ctx, cfg, be, seed, &o, out);
+}
+
+int dt_llama_init_random_ex(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed,
+                            const dt_load_opts *o, dt_llama **out) {
     *out = NULL;
+    const dt_dtype wtype = o->wtype;
     if (dt_config_validate(ctx, cfg, "random model config")) return DT_EINPUT;
     if (wtype != DT_F32 && wtype != DT_BF16 && wtype != DT_F16)
         return dt_fail(ctx, DT_EINPUT, "random model: weight dtype %s is not f32, bf16 or f16", dt_dtype_name(wtype));
@@ -304,27 +322,48 @@ int dt_llama_init_random_typed(dt_ctx *ctx, const dt_model_config *cfg, const dt
     m->layers = calloc((size_t)cfg->num_layers, sizeof *m->layers);
     weight_spec *specs = calloc((size_t)cfg->num_layers * 16 + 8, sizeof *specs);
     if (!m->layers || !specs) { free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "out of memory"); }
-    int n = weight_specs(m, specs);
-    // Matrices take wtype; vectors (norms, biases) stay f32.
+    int n = weight_specs(m, specs), n_nf4 = 0;
+    if (be->device != DT_DEV_CPU && !(m->dev_nf4 = calloc((size_t)n, sizeof *m->dev_nf4))) {
+        free(specs);
+        dt_llama_free(m);
+        return dt_fail(ctx, DT_ENOMEM, "out of memory");
+    }
+    // Matrices take wtype, the linears o->quantize when it is set (as load quantizes them); vectors
+    // (norms, biases) stay f32.
     size_t bytes = (size_t)(cfg->head_dim / 2) * sizeof(float), params = 0;
     for (int i = 0; i < n; i++) {
-        size_t numel = (size_t)(specs[i].ndim == 2 ? specs[i].shape[0] * specs[i].shape[1] : specs[i].shape[0]);
+        weight_spec *s = &specs[i];
+        size_t numel = (size_t)(s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0]);
         params += numel;
-        bytes += (numel * dt_dtype_size(specs[i].ndim == 2 ? wtype : DT_F32) + 63) & ~(size_t)63;
+        if (o->quantize != DT_F32 && s->linear) s->q = o->quantize;
+        bytes += s->q != DT_F32 ? dt_lq_bytes(s->q, o->double_quant, s->shape[0], s->shape[1])
+                                : (numel * dt_dtype_size(s->ndim == 2 ? wtype : DT_F32) + 63) & ~(size_t)63;
     }
     m->wtype = wtype;
     m->block = be->alloc(be, bytes);
     // On the CPU the weights are drawn straight into the block: a staging copy would double peak memory.
+    // A quantized linear is drawn whole in f32 first (the quantizer's input).
     void *tmp = be->device == DT_DEV_CPU ? m->block : malloc(bytes);
     if (!m->block || !tmp) { if (tmp != m->block) free(tmp); free(specs); dt_llama_free(m); return dt_fail(ctx, DT_ENOMEM, "cannot allocate %zu bytes for weights", bytes); }
     m->block_bytes = bytes;
     dt_rng rng = {seed};
     size_t off = 0;
     float row[4096]; // values are drawn a chunk at a time, then stored in the tensor's dtype
-    for (int i = 0; i < n; i++) {
+    int rc = DT_OK;
+    for (int i = 0; i < n && !rc; i++) {
         weight_spec *s = &specs[i];
+        size_t numel = (size_t)(s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0]);
+        if (s->q != DT_F32) {
+            float *w = malloc(numel * sizeof(float));
+            if (!w) { rc = dt_fail(ctx, DT_ENOMEM, "out of memory"); break; }
+            for (size_t j = 0; j < numel; j++) w[j] = (float)(0.02 * dt_rng_normal(&rng));
+            rc = place_quantized(ctx, m, s, o->double_quant, w, (uint8_t *)m->block + off, &n_nf4);
+            free(w);
+            off += dt_lq_bytes(s->q, o->double_quant, s->shape[0], s->shape[1]);
+            continue;
+        }
         dt_dtype t = s->ndim == 2 ? wtype : DT_F32;
-        size_t numel = (size_t)(s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0]), es = dt_dtype_size(t);
+        size_t es = dt_dtype_size(t);
         uint8_t *w = (uint8_t *)tmp + off;
         for (size_t j = 0; j < numel; j += 4096) {
             size_t c = numel - j < 4096 ? numel - j : 4096;
@@ -335,8 +374,24 @@ int dt_llama_init_random_typed(dt_ctx *ctx, const dt_model_config *cfg, const dt
         s->dst->device = be->device;
         off += (numel * es + 63) & ~(size_t)63;
     }
+    if (rc) { if (tmp != m->block) free(tmp); free(specs); dt_llama_free(m); return rc; }
     rope_inv_freq(cfg, (float *)((uint8_t *)tmp + off));
-    if (tmp != m->block) { be->upload(be, m->block, tmp, bytes); free(tmp); }
+    if (tmp != m->block && o->quantize == DT_F32) { // the staged block to the device
+        be->upload(be, m->block, tmp, bytes);
+        free(tmp);
+    } else if (tmp != m->block) { // the staged pieces, between the quantized ones place_quantized uploaded
+        size_t at = 0;
+        for (int i = 0; i < n; i++) {
+            weight_spec *s = &specs[i];
+            size_t numel = (size_t)(s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0]);
+            size_t nb = s->q != DT_F32 ? dt_lq_bytes(s->q, o->double_quant, s->shape[0], s->shape[1])
+                                       : (numel * dt_dtype_size(s->ndim == 2 ? wtype : DT_F32) + 63) & ~(size_t)63;
+            if (s->q == DT_F32) be->upload(be, (uint8_t *)m->block + at, (uint8_t *)tmp + at, nb);
+            at += nb;
+        }
+        be->upload(be, (uint8_t *)m->block + at, (uint8_t *)tmp + at, bytes - at); // the rope frequencies
+        free(tmp);
+    }
     free(specs);
     m->inv_freq = (float *)((uint8_t *)m->block + off);
     if (cfg->tie_word_embeddings) m->lm_head = m->embed;

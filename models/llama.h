@@ -108,12 +108,11 @@ typedef struct dt_llama_out {
 // path: a Hugging Face folder or a llama2.c .bin. Weights are converted to f32 for the CPU backend;
 // F32 tensors of a memory-mapped file are used in place when aligned.
 int dt_llama_load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_llama **out);
-// How the frozen weights are stored. A quantized base keeps its types: on the CPU backend all of them
-// (GGUF, bitsandbytes 4-bit), on a device ggml's block types (GGUF; NF4/FP4 are widened to f32 there).
+// How the frozen weights are stored. A quantized base keeps its types (GGUF's blocks, bitsandbytes'
+// NF4/FP4 with their state), on the CPU and on a device.
 typedef struct dt_load_opts {
     dt_dtype quantize;  // DT_F32: as loaded; DT_NF4, DT_FP4, DT_Q8_0, DT_Q4_0, ...: the linear weights
-                        // quantized at load, one tensor at a time (refused for a quantized base; NF4/FP4
-                        // on the CPU backend only)
+                        // quantized at load, one tensor at a time (refused for a quantized base)
     bool double_quant;  // NF4/FP4: quantize the block scales too (bitsandbytes' compress_statistics)
     dt_dtype wtype;     // the other matrices' dtype, as dt_llama_load_typed (DT_F32, the zero value: f32)
 } dt_load_opts;
@@ -137,6 +136,10 @@ int dt_llama_init_random(dt_ctx *ctx, const dt_model_config *cfg, const dt_backe
 // in f32 and rounded; norms and biases stay f32.
 int dt_llama_init_random_typed(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed,
                                dt_dtype wtype, dt_llama **out);
+// The same with the matrices as o->wtype and the linears quantized as o->quantize (as a load with o would
+// store them): the same draws as dt_llama_init_random_typed, so the two models differ by the quantization.
+int dt_llama_init_random_ex(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed,
+                            const dt_load_opts *o, dt_llama **out);
 // Number of positions the forward will produce for T input tokens (adds the virtual tokens).
 int64_t dt_llama_out_len(const dt_llama_adapters *ad, int64_t T);
 // Positions the adapters take in an empty KV cache before the first token: key/value prefix entries and

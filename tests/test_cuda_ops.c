@@ -638,15 +638,15 @@ static void test_optim(dt_opt_kind kind, float momentum, const char *name) {
 // One LoRA training step (forward + backward) of a small random Llama with packed sequences and LoRA
 // dropout, on the CPU and on the GPU from the same weights and adapter: loss and every LoRA gradient.
 // *grads: a malloc'd copy of the adapter's gradient block, *n its length.
-static int step_on(const dt_backend *be, const dt_model_config *cfg, const dt_batch *batch, float *loss, float **grads,
-                   size_t *n) {
+static int step_on(const dt_backend *be, const dt_model_config *cfg, const dt_load_opts *o, const dt_batch *batch,
+                   float *loss, float **grads, size_t *n) {
     dt_llama *m = NULL;
     dt_adapter *a = NULL;
     dt_graph g;
     float *dp = NULL, *dg = NULL;
     dt_lora_config lc = {.r = 4, .alpha = 8, .dropout = 0.1f};
     for (int i = 0; i < DT_MOD_COUNT; i++) lc.target[i] = true;
-    int rc = dt_llama_init_random(&ctx, cfg, be, 7, &m);
+    int rc = dt_llama_init_random_ex(&ctx, cfg, be, 7, o, &m);
     if (!rc) rc = dt_lora_create(&ctx, m, &lc, 3, &a);
     if (rc) { dt_llama_free(m); return rc; }
     for (size_t i = 0; i < a->n_params; i++) // B != 0, the same on both backends
@@ -731,7 +731,8 @@ static void test_bnb4_base(void) {
     if (system(cmd)) printf("  could not remove %s\n", dir);
 }
 
-static void test_llama_step(void) {
+// o: how the random model's matrices are stored (f32, or the linears NF4 as the benchmark's QLoRA case).
+static void test_llama_step(const dt_load_opts *o, const char *tag) {
     dt_model_config cfg = {0};
     cfg.arch = DT_ARCH_LLAMA;
     snprintf(cfg.arch_name, sizeof cfg.arch_name, "LlamaForCausalLM");
@@ -749,13 +750,17 @@ static void test_llama_step(void) {
     dt_batch batch = {B, T, ids, labels, pos, seg};
     float lc = 0, lg = 0, *gc = NULL, *gg = NULL;
     size_t n = 0, ng = 0;
-    int rc = step_on(dt_backend_cpu(), &cfg, &batch, &lc, &gc, &n);
-    if (!rc) rc = step_on(G, &cfg, &batch, &lg, &gg, &ng);
-    if (rc || n != ng) TEST_FAIL("cuda_llama_step", "%s", rc ? ctx.msg : "adapter sizes differ");
+    int rc = step_on(dt_backend_cpu(), &cfg, o, &batch, &lc, &gc, &n);
+    if (!rc) rc = step_on(G, &cfg, o, &batch, &lg, &gg, &ng);
+    char name[96];
+    snprintf(name, sizeof name, "cuda_llama_step%s", tag);
+    if (rc || n != ng) TEST_FAIL(name, "%s", rc ? ctx.msg : "adapter sizes differ");
     else {
-        TEST_CHECK("cuda_llama_step loss", fabs(lg - lc) <= TOL_STEP * fabs(lc), "loss %.7g, cpu %.7g", lg, lc);
+        snprintf(name, sizeof name, "cuda_llama_step%s loss", tag);
+        TEST_CHECK(name, fabs(lg - lc) <= TOL_STEP * fabs(lc), "loss %.7g, cpu %.7g", lg, lc);
         double e = rel_err(gg, gc, (int64_t)n);
-        TEST_CHECK("cuda_llama_step lora grads", e <= TOL_STEP, "worst error %.3g above %.1g", e, TOL_STEP);
+        snprintf(name, sizeof name, "cuda_llama_step%s lora grads", tag);
+        TEST_CHECK(name, e <= TOL_STEP, "worst error %.3g above %.1g", e, TOL_STEP);
     }
     free(seg); free(gc); free(gg);
 }
@@ -811,7 +816,9 @@ int main(void) {
     test_optim(DT_OPT_ADAMW, 0.0f, "cuda_optim_adamw");
     test_optim(DT_OPT_SGD, 0.9f, "cuda_optim_sgd_momentum");
     test_optim(DT_OPT_SGD, 0.0f, "cuda_optim_sgd");
-    test_llama_step();
+    const dt_load_opts f32 = {.quantize = DT_F32}, nf4 = {.quantize = DT_NF4, .double_quant = true};
+    test_llama_step(&f32, "");
+    test_llama_step(&nf4, " nf4 random"); // dt_llama_init_random_ex's device upload, as bench_cuda_step uses it
     test_error_report();
     rc = dt_backend_cuda_check(&ctx);
     TEST_CHECK("cuda_no_errors", rc == DT_OK, "%s", ctx.msg);

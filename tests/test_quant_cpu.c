@@ -10,6 +10,7 @@
 #include "autograd/dtype.h"
 #include "autograd/quant.h"
 #include "autograd/rng.h"
+#include "models/llama.h"
 #include "models/llama_quant.h"
 #include "tests/test_util.h"
 
@@ -69,7 +70,56 @@ done:
     free(w); free(x); free(dy); free(deq); free(y1); free(y2); free(dx1); free(dx2); free(block);
 }
 
+// dt_llama_init_random_ex with NF4 linears: the same draws as the f32 random model, quantized: every
+// linear is NF4 and dequantizes to the f32 model's weights within NF4's error (relative RMS about 0.1 on
+// normal values; held to 0.2, and above 0, so that a model left unquantized or drawn differently fails);
+// the embedding, not a linear, is identical.
+static void check_random_nf4(void) {
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    dt_model_config cfg = {0};
+    cfg.arch = DT_ARCH_LLAMA;
+    snprintf(cfg.arch_name, sizeof cfg.arch_name, "LlamaForCausalLM");
+    cfg.hidden_size = 64; cfg.num_layers = 2; cfg.num_heads = 4; cfg.num_kv_heads = 2; cfg.head_dim = 16;
+    cfg.intermediate_size = 128; cfg.vocab_size = 100; cfg.max_position_embeddings = 64;
+    cfg.rms_norm_eps = 1e-5f; cfg.rope_theta = 10000.0f; cfg.torch_dtype = DT_F32;
+    const dt_load_opts o = {.quantize = DT_NF4, .double_quant = true};
+    dt_llama *f = NULL, *q = NULL;
+    if (dt_llama_init_random(&ctx, &cfg, dt_backend_cpu(), 3, &f) ||
+        dt_llama_init_random_ex(&ctx, &cfg, dt_backend_cpu(), 3, &o, &q)) {
+        TEST_FAIL("random_nf4_model", "%s", ctx.msg);
+        dt_llama_free(f);
+        return;
+    }
+    double num = 0, den = 0;
+    bool all_nf4 = true;
+    float row[128];
+    for (int l = 0; l < cfg.num_layers; l++)
+        for (int mod = 0; mod < DT_MOD_COUNT; mod++) {
+            const dt_tensor *wq = &q->layers[l].w[mod], *wf = &f->layers[l].w[mod];
+            all_nf4 = all_nf4 && wq->dtype == DT_NF4 && wq->aux;
+            if (wq->dtype != DT_NF4) continue;
+            for (int64_t r = 0; r < wq->shape[0]; r++) {
+                dt_nf4_row_to_f32(wq, r, row);
+                for (int64_t c = 0; c < wq->shape[1]; c++) {
+                    const double w = dt_f32(wf)[r * wf->shape[1] + c];
+                    num += (row[c] - w) * (row[c] - w);
+                    den += w * w;
+                }
+            }
+        }
+    const double rel = den > 0 ? sqrt(num / den) : INFINITY;
+    TEST_CHECK("random_nf4_model_linears_quantized", all_nf4 && rel > 0 && rel <= 0.2,
+               "all NF4: %d, relative RMS against the f32 draws %.3g", all_nf4, rel);
+    TEST_CHECK("random_nf4_model_embedding_kept", q->embed.dtype == DT_F32 &&
+                   !memcmp(q->embed.data, f->embed.data, (size_t)(cfg.vocab_size * cfg.hidden_size) * sizeof(float)),
+               "embedding dtype %s", dt_dtype_name(q->embed.dtype));
+    dt_llama_free(f);
+    dt_llama_free(q);
+}
+
 int main(void) {
+    check_random_nf4();
     // Panels of 1024 rows at in = 4096 (dt_cpu_frozen_panel_rows): 1100 rows make a full panel and a partial one.
     check_type("frozen_q8_0", DT_Q8_0, false, 300, 4096);
     check_type("frozen_q4_0", DT_Q4_0, false, 300, 4096);
