@@ -87,6 +87,12 @@ static void set(builder *b, cudnnBackendDescriptor_t d, cudnnBackendAttributeNam
     if (s != CUDNN_STATUS_SUCCESS) { b->st = s; b->what = what; }
 }
 
+// Attribute name of d is the descriptor v.
+static void link(builder *b, cudnnBackendDescriptor_t d, cudnnBackendAttributeName_t name, cudnnBackendDescriptor_t v,
+                 const char *what) {
+    set(b, d, name, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &v, what);
+}
+
 static void fin(builder *b, cudnnBackendDescriptor_t d, const char *what) {
     if (b->st != CUDNN_STATUS_SUCCESS || !d) return;
     cudnnStatus_t s = cudnnBackendFinalize(d);
@@ -153,11 +159,11 @@ static void pointwise(builder *b, cudnnBackendDescriptor_t *ops, int *n, cudnnPo
     if (axis >= 0) set(b, pw, CUDNN_ATTR_POINTWISE_AXIS, CUDNN_TYPE_INT64, 1, &axis, "pointwise axis");
     fin(b, pw, "pointwise");
     cudnnBackendDescriptor_t op = mk(b, CUDNN_BACKEND_OPERATION_POINTWISE_DESCRIPTOR);
-    set(b, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &pw, "pointwise op");
-    set(b, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x, "pointwise x");
-    if (bb) set(b, op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &bb, "pointwise b");
-    if (t) set(b, op, CUDNN_ATTR_OPERATION_POINTWISE_TDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &t, "pointwise t");
-    set(b, op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y, "pointwise y");
+    link(b, op, CUDNN_ATTR_OPERATION_POINTWISE_PW_DESCRIPTOR, pw, "pointwise op");
+    link(b, op, CUDNN_ATTR_OPERATION_POINTWISE_XDESC, x, "pointwise x");
+    if (bb) link(b, op, CUDNN_ATTR_OPERATION_POINTWISE_BDESC, bb, "pointwise b");
+    if (t) link(b, op, CUDNN_ATTR_OPERATION_POINTWISE_TDESC, t, "pointwise t");
+    link(b, op, CUDNN_ATTR_OPERATION_POINTWISE_YDESC, y, "pointwise y");
     fin(b, op, "pointwise op");
     ops[(*n)++] = op;
 }
@@ -169,10 +175,10 @@ static void matmul(builder *b, cudnnBackendDescriptor_t *ops, int *n, cudnnBacke
     set(b, mm, CUDNN_ATTR_MATMUL_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &f32, "matmul compute type");
     fin(b, mm, "matmul");
     cudnnBackendDescriptor_t op = mk(b, CUDNN_BACKEND_OPERATION_MATMUL_DESCRIPTOR);
-    set(b, op, CUDNN_ATTR_OPERATION_MATMUL_ADESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &a, "matmul a");
-    set(b, op, CUDNN_ATTR_OPERATION_MATMUL_BDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &bb, "matmul b");
-    set(b, op, CUDNN_ATTR_OPERATION_MATMUL_CDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &c, "matmul c");
-    set(b, op, CUDNN_ATTR_OPERATION_MATMUL_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &mm, "matmul desc");
+    link(b, op, CUDNN_ATTR_OPERATION_MATMUL_ADESC, a, "matmul a");
+    link(b, op, CUDNN_ATTR_OPERATION_MATMUL_BDESC, bb, "matmul b");
+    link(b, op, CUDNN_ATTR_OPERATION_MATMUL_CDESC, c, "matmul c");
+    link(b, op, CUDNN_ATTR_OPERATION_MATMUL_DESC, mm, "matmul desc");
     fin(b, op, "matmul op");
     ops[(*n)++] = op;
 }
@@ -185,9 +191,9 @@ static void reduction(builder *b, cudnnBackendDescriptor_t *ops, int *n, cudnnRe
     set(b, rd, CUDNN_ATTR_REDUCTION_COMP_TYPE, CUDNN_TYPE_DATA_TYPE, 1, &f32, "reduction compute type");
     fin(b, rd, "reduction");
     cudnnBackendDescriptor_t op = mk(b, CUDNN_BACKEND_OPERATION_REDUCTION_DESCRIPTOR);
-    set(b, op, CUDNN_ATTR_OPERATION_REDUCTION_DESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &rd, "reduction desc");
-    set(b, op, CUDNN_ATTR_OPERATION_REDUCTION_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x, "reduction x");
-    set(b, op, CUDNN_ATTR_OPERATION_REDUCTION_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y, "reduction y");
+    link(b, op, CUDNN_ATTR_OPERATION_REDUCTION_DESC, rd, "reduction desc");
+    link(b, op, CUDNN_ATTR_OPERATION_REDUCTION_XDESC, x, "reduction x");
+    link(b, op, CUDNN_ATTR_OPERATION_REDUCTION_YDESC, y, "reduction y");
     fin(b, op, "reduction op");
     ops[(*n)++] = op;
 }
@@ -195,8 +201,8 @@ static void reduction(builder *b, cudnnBackendDescriptor_t *ops, int *n, cudnnRe
 static void reshape(builder *b, cudnnBackendDescriptor_t *ops, int *n, cudnnBackendDescriptor_t x,
                     cudnnBackendDescriptor_t y) {
     cudnnBackendDescriptor_t op = mk(b, CUDNN_BACKEND_OPERATION_RESHAPE_DESCRIPTOR);
-    set(b, op, CUDNN_ATTR_OPERATION_RESHAPE_XDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &x, "reshape x");
-    set(b, op, CUDNN_ATTR_OPERATION_RESHAPE_YDESC, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &y, "reshape y");
+    link(b, op, CUDNN_ATTR_OPERATION_RESHAPE_XDESC, x, "reshape x");
+    link(b, op, CUDNN_ATTR_OPERATION_RESHAPE_YDESC, y, "reshape y");
     fin(b, op, "reshape op");
     ops[(*n)++] = op;
 }
@@ -320,7 +326,7 @@ static bool make_plan(builder *b, cudnnHandle_t h, cudnnBackendDescriptor_t *ops
     fin(b, g, "operation graph");
     cudnnBackendDescriptor_t heur = mk(b, CUDNN_BACKEND_ENGINEHEUR_DESCRIPTOR);
     cudnnBackendHeurMode_t mode = CUDNN_HEUR_MODE_A;
-    set(b, heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &g, "heuristic graph");
+    link(b, heur, CUDNN_ATTR_ENGINEHEUR_OPERATION_GRAPH, g, "heuristic graph");
     set(b, heur, CUDNN_ATTR_ENGINEHEUR_MODE, CUDNN_TYPE_HEUR_MODE, 1, &mode, "heuristic mode");
     fin(b, heur, "engine heuristic");
     cudnnBackendDescriptor_t cfgs[MAX_CFGS];
@@ -333,7 +339,7 @@ static bool make_plan(builder *b, cudnnHandle_t h, cudnnBackendDescriptor_t *ops
     for (int64_t i = 0; i < found && i < MAX_CFGS; i++) {
         cudnnBackendDescriptor_t p = mk(b, CUDNN_BACKEND_EXECUTION_PLAN_DESCRIPTOR);
         set(b, p, CUDNN_ATTR_EXECUTION_PLAN_HANDLE, CUDNN_TYPE_HANDLE, 1, &h, "plan handle");
-        set(b, p, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, CUDNN_TYPE_BACKEND_DESCRIPTOR, 1, &cfgs[i], "plan config");
+        link(b, p, CUDNN_ATTR_EXECUTION_PLAN_ENGINE_CONFIG, cfgs[i], "plan config");
         if (b->st != CUDNN_STATUS_SUCCESS) return false;
         s = cudnnBackendFinalize(p);
         if (s != CUDNN_STATUS_SUCCESS) { b->what = "execution plan (no engine took the graph)"; continue; }
