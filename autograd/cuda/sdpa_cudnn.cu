@@ -521,9 +521,18 @@ static bool widen(float *dst, bool acc, const uint16_t *src, int64_t n, bool is_
 }
 
 // Runs plan p with the (uid, pointer) pairs and a workspace from the stream-ordered pool.
-static bool execute(struct dt_cuda_sdpa *d, sdpa_plan *p, const int64_t *uids, void **ptrs, int n) {
+// NULL when it ran; else why not (the call then goes to the hand kernel, which needs no workspace: a
+// device without room for cuDNN's is not an error).
+static const char *execute(struct dt_cuda_sdpa *d, sdpa_plan *p, const int64_t *uids, void **ptrs, int n) {
     void *ws = NULL;
-    if (p->ws > 0 && !CU_OK(cudaMallocAsync(&ws, (size_t)p->ws, dt_cuda_stream()))) return false;
+    if (p->ws > 0) {
+        cudaError_t e = cudaMallocAsync(&ws, (size_t)p->ws, dt_cuda_stream());
+        if (e == cudaErrorMemoryAllocation) {
+            (void)cudaGetLastError(); // not sticky, and not this step's error
+            return "no device memory for cuDNN's workspace";
+        }
+        if (!dt_cuda_ok_(e, "cudaMallocAsync (cuDNN workspace)", __FILE__, __LINE__)) return "CUDA error";
+    }
     builder b = {};
     cudnnBackendDescriptor_t pack = mk(&b, CUDNN_BACKEND_VARIANT_PACK_DESCRIPTOR);
     set(&b, pack, CUDNN_ATTR_VARIANT_PACK_UNIQUE_IDS, CUDNN_TYPE_INT64, n, uids, "variant pack uids");
@@ -537,9 +546,9 @@ static bool execute(struct dt_cuda_sdpa *d, sdpa_plan *p, const int64_t *uids, v
         char why[160];
         snprintf(why, sizeof why, "cudnnBackendExecute: %s", cudnnGetErrorString(s));
         turn_off(d, why);
-        return false;
+        return "cuDNN attention off";
     }
-    return true;
+    return NULL;
 }
 
 // ---- the first-use check against the hand kernel ----
@@ -567,16 +576,22 @@ static double rel_rms(const float *a, const float *b, int64_t n) {
 // that; a wrong graph (mask, scale, layout) is off by tens of percent. The bound sits between.
 #define CHECK_REL 0.08
 
+// Device memory for the check's reference; NULL (not an error: the check waits for a later call) when
+// the device has no room.
 static void *tmp_alloc(size_t bytes) {
     void *p = NULL;
-    return CU_OK(cudaMallocAsync(&p, bytes, dt_cuda_stream())) ? p : NULL;
+    cudaError_t e = cudaMallocAsync(&p, bytes, dt_cuda_stream());
+    if (e == cudaErrorMemoryAllocation) (void)cudaGetLastError();
+    else dt_cuda_ok_(e, "cudaMallocAsync (attention check)", __FILE__, __LINE__);
+    return e == cudaSuccess ? p : NULL;
 }
 
-static bool check_fwd(struct dt_cuda_sdpa *d, const float *out, const float *lse, const float *q, const float *k,
+// 1: agrees, 0: disagrees (cuDNN attention turned off), -1: not checked (no memory for the reference).
+static int check_fwd(struct dt_cuda_sdpa *d, const float *out, const float *lse, const float *q, const float *k,
                       const float *v, const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
     const int64_t nq = B * T * H * hd, nl = B * H * T;
     float *ro = (float *)tmp_alloc((size_t)nq * 4), *rl = (float *)tmp_alloc((size_t)nl * 4);
-    bool ok = false;
+    int ok = -1;
     if (ro && rl) {
         dt_cuda_attention_fwd_hand(ro, rl, q, k, v, seg_start, B, T, H, KV, hd);
         const double eo = rel_rms(out, ro, nq), el = rel_rms(lse, rl, nl);
@@ -613,21 +628,25 @@ bool dt_cuda_sdpa_fwd(const dt_backend *be, float *out, float *lse, const float 
     float scale = 1.0f / sqrtf((float)hd), neg_inf = -INFINITY;
     const int64_t uids[] = {U_Q, U_K, U_V, U_O, U_STATS, U_SCALE, U_NEGINF, U_SEG};
     void *ptrs[] = {c.q, c.k, c.v, c.o, lse, &scale, &neg_inf, (void *)seg_start};
-    if (!execute(d, p, uids, ptrs, p->seg ? 8 : 7) || !widen(out, false, c.o, nq, is_bf16)) return to_hand(d, "cuDNN failed");
+    const char *why = execute(d, p, uids, ptrs, p->seg ? 8 : 7);
+    if (why) return to_hand(d, why);
+    if (!widen(out, false, c.o, nq, is_bf16)) return false; // recorded
     if (!p->checked) {
-        p->checked = true;
-        if (!check_fwd(d, out, lse, q, k, v, seg_start, B, T, H, KV, hd)) return to_hand(d, "cuDNN attention off");
+        const int c = check_fwd(d, out, lse, q, k, v, seg_start, B, T, H, KV, hd);
+        if (c == 0) return to_hand(d, "cuDNN attention off"); // the caller's hand kernel redoes the call
+        p->checked = c == 1;
     }
     d->on_dnn++;
     return true;
 }
 
-static bool check_bwd(struct dt_cuda_sdpa *d, const float *dq, const float *dk, const float *dv, const float *dout, const float *out, const float *lse, const float *q, const float *k,
+// As check_fwd.
+static int check_bwd(struct dt_cuda_sdpa *d, const float *dq, const float *dk, const float *dv, const float *dout, const float *out, const float *lse, const float *q, const float *k,
                       const float *v, const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
     const int64_t nq = B * T * H * hd, nk = B * T * KV * hd;
     float *rq = (float *)tmp_alloc((size_t)nq * 4), *rk = (float *)tmp_alloc((size_t)nk * 4),
           *rv = (float *)tmp_alloc((size_t)nk * 4), *rd = (float *)tmp_alloc((size_t)(B * H * T) * 4);
-    bool ok = false;
+    int ok = -1;
     if (rq && rk && rv && rd) {
         dt_cuda_attention_bwd_hand(rq, rk, rv, false, false, false, dout, out, lse, q, k, v, seg_start, B, T, H, KV, hd, rd);
         const double eq = rel_rms(dq, rq, nq), ek = rel_rms(dk, rk, nk), ev = rel_rms(dv, rv, nk);
@@ -669,7 +688,8 @@ bool dt_cuda_sdpa_bwd(const dt_backend *be, float *dq, float *dk, float *dv, boo
                             U_SEG};
     void *ptrs[] = {c.q,  c.k,     c.v,  c.o,  c.dout, (void *)lse, c.sum, &scale, &neg_inf,
                     &one, c.dqacc, c.dq, c.dk, c.dv,   (void *)seg_start};
-    if (!execute(d, p, uids, ptrs, p->seg ? 15 : 14)) return to_hand(d, "cuDNN failed");
+    const char *why = execute(d, p, uids, ptrs, p->seg ? 15 : 14);
+    if (why) return to_hand(d, why);
     if (dq) {
         bhsd_to_bshd_k<<<dt_cuda_blocks(nq, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(dq, acc_q, c.dqacc, B, T, H,
                                                                                             hd);
@@ -678,9 +698,9 @@ bool dt_cuda_sdpa_bwd(const dt_backend *be, float *dq, float *dk, float *dv, boo
     if ((dk && !widen(dk, acc_k, c.dk, nk, is_bf16)) || (dv && !widen(dv, acc_v, c.dv, nk, is_bf16))) return false;
     // Checked on a call that overwrites all three (with accumulation they hold more than this call's).
     if (!p->checked && dq && dk && dv && !acc_q && !acc_k && !acc_v) {
-        p->checked = true;
-        if (!check_bwd(d, dq, dk, dv, dout, out, lse, q, k, v, seg_start, B, T, H, KV, hd))
-            return to_hand(d, "cuDNN attention off");
+        const int c = check_bwd(d, dq, dk, dv, dout, out, lse, q, k, v, seg_start, B, T, H, KV, hd);
+        if (c == 0) return to_hand(d, "cuDNN attention off");
+        p->checked = c == 1;
     }
     d->on_dnn++;
     return true;
