@@ -802,7 +802,7 @@ int main(void) {
     for (size_t i = 0; i < sizeof cases / sizeof *cases; i++) test_attention(cases[i]);
     const attn_case cudnn_cases[] = {
         {2, 37, 4, 2, 16, false}, {1, 70, 4, 4, 64, false}, {2, 40, 4, 1, 32, false}, {2, 50, 4, 2, 16, true},
-        {1, 64, 2, 2, 32, true},
+        {1, 64, 2, 2, 32, true}, {1, 37, 2, 1, 16, false},
     };
     for (size_t i = 0; i < sizeof cudnn_cases / sizeof *cudnn_cases; i++) test_attention_cudnn(cudnn_cases[i]);
     test_attention_cached(1, 0, 4, 2, 16);

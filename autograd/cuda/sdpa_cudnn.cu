@@ -468,32 +468,34 @@ static sdpa_plan *pick_plan(struct dt_cuda_sdpa *d, bool bwd, cudnnDataType_t t,
     return p;
 }
 
-// The attention scratch of the 16-bit tables: q, k, v, o, dO, dQ, dK, dV in 16 bits, the f32 dQ
-// accumulator and the row sums D (B, H, T). The hand kernel's D reuses the last.
-size_t dt_cuda_sdpa_scratch_bytes(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
-    const size_t bt = (size_t)(B * T * hd);
-    return bt * (size_t)(4 * H + 4 * KV) * 2 + bt * (size_t)H * 4 + (size_t)(B * H * T) * 4;
-}
-
+// The attention scratch of the 16-bit tables.
+// The pieces, in order: the row sums D (B, H, T) f32 first (where the hand kernel's backward keeps its
+// own D), the f32 dQ accumulator (B, H, T, hd), then q, o, dO, dQ (B, T, H, hd) and k, v, dK, dV
+// (B, T, KV, hd) in 16 bits. Each starts on a 256-byte boundary: the graph declares 16-byte alignment,
+// and 256 is what cudaMalloc gives.
 typedef struct {
     uint16_t *q, *k, *v, *o, *dout, *dq, *dk, *dv;
     float *dqacc, *sum;
 } carve;
+#define PIECE_ALIGN 256
+static size_t piece(size_t bytes) { return (bytes + PIECE_ALIGN - 1) & ~(size_t)(PIECE_ALIGN - 1); }
+
+size_t dt_cuda_sdpa_scratch_bytes(int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
+    const size_t nq = (size_t)(B * T * H * hd), nk = (size_t)(B * T * KV * hd);
+    return piece((size_t)(B * H * T) * 4) + piece(nq * 4) + 4 * piece(nq * 2) + 4 * piece(nk * 2);
+}
+
 static carve carve_scratch(void *scratch, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
     const size_t nq = (size_t)(B * T * H * hd), nk = (size_t)(B * T * KV * hd);
+    uint8_t *p = (uint8_t *)scratch;
     carve c;
-    float *f = (float *)scratch;
-    c.sum = f;                           // (B, H, T)
-    c.dqacc = f + (size_t)(B * H * T);   // (B, H, T, hd)
-    uint16_t *h = (uint16_t *)(c.dqacc + nq);
-    c.q = h, h += nq;                    // (B, T, H, hd) each of the H ones
-    c.o = h, h += nq;
-    c.dout = h, h += nq;
-    c.dq = h, h += nq;
-    c.k = h, h += nk;                    // (B, T, KV, hd) each of the KV ones
-    c.v = h, h += nk;
-    c.dk = h, h += nk;
-    c.dv = h;
+    c.sum = (float *)p, p += piece((size_t)(B * H * T) * 4);
+    c.dqacc = (float *)p, p += piece(nq * 4);
+    uint16_t **h16[] = {&c.q, &c.o, &c.dout, &c.dq, &c.k, &c.v, &c.dk, &c.dv};
+    for (int i = 0; i < 8; i++) {
+        *h16[i] = (uint16_t *)p;
+        p += piece((i < 4 ? nq : nk) * 2);
+    }
     return c;
 }
 

@@ -194,7 +194,7 @@ inline std::vector<int64_t> ints(const emu_dnn_desc *d, int name) {
 struct tensor {
     std::vector<int64_t> dim, stride;
     cudnnDataType_t type;
-    int64_t uid = -1;
+    int64_t uid = -1, align = 1;
     bool virt = false, by_value = false;
 };
 inline bool read_tensor(const emu_dnn_desc *d, tensor *t) {
@@ -205,6 +205,7 @@ inline bool read_tensor(const emu_dnn_desc *d, tensor *t) {
     one(d, CUDNN_ATTR_TENSOR_UNIQUE_ID, CUDNN_TYPE_INT64, &t->uid);
     one(d, CUDNN_ATTR_TENSOR_IS_VIRTUAL, CUDNN_TYPE_BOOLEAN, &t->virt);
     one(d, CUDNN_ATTR_TENSOR_IS_BY_VALUE, CUDNN_TYPE_BOOLEAN, &t->by_value);
+    one(d, CUDNN_ATTR_TENSOR_BYTE_ALIGNMENT, CUDNN_TYPE_INT64, &t->align);
     return true;
 }
 inline int64_t numel(const std::vector<int64_t> &dim) {
@@ -268,12 +269,15 @@ inline bool bcastable(const std::vector<int64_t> &src, const std::vector<int64_t
 struct run {
     std::map<const emu_dnn_desc *, std::vector<float>> val;
     std::map<int64_t, void *> ptr;
+    // A device tensor's address honours the alignment its descriptor promises (the real kernels
+    // vectorise their loads on it); by-value scalars are host values.
+    bool aligned(const tensor &t) { return t.by_value || (uintptr_t)ptr[t.uid] % (uintptr_t)t.align == 0; }
     // The values of tensor d: computed (virtual), or read from its variant-pack pointer.
     const std::vector<float> *input(const emu_dnn_desc *d) {
         auto it = val.find(d);
         if (it != val.end()) return &it->second;
         tensor t;
-        if (!read_tensor(d, &t) || t.virt || !ptr.count(t.uid)) return nullptr;
+        if (!read_tensor(d, &t) || t.virt || !ptr.count(t.uid) || !aligned(t)) return nullptr;
         std::vector<float> v((size_t)numel(t.dim));
         std::vector<int64_t> idx(t.dim.size());
         for (int64_t n = 0; n < (int64_t)v.size(); n++) {
@@ -290,7 +294,7 @@ struct run {
         if (!read_tensor(d, &t) || (int64_t)v.size() != numel(t.dim)) return false;
         for (float &x : v) x = round_to(x, t.type);
         if (!t.virt) {
-            if (!ptr.count(t.uid)) return false;
+            if (!ptr.count(t.uid) || !aligned(t)) return false;
             std::vector<int64_t> idx(t.dim.size());
             for (int64_t n = 0; n < (int64_t)v.size(); n++) {
                 unflatten(n, t.dim, idx.data());
