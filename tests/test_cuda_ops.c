@@ -461,6 +461,37 @@ static void test_attention_cudnn(attn_case c) {
     G16->free(G16, dScratch);
 }
 
+// Emulator only (EMU_ASYNC_FAIL_BYTES): no device memory for cuDNN's workspace (the stand-in's engine asks
+// for 4096 bytes) sends the call to the hand kernel, which needs none: its f32 result, no error recorded,
+// and the reason in the attention note.
+static void test_cudnn_no_workspace(void) {
+    if (strcmp(dt_backend_cuda_device_name(), "CPU emulation")) return;
+    const int64_t B = 1, T = 9, H = 2, KV = 1, hd = 16, nq = B * T * H * hd, nk = B * T * KV * hd;
+    const dt_backend *G16;
+    if (dt_backend_cuda_init(&ctx, DT_BF16, &G16)) { TEST_FAIL("cuda_cudnn_no_workspace", "%s", ctx.msg); return; }
+    float *q = rand_host(nq, 1.0f), *k = rand_host(nk, 1.0f), *v = rand_host(nk, 1.0f), *out = malloc(nq * 4),
+          *lse = malloc(B * H * T * 4);
+    void *scratch = malloc(dt_cpu_attention_scratch_bytes(B, T, H, KV, hd));
+    dt_cpu_attention_fwd(out, lse, q, k, v, NULL, B, T, H, KV, hd, scratch);
+    float *dQ = to_dev(q, nq * 4), *dK = to_dev(k, nk * 4), *dV = to_dev(v, nk * 4), *dOut = G16->alloc(G16, nq * 4),
+          *dLse = G16->alloc(G16, B * H * T * 4);
+    void *dScratch = G16->alloc(G16, G16->attention_scratch_bytes(G16, B, T, H, KV, hd));
+    long long dnn0, hand0, dnn1, hand1;
+    attention_calls(&dnn0, &hand0);
+    setenv("EMU_ASYNC_FAIL_BYTES", "4096", 1);
+    G16->attention_fwd(G16, dOut, dLse, dQ, dK, dV, NULL, B, T, H, KV, hd, dScratch);
+    unsetenv("EMU_ASYNC_FAIL_BYTES");
+    attention_calls(&dnn1, &hand1);
+    int rc = dt_backend_cuda_check(&ctx);
+    TEST_CHECK("cuda_cudnn_no_workspace_hand_kernel", !rc && dnn1 == dnn0 && hand1 == hand0 + 1 &&
+                   strstr(dt_backend_cuda_attention_note(), "no device memory for cuDNN's workspace"),
+               "rc %d (%s), %s", rc, rc ? ctx.msg : "", dt_backend_cuda_attention_note());
+    check_dev("cuda_cudnn_no_workspace_out", dOut, out, nq, TOL_F32);
+    free(q); free(k); free(v); free(out); free(lse); free(scratch);
+    G16->free(G16, dQ); G16->free(G16, dK); G16->free(G16, dV); G16->free(G16, dOut); G16->free(G16, dLse);
+    G16->free(G16, dScratch);
+}
+
 // Generation's attention over a KV cache: n new queries at positions p0.. over p0+n cached rows.
 static void test_attention_cached(int64_t n, int64_t p0, int64_t H, int64_t KV, int64_t hd) {
     const dt_backend *cpu = dt_backend_cpu();
@@ -805,6 +836,7 @@ int main(void) {
         {1, 64, 2, 2, 32, true}, {1, 37, 2, 1, 16, false},
     };
     for (size_t i = 0; i < sizeof cudnn_cases / sizeof *cudnn_cases; i++) test_attention_cudnn(cudnn_cases[i]);
+    test_cudnn_no_workspace();
     test_attention_cached(1, 0, 4, 2, 16);
     test_attention_cached(5, 37, 8, 2, 64);
     test_swiglu();

@@ -279,7 +279,8 @@ inline cudaError_t cudaStreamDestroy(cudaStream_t s) { free(s); return cudaSucce
 inline cudaError_t cudaStreamSynchronize(cudaStream_t) { return cudaSuccess; }
 // Device memory is counted, so out-of-memory paths can be exercised: EMU_DEVICE_MEM=bytes sets the
 // device's total (default 2 GiB) and cudaMalloc fails beyond it; EMU_MALLOC_FAIL_FROM=k makes the k-th
-// and every later cudaMalloc fail (memory taken by another process in the middle of a run).
+// and every later cudaMalloc fail (memory taken by another process in the middle of a run);
+// EMU_ASYNC_FAIL_BYTES (below) fails one size of stream-ordered allocation.
 namespace emu {
 inline std::mutex mem_lock;
 inline std::map<void *, size_t> live; // device block -> size
@@ -316,7 +317,13 @@ inline void dev_free(void *p) {
 } // namespace emu
 inline cudaError_t cudaMalloc(void **p, size_t n) { return emu::dev_alloc(p, n, true); }
 inline cudaError_t cudaFree(void *p) { emu::dev_free(p); return cudaSuccess; }
-inline cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t) { return emu::dev_alloc(p, n, false); }
+// EMU_ASYNC_FAIL_BYTES=n: a stream-ordered allocation of exactly n bytes fails (one kind of temporary,
+// e.g. cuDNN's workspace, without the reductions' temporaries).
+inline cudaError_t cudaMallocAsync(void **p, size_t n, cudaStream_t) {
+    const size_t fail = emu::env_size("EMU_ASYNC_FAIL_BYTES", 0);
+    if (fail && n == fail) { *p = nullptr; return emu::set_error(cudaErrorMemoryAllocation); }
+    return emu::dev_alloc(p, n, false);
+}
 inline cudaError_t cudaFreeAsync(void *p, cudaStream_t) { emu::dev_free(p); return cudaSuccess; }
 inline cudaError_t cudaMemcpyAsync(void *d, const void *s, size_t n, cudaMemcpyKind, cudaStream_t) {
     memcpy(d, s, n);
