@@ -642,25 +642,34 @@ bool dt_cuda_sdpa_fwd(const dt_backend *be, float *out, float *lse, const float 
     return true;
 }
 
-// As check_fwd.
-static int check_bwd(struct dt_cuda_sdpa *d, const float *dq, const float *dk, const float *dv, const float *dout, const float *out, const float *lse, const float *q, const float *k,
-                      const float *v, const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
+// As check_fwd, on cuDNN's gradients still in the scratch (c), before anything is written to the
+// caller's dq, dk, dv: so every plan is checked on its first call whatever the caller accumulates, and a
+// disagreement leaves the caller's buffers for the hand kernel.
+static int check_bwd(struct dt_cuda_sdpa *d, const carve *c, bool is_bf16, const float *dout, const float *out,
+                     const float *lse, const float *q, const float *k, const float *v, const int32_t *seg_start,
+                     int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd) {
     const int64_t nq = B * T * H * hd, nk = B * T * KV * hd;
     float *rq = (float *)tmp_alloc((size_t)nq * 4), *rk = (float *)tmp_alloc((size_t)nk * 4),
-          *rv = (float *)tmp_alloc((size_t)nk * 4), *rd = (float *)tmp_alloc((size_t)(B * H * T) * 4);
+          *rv = (float *)tmp_alloc((size_t)nk * 4), *rd = (float *)tmp_alloc((size_t)(B * H * T) * 4),
+          *tq = (float *)tmp_alloc((size_t)nq * 4), *tk = (float *)tmp_alloc((size_t)nk * 4),
+          *tv = (float *)tmp_alloc((size_t)nk * 4);
     int ok = -1;
-    if (rq && rk && rv && rd) {
+    if (rq && rk && rv && rd && tq && tk && tv) {
         dt_cuda_attention_bwd_hand(rq, rk, rv, false, false, false, dout, out, lse, q, k, v, seg_start, B, T, H, KV, hd, rd);
-        const double eq = rel_rms(dq, rq, nq), ek = rel_rms(dk, rk, nk), ev = rel_rms(dv, rv, nk);
-        ok = eq <= CHECK_REL && ek <= CHECK_REL && ev <= CHECK_REL;
-        if (!ok) {
-            char why[200];
-            snprintf(why, sizeof why, "its backward disagreed with the hand kernel: relative RMS dq %.3g, dk %.3g, dv %.3g",
-                     eq, ek, ev);
-            turn_off(d, why);
+        bhsd_to_bshd_k<<<dt_cuda_blocks(nq, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(tq, false, c->dqacc, B, T,
+                                                                                            H, hd);
+        if (LAUNCH_OK("bhsd_to_bshd_k") && widen(tk, false, c->dk, nk, is_bf16) && widen(tv, false, c->dv, nk, is_bf16)) {
+            const double eq = rel_rms(tq, rq, nq), ek = rel_rms(tk, rk, nk), ev = rel_rms(tv, rv, nk);
+            ok = eq <= CHECK_REL && ek <= CHECK_REL && ev <= CHECK_REL;
+            if (!ok) {
+                char why[200];
+                snprintf(why, sizeof why,
+                         "its backward disagreed with the hand kernel: relative RMS dq %.3g, dk %.3g, dv %.3g", eq, ek, ev);
+                turn_off(d, why);
+            }
         }
     }
-    for (float *x : {rq, rk, rv, rd})
+    for (float *x : {rq, rk, rv, rd, tq, tk, tv})
         if (x) CU_OK(cudaFreeAsync(x, dt_cuda_stream()));
     return ok;
 }
@@ -692,18 +701,17 @@ bool dt_cuda_sdpa_bwd(const dt_backend *be, float *dq, float *dk, float *dv, boo
                     &one, c.dqacc, c.dq, c.dk, c.dv,   (void *)seg_start};
     const char *why = execute(d, p, uids, ptrs, p->seg ? 15 : 14);
     if (why) return to_hand(d, why);
+    if (!p->checked) {
+        const int ck = check_bwd(d, &c, is_bf16, dout, out, lse, q, k, v, seg_start, B, T, H, KV, hd);
+        if (ck == 0) return to_hand(d, "cuDNN attention off");
+        p->checked = ck == 1;
+    }
     if (dq) {
         bhsd_to_bshd_k<<<dt_cuda_blocks(nq, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(dq, acc_q, c.dqacc, B, T, H,
                                                                                             hd);
         if (!LAUNCH_OK("bhsd_to_bshd_k")) return false;
     }
     if ((dk && !widen(dk, acc_k, c.dk, nk, is_bf16)) || (dv && !widen(dv, acc_v, c.dv, nk, is_bf16))) return false;
-    // Checked on a call that overwrites all three (with accumulation they hold more than this call's).
-    if (!p->checked && dq && dk && dv && !acc_q && !acc_k && !acc_v) {
-        const int c = check_bwd(d, dq, dk, dv, dout, out, lse, q, k, v, seg_start, B, T, H, KV, hd);
-        if (c == 0) return to_hand(d, "cuDNN attention off");
-        p->checked = c == 1;
-    }
     d->on_dnn++;
     return true;
 }
