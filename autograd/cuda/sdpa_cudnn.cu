@@ -358,18 +358,9 @@ static bool make_plan(builder *b, cudnnHandle_t h, cudnnBackendDescriptor_t *ops
 
 // ---- the instance's part ----
 
-void dt_cuda_sdpa_init(dt_cuda_state *st) {
-    struct dt_cuda_sdpa *d = (struct dt_cuda_sdpa *)calloc(1, sizeof *d);
-    st->sdpa = d;
-    if (!d) return;
-    cudnnStatus_t s = cudnnCreate(&d->h);
-    if (s == CUDNN_STATUS_SUCCESS) s = cudnnSetStream(d->h, st->stream);
-    if (s != CUDNN_STATUS_SUCCESS) {
-        d->off = true;
-        d->h = NULL;
-        snprintf(d->off_why, sizeof d->off_why, "cudnnCreate: %s", cudnnGetErrorString(s));
-    }
-}
+// Only the state: the cuDNN handle (which loads the library's engines) is made by the first 16-bit
+// attention call, so f32 runs, eval and generate never pay for it.
+void dt_cuda_sdpa_init(dt_cuda_state *st) { st->sdpa = (struct dt_cuda_sdpa *)calloc(1, sizeof *st->sdpa); }
 
 const char *dt_backend_cuda_attention_note(void) {
     struct dt_cuda_sdpa *d = dt_cuda()->sdpa;
@@ -394,6 +385,20 @@ static void turn_off(struct dt_cuda_sdpa *d, const char *why) {
 static bool to_hand(struct dt_cuda_sdpa *d, const char *why) {
     d->on_hand++;
     d->hand_why = why;
+    return false;
+}
+
+// The handle, made on first use; false (and cuDNN attention off, saying why) when it cannot be.
+static bool handle(struct dt_cuda_sdpa *d) {
+    if (d->h) return true;
+    cudnnStatus_t s = cudnnCreate(&d->h);
+    if (s == CUDNN_STATUS_SUCCESS) s = cudnnSetStream(d->h, dt_cuda_stream());
+    if (s == CUDNN_STATUS_SUCCESS) return true;
+    if (d->h) cudnnDestroy(d->h);
+    d->h = NULL;
+    char why[160];
+    snprintf(why, sizeof why, "cudnnCreate: %s", cudnnGetErrorString(s));
+    turn_off(d, why);
     return false;
 }
 
@@ -468,6 +473,19 @@ static sdpa_plan *pick_plan(struct dt_cuda_sdpa *d, bool bwd, cudnnDataType_t t,
     return p;
 }
 
+// The plan for a 16-bit table's call (is_bf16: its type), or NULL when the hand kernel runs it: the f32
+// table (not counted), cuDNN off or unavailable, a head size its fused kernels do not take (multiples of
+// 8 up to 256; 128 on some GPUs gets no plan), or no plan (pick_plan).
+static sdpa_plan *start(const dt_backend *be, struct dt_cuda_sdpa *d, bool bwd, const int32_t *seg_start, int64_t B,
+                        int64_t T, int64_t H, int64_t KV, int64_t hd, bool *is_bf16) {
+    const cudaDataType_t gt = dt_cuda_gemm_type(be);
+    if (!d || gt == CUDA_R_32F) return NULL;
+    if (d->off || !handle(d)) { to_hand(d, "cuDNN attention off"); return NULL; }
+    if (hd % 8 || hd > 256) { to_hand(d, "head size"); return NULL; }
+    *is_bf16 = gt == CUDA_R_16BF;
+    return pick_plan(d, bwd, *is_bf16 ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF, seg_start, B, T, H, KV, hd);
+}
+
 // The attention scratch of the 16-bit tables.
 // The pieces, in order: the row sums D (B, H, T) f32 first (where the hand kernel's backward keeps its
 // own D), the f32 dQ accumulator (B, H, T, hd), then q, o, dO, dQ (B, T, H, hd) and k, v, dK, dV
@@ -520,6 +538,12 @@ __global__ void bhsd_to_bshd_k(float *dst, bool acc, const float *src, int64_t B
 static bool widen(float *dst, bool acc, const uint16_t *src, int64_t n, bool is_bf16) {
     widen_acc_k<<<dt_cuda_blocks(n, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(dst, acc, src, n, is_bf16);
     return LAUNCH_OK("widen_acc_k");
+}
+
+static bool to_bshd(float *dst, bool acc, const float *src, int64_t B, int64_t T, int64_t H, int64_t hd) {
+    bhsd_to_bshd_k<<<dt_cuda_blocks(B * T * H * hd, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(dst, acc, src, B, T,
+                                                                                                    H, hd);
+    return LAUNCH_OK("bhsd_to_bshd_k");
 }
 
 // Runs plan p with the (uid, pointer) pairs and a workspace from the stream-ordered pool.
@@ -613,15 +637,9 @@ static int check_fwd(struct dt_cuda_sdpa *d, const float *out, const float *lse,
 bool dt_cuda_sdpa_fwd(const dt_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
                       const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd, void *scratch) {
     struct dt_cuda_sdpa *d = dt_cuda()->sdpa;
-    const cudaDataType_t gt = dt_cuda_gemm_type(be);
-    if (!d || gt == CUDA_R_32F) return false; // the f32 table's attention is the hand kernel
-    if (d->off) return to_hand(d, "cuDNN attention off");
-    // cuDNN's fused kernels take head sizes that are multiples of 8 up to 256 (128 on some GPUs: no plan)
-    if (hd % 8 || hd > 256) return to_hand(d, "head size");
-    const cudnnDataType_t t = gt == CUDA_R_16BF ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
-    const bool is_bf16 = gt == CUDA_R_16BF;
-    sdpa_plan *p = pick_plan(d, false, t, seg_start, B, T, H, KV, hd);
-    if (!p) return false; // pick_plan said why
+    bool is_bf16;
+    sdpa_plan *p = start(be, d, false, seg_start, B, T, H, KV, hd, &is_bf16);
+    if (!p) return false;
     carve c = carve_scratch(scratch, B, T, H, KV, hd);
     const int64_t nq = B * T * H * hd, nk = B * T * KV * hd;
     if (!dt_cuda_narrow16(c.q, q, nq, is_bf16) || !dt_cuda_narrow16(c.k, k, nk, is_bf16) ||
@@ -656,9 +674,8 @@ static int check_bwd(struct dt_cuda_sdpa *d, const carve *c, bool is_bf16, const
     int ok = -1;
     if (rq && rk && rv && rd && tq && tk && tv) {
         dt_cuda_attention_bwd_hand(rq, rk, rv, false, false, false, dout, out, lse, q, k, v, seg_start, B, T, H, KV, hd, rd);
-        bhsd_to_bshd_k<<<dt_cuda_blocks(nq, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(tq, false, c->dqacc, B, T,
-                                                                                            H, hd);
-        if (LAUNCH_OK("bhsd_to_bshd_k") && widen(tk, false, c->dk, nk, is_bf16) && widen(tv, false, c->dv, nk, is_bf16)) {
+        if (to_bshd(tq, false, c->dqacc, B, T, H, hd) && widen(tk, false, c->dk, nk, is_bf16) &&
+            widen(tv, false, c->dv, nk, is_bf16)) {
             const double eq = rel_rms(tq, rq, nq), ek = rel_rms(tk, rk, nk), ev = rel_rms(tv, rv, nk);
             ok = eq <= CHECK_REL && ek <= CHECK_REL && ev <= CHECK_REL;
             if (!ok) {
@@ -679,15 +696,9 @@ bool dt_cuda_sdpa_bwd(const dt_backend *be, float *dq, float *dk, float *dv, boo
                       const float *v, const int32_t *seg_start, int64_t B, int64_t T, int64_t H, int64_t KV, int64_t hd,
                       void *scratch) {
     struct dt_cuda_sdpa *d = dt_cuda()->sdpa;
-    const cudaDataType_t gt = dt_cuda_gemm_type(be);
-    if (!d || gt == CUDA_R_32F) return false; // the f32 table's attention is the hand kernel
-    if (d->off) return to_hand(d, "cuDNN attention off");
-    // cuDNN's fused kernels take head sizes that are multiples of 8 up to 256 (128 on some GPUs: no plan)
-    if (hd % 8 || hd > 256) return to_hand(d, "head size");
-    const cudnnDataType_t t = gt == CUDA_R_16BF ? CUDNN_DATA_BFLOAT16 : CUDNN_DATA_HALF;
-    const bool is_bf16 = gt == CUDA_R_16BF;
-    sdpa_plan *p = pick_plan(d, true, t, seg_start, B, T, H, KV, hd);
-    if (!p) return false; // pick_plan said why
+    bool is_bf16;
+    sdpa_plan *p = start(be, d, true, seg_start, B, T, H, KV, hd, &is_bf16);
+    if (!p) return false;
     carve c = carve_scratch(scratch, B, T, H, KV, hd);
     const int64_t nq = B * T * H * hd, nk = B * T * KV * hd;
     if (!dt_cuda_narrow16(c.q, q, nq, is_bf16) || !dt_cuda_narrow16(c.k, k, nk, is_bf16) ||
@@ -706,12 +717,9 @@ bool dt_cuda_sdpa_bwd(const dt_backend *be, float *dq, float *dk, float *dv, boo
         if (ck == 0) return to_hand(d, "cuDNN attention off");
         p->checked = ck == 1;
     }
-    if (dq) {
-        bhsd_to_bshd_k<<<dt_cuda_blocks(nq, EW_THREADS), EW_THREADS, 0, dt_cuda_stream()>>>(dq, acc_q, c.dqacc, B, T, H,
-                                                                                            hd);
-        if (!LAUNCH_OK("bhsd_to_bshd_k")) return false;
-    }
-    if ((dk && !widen(dk, acc_k, c.dk, nk, is_bf16)) || (dv && !widen(dv, acc_v, c.dv, nk, is_bf16))) return false;
+    if ((dq && !to_bshd(dq, acc_q, c.dqacc, B, T, H, hd)) || (dk && !widen(dk, acc_k, c.dk, nk, is_bf16)) ||
+        (dv && !widen(dv, acc_v, c.dv, nk, is_bf16)))
+        return false;
     d->on_dnn++;
     return true;
 }
