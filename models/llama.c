@@ -308,6 +308,13 @@ int dt_llama_init_random_typed(dt_ctx *ctx, const dt_model_config *cfg, const dt
     return dt_llama_init_random_ex(ctx, cfg, be, seed, &o, out);
 }
 
+// Bytes spec s takes in a random model's block: quantized as s->q, or in its dtype, 64-byte aligned.
+static size_t random_spec_bytes(const weight_spec *s, const dt_load_opts *o) {
+    if (s->q != DT_F32) return dt_lq_bytes(s->q, o->double_quant, s->shape[0], s->shape[1]);
+    const size_t numel = (size_t)(s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0]);
+    return (numel * dt_dtype_size(s->ndim == 2 ? o->wtype : DT_F32) + 63) & ~(size_t)63;
+}
+
 int dt_llama_init_random_ex(dt_ctx *ctx, const dt_model_config *cfg, const dt_backend *be, uint64_t seed,
                             const dt_load_opts *o, dt_llama **out) {
     *out = NULL;
@@ -336,8 +343,7 @@ int dt_llama_init_random_ex(dt_ctx *ctx, const dt_model_config *cfg, const dt_ba
         size_t numel = (size_t)(s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0]);
         params += numel;
         if (o->quantize != DT_F32 && s->linear) s->q = o->quantize;
-        bytes += s->q != DT_F32 ? dt_lq_bytes(s->q, o->double_quant, s->shape[0], s->shape[1])
-                                : (numel * dt_dtype_size(s->ndim == 2 ? wtype : DT_F32) + 63) & ~(size_t)63;
+        bytes += random_spec_bytes(s, o);
     }
     m->wtype = wtype;
     m->block = be->alloc(be, bytes);
@@ -359,7 +365,7 @@ int dt_llama_init_random_ex(dt_ctx *ctx, const dt_model_config *cfg, const dt_ba
             for (size_t j = 0; j < numel; j++) w[j] = (float)(0.02 * dt_rng_normal(&rng));
             rc = place_quantized(ctx, m, s, o->double_quant, w, (uint8_t *)m->block + off, &n_nf4);
             free(w);
-            off += dt_lq_bytes(s->q, o->double_quant, s->shape[0], s->shape[1]);
+            off += random_spec_bytes(s, o);
             continue;
         }
         dt_dtype t = s->ndim == 2 ? wtype : DT_F32;
@@ -372,24 +378,21 @@ int dt_llama_init_random_ex(dt_ctx *ctx, const dt_model_config *cfg, const dt_ba
         }
         dt_tensor_set(s->dst, t, (uint8_t *)m->block + off, s->ndim, s->shape);
         s->dst->device = be->device;
-        off += (numel * es + 63) & ~(size_t)63;
+        off += random_spec_bytes(s, o);
     }
     if (rc) { if (tmp != m->block) free(tmp); free(specs); dt_llama_free(m); return rc; }
     rope_inv_freq(cfg, (float *)((uint8_t *)tmp + off));
-    if (tmp != m->block && o->quantize == DT_F32) { // the staged block to the device
-        be->upload(be, m->block, tmp, bytes);
-        free(tmp);
-    } else if (tmp != m->block) { // the staged pieces, between the quantized ones place_quantized uploaded
-        size_t at = 0;
+    if (tmp != m->block) { // the staged block to the device, in runs around the pieces place_quantized put there
+        size_t at = 0, run = 0;
         for (int i = 0; i < n; i++) {
-            weight_spec *s = &specs[i];
-            size_t numel = (size_t)(s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0]);
-            size_t nb = s->q != DT_F32 ? dt_lq_bytes(s->q, o->double_quant, s->shape[0], s->shape[1])
-                                       : (numel * dt_dtype_size(s->ndim == 2 ? wtype : DT_F32) + 63) & ~(size_t)63;
-            if (s->q == DT_F32) be->upload(be, (uint8_t *)m->block + at, (uint8_t *)tmp + at, nb);
+            const size_t nb = random_spec_bytes(&specs[i], o);
+            if (specs[i].q != DT_F32) {
+                if (at > run) be->upload(be, (uint8_t *)m->block + run, (uint8_t *)tmp + run, at - run);
+                run = at + nb;
+            }
             at += nb;
         }
-        be->upload(be, (uint8_t *)m->block + at, (uint8_t *)tmp + at, bytes - at); // the rope frequencies
+        be->upload(be, (uint8_t *)m->block + run, (uint8_t *)tmp + run, bytes - run); // the rest, rope frequencies too
         free(tmp);
     }
     free(specs);
