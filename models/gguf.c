@@ -55,12 +55,13 @@ bool dt_ggml_nbytes(uint32_t type, int n_dims, const int64_t *ne, size_t *out) {
     int64_t blck;
     size_t bytes;
     if (!dt_ggml_type_info(type, NULL, &blck, &bytes) || n_dims < 0 || n_dims > DT_GGUF_MAX_DIMS) return false;
+    // The element count must fit in int64 even when a zero dimension makes the tensor empty: dt_numel
+    // multiplies the dimensions in its own order, and [2^56, 130, 0] must not overflow there.
+    int64_t elems = 1;
+    for (int i = 0; i < n_dims; i++)
+        if (ne[i] < 0 || (ne[i] != 0 && __builtin_mul_overflow(elems, ne[i], &elems))) return false;
     uint64_t rows = 1;
-    for (int i = 1; i < n_dims; i++) {
-        if (ne[i] < 0) return false;
-        if (ne[i] != 0 && rows > UINT64_MAX / (uint64_t)ne[i]) return false;
-        rows *= (uint64_t)ne[i];
-    }
+    for (int i = 1; i < n_dims; i++) rows *= (uint64_t)ne[i]; // <= elems: no overflow
     int64_t ne0 = n_dims > 0 ? ne[0] : 1;
     if (ne0 < 0 || ne0 % blck != 0) return false;
     uint64_t blocks = (uint64_t)(ne0 / blck);

@@ -139,7 +139,7 @@ static int parse_entry(dt_ctx *ctx, const char *path, const char *name, json_t *
     e->t.ndim = (int)nd;
     // Element count and byte size in 64 bits with overflow checks: a corrupt shape must not wrap around
     // into a size that happens to match the offsets.
-    uint64_t numel = 1;
+    uint64_t numel = 1, nonzero = 1;
     for (int i = 0; i < DT_MAX_DIMS; i++) e->t.shape[i] = 1;
     for (size_t i = 0; i < nd; i++) {
         uint64_t d;
@@ -149,8 +149,11 @@ static int parse_entry(dt_ctx *ctx, const char *path, const char *name, json_t *
                            "integer", path, name, i, json_is_integer(x) ? "negative " : "a ",
                            json_is_integer(x) ? "" : json_kind(x));
         e->t.shape[i] = (int64_t)d;
-        if (__builtin_mul_overflow(numel, d, &numel))
-            return dt_fail(ctx, DT_EINPUT, "%s: tensor '%s': shape overflows 64 bits", path, name);
+        // Dimensions also multiply without overflow when a zero makes the tensor empty (dt_numel may take
+        // them in another order), and the count fits dt_numel's int64.
+        if (d != 0 && (__builtin_mul_overflow(nonzero, d, &nonzero) || nonzero > INT64_MAX))
+            return dt_fail(ctx, DT_EINPUT, "%s: tensor '%s': shape overflows 63 bits", path, name);
+        numel *= d;
     }
     uint64_t nbytes;
     if (__builtin_mul_overflow(numel, (uint64_t)ST_DTYPES[k].size, &nbytes))

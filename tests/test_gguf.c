@@ -531,6 +531,14 @@ static void test_corrupt(void) {
     expect_corrupt("corrupt_negative_dim", c, b.n, DT_EINPUT, "'t1'", "negative");
     RESET(); put_u64(c + b.t1_info_at + 4, 1ull << 62); put_u64(c + b.t1_info_at + 12, 1ull << 62);
     expect_corrupt("corrupt_dims_overflow", c, b.n, DT_EINPUT, "'t1'", "too large");
+    {   // The fuzzer's case: an empty tensor (ne1 = 0, so 0 bytes) whose other dimensions multiply past
+        // int64 is refused; an empty one whose count fits is 0 bytes.
+        size_t nb = 1;
+        bool big = dt_ggml_nbytes(DT_GGML_F32, 3, (int64_t[]){1ll << 40, 0, 1ll << 40}, &nb);
+        bool ok = dt_ggml_nbytes(DT_GGML_F32, 3, (int64_t[]){1ll << 40, 0, 1ll << 20}, &nb);
+        TEST_CHECK("nbytes_empty_dims_overflow", !big && ok && nb == 0, "refused %d, accepted %d, %zu bytes",
+                   !big, ok, nb);
+    }
     RESET(); put_u32(c + t1_type, 200);
     expect_corrupt("corrupt_unknown_type", c, b.n, DT_EINPUT, "unsupported type 200", "'t1'");
     RESET(); put_u32(c + t1_type, 4); // Q4_2, removed from ggml

@@ -442,6 +442,11 @@ static void test_corrupt(void) {
     corrupt("ovf2.safetensors", "{" ENTRY("w1", "F32", "[4611686018427387904]", 0, 0) "}", 0);
     expect_fail("corrupt: byte size overflows 64 bits", tmp("ovf2.safetensors"), DT_EINPUT, "ovf2.safetensors",
                 "'w1'", "overflow");
+    // An empty tensor (a zero dimension) whose other dimensions multiply past int64: its byte size is 0
+    // and matches the offsets, so only the shape check can refuse it.
+    corrupt("ovf0.safetensors", "{" ENTRY("w1", "F32", "[4294967296,0,4294967296]", 0, 0) "}", 0);
+    expect_fail("corrupt: empty shape whose other dimensions overflow", tmp("ovf0.safetensors"), DT_EINPUT,
+                "ovf0.safetensors", "'w1'", "overflow");
     corrupt("dtype.safetensors", "{" ENTRY("w1", "Q4_K", "[4]", 0, 16) "}", 16);
     expect_fail("corrupt: unknown dtype", tmp("dtype.safetensors"), DT_EINPUT, "dtype.safetensors", "'w1'",
                 "unknown dtype 'Q4_K'");
