@@ -161,7 +161,7 @@ static int make_entry(dt_ctx *ctx, dt_gguf_model *m, const dt_model_config *c, c
         (lt == DT_LT_Q || lt == DT_LT_K || lt == DT_LT_Q_BIAS || lt == DT_LT_K_BIAS)) {
         const int heads = lt == DT_LT_Q || lt == DT_LT_Q_BIAS ? c->num_heads : c->num_kv_heads;
         const int64_t rows = t->shape[0];
-        if (rows % (2 * heads))
+        if (rows == 0 || rows % (2 * heads))
             return dt_fail(ctx, DT_EINPUT, "%s: tensor '%s': %lld rows do not split into %d heads of even size",
                            m->f->path, g->name, (long long)rows, heads);
         if (!(m->owned[e] = malloc(g->nbytes ? g->nbytes : 1))) return dt_fail(ctx, DT_ENOMEM, "out of memory");

@@ -169,6 +169,10 @@ static void test_corrupt(void) {
     expect_corrupt("corrupt_unsupported_type", good, 0, t, 4 + 16, &iq4_nl, 4, "has type IQ4_NL, which is not supported");
     const int64_t ne0 = 80; // rows of 80 values: not whole blocks of 32
     expect_corrupt("corrupt_partial_block_row", good, 0, t, 4, &ne0, 8, "blk.1.ffn_down.weight");
+    // A q projection of no rows (ne[1] = 0, so 0 bytes): the q/k row permute once divided by the row count
+    // (fuzz_gguf_model's finding).
+    const int64_t zero = 0;
+    expect_corrupt("corrupt_zero_q_rows", good, 0, "blk.0.attn_q.weight", 4 + 8, &zero, 8, "blk.0.attn_q.weight");
     size_t n;
     char *x = tf_slurp(good, &n);
     free(x);

@@ -106,6 +106,30 @@ def main():
               ("tokenizer.ggml.bos_token_id", U32, struct.pack("<I", 1)), ("tokenizer.ggml.eos_token_id", U32, struct.pack("<I", 2)),
               ("tokenizer.ggml.unknown_token_id", U32, struct.pack("<I", 0)), ("tokenizer.ggml.add_eos_token", BOOL, b"\1")]
     put("fuzz_gguf", "tokenizer_llama", gguf(sp_kvs, []))
+    # GGUF bases (fuzz_gguf_model): a one-layer llama, hidden 32, 2 heads of 16, 1 KV head, vocab 4, with
+    # Q8_0 (f16 scale + 32 int8), Q4_0 (f16 scale + 16 nibble bytes), F16 and F32 tensors and llama3 RoPE
+    # factors; and a qwen2 one with q/k/v biases and a tied head (no output.weight).
+    def q8_0(rows): return (b"\x00\x3c" + bytes(range(32))) * rows
+    def q4_0(rows): return (b"\x00\x3c" + bytes(range(16))) * rows
+    def base_kvs(arch, extra=()):
+        u = lambda v: struct.pack("<I", v)
+        return [("general.architecture", STR, gguf_str(arch)), ("%s.block_count" % arch, U32, u(1)),
+                ("%s.embedding_length" % arch, U32, u(32)), ("%s.attention.head_count" % arch, U32, u(2)),
+                ("%s.attention.head_count_kv" % arch, U32, u(1)), ("%s.feed_forward_length" % arch, U32, u(32)),
+                ("%s.context_length" % arch, U32, u(64)),
+                ("%s.attention.layer_norm_rms_epsilon" % arch, F32T, struct.pack("<f", 1e-5))] + list(extra)
+    layer = [("blk.0.attn_norm.weight", [32], 0, f32(*[1.0] * 32)), ("blk.0.attn_q.weight", [32, 32], 8, q8_0(32)),
+             ("blk.0.attn_k.weight", [32, 16], 8, q8_0(16)), ("blk.0.attn_v.weight", [32, 16], 1, b"\x00\x3c" * 512),
+             ("blk.0.attn_output.weight", [32, 32], 2, q4_0(32)), ("blk.0.ffn_norm.weight", [32], 0, f32(*[1.0] * 32)),
+             ("blk.0.ffn_gate.weight", [32, 32], 8, q8_0(32)), ("blk.0.ffn_up.weight", [32, 32], 8, q8_0(32)),
+             ("blk.0.ffn_down.weight", [32, 32], 8, q8_0(32))]
+    common = [("token_embd.weight", [32, 4], 0, f32(*[0.01 * i for i in range(128)])),
+              ("output_norm.weight", [32], 0, f32(*[1.0] * 32))]
+    put("fuzz_gguf_model", "llama_q8", gguf(base_kvs("llama", [("tokenizer.ggml.bos_token_id", U32, struct.pack("<I", 1))]),
+        common + layer + [("output.weight", [32, 4], 8, q8_0(4)), ("rope_freqs.weight", [8], 0, f32(*[1.0] * 8))]))
+    put("fuzz_gguf_model", "qwen2_bias", gguf(base_kvs("qwen2"), common + layer + [
+        ("blk.0.attn_q.bias", [32], 0, f32(*[0.0] * 32)), ("blk.0.attn_k.bias", [16], 0, f32(*[0.0] * 16)),
+        ("blk.0.attn_v.bias", [16], 0, f32(*[0.0] * 16))]))
     # llama2.c: dim 4, hidden 4, 1 layer, 2 heads, 1 kv head, vocab 3 (shared classifier), seq_len 4
     dim, hid, L, H, KV, V, S = 4, 4, 1, 2, 1, 3, 4
     hs = dim // H
