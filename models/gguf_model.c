@@ -185,7 +185,8 @@ int dt_gguf_model_open(dt_ctx *ctx, const char *path, dt_model_config *cfg, dt_g
         const dt_gguf_tensor *g = &m->f->tensors[i];
         if (!strcmp(g->name, "rope_freqs.weight")) {
             // llama3 RoPE: head_dim/2 f32 factors the frequencies are divided by.
-            if (g->type != DT_GGML_F32 || g->ne[0] != cfg->head_dim / 2) {
+            // Exactly that many values: [hd/2, 0, ...] is 0 bytes and [hd/2, 2] twice too many.
+            if (g->type != DT_GGML_F32 || g->ne[0] != cfg->head_dim / 2 || g->nbytes != (size_t)g->ne[0] * 4) {
                 rc = dt_fail(ctx, DT_EINPUT, "%s: tensor 'rope_freqs.weight': expected %d F32 values", path, cfg->head_dim / 2);
                 break;
             }

@@ -173,6 +173,17 @@ static void test_corrupt(void) {
     // (fuzz_gguf_model's finding).
     const int64_t zero = 0;
     expect_corrupt("corrupt_zero_q_rows", good, 0, "blk.0.attn_q.weight", 4 + 8, &zero, 8, "blk.0.attn_q.weight");
+    {   // fuzz_gguf_model's finding: rope_freqs.weight of ne {8, 32435593019392, 0} (head_dim/2 = 8 as ne[0],
+        // 0 bytes) was taken as 8 factors and read past its empty copy.
+        dt_ctx c2;
+        dt_ctx_init(&c2);
+        dt_model_config cfg;
+        dt_gguf_model *gm = NULL;
+        int st = dt_gguf_model_open(&c2, "tests/fuzz/corpus/fuzz_gguf_model/finding-rope-freqs-3d", &cfg, &gm);
+        TEST_CHECK("corrupt_rope_freqs_shape", st == DT_EINPUT && strstr(c2.msg, "rope_freqs.weight") &&
+                   strstr(c2.msg, "finding-rope-freqs-3d"), "status %d: %s", st, c2.msg);
+        dt_gguf_model_close(gm);
+    }
     size_t n;
     char *x = tf_slurp(good, &n);
     free(x);
