@@ -161,10 +161,15 @@ static int make_entry(dt_ctx *ctx, dt_gguf_model *m, const dt_model_config *c, c
         (lt == DT_LT_Q || lt == DT_LT_K || lt == DT_LT_Q_BIAS || lt == DT_LT_K_BIAS)) {
         const int heads = lt == DT_LT_Q || lt == DT_LT_Q_BIAS ? c->num_heads : c->num_kv_heads;
         const int64_t rows = t->shape[0];
-        if (rows == 0 || rows % (2 * heads))
+        // An empty q/k weight is no projection; refusing it also keeps a [0-byte, 2^28-row] tensor from
+        // spinning the row loop below.
+        if (g->nbytes == 0)
+            return dt_fail(ctx, DT_EINPUT, "%s: tensor '%s' is empty (ne [%lld, %lld])", m->f->path, g->name,
+                           (long long)g->ne[0], (long long)g->ne[1]);
+        if (rows % (2 * heads))
             return dt_fail(ctx, DT_EINPUT, "%s: tensor '%s': %lld rows do not split into %d heads of even size",
                            m->f->path, g->name, (long long)rows, heads);
-        if (!(m->owned[e] = malloc(g->nbytes ? g->nbytes : 1))) return dt_fail(ctx, DT_ENOMEM, "out of memory");
+        if (!(m->owned[e] = malloc(g->nbytes))) return dt_fail(ctx, DT_ENOMEM, "out of memory");
         dt_gguf_permute_rows(m->owned[e], g->data, rows, g->nbytes / (size_t)rows, heads, true);
         t->data = m->owned[e];
     }

@@ -169,10 +169,11 @@ static void test_corrupt(void) {
     expect_corrupt("corrupt_unsupported_type", good, 0, t, 4 + 16, &iq4_nl, 4, "has type IQ4_NL, which is not supported");
     const int64_t ne0 = 80; // rows of 80 values: not whole blocks of 32
     expect_corrupt("corrupt_partial_block_row", good, 0, t, 4, &ne0, 8, "blk.1.ffn_down.weight");
-    // A q projection of no rows (ne[1] = 0, so 0 bytes): the q/k row permute once divided by the row count
-    // (fuzz_gguf_model's finding).
-    const int64_t zero = 0;
-    expect_corrupt("corrupt_zero_q_rows", good, 0, "blk.0.attn_q.weight", 4 + 8, &zero, 8, "blk.0.attn_q.weight");
+    // Empty q/k weights (fuzz_gguf_model's findings): no rows (ne[1] = 0) once divided by zero in the row
+    // permute; rows of no bytes (ne[0] = 0, ne[1] = 2^28) spun it for seconds.
+    const int64_t zero = 0, empty_rows[2] = {0, 1ll << 28};
+    expect_corrupt("corrupt_zero_q_rows", good, 0, "blk.0.attn_q.weight", 4 + 8, &zero, 8, "'blk.0.attn_q.weight' is empty");
+    expect_corrupt("corrupt_empty_k_rows", good, 0, "blk.0.attn_k.weight", 4, empty_rows, 16, "'blk.0.attn_k.weight' is empty");
     {   // fuzz_gguf_model's finding: rope_freqs.weight of ne {8, 32435593019392, 0} (head_dim/2 = 8 as ne[0],
         // 0 bytes) was taken as 8 factors and read past its empty copy.
         dt_ctx c2;

@@ -2,10 +2,10 @@
 // tensors under Hugging Face names in their stored types (quantized ones as views), llama's q/k rows put
 // back in rotate-half order, and the llama3 RoPE factors. Every entry's first and last byte is read and
 // its first row converted to f32, so a view that overran the file or a permute that wrote outside its
-// copy shows up under ASan.
+// copy shows up under ASan. A file that opens then loads as a model and runs a forward (fuzz_model.h).
 #include "autograd/dtype.h"
 #include "models/gguf_model.h"
-#include "tests/fuzz/fuzz_util.h"
+#include "tests/fuzz/fuzz_model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     char path[128];
@@ -32,5 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     const float *rf = dt_gguf_model_rope_factors(m);
     if (rf && cfg.head_dim >= 2) sink += rf[0] + rf[cfg.head_dim / 2 - 1];
     dt_gguf_model_close(m);
+
+    fuzz_model_forward(path);
     return 0;
 }

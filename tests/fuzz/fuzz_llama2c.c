@@ -1,6 +1,7 @@
-// llama2.c checkpoints (.bin): the seven-int header, the size check, the HF renaming and permutes.
+// llama2.c checkpoints (.bin): the seven-int header, the size check, the HF renaming and permutes; a file
+// that loads then runs a forward (fuzz_model.h).
 #include "models/llama2c.h"
-#include "tests/fuzz/fuzz_util.h"
+#include "tests/fuzz/fuzz_model.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     char path[128];
@@ -18,5 +19,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
         if (numel <= (int64_t)(sizeof buf / sizeof buf[0])) (void)dt_llama2c_read_f32(&ctx, m, t->name, buf, t->ndim, t->shape);
     }
     dt_llama2c_free(m);
+    fuzz_model_forward(path);
     return 0;
 }

@@ -130,6 +130,33 @@ def main():
     put("fuzz_gguf_model", "qwen2_bias", gguf(base_kvs("qwen2"), common + layer + [
         ("blk.0.attn_q.bias", [32], 0, f32(*[0.0] * 32)), ("blk.0.attn_k.bias", [16], 0, f32(*[0.0] * 16)),
         ("blk.0.attn_v.bias", [16], 0, f32(*[0.0] * 16))]))
+    # Hugging Face model folders (fuzz_hf_model): config.json SEP model.safetensors, one layer, hidden 8,
+    # 2 heads of 4, 1 KV head, intermediate 8, vocab 4: a llama in F32, a qwen3 with q/k norms in BF16 and
+    # a tied qwen2 with q/k/v biases in F16.
+    def hf_model(model_type, arch, dt, tied=False, bias=False, qk_norm=False):
+        H, I, V, hd = 8, 8, 4, 4
+        cfg = {"architectures": [arch], "model_type": model_type, "hidden_size": H, "intermediate_size": I,
+               "num_attention_heads": 2, "num_key_value_heads": 1, "num_hidden_layers": 1, "vocab_size": V,
+               "rms_norm_eps": 1e-6, "tie_word_embeddings": tied, "max_position_embeddings": 32, "head_dim": hd}
+        raw = {"F32": lambda k: f32(*[0.01 * (i % 7) for i in range(k)]), "BF16": lambda k: b"\x80\x3c" * k,
+               "F16": lambda k: b"\x00\x24" * k}[dt]
+        p = "model.layers.0."
+        ts = [("model.embed_tokens.weight", [V, H]), (p + "input_layernorm.weight", [H]),
+              (p + "self_attn.q_proj.weight", [H, H]), (p + "self_attn.k_proj.weight", [hd, H]),
+              (p + "self_attn.v_proj.weight", [hd, H]), (p + "self_attn.o_proj.weight", [H, H]),
+              (p + "post_attention_layernorm.weight", [H]), (p + "mlp.gate_proj.weight", [I, H]),
+              (p + "mlp.up_proj.weight", [I, H]), (p + "mlp.down_proj.weight", [H, I]), ("model.norm.weight", [H])]
+        if bias:
+            ts += [(p + "self_attn.q_proj.bias", [H]), (p + "self_attn.k_proj.bias", [hd]), (p + "self_attn.v_proj.bias", [hd])]
+        if qk_norm:
+            ts += [(p + "self_attn.q_norm.weight", [hd]), (p + "self_attn.k_norm.weight", [hd])]
+        if not tied:
+            ts += [("lm_head.weight", [V, H])]
+        tensors = [(name, dt, shape, raw(shape[0] * (shape[1] if len(shape) > 1 else 1))) for name, shape in ts]
+        return json.dumps(cfg, indent=1).encode() + SEP + safetensors(tensors)
+    put("fuzz_hf_model", "llama_f32", hf_model("llama", "LlamaForCausalLM", "F32"))
+    put("fuzz_hf_model", "qwen3_bf16", hf_model("qwen3", "Qwen3ForCausalLM", "BF16", qk_norm=True))
+    put("fuzz_hf_model", "qwen2_f16_tied", hf_model("qwen2", "Qwen2ForCausalLM", "F16", tied=True, bias=True))
     # llama2.c: dim 4, hidden 4, 1 layer, 2 heads, 1 kv head, vocab 3 (shared classifier), seq_len 4
     dim, hid, L, H, KV, V, S = 4, 4, 1, 2, 1, 3, 4
     hs = dim // H

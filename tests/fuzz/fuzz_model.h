@@ -1,0 +1,31 @@
+// Shared by the model harnesses (fuzz_gguf_model, fuzz_hf_model, fuzz_llama2c): a model file or folder
+// the loader accepted is loaded on the CPU (f32 compute; quantized and 16-bit weights kept as stored)
+// and runs a 3-token forward with its loss, grad off. A shape the loader let through but the forward
+// reads past, or a weight type a kernel does not expect, is found there.
+#ifndef DT_FUZZ_MODEL_H
+#define DT_FUZZ_MODEL_H
+#include "autograd/graph.h"
+#include "models/llama.h"
+#include "tests/fuzz/fuzz_util.h"
+
+static inline void fuzz_model_forward(const char *path) {
+    dt_ctx ctx;
+    fuzz_ctx(&ctx);
+    dt_llama *m;
+    if (dt_llama_load_cpu(&ctx, path, DT_F32, "fuzz", &m)) return;
+    const int32_t V = m->cfg.vocab_size;
+    const int32_t ids[3] = {0, 1 % V, (V - 1) % V};
+    dt_graph g;
+    if (!dt_graph_init(&ctx, &g, m->be, 0)) {
+        g.grad_enabled = false;
+        dt_batch b = {1, 3, ids, ids, NULL, NULL};
+        dt_llama_out out;
+        volatile float sink = 0;
+        if (!dt_llama_forward(&ctx, &g, m, NULL, &b, 0, true, &out)) sink += dt_f32(out.logits)[0];
+        (void)sink;
+        dt_graph_free(&g);
+    }
+    dt_llama_free(m);
+}
+
+#endif
