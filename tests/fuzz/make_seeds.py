@@ -180,6 +180,11 @@ def main():
     ts = [("base_model.model.model.layers.1.self_attn.q_proj.lora_A.weight", "F32", [1, 64], f32(*[0.0] * 64)),
           ("base_model.model.model.layers.1.self_attn.q_proj.lora_B.weight", "F32", [64, 1], f32(*[0.0] * 64))]
     put("fuzz_adapter", "lora", json.dumps(lora).encode() + SEP + safetensors(ts))
+    # The golden adapters of the harness's base config (llama_gqa), each loading onto the model: every
+    # method's tensors reach the forward.
+    for name in ["llama_gqa", "rank_pattern", "ia3", "bitfit", "bottleneck", "prefix_tuning"]:
+        a = "tests/golden/%s/adapter/" % name
+        put("fuzz_adapter", "golden_" + name, read(a + "adapter_config.json") + SEP + read(a + "adapter_model.safetensors"))
     # recipes: YAML SEP overrides
     put("fuzz_recipe", "tiny", read("tests/data/train/tiny.yaml") + SEP + b"train.max_steps=3\nmethod.r=2\nresume=true\n")
     put("fuzz_recipe", "stories", read("recipes/stories260k-lora.yaml"))
