@@ -33,6 +33,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     if (rf && cfg.head_dim >= 2) sink += rf[0] + rf[cfg.head_dim / 2 - 1];
     dt_gguf_model_close(m);
 
-    fuzz_model_forward(path);
+    fuzz_model_forward(path, DT_F32);
     return 0;
 }

@@ -13,6 +13,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     fuzz_write("hf/config.json", parts[0].p, parts[0].n, path, sizeof path);
     fuzz_write("hf/model.safetensors", k > 1 ? parts[1].p : (const uint8_t *)"", k > 1 ? parts[1].n : 0, path,
                sizeof path);
-    fuzz_model_forward(dir);
+    // Widened, then the 16-bit path (a BF16 file is mapped in place, others converted once).
+    fuzz_model_forward(dir, DT_F32);
+    fuzz_model_forward(dir, DT_BF16);
     return 0;
 }

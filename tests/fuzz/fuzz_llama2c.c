@@ -19,6 +19,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
         if (numel <= (int64_t)(sizeof buf / sizeof buf[0])) (void)dt_llama2c_read_f32(&ctx, m, t->name, buf, t->ndim, t->shape);
     }
     dt_llama2c_free(m);
-    fuzz_model_forward(path);
+    fuzz_model_forward(path, DT_F32);
     return 0;
 }

@@ -1,5 +1,6 @@
 // Shared by the model harnesses (fuzz_gguf_model, fuzz_hf_model, fuzz_llama2c): a model file or folder
-// the loader accepted is loaded on the CPU (f32 compute; quantized and 16-bit weights kept as stored)
+// is loaded on the CPU's f32 backend, its matrices as wtype (DT_F32: widened, as dt_llama_load_cpu does;
+// DT_BF16/DT_F16: kept or mapped in place as dt_llama_load_typed does; quantized ones stay quantized),
 // and runs a 3-token forward with its loss, grad off. A shape the loader let through but the forward
 // reads past, or a weight type a kernel does not expect, is found there.
 #ifndef DT_FUZZ_MODEL_H
@@ -8,11 +9,13 @@
 #include "models/llama.h"
 #include "tests/fuzz/fuzz_util.h"
 
-static inline void fuzz_model_forward(const char *path) {
+static inline void fuzz_model_forward(const char *path, dt_dtype wtype) {
     dt_ctx ctx;
     fuzz_ctx(&ctx);
     dt_llama *m;
-    if (dt_llama_load_cpu(&ctx, path, DT_F32, "fuzz", &m)) return;
+    if (wtype == DT_F32 ? dt_llama_load_cpu(&ctx, path, DT_F32, "fuzz", &m)
+                        : dt_llama_load_typed(&ctx, path, dt_backend_cpu(), wtype, &m))
+        return;
     const int32_t V = m->cfg.vocab_size;
     const int32_t ids[3] = {0, 1 % V, (V - 1) % V};
     dt_graph g;
