@@ -63,7 +63,7 @@ bool dt_ggml_nbytes(uint32_t type, int n_dims, const int64_t *ne, size_t *out) {
     uint64_t rows = 1;
     for (int i = 1; i < n_dims; i++) rows *= (uint64_t)ne[i]; // <= elems: no overflow
     int64_t ne0 = n_dims > 0 ? ne[0] : 1;
-    if (ne0 < 0 || ne0 % blck != 0) return false;
+    if (ne0 % blck != 0) return false; // ne0 >= 0: checked with the element count
     uint64_t blocks = (uint64_t)(ne0 / blck);
     if (blocks > (uint64_t)INT64_MAX / bytes) return false;
     uint64_t row_bytes = blocks * bytes;

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 #include "autograd/context.h"
 
@@ -54,6 +55,22 @@ static inline int fuzz_split(const uint8_t *data, size_t n, fuzz_part *parts, in
         }
     parts[m++] = (fuzz_part){data + start, n - start};
     return m;
+}
+
+// A folder of two files from one input: the part before FUZZ_SEP as fuzz_dir/sub/first, the rest (empty
+// without a separator) as fuzz_dir/sub/second. Returns the folder's path, written into dir.
+static inline const char *fuzz_write_pair(const char *sub, const char *first, const char *second, const uint8_t *data,
+                                          size_t n, char *dir, size_t cap) {
+    char name[128], path[256];
+    fuzz_part parts[2];
+    int k = fuzz_split(data, n, parts, 2);
+    snprintf(dir, cap, "%s/%s", fuzz_tmpdir(), sub);
+    mkdir(dir, 0777);
+    snprintf(name, sizeof name, "%s/%s", sub, first);
+    fuzz_write(name, parts[0].p, parts[0].n, path, sizeof path);
+    snprintf(name, sizeof name, "%s/%s", sub, second);
+    fuzz_write(name, k > 1 ? parts[1].p : (const uint8_t *)"", k > 1 ? parts[1].n : 0, path, sizeof path);
+    return dir;
 }
 
 // A context whose warnings go nowhere (the harnesses only look for crashes and sanitizer reports).
