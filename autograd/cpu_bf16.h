@@ -1,5 +1,9 @@
 // bf16 matmuls with f32 accumulation on the CPU through oneDNN, which picks the matrix unit itself
-// (AMX on Sapphire Rapids and later, AVX512-BF16 on Zen 4 / Cooper Lake, an emulation elsewhere).
+// (AMX on Sapphire Rapids and later, AVX512-BF16 on Zen 4 / Cooper Lake). oneDNN 2.x has no bf16
+// matmul below AVX-512: there the same products run emulated, the bf16 operands widened exactly to f32
+// and multiplied by OpenBLAS sgemm (f32 accumulation, as oneDNN's kernels). That is no faster than f32,
+// so the commands refuse bf16 on such CPUs (dt_dtype_resolve); it is how the tests run every bf16
+// kernel, with its rounding, on any CPU.
 // One dt_bf16_mm holds oneDNN's engine and stream and a cache of matmul primitives, one per shape,
 // created on first use: after the first training step nothing is created or allocated.
 #ifndef DT_CPU_BF16_H
@@ -22,6 +26,10 @@ int dt_bf16_matmul(dt_bf16_mm *e, bool ta, bool tb, int64_t M, int64_t N, int64_
                    int64_t lda, const uint16_t *B, int64_t ldb, bool acc, float *C, int64_t ldc);
 // The message of the last failure of e.
 const char *dt_bf16_mm_error(const dt_bf16_mm *e);
+// Whether e runs its products emulated (see above); the default is "when the CPU has no bf16 units".
+// Tests set it on to check the emulation against oneDNN. Not while a matmul of e runs.
+void dt_bf16_mm_set_emulated(dt_bf16_mm *e, bool on);
+bool dt_bf16_mm_emulated(const dt_bf16_mm *e);
 
 // The reference the tests hold dt_bf16_matmul to: the same products, in double, one dot at a time.
 void dt_bf16_matmul_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t *A,

@@ -184,7 +184,9 @@ int main(int argc, char **argv) {
     printf("  trainable params: %zu\n", n_trainable);
     printf("  OpenBLAS kernels    %s%s\n", openblas_get_corename(),
            getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE)" : "");
-    printf("  oneDNN kernels      %s\n", dt_onednn_isa());
+    printf("  oneDNN kernels      %s%s\n", dt_onednn_isa(),
+           dt_bf16_mm_emulated(mm) ? " (no bf16 matmul: bf16 figures are of the tests' emulation, widened to f32 + "
+                                     "sgemm, not of bf16 hardware)" : "");
     printf("  sgemm peak          median %.1f GFLOP/s (2048^3 sgemm, best of 2 after each step)\n", peaks[steps / 2] * 1e-9);
     printf("  bf16 matmul peak    median %.1f GFLOP/s (2048^3 oneDNN bf16, f32 out, best of 2 after each step)\n",
            bpeaks[steps / 2] * 1e-9);

@@ -159,14 +159,22 @@ static void run_case(const dt_backend *bf16, const char *name, const char *case_
             double lw = fabs((double)tw.loss - ref_loss[0]), lb = fabs((double)bf.loss - ref_loss[0]);
             double rms_w = ew / sqrt((double)nl), prior = 4.0 * sqrt(4.0 * tw.layers + 1.0) * U / sqrt(3.0);
             printf("# %s: logits error bf16 %.3g, weights-only %.3g (%.2fx, bound %.2fx); gradients %.3g vs %.3g "
-                   "(%.2fx); loss %.3g vs %.3g (bound %.3g); weights-only logits relative %.3g (a priori %.3g)\n",
-                   name, eb / lnorm, ew / lnorm, eb / ew, C, gb, gw, gb / gw, lb, lw, C * rms_w, ew / lnorm, prior);
+                   "(%.2fx); loss %.3g vs %.3g (bound %.3g); weights-only logits relative %.3g (a priori %.3g); "
+                   "bf16 vs twin %.2fx\n", name, eb / lnorm, ew / lnorm, eb / ew, C, gb, gw, gb / gw, lb, lw, C * rms_w,
+                   ew / lnorm, prior, diff_norm(bf.logits, tw.logits, nl, NULL) / ew);
             snprintf(label, sizeof label, "bf16 %s logits", name);
             TEST_CHECK(label, eb <= C * ew, "error %.3g > %.2f x the weights-only %.3g", eb, C, ew);
             snprintf(label, sizeof label, "bf16 %s loss", name);
             TEST_CHECK(label, lb <= C * rms_w, "error %.3g > %.2f x %.3g", lb, C, rms_w);
             snprintf(label, sizeof label, "bf16 %s adapter gradients", name);
             TEST_CHECK(label, gb <= C * gw, "error %.3g > %.2f x the weights-only %.3g", gb, C, gw);
+            // The bf16 run must really round its activations (and not fall back to the twin's f32 path):
+            // its 8 activation roundings per layer move the logits away from the twin by about sqrt(8/4)
+            // times the twin's own error; we ask for at least half the twin's error.
+            double et = diff_norm(bf.logits, tw.logits, nl, NULL);
+            snprintf(label, sizeof label, "bf16 %s activations rounded", name);
+            TEST_CHECK(label, et >= 0.5 * ew, "bf16 logits only %.3g from the weights-only twin's (< half of %.3g)",
+                       et, ew);
             snprintf(label, sizeof label, "bf16 %s weights-only twin", name);
             TEST_CHECK(label, ew / lnorm <= prior, "logits relative error %.3g > a priori %.3g", ew / lnorm, prior);
             run_free(&bf);
@@ -184,7 +192,8 @@ int main(void) {
     dt_backend *be;
     if (dt_cpu_bf16_backend_create(&ctx, &be)) { TEST_FAIL("bf16 backend", "%s", ctx.msg); TEST_EXIT(); }
     if (!dt_cpu_has_bf16())
-        printf("# no bf16 matrix instructions (oneDNN ISA %s): oneDNN emulates them, same results\n", dt_onednn_isa());
+        printf("# no bf16 matrix instructions (oneDNN ISA %s): the bf16 products run emulated (widened, sgemm)\n",
+               dt_onednn_isa());
     // The cases of test_golden.c; cases reusing another case's model name it in model.txt.
     const char *dirs[] = {"llama_gqa", "qwen2_bias", "qwen3_qknorm", "llama3_rope", "prompt_tuning", "packed",
                           "rank_pattern", "rank_pattern/rslora"};

@@ -131,8 +131,8 @@ int main(void) {
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     // No bf16 units needed: the compact mechanism is the graph's, and without them the bf16 table's
-    // matmuls take its reference path (bf16 operands widened, sgemm), so the same checks hold.
-    if (!dt_cpu_has_bf16()) printf("# no bf16 matrix instructions: the bf16 table's matmuls run its reference path\n");
+    // matmuls run emulated (bf16 operands widened, sgemm: the same products), so the same checks hold.
+    if (!dt_cpu_has_bf16()) printf("# no bf16 matrix instructions: the bf16 table's matmuls run emulated\n");
     dt_backend *bf;
     if (dt_cpu_bf16_backend_create(&ctx, &bf)) { TEST_FAIL("compact_backend", "%s", ctx.msg); TEST_EXIT(); }
     test_mechanics(&ctx, bf);
