@@ -2,6 +2,7 @@
 // Library functions return a dt_status and fill ctx->msg; they never print or exit.
 #ifndef DT_CONTEXT_H
 #define DT_CONTEXT_H
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,9 @@ typedef struct dt_ctx {
     dt_warn_fn warn;     // called for non-fatal warnings; NULL drops them
     void *warn_user;
     int nthreads;        // OpenMP/BLAS threads; 0 = library default
+    bool bf16_emulated;  // bf16 asked for on a CPU without bf16 matrix instructions runs emulated (bf16
+                         // operands widened to f32, sgemm; slower than f32) instead of being refused: for
+                         // the tests of the bf16 path on such CPUs (the tools: DELTATUNE_BF16_EMULATED=1)
 } dt_ctx;
 
 void dt_ctx_init(dt_ctx *ctx);

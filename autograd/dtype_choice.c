@@ -29,7 +29,7 @@ int dt_dtype_resolve(dt_ctx *ctx, dt_dtype requested, dt_device dev, const char 
         return DT_OK;
     }
     bool units = dt_cpu_has_bf16();
-    if (requested == DT_BF16 && !units)
+    if (requested == DT_BF16 && !units && !ctx->bf16_emulated)
         return dt_fail(ctx, DT_EUNSUPPORTED,
                        "%s: bf16 needs a CPU with bf16 matrix instructions (AMX or AVX512-BF16); oneDNN finds %s "
                        "here: use f32 (or auto, which picks f32 on this CPU)", what, dt_onednn_isa());
@@ -40,7 +40,10 @@ int dt_dtype_resolve(dt_ctx *ctx, dt_dtype requested, dt_device dev, const char 
 void dt_dtype_describe(dt_dtype t, char *buf, size_t n) {
     char ver[32];
     dt_onednn_version(ver, sizeof ver);
-    if (t == DT_BF16)
+    if (t == DT_BF16 && !dt_cpu_has_bf16())
+        snprintf(buf, n, "bf16 (emulated: oneDNN %s has no bf16 matmul for %s kernels; bf16 operands widened to f32, "
+                 "OpenBLAS sgemm, slower than f32)", ver, dt_onednn_isa());
+    else if (t == DT_BF16)
         snprintf(buf, n, "bf16 (oneDNN %s bf16 matmul, %s kernels, f32 accumulation)", ver, dt_onednn_isa());
     else if (t == DT_F32)
         snprintf(buf, n, "f32 (OpenBLAS sgemm)");

@@ -1,4 +1,6 @@
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
 #include "autograd/cpu_bf16.h"
 #include "autograd/dtype_choice.h"
 #include "tools/cli_opts.h"
@@ -16,6 +18,13 @@ int dt_cli_fail(const char *cmd, const dt_ctx *ctx, int status) {
 void dt_cli_warn(void *user, const char *msg) {
     (void)user;
     fprintf(stderr, "warning: %s\n", msg);
+}
+
+void dt_cli_ctx_init(dt_ctx *ctx) {
+    dt_ctx_init(ctx);
+    ctx->warn = dt_cli_warn;
+    const char *emu = getenv("DELTATUNE_BF16_EMULATED");
+    ctx->bf16_emulated = emu && !strcmp(emu, "1");
 }
 
 int cmd_version(int argc, char **argv) {

@@ -42,8 +42,7 @@ int cmd_eval(int argc, char **argv) {
     if (!model || !data) return dt_cli_bad(&cli, "--model and --data are required");
     dt_dtype_choice_parse(dtype_s, &dtype); // one of the choices the table accepted
     dt_ctx ctx;
-    dt_ctx_init(&ctx);
-    ctx.warn = dt_cli_warn;
+    dt_cli_ctx_init(&ctx);
     dt_llama *m = NULL;
     dt_adapter *ad = NULL;
     dt_tokenizer *tok = NULL;

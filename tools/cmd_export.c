@@ -21,8 +21,7 @@ int cmd_export(int argc, char **argv) {
     if (st >= 0) return st;
     if (!adapter || !model || !out) return dt_cli_bad(&cli, "--adapter, --model and --out are required");
     dt_ctx ctx;
-    dt_ctx_init(&ctx);
-    ctx.warn = dt_cli_warn;
+    dt_cli_ctx_init(&ctx);
     dt_export_info info;
     int rc = dt_export_lora_gguf(&ctx, adapter, model, out, &info);
     if (rc) return dt_cli_fail("export", &ctx, rc);

@@ -53,8 +53,7 @@ int cmd_generate(int argc, char **argv) {
     if (!model || (!prompt && !chat)) return dt_cli_bad(&cli, "--model and --prompt (or --chat) are required");
     dt_dtype_choice_parse(dtype_s, &dtype); // one of the choices the table accepted
     dt_ctx ctx;
-    dt_ctx_init(&ctx);
-    ctx.warn = dt_cli_warn;
+    dt_cli_ctx_init(&ctx);
     dt_llama *m = NULL;
     dt_tokenizer *tok = NULL;
     dt_adapter *ad[MAX_ADAPTERS] = {0};

@@ -324,8 +324,7 @@ int cmd_inspect(int argc, char **argv) {
     if (n_pos != 1) return dt_cli_bad(&cli, "a path is required");
     const char *path = pos[0];
     dt_ctx ctx;
-    dt_ctx_init(&ctx);
-    ctx.warn = dt_cli_warn;
+    dt_cli_ctx_init(&ctx);
     struct stat sb;
     int rc;
     if (stat(path, &sb)) rc = dt_fail(&ctx, DT_EINPUT, "%s: no such file or folder", path);

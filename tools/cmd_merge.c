@@ -59,8 +59,7 @@ int cmd_merge(int argc, char **argv) {
     dt_merge_report report;
     o.report = &report;
     dt_ctx ctx;
-    dt_ctx_init(&ctx);
-    ctx.warn = dt_cli_warn;
+    dt_cli_ctx_init(&ctx);
     int rc = dt_merge(&ctx, &o);
     if (rc) { free(report.t); return dt_cli_fail("merge", &ctx, rc); }
     double e2 = 0, r2 = 0;

@@ -23,8 +23,7 @@ int cmd_preview(int argc, char **argv) {
     if (st >= 0) return st;
     if (n_pos < 1) return dt_cli_bad(&cli, "a recipe is required");
     dt_ctx ctx;
-    dt_ctx_init(&ctx);
-    ctx.warn = dt_cli_warn;
+    dt_cli_ctx_init(&ctx);
     dt_recipe r;
     int rc = dt_recipe_load(&ctx, pos[0], (const char *const *)pos + 1, n_pos - 1, &r);
     if (rc) return dt_cli_fail("preview", &ctx, rc);

@@ -43,8 +43,7 @@ int cmd_tokenize(int argc, char **argv) {
     if (st >= 0) return st;
     if (!tok_path || !file) return dt_cli_bad(&cli, "--tokenizer and --json-lines are required");
     dt_ctx ctx;
-    dt_ctx_init(&ctx);
-    ctx.warn = dt_cli_warn;
+    dt_cli_ctx_init(&ctx);
     dt_tokenizer *tok;
     int rc = dt_tokenizer_load(&ctx, tok_path, &tok);
     if (rc) return dt_cli_fail("tokenize", &ctx, rc);

@@ -32,8 +32,7 @@ int cmd_train(int argc, char **argv) {
     if (st >= 0) return st;
     if (n_pos < 1) return dt_cli_bad(&cli, "a recipe is required");
     dt_ctx ctx;
-    dt_ctx_init(&ctx);
-    ctx.warn = dt_cli_warn;
+    dt_cli_ctx_init(&ctx);
     // Under mpirun/srun the processes join one job here; rank 0 speaks for it (see tools/train_dist.h).
     dt_comm *comm;
     int rc = dt_comm_open(&ctx, &comm);

@@ -20,5 +20,8 @@ int cmd_inspect(int argc, char **argv);
 int dt_cli_fail(const char *cmd, const dt_ctx *ctx, int status);
 // Prints library warnings to stderr as "warning: ...".
 void dt_cli_warn(void *user, const char *msg);
+// A command's context: warnings to stderr, and bf16 emulation allowed when DELTATUNE_BF16_EMULATED=1
+// (a test hook: bf16 on a CPU without bf16 units, see dt_ctx.bf16_emulated).
+void dt_cli_ctx_init(dt_ctx *ctx);
 
 #endif
