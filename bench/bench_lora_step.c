@@ -21,6 +21,7 @@
 #include "autograd/blas_core.h"
 #include "autograd/cpu_bf16.h"
 #include "autograd/cpu_bf16_backend.h"
+#include "bench/bench_profile.h"
 #include "models/llama.h"
 #include "optim/optim.h"
 #include "peft/adapter.h"
@@ -93,8 +94,13 @@ int main(int argc, char **argv) {
     // bf16 runs on the bf16 backend instance (oneDNN), as the deltatune commands do.
     const dt_backend *be;
     if (dt_cpu_backend_for(&ctx, bf16 ? DT_BF16 : DT_F32, &be)) { fprintf(stderr, "%s\n", ctx.msg); return 1; }
+    // DT_BENCH_PROFILE=1: the steps run on a table that times each backend entry (bench_profile.h).
+    const bool profile = getenv("DT_BENCH_PROFILE") && atoi(getenv("DT_BENCH_PROFILE"));
+    bench_prof *prof = profile ? bench_prof_wrap(be, cfg.vocab_size) : NULL;
+    if (profile && !prof) { fprintf(stderr, "out of memory\n"); return 1; }
+    const dt_backend *run_be = prof ? &prof->table : be;
     dt_llama *m;
-    if (dt_llama_init_random_typed(&ctx, &cfg, be, 1, bf16 ? DT_BF16 : DT_F32, &m)) {
+    if (dt_llama_init_random_typed(&ctx, &cfg, run_be, 1, bf16 ? DT_BF16 : DT_F32, &m)) {
         fprintf(stderr, "%s\n", ctx.msg);
         return 1;
     }
@@ -112,7 +118,7 @@ int main(int argc, char **argv) {
     for (int64_t i = 0; i < B * T; i++) ids[i] = labels[i] = (int32_t)((i * 7919) % cfg.vocab_size);
     dt_batch batch = {B, T, ids, labels, NULL, NULL};
     dt_graph g;
-    dt_graph_init(&ctx, &g, be, 0);
+    dt_graph_init(&ctx, &g, run_be, 0);
     g.training = true;
     const bool ckpt = getenv("DT_BENCH_CHECKPOINT") && atoi(getenv("DT_BENCH_CHECKPOINT"));
     g.checkpoint_layers = ckpt;
@@ -120,7 +126,7 @@ int main(int argc, char **argv) {
     double *ratio = malloc(sizeof(double) * (size_t)steps), *bpeaks = malloc(sizeof(double) * (size_t)steps);
     float *pa = NULL, *pb = NULL, *pc = NULL; // (2048, 2048) each: the peak sgemm's operands
     uint16_t *ha = NULL, *hb = NULL;          // (2048, 2048) each: the same in bf16, for oneDNN's peak
-    double loss = 0, rss_mib = 0;
+    double loss = 0, rss_mib = 0, step_s = 0, opt_s = 0; // the timed steps' total, and the optimizer's part
     for (int s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
             // The steps allocate nothing after the first one, so the high-water mark now is the
@@ -136,6 +142,7 @@ int main(int argc, char **argv) {
             dt_cpu_f32_to_bf16(ha, pa, (int64_t)n2);
             dt_cpu_f32_to_bf16(hb, pb, (int64_t)n2);
             bf16_peak(mm, ha, hb, pc, 1); // the primitive's creation, not timed
+            if (prof) bench_prof_reset(prof);
         }
         double t0 = now();
         dt_graph_reset(&g);
@@ -145,8 +152,10 @@ int main(int argc, char **argv) {
             fprintf(stderr, "step failed: %s\n", ctx.msg);
             return 1;
         }
+        double t_opt = now();
         dt_optim_step(&opt, a->params, a->grads, 1e-4f);
         double dt = now() - t0;
+        if (s >= warmup) { step_s += dt; opt_s += now() - t_opt; }
         loss = dt_f32(out.loss)[0];
         if (s >= warmup) {
             tps[s - warmup] = (double)(B * T) / dt;
@@ -198,6 +207,8 @@ int main(int argc, char **argv) {
     printf("                      = %.1f%% of the best peak of the run (conservative)\n", 100.0 * med * flops_tok / best_peak);
     printf("  peak RSS            %.1f MiB\n", rss_mib);
     printf("  activation arena    %.1f MiB, last loss %.4f\n", arena_mib, loss);
+    if (prof) bench_prof_print(prof, steps, step_s, opt_s); // reads only its counters: be is gone
+    free(prof);
     printf("RESULT impl=deltatune model=%s dtype=%s tps=%.2f tps_min=%.2f tps_max=%.2f rss_mib=%.1f "
            "sgemm_peak_gflops=%.1f bf16_peak_gflops=%.1f peak_frac=%.4f\n", model, dtype_name, med, tps[0],
            tps[steps - 1], rss_mib, peaks[steps / 2] * 1e-9, bpeaks[steps / 2] * 1e-9, ratio[steps / 2]);

@@ -43,35 +43,58 @@ void dt_adamw_factors(const dt_optimizer *o, float lr, float *step_size, float *
     *bc2_sqrt = (float)sqrt(bc2);
 }
 
+// One AdamW update of one parameter, k its learning-rate multiplier (torch: p *= 1 - lr*wd; m, v
+// updated; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)).
+typedef struct { float b1, b2, wd, eps, lr, step_size, bc2_sqrt; } adamw_consts;
+static inline void adamw_one(float *p, float *m, float *v, float g, float k, const adamw_consts *c) {
+    *p *= 1.0f - k * c->lr * c->wd;
+    *m = c->b1 * *m + (1.0f - c->b1) * g;
+    *v = c->b2 * *v + (1.0f - c->b2) * g * g;
+    *p -= k * c->step_size * *m / (sqrtf(*v) / c->bc2_sqrt + c->eps);
+}
+
+// SGD: d = g + wd p (into the momentum buffer when there is one; torch: buf = d at the first step).
+static inline void sgd_one(float *p, float *buf, float g, float k, float lr, float wd, float mu, bool first) {
+    float d = g + wd * *p;
+    if (buf) { *buf = first ? d : mu * *buf + d; d = *buf; }
+    *p -= k * lr * d;
+}
+
+// Each loop comes twice, with and without per-parameter multipliers (LoRA+ groups), rather than once
+// with `mult ? mult[i] : 1`: GCC vectorises that select as a masked load from mult even when mult is
+// NULL, and a masked load from an unmapped page takes a microcode assist on every vector (measured:
+// AdamW over 4.9M parameters took 48 ms, against 3.9 ms without it, on 2 cores of an AMD EPYC).
 void dt_optim_step(dt_optimizer *o, float *p, const float *g, float lr) {
     const size_t n = o->n;
+    const float *mult = o->lr_mult;
     o->step++;
     if (o->kind == DT_OPT_ADAMW) {
         float *m = o->state, *v = o->state + n;
-        const float b1 = o->beta1, b2 = o->beta2, wd = o->weight_decay, eps = o->eps;
-        // torch: p *= 1 - lr*wd; m, v updated; p -= lr/bc1 * m / (sqrt(v)/sqrt(bc2) + eps)
-        float step_size, bc2_sqrt;
-        dt_adamw_factors(o, lr, &step_size, &bc2_sqrt);
-        const float *mult = o->lr_mult;
-        #pragma omp parallel for simd if (n > 65536)
-        for (size_t i = 0; i < n; i++) {
-            // A parameter group of its own learning rate, as torch runs each group (LoRA+).
-            const float k = mult ? mult[i] : 1.0f;
-            p[i] *= 1.0f - k * lr * wd;
-            m[i] = b1 * m[i] + (1.0f - b1) * g[i];
-            v[i] = b2 * v[i] + (1.0f - b2) * g[i] * g[i];
-            p[i] -= k * step_size * m[i] / (sqrtf(v[i]) / bc2_sqrt + eps);
+        adamw_consts c = {o->beta1, o->beta2, o->weight_decay, o->eps, lr, 0, 0};
+        dt_adamw_factors(o, lr, &c.step_size, &c.bc2_sqrt);
+        if (mult) {
+            #pragma omp parallel for simd if (n > 65536)
+            for (size_t i = 0; i < n; i++) adamw_one(&p[i], &m[i], &v[i], g[i], mult[i], &c);
+        } else {
+            #pragma omp parallel for simd if (n > 65536)
+            for (size_t i = 0; i < n; i++) adamw_one(&p[i], &m[i], &v[i], g[i], 1.0f, &c);
         }
     } else {
         float *buf = o->state;
         const float mu = o->momentum, wd = o->weight_decay;
         const bool first = o->step == 1;
-        const float *mult = o->lr_mult;
-        #pragma omp parallel for simd if (n > 65536)
-        for (size_t i = 0; i < n; i++) {
-            float d = g[i] + wd * p[i];
-            if (buf) { buf[i] = first ? d : mu * buf[i] + d; d = buf[i]; } // torch: buf = d at the first step
-            p[i] -= (mult ? mult[i] : 1.0f) * lr * d;
+        if (buf && mult) {
+            #pragma omp parallel for simd if (n > 65536)
+            for (size_t i = 0; i < n; i++) sgd_one(&p[i], &buf[i], g[i], mult[i], lr, wd, mu, first);
+        } else if (buf) {
+            #pragma omp parallel for simd if (n > 65536)
+            for (size_t i = 0; i < n; i++) sgd_one(&p[i], &buf[i], g[i], 1.0f, lr, wd, mu, first);
+        } else if (mult) {
+            #pragma omp parallel for simd if (n > 65536)
+            for (size_t i = 0; i < n; i++) sgd_one(&p[i], NULL, g[i], mult[i], lr, wd, mu, first);
+        } else {
+            #pragma omp parallel for simd if (n > 65536)
+            for (size_t i = 0; i < n; i++) sgd_one(&p[i], NULL, g[i], 1.0f, lr, wd, mu, first);
         }
     }
 }
