@@ -37,6 +37,9 @@ void dt_bf16_matmul_naive(bool ta, bool tb, int64_t M, int64_t N, int64_t K, flo
 
 // dst (n) = src rounded to bf16 (nearest, ties to even; NaN stays NaN). OpenMP-parallel when n is large.
 void dt_cpu_f32_to_bf16(uint16_t *dst, const float *src, int64_t n);
+// The same rounding, for a destination not read again soon (the values a backward reads): written with
+// non-temporal stores where the CPU has AVX2, bypassing the cache.
+void dt_cpu_f32_to_bf16_stream(uint16_t *dst, const float *src, int64_t n);
 // The same on the calling thread only, for short rows inside parallel regions. Written so that GCC
 // vectorises it (integer rounding, one select for NaN).
 static inline void dt_f32_to_bf16_row(uint16_t *dst, const float *src, int64_t n) {

@@ -69,7 +69,7 @@ static void bf16_attention_bwd(const dt_backend *be, float *dq, float *dk, float
 
 static void bf16_to_bf16(const dt_backend *be, uint16_t *dst, const float *src, int64_t n) {
     (void)be;
-    dt_cpu_f32_to_bf16(dst, src, n);
+    dt_cpu_f32_to_bf16_stream(dst, src, n); // compact graphs' saved values: read again only in the backward
 }
 
 static void bf16_from_bf16(const dt_backend *be, float *dst, const uint16_t *src, int64_t n) {

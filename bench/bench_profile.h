@@ -26,7 +26,7 @@ typedef struct {
     dt_backend table; // first: the wrapper is a table
     const dt_backend *in;
     int64_t vocab;    // a frozen weight with this many rows is the LM head
-    long long ns[PF_COUNT], calls[PF_COUNT];
+    long long ns[PF_COUNT], calls[PF_COUNT], elems[PF_COUNT]; // elems: of the elementwise entries
 } bench_prof;
 
 static long long pf_now(void) {
@@ -34,11 +34,13 @@ static long long pf_now(void) {
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (long long)t.tv_sec * 1000000000LL + t.tv_nsec;
 }
-static void pf_add(const dt_backend *be, int k, long long t0) {
+static void pf_add_n(const dt_backend *be, int k, long long t0, int64_t n) {
     bench_prof *p = be->impl;
     __atomic_fetch_add(&p->ns[k], pf_now() - t0, __ATOMIC_RELAXED);
     __atomic_fetch_add(&p->calls[k], 1, __ATOMIC_RELAXED);
+    __atomic_fetch_add(&p->elems[k], (long long)n, __ATOMIC_RELAXED);
 }
+static void pf_add(const dt_backend *be, int k, long long t0) { pf_add_n(be, k, t0, 0); }
 #define PF_IN(be) (((const bench_prof *)(be)->impl)->in)
 #define PF_HEAD(be, W) ((W)->shape[0] == ((const bench_prof *)(be)->impl)->vocab)
 
@@ -77,19 +79,19 @@ static void pf_rmsnorm_fwd(const dt_backend *be, float *y, float *rstd, const fl
                            int64_t D, float eps) {
     long long t0 = pf_now();
     PF_IN(be)->rmsnorm_fwd(PF_IN(be), y, rstd, x, w, N, D, eps);
-    pf_add(be, PF_RMSNORM_FWD, t0);
+    pf_add_n(be, PF_RMSNORM_FWD, t0, N * D);
 }
 static void pf_rmsnorm_apply(const dt_backend *be, float *y, const float *x, const float *rstd, const float *w,
                              int64_t N, int64_t D) {
     long long t0 = pf_now();
     PF_IN(be)->rmsnorm_apply(PF_IN(be), y, x, rstd, w, N, D);
-    pf_add(be, PF_RMSNORM_APPLY, t0);
+    pf_add_n(be, PF_RMSNORM_APPLY, t0, N * D);
 }
 static void pf_rmsnorm_bwd(const dt_backend *be, float *dx, bool acc, const float *dy, const float *x, const float *w,
                            const float *rstd, int64_t N, int64_t D) {
     long long t0 = pf_now();
     PF_IN(be)->rmsnorm_bwd(PF_IN(be), dx, acc, dy, x, w, rstd, N, D);
-    pf_add(be, PF_RMSNORM_BWD, t0);
+    pf_add_n(be, PF_RMSNORM_BWD, t0, N * D);
 }
 static void pf_rope_table(const dt_backend *be, float *cs, const int32_t *pos, const float *inv_freq, int64_t N,
                           int64_t hd) {
@@ -100,7 +102,7 @@ static void pf_rope_table(const dt_backend *be, float *cs, const int32_t *pos, c
 static void pf_rope(const dt_backend *be, float *x, const float *cs, int64_t N, int64_t H, int64_t hd, bool inverse) {
     long long t0 = pf_now();
     PF_IN(be)->rope(PF_IN(be), x, cs, N, H, hd, inverse);
-    pf_add(be, PF_ROPE, t0);
+    pf_add_n(be, PF_ROPE, t0, N * H * hd);
 }
 static size_t pf_attention_scratch_bytes(const dt_backend *be, int64_t B, int64_t T, int64_t H, int64_t KV,
                                          int64_t hd) {
@@ -125,23 +127,23 @@ static void pf_attention_bwd(const dt_backend *be, float *dq, float *dk, float *
 static void pf_swiglu_fwd(const dt_backend *be, float *h, const float *g, const float *u, int64_t n) {
     long long t0 = pf_now();
     PF_IN(be)->swiglu_fwd(PF_IN(be), h, g, u, n);
-    pf_add(be, PF_SWIGLU_FWD, t0);
+    pf_add_n(be, PF_SWIGLU_FWD, t0, n);
 }
 static void pf_swiglu_bwd(const dt_backend *be, float *dg, float *du, bool acc_g, bool acc_u, const float *dh,
                           const float *g, const float *u, int64_t n) {
     long long t0 = pf_now();
     PF_IN(be)->swiglu_bwd(PF_IN(be), dg, du, acc_g, acc_u, dh, g, u, n);
-    pf_add(be, PF_SWIGLU_BWD, t0);
+    pf_add_n(be, PF_SWIGLU_BWD, t0, n);
 }
 static void pf_add_(const dt_backend *be, float *y, const float *a, const float *b, int64_t n) {
     long long t0 = pf_now();
     PF_IN(be)->add(PF_IN(be), y, a, b, n);
-    pf_add(be, PF_ADD, t0);
+    pf_add_n(be, PF_ADD, t0, n);
 }
 static void pf_mul(const dt_backend *be, float *y, bool acc, const float *a, const float *b, int64_t n) {
     long long t0 = pf_now();
     PF_IN(be)->mul(PF_IN(be), y, acc, a, b, n);
-    pf_add(be, PF_MUL, t0);
+    pf_add_n(be, PF_MUL, t0, n);
 }
 static void pf_add_bias(const dt_backend *be, float *y, const float *bias, int64_t N, int64_t D) {
     long long t0 = pf_now();
@@ -151,7 +153,7 @@ static void pf_add_bias(const dt_backend *be, float *y, const float *bias, int64
 static void pf_axpy(const dt_backend *be, float *y, bool acc, float alpha, const float *x, int64_t n) {
     long long t0 = pf_now();
     PF_IN(be)->axpy(PF_IN(be), y, acc, alpha, x, n);
-    pf_add(be, PF_AXPY, t0);
+    pf_add_n(be, PF_AXPY, t0, n);
 }
 static void pf_dropout(const dt_backend *be, float *y, bool acc, const float *x, int64_t n, float p, uint64_t seed) {
     long long t0 = pf_now();
@@ -162,29 +164,29 @@ static double pf_xent_rows(const dt_backend *be, float *logits, const int32_t *t
                            float scale) {
     long long t0 = pf_now();
     double r = PF_IN(be)->xent_rows(PF_IN(be), logits, targets, n, V, scale);
-    pf_add(be, PF_XENT, t0);
+    pf_add_n(be, PF_XENT, t0, n * V);
     return r;
 }
 static double pf_sumsq(const dt_backend *be, const float *x, int64_t n) {
     long long t0 = pf_now();
     double r = PF_IN(be)->sumsq(PF_IN(be), x, n);
-    pf_add(be, PF_SUMSQ, t0);
+    pf_add_n(be, PF_SUMSQ, t0, n);
     return r;
 }
 static void pf_scale(const dt_backend *be, float *x, float s, int64_t n) {
     long long t0 = pf_now();
     PF_IN(be)->scale(PF_IN(be), x, s, n);
-    pf_add(be, PF_SCALE, t0);
+    pf_add_n(be, PF_SCALE, t0, n);
 }
 static void pf_to_bf16(const dt_backend *be, uint16_t *dst, const float *src, int64_t n) {
     long long t0 = pf_now();
     PF_IN(be)->to_bf16(PF_IN(be), dst, src, n);
-    pf_add(be, PF_TO_BF16, t0);
+    pf_add_n(be, PF_TO_BF16, t0, n);
 }
 static void pf_from_bf16(const dt_backend *be, float *dst, const uint16_t *src, int64_t n) {
     long long t0 = pf_now();
     PF_IN(be)->from_bf16(PF_IN(be), dst, src, n);
-    pf_add(be, PF_FROM_BF16, t0);
+    pf_add_n(be, PF_FROM_BF16, t0, n);
 }
 static void pf_zero(const dt_backend *be, void *p, size_t bytes) {
     long long t0 = pf_now();
@@ -217,7 +219,7 @@ static bench_prof *bench_prof_wrap(const dt_backend *in, int64_t vocab) {
 }
 
 static void bench_prof_reset(bench_prof *p) {
-    for (int k = 0; k < PF_COUNT; k++) p->ns[k] = p->calls[k] = 0;
+    for (int k = 0; k < PF_COUNT; k++) p->ns[k] = p->calls[k] = p->elems[k] = 0;
 }
 
 // The entries' share of `steps` steps that took step_s seconds in all (of which opt_s in the optimizer,
@@ -230,13 +232,15 @@ static void bench_prof_print(const bench_prof *p, int steps, double step_s, doub
             int t = order[j]; order[j] = order[j - 1]; order[j - 1] = t;
         }
     double ms = 1e3 * step_s / steps, sum = 0;
-    printf("  profile (ms per step, of %.1f; calls per step):\n", ms);
+    printf("  profile (ms per step, of %.1f; calls per step; elementwise entries: M elements per step, ns each):\n", ms);
     for (int i = 0; i < PF_COUNT; i++) {
         int k = order[i];
         if (!p->calls[k]) continue;
         double e = 1e-6 * (double)p->ns[k] / steps;
         sum += e;
-        printf("    %-22s %8.2f ms %5.1f%% %7.0f\n", PF_NAMES[k], e, 100 * e / ms, (double)p->calls[k] / steps);
+        printf("    %-22s %8.2f ms %5.1f%% %7.0f", PF_NAMES[k], e, 100 * e / ms, (double)p->calls[k] / steps);
+        if (p->elems[k]) printf(" %8.1f M %6.2f ns", 1e-6 * (double)p->elems[k] / steps, (double)p->ns[k] / (double)p->elems[k]);
+        printf("\n");
     }
     double o = 1e3 * opt_s / steps;
     printf("    %-22s %8.2f ms %5.1f%%\n", "optimizer (AdamW)", o, 100 * o / ms);

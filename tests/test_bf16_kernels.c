@@ -89,6 +89,20 @@ static void check_rounding(void) {
         if (small[i] != dt_f32_to_bf16(special[i]) && !isnan(special[i])) bad = i;
     TEST_CHECK("f32 -> bf16 vector rounding = scalar rounding", bad < 0, "value %d (%g) differs", bad,
                bad >= 0 ? (double)big[bad] : 0.0);
+    // The streaming version, at each start of the destination modulo its 32-byte stores, and short.
+    uint16_t *st = malloc(sizeof *st * ((1 << 17) + 16));
+    int bad_stream = -1;
+    for (int off = 0; off < 16 && bad_stream < 0; off++) {
+        int64_t n2 = off == 15 ? 11 : (1 << 17) - off; // off 15: fewer values than one vector
+        dt_cpu_f32_to_bf16_stream(st + off, big + off, n2);
+        for (int64_t i = 0; i < n2 && bad_stream < 0; i++) {
+            uint16_t want = dt_f32_to_bf16(big[off + i]);
+            if (st[off + i] != want && !(isnan(big[off + i]) && isnan(dt_bf16_to_f32(st[off + i])))) bad_stream = off;
+        }
+    }
+    TEST_CHECK("f32 -> bf16 streaming rounding = scalar rounding, every alignment", bad_stream < 0,
+               "destination offset %d differs", bad_stream);
+    free(st);
     float back[4];
     uint16_t h[4] = {0x3f80, 0xbf80, 0x7f80, 0x0001};
     dt_cpu_bf16_to_f32(back, h, 4);
