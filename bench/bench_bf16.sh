@@ -38,6 +38,7 @@ function verdict(ok) { return ok ? "met" : "NOT met" }
     m = val($0, "model"); k = val($0, "impl") "/" val($0, "dtype")
     # + 0: the fields are strings, and awk compares strings as text
     tps[m, k] = val($0, "tps") + 0; rss[m, k] = val($0, "rss_mib") + 0; frac[m, k] = val($0, "peak_frac") + 0
+    if (val($0, "emulated") == "1") emu[m, k] = 1
     if (val($0, "bf16_peak_gflops") != "") { bpk[m, k] = val($0, "bf16_peak_gflops") + 0; spk[m, k] = val($0, "sgemm_peak_gflops") + 0 }
     if (!(m in seen)) { seen[m] = 1; order[++nm] = m }
 }
@@ -53,6 +54,11 @@ END {
         rf = (tps[f] > 0) ? tps[b] / tps[f] : 0
         rp = (tps[p] > 0) ? tps[b] / tps[p] : 0
         goal_rss = big ? 4096 : 600
+        if (b in emu) {
+            printf "  no bf16 matrix instructions here: the bf16 row is the emulation the tests use (widened to f32,\n"
+            printf "  sgemm), not a bf16 figure; the goals need a CPU with AMX or AVX512-BF16\n"
+            continue
+        }
         printf "  bf16 / f32 speed       %.2fx\n", rf
         printf "  bf16 / pytorch bf16    %.2fx   (goal >= 4x: %s)\n", rp, (tps[p] > 0) ? verdict(rp >= 4) : "no PyTorch run"
         printf "  bf16 of its peak       %.1f%%   (goal >= 50%%: %s)\n", 100 * frac[b], verdict(frac[b] >= 0.5)

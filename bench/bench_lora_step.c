@@ -173,6 +173,7 @@ int main(int argc, char **argv) {
     dt_llama_free(m);
     dt_cpu_backend_release(be);
     free(pa); free(pb); free(pc); free(ha); free(hb);
+    const bool emulated = dt_bf16_mm_emulated(mm);
     dt_bf16_mm_free(mm);
     double D = cfg.hidden_size, Imid = cfg.intermediate_size, L = cfg.num_layers, V = cfg.vocab_size;
     double q = cfg.num_heads * cfg.head_dim, kv = cfg.num_kv_heads * cfg.head_dim;
@@ -197,8 +198,8 @@ int main(int argc, char **argv) {
     printf("  OpenBLAS kernels    %s%s\n", openblas_get_corename(),
            getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE)" : "");
     printf("  oneDNN kernels      %s%s\n", dt_onednn_isa(),
-           dt_bf16_mm_emulated(mm) ? " (no bf16 matmul: bf16 figures are of the tests' emulation, widened to f32 + "
-                                     "sgemm, not of bf16 hardware)" : "");
+           emulated ? " (no bf16 matmul: bf16 figures are of the tests' emulation, widened to f32 + sgemm, not of "
+                      "bf16 hardware)" : "");
     printf("  sgemm peak          median %.1f GFLOP/s (2048^3 sgemm, best of 2 after each step)\n", peaks[steps / 2] * 1e-9);
     printf("  bf16 matmul peak    median %.1f GFLOP/s (2048^3 oneDNN bf16, f32 out, best of 2 after each step)\n",
            bpeaks[steps / 2] * 1e-9);
@@ -213,8 +214,9 @@ int main(int argc, char **argv) {
     if (prof) bench_prof_print(prof, steps, step_s, opt_s); // reads only its counters: be is gone
     free(prof);
     printf("RESULT impl=deltatune model=%s dtype=%s tps=%.2f tps_min=%.2f tps_max=%.2f rss_mib=%.1f "
-           "sgemm_peak_gflops=%.1f bf16_peak_gflops=%.1f peak_frac=%.4f\n", model, dtype_name, med, tps[0],
-           tps[steps - 1], rss_mib, peaks[steps / 2] * 1e-9, bpeaks[steps / 2] * 1e-9, ratio[steps / 2]);
+           "sgemm_peak_gflops=%.1f bf16_peak_gflops=%.1f peak_frac=%.4f emulated=%d\n", model, dtype_name, med,
+           tps[0], tps[steps - 1], rss_mib, peaks[steps / 2] * 1e-9, bpeaks[steps / 2] * 1e-9, ratio[steps / 2],
+           emulated);
     free(ids); free(labels); free(tps); free(peaks); free(bpeaks); free(ratio);
     return 0;
 }
