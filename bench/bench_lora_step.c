@@ -11,9 +11,9 @@
 // the median of those ratios is the headline, and the ratio against the best peak of the whole run is
 // printed beside it as the conservative figure. Model FLOPs per token: 2 x (matmul params) for the forward, the same again for dX in the
 // backward (no dW: the base is frozen), plus full (non-causal) attention 3 x 4 x T x H x hd per layer.
-// DT_BENCH_PROFILE=1 also prints the step's time per backend entry (bench/bench_profile.h); use at
-// least 3 warm-up steps with it (DT_BENCH_WARMUP), or the second step's first touch of the arena's
-// final chunk shows up as slow conversions.
+// DT_BENCH_PROFILE=1 also prints the step's time per backend entry (bench/bench_profile.h). Keep at
+// least the default 2 warm-up steps with it: the second step first touches the arena's final chunk,
+// which shows up as conversions 5x slower (measured with DT_BENCH_WARMUP=1).
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
