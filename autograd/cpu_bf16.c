@@ -220,20 +220,18 @@ int dt_bf16_matmul(dt_bf16_mm *e, bool ta, bool tb, int64_t M, int64_t N, int64_
     mm_key k = {M, N, K, lda, ldb, ldc, alpha, ta, tb, acc, omp_in_parallel() != 0};
     mm_entry *x = acquire(e, &k);
     if (!x) return DT_EUNSUPPORTED;
+    dnnl_status_t st = dnnl_success;
     if (x->emu) {
         emulated_matmul(x->emu, ta, tb, M, N, K, alpha, A, lda, B, ldb, acc, C, ldc);
-        pthread_mutex_lock(&e->lock);
-        x->busy = false;
-        pthread_mutex_unlock(&e->lock);
-        return DT_OK;
+    } else {
+        dnnl_memory_set_data_handle(x->a, (void *)A);
+        dnnl_memory_set_data_handle(x->b, (void *)B);
+        dnnl_memory_set_data_handle(x->c, C);
+        dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, x->a}, {DNNL_ARG_WEIGHTS, x->b}, {DNNL_ARG_DST, x->c},
+                                   {DNNL_ARG_SCRATCHPAD, x->sp}};
+        st = dnnl_primitive_execute(x->prim, x->stream, x->sp ? 4 : 3, args);
+        if (st == dnnl_success) st = dnnl_stream_wait(x->stream);
     }
-    dnnl_memory_set_data_handle(x->a, (void *)A);
-    dnnl_memory_set_data_handle(x->b, (void *)B);
-    dnnl_memory_set_data_handle(x->c, C);
-    dnnl_exec_arg_t args[4] = {{DNNL_ARG_SRC, x->a}, {DNNL_ARG_WEIGHTS, x->b}, {DNNL_ARG_DST, x->c},
-                               {DNNL_ARG_SCRATCHPAD, x->sp}};
-    dnnl_status_t st = dnnl_primitive_execute(x->prim, x->stream, x->sp ? 4 : 3, args);
-    if (st == dnnl_success) st = dnnl_stream_wait(x->stream);
     pthread_mutex_lock(&e->lock);
     x->busy = false;
     if (st != dnnl_success)

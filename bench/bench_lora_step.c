@@ -157,8 +157,8 @@ int main(int argc, char **argv) {
         }
         double t_opt = now();
         dt_optim_step(&opt, a->params, a->grads, 1e-4f);
-        double dt = now() - t0;
-        if (s >= warmup) { step_s += dt; opt_s += now() - t_opt; }
+        double t1 = now(), dt = t1 - t0;
+        if (s >= warmup) { step_s += dt; opt_s += t1 - t_opt; }
         loss = dt_f32(out.loss)[0];
         if (s >= warmup) {
             tps[s - warmup] = (double)(B * T) / dt;
