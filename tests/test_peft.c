@@ -19,11 +19,11 @@ static void test_round_trip(dt_ctx *ctx, const dt_llama *m) {
     dt_adapter *a, *b;
     char d1[] = "/tmp/dt_peft_XXXXXX", d2[] = "/tmp/dt_peft_XXXXXX";
     if (!mkdtemp(d1) || !mkdtemp(d2)) { TEST_FAIL("peft_round_trip", "mkdtemp"); return; }
-    if (dt_lora_create(ctx, m, &lc, 7, &a)) { TEST_FAIL("peft_round_trip", "%s", ctx->msg); return; }
+    if (dt_lora_create(ctx, m, &lc, 7, &a)) { TEST_FAIL("peft_round_trip", "%s", ctx->msg); goto cleanup; }
     for (size_t i = 0; i < a->n_params; i++) a->params[i] += 0.001f * (float)(i % 13); // B non-zero too
     snprintf(a->base_model, sizeof a->base_model, "tests/golden/llama_gqa");
     int rc = dt_adapter_save(ctx, a, m, d1) || dt_adapter_load(ctx, d1, m, &b) || dt_adapter_save(ctx, b, m, d2);
-    if (rc) { TEST_FAIL("peft_round_trip", "%s", ctx->msg); dt_adapter_free(a); return; }
+    if (rc) { TEST_FAIL("peft_round_trip", "%s", ctx->msg); dt_adapter_free(a); goto cleanup; }
     char p1[256], p2[256];
     snprintf(p1, sizeof p1, "%s/adapter_model.safetensors", d1);
     snprintf(p2, sizeof p2, "%s/adapter_model.safetensors", d2);
@@ -57,6 +57,9 @@ static void test_round_trip(dt_ctx *ctx, const dt_llama *m) {
     free(cfg);
     dt_adapter_free(a);
     dt_adapter_free(b);
+cleanup:
+    tf_rm_tree(d1);
+    tf_rm_tree(d2);
 }
 
 static void test_bad_adapters(dt_ctx *ctx, const dt_llama *m) {
