@@ -80,8 +80,9 @@ void dt_train_mem_estimate(const dt_model_config *c, const dt_recipe *r, dt_trai
     // gradients in 16 bits, dq's f32 accumulator and the row sums (autograd/cuda/sdpa_cudnn.cu).
     if (r->hardware.device == DT_DEV_CUDA && mat == 2) acts += N * (2 * (qd + kvd) + qd + c->num_heads);
     // A quarter more for what the sum leaves out (rope tables, norms' rstd, token ids, the arena's
-    // chunk rounding): measured on stories260K (batch 8 x 256) the first step took 56.6 MiB against
-    // 49.5 MiB summed (26.1 against 21.1 checkpointed).
+    // chunk rounding): measured on stories260K (batch 8 x 256) the first step's high-water mark was
+    // 41.2 MiB against 49.5 MiB summed, but 23.6 against 21.1 checkpointed, and a device arena's
+    // first step chains chunks of 16, 32, 64... MiB before it folds them into one.
     m->activations = (size_t)(1.25 * acts * sizeof(float));
     m->total = m->weights + m->adapter + m->activations + ((size_t)64 << 20); // + library workspaces
 }
@@ -208,7 +209,9 @@ int dt_train_device_check(dt_ctx *ctx, dt_train_device *d, int rc, const char *o
 }
 
 void dt_train_device_report(const dt_train_device *d, const dt_graph *g) {
-    size_t used = dt_arena_capacity(&g->arena) + g->pool_bytes + g->attn_scratch_bytes;
+    // The arena's high-water mark, not its capacity: the first chunk is at least 16 MiB, mostly never
+    // touched in a small run, which made a batch-1 stories260K run report 17.5 MiB against 7.7 estimated.
+    size_t used = g->arena.peak + g->pool_bytes + g->attn_scratch_bytes;
     char b[2][32];
     fprintf(stderr, "memory after the first step: activations %s (estimated %s)\n", human(b[0], 32, used),
             human(b[1], 32, d->est_activations));
