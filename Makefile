@@ -62,7 +62,7 @@ TOOL_SRC := $(filter-out tools/comm_nccl.c,$(TOOL_SRC))
 TOOL_OBJ := $(TOOL_SRC:%.c=$(BUILD)/%.o)
 endif
 
-.PHONY: all deps test test-asan test-cuda test-cuda-emu print-tool-objs bench bench-cuda golden golden-deps clean demo fuzz fuzz-build fuzz-smoke
+.PHONY: all deps gguf-client test test-asan test-cuda test-cuda-emu print-tool-objs bench bench-cuda golden golden-deps clean demo fuzz fuzz-build fuzz-smoke
 all: $(BUILD)/libdeltatune.a $(BIN)
 
 DEB_PKGS := build-essential libopenblas-openmp-dev libjansson-dev libpcre2-dev libutf8proc-dev libyaml-dev zlib1g-dev \
@@ -105,6 +105,15 @@ $(BUILD)/demo/make_demo_model: demo/make_demo_model.c $(BUILD)/libdeltatune.a
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdeltatune.a $(LDLIBS)
 
+# The file writers of the llama.cpp client checks (tests/gguf_client/README.md). The checks themselves
+# need node-llama-cpp and stay out of make test, but make test builds the writers so they keep linking.
+GGUF_CLIENT_BIN := $(patsubst tests/gguf_client/%.c,$(BUILD)/gguf_client/%,$(wildcard tests/gguf_client/*.c))
+$(BUILD)/gguf_client/%: tests/gguf_client/%.c $(BUILD)/libdeltatune.a
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< $(BUILD)/libdeltatune.a $(LDLIBS)
+
+gguf-client: $(GGUF_CLIENT_BIN)
+
 demo: all $(BUILD)/demo/make_demo_model
 	@sh demo/run.sh
 
@@ -114,7 +123,7 @@ $(BUILD)/bench/bench_dist_step: bench/bench_dist_step.c $(DIST_OBJ) $(BUILD)/lib
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -o $@ $< $(DIST_OBJ) $(BUILD)/libdeltatune.a $(LDLIBS)
 
-test: all $(TEST_BIN) $(BUILD)/demo/make_demo_model
+test: all $(TEST_BIN) $(BUILD)/demo/make_demo_model $(GGUF_CLIENT_BIN)
 	@sh tests/run_tests.sh $(BUILD)/tests
 
 # The whole suite again under AddressSanitizer + UBSan (undefined behaviour is fatal), in a separate build

@@ -27,7 +27,7 @@ static float uniform(void) { // [-1, 1)
 enum { D = 256, F = 512, L = 2, H = 4, KV = 2, V = 32000 };
 
 static int write_hf(dt_ctx *ctx, const char *dir) {
-    char p[1024];
+    char p[1024 + 32]; // dir (up to 1024) + "/model.safetensors"
     mkdir(dir, 0755);
     snprintf(p, sizeof p, "%s/config.json", dir);
     FILE *f = fopen(p, "w");
