@@ -2,7 +2,7 @@
 // the graph has failed (g->failed, message in g->ctx). An op records a backward node only when grad is
 // enabled and one of its inputs requires a gradient (or, for linear, it carries a trainable adapter).
 // Frozen weights never get gradients: linear computes dX when X needs it, never dW.
-// Integer arrays (ids, positions, targets, seg_start) are device arrays from dt_graph_ints.
+// Integer arrays (ids, positions, seg_start) are device arrays from dt_graph_ints; dt_lm_head_xent takes host targets.
 #ifndef DT_OPS_H
 #define DT_OPS_H
 #include "autograd/graph.h"
@@ -100,13 +100,13 @@ dt_tensor *dt_attention_cached(dt_graph *g, dt_tensor *q, dt_tensor *k, dt_tenso
 // Generation: rows x (n, KV*hd) written into the cache c (cap, KV*hd) at positions p0..p0+n-1 (entries a
 // method places before the sequence). Returns 0, or -1 when the graph failed.
 int dt_kv_write(dt_graph *g, float *c, int64_t p0, const dt_tensor *x);
-// Mean cross-entropy of the vocabulary projection x (N, D) W^T (W (V, D)) against targets (N, -100 =
-// ignored), divided by denom (the number of trained tokens of the whole accumulated batch). Logits are
+// Mean cross-entropy of the vocabulary projection x (N, D) W^T (W (V, D)) against host_targets (N, -100 =
+// ignored; a host array: the op projects only the trained rows and needs to know which), divided by denom (the number of trained tokens of the whole accumulated batch). Logits are
 // formed chunk by chunk of rows and the gradient wrt x is formed in the same pass, so the (N, V) matrix
 // never exists. Returns a scalar tensor; *loss_sum gets the un-normalised sum of the chunk losses.
 // hook (or NULL): a method's term on the logits (x W^T + f(x)); its parameter gradients are accumulated
 // chunk by chunk during this call, for a loss that is the root of the backward (seed 1).
 dt_tensor *dt_lm_head_xent(dt_graph *g, dt_tensor *x, const dt_tensor *W, const dt_linear_hook *hook,
-                           const int32_t *targets, float denom, double *loss_sum);
+                           const int32_t *host_targets, float denom, double *loss_sum);
 
 #endif

@@ -11,6 +11,9 @@
 // the median of those ratios is the headline, and the ratio against the best peak of the whole run is
 // printed beside it as the conservative figure. Model FLOPs per token: 2 x (matmul params) for the forward, the same again for dX in the
 // backward (no dW: the base is frozen), plus full (non-causal) attention 3 x 4 x T x H x hd per layer.
+// DT_BENCH_TRAINED=f (default 1) trains only the last fraction f of each row's positions, the rest
+// labelled -100 as the prompt of instruction data is: tokens/s still counts every position, and the
+// model FLOPs count the vocabulary projection only for the trained ones (the only rows it runs on).
 // DT_BENCH_PROFILE=1 also prints the step's time per backend entry (bench/bench_profile.h). Keep at
 // least the default 2 warm-up steps with it: the second step first touches the arena's final chunk,
 // which shows up as conversions 5x slower (measured with DT_BENCH_WARMUP=1).
@@ -118,7 +121,13 @@ int main(int argc, char **argv) {
 
     const int64_t B = 1, T = 512;
     int32_t *ids = malloc(B * T * 4), *labels = malloc(B * T * 4);
-    for (int64_t i = 0; i < B * T; i++) ids[i] = labels[i] = (int32_t)((i * 7919) % cfg.vocab_size);
+    const double trained = getenv("DT_BENCH_TRAINED") ? atof(getenv("DT_BENCH_TRAINED")) : 1.0;
+    if (!(trained > 0 && trained <= 1)) { fprintf(stderr, "DT_BENCH_TRAINED: expected a fraction in (0, 1]\n"); return 2; }
+    const int64_t prompt = T - (int64_t)(trained * (double)T + 0.5); // positions 0..prompt-1 of a row: not trained
+    for (int64_t i = 0; i < B * T; i++) {
+        ids[i] = labels[i] = (int32_t)((i * 7919) % cfg.vocab_size);
+        if (i % T < prompt) labels[i] = -100;
+    }
     dt_batch batch = {B, T, ids, labels, NULL, NULL};
     dt_graph g;
     dt_graph_init(&ctx, &g, run_be, 0);
@@ -177,9 +186,11 @@ int main(int argc, char **argv) {
     dt_bf16_mm_free(mm);
     double D = cfg.hidden_size, Imid = cfg.intermediate_size, L = cfg.num_layers, V = cfg.vocab_size;
     double q = cfg.num_heads * cfg.head_dim, kv = cfg.num_kv_heads * cfg.head_dim;
-    double matmul_params = L * (D * q + 2 * D * kv + q * D + 3 * D * Imid) + V * D;
+    double layer_params = L * (D * q + 2 * D * kv + q * D + 3 * D * Imid);
     double attn = L * 3.0 * 4.0 * (double)T * q;
-    double flops_tok = 4.0 * matmul_params + attn;
+    // The vocabulary projection runs on the trained positions only (T - prompt - 1 per row with a prompt:
+    // the last position has no next token; counted as T - prompt, one row in 512 off).
+    double flops_tok = 4.0 * layer_params + 4.0 * V * D * (double)(T - prompt) / (double)T + attn;
 
     // Each step is set against the peak of its own dtype's matmul.
     double *own = bf16 ? bpeaks : peaks, best_peak = 0;
@@ -195,6 +206,7 @@ int main(int argc, char **argv) {
     printf("lora step  %s shape, frozen weights %s, B=%lld T=%lld, r=16 all-linear, %d threads%s\n", model, dtype_name,
            (long long)B, (long long)T, ctx.nthreads, ckpt ? ", activation checkpointing" : "");
     printf("  trainable params: %zu\n", n_trainable);
+    if (prompt) printf("  trained positions   %lld of %lld per row (DT_BENCH_TRAINED)\n", (long long)(T - prompt), (long long)T);
     printf("  OpenBLAS kernels    %s%s\n", openblas_get_corename(),
            getenv("OPENBLAS_CORETYPE") ? " (OPENBLAS_CORETYPE)" : "");
     printf("  oneDNN kernels      %s%s\n", dt_onednn_isa(),

@@ -610,7 +610,7 @@ static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_a
             }
         out->n_targets = dt_count_targets(b->labels, B, T, P);
         float d = denom > 0 ? denom : (float)(out->n_targets > 0 ? out->n_targets : 1);
-        out->loss = dt_lm_head_xent(g, xf, &m->lm_head, ad ? ad->lm_head : NULL, dt_graph_ints(g, tg, B * Tp), d,
+        out->loss = dt_lm_head_xent(g, xf, &m->lm_head, ad ? ad->lm_head : NULL, tg, d,
                                     &out->loss_sum);
         if (!out->loss) return DT_ENOMEM;
     }

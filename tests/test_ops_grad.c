@@ -234,12 +234,19 @@ static dt_tensor *f_attention_ext(dt_graph *g, dt_tensor **in, void *a) {
 
 static dt_tensor *f_slice_cols(dt_graph *g, dt_tensor **in, void *a) { (void)a; return dt_slice_cols(g, in[0], 3, 4); }
 
+// Which targets are ignored: every fourth row (too scattered to compact: every row is projected);
+// rows 0-4 and 10-13 (runs of trained rows 5-9 and 14-15 are compacted); or all (no row projected).
+typedef enum { XENT_SCATTERED, XENT_RUNS, XENT_NONE } xent_mask;
+
 static dt_tensor *f_xent(dt_graph *g, dt_tensor **in, void *a) {
-    (void)a;
+    const xent_mask mask = *(const xent_mask *)a;
     int64_t N = in[0]->shape[0];
     int32_t tg[64];
-    for (int64_t i = 0; i < N; i++) tg[i] = i % 4 == 3 ? -100 : (int32_t)((i * 5) % in[1]->shape[0]);
-    return dt_lm_head_xent(g, in[0], in[1], NULL, dt_graph_ints(g, tg, N), 7.0f, NULL);
+    for (int64_t i = 0; i < N; i++) {
+        bool ignored = mask == XENT_NONE || (mask == XENT_SCATTERED ? i % 4 == 3 : i < 5 || (i >= 10 && i < 14));
+        tg[i] = ignored ? -100 : (int32_t)((i * 5) % in[1]->shape[0]);
+    }
+    return dt_lm_head_xent(g, in[0], in[1], NULL, tg, 7.0f, NULL);
 }
 
 static double max_abs_diff(const float *a, const float *b, size_t n) {
@@ -376,7 +383,12 @@ int main(void) {
         {"grad_swiglu_linear_residual_dropout", 6, {3, 3, 2, 2, 2, 3},
          {SHAPE(2, 3, 7), SHAPE(2, 3, 7), SHAPE(5, 7), SHAPE(2, 7), SHAPE(5, 2), SHAPE(2, 3, 5)},
          {true, true, false, true, true, true}, {0}, f_swiglu_linear, NULL, true},
-        {"grad_lm_head_xent", 2, {2, 2}, {SHAPE(8, 6), SHAPE(11, 6)}, {true, false}, {0}, f_xent, NULL, false},
+        {"grad_lm_head_xent", 2, {2, 2}, {SHAPE(8, 6), SHAPE(11, 6)}, {true, false}, {0}, f_xent,
+         &(xent_mask){XENT_SCATTERED}, false},
+        {"grad_lm_head_xent_trained_runs", 2, {2, 2}, {SHAPE(16, 6), SHAPE(11, 6)}, {true, false}, {0}, f_xent,
+         &(xent_mask){XENT_RUNS}, false},
+        {"grad_lm_head_xent_all_ignored", 2, {2, 2}, {SHAPE(5, 6), SHAPE(11, 6)}, {true, false}, {0}, f_xent,
+         &(xent_mask){XENT_NONE}, false},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         fill(&cases[i]);
