@@ -2,6 +2,7 @@
 // entry (dt_backend.frozen_fwd/bwd, embedding_fwd) on a bf16 or f16 weight equals the plain f32 sgemm
 // on the same weight widened, for panel boundaries that do and do not divide the rows. The quantized
 // rows and the fast kernels for a type are tested against this same generic path in their own tests.
+// dt_cpu_gemm itself, which every one of them ends in, is checked against a naive loop.
 #include <math.h>
 #include "autograd/backend.h"
 #include "autograd/cpu_kernels.h"
@@ -90,13 +91,51 @@ static void test_frozen_type(dt_dtype type, int64_t out, int64_t in, int64_t N) 
     free(dx); free(dxref);
 }
 
+// dt_cpu_gemm against a naive triple loop in double, for every transpose, strided operands, alpha and
+// beta (beta 0 over a C full of NaN, which must not leak through), with one output row (the sgemv path
+// generation's one-token steps take) and with several (sgemm).
+static void test_gemm_vs_naive(void) {
+    uint64_t seed = 7;
+    const int64_t N = 37, K = 53, pad = 3;
+    for (int64_t M = 1; M <= 3; M += 2)
+        for (int ta = 0; ta < 2; ta++)
+            for (int tb = 0; tb < 2; tb++)
+                for (int b = 0; b < 2; b++) {
+                    const float alpha = 0.7f, beta = b ? 0.5f : 0.0f;
+                    const int64_t lda = (ta ? M : K) + pad, ldb = (tb ? K : N) + pad, ldc = N + pad;
+                    float *A = malloc((size_t)((ta ? K : M) * lda) * 4), *B = malloc((size_t)((tb ? N : K) * ldb) * 4);
+                    float *C = malloc((size_t)(M * ldc) * 4), *C0 = malloc((size_t)(M * ldc) * 4);
+                    for (int64_t i = 0; i < (ta ? K : M) * lda; i++) A[i] = frand(&seed);
+                    for (int64_t i = 0; i < (tb ? N : K) * ldb; i++) B[i] = frand(&seed);
+                    for (int64_t i = 0; i < M * ldc; i++) C[i] = C0[i] = b ? frand(&seed) : NAN;
+                    dt_cpu_gemm(ta, tb, M, N, K, alpha, A, lda, B, ldb, beta, C, ldc);
+                    double worst = 0;
+                    for (int64_t i = 0; i < M; i++)
+                        for (int64_t j = 0; j < N; j++) {
+                            double acc = 0;
+                            for (int64_t k = 0; k < K; k++)
+                                acc += (double)(ta ? A[k * lda + i] : A[i * lda + k]) * (tb ? B[j * ldb + k] : B[k * ldb + j]);
+                            double want = alpha * acc + (b ? beta * (double)C0[i * ldc + j] : 0.0);
+                            double d = fabs(C[i * ldc + j] - want);
+                            worst = d == d && worst == worst ? fmax(worst, d) : NAN; // NaN sticks
+                        }
+                    char name[96];
+                    snprintf(name, sizeof name, "gemm_vs_naive_M%lld_%s%s_beta%g", (long long)M, ta ? "T" : "N",
+                             tb ? "T" : "N", beta);
+                    TEST_CHECK(name, worst <= 1e-5, "max |C - naive| = %g", worst);
+                    free(A); free(B); free(C); free(C0);
+                }
+}
+
 int main(void) {
     test_traits();
+    test_gemm_vs_naive();
     // 600 x 2000: a 131-row panel, so the last panel is short; 40 x 24: one panel holding every row.
     const dt_dtype types[3] = {DT_F32, DT_BF16, DT_F16};
     for (int t = 0; t < 3; t++) {
         test_frozen_type(types[t], 600, 2000, 7);
         test_frozen_type(types[t], 40, 24, 3);
+        test_frozen_type(types[t], 600, 2000, 1); // one row: generation's decode
     }
     TEST_EXIT();
 }
