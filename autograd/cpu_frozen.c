@@ -1,8 +1,10 @@
 // The CPU frozen-linear entry (backend.h): f32 weights go straight to OpenBLAS; any other storage type
-// takes the generic reference path here — widen a panel of W's rows to f32 through the type's traits
+// takes the generic reference path here (for a few rows of x, as in generation, a row-at-a-time
+// widen-and-dot instead of panels) — widen a panel of W's rows to f32 through the type's traits
 // row, then one sgemm per panel — until a faster kernel for that type is registered in
 // dt_cpu_frozen_fwd/bwd's dispatch. The generic path stays as the reference those kernels are tested
 // against, and never widens the whole matrix: scratch holds one panel.
+#include <omp.h>
 #include "autograd/cpu_kernels.h"
 #include "autograd/dtype.h"
 
@@ -30,7 +32,31 @@ static void widen_panel(const dt_tensor *W, int64_t r0, int64_t p, float *panel)
     for (int64_t r = 0; r < p; r++) dt_tensor_row_f32(W, r0 + r, panel + r * in);
 }
 
+bool dt_cpu_frozen_fwd_rows(dt_row_f32_fn row, float *y, bool acc, const float *x, int64_t N, const dt_tensor *W,
+                            float *scratch) {
+    const int64_t out = W->shape[0], in = W->shape[1];
+    // Each thread widens into its own `in` floats of scratch, which holds a panel of rows.
+    if (N > DT_FROZEN_FEW_ROWS || omp_get_max_threads() > dt_cpu_frozen_panel_rows(W)) return false;
+    #pragma omp parallel
+    {
+        float *w = scratch + (size_t)omp_get_thread_num() * (size_t)in; // (in): row r of W as f32
+        #pragma omp for schedule(static)
+        for (int64_t r = 0; r < out; r++) {
+            row(W, r, w);
+            for (int64_t n = 0; n < N; n++) {
+                const float *xn = x + n * in;
+                float s = 0;
+                #pragma omp simd reduction(+ : s)
+                for (int64_t k = 0; k < in; k++) s += xn[k] * w[k];
+                y[n * out + r] = acc ? y[n * out + r] + s : s;
+            }
+        }
+    }
+    return true;
+}
+
 void dt_cpu_frozen_fwd_generic(float *y, bool acc, const float *x, int64_t N, const dt_tensor *W, float *scratch) {
+    if (dt_cpu_frozen_fwd_rows(dt_tensor_row_f32, y, acc, x, N, W, scratch)) return;
     int64_t out = W->shape[0], in = W->shape[1], P = dt_cpu_frozen_panel_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += P) {
         int64_t p = out - r0 < P ? out - r0 : P;

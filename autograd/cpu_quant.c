@@ -13,7 +13,7 @@
 #endif
 
 #ifdef __AVX2__
-typedef void (*row_fn)(const dt_tensor *W, int64_t row, float *dst);
+typedef dt_row_f32_fn row_fn;
 
 static inline __m256 bcast_f16(uint16_t h) { return _mm256_set1_ps(dt_f16_to_f32(h)); }
 
@@ -136,6 +136,7 @@ bool dt_cpu_quant_fwd(float *y, bool acc, const float *x, int64_t N, const dt_te
 #ifdef __AVX2__
     row_fn f = fast_row(W);
     if (!f) return false;
+    if (dt_cpu_frozen_fwd_rows(f, y, acc, x, N, W, scratch)) return true;
     const int64_t out = W->shape[0], in = W->shape[1], P = dt_cpu_frozen_panel_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += P) {
         const int64_t p = out - r0 < P ? out - r0 : P;

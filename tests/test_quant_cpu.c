@@ -19,10 +19,10 @@ static void fill(float *x, int64_t n, uint64_t seed, float scale) {
     for (int64_t i = 0; i < n; i++) x[i] = scale * (float)dt_rng_normal(&r);
 }
 
-static void check_type(const char *label, dt_dtype q, bool dq, int64_t out, int64_t in) {
+// N rows of x: 7 take the panel paths, 1 (generation's decode) the few-rows path (dt_cpu_frozen_fwd_rows).
+static void check_type_n(const char *label, dt_dtype q, bool dq, int64_t out, int64_t in, int64_t N) {
     dt_ctx ctx;
     dt_ctx_init(&ctx);
-    const int64_t N = 7;
     float *w = malloc((size_t)(out * in) * sizeof *w), *x = malloc((size_t)(N * in) * sizeof *x);
     float *dy = malloc((size_t)(N * out) * sizeof *dy), *deq = malloc((size_t)(out * in) * sizeof *deq);
     float *y1 = malloc((size_t)(N * out) * sizeof *y1), *y2 = malloc((size_t)(N * out) * sizeof *y2);
@@ -63,11 +63,18 @@ static void check_type(const char *label, dt_dtype q, bool dq, int64_t out, int6
                 ref_max = fmax(ref_max, fabs(s));
             }
     }
-    TEST_CHECK(label, same && worst <= 1e-5 * ref_max, "dispatch %s the generic path; max abs diff to the naive product %.3g (of %.3g)",
+    char name[96];
+    snprintf(name, sizeof name, "%s_N%lld", label, (long long)N);
+    TEST_CHECK(name, same && worst <= 1e-5 * ref_max, "dispatch %s the generic path; max abs diff to the naive product %.3g (of %.3g)",
                same ? "equals" : "DIFFERS from", worst, ref_max);
     free(scratch);
 done:
     free(w); free(x); free(dy); free(deq); free(y1); free(y2); free(dx1); free(dx2); free(block);
+}
+
+static void check_type(const char *label, dt_dtype q, bool dq, int64_t out, int64_t in) {
+    check_type_n(label, q, dq, out, in, 7);
+    check_type_n(label, q, dq, out, in, 1);
 }
 
 // dt_llama_init_random_ex with NF4 linears: the same draws as the f32 random model, quantized: every
