@@ -20,11 +20,12 @@ static void cpu_zero(const dt_backend *be, void *p, size_t n) { (void)be; memset
 void dt_cpu_gemm(bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda,
                  const float *B, int64_t ldb, float beta, float *C, int64_t ldc) {
     if (M == 0 || N == 0) return;
-    if (M == 1) {
-        // One output row (generation decodes one token at a time): sgemv reads B once, where sgemm first
-        // packs all of B into its panel layout for that single row (60% of a decode step went to
-        // sgemm_incopy). C (1, N) = alpha a (1, K) op(B): B stored (N, K) when tb, so C = B a, else C = B^T a.
-        // At beta 0 sgemv ignores what C holds, NaN included (test_frozen checks it on the OpenBLAS we link).
+    // One output row (generation decodes one token at a time): sgemv reads B once, where sgemm first
+    // packs all of B into its panel layout for that single row (60% of a decode step went to
+    // sgemm_incopy). C (1, N) = alpha a (1, K) op(B): B stored (N, K) when tb, so C = B a, else C = B^T a.
+    // At beta 0 sgemv ignores what C holds, NaN included (test_frozen checks it on the OpenBLAS we link).
+    // K = 0 stays with sgemm: sgemv returns at once for an empty matrix, without applying beta to C.
+    if (M == 1 && K > 0) {
         cblas_sgemv(CblasRowMajor, tb ? CblasNoTrans : CblasTrans, (blasint)(tb ? N : K), (blasint)(tb ? K : N), alpha,
                     B, (blasint)ldb, A, (blasint)(ta ? lda : 1), beta, C, 1);
         return;
