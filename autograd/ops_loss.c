@@ -16,9 +16,11 @@
 // position of each example) add nothing to the loss or to any gradient, so they skip the vocabulary
 // projection, which is 2 V D flops per row forward and as many backward (about 15% of a SmolLM2 step,
 // more with Llama 3's or Qwen's vocabulary): the trained rows are copied into one block, a copy per run
-// of consecutive trained rows, and their gradient is added back run by run in the backward. With many
-// short runs (scattered masks) the copies' calls would cost more than the rows they skip (a kernel
-// launch each on a GPU), so compaction needs at least MIN_SKIPPED_PER_RUN skipped rows per run.
+// of consecutive trained rows, and their gradient is added back run by run in the backward. Each copy
+// is a backend call (a kernel launch on a GPU), so scattered masks with many short runs are left
+// uncompacted: compaction needs MIN_SKIPPED_PER_RUN skipped rows per run (a conservative choice, not
+// a measured crossover; prompt masks give one or two runs per example). Measured on the SmolLM2 step
+// with half of each row masked (f32, 2 threads): the LM head took 197-255 ms instead of 435-466 ms.
 #define MIN_SKIPPED_PER_RUN 4
 
 typedef struct { int64_t start, len; } row_run;
