@@ -33,8 +33,8 @@ typedef void (*dt_row_f32_fn)(const struct dt_tensor *W, int64_t row, float *dst
 #define DT_FROZEN_FEW_ROWS 4
 bool dt_cpu_frozen_fwd_rows(dt_row_f32_fn row, float *y, bool acc, const float *x, int64_t N, const struct dt_tensor *W,
                             float *scratch);
-// The quantized types' fast frozen-linear kernels (autograd/cpu_quant.c): the generic path's panel loop
-// with AVX2 row widening for Q8_0, Q4_0, Q4_K and NF4/FP4. Return false (and do nothing) for other types.
+// The fast frozen-linear kernels (autograd/cpu_quant.c): the generic path's loops with AVX2 row widening
+// for Q8_0, Q4_0, Q4_K, NF4/FP4, bf16 and f16. Return false (and do nothing) for other types.
 bool dt_cpu_quant_fwd(float *y, bool acc, const float *x, int64_t N, const struct dt_tensor *W, float *scratch);
 bool dt_cpu_quant_bwd(float *dx, bool acc, const float *dy, int64_t N, const struct dt_tensor *W, float *scratch);
 void dt_cpu_rmsnorm_fwd(float *y, float *rstd, const float *x, const float *w, int64_t N, int64_t D, float eps);

@@ -1,9 +1,11 @@
-// Fast CPU frozen-linear kernels for the quantized types most used as bases (Q8_0, Q4_0, Q4_K, NF4):
-// the generic reference path's panel loop (cpu_frozen.c: widen a panel of W's rows to f32, one sgemm per
-// panel; the whole matrix is never widened), with each type's rows widened by AVX2 code instead of the
-// scalar traits row. The AVX2 widening does the same float operations as the scalar reference (one
-// multiply, or a multiply then a subtraction, never fused), so it is bit-identical to it; test_quant_cpu
-// compares the two paths. Without AVX2 the generic path serves every type.
+// Fast CPU frozen-linear kernels for the storage types most used as bases (Q8_0, Q4_0, Q4_K, NF4, and
+// f16/bf16 where no bf16 matmul runs them): the generic reference path's loops (cpu_frozen.c: widen a
+// panel of W's rows to f32, one sgemm per panel, or for a few rows of x widen-and-dot a row at a time;
+// the whole matrix is never widened), with each type's rows widened by AVX2 (F16C for f16) code instead
+// of the scalar traits row. The AVX2 widening does the same float operations as the scalar reference
+// (one multiply, or a multiply then a subtraction, never fused; f16 and bf16 widen exactly), so it is
+// bit-identical to it (f16: for every value but signalling NaNs, which F16C quietens); test_quant_cpu
+// and test_frozen compare the two paths. Without AVX2 the generic path serves every type.
 #include <string.h>
 #include "autograd/cpu_kernels.h"
 #include "autograd/dtype.h"
@@ -83,6 +85,27 @@ static void row_q4_K(const dt_tensor *W, int64_t row, float *dst) {
     }
 }
 
+static void row_bf16(const dt_tensor *W, int64_t row, float *dst) {
+    const int64_t cols = W->shape[1];
+    const uint16_t *s = (const uint16_t *)W->data + row * cols;
+    int64_t c = 0;
+    for (; c + 8 <= cols; c += 8) { // bf16 is the top half of an f32
+        __m256i v = _mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)(s + c)));
+        _mm256_storeu_ps(dst + c, _mm256_castsi256_ps(_mm256_slli_epi32(v, 16)));
+    }
+    for (; c < cols; c++) dst[c] = dt_bf16_to_f32(s[c]);
+}
+
+#ifdef __F16C__
+static void row_f16(const dt_tensor *W, int64_t row, float *dst) {
+    const int64_t cols = W->shape[1];
+    const uint16_t *s = (const uint16_t *)W->data + row * cols;
+    int64_t c = 0;
+    for (; c + 8 <= cols; c += 8) _mm256_storeu_ps(dst + c, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + c))));
+    for (; c < cols; c++) dst[c] = dt_f16_to_f32(s[c]);
+}
+#endif
+
 // NF4/FP4 with whole 64-value blocks per row: code lookups through two 8-entry permutes.
 static void row_nf4(const dt_tensor *W, int64_t row, float *dst) {
     const dt_nf4_state *st = W->aux;
@@ -116,6 +139,10 @@ static row_fn fast_row(const dt_tensor *W) {
     case DT_Q8_0: return row_q8_0;
     case DT_Q4_0: return row_q4_0;
     case DT_Q4_K: return row_q4_K;
+    case DT_BF16: return row_bf16;
+#ifdef __F16C__
+    case DT_F16: return row_f16;
+#endif
     case DT_NF4:
     case DT_FP4: {
         const dt_nf4_state *st = W->aux;
