@@ -1,7 +1,7 @@
 // The CPU frozen-linear entry (backend.h): f32 weights go straight to OpenBLAS; any other storage type
-// takes the generic reference path here (for a few rows of x, as in generation, a row-at-a-time
-// widen-and-dot instead of panels) — widen a panel of W's rows to f32 through the type's traits
-// row, then one sgemm per panel — until a faster kernel for that type is registered in
+// takes the generic reference path here — widen a panel of W's rows to f32 through the type's traits
+// row, then one sgemm per panel (for at most four rows of x, as in generation, one row of W at a time
+// widened and dotted in cache) — until a faster kernel for that type is registered in
 // dt_cpu_frozen_fwd/bwd's dispatch. The generic path stays as the reference those kernels are tested
 // against, and never widens the whole matrix: scratch holds one panel.
 #include <omp.h>
