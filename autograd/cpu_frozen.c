@@ -25,17 +25,19 @@ size_t dt_cpu_frozen_scratch_bytes(const dt_tensor *W, int64_t N) {
     return (size_t)dt_cpu_frozen_panel_rows(W) * (size_t)W->shape[1] * sizeof(float);
 }
 
-// panel (p, in) = rows r0 .. r0+p-1 of W as f32
-static void widen_panel(const dt_tensor *W, int64_t r0, int64_t p, float *panel) {
+// panel (p, in) = rows r0 .. r0+p-1 of W widened to f32 by `row`
+static void widen_panel(dt_row_f32_fn row, const dt_tensor *W, int64_t r0, int64_t p, float *panel) {
     int64_t in = W->shape[1];
     #pragma omp parallel for if (p * in > 65536)
-    for (int64_t r = 0; r < p; r++) dt_tensor_row_f32(W, r0 + r, panel + r * in);
+    for (int64_t r = 0; r < p; r++) row(W, r0 + r, panel + r * in);
 }
 
-bool dt_cpu_frozen_fwd_rows(dt_row_f32_fn row, float *y, bool acc, const float *x, int64_t N, const dt_tensor *W,
-                            float *scratch) {
+// At most DT_FROZEN_FEW_ROWS rows of x: each row of W widened into the thread's own `in` floats of
+// scratch (which holds a panel of rows), still in cache, and dotted there. False (nothing done) for
+// more rows, or more threads than a panel has rows.
+static bool fwd_few_rows(dt_row_f32_fn row, float *y, bool acc, const float *x, int64_t N, const dt_tensor *W,
+                         float *scratch) {
     const int64_t out = W->shape[0], in = W->shape[1];
-    // Each thread widens into its own `in` floats of scratch, which holds a panel of rows.
     if (N > DT_FROZEN_FEW_ROWS || omp_get_max_threads() > dt_cpu_frozen_panel_rows(W)) return false;
     #pragma omp parallel
     {
@@ -55,25 +57,35 @@ bool dt_cpu_frozen_fwd_rows(dt_row_f32_fn row, float *y, bool acc, const float *
     return true;
 }
 
-void dt_cpu_frozen_fwd_generic(float *y, bool acc, const float *x, int64_t N, const dt_tensor *W, float *scratch) {
-    if (dt_cpu_frozen_fwd_rows(dt_tensor_row_f32, y, acc, x, N, W, scratch)) return;
+void dt_cpu_frozen_fwd_widened(dt_row_f32_fn row, float *y, bool acc, const float *x, int64_t N, const dt_tensor *W,
+                               float *scratch) {
+    if (fwd_few_rows(row, y, acc, x, N, W, scratch)) return;
     int64_t out = W->shape[0], in = W->shape[1], P = dt_cpu_frozen_panel_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += P) {
         int64_t p = out - r0 < P ? out - r0 : P;
-        widen_panel(W, r0, p, scratch);
+        widen_panel(row, W, r0, p, scratch);
         // y[:, r0:r0+p] (N, p) = x (N, in) panel^T
         dt_cpu_gemm(false, true, N, p, in, 1.0f, x, in, scratch, in, acc ? 1.0f : 0.0f, y + r0, out);
     }
 }
 
-void dt_cpu_frozen_bwd_generic(float *dx, bool acc, const float *dy, int64_t N, const dt_tensor *W, float *scratch) {
+void dt_cpu_frozen_bwd_widened(dt_row_f32_fn row, float *dx, bool acc, const float *dy, int64_t N, const dt_tensor *W,
+                               float *scratch) {
     int64_t out = W->shape[0], in = W->shape[1], P = dt_cpu_frozen_panel_rows(W);
     for (int64_t r0 = 0; r0 < out; r0 += P) {
         int64_t p = out - r0 < P ? out - r0 : P;
-        widen_panel(W, r0, p, scratch);
+        widen_panel(row, W, r0, p, scratch);
         // dx (N, in) (+)= dy[:, r0:r0+p] (N, p) panel (p, in)
         dt_cpu_gemm(false, false, N, in, p, 1.0f, dy + r0, out, scratch, in, acc || r0 > 0 ? 1.0f : 0.0f, dx, in);
     }
+}
+
+void dt_cpu_frozen_fwd_generic(float *y, bool acc, const float *x, int64_t N, const dt_tensor *W, float *scratch) {
+    dt_cpu_frozen_fwd_widened(dt_tensor_row_f32, y, acc, x, N, W, scratch);
+}
+
+void dt_cpu_frozen_bwd_generic(float *dx, bool acc, const float *dy, int64_t N, const dt_tensor *W, float *scratch) {
+    dt_cpu_frozen_bwd_widened(dt_tensor_row_f32, dx, acc, dy, N, W, scratch);
 }
 
 void dt_cpu_frozen_fwd(float *y, bool acc, const float *x, int64_t N, const dt_tensor *W, void *scratch) {

@@ -24,15 +24,17 @@ void dt_cpu_embedding_rows(float *out, const int32_t *ids, int64_t n, const stru
 int64_t dt_cpu_frozen_panel_rows(const struct dt_tensor *W);
 // Row `row` of W widened to f32 into dst: the traits row (dt_tensor_row_f32) or a faster one.
 typedef void (*dt_row_f32_fn)(const struct dt_tensor *W, int64_t row, float *dst);
-// The forward for at most DT_FROZEN_FEW_ROWS rows of x (generation's decode: one): every row of W is
-// widened by `row` into the thread's part of scratch, still in cache, and dotted with the rows of x
-// there, so W is read once and no panel goes through memory. Returns false (nothing done) for more
-// rows, or more threads than a panel has rows; the generic and the fast paths both end here, so they
-// stay equal bit for bit. Measured on Q8_0 1536x576 and 576x1536 weights (2 threads): 180-220 us for
-// one row and 300-380 us for four, against 450-640 us for the panel path at any of 1 to 8 rows.
+// The generic paths with W's rows widened by `row` (the _generic entries pass the traits row, the fast
+// kernels their own, so the two stay equal bit for bit): a panel of rows at a time, then one sgemm per
+// panel; in the forward for at most DT_FROZEN_FEW_ROWS rows of x (generation's decode: one), one row of
+// W at a time widened into the thread's part of scratch, still in cache, and dotted there, so W is read
+// once and no panel goes through memory. Measured on Q8_0 1536x576 and 576x1536 weights (2 threads):
+// 180-220 us for one row and 300-380 us for four, against 450-640 us for the panel path at 1 to 8 rows.
 #define DT_FROZEN_FEW_ROWS 4
-bool dt_cpu_frozen_fwd_rows(dt_row_f32_fn row, float *y, bool acc, const float *x, int64_t N, const struct dt_tensor *W,
-                            float *scratch);
+void dt_cpu_frozen_fwd_widened(dt_row_f32_fn row, float *y, bool acc, const float *x, int64_t N,
+                               const struct dt_tensor *W, float *scratch);
+void dt_cpu_frozen_bwd_widened(dt_row_f32_fn row, float *dx, bool acc, const float *dy, int64_t N,
+                               const struct dt_tensor *W, float *scratch);
 // The fast frozen-linear kernels (autograd/cpu_quant.c): the generic path's loops with AVX2 row widening
 // for Q8_0, Q4_0, Q4_K, NF4/FP4, bf16 and f16. Return false (and do nothing) for other types.
 bool dt_cpu_quant_fwd(float *y, bool acc, const float *x, int64_t N, const struct dt_tensor *W, float *scratch);

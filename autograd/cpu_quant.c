@@ -14,9 +14,9 @@
 #include <immintrin.h>
 #endif
 
-#ifdef __AVX2__
 typedef dt_row_f32_fn row_fn;
 
+#ifdef __AVX2__
 // One f16 scale to f32: F16C's single conversion where the CPU has it (exact, as the scalar one, which
 // is a function call per block and showed in decode profiles).
 static inline float f16_scale(uint16_t h) {
@@ -142,8 +142,11 @@ static void row_nf4(const dt_tensor *W, int64_t row, float *dst) {
     }
 }
 
+#endif
+
 // The fast row widener of W's type, or NULL (then the generic path runs).
 static row_fn fast_row(const dt_tensor *W) {
+#ifdef __AVX2__
     switch (W->dtype) {
     case DT_Q8_0: return row_q8_0;
     case DT_Q4_0: return row_q4_0;
@@ -159,48 +162,20 @@ static row_fn fast_row(const dt_tensor *W) {
     }
     default: return NULL;
     }
-}
-
-static void widen(row_fn f, const dt_tensor *W, int64_t r0, int64_t p, float *panel) {
-    const int64_t in = W->shape[1];
-    #pragma omp parallel for if (p * in > 65536)
-    for (int64_t r = 0; r < p; r++) f(W, r0 + r, panel + r * in);
-}
+#else
+    (void)W;
+    return NULL;
 #endif
+}
 
 bool dt_cpu_quant_fwd(float *y, bool acc, const float *x, int64_t N, const dt_tensor *W, float *scratch) {
-#ifdef __AVX2__
     row_fn f = fast_row(W);
-    if (!f) return false;
-    if (dt_cpu_frozen_fwd_rows(f, y, acc, x, N, W, scratch)) return true;
-    const int64_t out = W->shape[0], in = W->shape[1], P = dt_cpu_frozen_panel_rows(W);
-    for (int64_t r0 = 0; r0 < out; r0 += P) {
-        const int64_t p = out - r0 < P ? out - r0 : P;
-        widen(f, W, r0, p, scratch);
-        // y[:, r0:r0+p] (N, p) = x (N, in) panel^T
-        dt_cpu_gemm(false, true, N, p, in, 1.0f, x, in, scratch, in, acc ? 1.0f : 0.0f, y + r0, out);
-    }
-    return true;
-#else
-    (void)y; (void)acc; (void)x; (void)N; (void)W; (void)scratch;
-    return false;
-#endif
+    if (f) dt_cpu_frozen_fwd_widened(f, y, acc, x, N, W, scratch);
+    return f != NULL;
 }
 
 bool dt_cpu_quant_bwd(float *dx, bool acc, const float *dy, int64_t N, const dt_tensor *W, float *scratch) {
-#ifdef __AVX2__
     row_fn f = fast_row(W);
-    if (!f) return false;
-    const int64_t out = W->shape[0], in = W->shape[1], P = dt_cpu_frozen_panel_rows(W);
-    for (int64_t r0 = 0; r0 < out; r0 += P) {
-        const int64_t p = out - r0 < P ? out - r0 : P;
-        widen(f, W, r0, p, scratch);
-        // dx (N, in) (+)= dy[:, r0:r0+p] (N, p) panel (p, in)
-        dt_cpu_gemm(false, false, N, in, p, 1.0f, dy + r0, out, scratch, in, acc || r0 > 0 ? 1.0f : 0.0f, dx, in);
-    }
-    return true;
-#else
-    (void)dx; (void)acc; (void)dy; (void)N; (void)W; (void)scratch;
-    return false;
-#endif
+    if (f) dt_cpu_frozen_bwd_widened(f, dx, acc, dy, N, W, scratch);
+    return f != NULL;
 }

@@ -19,7 +19,7 @@ static void fill(float *x, int64_t n, uint64_t seed, float scale) {
     for (int64_t i = 0; i < n; i++) x[i] = scale * (float)dt_rng_normal(&r);
 }
 
-// N rows of x: 7 take the panel paths, 1 (generation's decode) the few-rows path (dt_cpu_frozen_fwd_rows).
+// N rows of x: 7 take the panel paths, 1 (generation's decode) the few-rows path (dt_cpu_frozen_fwd_widened).
 static void check_type_n(const char *label, dt_dtype q, bool dq, int64_t out, int64_t in, int64_t N) {
     dt_ctx ctx;
     dt_ctx_init(&ctx);
