@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <cblas.h>
 #include <immintrin.h>
 #include <oneapi/dnnl/dnnl.h>
+#include "autograd/cpu_kernels.h"
 
 #define MAX_ENTRIES 512
 
@@ -206,8 +206,7 @@ static void emulated_matmul(float *w, bool ta, bool tb, int64_t M, int64_t N, in
     float *a = w, *b = w + M * K; // a: op(A) stored as A is, (K, M) when ta else (M, K); b likewise (N, K) or (K, N)
     widen_2d(a, A, ta ? K : M, ta ? M : K, lda);
     widen_2d(b, B, tb ? N : K, tb ? K : N, ldb);
-    cblas_sgemm(CblasRowMajor, ta ? CblasTrans : CblasNoTrans, tb ? CblasTrans : CblasNoTrans, (int)M, (int)N, (int)K,
-                alpha, a, (int)(ta ? M : K), b, (int)(tb ? K : N), acc ? 1.0f : 0.0f, C, (int)ldc);
+    dt_cpu_gemm(ta, tb, M, N, K, alpha, a, ta ? M : K, b, tb ? K : N, acc ? 1.0f : 0.0f, C, ldc);
 }
 
 int dt_bf16_matmul(dt_bf16_mm *e, bool ta, bool tb, int64_t M, int64_t N, int64_t K, float alpha, const uint16_t *A,
