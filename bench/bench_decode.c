@@ -45,7 +45,9 @@ static double weight_bytes(const dt_llama *m) {
     return b;
 }
 
-// Read bandwidth in bytes/s: the best of 3 parallel sums over buf (n floats).
+// Read bandwidth in bytes/s: the best of 3 parallel sums over buf (n floats). Each sum is stored in
+// bw_sink, so the loads cannot be dropped.
+static volatile float bw_sink;
 static double read_bandwidth(const float *buf, size_t n) {
     double best = 0;
     for (int r = 0; r < 3; r++) {
@@ -54,7 +56,7 @@ static double read_bandwidth(const float *buf, size_t n) {
         #pragma omp parallel for simd reduction(+ : s) // simd: vector partial sums, so loads are the limit
         for (size_t i = 0; i < n; i++) s += buf[i];
         double bw = (double)n * sizeof(float) / (now() - t);
-        if (s == 1234.5) printf(" "); // keeps the sum
+        bw_sink = s;
         if (bw > best) best = bw;
     }
     return best;
