@@ -17,7 +17,10 @@ void dt_cli_usage(const dt_cli *c, FILE *f) {
         char left[96];
         int n = snprintf(left, sizeof left, "%s%s%s", o->name, o->alias ? ", " : "", o->alias ? o->alias : "");
         if (o->kind != DT_OPT_FLAG && n < (int)sizeof left) snprintf(left + n, sizeof left - (size_t)n, " %s", o->arg);
-        fprintf(f, "  %-28s %s%s\n", left, o->help, o->kind == DT_OPT_LIST ? " (repeatable)" : "");
+        // An option wider than the column gets a line of its own, so the help texts stay aligned.
+        if (strlen(left) > 28) fprintf(f, "  %s\n  %-28s", left, "");
+        else fprintf(f, "  %-28s", left);
+        fprintf(f, " %s%s\n", o->help, o->kind == DT_OPT_LIST ? " (repeatable)" : "");
     }
     fprintf(f, "  %-28s %s\n", "-h, --help", "print this help and exit");
 }
