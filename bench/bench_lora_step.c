@@ -2,7 +2,9 @@
 // 9 heads, 3 KV heads, intermediate 1536, vocab 49152, tied) or, with DT_BENCH_MODEL=llama-3.2-1b,
 // Llama-3.2-1B's (hidden 2048, 16 layers, 32 heads, 8 KV heads, intermediate 8192, vocab 128256, tied),
 // batch 1 x 512, r = 16 on every linear, forward + backward + AdamW, on DT_BENCH_THREADS threads
-// (default 2), with the frozen weights in DT_BENCH_DTYPE (f32, the default, or bf16). Prints tokens/s
+// (default 2), with the frozen weights in DT_BENCH_DTYPE: f32 (the default), bf16 (oneDNN's bf16
+// matmuls) or stored (the matrices in bf16, as a bf16 file loaded as stored keeps them, computed in
+// f32 on the plain backend: hardware.dtype auto on a CPU without bf16 units). Prints tokens/s
 // (median of the steps after warm-up), model FLOP/s as a fraction of the matmul peak of that dtype
 // (OpenBLAS sgemm for f32, oneDNN's bf16 matmul for bf16; both are measured and printed), peak RSS,
 // and one "RESULT key=value ..." line for bench/bench_bf16.sh.
@@ -74,10 +76,10 @@ int main(int argc, char **argv) {
     const int warmup = getenv("DT_BENCH_WARMUP") ? atoi(getenv("DT_BENCH_WARMUP")) : 2;
     const char *model = getenv("DT_BENCH_MODEL") ? getenv("DT_BENCH_MODEL") : "smollm2-135m";
     const char *dtype_name = getenv("DT_BENCH_DTYPE") ? getenv("DT_BENCH_DTYPE") : "f32";
-    const bool bf16 = !strcmp(dtype_name, "bf16");
-    if (steps < 1 || warmup < 1 || (!bf16 && strcmp(dtype_name, "f32")) ||
+    const bool bf16 = !strcmp(dtype_name, "bf16"), stored = !strcmp(dtype_name, "stored");
+    if (steps < 1 || warmup < 1 || (!bf16 && !stored && strcmp(dtype_name, "f32")) ||
         (strcmp(model, "smollm2-135m") && strcmp(model, "llama-3.2-1b"))) {
-        fprintf(stderr, "bench_lora_step: DT_BENCH_MODEL smollm2-135m|llama-3.2-1b, DT_BENCH_DTYPE f32|bf16, "
+        fprintf(stderr, "bench_lora_step: DT_BENCH_MODEL smollm2-135m|llama-3.2-1b, DT_BENCH_DTYPE f32|bf16|stored, "
                         "DT_BENCH_STEPS and DT_BENCH_WARMUP >= 1\n");
         return 2;
     }
@@ -106,7 +108,7 @@ int main(int argc, char **argv) {
     if (profile && !prof) { fprintf(stderr, "out of memory\n"); return 1; }
     const dt_backend *run_be = prof ? &prof->table : be;
     dt_llama *m;
-    if (dt_llama_init_random_typed(&ctx, &cfg, run_be, 1, bf16 ? DT_BF16 : DT_F32, &m)) {
+    if (dt_llama_init_random_typed(&ctx, &cfg, run_be, 1, bf16 || stored ? DT_BF16 : DT_F32, &m)) {
         fprintf(stderr, "%s\n", ctx.msg);
         return 1;
     }

@@ -12,7 +12,15 @@
 // linear: one of a layer's frozen linear weights (what model.quantize applies to); q: the type it is
 // quantized to at load, DT_F32 for none; stored: a quantized file tensor copied to the device as it is
 // (its type's blocks, which the device decodes).
-typedef struct { char name[192]; int ndim; int64_t shape[2]; dt_tensor *dst; bool in_place, linear, stored; dt_dtype q; } weight_spec;
+typedef struct {
+    char name[192];
+    int ndim;
+    int64_t shape[2];
+    dt_tensor *dst;
+    bool in_place, linear, stored;
+    dt_dtype q;  // quantized at load as q (DT_F32: not)
+    dt_dtype kt; // kept as kt when not quantized: the load's wtype for matrices, f32 for vectors
+} weight_spec;
 
 static int add_spec(weight_spec *s, int *n, const char *name, int ndim, int64_t d0, int64_t d1, dt_tensor *dst) {
     weight_spec *w = &s[(*n)++];
@@ -137,15 +145,24 @@ static int place_quantized(dt_ctx *ctx, dt_llama *m, weight_spec *s, bool double
     return rc;
 }
 
-// wtype: the matrices' float type; o: linear weights quantized at load (NULL: none).
+// The type matrix s is kept in under wtype: wtype itself, or under DT_DTYPE_STORED the file tensor t's
+// own type when it is bf16 or f16 (f32 otherwise, a missing tensor included: the load refuses it).
+static dt_dtype kept_type(const weight_spec *s, const dt_st_tensor *t, dt_dtype wtype) {
+    if (s->ndim != 2) return DT_F32;
+    if (wtype != DT_DTYPE_STORED) return wtype;
+    return t && t->st_dtype == DT_ST_BF16 ? DT_BF16 : t && t->st_dtype == DT_ST_F16 ? DT_F16 : DT_F32;
+}
+
+// wtype: the matrices' float type, or DT_DTYPE_STORED (the CPU only); o: linear weights quantized at load
+// (NULL: none).
 static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, const dt_load_opts *o, dt_llama **out) {
     *out = NULL;
     const dt_dtype quantize = o ? o->quantize : DT_F32;
     // On a device, quantized weights are copied as they are and decoded there (autograd/cuda/dequant.cu):
     // ggml's blocks alone; NF4/FP4 with their state's arrays (dt_lq_upload_nf4).
-    if (wtype != DT_F32 && wtype != DT_BF16 && wtype != DT_F16)
+    if (wtype != DT_F32 && wtype != DT_BF16 && wtype != DT_F16 && !(wtype == DT_DTYPE_STORED && be->device == DT_DEV_CPU))
         return dt_fail(ctx, DT_EINPUT, "%s: weight dtype %s is not supported (expected f32, bf16 or f16)", path,
-                       dt_dtype_name(wtype));
+                       dt_dtype_choice_name(wtype));
     dt_llama *m = calloc(1, sizeof *m);
     if (!m) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     m->be = be;
@@ -177,7 +194,8 @@ static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wt
         weight_spec *s = &specs[i];
         const dt_st_tensor *t = found[i] = dt_weights_find(m->src, s->name);
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
-        dt_dtype kt = s->ndim == 2 ? wtype : DT_F32;
+        const dt_dtype kt = s->kt = kept_type(s, t, wtype);
+        if (wtype == DT_DTYPE_STORED && kt != DT_F32 && m->wtype == DT_DTYPE_STORED) m->wtype = kt;
         params += (size_t)numel;
         const bool fits = t && t->ndim == s->ndim && t->shape[0] == s->shape[0] && (s->ndim == 1 || t->shape[1] == s->shape[1]);
         if (quantize != DT_F32 && s->linear) { // quantized at load (model.quantize)
@@ -213,6 +231,7 @@ static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wt
             bytes += ((size_t)numel * dt_dtype_size(kt) + 63) & ~(size_t)63;
         }
     }
+    if (m->wtype == DT_DTYPE_STORED) m->wtype = DT_F32; // no 16-bit matrix in the file
     rc = dt_weights_check_unused(ctx, m->src, found, n, c->tie_word_embeddings);
     free(found);
     if (rc) { free(specs); dt_llama_free(m); return rc; }
@@ -225,7 +244,7 @@ static int load(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wt
         weight_spec *s = &specs[i];
         if (s->in_place) continue;
         int64_t numel = s->ndim == 2 ? s->shape[0] * s->shape[1] : s->shape[0];
-        dt_dtype kt = s->ndim == 2 ? wtype : DT_F32;
+        const dt_dtype kt = s->kt;
         size_t nb = (size_t)numel * dt_dtype_size(kt);
         if (s->q != DT_F32) { // one f32 tensor at a time, quantized into the block
             float *tmp = malloc((size_t)numel * sizeof(float));

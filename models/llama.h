@@ -31,7 +31,8 @@ typedef struct dt_llama {
     size_t block_bytes;
     size_t param_count;      // frozen parameters (tied embeddings counted once)
     dt_weights *src;         // keeps the memory mapping alive for weights used in place
-    dt_dtype wtype;          // the matrices' dtype (norms, biases are f32)
+    dt_dtype wtype;          // the matrices' dtype (norms, biases are f32); loaded as stored: the file's
+                             // 16-bit type, the one its bf16/f16 matrices keep (f32 when it has none)
     struct dt_nf4_state *dev_nf4; // on a device: the NF4/FP4 weights' states (host memory, arrays in block), or NULL
     bool owns_be;            // be was made for this model (dt_llama_load_cpu) and goes with it
 } dt_llama;
@@ -120,11 +121,13 @@ typedef struct dt_load_opts {
 int dt_llama_load_ex(dt_ctx *ctx, const char *path, const dt_backend *be, const dt_load_opts *o, dt_llama **out);
 // The same with the matrices (linears, embedding, LM head) kept as wtype (f32, bf16 or f16): on the CPU
 // memory-mapped in place when the file stores them in wtype, converted once otherwise; on a device
-// converted on the host and copied. Norms and biases are f32 always.
+// converted on the host and copied. Norms and biases are f32 always. On the CPU wtype may also be
+// DT_DTYPE_STORED: each matrix in the file's own type when that is bf16 or f16 (in place), else f32.
 int dt_llama_load_typed(dt_ctx *ctx, const char *path, const dt_backend *be, dt_dtype wtype, dt_llama **out);
-// Loads path for the CPU with the matrices in the dtype `requested` resolves to (DT_DTYPE_AUTO or a
-// float dtype; see dt_dtype_resolve, whose messages start with `what`: the recipe key or the option).
-// A bf16 model gets its own bf16 backend instance (oneDNN), released by dt_llama_free.
+// Loads path for the CPU with the matrices in the dtype `requested` resolves to (DT_DTYPE_AUTO,
+// DT_DTYPE_STORED or a float dtype; see dt_dtype_resolve, whose messages start with `what`: the recipe
+// key or the option). A bf16 model gets its own bf16 backend instance (oneDNN), released by
+// dt_llama_free; a stored one runs on the plain CPU backend (f32 arithmetic).
 int dt_llama_load_cpu(dt_ctx *ctx, const char *path, dt_dtype requested, const char *what, dt_llama **out);
 // dt_llama_load_cpu with the linear weights quantized at load as o says (o NULL: as dt_llama_load_cpu).
 int dt_llama_load_cpu_ex(dt_ctx *ctx, const char *path, dt_dtype requested, const char *what, const dt_load_opts *o,

@@ -154,8 +154,14 @@ int dt_rapply_rules(dt_rload *L) {
         r->model.tokenizer = dt_model_tokenizer_path(r->model.path);
         if (!r->model.tokenizer) return dt_fail(L->ctx, DT_ENOMEM, "out of memory while reading a recipe");
     }
-    // Frozen weights: bf16 on a GPU (half the memory, tensor-core speed); on a CPU auto, which is bf16
-    // where the CPU has bf16 matrix instructions and f32 elsewhere (decided when training starts).
-    if (!L->val_at[idx("hardware.dtype")]) r->hardware.dtype = r->hardware.device == DT_DEV_CUDA ? DT_BF16 : DT_DTYPE_AUTO;
+    // Frozen weights: bf16 on a GPU (half the memory, tensor-core speed; auto there is bf16 too); on a
+    // CPU auto, which is bf16 where the CPU has bf16 matrix instructions and stored elsewhere (decided
+    // when training starts). stored is the CPU's: a device's matrices take its matmuls' type.
+    const dt_ynode *dtype_at = L->val_at[idx("hardware.dtype")];
+    if (r->hardware.device == DT_DEV_CUDA && dtype_at && r->hardware.dtype == DT_DTYPE_STORED)
+        return dt_yfail(L->ctx, dtype_at, "hardware.dtype: stored is for hardware.device: cpu; on cuda the frozen "
+                        "matrices take the matmuls' type: expected auto, bf16, f16 or f32");
+    if (!dtype_at || r->hardware.dtype == DT_DTYPE_AUTO)
+        r->hardware.dtype = r->hardware.device == DT_DEV_CUDA ? DT_BF16 : DT_DTYPE_AUTO;
     return DT_OK;
 }

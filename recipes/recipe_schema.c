@@ -32,7 +32,7 @@ static const dt_renum SCHEDULERS[] = {
     {"constant", DT_SCHED_CONSTANT}, {"linear", DT_SCHED_LINEAR}, {"cosine", DT_SCHED_COSINE}, {0, 0}};
 static const dt_renum DEVICES[] = {{"cpu", DT_DEV_CPU}, {"cuda", DT_DEV_CUDA}, {0, 0}};
 // auto: resolved when training starts (autograd/dtype_choice.h), from what the device runs fast.
-static const dt_renum DTYPES[] = {{"auto", DT_DTYPE_AUTO}, {"f32", DT_F32}, {"bf16", DT_BF16}, {"f16", DT_F16}, {0, 0}};
+static const dt_renum DTYPES[] = {{"auto", DT_DTYPE_AUTO}, {"stored", DT_DTYPE_STORED}, {"f32", DT_F32}, {"bf16", DT_BF16}, {"f16", DT_F16}, {0, 0}};
 // model.quantize: "null" (the default) keeps the weights as they are loaded.
 static const dt_renum QUANTIZE[] = {{"null", DT_F32}, {"nf4", DT_NF4}, {"q8_0", DT_Q8_0}, {"q4_0", DT_Q4_0}, {0, 0}};
 

@@ -104,10 +104,10 @@ static void test_bad_input(void) {
     TEST_CHECK("eval --dtype bf16 without bf16 units exits 2", rc == 2 && log_has("--dtype") &&
                log_has("bf16 matrix instructions"), "exit %d", rc);
     rc = run("", "eval --model tests/golden/llama_gqa --data tests/data/train/tokens.jsonl --format tokens --dtype bf61");
-    TEST_CHECK("eval --dtype typo exits 2", rc == 2 && log_has("--dtype") && log_has("bf61") && log_has("auto|f32"),
+    TEST_CHECK("eval --dtype typo exits 2", rc == 2 && log_has("--dtype") && log_has("bf61") && log_has("auto|stored|f32"),
                "exit %d", rc);
     rc = run("", "generate --model tests/golden/llama_gqa --prompt hi --dtype f64");
-    TEST_CHECK("generate --dtype typo exits 2", rc == 2 && log_has("--dtype") && log_has("f64") && log_has("auto|f32"),
+    TEST_CHECK("generate --dtype typo exits 2", rc == 2 && log_has("--dtype") && log_has("f64") && log_has("auto|stored|f32"),
                "exit %d", rc);
 }
 
@@ -143,6 +143,46 @@ static void test_eval_bf16_model(void) {
     double tol = 4.0 * sqrt(8.0 * 2 + 1) / 256.0 / sqrt(3.0) * fabs(l32);
     TEST_CHECK("eval on a bf16 model, bf16 vs f32", !rc && !rc16 && !rc32 && fabs(l16 - l32) <= tol,
                "exit %d/%d/%d, loss bf16 %.6f f32 %.6f (bound %.3g)", rc, rc16, rc32, l16, l32, tol);
+    // Stored: the same bf16 weights, widened exactly a panel at a time, in f32 arithmetic: only the order
+    // of the sums may differ from f32's, so the losses agree to f32 rounding (1e-6 relative, printed to 7
+    // significant digits).
+    int rcs = -1;
+    double ls = NAN;
+    if (!rc) {
+        snprintf(args, sizeof args, "eval --model %s/m16 --data tests/data/train/tokens.jsonl --format tokens --json "
+                 "--dtype stored", tmp);
+        rcs = run("", args);
+        ls = eval_loss();
+    }
+    TEST_CHECK("eval on a bf16 model, stored vs f32", !rc && !rcs && !rc32 && fabs(ls - l32) <= 1e-6 * fabs(l32) + 1e-6,
+               "exit %d/%d/%d, loss stored %.6f f32 %.6f", rc, rcs, rc32, ls, l32);
+}
+
+// Training on that bf16 model as stored (and with auto where oneDNN is held to AVX2, a CPU without
+// bf16 units, where auto means stored): the first lines say the matrices stay bf16 and are widened,
+// and the run's losses are f32's to f32 rounding (the same weights; only the order of sums differs).
+static void test_train_stored(void) {
+    const char *names[3] = {"f32", "stored", "auto"};
+    double loss[3], val[3];
+    bool said[3];
+    for (int i = 0; i < 3; i++) {
+        char args[1024], metrics[256];
+        snprintf(args, sizeof args, "train tests/data/train/tiny.yaml model.path=%s/m16 output_dir=%s/tiny_%s "
+                 "hardware.dtype=%s", tmp, tmp, names[i], names[i]);
+        int rc = run(i == 2 ? "ONEDNN_MAX_CPU_ISA=AVX2" : "", args);
+        said[i] = !rc && log_has(i ? "frozen weights: bf16 (widened to f32" : "frozen weights: f32 (OpenBLAS");
+        snprintf(metrics, sizeof metrics, "%s/tiny_%s/metrics.jsonl", tmp, names[i]);
+        loss[i] = last_value(metrics, "loss");
+        val[i] = last_value(metrics, "val_loss");
+    }
+    for (int i = 1; i < 3; i++) {
+        char test[128];
+        snprintf(test, sizeof test, "train on a bf16 model, %s vs f32", names[i]);
+        TEST_CHECK(test, said[0] && said[i] && fabs(loss[i] - loss[0]) <= 1e-5 * fabs(loss[0]) &&
+                   fabs(val[i] - val[0]) <= 1e-5 * fabs(val[0]),
+                   "dtype lines %d/%d, loss %.7f vs %.7f, val loss %.7f vs %.7f", said[0], said[i], loss[i], loss[0],
+                   val[i], val[0]);
+    }
 }
 
 int main(void) {
@@ -150,6 +190,7 @@ int main(void) {
     if (!mkdtemp(tmp)) { TEST_FAIL("bf16 train", "mkdtemp"); TEST_EXIT(); }
     test_bad_input();
     test_eval_bf16_model();
+    test_train_stored();
     test_stories_bf16_vs_f32();
     tf_rm_tree(tmp);
     TEST_EXIT();

@@ -3,11 +3,15 @@
 //    by less than 10% of the file, and the weight block holds only the f32 vectors;
 //  - an f32 file loaded as bf16 is converted once (every value the bf16 rounding of the file's), and
 //    a bf16 file loaded as f32 is widened exactly; an f16 file loaded as bf16 goes through f32 exactly;
+//  - loaded as stored (dt_llama_load_cpu with DT_DTYPE_STORED), each matrix keeps the file's own type
+//    when that is bf16 or f16, in place, f32 otherwise (a mixed file keeps each as it is), on the plain
+//    CPU backend (f32 arithmetic);
 //  - a file whose weight has a dtype we cannot hold, and a weight dtype that is not a float type, are
 //    refused with a message naming the file and the tensor.
 #include <math.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include "autograd/dtype_choice.h"
 #include "models/llama.h"
 #include "models/safetensors_write.h"
 #include "tests/file_util.h"
@@ -34,9 +38,9 @@ static float value_of(size_t i, uint32_t salt) { // deterministic, spread over s
     return ((float)(h & 0xffff) / 65536.0f - 0.5f) * (float)(1 << (h >> 29)) * 0.01f;
 }
 
-// Writes a model folder whose every tensor is stored as dtype (the one named `bad` as I32 instead).
-// Returns 0, or -1 with the message in ctx.
-static int write_model(dt_ctx *ctx, const char *dir, dt_dtype dtype, const char *bad) {
+// Writes a model folder whose every tensor is stored as dtype, but the one named `other` as other_dtype
+// (DT_I32: the values 0, 1, 2...). Returns 0, or -1 with the message in ctx.
+static int write_model(dt_ctx *ctx, const char *dir, dt_dtype dtype, const char *other, dt_dtype other_dtype) {
     mkdir(dir, 0755);
     char p[512];
     snprintf(p, sizeof p, "%s/config.json", dir);
@@ -63,7 +67,7 @@ static int write_model(dt_ctx *ctx, const char *dir, dt_dtype dtype, const char 
             float *f = malloc(n * sizeof *f);
             void *data = malloc(n * 4); // n values of the stored dtype (4 bytes at most)
             for (size_t k = 0; k < n; k++) f[k] = ndim == 1 ? 1.0f + value_of(k, 7) : value_of(k, (uint32_t)(l * 16 + t));
-            dt_dtype st = bad && !strcmp(name, bad) ? DT_I32 : dtype;
+            dt_dtype st = other && !strcmp(name, other) ? other_dtype : dtype;
             if (st == DT_I32) for (size_t k = 0; k < n; k++) ((int32_t *)data)[k] = (int32_t)k;
             else dt_convert_from_f32(data, st, f, n);
             free(f);
@@ -104,14 +108,16 @@ static bool up_matches(const dt_llama *m, dt_dtype file, dt_dtype kept) {
 int main(void) {
     dt_ctx ctx;
     dt_ctx_init(&ctx);
-    char tmp[] = "/tmp/dt_lowprec_XXXXXX", d16[512], d32[512], dh[512], dbad[512], p[600];
+    char tmp[] = "/tmp/dt_lowprec_XXXXXX", d16[512], d32[512], dh[512], dbad[512], dmix[512], p[600];
     if (!mkdtemp(tmp)) { TEST_FAIL("lowprec load", "mkdtemp"); TEST_EXIT(); }
     snprintf(d16, sizeof d16, "%s/bf16", tmp);
     snprintf(d32, sizeof d32, "%s/f32", tmp);
     snprintf(dh, sizeof dh, "%s/f16", tmp);
     snprintf(dbad, sizeof dbad, "%s/bad", tmp);
-    if (write_model(&ctx, d16, DT_BF16, NULL) || write_model(&ctx, d32, DT_F32, NULL) ||
-        write_model(&ctx, dh, DT_F16, NULL) || write_model(&ctx, dbad, DT_BF16, "model.layers.2.mlp.up_proj.weight")) {
+    snprintf(dmix, sizeof dmix, "%s/mix", tmp);
+    if (write_model(&ctx, d16, DT_BF16, NULL, 0) || write_model(&ctx, d32, DT_F32, NULL, 0) ||
+        write_model(&ctx, dh, DT_F16, NULL, 0) || write_model(&ctx, dbad, DT_BF16, "model.layers.2.mlp.up_proj.weight", DT_I32) ||
+        write_model(&ctx, dmix, DT_BF16, "model.embed_tokens.weight", DT_F32)) {
         TEST_FAIL("lowprec write models", "%s", ctx.msg);
         tf_rm_tree(tmp);
         TEST_EXIT();
@@ -149,6 +155,35 @@ int main(void) {
     dt_llama_free(m);
     rc = dt_llama_load_typed(&ctx, dh, dt_backend_cpu(), DT_F16, &m);
     TEST_CHECK("f16 file loaded as f16 is kept", !rc && up_matches(m, DT_F16, DT_F16), "rc %d (%s)", rc, rc ? ctx.msg : "");
+    dt_llama_free(m);
+
+    // Stored: bf16 and f16 files keep their type in place; f32 stays f32; a mixed file keeps each matrix's.
+    before = rss_bytes();
+    rc = dt_llama_load_cpu(&ctx, d16, DT_DTYPE_STORED, "--dtype", &m);
+    grew = rss_bytes() - before;
+    TEST_CHECK("bf16 file loaded as stored is mapped, kept bf16, f32 arithmetic",
+               !rc && grew < (size_t)sb.st_size / 10 && m->block_bytes < (size_t)sb.st_size / 10 &&
+               up_matches(m, DT_BF16, DT_BF16) && m->embed.dtype == DT_BF16 && m->lm_head.dtype == DT_BF16 &&
+               m->wtype == DT_BF16 && m->be == dt_backend_cpu(),
+               "rc %d (%s), RSS grew %zu bytes, block %zu bytes, wtype %s", rc, rc ? ctx.msg : "", grew,
+               m ? m->block_bytes : 0, m ? dt_dtype_name(m->wtype) : "-");
+    dt_llama_free(m);
+    rc = dt_llama_load_cpu(&ctx, dh, DT_DTYPE_STORED, "--dtype", &m);
+    TEST_CHECK("f16 file loaded as stored is kept f16", !rc && up_matches(m, DT_F16, DT_F16) && m->wtype == DT_F16 &&
+               m->embed.dtype == DT_F16 && m->be == dt_backend_cpu(), "rc %d (%s)", rc, rc ? ctx.msg : "");
+    dt_llama_free(m);
+    rc = dt_llama_load_cpu(&ctx, d32, DT_DTYPE_STORED, "--dtype", &m);
+    TEST_CHECK("f32 file loaded as stored is f32", !rc && up_matches(m, DT_F32, DT_F32) && m->wtype == DT_F32 &&
+               m->embed.dtype == DT_F32, "rc %d (%s)", rc, rc ? ctx.msg : "");
+    dt_llama_free(m);
+    rc = dt_llama_load_cpu(&ctx, dmix, DT_DTYPE_STORED, "--dtype", &m);
+    TEST_CHECK("a mixed file loaded as stored keeps each matrix's type",
+               !rc && up_matches(m, DT_BF16, DT_BF16) && m->embed.dtype == DT_F32 && m->lm_head.dtype == DT_BF16 &&
+               m->wtype == DT_BF16, "rc %d (%s), embed %s", rc, rc ? ctx.msg : "", m ? dt_dtype_name(m->embed.dtype) : "-");
+    dt_llama_free(m);
+    rc = dt_llama_load_typed(&ctx, d16, dt_backend_cpu(), DT_DTYPE_STORED, &m);
+    TEST_CHECK("dt_llama_load_typed takes stored on the CPU", !rc && up_matches(m, DT_BF16, DT_BF16), "rc %d (%s)", rc,
+               rc ? ctx.msg : "");
     dt_llama_free(m);
 
     // Bad input.

@@ -264,6 +264,11 @@ static void test_overrides(void) {
         {"exclusive", GOOD "prompt-tuning.yaml", {"data.val_split=0.1"},
          "command line override 'data.val_split=0.1': data.val_split: cannot be combined with data.val "
          "(given at " GOOD "prompt-tuning.yaml:11:8)"},
+        {"dtype_stored", GOOD "minimal.yaml", {"hardware.dtype=stored"}, NULL},
+        {"dtype_auto_cuda", GOOD "minimal.yaml", {"hardware.device=cuda", "hardware.dtype=auto"}, NULL},
+        {"dtype_stored_cuda", GOOD "minimal.yaml", {"hardware.device=cuda", "hardware.dtype=stored"},
+         "hardware.dtype: stored is for hardware.device: cpu"},
+        {"dtype_typo", GOOD "minimal.yaml", {"hardware.dtype=store"}, "auto, stored, f32, bf16"},
         {"other_method", GOOD "lora-full.yaml", {"method.name=prompt_tuning"},
          GOOD "lora-full.yaml:7:6: method.r, method.alpha, method.dropout, method.target_modules, "
          "method.layers_to_transform, method.use_rslora, method.init_from: not used with method.name: prompt_tuning"},
@@ -298,6 +303,9 @@ static void test_overrides(void) {
             NEED(&c, r.train.optimizer.name == DT_OPTIM_SGD && r.train.optimizer.lr == 0.5);
             NEED(&c, r.train.optimizer.momentum == 0 && r.train.optimizer.weight_decay == 0);
         }
+        if (!strcmp(t->name, "dtype_stored")) NEED(&c, r.hardware.dtype == DT_DTYPE_STORED);
+        // auto on a device is its matmuls' bf16, as when hardware.dtype is not given.
+        if (!strcmp(t->name, "dtype_auto_cuda")) NEED(&c, r.hardware.device == DT_DEV_CUDA && r.hardware.dtype == DT_BF16);
         if (!strcmp(t->name, "switch_method"))
             NEED(&c, r.method.name == DT_METHOD_LORA && r.method.r == 4 && r.train.optimizer.lr == 1e-4);
         TEST_CHECK(test, !c.n, "%s", c.why);

@@ -35,13 +35,13 @@ int cmd_version(int argc, char **argv) {
     // The BLAS build and the kernels it chose for this CPU (see autograd/blas_core.h).
     printf("blas: %s\n", openblas_get_config());
     // oneDNN's kernels and the dtype that hardware.dtype: auto (and --dtype auto) picks here.
-    char ver[32], line[160];
+    char ver[32], line[256];
     dt_onednn_version(ver, sizeof ver);
     dt_dtype t;
     dt_ctx ctx;
     dt_ctx_init(&ctx);
     dt_dtype_resolve(&ctx, DT_DTYPE_AUTO, DT_DEV_CPU, "auto", &t);
-    dt_dtype_describe(t, line, sizeof line);
+    dt_dtype_describe(t, true, line, sizeof line);
     printf("onednn: %s, kernels %s (bf16 matrix instructions: %s)\n", ver, dt_onednn_isa(), dt_cpu_has_bf16() ? "yes" : "no");
     printf("dtype auto: %s\n", line);
     return 0;

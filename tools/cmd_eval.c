@@ -1,4 +1,4 @@
-// deltatune eval --model PATH --data FILE [--adapter DIR] [--dtype auto|f32|bf16|f16] [options]  (options: cmd_eval --help)
+// deltatune eval --model PATH --data FILE [--adapter DIR] [--dtype auto|stored|f32|bf16|f16] [options]  (options: cmd_eval --help)
 // Mean loss over the trained tokens of a data file (same formats and masking as training) and its
 // perplexity. The mean is over tokens, not examples, as Hugging Face's loss over one long batch.
 #include <math.h>
@@ -22,7 +22,7 @@ int cmd_eval(int argc, char **argv) {
     int64_t max_len = 0;
     bool json = false;
     const char *dtype_s = "auto";
-    dt_dtype dtype = DT_DTYPE_AUTO; // of the frozen weights: bf16 where the CPU has bf16 units
+    dt_dtype dtype = DT_DTYPE_AUTO; // of the frozen weights: bf16 where the CPU has bf16 units, else stored
     const dt_opt opts[] = {
         DT_O_STR("--model", "PATH", "a Hugging Face model folder (config.json + safetensors), a .safetensors file with config.json beside it, a llama.cpp .gguf or a llama2.c .bin file", &model),
         DT_O_STR("--adapter", "DIR", "a PEFT adapter folder to apply (LoRA, DoRA, IA3, prompt or prefix tuning, bottleneck)", &adapter),
@@ -32,7 +32,7 @@ int cmd_eval(int argc, char **argv) {
         DT_O_INT("--max-seq-len", "N", "cut longer examples to N tokens (default 0: no limit)", &max_len, 0, 1e9),
         DT_O_FLAG("--json", "print one JSON object instead of text", &json),
         DT_O_CHOICE("--device", "cpu|cuda", "where the model runs (default cpu; cuda computes in f32)", &device),
-        DT_O_CHOICE("--dtype", "auto|f32|bf16|f16", "the frozen weights' dtype (default auto: bf16 where the CPU has bf16 matrix instructions, else f32)", &dtype_s),
+        DT_O_CHOICE("--dtype", "auto|stored|f32|bf16|f16", "the frozen weights' dtype (default auto: bf16 where the CPU has bf16 matrix instructions, else stored: bf16/f16 matrices kept as the file has them, computed in f32)", &dtype_s),
     };
     const dt_cli cli = {"eval", "--model PATH --data FILE [--adapter DIR] [options]",
                         "Mean loss over the trained tokens of a data file (the same formats and masking as training) and its perplexity.",

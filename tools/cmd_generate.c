@@ -1,4 +1,4 @@
-// deltatune generate --model PATH (--prompt TEXT | --chat) [--device cpu|cuda] [--dtype auto|f32|bf16|f16] [options: generate --help]
+// deltatune generate --model PATH (--prompt TEXT | --chat) [--device cpu|cuda] [--dtype auto|stored|f32|bf16|f16] [options: generate --help]
 // Streams text with a KV cache; adapters are applied unmerged (several LoRA adapters add up; at most
 // one prompt-tuning adapter). At temperature 0 the choice is greedy. Sampling, streaming and the chat
 // turns are in gen_session.c.
@@ -27,7 +27,7 @@ int cmd_generate(int argc, char **argv) {
     double temp = 0.0, top_p = 1.0;
     bool chat = false;
     const char *dtype_s = "auto";
-    dt_dtype dtype = DT_DTYPE_AUTO; // of the frozen weights: bf16 where the CPU has bf16 units
+    dt_dtype dtype = DT_DTYPE_AUTO; // of the frozen weights: bf16 where the CPU has bf16 units, else stored
     const dt_opt opts[] = {
         DT_O_STR("--model", "PATH", "a Hugging Face model folder (config.json + safetensors), a .safetensors file with config.json beside it, a llama.cpp .gguf or a llama2.c .bin file", &model),
         DT_O_LIST("--adapter", "DIR", "a PEFT adapter to apply unmerged (LoRA adapters add up; one prompt-tuning adapter at most)", adapters, &n_ad, MAX_ADAPTERS),
@@ -39,7 +39,7 @@ int cmd_generate(int argc, char **argv) {
         DT_O_FLOAT("--temp", "T", "sampling temperature, 0 = greedy (default 0)", &temp, 0, 100),
         DT_O_FLOAT("--top-p", "P", "nucleus sampling: keep the most likely tokens up to probability P, 0 < P <= 1 (default 1)", &top_p, 0, 1),
         DT_O_INT("--seed", "S", "sampling seed (default 0)", &seed, 0, 9007199254740991.0),
-        DT_O_CHOICE("--dtype", "auto|f32|bf16|f16", "the frozen weights' dtype (default auto: bf16 where the CPU has bf16 matrix instructions, else f32)", &dtype_s),
+        DT_O_CHOICE("--dtype", "auto|stored|f32|bf16|f16", "the frozen weights' dtype (default auto: bf16 where the CPU has bf16 matrix instructions, else stored: bf16/f16 matrices kept as the file has them, computed in f32)", &dtype_s),
         DT_O_CHOICE("--device", "cpu|cuda", "where the model runs (default cpu; cuda computes in f32 with the weights and the KV cache on the GPU)", &device),
     };
     const dt_cli cli = {"generate", "--model PATH (--prompt TEXT | --chat) [--adapter DIR ...] [options]",

@@ -310,7 +310,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     t.r = r;
     int rc = comm->rank == 0 ? dt_check_writable_dir(ctx, r->output_dir, "output_dir") : DT_OK; // rank 0 writes
     if (rc) dt_prefix(ctx, rc, "%s: ", r->recipe_path);
-    char what[1100], how[160];
+    char what[1100], how[256];
     snprintf(what, sizeof what, "%s: hardware.dtype %s", r->recipe_path, dt_dtype_choice_name(r->hardware.dtype));
     // On a device the matrices are kept in the matmuls' 16-bit type (bf16/f16 files as stored, f32 converted).
     const bool dev16 = r->hardware.device == DT_DEV_CUDA && (r->hardware.dtype == DT_BF16 || r->hardware.dtype == DT_F16);
@@ -326,7 +326,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
                      r->model.quantize != DT_F32 ? ", linears " : "", r->model.quantize != DT_F32 ? dt_dtype_name(r->model.quantize) : "",
                      dt_dtype_name(r->hardware.dtype));
         else
-            dt_dtype_describe(t.m->wtype, how, sizeof how);
+            dt_dtype_describe(t.m->wtype, t.m->be != dt_backend_cpu(), how, sizeof how);
         fprintf(stderr, "frozen weights: %s\n", how);
     }
     // Token-id data (format tokens, or auto on files of ids) needs no tokenizer, unless prompt tuning
