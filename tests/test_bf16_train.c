@@ -185,12 +185,45 @@ static void test_train_stored(void) {
     }
 }
 
+// The weights part of `train`'s memory estimate (MiB, NAN when the log has none).
+static double estimate_weights_mib(void) {
+    char p[128];
+    snprintf(p, sizeof p, "%s/log.txt", tmp);
+    char *s = tf_slurp(p, NULL), *w = s ? strstr(s, "memory estimate: ") : NULL;
+    w = w ? strstr(w, "(weights ") : NULL;
+    double v = w && strstr(w, " MiB") ? atof(w + 9) : NAN;
+    free(s);
+    return v;
+}
+
+// The memory estimate counts what each dtype keeps: stories260K-hf stored in bf16 is 0.5 MiB of
+// matrices as stored (and as auto where oneDNN is held to AVX2), 1.0 MiB widened to f32.
+static void test_estimate_stored(void) {
+    const char *fx = dt_test_fixtures();
+    if (!fx) { TEST_SKIP("memory estimate of a bf16 model", "../shared/fixtures is absent"); return; }
+    char args[1024];
+    snprintf(args, sizeof args, "merge --model %s/stories260K-hf --out %s/s16 --dtype bf16", fx, tmp);
+    int rc = run("", args);
+    const char *names[3] = {"f32", "stored", "auto"};
+    double mib[3] = {NAN, NAN, NAN};
+    for (int i = 0; i < 3 && !rc; i++) {
+        snprintf(args, sizeof args, "train recipes/stories260k-lora.yaml model.path=%s/s16 output_dir=%s/est_%s "
+                 "hardware.dtype=%s train.max_steps=1 train.batch_size=1 train.save_every_n_steps=0", tmp, tmp, names[i],
+                 names[i]);
+        if (run(i == 2 ? "ONEDNN_MAX_CPU_ISA=AVX2" : "", args) == 0) mib[i] = estimate_weights_mib();
+    }
+    TEST_CHECK("memory estimate of a bf16 model: 16-bit as stored, 32-bit as f32",
+               !rc && mib[0] == 1.0 && mib[1] == 0.5 && mib[2] == 0.5,
+               "exit %d, weights f32 %.1f stored %.1f auto %.1f MiB", rc, mib[0], mib[1], mib[2]);
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/dt_bf16_train_XXXXXX");
     if (!mkdtemp(tmp)) { TEST_FAIL("bf16 train", "mkdtemp"); TEST_EXIT(); }
     test_bad_input();
     test_eval_bf16_model();
     test_train_stored();
+    test_estimate_stored();
     test_stories_bf16_vs_f32();
     tf_rm_tree(tmp);
     TEST_EXIT();

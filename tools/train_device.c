@@ -5,6 +5,7 @@
 #include <string.h>
 #include "autograd/cuda/cuda_backend.h"
 #include "autograd/dtype.h"
+#include "autograd/dtype_choice.h"
 #include "models/llama_quant.h"
 #include "models/weights.h"
 #include "optim/checkpoint.h"
@@ -17,9 +18,9 @@ static const char *human(char *buf, size_t n, size_t b) {
     return buf;
 }
 
-// The estimate. Weights: every frozen tensor as the backend stores it (f32; matrices 16-bit under
-// hardware.dtype bf16/f16; the linears in their block type under model.quantize; a GGUF base's own types
-// are not known before loading: counted as the dtype says, which errs high). Adapter: parameters,
+// The estimate. Weights: every frozen tensor as the backend stores it (vectors f32, matrices in
+// matrix_bytes; the linears in their block type under model.quantize; a GGUF base's block types are
+// not looked at: counted as matrix_bytes, which errs high). Adapter: parameters,
 // gradients and optimizer state (AdamW 2, SGD with momentum 1 per parameter), f32. Activations, for
 // N = batch_size x (max_seq_len + virtual tokens) positions, in floats: what one layer's forward keeps
 // for its backward (the normalised inputs 2D, q/k/v and the attention output 2qd + 2kvd, the MLP's
@@ -30,7 +31,7 @@ static const char *human(char *buf, size_t n, size_t b) {
 // the device in 16 bits, the attention's scratch.
 // It errs high: it decides whether to start at all, and a refused run costs less than one that fails
 // after the first checkpoint.
-void dt_train_mem_estimate(const dt_model_config *c, const dt_recipe *r, dt_train_mem *m) {
+void dt_train_mem_estimate(const dt_model_config *c, const dt_recipe *r, int matrix_bytes, dt_train_mem *m) {
     const double D = c->hidden_size, I = c->intermediate_size, V = c->vocab_size, L = c->num_layers;
     const double qd = (double)c->num_heads * c->head_dim, kvd = (double)c->num_kv_heads * c->head_dim;
     const double matrices = V * D * (c->tie_word_embeddings ? 1 : 2);
@@ -38,9 +39,9 @@ void dt_train_mem_estimate(const dt_model_config *c, const dt_recipe *r, dt_trai
     if (c->attention_bias) vectors += L * (qd + 2 * kvd);
     if (c->qk_norm) vectors += L * 2.0 * c->head_dim;
     const double in[DT_MOD_COUNT] = {D, D, D, qd, D, D, I}, out[DT_MOD_COUNT] = {qd, kvd, kvd, D, I, I, D};
-    // bytes per matrix value: f32 or 16-bit; a linear quantized at load takes what the loader allocates
-    // for it (dt_lq_bytes: its blocks, and NF4's absmax and state)
-    const double mat = r->hardware.dtype == DT_BF16 || r->hardware.dtype == DT_F16 ? 2 : sizeof(float);
+    // a linear quantized at load takes what the loader allocates for it (dt_lq_bytes: its blocks, and
+    // NF4's absmax and state)
+    const double mat = matrix_bytes;
     double linear = 0;
     for (int mod = 0; mod < DT_MOD_COUNT; mod++)
         linear += r->model.quantize != DT_F32
@@ -87,15 +88,30 @@ void dt_train_mem_estimate(const dt_model_config *c, const dt_recipe *r, dt_trai
     m->total = m->weights + m->adapter + m->activations + ((size_t)64 << 20); // + library workspaces
 }
 
+// Bytes per frozen matrix value the run will keep: 2 under bf16/f16, 4 under f32; under stored (and
+// auto where it means stored) the file's own, read off layer 0's q_proj.
+static int matrix_bytes(const dt_recipe *r, const dt_weights *w) {
+    dt_dtype t = r->hardware.dtype;
+    if (t == DT_DTYPE_AUTO) {
+        dt_ctx scratch; // a bf16 refusal is reported by the load, with the recipe key
+        dt_ctx_init(&scratch);
+        if (dt_dtype_resolve(&scratch, t, r->hardware.device, "", &t)) t = DT_BF16;
+    }
+    if (t != DT_DTYPE_STORED) return t == DT_F32 ? 4 : 2;
+    const dt_st_tensor *q = dt_weights_find(w, "model.layers.0.self_attn.q_proj.weight");
+    return q && (q->st_dtype == DT_ST_BF16 || q->st_dtype == DT_ST_F16) ? 2 : 4;
+}
+
 // Prints the estimate; for cuda also checks it against the device's free memory.
 static int estimate(dt_ctx *ctx, const dt_recipe *r, bool cuda, size_t *est_activations) {
     dt_model_config c;
     dt_weights *w = NULL;
     int rc = dt_weights_open(ctx, r->model.path, &c, &w); // the config and the file index; no weights read
+    const int mb = rc ? 4 : matrix_bytes(r, w);
     dt_weights_close(w);
     if (rc) return rc;
     dt_train_mem m;
-    dt_train_mem_estimate(&c, r, &m);
+    dt_train_mem_estimate(&c, r, mb, &m);
     char act[160], b[5][32];
     snprintf(act, sizeof act, "activations %s at batch %d x %d%s", human(b[0], 32, m.activations), r->train.batch_size,
              r->data.max_seq_len, r->train.activation_checkpointing ? ", checkpointed" : "");

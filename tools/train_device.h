@@ -46,10 +46,11 @@ int dt_train_device_check(dt_ctx *ctx, dt_train_device *d, int rc, const char *o
 void dt_train_device_report(const dt_train_device *d, const dt_graph *g);
 void dt_train_device_close(dt_train_device *d, dt_adapter *a);
 
-// Bytes a run of this model and recipe needs on its device, in parts (see train_device.c for the model).
+// Bytes a run of this model and recipe needs on its device, in parts (see train_device.c for the model),
+// with the frozen matrices taking matrix_bytes (4: f32, 2: bf16/f16) per value.
 typedef struct dt_train_mem {
     size_t weights, adapter, activations, total;
 } dt_train_mem;
-void dt_train_mem_estimate(const dt_model_config *c, const dt_recipe *r, dt_train_mem *m);
+void dt_train_mem_estimate(const dt_model_config *c, const dt_recipe *r, int matrix_bytes, dt_train_mem *m);
 
 #endif
