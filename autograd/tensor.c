@@ -67,6 +67,13 @@ void dt_convert_to_f32(float *dst, const void *src, dt_dtype src_type, size_t n)
     }
 }
 
+int64_t dt_f16_count_inf(const uint16_t *x, int64_t n) {
+    int64_t k = 0;
+    #pragma omp simd reduction(+ : k)
+    for (int64_t i = 0; i < n; i++) k += (x[i] & 0x7fffu) == 0x7c00u;
+    return k;
+}
+
 void dt_convert_from_f32(void *dst, dt_dtype dst_type, const float *src, size_t n) {
     if (dst_type == DT_F32) { memmove(dst, src, n * 4); return; }
     if (dst_type != DT_BF16 && dst_type != DT_F16) {

@@ -51,5 +51,8 @@ uint16_t dt_f32_to_f16(float f);
 // Converts n elements of src (any float dtype) to f32.
 void dt_convert_to_f32(float *dst, const void *src, dt_dtype src_type, size_t n);
 void dt_convert_from_f32(void *dst, dt_dtype dst_type, const float *src, size_t n);
+// How many of the n f16 values at x are infinite: what a conversion to f16 makes of every value at or
+// beyond 65520 (f16 holds at most 65504), so the converters refuse a tensor that has any.
+int64_t dt_f16_count_inf(const uint16_t *x, int64_t n);
 
 #endif

@@ -606,7 +606,12 @@ int dt_st_tensor_copy(dt_ctx *ctx, const char *file, const dt_st_tensor *t, dt_d
     if (dst_dtype != DT_F32 && dst_dtype != DT_F16 && dst_dtype != DT_BF16)
         return dt_fail(ctx, DT_EINTERNAL, "%s: tensor '%s': cannot convert to %s", file, t->name,
                        dt_dtype_name(dst_dtype));
-    if (t->nbytes) convert(dst, dst_dtype, t->data, t->dtype, t->nbytes / dt_dtype_size(t->dtype));
+    const int64_t n = (int64_t)(t->nbytes / dt_dtype_size(t->dtype));
+    if (n) convert(dst, dst_dtype, t->data, t->dtype, (size_t)n);
+    const int64_t inf = dst_dtype == DT_F16 && t->st_dtype != DT_ST_F16 ? dt_f16_count_inf(dst, n) : 0;
+    if (inf)
+        return dt_fail(ctx, DT_EINPUT, "%s: tensor '%s': %lld of its values are beyond f16's range (at most 65504 in "
+                       "magnitude): keep it in bf16 or f32", file, t->name, (long long)inf);
     return DT_OK;
 }
 

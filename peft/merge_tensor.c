@@ -281,6 +281,17 @@ void dt_mg_prefetch_start(prefetch *p, merger *m, tjob *jobs, const size_t *orde
 
 // Job j's bytes: the prefetched slot when j is the one predicted (returned in *out, valid until the next
 // call), else produced into dst.
+// A computed job's f16 output with values beyond f16's range: refused as dt_st_tensor_copy refuses a
+// converted one (a folded weight can overflow where the base did not).
+static int check_f16(tjob *j, const void *bytes) {
+    if (j->out != DT_F16 || !j->src) return DT_OK;
+    const int64_t inf = dt_f16_count_inf(bytes, (int64_t)(dt_mg_job_bytes(j) / 2));
+    if (!inf) return DT_OK;
+    return dt_fail(j->m->ctx, DT_EINPUT, "%s: tensor '%s': %lld of the merged values are beyond f16's range (at most "
+                   "65504 in magnitude): merge with --dtype bf16 or f32", dt_mg_src_file(j->m, j->src), j->src->name,
+                   (long long)inf);
+}
+
 int dt_mg_fetch(prefetch *p, tjob *j, void *dst, const void **out) {
     *out = dst;
     if (p && p->started && dt_mg_is_compute(j)) {
@@ -304,11 +315,12 @@ int dt_mg_fetch(prefetch *p, tjob *j, void *dst, const void **out) {
             pthread_mutex_unlock(&p->mu);
             p->next++;
             *out = s->buf;
-            return DT_OK;
+            return check_f16(j, s->buf);
         }
         prefetch_stop(p); // not the predicted order: compute on demand from here on
     }
-    return produce(j, dst);
+    int rc = produce(j, dst);
+    return rc || !dt_mg_is_compute(j) ? rc : check_f16(j, dst);
 }
 
 // Fills a job for source tensor t (output name and dtype set by the caller) and grows the scratch need.

@@ -556,6 +556,56 @@ static void replace_in_file(const char *path, const char *from, const char *to) 
     free(y);
 }
 
+// A copy of the llama_gqa model in dir whose layer 0 q_proj holds 1e5 at one element, beyond f16's range.
+static bool big_value_model(const char *dir) {
+    tf_copy_dir("tests/golden/llama_gqa", dir);
+    dt_safetensors *st = NULL;
+    dt_st_writer *w = NULL;
+    char p[512];
+    snprintf(p, sizeof p, "%s/model.safetensors", dir);
+    bool ok = !dt_st_open(&ctx, "tests/golden/llama_gqa/model.safetensors", &st) && !dt_st_writer_init(&ctx, &w);
+    float *bufs[64] = {0};
+    size_t n = ok ? dt_st_count(st) : 0;
+    for (size_t i = 0; ok && i < n && i < 64; i++) {
+        const dt_st_tensor *t = dt_st_at(st, i);
+        bufs[i] = malloc(t->nbytes / dt_st_dtype_size(t->st_dtype) * sizeof(float));
+        ok = bufs[i] && !dt_st_tensor_copy(&ctx, p, t, DT_F32, bufs[i]);
+        if (ok && !strcmp(t->name, "model.layers.0.self_attn.q_proj.weight")) bufs[i][5] = 1e5f;
+        ok = ok && !dt_st_writer_add(&ctx, w, t->name, DT_F32, t->ndim, t->shape, bufs[i]);
+    }
+    ok = ok && n <= 64 && !dt_st_writer_write(&ctx, w, p);
+    for (size_t i = 0; i < 64; i++) free(bufs[i]);
+    dt_st_writer_free(w);
+    dt_st_close(st);
+    return ok;
+}
+
+// Values beyond f16's range are refused, never written as infinities: a plain conversion (HF), a
+// computed tensor (GGUF's permuted q_proj), and a base loaded as f16.
+static void test_f16_range(void) {
+    char d[256], args[1024], out[256], q[256], p[512];
+    snprintf(d, sizeof d, "%s/big", tmp);
+    if (!big_value_model(d)) { TEST_FAIL("merge_f16_range_model", "%s", ctx.msg); return; }
+    snprintf(out, sizeof out, "%s/big_out", tmp);
+    snprintf(q, sizeof q, "%s/big_out.gguf", tmp);
+    snprintf(p, sizeof p, "%s/model.safetensors", d);
+    snprintf(args, sizeof args, "--model %s --dtype f16", d);
+    expect_refused("merge_refuses_f16_overflow", args, out, "model.layers.0.self_attn.q_proj.weight", "beyond f16's range");
+    snprintf(args, sizeof args, "--model %s --dtype f16 --format gguf --tokenizer tests/data/gguf/tok_spm", d);
+    expect_refused("merge_refuses_f16_overflow_computed", args, q, "model.layers.0.self_attn.q_proj.weight", "beyond f16's range");
+    snprintf(args, sizeof args, "--model %s --dtype bf16", d); // bf16 has f32's range
+    char log[256], full[1400];
+    snprintf(log, sizeof log, "%s/log.txt", tmp);
+    snprintf(full, sizeof full, "merge %s --out %s", args, out);
+    TEST_CHECK("merge_bf16_keeps_large_values", tf_run(full, log) == 0, "exit not 0");
+    snprintf(full, sizeof full, "eval --model %s --data tests/data/train/tokens.jsonl --format tokens --dtype f16", d);
+    int rc = tf_run(full, log);
+    char *msg = tf_slurp(log, NULL);
+    TEST_CHECK("eval_refuses_f16_overflow", rc == 2 && msg && strstr(msg, p) && strstr(msg, "q_proj") &&
+               strstr(msg, "beyond f16's range"), "exit %d, message: %s", rc, msg ? msg : "");
+    free(msg);
+}
+
 static void test_bad_input(void) {
     if (access("./deltatune", X_OK)) { TEST_SKIP("merge_bad_input", "./deltatune not built"); return; }
     char d[256], args[1024], out[256], p[512], q[512];
@@ -630,6 +680,7 @@ int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/dt_merge_XXXXXX");
     if (!mkdtemp(tmp)) { TEST_FAIL("merge_tmp", "mkdtemp"); TEST_EXIT(); }
     test_fold();
+    test_f16_range();
     const char *cases[] = {"llama_gqa", "qwen2_bias", "qwen3_qknorm", "llama3_rope"};
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) test_case(cases[i], NULL);
     test_case("rank_pattern", "llama_gqa"); // per-module ranks and alphas: each module's own scale folded in
