@@ -34,5 +34,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t n) {
     dt_gguf_model_close(m);
 
     fuzz_model_forward(path, DT_F32);
+    fuzz_model_forward(path, DT_DTYPE_STORED); // its F16/BF16 tensors used in place
     return 0;
 }

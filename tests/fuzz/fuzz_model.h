@@ -6,6 +6,7 @@
 // reads past, or a weight type a kernel does not expect, is found there.
 #ifndef DT_FUZZ_MODEL_H
 #define DT_FUZZ_MODEL_H
+#include "autograd/dtype_choice.h"
 #include "autograd/graph.h"
 #include "models/llama.h"
 #include "tests/fuzz/fuzz_util.h"
@@ -31,8 +32,8 @@ static inline void fuzz_model_forward(const char *path, dt_dtype wtype) {
     dt_ctx ctx;
     fuzz_ctx(&ctx);
     dt_llama *m;
-    if (wtype == DT_F32 ? dt_llama_load_cpu(&ctx, path, DT_F32, "fuzz", &m)
-                        : dt_llama_load_typed(&ctx, path, dt_backend_cpu(), wtype, &m))
+    if (wtype == DT_F32 || wtype == DT_DTYPE_STORED ? dt_llama_load_cpu(&ctx, path, wtype, "fuzz", &m)
+                                                    : dt_llama_load_typed(&ctx, path, dt_backend_cpu(), wtype, &m))
         return;
     fuzz_forward(m, NULL);
     dt_llama_free(m);
