@@ -3,7 +3,9 @@
 // `train` say which dtype and oneDNN kernels ran (or that bf16 ran emulated, on CPUs without bf16
 // units). Bad input exits 2 with nothing written: a hardware.dtype typo, bf16 on a CPU without bf16
 // matrix instructions (oneDNN limited to AVX2 through ONEDNN_MAX_CPU_ISA) unless emulation is asked
-// for, and a --dtype typo on eval and generate.
+// for, a --dtype typo on eval and generate, and eval's --dtype bf16 with --device cuda (which computes in
+// f32). A bf16 model loaded as stored (the f32 arithmetic) gives f32's losses, and `auto` is stored where
+// oneDNN is held to AVX2; the memory estimate counts what each dtype keeps.
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -106,6 +108,12 @@ static void test_bad_input(void) {
     rc = run("", "eval --model tests/golden/llama_gqa --data tests/data/train/tokens.jsonl --format tokens --dtype bf61");
     TEST_CHECK("eval --dtype typo exits 2", rc == 2 && log_has("--dtype") && log_has("bf61") && log_has("auto|stored|f32"),
                "exit %d", rc);
+    // --device cuda computes in f32: another --dtype is refused before any device is looked for (so
+    // also in a build without CUDA).
+    rc = run("", "eval --model tests/golden/llama_gqa --data tests/data/train/tokens.jsonl --format tokens "
+             "--device cuda --dtype bf16");
+    TEST_CHECK("eval --device cuda --dtype bf16 exits 2", rc == 2 && log_has("--dtype bf16") &&
+               log_has("--device cuda computes in f32"), "exit %d", rc);
     rc = run("", "generate --model tests/golden/llama_gqa --prompt hi --dtype f64");
     TEST_CHECK("generate --dtype typo exits 2", rc == 2 && log_has("--dtype") && log_has("f64") && log_has("auto|stored|f32"),
                "exit %d", rc);

@@ -2,11 +2,15 @@
 #include "tools/cli_device.h"
 #include <string.h>
 #include "autograd/cuda/cuda_backend.h"
+#include "autograd/dtype_choice.h"
 
-int dt_cli_backend(dt_ctx *ctx, const char *name, const dt_backend **out) {
+int dt_cli_backend(dt_ctx *ctx, const char *name, dt_dtype dtype, const dt_backend **out) {
     *out = dt_backend_cpu();
     if (!name || !strcmp(name, "cpu")) return DT_OK;
     if (strcmp(name, "cuda")) return dt_fail(ctx, DT_EINPUT, "--device: '%s' is not a device (expected cpu or cuda)", name);
+    if (dtype != DT_DTYPE_AUTO && dtype != DT_F32)
+        return dt_fail(ctx, DT_EINPUT, "--dtype %s: --device cuda computes in f32 (expected auto or f32 with --device cuda)",
+                       dt_dtype_choice_name(dtype));
     int rc = dt_backend_cuda_init(ctx, DT_F32, out);
     return rc ? dt_prefix(ctx, rc, "--device cuda: ") : DT_OK;
 }

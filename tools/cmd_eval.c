@@ -60,7 +60,7 @@ int cmd_eval(int argc, char **argv) {
     if (!rc && fmt != DT_FMT_TOKENS) rc = dt_tokenizer_load(&ctx, tpath, &tok);
     if (!rc && tok) rc = dt_check_vocab_of(&ctx, tok, tpath, model);
     free(tpath);
-    if (!rc) rc = dt_cli_backend(&ctx, device, &be);
+    if (!rc) rc = dt_cli_backend(&ctx, device, dtype, &be);
     if (!rc && be->device == DT_DEV_CUDA) // f32 weights on the device
         rc = dt_cli_backend_check(&ctx, be, dt_llama_load(&ctx, model, be, &m));
     else if (!rc) rc = dt_llama_load_cpu(&ctx, model, dtype, "--dtype", &m);

@@ -68,7 +68,7 @@ int cmd_generate(int argc, char **argv) {
                                    : dt_tokenizer_load(&ctx, tpath, &tok);
     if (!rc) rc = dt_check_vocab_of(&ctx, tok, tpath, model);
     free(tpath);
-    if (!rc) rc = dt_cli_backend(&ctx, device, &be);
+    if (!rc) rc = dt_cli_backend(&ctx, device, dtype, &be);
     if (!rc && be->device == DT_DEV_CUDA) // f32 matrices (ggml block types as stored) on the device
         rc = dt_cli_backend_check(&ctx, be, dt_llama_load(&ctx, model, be, &m));
     else if (!rc) rc = dt_llama_load_cpu(&ctx, model, dtype, "--dtype", &m);
