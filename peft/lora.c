@@ -42,7 +42,7 @@ static int module_ranks(dt_ctx *ctx, const dt_lora_config *cfg, int L, int *rank
             if (!adapted(cfg, l, mod)) continue;
             // PEFT matches the module's path in the base model: "model.layers.3.self_attn.q_proj".
             dt_tn_module(name, sizeof name, "", l, (dt_module)mod, "");
-            double r, alpha;
+            double r = 0, alpha = 0; // stored below even after a failed lookup (the caller discards them)
             rc = dt_lora_matcher_value(ctx, rm, name, cfg->r, &r);
             if (!rc) rc = dt_lora_matcher_value(ctx, am, name, cfg->alpha, &alpha);
             if (!rc && !(r >= 1 && r <= 65536 && r == (double)(int)r))
