@@ -279,8 +279,6 @@ void dt_mg_prefetch_start(prefetch *p, merger *m, tjob *jobs, const size_t *orde
     p->started = p->n > 0 && !pthread_create(&p->thread, NULL, prefetch_run, p);
 }
 
-// Job j's bytes: the prefetched slot when j is the one predicted (returned in *out, valid until the next
-// call), else produced into dst.
 // A computed job's f16 output with values beyond f16's range: refused as dt_st_tensor_copy refuses a
 // converted one (a folded weight can overflow where the base did not).
 static int check_f16(tjob *j, const void *bytes) {
@@ -292,6 +290,8 @@ static int check_f16(tjob *j, const void *bytes) {
                    (long long)inf);
 }
 
+// Job j's bytes: the prefetched slot when j is the one predicted (returned in *out, valid until the next
+// call), else produced into dst.
 int dt_mg_fetch(prefetch *p, tjob *j, void *dst, const void **out) {
     *out = dst;
     if (p && p->started && dt_mg_is_compute(j)) {
