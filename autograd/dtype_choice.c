@@ -22,14 +22,16 @@ const char *dt_dtype_choice_name(dt_dtype t) {
 }
 
 int dt_dtype_resolve(dt_ctx *ctx, dt_dtype requested, dt_device dev, const char *what, dt_dtype *out) {
-    if (requested != DT_DTYPE_AUTO && requested != DT_DTYPE_STORED && requested != DT_F32 && requested != DT_BF16 &&
-        requested != DT_F16)
+    bool known = false;
+    for (size_t i = 0; i < N_NAMES; i++) known |= NAMES[i].t == requested;
+    if (!known)
         return dt_fail(ctx, DT_EINPUT, "%s: dtype %s is not one of %s", what, dt_dtype_name(requested), dt_dtype_choice_names());
     if (dev == DT_DEV_CUDA) {
-        // The device keeps its matrices in the matmuls' own type, chosen before any file is read.
+        // The device keeps its matrices in the matmuls' own type, chosen before any file is read. Only a
+        // recipe resolves for cuda (eval and generate compute in f32 there), hence the recipe's words.
         if (requested == DT_DTYPE_STORED)
-            return dt_fail(ctx, DT_EINPUT, "%s: stored is for the CPU; on cuda the matrices take the matmuls' type: "
-                           "expected auto, bf16, f16 or f32", what);
+            return dt_fail(ctx, DT_EINPUT, "%s: stored is for hardware.device: cpu; on cuda the frozen matrices take "
+                           "the matmuls' type: expected auto, bf16, f16 or f32", what);
         *out = requested == DT_DTYPE_AUTO ? DT_BF16 : requested;
         return DT_OK;
     }

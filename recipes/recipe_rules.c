@@ -3,6 +3,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include "autograd/dtype_choice.h"
 #include "models/model_files.h"
 #include "recipes/recipe_internal.h"
 
@@ -158,10 +159,12 @@ int dt_rapply_rules(dt_rload *L) {
     // CPU auto, which is bf16 where the CPU has bf16 matrix instructions and stored elsewhere (decided
     // when training starts). stored is the CPU's: a device's matrices take its matmuls' type.
     const dt_ynode *dtype_at = L->val_at[idx("hardware.dtype")];
-    if (r->hardware.device == DT_DEV_CUDA && dtype_at && r->hardware.dtype == DT_DTYPE_STORED)
-        return dt_yfail(L->ctx, dtype_at, "hardware.dtype: stored is for hardware.device: cpu; on cuda the frozen "
-                        "matrices take the matmuls' type: expected auto, bf16, f16 or f32");
-    if (!dtype_at || r->hardware.dtype == DT_DTYPE_AUTO)
-        r->hardware.dtype = r->hardware.device == DT_DEV_CUDA ? DT_BF16 : DT_DTYPE_AUTO;
+    if (!dtype_at) r->hardware.dtype = DT_DTYPE_AUTO;
+    if (r->hardware.device == DT_DEV_CUDA) { // resolved here, by the rule dt_dtype_resolve keeps for devices
+        dt_ctx why;
+        dt_ctx_init(&why);
+        if (dt_dtype_resolve(&why, r->hardware.dtype, DT_DEV_CUDA, "hardware.dtype", &r->hardware.dtype))
+            return dt_yfail(L->ctx, dtype_at, "%s", why.msg); // only a given value can fail
+    }
     return DT_OK;
 }
