@@ -146,11 +146,10 @@ static int place_quantized(dt_ctx *ctx, dt_llama *m, weight_spec *s, bool double
 }
 
 // The type matrix s is kept in under wtype: wtype itself, or under DT_DTYPE_STORED the file tensor t's
-// own type when it is bf16 or f16 (f32 otherwise, a missing tensor included: the load refuses it).
+// (dt_weights_stored_type; a missing tensor counts as f32: the load refuses it).
 static dt_dtype kept_type(const weight_spec *s, const dt_st_tensor *t, dt_dtype wtype) {
     if (s->ndim != 2) return DT_F32;
-    if (wtype != DT_DTYPE_STORED) return wtype;
-    return t && t->st_dtype == DT_ST_BF16 ? DT_BF16 : t && t->st_dtype == DT_ST_F16 ? DT_F16 : DT_F32;
+    return wtype == DT_DTYPE_STORED ? dt_weights_stored_type(t) : wtype;
 }
 
 // wtype: the matrices' float type, or DT_DTYPE_STORED (the CPU only); o: linear weights quantized at load

@@ -85,6 +85,9 @@ const dt_st_tensor *dt_weights_find(const dt_weights *w, const char *name) {
     if (q) return q;
     return w->st ? dt_st_find(w->st, name) : w->gg ? dt_gguf_model_find(w->gg, name) : dt_llama2c_find(w->l2c, name);
 }
+dt_dtype dt_weights_stored_type(const dt_st_tensor *t) {
+    return t && t->st_dtype == DT_ST_BF16 ? DT_BF16 : t && t->st_dtype == DT_ST_F16 ? DT_F16 : DT_F32;
+}
 const dt_gguf_model *dt_weights_gguf(const dt_weights *w) { return w->gg; }
 const float *dt_weights_rope_factors(const dt_weights *w) { return w->gg ? dt_gguf_model_rope_factors(w->gg) : NULL; }
 

@@ -20,6 +20,9 @@ const char *dt_weights_path(const dt_weights *w);
 size_t dt_weights_count(const dt_weights *w);
 const dt_st_tensor *dt_weights_at(const dt_weights *w, size_t i);
 const dt_st_tensor *dt_weights_find(const dt_weights *w, const char *name); // NULL when absent
+// The type a matrix stored as t keeps when loaded as stored (DT_DTYPE_STORED): t's own when it is bf16
+// or f16, else f32 (t NULL included).
+dt_dtype dt_weights_stored_type(const dt_st_tensor *t);
 struct dt_gguf_model;
 // The GGUF model behind w, or NULL for other sources (its ggml types, rope factors, file).
 const struct dt_gguf_model *dt_weights_gguf(const dt_weights *w);

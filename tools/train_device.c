@@ -97,9 +97,8 @@ static int matrix_bytes(const dt_recipe *r, const dt_weights *w) {
         dt_ctx_init(&scratch);
         if (dt_dtype_resolve(&scratch, t, r->hardware.device, "", &t)) t = DT_BF16;
     }
-    if (t != DT_DTYPE_STORED) return t == DT_F32 ? 4 : 2;
-    const dt_st_tensor *q = dt_weights_find(w, "model.layers.0.self_attn.q_proj.weight");
-    return q && (q->st_dtype == DT_ST_BF16 || q->st_dtype == DT_ST_F16) ? 2 : 4;
+    if (t == DT_DTYPE_STORED) t = dt_weights_stored_type(dt_weights_find(w, "model.layers.0.self_attn.q_proj.weight"));
+    return (int)dt_dtype_size(t);
 }
 
 // Prints the estimate; for cuda also checks it against the device's free memory.
