@@ -92,10 +92,10 @@ void dt_train_mem_estimate(const dt_model_config *c, const dt_recipe *r, int mat
 // auto where it means stored) the file's own, read off layer 0's q_proj.
 static int matrix_bytes(const dt_recipe *r, const dt_weights *w) {
     dt_dtype t = r->hardware.dtype;
-    if (t == DT_DTYPE_AUTO) {
-        dt_ctx scratch; // a bf16 refusal is reported by the load, with the recipe key
+    if (t == DT_DTYPE_AUTO) { // auto always resolves: bf16 where the CPU has bf16 units, else stored
+        dt_ctx scratch;
         dt_ctx_init(&scratch);
-        if (dt_dtype_resolve(&scratch, t, r->hardware.device, "", &t)) t = DT_BF16;
+        dt_dtype_resolve(&scratch, t, r->hardware.device, "hardware.dtype", &t);
     }
     if (t == DT_DTYPE_STORED) t = dt_weights_stored_type(dt_weights_find(w, "model.layers.0.self_attn.q_proj.weight"));
     return (int)dt_dtype_size(t);
