@@ -277,14 +277,13 @@ static void checkpoint_bwd(dt_graph *g, dt_node *n) {
     dt_arena_release(&g->host, hm);
 }
 
-dt_tensor *dt_checkpoint(dt_graph *g, dt_checkpoint_fn fn, const void *arg, dt_tensor *x, bool compact) {
+dt_tensor *dt_no_grad_block(dt_graph *g, dt_checkpoint_fn fn, const void *arg, dt_tensor *x) {
     if (!x || g->failed) return NULL;
-    if (!g->grad_enabled) return fn(g, arg, x);
     dt_arena_mark dm = dt_arena_get_mark(&g->arena), hm = dt_arena_get_mark(&g->host);
-    uint64_t calls = g->dropout_calls;
+    bool grad = g->grad_enabled;
     g->grad_enabled = false;
     dt_tensor *y = fn(g, arg, x);
-    g->grad_enabled = true;
+    g->grad_enabled = grad;
     if (!y) return NULL;
     size_t bytes = dt_nbytes(y);
     int ndim = y->ndim;
@@ -298,6 +297,14 @@ dt_tensor *dt_checkpoint(dt_graph *g, dt_checkpoint_fn fn, const void *arg, dt_t
     dt_tensor *out = dt_graph_tensor(g, ndim, shape);
     if (out) g->be->axpy(g->be, dt_f32(out), false, 1.0f, keep, (int64_t)(bytes / sizeof(float)));
     dt_graph_temp_release(g, keep);
+    return out;
+}
+
+dt_tensor *dt_checkpoint(dt_graph *g, dt_checkpoint_fn fn, const void *arg, dt_tensor *x, bool compact) {
+    if (!x || g->failed) return NULL;
+    if (!g->grad_enabled) return dt_no_grad_block(g, fn, arg, x);
+    uint64_t calls = g->dropout_calls;
+    dt_tensor *out = dt_no_grad_block(g, fn, arg, x);
     if (!out) return NULL;
     dt_node *n = dt_graph_record(g, checkpoint_bwd, out, sizeof(ckpt_saved));
     if (!n) return NULL;

@@ -84,6 +84,9 @@ typedef dt_tensor *(*dt_checkpoint_fn)(dt_graph *g, const void *arg, dt_tensor *
 // compact: the recompute is a compact scope (see dt_graph_compact_begin), as the block would have been
 // without checkpointing, so both give the same gradients.
 dt_tensor *dt_checkpoint(dt_graph *g, dt_checkpoint_fn fn, const void *arg, dt_tensor *x, bool compact);
+// y = fn(g, arg, x) with gradients off, and all the memory fn took released except y's (copied out and
+// back): a forward without gradients then holds one block's intermediates at a time, not every block's.
+dt_tensor *dt_no_grad_block(dt_graph *g, dt_checkpoint_fn fn, const void *arg, dt_tensor *x);
 
 // Compact activations, on a backend with to_bf16/from_bf16 (the CPU's bf16 table). Inside a scope
 // (one decoder layer), new activation tensors take their f32 data from the pool, and each op that

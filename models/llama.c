@@ -590,7 +590,9 @@ static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_a
         // its own saved values: not with sites or qk-norm (generic ops that keep f32 tensors), nor
         // without gradients (nothing is kept). A checkpointed layer is compact in its recompute.
         bool compact = g->grad_enabled && !arg->site && !kvp && !kv && !c->qk_norm && g->be->to_bf16;
-        if (g->checkpoint_layers) {
+        if (!g->grad_enabled) {
+            x = dt_no_grad_block(g, layer_forward, arg, x); // eval, generate: one layer's memory at a time
+        } else if (g->checkpoint_layers) {
             x = dt_checkpoint(g, layer_forward, arg, x, compact);
         } else {
             if (compact) dt_graph_compact_begin(g);
