@@ -6,7 +6,7 @@
 struct dt_batcher {
     const dt_dataset *ds;
     dt_batcher_opts o;
-    int64_t row_cap;  // max_seq_len when packing
+    int64_t row_cap;  // the length of a packed row
     size_t n;
     size_t *base;     // (n) the examples in their given order
     size_t *order;    // (n) the planned epoch's order
@@ -64,13 +64,14 @@ int dt_batcher_create(dt_ctx *ctx, const dt_dataset *ds, const size_t *examples,
     if (!examples) n = dt_dataset_size(ds);
     if (!n) return dt_fail(ctx, DT_EINPUT, "no examples to make batches from");
     if (opts->batch_size < 1) return dt_fail(ctx, DT_EINPUT, "batch_size must be >= 1, got %lld", (long long)opts->batch_size);
-    if (opts->packing && dt_dataset_max_seq_len(ds) <= 0)
+    const int64_t row_cap = opts->row_len > 0 ? opts->row_len : dt_dataset_max_seq_len(ds);
+    if (opts->packing && row_cap <= 0)
         return dt_fail(ctx, DT_EINPUT, "packing needs max_seq_len > 0 (the length of a packed row)");
     dt_batcher *b = calloc(1, sizeof *b);
     if (!b) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     b->ds = ds;
     b->o = *opts;
-    b->row_cap = dt_dataset_max_seq_len(ds);
+    b->row_cap = row_cap;
     b->n = n;
     b->base = malloc(n * sizeof *b->base);
     b->order = malloc(n * sizeof *b->order);
@@ -85,6 +86,13 @@ int dt_batcher_create(dt_ctx *ctx, const dt_dataset *ds, const size_t *examples,
             size_t bad = b->base[i];
             dt_batcher_free(b);
             return dt_fail(ctx, DT_EINTERNAL, "example index %zu out of range (%zu examples)", bad, dt_dataset_size(ds));
+        }
+        // A packed row holds whole examples: one longer than the row would make a row past its length.
+        if (opts->packing && len_of(b, b->base[i]) > row_cap) {
+            int64_t len = len_of(b, b->base[i]);
+            dt_batcher_free(b);
+            return dt_fail(ctx, DT_EINTERNAL, "example of %lld tokens is longer than a packed row (%lld)",
+                           (long long)len, (long long)row_cap);
         }
     }
     b->st = (dt_batcher_state){0, 0, epoch_rng(opts->seed, 0)};

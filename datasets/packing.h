@@ -25,9 +25,10 @@ typedef struct dt_batcher dt_batcher;
 
 typedef struct dt_batcher_opts {
     int64_t batch_size; // rows per batch
-    bool packing;       // needs the dataset loaded with max_seq_len > 0
+    bool packing;       // needs row_len > 0 or the dataset loaded with max_seq_len > 0
     bool shuffle;       // a new order every epoch; false: the given order every epoch
     uint64_t seed;
+    int64_t row_len;    // packed rows' length, at least the longest example; 0 = the dataset's max_seq_len
 } dt_batcher_opts;
 
 // One batch and the arrays it points into; start from {0}, reuse across calls, free with dt_batch_buf_free.

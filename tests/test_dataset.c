@@ -535,6 +535,22 @@ static void packing(void) {
                    buf.n_trained == dt_count_targets(x->labels, 4, 5, 0), "B %lld T %lld", (long long)x->B, (long long)x->T);
     }
     dt_batcher_free(b);
+
+    // Packed rows of a given length (eval's rows), longer than the dataset's max_seq_len: lengths 3 5 2 4 6 8
+    // go [e0 e1 e2] (10), [e3 e4] (10), [e5] (8).
+    bo = (dt_batcher_opts){.batch_size = 1, .packing = true, .row_len = 12};
+    rc = dt_batcher_create(&ctx, ds, NULL, 0, &bo, &b);
+    if (!rc) rc = dt_batcher_epoch_batches(&ctx, b, 0, &nb);
+    if (!rc) rc = dt_batcher_get(&ctx, b, 0, 1, &buf);
+    TEST_CHECK("packing: row_len sets the packed row's length", !rc && nb == 3 && buf.batch.T == 10 && buf.n_examples == 2 &&
+               buf.batch.input_ids[0] == 40 && buf.batch.input_ids[4] == 50 && buf.batch.seg_start[9] == 4,
+               "rc %d %s, batches %lld, T %lld", rc, ctx.msg, (long long)nb, (long long)buf.batch.T);
+    dt_batcher_free(b);
+    bo.row_len = 7; // shorter than e5
+    rc = dt_batcher_create(&ctx, ds, NULL, 0, &bo, &b);
+    TEST_CHECK("packing: a row_len shorter than an example is refused", rc && !b && strstr(ctx.msg, "longer than a packed row (7)"),
+               "rc %d %s", rc, ctx.msg);
+    dt_batcher_free(b);
     dt_batch_buf_free(&buf);
     dt_dataset_free(ds);
 }

@@ -1,6 +1,9 @@
 // deltatune eval --model PATH --data FILE [--adapter DIR] [--dtype auto|stored|f32|bf16|f16] [options]  (options: cmd_eval --help)
 // Mean loss over the trained tokens of a data file (same formats and masking as training) and its
 // perplexity. The mean is over tokens, not examples, as Hugging Face's loss over one long batch.
+// Examples are packed, in file order, into rows of EVAL_ROW_TOKENS (or the longest example) with their
+// positions restarting and attention kept inside each (as training's data.packing): the loss of every
+// token is the one it has alone, and short examples (chat turns) no longer make short, slow matmuls.
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -8,6 +11,7 @@
 #include <unistd.h>
 #include "autograd/dtype_choice.h"
 #include "datasets/dataset.h"
+#include "datasets/packing.h"
 #include "models/model_files.h"
 #include "peft/adapter_device.h"
 #include "peft/peft_io.h"
@@ -16,6 +20,9 @@
 #include "tools/cli_opts.h"
 #include "tools/commands.h"
 #include "tools/thread_env.h"
+
+// Long enough that the frozen matmuls run at full speed, short enough that a row's activations stay small.
+#define EVAL_ROW_TOKENS 512
 
 int cmd_eval(int argc, char **argv) {
     const char *model = NULL, *adapter = NULL, *data = NULL, *format = "auto", *tokdir = NULL, *device = NULL;
@@ -47,6 +54,8 @@ int cmd_eval(int argc, char **argv) {
     dt_adapter *ad = NULL;
     dt_tokenizer *tok = NULL;
     dt_dataset *ds = NULL;
+    dt_batcher *bt = NULL;
+    dt_batch_buf bb = {0};
     dt_graph g = {0};
     dt_adapter_dev dev = {0};
     const dt_backend *be = NULL;
@@ -68,22 +77,31 @@ int cmd_eval(int argc, char **argv) {
     if (!rc && ad) rc = dt_cli_backend_check(&ctx, be, dt_adapter_dev_attach(&ctx, &dev, ad, be));
     dt_dataset_opts o = {format, "auto", false, false, max_len};
     if (!rc) rc = dt_dataset_load(&ctx, (const char *const[]){data}, 1, tok, &o, &ds);
+    if (!rc) {
+        // Prompt tuning's virtual tokens go in front of a row, not of each example: one example a row then.
+        int64_t longest = dt_dataset_get_stats(ds)->max_len;
+        dt_batcher_opts bo = {.batch_size = 1, .packing = !(ad && ad->view.prompt),
+                              .row_len = longest > EVAL_ROW_TOKENS ? longest : EVAL_ROW_TOKENS};
+        rc = dt_batcher_create(&ctx, ds, NULL, 0, &bo, &bt);
+    }
     if (!rc) rc = dt_graph_init(&ctx, &g, m->be, 0);
+    int64_t nb = 0;
+    if (!rc) rc = dt_batcher_epoch_batches(&ctx, bt, 0, &nb);
     double sum = 0;
     int64_t n = 0;
     g.grad_enabled = false;
     dt_thread_gov gov;
     dt_thread_gov_init(&gov, 0);
-    for (size_t i = 0; !rc && i < dt_dataset_size(ds); i++) {
+    for (int64_t i = 0; !rc && i < nb; i++) {
         dt_thread_gov_tick(&gov);
-        const int32_t *ids, *labels;
-        int64_t len = dt_dataset_example(ds, i, &ids, &labels);
-        dt_batch b = {1, len, ids, labels, NULL, NULL};
+        rc = dt_batcher_get(&ctx, bt, 0, i, &bb);
         dt_llama_out out;
         dt_graph_reset(&g);
-        rc = dt_llama_forward(&ctx, &g, m, ad ? &ad->view : NULL, &b, 1.0f, false, &out);
-        sum += out.loss_sum;
-        n += out.n_targets;
+        if (!rc) rc = dt_llama_forward(&ctx, &g, m, ad ? &ad->view : NULL, &bb.batch, 1.0f, false, &out);
+        if (!rc) {
+            sum += out.loss_sum;
+            n += out.n_targets;
+        }
     }
     if (be) rc = dt_cli_backend_check(&ctx, be, rc);
     if (!rc && n == 0) rc = dt_fail(&ctx, DT_EINPUT, "%s: no trained tokens to evaluate", data);
@@ -93,6 +111,8 @@ int cmd_eval(int argc, char **argv) {
         else printf("loss %.6f  perplexity %.4f  over %lld trained tokens\n", loss, exp(loss), (long long)n);
     }
     dt_graph_free(&g);
+    dt_batch_buf_free(&bb);
+    dt_batcher_free(bt);
     dt_dataset_free(ds);
     dt_tokenizer_free(tok);
     dt_adapter_dev_release(&dev, ad);

@@ -24,7 +24,7 @@ int dt_train_data_open(dt_ctx *ctx, dt_train_data *d, const dt_recipe *r, const 
     int rc = dt_dataset_load(ctx, (const char *const *)r->data.train.items, (size_t)r->data.train.n, tok, &o, &p->train);
     if (!rc && r->data.val.n) rc = dt_dataset_load(ctx, (const char *const *)r->data.val.items, (size_t)r->data.val.n, tok, &o, &p->val);
     if (rc) return rc;
-    dt_batcher_opts bo = {r->train.batch_size, r->data.packing, r->data.shuffle, (uint64_t)r->train.seed};
+    dt_batcher_opts bo = {r->train.batch_size, r->data.packing, r->data.shuffle, (uint64_t)r->train.seed, 0};
     size_t *tr = NULL, *va = NULL, ntr = dt_dataset_size(p->train), nva = 0;
     if (r->data.val_split > 0 && (rc = dt_dataset_split(ctx, p->train, r->data.val_split, bo.seed, &tr, &ntr, &va, &nva)))
         return rc;
