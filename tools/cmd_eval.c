@@ -72,13 +72,20 @@ int cmd_eval(int argc, char **argv) {
     double sum = 0;
     int64_t n = 0;
     g.grad_enabled = false;
+    // One example's labels with its first label back (dt_dataset_first_label: a prompt-tuning adapter's
+    // last virtual token predicts it, as in training), in one buffer for every example.
+    int32_t *lab = NULL;
+    if (!rc && !(lab = malloc(((size_t)dt_dataset_get_stats(ds)->max_len + 1) * sizeof *lab)))
+        rc = dt_fail(&ctx, DT_ENOMEM, "out of memory");
     dt_thread_gov gov;
     dt_thread_gov_init(&gov, 0);
     for (size_t i = 0; !rc && i < dt_dataset_size(ds); i++) {
         dt_thread_gov_tick(&gov);
         const int32_t *ids, *labels;
         int64_t len = dt_dataset_example(ds, i, &ids, &labels);
-        dt_batch b = {1, len, ids, labels, NULL, NULL};
+        memcpy(lab, labels, (size_t)len * sizeof *lab);
+        if (len > 0) lab[0] = dt_dataset_first_label(ds, i);
+        dt_batch b = {1, len, ids, lab, NULL, NULL};
         dt_llama_out out;
         dt_graph_reset(&g);
         rc = dt_llama_forward(&ctx, &g, m, ad ? &ad->view : NULL, &b, 1.0f, false, &out);
@@ -92,6 +99,7 @@ int cmd_eval(int argc, char **argv) {
         if (json) printf("{\"loss\": %.8g, \"perplexity\": %.8g, \"tokens\": %lld}\n", loss, exp(loss), (long long)n);
         else printf("loss %.6f  perplexity %.4f  over %lld trained tokens\n", loss, exp(loss), (long long)n);
     }
+    free(lab);
     dt_graph_free(&g);
     dt_dataset_free(ds);
     dt_tokenizer_free(tok);
