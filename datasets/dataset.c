@@ -9,6 +9,7 @@ typedef struct {
     int64_t line;
     uint32_t file;
     bool truncated;
+    int32_t first_label; // labels[0] before it was blanked (see dt_dataset_first_label)
 } ex_src;
 
 struct dt_dataset {
@@ -66,6 +67,7 @@ static int add_example(dt_ctx *ctx, dt_dataset *ds, dt_ids *ids, dt_ids *labels,
     size_t n = ids->n;
     bool cut = ds->max_seq_len > 0 && n > (size_t)ds->max_seq_len;
     if (cut) n = (size_t)ds->max_seq_len;
+    const int32_t first = n ? labels->v[0] : -100;
     if (n) labels->v[0] = -100;
     int64_t trained = 0;
     for (size_t t = 0; t < n; t++) trained += labels->v[t] != -100;
@@ -78,7 +80,7 @@ static int add_example(dt_ctx *ctx, dt_dataset *ds, dt_ids *ids, dt_ids *labels,
     if (st) return st;
     memcpy(ds->ids + ds->n_tok, ids->v, n * sizeof(int32_t));
     memcpy(ds->labels + ds->n_tok, labels->v, n * sizeof(int32_t));
-    ds->src[ds->n] = (ex_src){line, file, cut};
+    ds->src[ds->n] = (ex_src){line, file, cut, first};
     ds->off[ds->n] = ds->n_tok;
     ds->n_tok += n;
     ds->n++;
@@ -251,6 +253,8 @@ int64_t dt_dataset_example(const dt_dataset *ds, size_t i, const int32_t **ids, 
     if (labels) *labels = ds->labels + ds->off[i];
     return (int64_t)(ds->off[i + 1] - ds->off[i]);
 }
+
+int32_t dt_dataset_first_label(const dt_dataset *ds, size_t i) { return ds->src[i].first_label; }
 
 const char *dt_dataset_example_source(const dt_dataset *ds, size_t i, int64_t *line, bool *truncated) {
     if (line) *line = ds->src[i].line;

@@ -52,6 +52,11 @@ int32_t dt_dataset_pad_id(const dt_dataset *ds);
 const char *dt_dataset_chat_template(const dt_dataset *ds);
 // Example i: its length, and its ids and labels (len each) inside the flat buffers.
 int64_t dt_dataset_example(const dt_dataset *ds, size_t i, const int32_t **ids, const int32_t **labels);
+// Example i's first label as encoded, before the blanking above (-100 when it was not trained): with
+// prompt tuning the last virtual token predicts it, as PEFT's labels do (PeftModelForCausalLM puts the
+// virtual tokens' -100 labels in front of the row's labels, so labels[0] is scored); without virtual
+// tokens no position predicts it. Unpacked batches (packing.h) and `deltatune eval` put it back.
+int32_t dt_dataset_first_label(const dt_dataset *ds, size_t i);
 // The file example i came from; *line is its 1-based line and *truncated whether it was cut.
 const char *dt_dataset_example_source(const dt_dataset *ds, size_t i, int64_t *line, bool *truncated);
 

@@ -164,6 +164,8 @@ int dt_batcher_get(dt_ctx *ctx, dt_batcher *b, uint64_t epoch, int64_t index, dt
                 seg[t + k] = (int32_t)t;
                 o->n_trained += el[k] != -100;
             }
+            // Unpacked: the row's first label back (counted in no n_trained; see packing.h).
+            if (!b->o.packing && len > 0) lab[t] = dt_dataset_first_label(b->ds, b->order[i]);
             t += len;
             o->n_examples++;
         }

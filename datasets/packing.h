@@ -10,7 +10,9 @@
 // token's example starts, so attention stays inside an example; the first label of every example is -100
 // (the dataset guarantees it), so no token is trained to predict the next example's first token under the
 // shift convention (position t is scored on labels[t+1]). The padding at a row's end is its own segment.
-// Unpacked rows are right-padded: pad id (tokenizer pad, else EOS), label -100. pos and seg_start are NULL
+// Unpacked rows hold their example's first label as encoded (dt_dataset_first_label), which only a
+// prompt-tuning forward scores (prompt tuning cannot pack); n_trained does not count it, so it stays
+// dt_count_targets(labels, B, T, 0). Unpacked rows are right-padded: pad id (tokenizer pad, else EOS), label -100. pos and seg_start are NULL
 // then: with causal attention and padding only at the end, no real token can see a pad, so no attention
 // mask is needed, and the pads' own outputs are never scored.
 // T is the longest row of the batch (at most max_seq_len); the last batch of an epoch may have fewer rows.

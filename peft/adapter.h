@@ -85,8 +85,9 @@ void dt_lora_config_free(dt_lora_config *c);
 // Prints "trainable params: N || all params: M || trainable%: P" into buf.
 void dt_adapter_param_summary(const dt_adapter *a, const dt_llama *m, char *buf, size_t n);
 // LoRA+ (Hayou et al. 2024; PEFT's create_loraplus_optimizer): mult (n_params) gets ratio for the
-// elements of the lora_B matrices and 1 elsewhere, as learning-rate multipliers. DT_EINPUT when a is
-// not a LoRA adapter.
+// elements of the lora_B matrices and of DoRA's magnitude vectors (PEFT puts every 1-D parameter in
+// its lr * ratio group) and 1 elsewhere, as learning-rate multipliers. DT_EINPUT when a is not a LoRA
+// adapter.
 int dt_lora_plus_lr_mult(dt_ctx *ctx, const dt_adapter *a, float ratio, float *mult);
 // The tensor with this PEFT key, or NULL.
 dt_tensor *dt_adapter_find(const dt_adapter *a, const char *name);

@@ -241,7 +241,9 @@ int dt_lora_plus_lr_mult(dt_ctx *ctx, const dt_adapter *a, float ratio, float *m
                        "at loraplus_lr_embedding, which deltatune does not have)");
     for (int i = 0; i < a->n_tensors; i++) {
         const dt_tensor *t = &a->tensors[i];
-        const float k = strstr(a->names[i], ".lora_B.") ? ratio : 1.0f;
+        // PEFT's rule: "lora_B" in the name or a 1-D parameter. The 1-D ones are DoRA's
+        // lora_magnitude_vector, which PEFT therefore trains at lr * ratio as well.
+        const float k = strstr(a->names[i], ".lora_B.") || t->ndim == 1 ? ratio : 1.0f;
         for (int64_t e = 0; e < dt_numel(t); e++) mult[dt_f32(t) - a->params + e] = k;
     }
     return DT_OK;

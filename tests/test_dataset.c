@@ -520,7 +520,9 @@ static void packing(void) {
     }
     dt_batcher_free(b);
 
-    // Without packing: one example per row, right-padded to the batch's longest, no pos/seg_start.
+    // Without packing: one example per row, right-padded to the batch's longest, no pos/seg_start. Each
+    // row keeps its first label as encoded (10, -100, 30, 40): a prompt-tuning forward scores it from the
+    // last virtual token, as PEFT does; no other forward does, and n_trained does not count it.
     bo = (dt_batcher_opts){.batch_size = 4};
     rc = dt_batcher_create(&ctx, ds, NULL, 0, &bo, &b);
     if (!rc) rc = dt_batcher_get(&ctx, b, 0, 0, &buf);
@@ -529,10 +531,13 @@ static void packing(void) {
     } else {
         const dt_batch *x = &buf.batch;
         int32_t ids[20] = {10, 11, 12, 0, 0, 20, 21, 22, 23, 24, 30, 31, 0, 0, 0, 40, 41, 42, 43, 0};
-        int32_t lab[20] = {-100, 11, 12, -100, -100, -100, -100, 22, 23, 24, -100, 31, -100, -100, -100, -100, 41, 42, 43, -100};
+        int32_t lab[20] = {10, 11, 12, -100, -100, -100, -100, 22, 23, 24, 30, 31, -100, -100, -100, 40, 41, 42, 43, -100};
         TEST_CHECK("padding: right-padded to the longest example, pads untrained", x->B == 4 && x->T == 5 &&
                    row_eq(x->input_ids, ids, 20) && row_eq(x->labels, lab, 20) && !x->pos && !x->seg_start &&
                    buf.n_trained == dt_count_targets(x->labels, 4, 5, 0), "B %lld T %lld", (long long)x->B, (long long)x->T);
+        TEST_CHECK("unpacked: the first labels are there for prompt tuning's last virtual token",
+                   dt_count_targets(x->labels, 4, 5, 4) == buf.n_trained + 3, "%lld targets with 4 virtual tokens, want %lld",
+                   (long long)dt_count_targets(x->labels, 4, 5, 4), (long long)buf.n_trained + 3);
     }
     dt_batcher_free(b);
 

@@ -41,6 +41,23 @@ int main(void) {
     } else {
         TEST_SKIP("eval_stories260k", "../shared/fixtures is absent");
     }
+    // Prompt tuning: the last virtual token predicts each row's first token, and PEFT's loss with labels
+    // (PeftModelForCausalLM prefixes -100 labels for the virtual tokens) scores it. Reference: transformers
+    // 4.40 + PEFT 0.13.2, PeftModel.from_pretrained(llama_gqa, prompt_tuning/adapter), model(input_ids=x,
+    // labels=x).loss per row of tokens_val.jsonl, weighted by its T targets: 5.480946829978456 over 94
+    // (deltatune scored 88 = sum of T - 1 before, leaving the first token out).
+    {
+        FILE *p = popen("./deltatune eval --model tests/golden/llama_gqa --adapter tests/golden/prompt_tuning/adapter "
+                        "--data tests/data/train/tokens_val.jsonl --format tokens --json --dtype f32", "r");
+        char line[512] = "";
+        if (!fgets(line, sizeof line, p)) line[0] = 0;
+        int pst = pclose(p);
+        char *l = strstr(line, "\"loss\": "), *t = strstr(line, "\"tokens\": ");
+        double loss = l ? atof(l + 8) : NAN, ref = 5.480946829978456;
+        long long n = t ? atoll(t + 10) : -1;
+        TEST_CHECK("eval_prompt_tuning_scores_first_token_as_peft", WIFEXITED(pst) && WEXITSTATUS(pst) == 0 && n == 94 &&
+                   fabs(loss - ref) <= 1e-5 * ref, "eval printed '%s'; PEFT's labels loss is %.8f over 94 targets", line, ref);
+    }
     int st = system("./deltatune eval --model tests/golden/llama_gqa --data /nonexistent.jsonl --format tokens 2>/dev/null");
     TEST_CHECK("eval_missing_data_exit_2", WIFEXITED(st) && WEXITSTATUS(st) == 2, "status %d", st);
     st = system("./deltatune eval --model tests/golden/llama_gqa --adapter tests/golden/qwen3_qknorm/adapter --data tests/data/train/tokens.jsonl --format tokens 2>/dev/null");

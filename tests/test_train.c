@@ -281,6 +281,21 @@ static void test_memory_estimate_quantized(void) {
                "weights estimated %.1f MiB with q8_0 against %.1f MiB in f32 (want under half)", q, f);
 }
 
+// train.epochs with an epoch shorter than one step (fewer micro-batches than gradient_accumulation_steps):
+// each step reads into the next epoch, so the data is read more often than `epochs` says. Warned, with
+// the number of passes; not warned when the epoch holds at least one step.
+static void test_epoch_shorter_than_step_warns(void) {
+    char a[256], err[512];
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    snprintf(a, sizeof a, "output_dir=%s/ep data.val=null train.max_steps=null train.epochs=1 train.save_every_n_steps=0", tmp);
+    int rc = run("./deltatune train tests/data/train/tiny.yaml %s train.gradient_accumulation_steps=64", a, NULL);
+    TEST_CHECK("train_epoch_shorter_than_step_warns", rc == 0 && file_has(err, "reads past the end of an epoch") &&
+               file_has(err, "train.epochs 1 reads the data"), "exit %d, or no warning in %s", rc, err);
+    rc = run("./deltatune train tests/data/train/tiny.yaml %s --overwrite", a, NULL);
+    TEST_CHECK("train_epoch_of_whole_steps_no_warning", rc == 0 && !file_has(err, "reads past the end of an epoch"),
+               "exit %d, or a warning in %s", rc, err);
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/dt_train_XXXXXX");
     if (!mkdtemp(tmp)) { TEST_FAIL("mkdtemp", "cannot make a temporary folder"); TEST_EXIT(); }
@@ -291,6 +306,7 @@ int main(void) {
     test_nan_loss_stops();
     test_bad_input();
     test_memory_estimate_quantized();
+    test_epoch_shorter_than_step_warns();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (!dt_test_failures) (void)!system(cmd);

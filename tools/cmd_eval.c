@@ -78,7 +78,8 @@ int cmd_eval(int argc, char **argv) {
     dt_dataset_opts o = {format, "auto", false, false, max_len};
     if (!rc) rc = dt_dataset_load(&ctx, (const char *const[]){data}, 1, tok, &o, &ds);
     if (!rc) {
-        // Prompt tuning's virtual tokens go in front of a row, not of each example: one example a row then.
+        // Prompt tuning's virtual tokens go in front of a row, not of each example: one example a row then,
+        // unpacked rows holding each example's first label, which the last virtual token predicts (packing.h).
         int64_t longest = dt_dataset_get_stats(ds)->max_len;
         dt_batcher_opts bo = {.batch_size = 1, .packing = !(ad && ad->view.prompt),
                               .row_len = longest > EVAL_ROW_TOKENS ? longest : EVAL_ROW_TOKENS};

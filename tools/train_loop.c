@@ -355,6 +355,15 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     const int accum = r->train.gradient_accumulation_steps * comm->size; // micro-batches of a step, all ranks
     t.steps_per_epoch = t.data.n_batches / accum > 0 ? t.data.n_batches / accum : 1;
     t.total = r->train.max_steps > 0 ? r->train.max_steps : (int64_t)r->train.epochs * t.steps_per_epoch;
+    // An epoch shorter than one step still counts as one step, which then also reads the next epoch's
+    // first micro-batches: `epochs` passes would read the data more often than asked (transformers'
+    // Trainer instead steps at the end of such an epoch with the micro-batches it has). Said, not changed.
+    if (r->train.max_steps <= 0 && t.data.n_batches < accum && comm->rank == 0)
+        dt_warn(ctx, "an epoch has %lld micro-batches (of train.batch_size %d) but a step takes %d (gradient_accumulation_steps "
+                "x processes): each step reads past the end of an epoch, so train.epochs %d reads the data %.2f times; "
+                "lower gradient_accumulation_steps or set train.max_steps",
+                (long long)t.data.n_batches, r->train.batch_size, accum, r->train.epochs,
+                (double)t.total * accum / (double)t.data.n_batches);
     t.warmup = r->train.lr_scheduler.warmup_steps >= 0 ? r->train.lr_scheduler.warmup_steps
                                                        : (int64_t)ceil(r->train.lr_scheduler.warmup_ratio * (double)t.total);
     const dt_opt_kind ok = r->train.optimizer.name == DT_OPTIM_ADAMW ? DT_OPT_ADAMW : DT_OPT_SGD;
