@@ -106,6 +106,38 @@ static void check_render(const char *name, const dt_tokenizer *tok, const dt_dat
 
 // ---- formats, with the tiny tokenizer
 
+static bool row_eq(const int32_t *got, const int32_t *want, int64_t n);
+
+// "\u0000" is valid JSON; the text keeps the NUL byte, as `deltatune tokenize` and Hugging Face do.
+static void nul_bytes(const dt_tokenizer *tok) {
+    dt_ctx ctx;
+    dt_dataset *ds = NULL;
+    const int32_t *ids, *lab;
+    const char *p = write_text("nul.jsonl", "{\"text\":\"a\\u0000b\"}\n");
+    if (load(&ctx, p, tok, NULL, &ds)) {
+        TEST_FAIL("\\u0000 in text: loaded", "%s", ctx.msg);
+    } else {
+        int64_t n = dt_dataset_example(ds, 0, &ids, &lab);
+        const int32_t want_ids[] = {'a', 0, 'b', 258}, want_lab[] = {-100, 0, 'b', 258};
+        TEST_CHECK("\\u0000 in text: one byte token 0 between a and b", n == 4 && row_eq(ids, want_ids, 4) &&
+                   row_eq(lab, want_lab, 4), "n=%lld", (long long)n);
+        dt_dataset_free(ds);
+    }
+    p = write_text("nul_chat.jsonl", "{\"messages\":[{\"role\":\"user\",\"content\":\"\\u0000\"},"
+                                     "{\"role\":\"assistant\",\"content\":\"c\\u0000\"}]}\n");
+    if (load(&ctx, p, tok, NULL, &ds)) {
+        TEST_FAIL("\\u0000 in chat content: loaded", "%s", ctx.msg);
+        return;
+    }
+    // <|im_start|>user\n NUL <|im_end|>\n<|im_start|>assistant\n «c NUL <|im_end|>» \n
+    const int32_t chat[] = {257, 'u', 's', 'e', 'r', '\n', 0, 258, '\n', 257, 'a', 's', 's', 'i', 's', 't', 'a', 'n', 't',
+                            '\n', 'c', 0, 258, '\n'};
+    bool ok = dt_dataset_example(ds, 0, &ids, &lab) == 24 && row_eq(ids, chat, 24);
+    for (int t = 0; ok && t < 24; t++) ok = lab[t] == (t >= 20 && t < 23 ? chat[t] : -100);
+    TEST_CHECK("\\u0000 in chat content: kept in the user and the trained assistant text", ok, "ids/labels differ");
+    dt_dataset_free(ds);
+}
+
 static const char CHAT1[] =
     "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\",\"content\":\"Hello\"}]}\n";
 static const char CHAT1_WANT[] = "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n«Hello<|im_end|>»\n";
@@ -380,6 +412,8 @@ static void bad_lines(const dt_tokenizer *tok) {
          "key 'messages', message 1: 'content' must be a string"},
         {"role missing", chat, "{\"messages\":[{\"content\":\"x\"}]}", "key 'messages', message 1: 'role' is missing"},
         {"empty conversation", chat, "{\"messages\":[]}", "key 'messages': the conversation is empty"},
+        {"role with a NUL byte is not that role", chat, "{\"messages\":[{\"role\":\"user\\u0000x\",\"content\":\"x\"}]}",
+         "key 'messages', message 1: role 'user' (followed by a NUL byte) is not one of system, user, assistant"},
         {"text not a string", text, "{\"text\":5}", "key 'text': expected a string"},
         {"sharegpt: unknown from", "{\"conversations\":[{\"from\":\"human\",\"value\":\"a\"},{\"from\":\"gpt\",\"value\":\"b\"}]}",
          "{\"conversations\":[{\"from\":\"bot\",\"value\":\"x\"}]}", "key 'conversations', message 1: from 'bot' is not one of human, gpt, system"},
@@ -859,6 +893,7 @@ int main(void) {
         TEST_FAIL("load " TINY, "%s", ctx.msg);
     } else {
         formats(tiny);
+        nul_bytes(tiny);
         bad_lines(tiny);
         render(tiny);
         check_preview_window("preview: 80 turns, byte tokens, equal the whole-prefix decode", tiny, NULL);
