@@ -51,6 +51,16 @@ static int default_system(dt_ctx *ctx, const char *j, const char *where, char *o
     return DT_OK;
 }
 
+// Whether an [INST] template without <<SYS>> is Mistral v0.1's, the one render_mistral writes:
+// '[INST] ' + content + ' [/INST]', then the answer + EOS with nothing in between. Later Mistral templates
+// keep [INST] but not that spacing (v0.3, Nemo: content + "[/INST]" with no space, and " " + the
+// trimmed answer), so rendering them as v0.1 would silently train on text the model never sees.
+static bool mistral_v01(const char *j) {
+    for (const char *p = strstr(j, "[/INST]"); p; p = strstr(p + 1, "[/INST]"))
+        if (p == j || p[-1] != ' ') return false;
+    return !strstr(j, "' ' + message") && !strstr(j, "\" \" + message");
+}
+
 int dt_chat_tmpl_detect(dt_ctx *ctx, const char *j, dt_chat_fmt *out) {
     return dt_chat_tmpl_detect_in(ctx, j, "tokenizer_config.json: chat_template", out);
 }
@@ -64,6 +74,12 @@ int dt_chat_tmpl_detect_in(dt_ctx *ctx, const char *j, const char *where, dt_cha
         out->kind = strstr(j, "Cutting Knowledge Date") ? DT_TMPL_LLAMA31 : DT_TMPL_LLAMA3;
     } else if (strstr(j, "[INST]")) {
         out->kind = strstr(j, "<<SYS>>") ? DT_TMPL_LLAMA2 : DT_TMPL_MISTRAL;
+        if (out->kind == DT_TMPL_MISTRAL && !mistral_v01(j))
+            return dt_fail(ctx, DT_EINPUT, "%s is an [INST] template that is not Mistral v0.1's (it writes no space "
+                           "before [/INST] or a space before the answer, as Mistral v0.3 and later do), and the "
+                           "built-in mistral template writes v0.1's \"[INST] {user} [/INST]{answer}\"; name a "
+                           "template with data.chat_template (" DT_CHAT_TEMPLATE_NAMES ") only if its text is what "
+                           "the model expects", where);
     } else if (strstr(j, "<|user|>") && (strstr(j, "eos_token") || strstr(j, "</s>")) && !strstr(j, "<|end|>")) {
         out->kind = DT_TMPL_ZEPHYR; // Phi-3 also writes <|user|> but ends turns with <|end|>, zephyr with the EOS
     } else if (strstr(j, "### Instruction")) {

@@ -59,8 +59,9 @@ const char *dt_chat_tmpl_name(dt_chat_tmpl t);
 int dt_chat_tmpl_parse(dt_ctx *ctx, const char *name, dt_chat_fmt *out);
 // Chooses the template from the Jinja source in tokenizer_config.json by its markers: <|im_start|> is
 // chatml (qwen3 when it also has <think>), <|start_header_id|> llama3 (llama3.1 with "Cutting Knowledge
-// Date"), [INST] llama2 with <<SYS>> and mistral without, <|user|> with an EOS (eos_token or </s>) and
-// no <|end|> zephyr, "### Instruction" alpaca.
+// Date"), [INST] llama2 with <<SYS>> and mistral without (only Mistral v0.1's spacing, ' [/INST]' and no
+// space before the answer: later Mistral templates are DT_EINPUT), <|user|> with an EOS (eos_token or
+// </s>) and no <|end|> zephyr, "### Instruction" alpaca.
 int dt_chat_tmpl_detect(dt_ctx *ctx, const char *jinja, dt_chat_fmt *out);
 // The same, with `where` naming the template's source in messages ("tokenizer_config.json: chat_template"
 // for dt_chat_tmpl_detect, "model.gguf: tokenizer.chat_template" for a GGUF's).

@@ -366,6 +366,21 @@ static void templates(void) {
     TEST_CHECK("chat template detection by markers", ok && rc == DT_EINPUT && strstr(ctx.msg, "chatml, qwen3"),
                "phi-3: rc %d %s", rc, ctx.msg);
 
+    // Mistral v0.3's template (and Nemo's, with no space after [INST] either) shares [INST] with v0.1 but
+    // writes "[INST] U[/INST] A</s>", not v0.1's "[INST] U [/INST]A</s>": refused, not rendered as v0.1.
+    const char *later[] = {
+        "{%- if message[\"role\"] == \"user\" %}{{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}"
+        "{%- elif message[\"role\"] == \"assistant\" %}{{- \" \" + message[\"content\"]|trim + eos_token}}{%- endif %}",
+        "{{- \"[INST]\" + message[\"content\"] + \"[/INST]\" }}{{- message[\"content\"]|trim + eos_token }}",
+    };
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
+        rc = dt_chat_tmpl_detect(&ctx, later[i], &f);
+        TEST_CHECK(i ? "chat template detection: Mistral Nemo's [INST]U[/INST] is not taken for v0.1"
+                     : "chat template detection: Mistral v0.3's [INST] U[/INST] A is not taken for v0.1",
+                   rc == DT_EINPUT && strstr(ctx.msg, "not Mistral v0.1's"), "rc %d kind %s: %s", rc,
+                   rc ? "-" : dt_chat_tmpl_name(f.kind), rc ? ctx.msg : "");
+    }
+
     // ChatML templates that insert a default system prompt (Jinja source as in tokenizer_config.json).
     struct { const char *jinja, *want; } sys[] = {
         {"{%- if messages[0]['role'] == 'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
