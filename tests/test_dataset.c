@@ -366,18 +366,26 @@ static void templates(void) {
     TEST_CHECK("chat template detection by markers", ok && rc == DT_EINPUT && strstr(ctx.msg, "chatml, qwen3"),
                "phi-3: rc %d %s", rc, ctx.msg);
 
-    // Mistral v0.3's template (and Nemo's, with no space after [INST] either) shares [INST] with v0.1 but
-    // writes "[INST] U[/INST] A</s>", not v0.1's "[INST] U [/INST]A</s>": refused, not rendered as v0.1.
+    // Later Mistral templates share [INST] with v0.1 but not its spacing: v0.3 writes "[INST] U[/INST] A</s>"
+    // (Nemo-style also drops the space after [INST]), the 2024 v0.1/v0.2 revision " [INST] U [/INST] A</s>",
+    // Mixtral 8x22B " [INST] U [/INST] A </s>", where v0.1 writes "[INST] U [/INST]A</s>": refused, not
+    // rendered as v0.1.
     const char *later[] = {
         "{%- if message[\"role\"] == \"user\" %}{{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}"
         "{%- elif message[\"role\"] == \"assistant\" %}{{- \" \" + message[\"content\"]|trim + eos_token}}{%- endif %}",
         "{{- \"[INST]\" + message[\"content\"] + \"[/INST]\" }}{{- message[\"content\"]|trim + eos_token }}",
+        "{{- ' [INST] ' + message['content'] + ' [/INST]' }}{%- elif message['role'] == 'assistant' %}"
+        "{{- ' ' + message['content'] + eos_token}}",
+        "{{ ' [INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+        "{{ ' ' + message['content'] + ' ' + eos_token}}",
     };
+    const char *later_name[] = {"v0.3", "Nemo-style", "v0.2 (2024)", "Mixtral 8x22B"};
     for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "chat template detection: Mistral %s [INST] template is not taken for v0.1",
+                 later_name[i]);
         rc = dt_chat_tmpl_detect(&ctx, later[i], &f);
-        TEST_CHECK(i ? "chat template detection: Mistral Nemo's [INST]U[/INST] is not taken for v0.1"
-                     : "chat template detection: Mistral v0.3's [INST] U[/INST] A is not taken for v0.1",
-                   rc == DT_EINPUT && strstr(ctx.msg, "not Mistral v0.1's"), "rc %d kind %s: %s", rc,
+        TEST_CHECK(name, rc == DT_EINPUT && strstr(ctx.msg, "not Mistral v0.1's"), "rc %d kind %s: %s", rc,
                    rc ? "-" : dt_chat_tmpl_name(f.kind), rc ? ctx.msg : "");
     }
 
