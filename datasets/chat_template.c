@@ -69,6 +69,16 @@ int dt_chat_tmpl_detect_in(dt_ctx *ctx, const char *j, const char *where, dt_cha
     memset(out, 0, sizeof *out);
     if (strstr(j, "<|im_start|>")) {
         out->kind = strstr(j, "<think>") ? DT_TMPL_QWEN3 : DT_TMPL_CHATML;
+        // render_qwen3 follows Qwen3's rule for where reasoning goes (after the last query, in the last
+        // answer or one that has reasoning). Other ChatML templates that write <think> place it otherwise
+        // (QwQ strips it from every answer and writes no empty block), so they are refused, not rendered
+        // as Qwen3's.
+        if (out->kind == DT_TMPL_QWEN3 && !strstr(j, "loop.last or (not loop.last and reasoning_content)"))
+            return dt_fail(ctx, DT_EINPUT, "%s is a ChatML template with <think> that is not Qwen3's (it lacks Qwen3's "
+                           "rule 'loop.last or (not loop.last and reasoning_content)' for where reasoning is "
+                           "written, as in QwQ, which drops it from every answer); name a template with "
+                           "data.chat_template (" DT_CHAT_TEMPLATE_NAMES ") only if its text is what the model "
+                           "expects", where);
         if (out->kind == DT_TMPL_CHATML) return default_system(ctx, j, where, out->default_system, sizeof out->default_system);
     } else if (strstr(j, "<|start_header_id|>")) {
         out->kind = strstr(j, "Cutting Knowledge Date") ? DT_TMPL_LLAMA31 : DT_TMPL_LLAMA3;

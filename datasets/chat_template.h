@@ -58,7 +58,8 @@ const char *dt_chat_tmpl_name(dt_chat_tmpl t);
 // A built-in template by name (no default system prompt); an unknown name is DT_EINPUT listing the names.
 int dt_chat_tmpl_parse(dt_ctx *ctx, const char *name, dt_chat_fmt *out);
 // Chooses the template from the Jinja source in tokenizer_config.json by its markers: <|im_start|> is
-// chatml (qwen3 when it also has <think>), <|start_header_id|> llama3 (llama3.1 with "Cutting Knowledge
+// chatml (qwen3 when it also has <think>; one with <think> but without Qwen3's reasoning rule, e.g. QwQ's,
+// is DT_EINPUT), <|start_header_id|> llama3 (llama3.1 with "Cutting Knowledge
 // Date"), [INST] llama2 with <<SYS>> and mistral without (only Mistral v0.1's spacing, ' [/INST]' and no
 // space before the answer: later Mistral templates are DT_EINPUT), <|user|> with an EOS (eos_token or
 // </s>) and no <|end|> zephyr, "### Instruction" alpaca.

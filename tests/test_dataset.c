@@ -345,7 +345,8 @@ static void templates(void) {
         {"{{'<|im_start|>' + message['role']}}", DT_TMPL_CHATML},
         {"{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}{{- \"Cutting Knowledge Date: December 2023\\n\" }}",
          DT_TMPL_LLAMA31},
-        {"<|im_start|>{% if '</think>' in c %}<think>{% endif %}", DT_TMPL_QWEN3},
+        {"<|im_start|>{% if '</think>' in c %}{%- if loop.last or (not loop.last and reasoning_content) %}<think>"
+         "{% endif %}{% endif %}", DT_TMPL_QWEN3},
         {"'<|start_header_id|>' + message['role'] + '<|end_header_id|>'", DT_TMPL_LLAMA3},
         {"{{ bos_token + '[INST] ' + '<<SYS>>\\n' }}", DT_TMPL_LLAMA2},
         {"{{ '[INST] ' + message['content'] + ' [/INST]' }}", DT_TMPL_MISTRAL},
@@ -380,6 +381,15 @@ static void templates(void) {
         "{{ ' ' + message['content'] + ' ' + eos_token}}",
     };
     const char *later_name[] = {"v0.3", "Nemo-style", "v0.2 (2024)", "Mixtral 8x22B"};
+    // QwQ's ChatML template writes <think> only in its generation prompt and strips reasoning from every
+    // answer; rendered as Qwen3's, the last answer would get (and train) an empty <think></think> block.
+    rc = dt_chat_tmpl_detect(&ctx, "{%- elif message.role == \"assistant\" and not message.tool_calls %}{%- set content = "
+                             "message.content.split('</think>')[-1].lstrip('\\n') %}{{- '<|im_start|>' + message.role + "
+                             "'\\n' + content + '<|im_end|>' + '\\n' }}{%- endif %}{%- endfor %}{%- if "
+                             "add_generation_prompt %}{{- '<|im_start|>assistant\\n<think>\\n' }}{%- endif %}", &f);
+    TEST_CHECK("chat template detection: QwQ's <think> ChatML template is not taken for Qwen3's",
+               rc == DT_EINPUT && strstr(ctx.msg, "not Qwen3's"), "rc %d kind %s: %s", rc,
+               rc ? "-" : dt_chat_tmpl_name(f.kind), rc ? ctx.msg : "");
     for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
         char name[128];
         snprintf(name, sizeof name, "chat template detection: Mistral %s [INST] template is not taken for v0.1",
