@@ -11,6 +11,7 @@
 #include <zlib.h>
 #include "datasets/chat_template.h"
 #include "datasets/dataset.h"
+#include "datasets/jsonl.h"
 #include "datasets/packing.h"
 #include "tests/test_util.h"
 
@@ -107,6 +108,33 @@ static void check_render(const char *name, const dt_tokenizer *tok, const dt_dat
 // ---- formats, with the tiny tokenizer
 
 static bool row_eq(const int32_t *got, const int32_t *want, int64_t n);
+
+// `deltatune tokenize` reads each line with dt_json_line_string: a line that starts a string and goes
+// wrong says why (a lone surrogate is valid JSON syntax but no text), not only "expected a JSON string".
+static void json_line_string(void) {
+    struct { const char *line, *want; } c[] = {
+        {"\"a\\ud800\"", "expected a JSON string (byte 8: unpaired surrogate in a \\u escape)"},
+        {"\"abc", "expected a JSON string (byte 4: unterminated string)"},
+        {"\"a\" \"b\"", "expected a JSON string alone on the line (more follows at byte 4)"},
+        {"[1, 2]", "expected a JSON string"},
+    };
+    char *buf = NULL;
+    size_t cap = 0, len = 0;
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    bool ok = true;
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        int rc = dt_json_line_string(&ctx, c[i].line, strlen(c[i].line), &buf, &cap, &len);
+        if (rc != DT_EINPUT || strcmp(ctx.msg, c[i].want)) {
+            printf("  %s: rc %d '%s', want '%s'\n", c[i].line, rc, rc ? ctx.msg : "", c[i].want);
+            ok = false;
+        }
+    }
+    int rc = dt_json_line_string(&ctx, " \"a\\u0000b\" ", 12, &buf, &cap, &len);
+    ok = ok && rc == DT_OK && len == 3 && !memcmp(buf, "a\0b", 4);
+    TEST_CHECK("tokenize lines: a broken JSON string says why; \\u0000 is kept", ok, "see above");
+    free(buf);
+}
 
 // "\u0000" is valid JSON; the text keeps the NUL byte, as `deltatune tokenize` and Hugging Face do.
 static void nul_bytes(const dt_tokenizer *tok) {
@@ -927,6 +955,7 @@ int main(void) {
     } else {
         formats(tiny);
         nul_bytes(tiny);
+        json_line_string();
         bad_lines(tiny);
         render(tiny);
         check_preview_window("preview: 80 turns, byte tokens, equal the whole-prefix decode", tiny, NULL);
