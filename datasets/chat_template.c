@@ -79,7 +79,12 @@ int dt_chat_tmpl_detect_in(dt_ctx *ctx, const char *j, const char *where, dt_cha
                            "written, as in QwQ, which drops it from every answer); name a template with "
                            "data.chat_template (" DT_CHAT_TEMPLATE_NAMES ") only if its text is what the model "
                            "expects", where);
-        if (out->kind == DT_TMPL_CHATML) return default_system(ctx, j, where, out->default_system, sizeof out->default_system);
+        if (out->kind == DT_TMPL_CHATML) {
+            // ChatML itself has no BOS, but some models' templates start with {{bos_token}}: without it the
+            // model would be trained (and prompted) without the first token its template always writes.
+            out->bos = strstr(j, "bos_token") != NULL;
+            return default_system(ctx, j, where, out->default_system, sizeof out->default_system);
+        }
     } else if (strstr(j, "<|start_header_id|>")) {
         out->kind = strstr(j, "Cutting Knowledge Date") ? DT_TMPL_LLAMA31 : DT_TMPL_LLAMA3;
     } else if (strstr(j, "[INST]")) {
@@ -169,7 +174,10 @@ static bool ends(str s, const char *p) { size_t k = strlen(p); return s.n >= k &
 
 static str content(const dt_message *m) { return (str){m->text, m->len}; }
 
-static int render_chatml(dt_ctx *ctx, const char *default_system, const dt_message *m, size_t n, dt_segs *out) {
+static int render_chatml(dt_ctx *ctx, const dt_chat_fmt *f, const dt_message *m, size_t n, const dt_seg_encoder *e,
+                         dt_segs *out) {
+    const char *default_system = f->default_system;
+    if (f->bos && e->bos >= 0) TOK(e->bos, false);
     if (default_system[0] && m[0].role != DT_ROLE_SYSTEM) {
         TXT("<|im_start|>system\n", false);
         TXT(default_system, false);
@@ -365,7 +373,7 @@ int dt_chat_render(dt_ctx *ctx, const dt_chat_fmt *f, const dt_message *m, size_
     if (!n) return dt_fail(ctx, DT_EINPUT, "empty conversation");
     dt_chat_tmpl t = f->kind;
     switch (t) {
-    case DT_TMPL_CHATML: return render_chatml(ctx, f->default_system, m, n, out);
+    case DT_TMPL_CHATML: return render_chatml(ctx, f, m, n, e, out);
     case DT_TMPL_QWEN3: return render_qwen3(ctx, m, n, out);
     case DT_TMPL_LLAMA3: return render_llama3(ctx, false, m, n, e, out);
     case DT_TMPL_LLAMA31: return render_llama3(ctx, true, m, n, e, out);

@@ -13,6 +13,7 @@
 #include "datasets/dataset.h"
 #include "datasets/jsonl.h"
 #include "datasets/packing.h"
+#include "tests/file_util.h"
 #include "tests/test_util.h"
 
 #define TINY "tests/data/datasets/tiny_tok"
@@ -108,6 +109,45 @@ static void check_render(const char *name, const dt_tokenizer *tok, const dt_dat
 // ---- formats, with the tiny tokenizer
 
 static bool row_eq(const int32_t *got, const int32_t *want, int64_t n);
+
+// A tokenizer folder whose chat template is ChatML opened by {{bos_token}} (as Nous Hermes 2's): the tiny
+// tokenizer with <|endoftext|> (256) as its BOS. The loaded chat example starts with that BOS, untrained,
+// as the template's text does; the rest is the plain ChatML rendering.
+static void chatml_bos(void) {
+    char dir[600], path[700];
+    snprintf(dir, sizeof dir, "%s/hermes_tok", tmpdir);
+    mkdir(dir, 0777);
+    size_t n = 0;
+    char *tj = tf_slurp(TINY "/tokenizer.json", &n);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    bool ok = tj && tf_write(path, tj, n);
+    free(tj);
+    const char cfg[] = "{\"bos_token\": \"<|endoftext|>\", \"eos_token\": \"<|im_end|>\", \"chat_template\": "
+                       "\"{{bos_token}}{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                       "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}\"}";
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    ok = ok && tf_write(path, cfg, sizeof cfg - 1);
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    dt_tokenizer *tok = NULL;
+    dt_dataset *ds = NULL;
+    if (!ok || dt_tokenizer_load(&ctx, dir, &tok) || load(&ctx, write_text("hermes.jsonl", "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},"
+                                                                          "{\"role\":\"assistant\",\"content\":\"Hello\"}]}\n"),
+                tok, NULL, &ds)) {
+        TEST_FAIL("chatml with {{bos_token}}: the example starts with BOS", "%s", ok ? ctx.msg : "cannot write the folder");
+        dt_tokenizer_free(tok);
+        return;
+    }
+    const int32_t *ids, *lab;
+    int64_t len = dt_dataset_example(ds, 0, &ids, &lab);
+    char *got = body(ds, tok, 0);
+    TEST_CHECK("chatml with {{bos_token}}: the example starts with BOS", len > 2 && ids[0] == 256 && lab[0] == -100 &&
+               ids[1] == 257 && !strcmp(got, "<|endoftext|>" "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+                                                "«Hello<|im_end|>»\n"), "ids[0] %d: %s", len ? ids[0] : -1, got);
+    free(got);
+    dt_dataset_free(ds);
+    dt_tokenizer_free(tok);
+}
 
 // `deltatune tokenize` reads each line with dt_json_line_string: a line that starts a string and goes
 // wrong says why (a lone surrogate is valid JSON syntax but no text), not only "expected a JSON string".
@@ -452,6 +492,18 @@ static void templates(void) {
               "<|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\n«A1<|im_end|>»\n");
     check_fmt("chatml: ... and is not used when the conversation has a system message", &f, c, 3, false,
               "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\n«A1<|im_end|>»\n");
+    // A ChatML template that starts with {{bos_token}} (Nous Hermes 2 Mixtral, Bielik, LFM2): the
+    // rendered text starts with BOS, so the BOS token leads (untrained); plain ChatML has none.
+    const char *hermes = "{{bos_token}}{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                         "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+                         "{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    rc = dt_chat_tmpl_detect(&ctx, hermes, &f);
+    TEST_CHECK("chatml: a template that writes {{bos_token}} is chatml with BOS", !rc && f.kind == DT_TMPL_CHATML && f.bos,
+               "rc %d kind %s bos %d: %s", rc, dt_chat_tmpl_name(f.kind), f.bos, ctx.msg);
+    check_fmt("chatml with {{bos_token}}: BOS first, untrained", &f, c + 1, 2, false,
+              "<bos><|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\n«A1<|im_end|>»\n");
+    dt_chat_tmpl_detect(&ctx, sys[0].jinja, &f);
+    TEST_CHECK("chatml: Qwen2.5's template (no bos_token) has no BOS", !f.bos, "bos set");
 }
 
 // ---- malformed input
@@ -956,6 +1008,7 @@ int main(void) {
         formats(tiny);
         nul_bytes(tiny);
         json_line_string();
+        chatml_bos();
         bad_lines(tiny);
         render(tiny);
         check_preview_window("preview: 80 turns, byte tokens, equal the whole-prefix decode", tiny, NULL);
