@@ -51,6 +51,16 @@ static int default_system(dt_ctx *ctx, const char *j, const char *where, char *o
     return DT_OK;
 }
 
+// Whether an [INST] template without <<SYS>> is Mistral v0.1's, the one render_mistral writes:
+// '[INST] ' + content + ' [/INST]', then the answer + EOS with nothing in between. Later Mistral templates
+// keep [INST] but not that spacing (v0.3, Nemo: content + "[/INST]" with no space, and " " + the
+// trimmed answer), so rendering them as v0.1 would silently train on text the model never sees.
+static bool mistral_v01(const char *j) {
+    for (const char *p = strstr(j, "[/INST]"); p; p = strstr(p + 1, "[/INST]"))
+        if (p == j || p[-1] != ' ') return false;
+    return !strstr(j, "' ' + message") && !strstr(j, "\" \" + message");
+}
+
 int dt_chat_tmpl_detect(dt_ctx *ctx, const char *j, dt_chat_fmt *out) {
     return dt_chat_tmpl_detect_in(ctx, j, "tokenizer_config.json: chat_template", out);
 }
@@ -59,11 +69,32 @@ int dt_chat_tmpl_detect_in(dt_ctx *ctx, const char *j, const char *where, dt_cha
     memset(out, 0, sizeof *out);
     if (strstr(j, "<|im_start|>")) {
         out->kind = strstr(j, "<think>") ? DT_TMPL_QWEN3 : DT_TMPL_CHATML;
-        if (out->kind == DT_TMPL_CHATML) return default_system(ctx, j, where, out->default_system, sizeof out->default_system);
+        // render_qwen3 follows Qwen3's rule for where reasoning goes (after the last query, in the last
+        // answer or one that has reasoning). Other ChatML templates that write <think> place it otherwise
+        // (QwQ strips it from every answer and writes no empty block), so they are refused, not rendered
+        // as Qwen3's.
+        if (out->kind == DT_TMPL_QWEN3 && !strstr(j, "loop.last or (not loop.last and reasoning_content)"))
+            return dt_fail(ctx, DT_EINPUT, "%s is a ChatML template with <think> that is not Qwen3's (it lacks Qwen3's "
+                           "rule 'loop.last or (not loop.last and reasoning_content)' for where reasoning is "
+                           "written, as in QwQ, which drops it from every answer); name a template with "
+                           "data.chat_template (" DT_CHAT_TEMPLATE_NAMES ") only if its text is what the model "
+                           "expects", where);
+        if (out->kind == DT_TMPL_CHATML) {
+            // ChatML itself has no BOS, but some models' templates start with {{bos_token}}: without it the
+            // model would be trained (and prompted) without the first token its template always writes.
+            out->bos = strstr(j, "bos_token") != NULL;
+            return default_system(ctx, j, where, out->default_system, sizeof out->default_system);
+        }
     } else if (strstr(j, "<|start_header_id|>")) {
         out->kind = strstr(j, "Cutting Knowledge Date") ? DT_TMPL_LLAMA31 : DT_TMPL_LLAMA3;
     } else if (strstr(j, "[INST]")) {
         out->kind = strstr(j, "<<SYS>>") ? DT_TMPL_LLAMA2 : DT_TMPL_MISTRAL;
+        if (out->kind == DT_TMPL_MISTRAL && !mistral_v01(j))
+            return dt_fail(ctx, DT_EINPUT, "%s is an [INST] template that is not Mistral v0.1's (it writes no space "
+                           "before [/INST] or a space before the answer, as Mistral v0.3 and later do), and the "
+                           "built-in mistral template writes v0.1's \"[INST] {user} [/INST]{answer}\"; name a "
+                           "template with data.chat_template (" DT_CHAT_TEMPLATE_NAMES ") only if its text is what "
+                           "the model expects", where);
     } else if (strstr(j, "<|user|>") && (strstr(j, "eos_token") || strstr(j, "</s>")) && !strstr(j, "<|end|>")) {
         out->kind = DT_TMPL_ZEPHYR; // Phi-3 also writes <|user|> but ends turns with <|end|>, zephyr with the EOS
     } else if (strstr(j, "### Instruction")) {
@@ -143,7 +174,10 @@ static bool ends(str s, const char *p) { size_t k = strlen(p); return s.n >= k &
 
 static str content(const dt_message *m) { return (str){m->text, m->len}; }
 
-static int render_chatml(dt_ctx *ctx, const char *default_system, const dt_message *m, size_t n, dt_segs *out) {
+static int render_chatml(dt_ctx *ctx, const dt_chat_fmt *f, const dt_message *m, size_t n, const dt_seg_encoder *e,
+                         dt_segs *out) {
+    const char *default_system = f->default_system;
+    if (f->bos && e->bos >= 0) TOK(e->bos, false);
     if (default_system[0] && m[0].role != DT_ROLE_SYSTEM) {
         TXT("<|im_start|>system\n", false);
         TXT(default_system, false);
@@ -339,7 +373,7 @@ int dt_chat_render(dt_ctx *ctx, const dt_chat_fmt *f, const dt_message *m, size_
     if (!n) return dt_fail(ctx, DT_EINPUT, "empty conversation");
     dt_chat_tmpl t = f->kind;
     switch (t) {
-    case DT_TMPL_CHATML: return render_chatml(ctx, f->default_system, m, n, out);
+    case DT_TMPL_CHATML: return render_chatml(ctx, f, m, n, e, out);
     case DT_TMPL_QWEN3: return render_qwen3(ctx, m, n, out);
     case DT_TMPL_LLAMA3: return render_llama3(ctx, false, m, n, e, out);
     case DT_TMPL_LLAMA31: return render_llama3(ctx, true, m, n, e, out);

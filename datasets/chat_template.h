@@ -3,7 +3,8 @@
 //
 //   chatml   <|im_start|>{role}\n{content}<|im_end|>\n per message; when the template has a default system
 //            prompt (Qwen2/2.5 "You are Qwen, created by Alibaba Cloud...", SmolLM2) it is read from the
-//            Jinja source and rendered first for conversations that do not start with a system message.
+//            Jinja source and rendered first for conversations that do not start with a system message;
+//            when the template writes {{bos_token}} (Nous Hermes 2, LFM2) the tokenizer's BOS leads.
 //   qwen3    ChatML as Qwen3's template: an assistant message after the last user message renders its
 //            reasoning as "<think>\n{reasoning}\n</think>\n\n" before the answer when it is the last
 //            message or has reasoning (an empty "<think>\n\n</think>\n\n" block when it has none);
@@ -29,6 +30,7 @@
 // trained: they are prompt that the inference-time template supplies.
 #ifndef DT_CHAT_TEMPLATE_H
 #define DT_CHAT_TEMPLATE_H
+#include <stdbool.h>
 #include <stddef.h>
 #include "autograd/context.h"
 #include "datasets/segments.h"
@@ -52,15 +54,18 @@ typedef enum {
 typedef struct {
     dt_chat_tmpl kind;
     char default_system[1024]; // chatml: the system prompt used when a conversation has none; "" = none
+    bool bos;                  // chatml: the template writes bos_token (Hermes 2, LFM2): BOS comes first
 } dt_chat_fmt;
 
 const char *dt_chat_tmpl_name(dt_chat_tmpl t);
 // A built-in template by name (no default system prompt); an unknown name is DT_EINPUT listing the names.
 int dt_chat_tmpl_parse(dt_ctx *ctx, const char *name, dt_chat_fmt *out);
 // Chooses the template from the Jinja source in tokenizer_config.json by its markers: <|im_start|> is
-// chatml (qwen3 when it also has <think>), <|start_header_id|> llama3 (llama3.1 with "Cutting Knowledge
-// Date"), [INST] llama2 with <<SYS>> and mistral without, <|user|> with an EOS (eos_token or </s>) and
-// no <|end|> zephyr, "### Instruction" alpaca.
+// chatml (qwen3 when it also has <think>; one with <think> but without Qwen3's reasoning rule, e.g. QwQ's,
+// is DT_EINPUT), <|start_header_id|> llama3 (llama3.1 with "Cutting Knowledge
+// Date"), [INST] llama2 with <<SYS>> and mistral without (only Mistral v0.1's spacing, ' [/INST]' and no
+// space before the answer: later Mistral templates are DT_EINPUT), <|user|> with an EOS (eos_token or
+// </s>) and no <|end|> zephyr, "### Instruction" alpaca.
 int dt_chat_tmpl_detect(dt_ctx *ctx, const char *jinja, dt_chat_fmt *out);
 // The same, with `where` naming the template's source in messages ("tokenizer_config.json: chat_template"
 // for dt_chat_tmpl_detect, "model.gguf: tokenizer.chat_template" for a GGUF's).

@@ -136,7 +136,9 @@ static int load_file(dt_ctx *ctx, dt_dataset *ds, loader *L, const dt_dataset_op
         if (!s) break;
         lines++;
         json_error_t jerr;
-        json_t *rec = json_loadb(s, len, 0, &jerr);
+        // \u0000 is valid JSON and the text path carries NUL bytes (lengths, not strlen), as `deltatune
+        // tokenize` and Hugging Face do; jansson refuses it unless asked.
+        json_t *rec = json_loadb(s, len, JSON_ALLOW_NUL, &jerr);
         if (!rec) {
             st = dt_fail(ctx, DT_EINPUT, "invalid JSON at column %d: %s", jerr.column, jerr.text);
         } else if (!json_is_object(rec)) {

@@ -137,6 +137,13 @@ static int segs_alpaca(dt_ctx *ctx, dt_record_encoder *r, const json_t *rec) {
     return st;
 }
 
+// Whether a JSON string is exactly s: records are read with JSON_ALLOW_NUL, so strcmp would take
+// "user\u0000x" for "user".
+static bool is(const json_t *v, const char *s) {
+    size_t n = strlen(s);
+    return json_string_length(v) == n && !memcmp(json_string_value(v), s, n);
+}
+
 // chat: {"role","content"} with role system/user/assistant; sharegpt: {"from","value"} with from
 // human/gpt/system (user/assistant accepted too).
 static int read_messages(dt_ctx *ctx, dt_record_encoder *r, dt_rec_format f, const json_t *rec, size_t *nm) {
@@ -168,11 +175,12 @@ static int read_messages(dt_ctx *ctx, dt_record_encoder *r, dt_rec_format f, con
                            content ? "must be a string" : "is missing");
         const char *rs = json_string_value(role);
         dt_role ro;
-        if (!strcmp(rs, "system")) ro = DT_ROLE_SYSTEM;
-        else if (!strcmp(rs, sg ? "human" : "user") || (sg && !strcmp(rs, "user"))) ro = DT_ROLE_USER;
-        else if (!strcmp(rs, sg ? "gpt" : "assistant") || (sg && !strcmp(rs, "assistant"))) ro = DT_ROLE_ASSISTANT;
+        if (is(role, "system")) ro = DT_ROLE_SYSTEM;
+        else if (is(role, sg ? "human" : "user") || (sg && is(role, "user"))) ro = DT_ROLE_USER;
+        else if (is(role, sg ? "gpt" : "assistant") || (sg && is(role, "assistant"))) ro = DT_ROLE_ASSISTANT;
         else
-            return dt_fail(ctx, DT_EINPUT, "key '%s', message %zu: %s '%s' is not one of %s", key, i + 1, rk, rs,
+            return dt_fail(ctx, DT_EINPUT, "key '%s', message %zu: %s '%s'%s is not one of %s", key, i + 1, rk, rs,
+                           strlen(rs) < json_string_length(role) ? " (followed by a NUL byte)" : "",
                            sg ? "human, gpt, system" : "system, user, assistant");
         r->msgs[i] = (dt_message){ro, json_string_value(content), json_string_length(content)};
     }

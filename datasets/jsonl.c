@@ -2,6 +2,7 @@
 #include "datasets/tokenizer_jscan.h"
 #include <errno.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -152,12 +153,22 @@ void dt_jsonl_close(dt_jsonl *r) {
 int dt_json_line_string(dt_ctx *ctx, const char *line, size_t n, char **buf, size_t *cap, size_t *len) {
     tk_js js = {line, line + n, line, "line"};
     tk_buf b = {*buf, 0, *cap};
+    bool began = tk_js_peek(&js) == '"'; // a string that starts and then goes wrong: say where and why
     int rc = tk_js_string(ctx, &js, &b);
-    if (!rc && tk_js_peek(&js) != 0) rc = DT_EINPUT; // something after the string
-    if (!rc) rc = tk_buf_put(ctx, &b, "", 1);       // the NUL, not counted in *len
+    bool trailing = !rc && tk_js_peek(&js) != 0;
+    size_t at = (size_t)(js.p - line);
+    if (!rc && !trailing) rc = tk_buf_put(ctx, &b, "", 1); // the NUL, not counted in *len
     *buf = b.p;
     *cap = b.cap;
-    *len = rc ? 0 : b.n - 1;
+    *len = rc || trailing ? 0 : b.n - 1;
     if (rc == DT_ENOMEM) return rc;
+    if (trailing) return dt_fail(ctx, DT_EINPUT, "expected a JSON string alone on the line (more follows at byte %zu)", at);
+    if (rc && began) {
+        // tk_js_string's message is "line: byte N: why" ("unpaired surrogate in a \u escape", ...).
+        char why[200];
+        const char *m = strncmp(ctx->msg, "line: ", 6) ? ctx->msg : ctx->msg + 6;
+        snprintf(why, sizeof why, "%.199s", m);
+        return dt_fail(ctx, DT_EINPUT, "expected a JSON string (%s)", why);
+    }
     return rc ? dt_fail(ctx, DT_EINPUT, "expected a JSON string") : DT_OK;
 }

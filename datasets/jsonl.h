@@ -19,7 +19,9 @@ void dt_jsonl_close(dt_jsonl *r);
 // Decodes a line that holds exactly one JSON string (white space around it allowed) into *buf, grown as
 // needed (*cap bytes; free() it when done), NUL-terminated; *len counts the bytes without the NUL (\u0000
 // escapes become NUL bytes). Reads the string in place, without building a JSON value: `deltatune
-// tokenize` spent a third of its time in a general parser. DT_EINPUT "expected a JSON string" otherwise.
+// tokenize` spent a third of its time in a general parser. DT_EINPUT "expected a JSON string" otherwise,
+// with the reason when the line starts a string that goes wrong ("byte 7: unpaired surrogate in a \u
+// escape") or has more after it.
 int dt_json_line_string(dt_ctx *ctx, const char *line, size_t n, char **buf, size_t *cap, size_t *len);
 
 #endif

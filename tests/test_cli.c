@@ -138,6 +138,25 @@ static void test_bad_options(void) {
     }
 }
 
+// tokenize reads its lines as the data loader does: a UTF-8 byte-order mark and CRLF line ends are not
+// part of the JSON, so a file saved by a Windows editor gives the same ids as a plain one.
+static void test_tokenize_bom_crlf(void) {
+    char plain[128], bom[128], want[256];
+    snprintf(plain, sizeof plain, "%s/plain.txt", tmp);
+    snprintf(bom, sizeof bom, "%s/bom.txt", tmp);
+    FILE *f = fopen(plain, "wb");
+    fputs("\"Hi there\"\n\"ok\"\n", f);
+    fclose(f);
+    f = fopen(bom, "wb");
+    fputs("\xEF\xBB\xBF\"Hi there\"\r\n\r\n\"ok\"", f);
+    fclose(f);
+    int rc = run("./deltatune tokenize --tokenizer demo/tokenizer --json-lines %s", plain);
+    snprintf(want, sizeof want, "%.200s", out);
+    int rc2 = run("./deltatune tokenize --tokenizer demo/tokenizer --json-lines %s", bom);
+    TEST_CHECK("cli_tokenize_bom_crlf", rc == 0 && rc2 == 0 && strchr(want, '[') && !strcmp(out, want),
+               "exit %d/%d: '%s', want '%s'", rc, rc2, out, want);
+}
+
 // The quickstart's model and a LoRA trained on it (a few seconds), shared by the tests below.
 static bool make_demo(void) {
     int rc = run("rm -rf %s/m && %s demo/tokenizer %s/m && "
@@ -555,6 +574,7 @@ int main(int argc, char **argv) {
     test_process_name_and_wait_policy();
     test_progress_tty();
     test_eta_after_real_resume();
+    test_tokenize_bom_crlf();
     if (make_demo()) {
         test_generate();
         test_tokenizer_and_data();

@@ -11,7 +11,9 @@
 #include <zlib.h>
 #include "datasets/chat_template.h"
 #include "datasets/dataset.h"
+#include "datasets/jsonl.h"
 #include "datasets/packing.h"
+#include "tests/file_util.h"
 #include "tests/test_util.h"
 
 #define TINY "tests/data/datasets/tiny_tok"
@@ -105,6 +107,104 @@ static void check_render(const char *name, const dt_tokenizer *tok, const dt_dat
 }
 
 // ---- formats, with the tiny tokenizer
+
+static bool row_eq(const int32_t *got, const int32_t *want, int64_t n);
+
+// A tokenizer folder whose chat template is ChatML opened by {{bos_token}} (as Nous Hermes 2's): the tiny
+// tokenizer with <|endoftext|> (256) as its BOS. The loaded chat example starts with that BOS, untrained,
+// as the template's text does; the rest is the plain ChatML rendering.
+static void chatml_bos(void) {
+    char dir[600], path[700];
+    snprintf(dir, sizeof dir, "%s/hermes_tok", tmpdir);
+    mkdir(dir, 0777);
+    size_t n = 0;
+    char *tj = tf_slurp(TINY "/tokenizer.json", &n);
+    snprintf(path, sizeof path, "%s/tokenizer.json", dir);
+    bool ok = tj && tf_write(path, tj, n);
+    free(tj);
+    const char cfg[] = "{\"bos_token\": \"<|endoftext|>\", \"eos_token\": \"<|im_end|>\", \"chat_template\": "
+                       "\"{{bos_token}}{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                       "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}\"}";
+    snprintf(path, sizeof path, "%s/tokenizer_config.json", dir);
+    ok = ok && tf_write(path, cfg, sizeof cfg - 1);
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    dt_tokenizer *tok = NULL;
+    dt_dataset *ds = NULL;
+    if (!ok || dt_tokenizer_load(&ctx, dir, &tok) || load(&ctx, write_text("hermes.jsonl", "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},"
+                                                                          "{\"role\":\"assistant\",\"content\":\"Hello\"}]}\n"),
+                tok, NULL, &ds)) {
+        TEST_FAIL("chatml with {{bos_token}}: the example starts with BOS", "%s", ok ? ctx.msg : "cannot write the folder");
+        dt_tokenizer_free(tok);
+        return;
+    }
+    const int32_t *ids, *lab;
+    int64_t len = dt_dataset_example(ds, 0, &ids, &lab);
+    char *got = body(ds, tok, 0);
+    TEST_CHECK("chatml with {{bos_token}}: the example starts with BOS", len > 2 && ids[0] == 256 && lab[0] == -100 &&
+               ids[1] == 257 && !strcmp(got, "<|endoftext|>" "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"
+                                                "«Hello<|im_end|>»\n"), "ids[0] %d: %s", len ? ids[0] : -1, got);
+    free(got);
+    dt_dataset_free(ds);
+    dt_tokenizer_free(tok);
+}
+
+// `deltatune tokenize` reads each line with dt_json_line_string: a line that starts a string and goes
+// wrong says why (a lone surrogate is valid JSON syntax but no text), not only "expected a JSON string".
+static void json_line_string(void) {
+    struct { const char *line, *want; } c[] = {
+        {"\"a\\ud800\"", "expected a JSON string (byte 8: unpaired surrogate in a \\u escape)"},
+        {"\"abc", "expected a JSON string (byte 4: unterminated string)"},
+        {"\"a\" \"b\"", "expected a JSON string alone on the line (more follows at byte 4)"},
+        {"[1, 2]", "expected a JSON string"},
+    };
+    char *buf = NULL;
+    size_t cap = 0, len = 0;
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    bool ok = true;
+    for (size_t i = 0; i < sizeof c / sizeof c[0]; i++) {
+        int rc = dt_json_line_string(&ctx, c[i].line, strlen(c[i].line), &buf, &cap, &len);
+        if (rc != DT_EINPUT || strcmp(ctx.msg, c[i].want)) {
+            printf("  %s: rc %d '%s', want '%s'\n", c[i].line, rc, rc ? ctx.msg : "", c[i].want);
+            ok = false;
+        }
+    }
+    int rc = dt_json_line_string(&ctx, " \"a\\u0000b\" ", 12, &buf, &cap, &len);
+    ok = ok && rc == DT_OK && len == 3 && !memcmp(buf, "a\0b", 4);
+    TEST_CHECK("tokenize lines: a broken JSON string says why; \\u0000 is kept", ok, "see above");
+    free(buf);
+}
+
+// "\u0000" is valid JSON; the text keeps the NUL byte, as `deltatune tokenize` and Hugging Face do.
+static void nul_bytes(const dt_tokenizer *tok) {
+    dt_ctx ctx;
+    dt_dataset *ds = NULL;
+    const int32_t *ids, *lab;
+    const char *p = write_text("nul.jsonl", "{\"text\":\"a\\u0000b\"}\n");
+    if (load(&ctx, p, tok, NULL, &ds)) {
+        TEST_FAIL("\\u0000 in text: loaded", "%s", ctx.msg);
+    } else {
+        int64_t n = dt_dataset_example(ds, 0, &ids, &lab);
+        const int32_t want_ids[] = {'a', 0, 'b', 258}, want_lab[] = {-100, 0, 'b', 258};
+        TEST_CHECK("\\u0000 in text: one byte token 0 between a and b", n == 4 && row_eq(ids, want_ids, 4) &&
+                   row_eq(lab, want_lab, 4), "n=%lld", (long long)n);
+        dt_dataset_free(ds);
+    }
+    p = write_text("nul_chat.jsonl", "{\"messages\":[{\"role\":\"user\",\"content\":\"\\u0000\"},"
+                                     "{\"role\":\"assistant\",\"content\":\"c\\u0000\"}]}\n");
+    if (load(&ctx, p, tok, NULL, &ds)) {
+        TEST_FAIL("\\u0000 in chat content: loaded", "%s", ctx.msg);
+        return;
+    }
+    // <|im_start|>user\n NUL <|im_end|>\n<|im_start|>assistant\n «c NUL <|im_end|>» \n
+    const int32_t chat[] = {257, 'u', 's', 'e', 'r', '\n', 0, 258, '\n', 257, 'a', 's', 's', 'i', 's', 't', 'a', 'n', 't',
+                            '\n', 'c', 0, 258, '\n'};
+    bool ok = dt_dataset_example(ds, 0, &ids, &lab) == 24 && row_eq(ids, chat, 24);
+    for (int t = 0; ok && t < 24; t++) ok = lab[t] == (t >= 20 && t < 23 ? chat[t] : -100);
+    TEST_CHECK("\\u0000 in chat content: kept in the user and the trained assistant text", ok, "ids/labels differ");
+    dt_dataset_free(ds);
+}
 
 static const char CHAT1[] =
     "{\"messages\":[{\"role\":\"user\",\"content\":\"Hi\"},{\"role\":\"assistant\",\"content\":\"Hello\"}]}\n";
@@ -313,7 +413,8 @@ static void templates(void) {
         {"{{'<|im_start|>' + message['role']}}", DT_TMPL_CHATML},
         {"{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}{{- \"Cutting Knowledge Date: December 2023\\n\" }}",
          DT_TMPL_LLAMA31},
-        {"<|im_start|>{% if '</think>' in c %}<think>{% endif %}", DT_TMPL_QWEN3},
+        {"<|im_start|>{% if '</think>' in c %}{%- if loop.last or (not loop.last and reasoning_content) %}<think>"
+         "{% endif %}{% endif %}", DT_TMPL_QWEN3},
         {"'<|start_header_id|>' + message['role'] + '<|end_header_id|>'", DT_TMPL_LLAMA3},
         {"{{ bos_token + '[INST] ' + '<<SYS>>\\n' }}", DT_TMPL_LLAMA2},
         {"{{ '[INST] ' + message['content'] + ' [/INST]' }}", DT_TMPL_MISTRAL},
@@ -333,6 +434,38 @@ static void templates(void) {
     int rc = dt_chat_tmpl_detect(&ctx, "{{'<|user|>' + content + '<|end|>'}}", &f); // Phi-3
     TEST_CHECK("chat template detection by markers", ok && rc == DT_EINPUT && strstr(ctx.msg, "chatml, qwen3"),
                "phi-3: rc %d %s", rc, ctx.msg);
+
+    // Later Mistral templates share [INST] with v0.1 but not its spacing: v0.3 writes "[INST] U[/INST] A</s>"
+    // (Nemo-style also drops the space after [INST]), the 2024 v0.1/v0.2 revision " [INST] U [/INST] A</s>",
+    // Mixtral 8x22B " [INST] U [/INST] A </s>", where v0.1 writes "[INST] U [/INST]A</s>": refused, not
+    // rendered as v0.1.
+    const char *later[] = {
+        "{%- if message[\"role\"] == \"user\" %}{{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}"
+        "{%- elif message[\"role\"] == \"assistant\" %}{{- \" \" + message[\"content\"]|trim + eos_token}}{%- endif %}",
+        "{{- \"[INST]\" + message[\"content\"] + \"[/INST]\" }}{{- message[\"content\"]|trim + eos_token }}",
+        "{{- ' [INST] ' + message['content'] + ' [/INST]' }}{%- elif message['role'] == 'assistant' %}"
+        "{{- ' ' + message['content'] + eos_token}}",
+        "{{ ' [INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+        "{{ ' ' + message['content'] + ' ' + eos_token}}",
+    };
+    const char *later_name[] = {"v0.3", "Nemo-style", "v0.2 (2024)", "Mixtral 8x22B"};
+    // QwQ's ChatML template writes <think> only in its generation prompt and strips reasoning from every
+    // answer; rendered as Qwen3's, the last answer would get (and train) an empty <think></think> block.
+    rc = dt_chat_tmpl_detect(&ctx, "{%- elif message.role == \"assistant\" and not message.tool_calls %}{%- set content = "
+                             "message.content.split('</think>')[-1].lstrip('\\n') %}{{- '<|im_start|>' + message.role + "
+                             "'\\n' + content + '<|im_end|>' + '\\n' }}{%- endif %}{%- endfor %}{%- if "
+                             "add_generation_prompt %}{{- '<|im_start|>assistant\\n<think>\\n' }}{%- endif %}", &f);
+    TEST_CHECK("chat template detection: QwQ's <think> ChatML template is not taken for Qwen3's",
+               rc == DT_EINPUT && strstr(ctx.msg, "not Qwen3's"), "rc %d kind %s: %s", rc,
+               rc ? "-" : dt_chat_tmpl_name(f.kind), rc ? ctx.msg : "");
+    for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "chat template detection: Mistral %s [INST] template is not taken for v0.1",
+                 later_name[i]);
+        rc = dt_chat_tmpl_detect(&ctx, later[i], &f);
+        TEST_CHECK(name, rc == DT_EINPUT && strstr(ctx.msg, "not Mistral v0.1's"), "rc %d kind %s: %s", rc,
+                   rc ? "-" : dt_chat_tmpl_name(f.kind), rc ? ctx.msg : "");
+    }
 
     // ChatML templates that insert a default system prompt (Jinja source as in tokenizer_config.json).
     struct { const char *jinja, *want; } sys[] = {
@@ -359,6 +492,18 @@ static void templates(void) {
               "<|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\n«A1<|im_end|>»\n");
     check_fmt("chatml: ... and is not used when the conversation has a system message", &f, c, 3, false,
               "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\n«A1<|im_end|>»\n");
+    // A ChatML template that starts with {{bos_token}} (Nous Hermes 2 Mixtral, Bielik, LFM2): the
+    // rendered text starts with BOS, so the BOS token leads (untrained); plain ChatML has none.
+    const char *hermes = "{{bos_token}}{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+                         "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}{% if add_generation_prompt %}"
+                         "{{ '<|im_start|>assistant\\n' }}{% endif %}";
+    rc = dt_chat_tmpl_detect(&ctx, hermes, &f);
+    TEST_CHECK("chatml: a template that writes {{bos_token}} is chatml with BOS", !rc && f.kind == DT_TMPL_CHATML && f.bos,
+               "rc %d kind %s bos %d: %s", rc, dt_chat_tmpl_name(f.kind), f.bos, ctx.msg);
+    check_fmt("chatml with {{bos_token}}: BOS first, untrained", &f, c + 1, 2, false,
+              "<bos><|im_start|>user\nU1<|im_end|>\n<|im_start|>assistant\n«A1<|im_end|>»\n");
+    dt_chat_tmpl_detect(&ctx, sys[0].jinja, &f);
+    TEST_CHECK("chatml: Qwen2.5's template (no bos_token) has no BOS", !f.bos, "bos set");
 }
 
 // ---- malformed input
@@ -380,6 +525,8 @@ static void bad_lines(const dt_tokenizer *tok) {
          "key 'messages', message 1: 'content' must be a string"},
         {"role missing", chat, "{\"messages\":[{\"content\":\"x\"}]}", "key 'messages', message 1: 'role' is missing"},
         {"empty conversation", chat, "{\"messages\":[]}", "key 'messages': the conversation is empty"},
+        {"role with a NUL byte is not that role", chat, "{\"messages\":[{\"role\":\"user\\u0000x\",\"content\":\"x\"}]}",
+         "key 'messages', message 1: role 'user' (followed by a NUL byte) is not one of system, user, assistant"},
         {"text not a string", text, "{\"text\":5}", "key 'text': expected a string"},
         {"sharegpt: unknown from", "{\"conversations\":[{\"from\":\"human\",\"value\":\"a\"},{\"from\":\"gpt\",\"value\":\"b\"}]}",
          "{\"conversations\":[{\"from\":\"bot\",\"value\":\"x\"}]}", "key 'conversations', message 1: from 'bot' is not one of human, gpt, system"},
@@ -880,6 +1027,9 @@ int main(void) {
         TEST_FAIL("load " TINY, "%s", ctx.msg);
     } else {
         formats(tiny);
+        nul_bytes(tiny);
+        json_line_string();
+        chatml_bos();
         bad_lines(tiny);
         render(tiny);
         check_preview_window("preview: 80 turns, byte tokens, equal the whole-prefix decode", tiny, NULL);

@@ -37,7 +37,7 @@ int dt_data_format_of(dt_ctx *ctx, const char *path, const char *format, dt_rec_
     if (!rc && !line) rc = dt_fail(ctx, DT_EINPUT, "%s: the file is empty", path);
     if (!rc) {
         json_error_t err;
-        json_t *rec = json_loadb(line, len, 0, &err);
+        json_t *rec = json_loadb(line, len, JSON_ALLOW_NUL, &err); // as the loader reads it (dataset.c)
         if (!rec) rc = dt_fail(ctx, DT_EINPUT, "%s:%lld: not JSON: %s", path, (long long)lineno, err.text);
         else if ((rc = dt_rec_format_detect(ctx, rec, out))) dt_prefix(ctx, rc, "%s:%lld: ", path, (long long)lineno);
         json_decref(rec);

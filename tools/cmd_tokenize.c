@@ -65,8 +65,12 @@ int cmd_tokenize(int argc, char **argv) {
     while ((len = getline(&line, &cap, in)) >= 0) {
         lineno++;
         while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r')) line[--len] = 0;
+        // A UTF-8 byte-order mark some editors write at the start of the file is not part of the JSON
+        // (the data loader skips it too: jsonl.c).
+        const char *l = line;
+        if (lineno == 1 && len >= 3 && !memcmp(l, "\xEF\xBB\xBF", 3)) l += 3, len -= 3;
         if (len == 0) continue;
-        rc = dt_json_line_string(&ctx, line, (size_t)len, &str, &str_cap, &str_len);
+        rc = dt_json_line_string(&ctx, l, (size_t)len, &str, &str_cap, &str_len);
         if (rc) {
             dt_prefix(&ctx, rc, "%s:%zu: ", file, lineno);
             status = dt_cli_fail("tokenize", &ctx, rc);
