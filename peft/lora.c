@@ -260,6 +260,18 @@ static int parse_lora_config(dt_ctx *ctx, json_t *cfg, const char *path, const d
     lc->dropout = drop && json_is_number(drop) ? (float)json_number_value(drop) : 0.0f;
     lc->use_rslora = json_is_true(json_object_get(cfg, "use_rslora"));
     lc->use_dora = json_is_true(json_object_get(cfg, "use_dora"));
+    // PiSSA, OLoRA, LoftQ and CorDA initialise the adapter from the base weights and subtract what they
+    // took (W - s·B0·A0) from the base. PEFT redoes that when it loads such an adapter onto the original
+    // base, so the adapter is only right on that residual: applied to W it would be off by s·B0·A0.
+    // true / false / "gaussian" (and EVA, which sets A only) leave the base alone.
+    json_t *init = json_object_get(cfg, "init_lora_weights");
+    if (json_is_string(init)) {
+        const char *v = json_string_value(init);
+        if (!strncmp(v, "pissa", 5) || !strcmp(v, "olora") || !strcmp(v, "loftq") || !strcmp(v, "corda"))
+            return dt_fail(ctx, DT_EUNSUPPORTED, "%s: key 'init_lora_weights': '%s' changes the base weights when PEFT "
+                           "loads the adapter, which deltatune does not do; save it from PEFT as a plain LoRA "
+                           "(save_pretrained(..., path_initial_model_for_weight_conversion=...)) to use it here", path, v);
+    }
     // Per-module ranks and alphas; the rank each module gets is checked against the tensors when they are read.
     int rc = dt_lora_pattern_from_json(ctx, cfg, path, "rank_pattern", true, &lc->rank_pattern);
     if (!rc) rc = dt_lora_pattern_from_json(ctx, cfg, path, "alpha_pattern", false, &lc->alpha_pattern);

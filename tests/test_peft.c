@@ -163,6 +163,40 @@ static void test_optimizers(dt_ctx *ctx) {
                "norm %.6f, clipped (%.6f, %.6f)", norm, gc[0], gc[1]);
 }
 
+// Adapters PEFT writes that deltatune cannot apply as they are are refused naming the cause, not applied
+// differently: PiSSA / OLoRA / LoftQ / CorDA initialisation (PEFT subtracts the initial adapter from the
+// base when it loads one, so W + s·B·A would be off by the initial s·B0·A0).
+static void test_peft_refusals(dt_ctx *ctx, const dt_llama *m) {
+    char d[] = "/tmp/dt_peft_XXXXXX", path[256];
+    if (!mkdtemp(d) || !tf_copy_dir("tests/golden/llama_gqa/adapter", d)) { TEST_FAIL("peft_refusals_setup", "copy"); return; }
+    snprintf(path, sizeof path, "%s/adapter_config.json", d);
+    size_t n;
+    char *orig = tf_slurp(path, &n), *at = orig ? strstr(orig, "\"init_lora_weights\": true") : NULL;
+    char *mts = orig ? strstr(orig, "\"modules_to_save\": null") : NULL;
+    if (!at || !mts) { TEST_FAIL("peft_refusals_setup", "unexpected %s", path); free(orig); tf_rm_tree(d); return; }
+    static const struct { const char *value; bool refused; } inits[] = {
+        {"\"pissa\"", true}, {"\"pissa_niter_4\"", true}, {"\"olora\"", true}, {"\"loftq\"", true},
+        {"\"gaussian\"", false}, {"false", false},
+    };
+    for (size_t i = 0; i < sizeof inits / sizeof inits[0]; i++) {
+        char text[8192], name[64];
+        snprintf(text, sizeof text, "%.*s\"init_lora_weights\": %s%s", (int)(at - orig), orig, inits[i].value,
+                 at + strlen("\"init_lora_weights\": true"));
+        dt_adapter *a = NULL;
+        int rc = tf_write(path, text, strlen(text)) ? dt_adapter_load(ctx, d, m, &a) : -1;
+        snprintf(name, sizeof name, "peft_init_lora_weights_%s", inits[i].value[0] == '"' ? inits[i].value + 1 : inits[i].value);
+        if (name[strlen(name) - 1] == '"') name[strlen(name) - 1] = 0;
+        if (inits[i].refused)
+            TEST_CHECK(name, rc == DT_EUNSUPPORTED && strstr(ctx->msg, "'init_lora_weights'") && strstr(ctx->msg, "base weights"),
+                       "rc %d: %s", rc, rc ? ctx->msg : "loaded");
+        else
+            TEST_CHECK(name, rc == DT_OK, "rc %d: %s", rc, ctx->msg);
+        dt_adapter_free(a);
+    }
+    free(orig);
+    tf_rm_tree(d);
+}
+
 int main(void) {
     dt_ctx ctx;
     dt_ctx_init(&ctx);
@@ -170,6 +204,7 @@ int main(void) {
     if (dt_llama_load(&ctx, "tests/golden/llama_gqa", dt_backend_cpu(), &m)) { TEST_FAIL("load", "%s", ctx.msg); TEST_EXIT(); }
     test_round_trip(&ctx, m);
     test_bad_adapters(&ctx, m);
+    test_peft_refusals(&ctx, m);
     test_sgd_golden(&ctx, m);
     test_optimizers(&ctx);
     char buf[256];
