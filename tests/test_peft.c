@@ -165,9 +165,10 @@ static void test_optimizers(dt_ctx *ctx) {
 
 // Adapters PEFT writes that deltatune cannot apply as they are are refused naming the cause, not applied
 // differently: PiSSA / OLoRA / LoftQ / CorDA initialisation (PEFT subtracts the initial adapter from the
-// base when it loads one, so W + s·B·A would be off by the initial s·B0·A0).
+// base when it loads one, so W + s·B·A would be off by the initial s·B0·A0), modules_to_save (whole trained
+// module copies) and an adapter saved as a pickle (safe_serialization=False).
 static void test_peft_refusals(dt_ctx *ctx, const dt_llama *m) {
-    char d[] = "/tmp/dt_peft_XXXXXX", path[256];
+    char d[] = "/tmp/dt_peft_XXXXXX", path[256], bin[256];
     if (!mkdtemp(d) || !tf_copy_dir("tests/golden/llama_gqa/adapter", d)) { TEST_FAIL("peft_refusals_setup", "copy"); return; }
     snprintf(path, sizeof path, "%s/adapter_config.json", d);
     size_t n;
@@ -193,6 +194,23 @@ static void test_peft_refusals(dt_ctx *ctx, const dt_llama *m) {
             TEST_CHECK(name, rc == DT_OK, "rc %d: %s", rc, ctx->msg);
         dt_adapter_free(a);
     }
+    char text[8192];
+    snprintf(text, sizeof text, "%.*s\"modules_to_save\": [\"lm_head\"]%s", (int)(mts - orig), orig,
+             mts + strlen("\"modules_to_save\": null"));
+    dt_adapter *a = NULL;
+    int rc = tf_write(path, text, strlen(text)) ? dt_adapter_load(ctx, d, m, &a) : -1;
+    TEST_CHECK("peft_modules_to_save_refused", rc == DT_EUNSUPPORTED && strstr(ctx->msg, "'modules_to_save'") &&
+               strstr(ctx->msg, "lm_head"), "rc %d: %s", rc, rc ? ctx->msg : "loaded");
+    dt_adapter_free(a);
+    a = NULL;
+    tf_write(path, orig, n);
+    snprintf(bin, sizeof bin, "%s/adapter_model.bin", d);
+    char st[256];
+    snprintf(st, sizeof st, "%s/adapter_model.safetensors", d);
+    rc = rename(st, bin) == 0 ? dt_adapter_load(ctx, d, m, &a) : -1;
+    TEST_CHECK("peft_pickle_adapter_refused", rc == DT_EINPUT && strstr(ctx->msg, "adapter_model.bin") &&
+               strstr(ctx->msg, "safe_serialization"), "rc %d: %s", rc, rc ? ctx->msg : "loaded");
+    dt_adapter_free(a);
     free(orig);
     tf_rm_tree(d);
 }
