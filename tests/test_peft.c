@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <jansson.h>
 #include "models/safetensors.h"
 #include "optim/optim.h"
 #include "peft/peft_io.h"
@@ -215,6 +216,41 @@ static void test_peft_refusals(dt_ctx *ctx, const dt_llama *m) {
     tf_rm_tree(d);
 }
 
+// Keys of later PEFT versions that change what a LoRA computes are refused by name when set, and accepted
+// at their "off" value (null, false, [] as PEFT writes them). alora_invocation_tokens loaded silently before:
+// its tensors are plain LoRA ones.
+static void test_peft_later_keys(dt_ctx *ctx, const dt_llama *m) {
+    char d[] = "/tmp/dt_peft_XXXXXX", path[256];
+    if (!mkdtemp(d) || !tf_copy_dir("tests/golden/llama_gqa/adapter", d)) { TEST_FAIL("peft_later_keys_setup", "copy"); return; }
+    snprintf(path, sizeof path, "%s/adapter_config.json", d);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    if (!cfg) { TEST_FAIL("peft_later_keys_setup", "cannot read %s", path); tf_rm_tree(d); return; }
+    static const char *const keys[][3] = { // key, a value that is on, the value PEFT writes when off
+        {"alora_invocation_tokens", "[32, 7]", "null"}, {"use_qalora", "true", "false"}, {"lora_bias", "true", "false"},
+        {"exclude_modules", "[\"k_proj\"]", "null"}, {"layer_replication", "[[0, 2], [1, 2]]", "null"},
+        {"trainable_token_indices", "[5]", "null"}, {"target_parameters", "[\"mlp.experts.gate_up_proj\"]", "null"},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        for (int on = 1; on >= 0; on--) {
+            char name[96];
+            json_t *c = json_deep_copy(cfg);
+            json_object_set_new(c, keys[i][0], json_loads(keys[i][on ? 1 : 2], JSON_DECODE_ANY, NULL));
+            dt_adapter *a = NULL;
+            int rc = json_dump_file(c, path, 0) == 0 ? dt_adapter_load(ctx, d, m, &a) : -1;
+            json_decref(c);
+            snprintf(name, sizeof name, "peft_later_key_%s_%s", keys[i][0], on ? "refused" : "off_loads");
+            char want[64];
+            snprintf(want, sizeof want, "'%s'", keys[i][0]);
+            if (on)
+                TEST_CHECK(name, rc == DT_EUNSUPPORTED && strstr(ctx->msg, want), "rc %d: %s", rc, rc ? ctx->msg : "loaded");
+            else
+                TEST_CHECK(name, rc == DT_OK, "rc %d: %s", rc, ctx->msg);
+            dt_adapter_free(a);
+        }
+    json_decref(cfg);
+    tf_rm_tree(d);
+}
+
 int main(void) {
     dt_ctx ctx;
     dt_ctx_init(&ctx);
@@ -223,6 +259,7 @@ int main(void) {
     test_round_trip(&ctx, m);
     test_bad_adapters(&ctx, m);
     test_peft_refusals(&ctx, m);
+    test_peft_later_keys(&ctx, m);
     test_sgd_golden(&ctx, m);
     test_optimizers(&ctx);
     char buf[256];
