@@ -136,7 +136,13 @@ int dt_adapter_load(dt_ctx *ctx, const char *dir, const dt_llama *m, dt_adapter 
             if (base->data) rc = dt_peft_check_base_copy(ctx, wpath, t, base);
             continue;
         }
-        if (!dt_adapter_find(a, t->name))
+        // bias "all" / "lora_only": PEFT also saves the base layers' biases it trained (Qwen2's q/k/v).
+        const char *bias = json_string_value(json_object_get(cfg, "bias"));
+        size_t nl = strlen(t->name);
+        if (!dt_adapter_find(a, t->name) && bias && strcmp(bias, "none") && nl > 5 && !strcmp(t->name + nl - 5, ".bias"))
+            rc = dt_fail(ctx, DT_EUNSUPPORTED, "%s: key 'bias': \"%s\": the trained biases of the base layers (tensor '%s') "
+                         "are not supported; only \"none\" is", cpath, bias, t->name);
+        else if (!dt_adapter_find(a, t->name))
             rc = dt_fail(ctx, DT_EINPUT, "%s: tensor '%s' does not fit the adapter described by adapter_config.json and this base model",
                          wpath, dt_st_at(st, i)->name);
     }

@@ -7,6 +7,7 @@
 #include <unistd.h>
 #include <jansson.h>
 #include "models/safetensors.h"
+#include "models/safetensors_write.h"
 #include "optim/optim.h"
 #include "peft/peft_io.h"
 #include "tests/file_util.h"
@@ -251,6 +252,43 @@ static void test_peft_later_keys(dt_ctx *ctx, const dt_llama *m) {
     tf_rm_tree(d);
 }
 
+// bias "all" on a model with biases (Qwen2's q/k/v): PEFT saves the trained base biases beside the LoRA
+// tensors. They are refused naming the key 'bias', not by a tensor "that does not fit the config".
+static void test_peft_bias_all(dt_ctx *ctx, const dt_llama *m) {
+    const char *name = "peft_bias_all_refused_by_key";
+    char d[] = "/tmp/dt_peft_XXXXXX", path[256];
+    dt_adapter *a = NULL, *b = NULL;
+    if (!mkdtemp(d) || !tf_copy_dir("tests/golden/llama_gqa/adapter", d) || dt_adapter_load(ctx, d, m, &a)) {
+        TEST_FAIL(name, "setup: %s", ctx->msg);
+        tf_rm_tree(d);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/adapter_config.json", d);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    if (cfg) json_object_set_new(cfg, "bias", json_string("all"));
+    float bias[64] = {0.5f};
+    dt_st_writer *w = NULL;
+    int rc = cfg && json_dump_file(cfg, path, 0) == 0 ? dt_st_writer_init(ctx, &w) : -1;
+    for (int i = 0; i < a->n_tensors && !rc; i++)
+        rc = dt_st_writer_add(ctx, w, a->names[i], DT_F32, a->tensors[i].ndim, a->tensors[i].shape, a->tensors[i].data);
+    if (!rc) rc = dt_st_writer_add(ctx, w, "base_model.model.model.layers.0.self_attn.q_proj.base_layer.bias", DT_F32, 1,
+                                   (int64_t[]){64}, bias);
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", d);
+    if (!rc) rc = dt_st_writer_write(ctx, w, path);
+    if (rc) {
+        TEST_FAIL(name, "setup: %s", ctx->msg);
+    } else {
+        rc = dt_adapter_load(ctx, d, m, &b);
+        TEST_CHECK(name, rc == DT_EUNSUPPORTED && strstr(ctx->msg, "key 'bias'") && strstr(ctx->msg, "q_proj.base_layer.bias"),
+                   "rc %d: %s", rc, rc ? ctx->msg : "loaded");
+    }
+    dt_st_writer_free(w);
+    json_decref(cfg);
+    dt_adapter_free(a);
+    dt_adapter_free(b);
+    tf_rm_tree(d);
+}
+
 int main(void) {
     dt_ctx ctx;
     dt_ctx_init(&ctx);
@@ -260,6 +298,7 @@ int main(void) {
     test_bad_adapters(&ctx, m);
     test_peft_refusals(&ctx, m);
     test_peft_later_keys(&ctx, m);
+    test_peft_bias_all(&ctx, m);
     test_sgd_golden(&ctx, m);
     test_optimizers(&ctx);
     char buf[256];
