@@ -569,8 +569,9 @@ static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_a
         span += p0 + P;
         if (span > c->sliding_window)
             return dt_fail(ctx, DT_EUNSUPPORTED, "a sequence of %lld positions is longer than the model's sliding_window "
-                           "(%d), and sliding-window attention is not supported: cut the data to %d tokens (data.max_seq_len "
-                           "or --max-seq-len)", (long long)span, c->sliding_window, c->sliding_window);
+                           "(%d), and sliding-window attention is not supported: keep each sequence within %d positions (eval --max-seq-len, "
+                           "data.max_seq_len)",
+                           (long long)span, c->sliding_window, c->sliding_window);
     }
     for (int64_t i = 0; i < B * T; i++)
         if (b->input_ids[i] < 0 || b->input_ids[i] >= c->vocab_size)
