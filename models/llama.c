@@ -556,6 +556,23 @@ static int forward(dt_ctx *ctx, dt_graph *g, const dt_llama *m, const dt_llama_a
         return dt_fail(ctx, DT_EINPUT, "the context is full (%lld positions)", (long long)kv->cap);
     if (prompt && b->seg_start)
         return dt_fail(ctx, DT_EINPUT, "prompt tuning cannot be combined with packed sequences (data.packing)");
+    if (c->sliding_window > 0) {
+        // The attention has no sliding-window mask: a query that could see more than sliding_window keys
+        // would attend where transformers masks, so such a forward is refused, not computed differently.
+        // Up to sliding_window keys the mask is full under both windows transformers has used (the last
+        // W or W+1 positions), so every shorter forward is exact.
+        int64_t span = 0; // the most keys one text query sees in its own sequence (segment when packed)
+        for (int64_t i = 0; i < B * T; i++) {
+            int64_t t = i % T, s = b->seg_start ? t - b->seg_start[i] + 1 : t + 1;
+            if (s > span) span = s;
+        }
+        span += p0 + P;
+        if (span > c->sliding_window)
+            return dt_fail(ctx, DT_EUNSUPPORTED, "a sequence of %lld positions is longer than the model's sliding_window "
+                           "(%d), and sliding-window attention is not supported: keep each sequence within %d positions (eval --max-seq-len, "
+                           "data.max_seq_len)",
+                           (long long)span, c->sliding_window, c->sliding_window);
+    }
     for (int64_t i = 0; i < B * T; i++)
         if (b->input_ids[i] < 0 || b->input_ids[i] >= c->vocab_size)
             return dt_fail(ctx, DT_EINPUT, "token id %d at position %lld is outside the vocabulary (%d)",

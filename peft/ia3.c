@@ -203,5 +203,6 @@ const dt_method dt_method_ia3 = {
     .to_json = ia3_to_json,
     .folds = ia3_folds,
     .fold_rows = ia3_fold_rows,
+    .scales_bias = true,
     .free_state = ia3_free_state,
 };

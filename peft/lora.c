@@ -262,6 +262,43 @@ static int parse_lora_config(dt_ctx *ctx, json_t *cfg, const char *path, const d
     lc->dropout = drop && json_is_number(drop) ? (float)json_number_value(drop) : 0.0f;
     lc->use_rslora = json_is_true(json_object_get(cfg, "use_rslora"));
     lc->use_dora = json_is_true(json_object_get(cfg, "use_dora"));
+    // Options of later PEFT versions that change what the adapter computes or which modules hold it. They are
+    // in peft_io.c's list of known keys, so without this they would be dropped without a word; an activated
+    // LoRA (alora_invocation_tokens) would even load, applied at every position instead of only after its
+    // invocation tokens. Each is refused when set to something other than its "off" value.
+    static const char *const LATER[][2] = {
+        {"alora_invocation_tokens", "the adapter applies only after these tokens (activated LoRA)"},
+        {"use_qalora", "QALoRA pools the adapter's input in groups"},
+        {"lora_bias", "lora_B has a bias"},
+        {"exclude_modules", "modules are left out of target_modules"},
+        {"layer_replication", "layers of the base are repeated"},
+        {"trainable_token_indices", "single embedding rows are trained"},
+        {"target_parameters", "parameters other than linear layers are adapted"},
+    };
+    for (size_t i = 0; i < sizeof LATER / sizeof LATER[0]; i++) {
+        json_t *v = json_object_get(cfg, LATER[i][0]);
+        bool off = !v || json_is_null(v) || json_is_false(v) || (json_is_array(v) && json_array_size(v) == 0) ||
+                   (json_is_object(v) && json_object_size(v) == 0);
+        if (!off) {
+            char *text = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+            int rc = dt_fail(ctx, DT_EUNSUPPORTED, "%s: key '%s': %s: not supported (%s)", path, LATER[i][0],
+                             text ? text : "?", LATER[i][1]);
+            free(text);
+            return rc;
+        }
+    }
+    // PiSSA, OLoRA, LoftQ and CorDA initialise the adapter from the base weights and subtract what they
+    // took (W - s·B0·A0) from the base. PEFT redoes that when it loads such an adapter onto the original
+    // base, so the adapter is only right on that residual: applied to W it would be off by s·B0·A0.
+    // true / false / "gaussian" (and EVA, which sets A only) leave the base alone.
+    json_t *init = json_object_get(cfg, "init_lora_weights");
+    if (json_is_string(init)) {
+        const char *v = json_string_value(init);
+        if (!strncmp(v, "pissa", 5) || !strcmp(v, "olora") || !strcmp(v, "loftq") || !strcmp(v, "corda"))
+            return dt_fail(ctx, DT_EUNSUPPORTED, "%s: key 'init_lora_weights': '%s' changes the base weights when PEFT "
+                           "loads the adapter, which deltatune does not do; save it from PEFT as a plain LoRA "
+                           "(save_pretrained(..., path_initial_model_for_weight_conversion=...)) to use it here", path, v);
+    }
     // Per-module ranks and alphas; the rank each module gets is checked against the tensors when they are read.
     int rc = dt_lora_pattern_from_json(ctx, cfg, path, "rank_pattern", true, &lc->rank_pattern);
     if (!rc) rc = dt_lora_pattern_from_json(ctx, cfg, path, "alpha_pattern", false, &lc->alpha_pattern);

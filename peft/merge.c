@@ -121,6 +121,14 @@ static bool any_folds(const merger *m, int layer, int lt) {
     return false;
 }
 
+// Whether an adapter writes layer tensor lt where the base may have none: scaling a missing bias (IA3)
+// leaves it zero, so only methods that add to a bias count.
+static bool any_creates(const merger *m, int layer, int lt) {
+    for (int i = 0; i < m->o->n_adapters; i++)
+        if (!m->ad[i]->method->scales_bias && m->ad[i]->method->folds(m->ad[i], layer, lt)) return true;
+    return false;
+}
+
 // The tensors the merged model gains (merge_internal.h): the attention biases when an adapter writes one
 // the base lacks (transformers' attention_bias then wants q, k, v and o biases in every layer: zeros
 // where nothing is folded), and lm_head.weight when the base ties it to the embedding and an adapter
@@ -132,9 +140,9 @@ static int plan_extras(merger *m) {
     char name[256];
     bool want = false;
     for (int l = 0; l < L && !want; l++) {
-        for (int k = 0; k < 3; k++) want |= !c->attention_bias && any_folds(m, l, qkv[k]);
+        for (int k = 0; k < 3; k++) want |= !c->attention_bias && any_creates(m, l, qkv[k]);
         dt_tn_module(name, sizeof name, "", l, DT_MOD_O, ".bias");
-        want |= !dt_mg_src_find(m, name) && any_folds(m, l, DT_FOLD_O_BIAS);
+        want |= !dt_mg_src_find(m, name) && any_creates(m, l, DT_FOLD_O_BIAS);
     }
     if (want && (c->attention_bias || (c->arch != DT_ARCH_LLAMA && c->arch != DT_ARCH_QWEN3)))
         return dt_fail(m->ctx, DT_EINPUT, "%s: an adapter adds attention biases this %s model's config cannot declare",

@@ -54,6 +54,9 @@ typedef struct dt_method {
     bool (*folds)(const struct dt_adapter *a, int layer, int lt);
     void (*fold_rows)(const struct dt_adapter *a, int layer, int lt, float weight, const int64_t *src, int nb,
                       int64_t cols, float *const *rows);
+    // true when the method only scales the biases it folds (IA3: b' = l * b): a bias the base lacks stays
+    // zero, so such folds never make the merge create q/k/v/o biases.
+    bool scales_bias;
     const char *no_merge;  // why it cannot be merged into weights; NULL when it can
     // Optional (NULL: every model): DT_EINPUT naming dir and the reason when this adapter cannot be merged
     // into a model of config c (what the merged model's config could not express).

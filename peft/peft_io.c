@@ -98,12 +98,31 @@ int dt_adapter_load(dt_ctx *ctx, const char *dir, const dt_llama *m, dt_adapter 
     json_t *val;
     json_object_foreach(cfg, key, val)
         if (!is_known(key, method)) dt_warn(ctx, "%s: ignoring unknown key '%s'", cpath, key);
+    // PEFT saves a whole trained copy of each module listed here (the copy replaces the module). We have
+    // no such copies: refused by the key, rather than by the first copy's tensor name further down.
+    json_t *mts = json_object_get(cfg, "modules_to_save");
+    if (json_is_array(mts) && json_array_size(mts) > 0) {
+        char *list = json_dumps(mts, JSON_COMPACT);
+        rc = dt_fail(ctx, DT_EUNSUPPORTED, "%s: key 'modules_to_save': %s: fully trained copies of whole modules are not "
+                     "supported (only the adapter's own tensors are read)", cpath, list ? list : "?");
+        free(list);
+        goto done;
+    }
     rc = method->from_json(ctx, cfg, cpath, m, &a);
     if (rc) goto done;
     const char *base = json_string_value(json_object_get(cfg, "base_model_name_or_path"));
     snprintf(a->base_model, sizeof a->base_model, "%s", base ? base : "");
     const char *tok = json_string_value(json_object_get(cfg, "tokenizer_name_or_path"));
     snprintf(a->tokenizer, sizeof a->tokenizer, "%s", tok ? tok : "");
+    if (access(wpath, F_OK)) { // PEFT's save_pretrained(safe_serialization=False) writes a pickle instead
+        char bin[4096];
+        snprintf(bin, sizeof bin, "%s/adapter_model.bin", dir);
+        if (!access(bin, F_OK)) {
+            rc = dt_fail(ctx, DT_EINPUT, "%s: a PyTorch pickle, which is not read: save the adapter with "
+                         "safe_serialization=True (adapter_model.safetensors)", bin);
+            goto done;
+        }
+    }
     if ((rc = dt_st_open(ctx, wpath, &st))) goto done;
     for (int i = 0; i < a->n_tensors && !rc; i++)
         rc = dt_st_read_f32(ctx, st, a->names[i], dt_f32(&a->tensors[i]), a->tensors[i].ndim, a->tensors[i].shape);
@@ -117,7 +136,13 @@ int dt_adapter_load(dt_ctx *ctx, const char *dir, const dt_llama *m, dt_adapter 
             if (base->data) rc = dt_peft_check_base_copy(ctx, wpath, t, base);
             continue;
         }
-        if (!dt_adapter_find(a, t->name))
+        // bias "all" / "lora_only": PEFT also saves the base layers' biases it trained (Qwen2's q/k/v).
+        const char *bias = json_string_value(json_object_get(cfg, "bias"));
+        size_t nl = strlen(t->name);
+        if (!dt_adapter_find(a, t->name) && bias && strcmp(bias, "none") && nl > 5 && !strcmp(t->name + nl - 5, ".bias"))
+            rc = dt_fail(ctx, DT_EUNSUPPORTED, "%s: key 'bias': \"%s\": the trained biases of the base layers (tensor '%s') "
+                         "are not supported; only \"none\" is", cpath, bias, t->name);
+        else if (!dt_adapter_find(a, t->name))
             rc = dt_fail(ctx, DT_EINPUT, "%s: tensor '%s' does not fit the adapter described by adapter_config.json and this base model",
                          wpath, dt_st_at(st, i)->name);
     }

@@ -258,6 +258,17 @@ static void test_tokenizer_and_data(void) {
     rc = run("./deltatune train demo/demo.yaml model.path=%s/m output_dir=%s/sub", tmp, file);
     TEST_CHECK("cli_train_output_dir_not_writable", rc == 2 && strstr(out, "output_dir") && strstr(out, "is a file") &&
                !strstr(out, "trainable params"), "exit %d: %s", rc, out);
+    // A sliding-window model (the demo model as a Mistral with sliding_window 40; its examples reach 60
+    // tokens): train refuses examples longer than the window before the first step (naming data.max_seq_len,
+    // and with nothing written), and trains once data.max_seq_len fits it.
+    rc = run("rm -rf %s/msw && cp -r %s/m %s/msw && sed 's/LlamaForCausalLM/MistralForCausalLM/; s/\"llama\"/\"mistral\"/; "
+             "s/\"vocab_size\"/\"sliding_window\": 40, \"vocab_size\"/' %s/m/config.json > %s/msw/config.json", tmp, tmp, tmp, tmp, tmp);
+    snprintf(dir, sizeof dir, "%s/sw", tmp);
+    if (!rc) rc = run("./deltatune train demo/demo.yaml model.path=%s/msw output_dir=%s train.max_steps=1", tmp, dir);
+    TEST_CHECK("cli_train_longer_than_sliding_window_refused", rc == 2 && strstr(out, "sliding_window (40)") &&
+               strstr(out, "data.max_seq_len") && !strstr(out, "step 1") && access(dir, F_OK) != 0, "exit %d: %s", rc, out);
+    rc = run("./deltatune train demo/demo.yaml model.path=%s/msw output_dir=%s/sw2 train.max_steps=1 data.max_seq_len=40", tmp, tmp);
+    TEST_CHECK("cli_train_within_sliding_window_runs", rc == 0, "exit %d: %s", rc, out);
 }
 
 // The loss eval prints ("loss 0.414496  perplexity ..."), or NAN.

@@ -55,6 +55,11 @@ static int read_blocks(const char *path, block *out, int max) {
     return n;
 }
 
+// This run's own folder for the scripts and their output: fixed /tmp names were shared with every other
+// checkout's `make test` on the machine, and a concurrent run overwrote the script or its output (a block
+// failing with exit 126 or 127 and no output).
+static char tmp[64];
+
 // Runs a shell script from the project root; returns its exit status, output into *log.
 static int run_sh(const char *script, char **log) {
     char *fixed = malloc(strlen(script) * 2 + 1024), *w = fixed;
@@ -64,10 +69,14 @@ static int run_sh(const char *script, char **log) {
         else *w++ = *p++;
     }
     *w = 0;
-    tf_write("/tmp/dt_docs_block.sh", fixed, strlen(fixed));
+    char sh_path[128], out_path[128], cmd[400];
+    snprintf(sh_path, sizeof sh_path, "%s/block.sh", tmp);
+    snprintf(out_path, sizeof out_path, "%s/out.txt", tmp);
+    tf_write(sh_path, fixed, strlen(fixed));
     free(fixed);
-    int st = system("sh -e /tmp/dt_docs_block.sh >/tmp/dt_docs_out.txt 2>&1");
-    *log = tf_slurp("/tmp/dt_docs_out.txt", NULL);
+    snprintf(cmd, sizeof cmd, "sh -e %s >%s 2>&1", sh_path, out_path);
+    int st = system(cmd);
+    *log = tf_slurp(out_path, NULL);
     return st != -1 && WIFEXITED(st) ? WEXITSTATUS(st) : -1;
 }
 
@@ -101,10 +110,13 @@ static void check_file(const char *path) {
         } else if (!strcmp(b[i].lang, "json")) {
             // A data example: preview prints a header line, then the example as the text block under it shows.
             bool has_text = i + 1 < n && !strcmp(b[i + 1].lang, "text");
-            tf_write("/tmp/dt_docs_example.jsonl", b[i].body, strlen(b[i].body));
+            char ex_path[128], cmd[400];
+            snprintf(ex_path, sizeof ex_path, "%s/example.jsonl", tmp);
+            tf_write(ex_path, b[i].body, strlen(b[i].body));
+            snprintf(cmd, sizeof cmd, "./deltatune preview demo/demo.yaml data.train=%s data.val=null "
+                     "data.format=auto data.max_seq_len=512 -n 1", ex_path);
             char *log = NULL;
-            int rc = run_sh("./deltatune preview demo/demo.yaml data.train=/tmp/dt_docs_example.jsonl data.val=null "
-                            "data.format=auto data.max_seq_len=512 -n 1", &log);
+            int rc = run_sh(cmd, &log);
             const char *body = log ? strchr(log, '\n') : NULL;
             static char got[1 << 16], want[1 << 16];
             squeeze(body ? body + 1 : "", got, sizeof got);
@@ -127,6 +139,8 @@ int main(int argc, char **argv) {
         TEST_FAIL("docs_binaries", "run from the project root after make (./deltatune, %s)", demo_gen);
         TEST_EXIT();
     }
+    snprintf(tmp, sizeof tmp, "/tmp/dt_docs_XXXXXX");
+    if (!mkdtemp(tmp)) { TEST_FAIL("docs_tmp", "mkdtemp"); TEST_EXIT(); }
     tf_rm_tree("runs/demo"); // the state of a fresh clone
     check_file("README.md");
     // docs/*.md in name order.
@@ -140,5 +154,6 @@ int main(int argc, char **argv) {
     qsort(names, (size_t)n, sizeof names[0], (int (*)(const void *, const void *))strcmp);
     for (int i = 0; i < n; i++) check_file(names[i]);
     TEST_CHECK("docs_found", n >= 2, "%d files in docs/", n);
+    tf_rm_tree(tmp);
     TEST_EXIT();
 }

@@ -91,6 +91,24 @@ int main(void) {
     TEST_CHECK("generate_chat_sampling_runs", sh(cmd) == 0, "generate --chat failed");
     snprintf(cmd, sizeof cmd, "./deltatune generate --model %s/model --adapter /nonexistent --prompt hi >/dev/null 2>&1", tmp);
     TEST_CHECK("generate_missing_adapter_exit_2", sh(cmd) == 2, "expected exit 2");
+    // A sliding-window model (Mistral, sliding_window 16): a prompt plus -n beyond the window is refused
+    // before any text is printed (the forward would refuse it mid-reply); within it, generate runs.
+    snprintf(cmd, sizeof cmd,
+             "mkdir -p %s/model_sw && cp %s/model/tokenizer.json %s/model/tokenizer_config.json %s/model/model.safetensors %s/model_sw/ && "
+             "sed 's/LlamaForCausalLM/MistralForCausalLM/; s/\"llama\"/\"mistral\"/; s/\"vocab_size\"/\"sliding_window\": 16, \"vocab_size\"/' "
+             "%s/model/config.json > %s/model_sw/config.json", tmp, tmp, tmp, tmp, tmp, tmp, tmp);
+    int rs = sh(cmd);
+    snprintf(cmd, sizeof cmd, "./deltatune generate --dtype f32 --model %s/model_sw --prompt 'Hello there' -n 30 > %s/sw.txt 2>%s/sw_err.txt", tmp, tmp, tmp);
+    int r5 = rs ? -1 : sh(cmd);
+    snprintf(pa, sizeof pa, "%s/sw.txt", tmp);
+    snprintf(pb, sizeof pb, "%s/sw_err.txt", tmp);
+    a = slurp(pa);
+    b = slurp(pb);
+    TEST_CHECK("generate_past_sliding_window_refused_upfront", r5 == 2 && a && !*a && b && strstr(b, "sliding_window (16)"),
+               "exit %d, printed '%s', stderr '%s'", r5, a ? a : "", b ? b : "");
+    free(a); free(b);
+    snprintf(cmd, sizeof cmd, "./deltatune generate --dtype f32 --model %s/model_sw --prompt 'Hi' -n 4 >/dev/null 2>&1", tmp);
+    TEST_CHECK("generate_within_sliding_window_runs", sh(cmd) == 0, "generate within the window failed");
     if (!dt_test_failures) { snprintf(cmd, sizeof cmd, "rm -rf %s", tmp); sh(cmd); }
     TEST_EXIT();
 }

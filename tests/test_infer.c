@@ -51,6 +51,45 @@ static void check(const char *name, const char *model_dir, const char *adapter_d
     dt_llama_free(m);
 }
 
+// Mistral's sliding_window (Qwen's with use_sliding_window): the attention has no window mask, so a forward
+// where a query would see more than sliding_window keys is refused (transformers would mask there), and
+// one within the window runs: whole rows, packed segments and the KV cache alike.
+static void check_sliding_window(void) {
+    const char *name = "sliding_window_longer_refused";
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    dt_llama *m;
+    if (dt_llama_load(&ctx, "tests/golden/llama_gqa", dt_backend_cpu(), &m)) { TEST_FAIL(name, "%s", ctx.msg); return; }
+    m->cfg.sliding_window = 8;
+    int32_t ids[11], seg[11];
+    for (int i = 0; i < 11; i++) ids[i] = (int32_t)((i * 37 + 5) % m->cfg.vocab_size), seg[i] = i < 6 ? 0 : 6;
+    dt_graph g;
+    dt_graph_init(&ctx, &g, dt_backend_cpu(), 0);
+    g.grad_enabled = false;
+    dt_llama_out out;
+    dt_batch whole = {1, 11, ids, NULL, NULL, NULL}, inside = {1, 8, ids, NULL, NULL, NULL}, packed = {1, 11, ids, NULL, NULL, seg};
+    int rc = dt_llama_forward(&ctx, &g, m, NULL, &whole, 0, true, &out);
+    TEST_CHECK(name, rc == DT_EUNSUPPORTED && strstr(ctx.msg, "sliding_window (8)"), "rc %d: %s", rc, ctx.msg);
+    dt_graph_reset(&g);
+    rc = dt_llama_forward(&ctx, &g, m, NULL, &inside, 0, true, &out);
+    TEST_CHECK("sliding_window_within_runs", rc == DT_OK, "rc %d: %s", rc, ctx.msg);
+    dt_graph_reset(&g);
+    rc = dt_llama_forward(&ctx, &g, m, NULL, &packed, 0, true, &out); // segments of 6 and 5 tokens
+    TEST_CHECK("sliding_window_packed_segments_run", rc == DT_OK, "rc %d: %s", rc, ctx.msg);
+    dt_kv_cache c;
+    float *lg = malloc((size_t)m->cfg.vocab_size * sizeof(float));
+    if (!lg || dt_kv_cache_init(&ctx, m, 64, &c)) {
+        TEST_FAIL("sliding_window_kv_cache", "%s", ctx.msg);
+    } else {
+        int rc8 = dt_llama_infer(&ctx, m, NULL, &c, ids, 8, lg), rc9 = rc8 ? rc8 : dt_llama_infer(&ctx, m, NULL, &c, ids + 8, 1, lg);
+        TEST_CHECK("sliding_window_kv_cache", rc8 == DT_OK && rc9 == DT_EUNSUPPORTED, "rc %d then %d: %s", rc8, rc9, ctx.msg);
+        dt_kv_cache_free(&c);
+    }
+    free(lg);
+    dt_graph_free(&g);
+    dt_llama_free(m);
+}
+
 int main(void) {
     check("kv_cache_llama_gqa_lora", "tests/golden/llama_gqa", "tests/golden/llama_gqa/adapter");
     check("kv_cache_qwen2_bias_rslora", "tests/golden/qwen2_bias", "tests/golden/qwen2_bias/adapter");
@@ -65,5 +104,6 @@ int main(void) {
     check("kv_cache_bitfit", "tests/golden/llama_gqa", "tests/golden/bitfit/adapter");
     check("kv_cache_bitfit_qwen2", "tests/golden/qwen2_bias", "tests/golden/bitfit_qwen2/adapter");
     check("kv_cache_lora_embed", "tests/golden/qwen3_qknorm", "tests/golden/lora_embed/adapter"); // embedding + head LoRA
+    check_sliding_window();
     TEST_EXIT();
 }

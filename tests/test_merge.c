@@ -675,6 +675,65 @@ static void test_bad_input(void) {
     TEST_CHECK("merge_refuses_existing_output", rc == 2 && !access(p, F_OK) && tf_count_prefix(tmp, "exists") == 1, "exit %d", rc);
 }
 
+// IA3 scales the biases of the modules it scales (b' = l * b); a bias the base lacks stays zero. So an IA3
+// adapter on k/v of a model without attention biases merges with no bias tensors added: a Mistral
+// (whose config cannot declare attention biases) merges instead of being refused, and a Llama keeps
+// attention_bias false. The merged logits equal the unmerged forward's.
+static void test_ia3_no_bias(void) {
+    static const char *const archs[][3] = {{"llama", NULL, NULL}, {"mistral", "LlamaForCausalLM", "MistralForCausalLM"}};
+    for (size_t i = 0; i < 2; i++) {
+        char model[256], out[256], path[300], label[96];
+        snprintf(model, sizeof model, "%s/ia3_%s_base", tmp, archs[i][0]);
+        snprintf(out, sizeof out, "%s/ia3_%s_merged", tmp, archs[i][0]);
+        snprintf(label, sizeof label, "merge_ia3_%s_adds_no_bias", archs[i][0]);
+        tf_copy_dir("tests/golden/llama_gqa", model);
+        snprintf(path, sizeof path, "%s/config.json", model);
+        if (archs[i][1]) {
+            replace_in_file(path, archs[i][1], archs[i][2]);
+            replace_in_file(path, "\"llama\"", "\"mistral\"");
+        }
+        dt_merge_adapter ad = {"tests/golden/ia3/adapter", 1.0f};
+        int rc = merge(model, &ad, 1, out, -1, DT_MERGE_HF, NULL);
+        if (rc) { TEST_FAIL(label, "rc %d: %s", rc, ctx.msg); continue; }
+        snprintf(path, sizeof path, "%s/model.safetensors", out);
+        dt_safetensors *st = NULL;
+        int biases = -1;
+        if (!dt_st_open(&ctx, path, &st)) {
+            biases = 0;
+            for (size_t k = 0; k < dt_st_count(st); k++) biases += strstr(dt_st_at(st, k)->name, ".bias") != NULL;
+            dt_st_close(st);
+        }
+        snprintf(path, sizeof path, "%s/config.json", out);
+        size_t n;
+        char *cfg = tf_slurp(path, &n);
+        TEST_CHECK(label, biases == 0 && cfg && !strstr(cfg, "\"attention_bias\": true"), "%d bias tensors; config %s", biases,
+                   cfg ? cfg : "(none)");
+        free(cfg);
+        // merged vs unmerged logits
+        const int32_t ids[8] = {1, 17, 5, 99, 42, 7, 63, 120};
+        size_t nm = 0;
+        float *merged = forward_logits(out, ids, 1, 8, &nm), *unmerged = NULL;
+        dt_llama *m = NULL;
+        dt_adapter *a = NULL;
+        dt_graph g = {0};
+        dt_llama_out o;
+        dt_batch b = {1, 8, ids, NULL, NULL, NULL};
+        if (!dt_llama_load(&ctx, model, dt_backend_cpu(), &m) && !dt_adapter_load(&ctx, ad.dir, m, &a) &&
+            !dt_graph_init(&ctx, &g, dt_backend_cpu(), 0) && !dt_llama_forward(&ctx, &g, m, &a->view, &b, 0, true, &o) &&
+            (size_t)dt_numel(o.logits) == nm && (unmerged = malloc(nm * sizeof(float))))
+            memcpy(unmerged, o.logits->data, nm * sizeof(float));
+        snprintf(label, sizeof label, "merge_ia3_%s_vs_unmerged", archs[i][0]);
+        if (!merged || !unmerged) TEST_FAIL(label, "%s", ctx.msg);
+        else TEST_CHECK(label, max_diff(merged, unmerged, nm) <= 1e-5 * max_abs(unmerged, nm), "max diff %.3g",
+                        max_diff(merged, unmerged, nm));
+        free(merged);
+        free(unmerged);
+        dt_graph_free(&g);
+        dt_adapter_free(a);
+        dt_llama_free(m);
+    }
+}
+
 int main(void) {
     dt_ctx_init(&ctx);
     snprintf(tmp, sizeof tmp, "/tmp/dt_merge_XXXXXX");
@@ -694,6 +753,7 @@ int main(void) {
         test_gguf(second);
     }
     test_llama2c();
+    test_ia3_no_bias();
     test_bad_input();
     tf_rm_tree(tmp);
     TEST_EXIT();

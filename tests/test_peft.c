@@ -5,7 +5,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+#include <jansson.h>
 #include "models/safetensors.h"
+#include "models/safetensors_write.h"
 #include "optim/optim.h"
 #include "peft/peft_io.h"
 #include "tests/file_util.h"
@@ -163,6 +165,130 @@ static void test_optimizers(dt_ctx *ctx) {
                "norm %.6f, clipped (%.6f, %.6f)", norm, gc[0], gc[1]);
 }
 
+// Adapters PEFT writes that deltatune cannot apply as they are are refused naming the cause, not applied
+// differently: PiSSA / OLoRA / LoftQ / CorDA initialisation (PEFT subtracts the initial adapter from the
+// base when it loads one, so W + s·B·A would be off by the initial s·B0·A0), modules_to_save (whole trained
+// module copies) and an adapter saved as a pickle (safe_serialization=False).
+static void test_peft_refusals(dt_ctx *ctx, const dt_llama *m) {
+    char d[] = "/tmp/dt_peft_XXXXXX", path[256], bin[256];
+    if (!mkdtemp(d) || !tf_copy_dir("tests/golden/llama_gqa/adapter", d)) { TEST_FAIL("peft_refusals_setup", "copy"); return; }
+    snprintf(path, sizeof path, "%s/adapter_config.json", d);
+    size_t n;
+    char *orig = tf_slurp(path, &n), *at = orig ? strstr(orig, "\"init_lora_weights\": true") : NULL;
+    char *mts = orig ? strstr(orig, "\"modules_to_save\": null") : NULL;
+    if (!at || !mts) { TEST_FAIL("peft_refusals_setup", "unexpected %s", path); free(orig); tf_rm_tree(d); return; }
+    static const struct { const char *value; bool refused; } inits[] = {
+        {"\"pissa\"", true}, {"\"pissa_niter_4\"", true}, {"\"olora\"", true}, {"\"loftq\"", true},
+        {"\"gaussian\"", false}, {"false", false},
+    };
+    for (size_t i = 0; i < sizeof inits / sizeof inits[0]; i++) {
+        char text[8192], name[64];
+        snprintf(text, sizeof text, "%.*s\"init_lora_weights\": %s%s", (int)(at - orig), orig, inits[i].value,
+                 at + strlen("\"init_lora_weights\": true"));
+        dt_adapter *a = NULL;
+        int rc = tf_write(path, text, strlen(text)) ? dt_adapter_load(ctx, d, m, &a) : -1;
+        snprintf(name, sizeof name, "peft_init_lora_weights_%s", inits[i].value[0] == '"' ? inits[i].value + 1 : inits[i].value);
+        if (name[strlen(name) - 1] == '"') name[strlen(name) - 1] = 0;
+        if (inits[i].refused)
+            TEST_CHECK(name, rc == DT_EUNSUPPORTED && strstr(ctx->msg, "'init_lora_weights'") && strstr(ctx->msg, "base weights"),
+                       "rc %d: %s", rc, rc ? ctx->msg : "loaded");
+        else
+            TEST_CHECK(name, rc == DT_OK, "rc %d: %s", rc, ctx->msg);
+        dt_adapter_free(a);
+    }
+    char text[8192];
+    snprintf(text, sizeof text, "%.*s\"modules_to_save\": [\"lm_head\"]%s", (int)(mts - orig), orig,
+             mts + strlen("\"modules_to_save\": null"));
+    dt_adapter *a = NULL;
+    int rc = tf_write(path, text, strlen(text)) ? dt_adapter_load(ctx, d, m, &a) : -1;
+    TEST_CHECK("peft_modules_to_save_refused", rc == DT_EUNSUPPORTED && strstr(ctx->msg, "'modules_to_save'") &&
+               strstr(ctx->msg, "lm_head"), "rc %d: %s", rc, rc ? ctx->msg : "loaded");
+    dt_adapter_free(a);
+    a = NULL;
+    tf_write(path, orig, n);
+    snprintf(bin, sizeof bin, "%s/adapter_model.bin", d);
+    char st[256];
+    snprintf(st, sizeof st, "%s/adapter_model.safetensors", d);
+    rc = rename(st, bin) == 0 ? dt_adapter_load(ctx, d, m, &a) : -1;
+    TEST_CHECK("peft_pickle_adapter_refused", rc == DT_EINPUT && strstr(ctx->msg, "adapter_model.bin") &&
+               strstr(ctx->msg, "safe_serialization"), "rc %d: %s", rc, rc ? ctx->msg : "loaded");
+    dt_adapter_free(a);
+    free(orig);
+    tf_rm_tree(d);
+}
+
+// Keys of later PEFT versions that change what a LoRA computes are refused by name when set, and accepted
+// at their "off" value (null, false, [] as PEFT writes them). alora_invocation_tokens loaded silently before:
+// its tensors are plain LoRA ones.
+static void test_peft_later_keys(dt_ctx *ctx, const dt_llama *m) {
+    char d[] = "/tmp/dt_peft_XXXXXX", path[256];
+    if (!mkdtemp(d) || !tf_copy_dir("tests/golden/llama_gqa/adapter", d)) { TEST_FAIL("peft_later_keys_setup", "copy"); return; }
+    snprintf(path, sizeof path, "%s/adapter_config.json", d);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    if (!cfg) { TEST_FAIL("peft_later_keys_setup", "cannot read %s", path); tf_rm_tree(d); return; }
+    static const char *const keys[][3] = { // key, a value that is on, the value PEFT writes when off
+        {"alora_invocation_tokens", "[32, 7]", "null"}, {"use_qalora", "true", "false"}, {"lora_bias", "true", "false"},
+        {"exclude_modules", "[\"k_proj\"]", "null"}, {"layer_replication", "[[0, 2], [1, 2]]", "null"},
+        {"trainable_token_indices", "[5]", "null"}, {"target_parameters", "[\"mlp.experts.gate_up_proj\"]", "null"},
+    };
+    for (size_t i = 0; i < sizeof keys / sizeof keys[0]; i++)
+        for (int on = 1; on >= 0; on--) {
+            char name[96];
+            json_t *c = json_deep_copy(cfg);
+            json_object_set_new(c, keys[i][0], json_loads(keys[i][on ? 1 : 2], JSON_DECODE_ANY, NULL));
+            dt_adapter *a = NULL;
+            int rc = json_dump_file(c, path, 0) == 0 ? dt_adapter_load(ctx, d, m, &a) : -1;
+            json_decref(c);
+            snprintf(name, sizeof name, "peft_later_key_%s_%s", keys[i][0], on ? "refused" : "off_loads");
+            char want[64];
+            snprintf(want, sizeof want, "'%s'", keys[i][0]);
+            if (on)
+                TEST_CHECK(name, rc == DT_EUNSUPPORTED && strstr(ctx->msg, want), "rc %d: %s", rc, rc ? ctx->msg : "loaded");
+            else
+                TEST_CHECK(name, rc == DT_OK, "rc %d: %s", rc, ctx->msg);
+            dt_adapter_free(a);
+        }
+    json_decref(cfg);
+    tf_rm_tree(d);
+}
+
+// bias "all" on a model with biases (Qwen2's q/k/v): PEFT saves the trained base biases beside the LoRA
+// tensors. They are refused naming the key 'bias', not by a tensor "that does not fit the config".
+static void test_peft_bias_all(dt_ctx *ctx, const dt_llama *m) {
+    const char *name = "peft_bias_all_refused_by_key";
+    char d[] = "/tmp/dt_peft_XXXXXX", path[256];
+    dt_adapter *a = NULL, *b = NULL;
+    if (!mkdtemp(d) || !tf_copy_dir("tests/golden/llama_gqa/adapter", d) || dt_adapter_load(ctx, d, m, &a)) {
+        TEST_FAIL(name, "setup: %s", ctx->msg);
+        tf_rm_tree(d);
+        return;
+    }
+    snprintf(path, sizeof path, "%s/adapter_config.json", d);
+    json_t *cfg = json_load_file(path, 0, NULL);
+    if (cfg) json_object_set_new(cfg, "bias", json_string("all"));
+    float bias[64] = {0.5f};
+    dt_st_writer *w = NULL;
+    int rc = cfg && json_dump_file(cfg, path, 0) == 0 ? dt_st_writer_init(ctx, &w) : -1;
+    for (int i = 0; i < a->n_tensors && !rc; i++)
+        rc = dt_st_writer_add(ctx, w, a->names[i], DT_F32, a->tensors[i].ndim, a->tensors[i].shape, a->tensors[i].data);
+    if (!rc) rc = dt_st_writer_add(ctx, w, "base_model.model.model.layers.0.self_attn.q_proj.base_layer.bias", DT_F32, 1,
+                                   (int64_t[]){64}, bias);
+    snprintf(path, sizeof path, "%s/adapter_model.safetensors", d);
+    if (!rc) rc = dt_st_writer_write(ctx, w, path);
+    if (rc) {
+        TEST_FAIL(name, "setup: %s", ctx->msg);
+    } else {
+        rc = dt_adapter_load(ctx, d, m, &b);
+        TEST_CHECK(name, rc == DT_EUNSUPPORTED && strstr(ctx->msg, "key 'bias'") && strstr(ctx->msg, "q_proj.base_layer.bias"),
+                   "rc %d: %s", rc, rc ? ctx->msg : "loaded");
+    }
+    dt_st_writer_free(w);
+    json_decref(cfg);
+    dt_adapter_free(a);
+    dt_adapter_free(b);
+    tf_rm_tree(d);
+}
+
 int main(void) {
     dt_ctx ctx;
     dt_ctx_init(&ctx);
@@ -170,6 +296,9 @@ int main(void) {
     if (dt_llama_load(&ctx, "tests/golden/llama_gqa", dt_backend_cpu(), &m)) { TEST_FAIL("load", "%s", ctx.msg); TEST_EXIT(); }
     test_round_trip(&ctx, m);
     test_bad_adapters(&ctx, m);
+    test_peft_refusals(&ctx, m);
+    test_peft_later_keys(&ctx, m);
+    test_peft_bias_all(&ctx, m);
     test_sgd_golden(&ctx, m);
     test_optimizers(&ctx);
     char buf[256];

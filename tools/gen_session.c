@@ -56,6 +56,13 @@ static int feed(dt_ctx *ctx, dt_gen *g, const int32_t *ids, size_t n) {
                 P ? " after the virtual tokens" : "", (long long)g->n_new, (long long)ctx_len);
         g->warned_context = true;
     }
+    // The forward refuses positions past a sliding window (models/llama.c): said before anything is
+    // generated rather than in the middle of the reply.
+    const int64_t win = g->m->cfg.sliding_window;
+    if (win > 0 && need - 1 > win)
+        return dt_fail(ctx, DT_EUNSUPPORTED, "the prompt (%lld tokens%s) plus up to %lld new ones exceeds the model's "
+                       "sliding_window (%lld), and sliding-window attention is not supported: shorten the prompt or lower -n",
+                       (long long)n, P ? " after the virtual tokens" : "", (long long)g->n_new, (long long)win);
     size_t keep = 0; // ids already in the cache
     while (keep < n && keep < g->fed.n && g->fed.v[keep] == ids[keep]) keep++;
     if (keep == n) keep--; // at least one id is fed, for its logits

@@ -45,6 +45,14 @@ int dt_train_data_open(dt_ctx *ctx, dt_train_data *d, const dt_recipe *r, const 
     if (st->max_len > cfg->max_position_embeddings && cfg->max_position_embeddings > 0)
         dt_warn(ctx, "examples of %lld tokens exceed the model's max_position_embeddings (%d)", (long long)st->max_len,
                 cfg->max_position_embeddings);
+    // The forward refuses sequences longer than a sliding window (models/llama.c); said here, before any
+    // step, instead of at the first batch that holds one.
+    const dt_dataset_stats *sv = p->val ? dt_dataset_get_stats(p->val) : NULL;
+    int64_t longest = sv && sv->max_len > st->max_len ? sv->max_len : st->max_len;
+    if (cfg->sliding_window > 0 && longest > cfg->sliding_window)
+        return dt_fail(ctx, DT_EUNSUPPORTED, "%s: examples of %lld tokens are longer than the model's sliding_window (%d), "
+                       "and sliding-window attention is not supported: set data.max_seq_len to %d or less",
+                       r->recipe_path, (long long)longest, cfg->sliding_window, cfg->sliding_window);
     return DT_OK;
 }
 
