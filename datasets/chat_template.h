@@ -45,10 +45,11 @@ typedef struct {
 
 typedef enum {
     DT_TMPL_CHATML, DT_TMPL_QWEN3, DT_TMPL_LLAMA3, DT_TMPL_LLAMA31, DT_TMPL_LLAMA2, DT_TMPL_MISTRAL, DT_TMPL_ZEPHYR,
-    DT_TMPL_ALPACA, DT_TMPL_COUNT
+    DT_TMPL_ALPACA, DT_TMPL_MISTRAL_V02, DT_TMPL_MISTRAL_V03, DT_TMPL_MISTRAL_NEMO, DT_TMPL_COUNT
 } dt_chat_tmpl;
 
-#define DT_CHAT_TEMPLATE_NAMES "chatml, qwen3, llama3, llama3.1, llama2, mistral, zephyr or alpaca"
+#define DT_CHAT_TEMPLATE_NAMES \
+    "chatml, qwen3, llama3, llama3.1, llama2, mistral, mistral-v0.2, mistral-v0.3, mistral-nemo, zephyr or alpaca"
 
 // A template and what it takes from the model's Jinja source.
 typedef struct {
