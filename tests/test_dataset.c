@@ -1243,6 +1243,40 @@ static void check_ref_ids(const char *name, const dt_tokenizer *tok, const char 
     dt_dataset_free(ds);
 }
 
+// A copy of the Mistral fixture tokenizer in tmpdir/name with v0.3's chat template in its config and,
+// when `control`, [INST] (32000) and [/INST] (32001) added as special tokens, as v0.3's and Nemo's
+// tokenizers have them. NULL (after a failed check) when it cannot be made.
+static dt_tokenizer *mistral_variant(const char *fx, const char *name, bool control) {
+    char dir[600], src[700], dst[700];
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, name);
+    mkdir(dir, 0777);
+    snprintf(src, sizeof src, "%s/tokenizers/mistral/tokenizer.json", fx);
+    snprintf(dst, sizeof dst, "%s/tokenizer.json", dir);
+    json_t *tj = json_load_file(src, 0, NULL);
+    bool ok = tj != NULL;
+    const char *ctl[] = {"[INST]", "[/INST]"};
+    for (int i = 0; ok && control && i < 2; i++)
+        ok = !json_array_append_new(json_object_get(tj, "added_tokens"),
+                                    json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", 32000 + i, "content", ctl[i],
+                                              "single_word", 0, "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1));
+    ok = ok && !json_dump_file(tj, dst, 0);
+    json_decref(tj);
+    snprintf(src, sizeof src, "%s/tokenizers/mistral/tokenizer_config.json", fx);
+    snprintf(dst, sizeof dst, "%s/tokenizer_config.json", dir);
+    json_t *cfg = json_load_file(src, JSON_DECODE_INT_AS_REAL, NULL); // model_max_length 1e30 is no jansson integer
+    ok = ok && cfg && !json_object_set_new(cfg, "chat_template", json_string(MISTRAL_V03_JINJA)) &&
+         !json_dump_file(cfg, dst, 0);
+    json_decref(cfg);
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    dt_tokenizer *tok = NULL;
+    if (!ok || dt_tokenizer_load(&ctx, dir, &tok)) {
+        TEST_FAIL(name, "%s", ok ? ctx.msg : "cannot write the folder");
+        return NULL;
+    }
+    return tok;
+}
+
 static void real_tokenizers(const char *fx) {
     char path[512];
     dt_tokenizer *qwen = NULL, *llama3 = NULL, *mistral = NULL;
@@ -1342,31 +1376,32 @@ static void real_tokenizers(const char *fx) {
         // "<s>[INST] Hello![/INST] Hi there.</s>"
         static const int32_t ref_mistral_v03_0[] = {1, 733, 16289, 28793, 22557, 25531, 28748, 16289, 28793, 15359, 736, 28723, 2};
         // The same through auto-detection: a copy of this tokenizer with v0.3's template in its config.
-        char dir[600], cfgp[700];
-        snprintf(dir, sizeof dir, "%s/mistral_v03_tok", tmpdir);
-        mkdir(dir, 0777);
-        size_t ntj = 0;
-        snprintf(cfgp, sizeof cfgp, "%s/tokenizers/mistral/tokenizer.json", fx);
-        char *tj = tf_slurp(cfgp, &ntj);
-        snprintf(cfgp, sizeof cfgp, "%s/tokenizer.json", dir);
-        bool wrote = tj && tf_write(cfgp, tj, ntj);
-        free(tj);
-        snprintf(cfgp, sizeof cfgp, "%s/tokenizers/mistral/tokenizer_config.json", fx);
-        // (model_max_length, 1e30, does not fit jansson's integers)
-        json_t *cfg = json_load_file(cfgp, JSON_DECODE_INT_AS_REAL, NULL);
-        snprintf(cfgp, sizeof cfgp, "%s/tokenizer_config.json", dir);
-        wrote = wrote && cfg && !json_object_set_new(cfg, "chat_template", json_string(MISTRAL_V03_JINJA)) &&
-                !json_dump_file(cfg, cfgp, 0);
-        json_decref(cfg);
-        dt_tokenizer *v03 = NULL;
-        if (!wrote || dt_tokenizer_load(&ctx, dir, &v03))
-            TEST_FAIL("mistral-v0.3 chosen from tokenizer_config.json", "%s", wrote ? ctx.msg : "cannot write the folder");
-        else
+        dt_tokenizer *v03 = mistral_variant(fx, "mistral_v03_tok", false);
+        if (v03)
             check_ref_ids("mistral-v0.3 chosen from tokenizer_config.json (ids from jinja2 + tokenize_ref.js)", v03, NULL,
                           "mistral-v0.3", "{\"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}, "
                           "{\"role\": \"assistant\", \"content\": \"Hi there.\"}]}\n",
                           ref_mistral_v03_0, sizeof ref_mistral_v03_0 / sizeof ref_mistral_v03_0[0], "0000000001111");
         dt_tokenizer_free(v03);
+        // v0.3's and Nemo's real tokenizers have [INST] and [/INST] as special (control) tokens; these
+        // fixtures do not. Adding them to this tokenizer as special added tokens (32000, 32001) checks the
+        // cuts next to them: Hugging Face starts the text after a special token as a new piece ("▁" first,
+        // 28705 below), and so does deltatune. Expected ids made the same way (tokenize_ref.js with the
+        // same tokenizer.json).
+        dt_tokenizer *ctl = mistral_variant(fx, "mistral_ctl_tok", true);
+        static const int32_t ctl_v03[] = {1, 32000, 28705, 22557, 28808, 32001, 28705, 15359, 736, 28723, 2, 32000, 28705,
+                                          6620, 264, 11474, 28723, 32001, 28705, 8836, 28725, 737, 272, 6163, 28723, 2};
+        static const int32_t ctl_nemo[] = {1, 32000, 22557, 28808, 32001, 15359, 736, 28723, 2, 32000, 6620, 264, 11474,
+                                           28723, 32001, 8836, 28725, 737, 272, 6163, 28723, 2};
+        if (ctl) {
+            check_ref_ids("mistral-v0.3 with [INST]/[/INST] as special tokens: 2 exchanges (jinja2 + tokenize_ref.js)",
+                          ctl, NULL, "mistral-v0.3", nosys, ctl_v03, sizeof ctl_v03 / sizeof ctl_v03[0],
+                          "00000011111000000011111111");
+            check_ref_ids("mistral-nemo with [INST]/[/INST] as special tokens: 2 exchanges (jinja2 + tokenize_ref.js)",
+                          ctl, "mistral-nemo", "mistral-nemo", nosys, ctl_nemo, sizeof ctl_nemo / sizeof ctl_nemo[0],
+                          "0000011110000001111111");
+        }
+        dt_tokenizer_free(ctl);
     }
     if (qwen) check_preview_window("preview: 80 turns with qwen3 equal the whole-prefix decode", qwen, NULL);
     if (llama3) check_preview_window("preview: 80 turns with llama3 equal the whole-prefix decode", llama3, NULL);
