@@ -3,7 +3,7 @@
 #include <string.h>
 
 static const char *const NAMES[DT_TMPL_COUNT] = {"chatml", "qwen3", "llama3", "llama3.1", "llama2", "mistral", "zephyr",
-                                                "alpaca"};
+                                                "alpaca", "mistral-v0.2", "mistral-v0.3", "mistral-nemo"};
 static const char *const ROLES[] = {"system", "user", "assistant"};
 
 static const char ALPACA_PREAMBLE[] =
@@ -61,6 +61,39 @@ static bool mistral_v01(const char *j) {
     return !strstr(j, "' ' + message") && !strstr(j, "\" \" + message");
 }
 
+// Whether the Jinja source holds `s`, written with double quotes, or the same with single quotes.
+static bool has_q(const char *j, const char *s) {
+    if (strstr(j, s)) return true;
+    char alt[256];
+    size_t n = strlen(s);
+    if (n >= sizeof alt) return false;
+    for (size_t i = 0; i <= n; i++) alt[i] = s[i] == '"' ? '\'' : s[i];
+    return strstr(j, alt) != NULL;
+}
+
+// The later Mistral templates, each recognised by the exact expressions that write a user turn (with and
+// without the system message) and an answer, and by where the system message goes; an [INST] template
+// that matches none of them (e.g. Mixtral 8x22B's ' ' + answer + ' ' + EOS) is refused rather than
+// rendered with a near miss.
+static dt_chat_tmpl mistral_later(const char *j) {
+    // Mistral 7B Instruct v0.2 and Mixtral 8x7B (2024 revision): " [INST] ", system in the FIRST user turn.
+    if (has_q(j, "' [INST] ' + message['content'] + ' [/INST]'") &&
+        has_q(j, "' [INST] ' + system_message + '\\n\\n' + message['content'] + ' [/INST]'") &&
+        strstr(j, "loop.first and system_message is defined") && has_q(j, "' ' + message['content'] + eos_token"))
+        return DT_TMPL_MISTRAL_V02;
+    // v0.3 (also Mistral Large 2407): "[INST] " and no space before [/INST]; system in the LAST message.
+    if (has_q(j, "\"[INST] \" + message[\"content\"] + \"[/INST]\"") &&
+        has_q(j, "\"[INST] \" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\"") &&
+        strstr(j, "loop.last and system_message is defined") && has_q(j, "\" \" + message[\"content\"]|trim + eos_token"))
+        return DT_TMPL_MISTRAL_V03;
+    // Nemo (Tekken): no spaces at all, the answer untrimmed.
+    if (has_q(j, "\"[INST]\" + message[\"content\"] + \"[/INST]\"") &&
+        has_q(j, "\"[INST]\" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\"") &&
+        strstr(j, "loop.last and system_message is defined") && has_q(j, "{{- message[\"content\"] + eos_token"))
+        return DT_TMPL_MISTRAL_NEMO;
+    return DT_TMPL_COUNT;
+}
+
 int dt_chat_tmpl_detect(dt_ctx *ctx, const char *j, dt_chat_fmt *out) {
     return dt_chat_tmpl_detect_in(ctx, j, "tokenizer_config.json: chat_template", out);
 }
@@ -89,12 +122,15 @@ int dt_chat_tmpl_detect_in(dt_ctx *ctx, const char *j, const char *where, dt_cha
         out->kind = strstr(j, "Cutting Knowledge Date") ? DT_TMPL_LLAMA31 : DT_TMPL_LLAMA3;
     } else if (strstr(j, "[INST]")) {
         out->kind = strstr(j, "<<SYS>>") ? DT_TMPL_LLAMA2 : DT_TMPL_MISTRAL;
-        if (out->kind == DT_TMPL_MISTRAL && !mistral_v01(j))
-            return dt_fail(ctx, DT_EINPUT, "%s is an [INST] template that is not Mistral v0.1's (it writes no space "
-                           "before [/INST] or a space before the answer, as Mistral v0.3 and later do), and the "
-                           "built-in mistral template writes v0.1's \"[INST] {user} [/INST]{answer}\"; name a "
-                           "template with data.chat_template (" DT_CHAT_TEMPLATE_NAMES ") only if its text is what "
-                           "the model expects", where);
+        if (out->kind == DT_TMPL_MISTRAL && !mistral_v01(j)) {
+            out->kind = mistral_later(j);
+            if (out->kind == DT_TMPL_COUNT)
+                return dt_fail(ctx, DT_EINPUT, "%s is an [INST] template that is not Mistral v0.1's (it writes no space "
+                               "before [/INST] or a space before the answer) nor one of the later Mistral templates "
+                               "built in (v0.2, v0.3, Nemo: their exact user, system and answer expressions); name a "
+                               "template with data.chat_template (" DT_CHAT_TEMPLATE_NAMES ") only if its text is "
+                               "what the model expects", where);
+        }
     } else if (strstr(j, "<|user|>") && (strstr(j, "eos_token") || strstr(j, "</s>")) && !strstr(j, "<|end|>")) {
         out->kind = DT_TMPL_ZEPHYR; // Phi-3 also writes <|user|> but ends turns with <|end|>, zephyr with the EOS
     } else if (strstr(j, "### Instruction")) {
@@ -333,6 +369,59 @@ static int render_mistral(dt_ctx *ctx, const dt_message *m, size_t n, const dt_s
     return DT_OK;
 }
 
+// Mistral v0.2 (2024), v0.3 and Nemo. All raise unless the messages after an optional leading system
+// message go user, assistant, user, ... (v0.3/Nemo skip tool messages, which deltatune has none of).
+// v0.2 puts the system message into the first user turn. v0.3 and Nemo put it only into a user message
+// that is the conversation's last message ("loop.last"), so for a conversation that ends with an answer,
+// as every training example does, their Jinja drops the system message without a word; rendering that
+// would silently train without the user's system prompt, so such a conversation is refused instead.
+static int render_mistral_later(dt_ctx *ctx, dt_chat_tmpl t, const dt_message *m, size_t n, const dt_seg_encoder *e,
+                                dt_segs *out) {
+    str sys = {NULL, 0};
+    if (m[0].role == DT_ROLE_SYSTEM) {
+        sys = content(&m[0]);
+        m++, n--;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (m[i].role == DT_ROLE_SYSTEM)
+            return dt_fail(ctx, DT_EINPUT, "chat template %s: a system message is allowed only as the first message",
+                           NAMES[t]);
+        if ((m[i].role == DT_ROLE_USER) != (i % 2 == 0))
+            return dt_fail(ctx, DT_EINPUT, "chat template %s: after the optional system message, conversation roles "
+                           "must alternate user/assistant/user/assistant/... (message %zu is %s)", NAMES[t],
+                           i + 1 + (sys.p != NULL), ROLES[m[i].role]);
+    }
+    if (sys.p && (t == DT_TMPL_MISTRAL_V02 ? n == 0 : n == 0 || m[n - 1].role != DT_ROLE_USER))
+        return dt_fail(ctx, DT_EINPUT, "chat template %s: the model's template writes the system message only %s, so "
+                       "it would be left out of this conversation; drop the system message or move its text into "
+                       "the first user message", NAMES[t],
+                       t == DT_TMPL_MISTRAL_V02 ? "into the first user message" :
+                       "into a user message that ends the conversation, never before an answer");
+    if (e->eos < 0) return dt_fail(ctx, DT_EINPUT, "chat template %s needs an EOS token; the tokenizer has none", NAMES[t]);
+    if (e->bos >= 0) TOK(e->bos, false);
+    const char *open = t == DT_TMPL_MISTRAL_V02 ? " [INST] " : t == DT_TMPL_MISTRAL_V03 ? "[INST] " : "[INST]";
+    for (size_t i = 0; i < n; i++) {
+        str c = content(&m[i]);
+        if (m[i].role == DT_ROLE_USER) {
+            TXT(open, false);
+            if (sys.p && (t == DT_TMPL_MISTRAL_V02 ? i == 0 : i == n - 1)) {
+                STR(sys, false);
+                TXT("\n\n", false);
+            }
+            STR(c, false);
+            TXT(t == DT_TMPL_MISTRAL_V02 ? " [/INST]" : "[/INST]", false);
+        } else {
+            // The space v0.2/v0.3 write before the answer is trained with it, as llama2's spaces are: with
+            // SentencePiece it is the "▁" of the answer's first token, so cutting it into the prompt would
+            // tokenise the answer differently from the whole string.
+            if (t != DT_TMPL_MISTRAL_NEMO) TXT(" ", true);
+            STR(t == DT_TMPL_MISTRAL_V03 ? strip(c) : c, true);
+            TOK(e->eos, true);
+        }
+    }
+    return DT_OK;
+}
+
 static int render_zephyr(dt_ctx *ctx, const dt_message *m, size_t n, const dt_seg_encoder *e, dt_segs *out) {
     if (e->eos < 0) return dt_fail(ctx, DT_EINPUT, "chat template zephyr needs an EOS token; the tokenizer has none");
     if (e->add_bos) TOK(e->bos, false);
@@ -381,6 +470,9 @@ int dt_chat_render(dt_ctx *ctx, const dt_chat_fmt *f, const dt_message *m, size_
     case DT_TMPL_MISTRAL: return render_mistral(ctx, m, n, e, out);
     case DT_TMPL_ZEPHYR: return render_zephyr(ctx, m, n, e, out);
     case DT_TMPL_ALPACA: return render_alpaca(ctx, m, n, e, out);
+    case DT_TMPL_MISTRAL_V02:
+    case DT_TMPL_MISTRAL_V03:
+    case DT_TMPL_MISTRAL_NEMO: return render_mistral_later(ctx, t, m, n, e, out);
     default: return dt_fail(ctx, DT_EINTERNAL, "chat template %d out of range", (int)t);
     }
 }

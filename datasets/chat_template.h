@@ -17,6 +17,17 @@
 //   llama2   optional system folded into the first user message as "<<SYS>>\n{s}\n<</SYS>>\n\n", then
 //            per pair: BOS "[INST] {user.strip()} [/INST]" and " {answer.strip()} " EOS.
 //   mistral  BOS, then "[INST] {user} [/INST]" and "{answer}" EOS (Mistral 7B Instruct v0.1: no system).
+//   mistral-v0.2  Mistral 7B Instruct v0.2 / Mixtral 8x7B Instruct (their 2024 template): BOS, then
+//            " [INST] {user} [/INST]" and " {answer}" EOS; the system message goes into the first user
+//            message as "{system}\n\n{user}".
+//   mistral-v0.3  Mistral 7B Instruct v0.3 (also Mistral Large 2407): BOS, then "[INST] {user}[/INST]" and
+//            " {answer|trim}" EOS.
+//   mistral-nemo  Mistral Nemo Instruct 2407: BOS, then "[INST]{user}[/INST]" and "{answer}" EOS.
+//            v0.3's and Nemo's templates write the system message ("{system}\n\n{user}") only into a user
+//            message that is the conversation's last; before an answer they drop it without a word, so a
+//            conversation with a system message that ends with an answer is refused (DT_EINPUT) rather than
+//            trained without it. Their tool messages and tool calls are not supported (deltatune has no tool
+//            role).
 //   zephyr   <|{role}|>\n{content}EOS\n per message, BOS when the tokenizer adds one.
 //   alpaca   the Stanford Alpaca prompt carried over to several turns: BOS when the tokenizer adds one,
 //            the system message or "Below is an instruction that describes a task. Write a response that
@@ -25,8 +36,9 @@
 //
 // What is trained (the rest is label -100): each assistant message's content plus the token that ends
 // the turn: <|im_end|> for chatml/qwen3 (Qwen's EOS, so no extra EOS is added), <|eot_id|> for llama3(.1),
-// EOS for the others; for llama2 also the spaces the template puts around the answer, for qwen3 the
-// <think> block. Role headers ("<|im_start|>assistant\n") and the newline after a turn's end are not
+// EOS for the others; for llama2 also the spaces the template puts around the answer (and for
+// mistral-v0.2/v0.3 the space before it: with SentencePiece it is the "▁" of the answer's first token), for
+// qwen3 the <think> block. Role headers ("<|im_start|>assistant\n") and the newline after a turn's end are not
 // trained: they are prompt that the inference-time template supplies.
 #ifndef DT_CHAT_TEMPLATE_H
 #define DT_CHAT_TEMPLATE_H
@@ -45,10 +57,11 @@ typedef struct {
 
 typedef enum {
     DT_TMPL_CHATML, DT_TMPL_QWEN3, DT_TMPL_LLAMA3, DT_TMPL_LLAMA31, DT_TMPL_LLAMA2, DT_TMPL_MISTRAL, DT_TMPL_ZEPHYR,
-    DT_TMPL_ALPACA, DT_TMPL_COUNT
+    DT_TMPL_ALPACA, DT_TMPL_MISTRAL_V02, DT_TMPL_MISTRAL_V03, DT_TMPL_MISTRAL_NEMO, DT_TMPL_COUNT
 } dt_chat_tmpl;
 
-#define DT_CHAT_TEMPLATE_NAMES "chatml, qwen3, llama3, llama3.1, llama2, mistral, zephyr or alpaca"
+#define DT_CHAT_TEMPLATE_NAMES \
+    "chatml, qwen3, llama3, llama3.1, llama2, mistral, mistral-v0.2, mistral-v0.3, mistral-nemo, zephyr or alpaca"
 
 // A template and what it takes from the model's Jinja source.
 typedef struct {
@@ -63,8 +76,10 @@ int dt_chat_tmpl_parse(dt_ctx *ctx, const char *name, dt_chat_fmt *out);
 // Chooses the template from the Jinja source in tokenizer_config.json by its markers: <|im_start|> is
 // chatml (qwen3 when it also has <think>; one with <think> but without Qwen3's reasoning rule, e.g. QwQ's,
 // is DT_EINPUT), <|start_header_id|> llama3 (llama3.1 with "Cutting Knowledge
-// Date"), [INST] llama2 with <<SYS>> and mistral without (only Mistral v0.1's spacing, ' [/INST]' and no
-// space before the answer: later Mistral templates are DT_EINPUT), <|user|> with an EOS (eos_token or
+// Date"), [INST] llama2 with <<SYS>> and mistral without when it has Mistral v0.1's spacing (' [/INST]' and
+// no space before the answer), else mistral-v0.2, mistral-v0.3 or mistral-nemo when it holds that template's
+// exact user, system and answer expressions (any other [INST] template, e.g. Mixtral 8x22B's, is
+// DT_EINPUT), <|user|> with an EOS (eos_token or
 // </s>) and no <|end|> zephyr, "### Instruction" alpaca.
 int dt_chat_tmpl_detect(dt_ctx *ctx, const char *jinja, dt_chat_fmt *out);
 // The same, with `where` naming the template's source in messages ("tokenizer_config.json: chat_template"

@@ -25,7 +25,9 @@ static const dt_renum FORMATS[] = {
     {"tokens", DT_FORMAT_TOKENS}, {0, 0}};
 static const dt_renum TEMPLATES[] = {
     {"auto", DT_TEMPLATE_AUTO}, {"chatml", DT_TEMPLATE_CHATML}, {"qwen3", DT_TEMPLATE_QWEN3},
-    {"llama3", DT_TEMPLATE_LLAMA3}, {"llama3.1", DT_TEMPLATE_LLAMA31}, {"llama2", DT_TEMPLATE_LLAMA2}, {"mistral", DT_TEMPLATE_MISTRAL}, {"alpaca", DT_TEMPLATE_ALPACA},
+    {"llama3", DT_TEMPLATE_LLAMA3}, {"llama3.1", DT_TEMPLATE_LLAMA31}, {"llama2", DT_TEMPLATE_LLAMA2}, {"mistral", DT_TEMPLATE_MISTRAL},
+    {"mistral-v0.2", DT_TEMPLATE_MISTRAL_V02}, {"mistral-v0.3", DT_TEMPLATE_MISTRAL_V03},
+    {"mistral-nemo", DT_TEMPLATE_MISTRAL_NEMO}, {"alpaca", DT_TEMPLATE_ALPACA},
     {"zephyr", DT_TEMPLATE_ZEPHYR}, {"none", DT_TEMPLATE_NONE}, {0, 0}};
 static const dt_renum OPTIMIZERS[] = {{"adamw", DT_OPTIM_ADAMW}, {"sgd", DT_OPTIM_SGD}, {0, 0}};
 static const dt_renum SCHEDULERS[] = {

@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <jansson.h>
 #include <zlib.h>
 #include "datasets/chat_template.h"
 #include "datasets/dataset.h"
@@ -355,6 +356,226 @@ static void check_template_error(const char *name, dt_chat_tmpl t, const dt_mess
     TEST_CHECK(name, rc == DT_EINPUT && strstr(ctx.msg, want), "rc %d: %s", rc, ctx.msg);
 }
 
+// The later Mistral chat templates as their tokenizer_config.json "chat_template" holds them (the Jinja
+// text, here without the JSON escaping): Mistral 7B Instruct v0.2 / Mixtral 8x7B Instruct (2024 revision),
+// v0.3 (also Mistral Large 2407) and Mistral Nemo Instruct 2407; and Mixtral 8x22B Instruct's "default"
+// template, which none of the built-in ones writes. Copied from public copies of those files (llama.cpp's
+// tests/test-chat-template.cpp and others, which agree).
+static const char MISTRAL_V02_JINJA[] =
+    "{%- if messages[0]['role'] == 'system' %}\n"
+    "    {%- set system_message = messages[0]['content'] %}\n"
+    "    {%- set loop_messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set loop_messages = messages %}\n"
+    "{%- endif %}\n"
+    "\n"
+    "{{- bos_token }}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}\n"
+    "        {{- raise_exception('After the optional system message, conversation roles must alternate user/assistant/user/assistant/...') }}\n"
+    "    {%- endif %}\n"
+    "    {%- if message['role'] == 'user' %}\n"
+    "        {%- if loop.first and system_message is defined %}\n"
+    "            {{- ' [INST] ' + system_message + '\\n\\n' + message['content'] + ' [/INST]' }}\n"
+    "        {%- else %}\n"
+    "            {{- ' [INST] ' + message['content'] + ' [/INST]' }}\n"
+    "        {%- endif %}\n"
+    "    {%- elif message['role'] == 'assistant' %}\n"
+    "        {{- ' ' + message['content'] + eos_token}}\n"
+    "    {%- else %}\n"
+    "        {{- raise_exception('Only user and assistant roles are supported, with the exception of an initial optional system message!') }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n";
+static const char MISTRAL_V03_JINJA[] =
+    "{%- if messages[0][\"role\"] == \"system\" %}\n"
+    "    {%- set system_message = messages[0][\"content\"] %}\n"
+    "    {%- set loop_messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set loop_messages = messages %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools is defined %}\n"
+    "    {%- set tools = none %}\n"
+    "{%- endif %}\n"
+    "{%- set user_messages = loop_messages | selectattr(\"role\", \"equalto\", \"user\") | list %}\n"
+    "\n"
+    "{#- This block checks for alternating user/assistant messages, skipping tool calling messages #}\n"
+    "{%- set ns = namespace() %}\n"
+    "{%- set ns.index = 0 %}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if not (message.role == \"tool\" or message.role == \"tool_results\" or (message.tool_calls is defined and message.tool_calls is not none)) %}\n"
+    "        {%- if (message[\"role\"] == \"user\") != (ns.index % 2 == 0) %}\n"
+    "            {{- raise_exception(\"After the optional system message, conversation roles must alternate user/assistant/user/assistant/...\") }}\n"
+    "        {%- endif %}\n"
+    "        {%- set ns.index = ns.index + 1 %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "\n"
+    "{{- bos_token }}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if message[\"role\"] == \"user\" %}\n"
+    "        {%- if tools is not none and (message == user_messages[-1]) %}\n"
+    "            {{- \"[AVAILABLE_TOOLS] [\" }}\n"
+    "            {%- for tool in tools %}\n"
+    "                {%- set tool = tool.function %}\n"
+    "                {{- '{\"type\": \"function\", \"function\": {' }}\n"
+    "                {%- for key, val in tool.items() if key != \"return\" %}\n"
+    "                    {%- if val is string %}\n"
+    "                        {{- '\"' + key + '\": \"' + val + '\"' }}\n"
+    "                    {%- else %}\n"
+    "                        {{- '\"' + key + '\": ' + val|tojson }}\n"
+    "                    {%- endif %}\n"
+    "                    {%- if not loop.last %}\n"
+    "                        {{- \", \" }}\n"
+    "                    {%- endif %}\n"
+    "                {%- endfor %}\n"
+    "                {{- \"}}\" }}\n"
+    "                {%- if not loop.last %}\n"
+    "                    {{- \", \" }}\n"
+    "                {%- else %}\n"
+    "                    {{- \"]\" }}\n"
+    "                {%- endif %}\n"
+    "            {%- endfor %}\n"
+    "            {{- \"[/AVAILABLE_TOOLS]\" }}\n"
+    "            {%- endif %}\n"
+    "        {%- if loop.last and system_message is defined %}\n"
+    "            {{- \"[INST] \" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\" }}\n"
+    "        {%- else %}\n"
+    "            {{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}\n"
+    "        {%- endif %}\n"
+    "    {%- elif message.tool_calls is defined and message.tool_calls is not none %}\n"
+    "        {{- \"[TOOL_CALLS] [\" }}\n"
+    "        {%- for tool_call in message.tool_calls %}\n"
+    "            {%- set out = tool_call.function|tojson %}\n"
+    "            {{- out[:-1] }}\n"
+    "            {%- if not tool_call.id is defined or tool_call.id|length != 9 %}\n"
+    "                {{- raise_exception(\"Tool call IDs should be alphanumeric strings with length 9!\") }}\n"
+    "            {%- endif %}\n"
+    "            {{- ', \"id\": \"' + tool_call.id + '\"}' }}\n"
+    "            {%- if not loop.last %}\n"
+    "                {{- \", \" }}\n"
+    "            {%- else %}\n"
+    "                {{- \"]\" + eos_token }}\n"
+    "            {%- endif %}\n"
+    "        {%- endfor %}\n"
+    "    {%- elif message[\"role\"] == \"assistant\" %}\n"
+    "        {{- \" \" + message[\"content\"]|trim + eos_token}}\n"
+    "    {%- elif message[\"role\"] == \"tool_results\" or message[\"role\"] == \"tool\" %}\n"
+    "        {%- if message.content is defined and message.content.content is defined %}\n"
+    "            {%- set content = message.content.content %}\n"
+    "        {%- else %}\n"
+    "            {%- set content = message.content %}\n"
+    "        {%- endif %}\n"
+    "        {{- '[TOOL_RESULTS] {\"content\": ' + content|string + \", \" }}\n"
+    "        {%- if not message.tool_call_id is defined or message.tool_call_id|length != 9 %}\n"
+    "            {{- raise_exception(\"Tool call IDs should be alphanumeric strings with length 9!\") }}\n"
+    "        {%- endif %}\n"
+    "        {{- '\"call_id\": \"' + message.tool_call_id + '\"}[/TOOL_RESULTS]' }}\n"
+    "    {%- else %}\n"
+    "        {{- raise_exception(\"Only user and assistant roles are supported, with the exception of an initial optional system message!\") }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n";
+static const char MISTRAL_NEMO_JINJA[] =
+    "{%- if messages[0][\"role\"] == \"system\" %}\n"
+    "    {%- set system_message = messages[0][\"content\"] %}\n"
+    "    {%- set loop_messages = messages[1:] %}\n"
+    "{%- else %}\n"
+    "    {%- set loop_messages = messages %}\n"
+    "{%- endif %}\n"
+    "{%- if not tools is defined %}\n"
+    "    {%- set tools = none %}\n"
+    "{%- endif %}\n"
+    "{%- set user_messages = loop_messages | selectattr(\"role\", \"equalto\", \"user\") | list %}\n"
+    "\n"
+    "{#- This block checks for alternating user/assistant messages, skipping tool calling messages #}\n"
+    "{%- set ns = namespace() %}\n"
+    "{%- set ns.index = 0 %}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if not (message.role == \"tool\" or message.role == \"tool_results\" or (message.tool_calls is defined and message.tool_calls is not none)) %}\n"
+    "        {%- if (message[\"role\"] == \"user\") != (ns.index % 2 == 0) %}\n"
+    "            {{- raise_exception(\"After the optional system message, conversation roles must alternate user/assistant/user/assistant/...\") }}\n"
+    "        {%- endif %}\n"
+    "        {%- set ns.index = ns.index + 1 %}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n"
+    "\n"
+    "{{- bos_token }}\n"
+    "{%- for message in loop_messages %}\n"
+    "    {%- if message[\"role\"] == \"user\" %}\n"
+    "        {%- if tools is not none and (message == user_messages[-1]) %}\n"
+    "            {{- \"[AVAILABLE_TOOLS][\" }}\n"
+    "            {%- for tool in tools %}\n"
+    "                {%- set tool = tool.function %}\n"
+    "                {{- '{\"type\": \"function\", \"function\": {' }}\n"
+    "                {%- for key, val in tool.items() if key != \"return\" %}\n"
+    "                    {%- if val is string %}\n"
+    "                        {{- '\"' + key + '\": \"' + val + '\"' }}\n"
+    "                    {%- else %}\n"
+    "                        {{- '\"' + key + '\": ' + val|tojson }}\n"
+    "                    {%- endif %}\n"
+    "                    {%- if not loop.last %}\n"
+    "                        {{- \", \" }}\n"
+    "                    {%- endif %}\n"
+    "                {%- endfor %}\n"
+    "                {{- \"}}\" }}\n"
+    "                {%- if not loop.last %}\n"
+    "                    {{- \", \" }}\n"
+    "                {%- else %}\n"
+    "                    {{- \"]\" }}\n"
+    "                {%- endif %}\n"
+    "            {%- endfor %}\n"
+    "            {{- \"[/AVAILABLE_TOOLS]\" }}\n"
+    "            {%- endif %}\n"
+    "        {%- if loop.last and system_message is defined %}\n"
+    "            {{- \"[INST]\" + system_message + \"\\n\\n\" + message[\"content\"] + \"[/INST]\" }}\n"
+    "        {%- else %}\n"
+    "            {{- \"[INST]\" + message[\"content\"] + \"[/INST]\" }}\n"
+    "        {%- endif %}\n"
+    "    {%- elif (message.tool_calls is defined and message.tool_calls is not none) %}\n"
+    "        {{- \"[TOOL_CALLS][\" }}\n"
+    "        {%- for tool_call in message.tool_calls %}\n"
+    "            {%- set out = tool_call.function|tojson %}\n"
+    "            {{- out[:-1] }}\n"
+    "            {%- if not tool_call.id is defined or tool_call.id|length != 9 %}\n"
+    "                {{- raise_exception(\"Tool call IDs should be alphanumeric strings with length 9!\") }}\n"
+    "            {%- endif %}\n"
+    "            {{- ', \"id\": \"' + tool_call.id + '\"}' }}\n"
+    "            {%- if not loop.last %}\n"
+    "                {{- \", \" }}\n"
+    "            {%- else %}\n"
+    "                {{- \"]\" + eos_token }}\n"
+    "            {%- endif %}\n"
+    "        {%- endfor %}\n"
+    "    {%- elif message[\"role\"] == \"assistant\" %}\n"
+    "        {{- message[\"content\"] + eos_token}}\n"
+    "    {%- elif message[\"role\"] == \"tool_results\" or message[\"role\"] == \"tool\" %}\n"
+    "        {%- if message.content is defined and message.content.content is defined %}\n"
+    "            {%- set content = message.content.content %}\n"
+    "        {%- else %}\n"
+    "            {%- set content = message.content %}\n"
+    "        {%- endif %}\n"
+    "        {{- '[TOOL_RESULTS]{\"content\": ' + content|string + \", \" }}\n"
+    "        {%- if not message.tool_call_id is defined or message.tool_call_id|length != 9 %}\n"
+    "            {{- raise_exception(\"Tool call IDs should be alphanumeric strings with length 9!\") }}\n"
+    "        {%- endif %}\n"
+    "        {{- '\"call_id\": \"' + message.tool_call_id + '\"}[/TOOL_RESULTS]' }}\n"
+    "    {%- else %}\n"
+    "        {{- raise_exception(\"Only user and assistant roles are supported, with the exception of an initial optional system message!\") }}\n"
+    "    {%- endif %}\n"
+    "{%- endfor %}\n";
+static const char MIXTRAL_8X22B_JINJA[] =
+    "{{bos_token}}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == 'user' %}{{ ' [INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ ' ' + message['content'] + ' ' + eos_token}}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}";
+
+// src with the first `from` replaced by `to` (malloc'd).
+static char *replaced(const char *src, const char *from, const char *to) {
+    const char *at = strstr(src, from);
+    size_t n = strlen(src), k = strlen(from), m = strlen(to);
+    char *out = malloc(n - k + m + 1);
+    memcpy(out, src, (size_t)(at - src));
+    memcpy(out + (at - src), to, m);
+    strcpy(out + (at - src) + m, at + k);
+    return out;
+}
+
 static void templates(void) {
     const dt_message c[] = {MSG(SYSTEM, "S"), MSG(USER, "U1"), MSG(ASSISTANT, "A1"), MSG(USER, "U2"), MSG(ASSISTANT, "A2")};
     // Expected strings: the Jinja templates applied by hand (add_generation_prompt false), with the
@@ -396,6 +617,35 @@ static void templates(void) {
                    "<bos>[INST] U1 [/INST]« A1 <eos>»");
     check_template("template mistral: [INST] pairs, answer + EOS trained", DT_TMPL_MISTRAL, c + 1, 4, false,
                    "<bos>[INST] U1 [/INST]«A1<eos>»[INST] U2 [/INST]«A2<eos>»");
+    // The later Mistral templates; expected strings from their Jinja (above) rendered with jinja2 as
+    // transformers does. The space before the answer is trained with it (it is the answer's first "▁").
+    check_template("template mistral-v0.2: \" [INST] \", system in the first user turn, \" \" + answer",
+                   DT_TMPL_MISTRAL_V02, c, 5, false,
+                   "<bos> [INST] S\n\nU1 [/INST]« A1<eos>» [INST] U2 [/INST]« A2<eos>»");
+    check_template("template mistral-v0.3: no space before [/INST], \" \" + answer", DT_TMPL_MISTRAL_V03, c + 1, 4,
+                   false, "<bos>[INST] U1[/INST]« A1<eos>»[INST] U2[/INST]« A2<eos>»");
+    check_template("template mistral-nemo: no spaces", DT_TMPL_MISTRAL_NEMO, c + 1, 4, false,
+                   "<bos>[INST]U1[/INST]«A1<eos>»[INST]U2[/INST]«A2<eos>»");
+    check_template("template mistral-v0.3: the system message goes into a user message that ends the conversation",
+                   DT_TMPL_MISTRAL_V03, c, 4, false, "<bos>[INST] U1[/INST]« A1<eos>»[INST] S\n\nU2[/INST]");
+    check_template("template mistral-nemo: the system message goes into a user message that ends the conversation",
+                   DT_TMPL_MISTRAL_NEMO, c, 4, false, "<bos>[INST]U1[/INST]«A1<eos>»[INST]S\n\nU2[/INST]");
+    check_template("template mistral-v0.2: content as is", DT_TMPL_MISTRAL_V02, ws, 2, false,
+                   "<bos> [INST]  \tU1\n [/INST]« \n A1 \xE3\x80\x80<eos>»");
+    check_template("template mistral-v0.3: the answer trimmed, the user message not", DT_TMPL_MISTRAL_V03, ws, 2, false,
+                   "<bos>[INST]  \tU1\n[/INST]« A1<eos>»");
+    check_template("template mistral-nemo: content as is", DT_TMPL_MISTRAL_NEMO, ws, 2, false,
+                   "<bos>[INST] \tU1\n[/INST]«\n A1 \xE3\x80\x80<eos>»");
+    // v0.3's and Nemo's Jinja write the system message only into a last user message: before an answer
+    // they drop it silently, which deltatune refuses rather than train without the system prompt.
+    check_template_error("template mistral-v0.3: a system message the template would drop is an error",
+                         DT_TMPL_MISTRAL_V03, c, 5, "would be left out");
+    check_template_error("template mistral-nemo: a system message the template would drop is an error",
+                         DT_TMPL_MISTRAL_NEMO, c, 3, "would be left out");
+    check_template_error("template mistral-v0.3: roles must alternate", DT_TMPL_MISTRAL_V03, c + 2, 3, "must alternate");
+    const dt_message late_sys[] = {MSG(USER, "U1"), MSG(ASSISTANT, "A1"), MSG(SYSTEM, "S")};
+    check_template_error("template mistral-v0.2: a system message after the first is an error", DT_TMPL_MISTRAL_V02,
+                         late_sys, 3, "only as the first message");
     check_template("template zephyr: <|role|> turns ended by EOS and a newline", DT_TMPL_ZEPHYR, c, 5, true,
                    "<bos><|system|>\nS<eos>\n<|user|>\nU1<eos>\n<|assistant|>\n«A1<eos>»\n<|user|>\nU2<eos>\n"
                    "<|assistant|>\n«A2<eos>»\n");
@@ -435,20 +685,6 @@ static void templates(void) {
     TEST_CHECK("chat template detection by markers", ok && rc == DT_EINPUT && strstr(ctx.msg, "chatml, qwen3"),
                "phi-3: rc %d %s", rc, ctx.msg);
 
-    // Later Mistral templates share [INST] with v0.1 but not its spacing: v0.3 writes "[INST] U[/INST] A</s>"
-    // (Nemo-style also drops the space after [INST]), the 2024 v0.1/v0.2 revision " [INST] U [/INST] A</s>",
-    // Mixtral 8x22B " [INST] U [/INST] A </s>", where v0.1 writes "[INST] U [/INST]A</s>": refused, not
-    // rendered as v0.1.
-    const char *later[] = {
-        "{%- if message[\"role\"] == \"user\" %}{{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}"
-        "{%- elif message[\"role\"] == \"assistant\" %}{{- \" \" + message[\"content\"]|trim + eos_token}}{%- endif %}",
-        "{{- \"[INST]\" + message[\"content\"] + \"[/INST]\" }}{{- message[\"content\"]|trim + eos_token }}",
-        "{{- ' [INST] ' + message['content'] + ' [/INST]' }}{%- elif message['role'] == 'assistant' %}"
-        "{{- ' ' + message['content'] + eos_token}}",
-        "{{ ' [INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
-        "{{ ' ' + message['content'] + ' ' + eos_token}}",
-    };
-    const char *later_name[] = {"v0.3", "Nemo-style", "v0.2 (2024)", "Mixtral 8x22B"};
     // QwQ's ChatML template writes <think> only in its generation prompt and strips reasoning from every
     // answer; rendered as Qwen3's, the last answer would get (and train) an empty <think></think> block.
     rc = dt_chat_tmpl_detect(&ctx, "{%- elif message.role == \"assistant\" and not message.tool_calls %}{%- set content = "
@@ -458,14 +694,48 @@ static void templates(void) {
     TEST_CHECK("chat template detection: QwQ's <think> ChatML template is not taken for Qwen3's",
                rc == DT_EINPUT && strstr(ctx.msg, "not Qwen3's"), "rc %d kind %s: %s", rc,
                rc ? "-" : dt_chat_tmpl_name(f.kind), rc ? ctx.msg : "");
+    // The later Mistral templates share [INST] with v0.1 but not its spacing (v0.3 "[INST] U[/INST] A</s>",
+    // Nemo "[INST]U[/INST]A</s>", v0.2 2024 " [INST] U [/INST] A</s>", where v0.1 writes "[INST] U [/INST]A</s>"):
+    // each real template is taken for its own renderer, never for v0.1's.
+    struct { const char *name, *jinja; dt_chat_tmpl want; } later[] = {
+        {"v0.2 (2024)", MISTRAL_V02_JINJA, DT_TMPL_MISTRAL_V02},
+        {"v0.3", MISTRAL_V03_JINJA, DT_TMPL_MISTRAL_V03},
+        {"Nemo", MISTRAL_NEMO_JINJA, DT_TMPL_MISTRAL_NEMO},
+    };
     for (size_t i = 0; i < sizeof later / sizeof later[0]; i++) {
         char name[128];
-        snprintf(name, sizeof name, "chat template detection: Mistral %s [INST] template is not taken for v0.1",
-                 later_name[i]);
-        rc = dt_chat_tmpl_detect(&ctx, later[i], &f);
+        snprintf(name, sizeof name, "chat template detection: Mistral %s's real template is %s", later[i].name,
+                 dt_chat_tmpl_name(later[i].want));
+        rc = dt_chat_tmpl_detect(&ctx, later[i].jinja, &f);
+        TEST_CHECK(name, !rc && f.kind == later[i].want, "rc %d kind %s: %s", rc, rc ? "-" : dt_chat_tmpl_name(f.kind),
+                   rc ? ctx.msg : "");
+    }
+    // [INST] templates that none of the renderers writes exactly are refused, not rendered with a near miss:
+    // Mixtral 8x22B's (a space after the answer too), fragments, and v0.3's with one expression changed.
+    const char *refused[] = {
+        MIXTRAL_8X22B_JINJA,
+        "{%- if message[\"role\"] == \"user\" %}{{- \"[INST] \" + message[\"content\"] + \"[/INST]\" }}"
+        "{%- elif message[\"role\"] == \"assistant\" %}{{- \" \" + message[\"content\"]|trim + eos_token}}{%- endif %}",
+        "{{- \"[INST]\" + message[\"content\"] + \"[/INST]\" }}{{- message[\"content\"]|trim + eos_token }}",
+        "{{- ' [INST] ' + message['content'] + ' [/INST]' }}{%- elif message['role'] == 'assistant' %}"
+        "{{- ' ' + message['content'] + eos_token}}",
+        NULL, NULL,
+    };
+    const char *refused_name[] = {"Mixtral 8x22B", "v0.3 fragment", "Nemo-style fragment", "v0.2 fragment",
+                                  "v0.3 with an untrimmed answer", "v0.3 with the system in the first turn"};
+    char *untrimmed = replaced(MISTRAL_V03_JINJA, "|trim", ""),
+         *first_sys = replaced(MISTRAL_V03_JINJA, "loop.last and system", "loop.first and system");
+    refused[4] = untrimmed;
+    refused[5] = first_sys;
+    for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "chat template detection: Mistral %s [INST] template is refused", refused_name[i]);
+        rc = dt_chat_tmpl_detect(&ctx, refused[i], &f);
         TEST_CHECK(name, rc == DT_EINPUT && strstr(ctx.msg, "not Mistral v0.1's"), "rc %d kind %s: %s", rc,
                    rc ? "-" : dt_chat_tmpl_name(f.kind), rc ? ctx.msg : "");
     }
+    free(untrimmed);
+    free(first_sys);
 
     // ChatML templates that insert a default system prompt (Jinja source as in tokenizer_config.json).
     struct { const char *jinja, *want; } sys[] = {
@@ -943,6 +1213,70 @@ static void check_preview_window(const char *name, const dt_tokenizer *tok, cons
     dt_dataset_free(ds);
 }
 
+// Example 0 of `jsonl` against ids and a trained mask ('1' = label is the id) made outside deltatune: the
+// conversation rendered by the model's Jinja template with jinja2 as transformers renders it
+// (add_generation_prompt false), tokenised whole by tokenize_ref.js (shared/tools) with the same
+// tokenizer, trained = the tokens from after each "[/INST]" through the EOS that ends the answer.
+static void check_ref_ids(const char *name, const dt_tokenizer *tok, const char *tmpl, const char *want_tmpl,
+                          const char *jsonl, const int32_t *want, size_t nwant, const char *mask) {
+    dt_ctx ctx;
+    dt_dataset *ds = NULL;
+    dt_dataset_opts o = {.chat_template = tmpl};
+    if (load(&ctx, write_text("ref.jsonl", jsonl), tok, &o, &ds)) {
+        TEST_FAIL(name, "load: %s", ctx.msg);
+        return;
+    }
+    const int32_t *ids, *lab;
+    int64_t n = dt_dataset_example(ds, 0, &ids, &lab);
+    const char *used = dt_dataset_chat_template(ds);
+    bool ok = used && !strcmp(used, want_tmpl) && (size_t)n == nwant && strlen(mask) == nwant &&
+              !memcmp(ids, want, nwant * 4);
+    for (int64_t t = 0; ok && t < n; t++) {
+        int32_t l = t ? lab[t] : dt_dataset_first_label(ds, 0);
+        ok = l == (mask[t] == '1' ? ids[t] : -100);
+    }
+    TEST_CHECK(name, ok, "%s: %lld tokens vs %zu", used ? used : "-", (long long)n, nwant);
+    if (!ok) {
+        for (int64_t t = 0; t < n; t++) printf("%d%s ", ids[t], lab[t] == -100 ? "" : "*");
+        printf("\n");
+    }
+    dt_dataset_free(ds);
+}
+
+// A copy of the Mistral fixture tokenizer in tmpdir/name with v0.3's chat template in its config and,
+// when `control`, [INST] (32000) and [/INST] (32001) added as special tokens, as v0.3's and Nemo's
+// tokenizers have them. NULL (after a failed check) when it cannot be made.
+static dt_tokenizer *mistral_variant(const char *fx, const char *name, bool control) {
+    char dir[600], src[700], dst[700];
+    snprintf(dir, sizeof dir, "%s/%s", tmpdir, name);
+    mkdir(dir, 0777);
+    snprintf(src, sizeof src, "%s/tokenizers/mistral/tokenizer.json", fx);
+    snprintf(dst, sizeof dst, "%s/tokenizer.json", dir);
+    json_t *tj = json_load_file(src, 0, NULL);
+    bool ok = tj != NULL;
+    const char *ctl[] = {"[INST]", "[/INST]"};
+    for (int i = 0; ok && control && i < 2; i++)
+        ok = !json_array_append_new(json_object_get(tj, "added_tokens"),
+                                    json_pack("{s:i, s:s, s:b, s:b, s:b, s:b, s:b}", "id", 32000 + i, "content", ctl[i],
+                                              "single_word", 0, "lstrip", 0, "rstrip", 0, "normalized", 0, "special", 1));
+    ok = ok && !json_dump_file(tj, dst, 0);
+    json_decref(tj);
+    snprintf(src, sizeof src, "%s/tokenizers/mistral/tokenizer_config.json", fx);
+    snprintf(dst, sizeof dst, "%s/tokenizer_config.json", dir);
+    json_t *cfg = json_load_file(src, JSON_DECODE_INT_AS_REAL, NULL); // model_max_length 1e30 is no jansson integer
+    ok = ok && cfg && !json_object_set_new(cfg, "chat_template", json_string(MISTRAL_V03_JINJA)) &&
+         !json_dump_file(cfg, dst, 0);
+    json_decref(cfg);
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    dt_tokenizer *tok = NULL;
+    if (!ok || dt_tokenizer_load(&ctx, dir, &tok)) {
+        TEST_FAIL(name, "%s", ok ? ctx.msg : "cannot write the folder");
+        return NULL;
+    }
+    return tok;
+}
+
 static void real_tokenizers(const char *fx) {
     char path[512];
     dt_tokenizer *qwen = NULL, *llama3 = NULL, *mistral = NULL;
@@ -1006,6 +1340,68 @@ static void real_tokenizers(const char *fx) {
                    "\n\n### Response:\n«Blue, like the sea.</s>»", false);
         check_real("mistral: text format gets BOS (tokenizer setting) and EOS", mistral, NULL,
                    "{\"text\":\"Once upon a time.\"}\n", "<s>«Once upon a time.</s>»", false);
+        // Expected ids from the real templates (MISTRAL_*_JINJA) rendered with jinja2 and tokenised whole by
+        // tokenize_ref.js with this tokenizer (Mistral 7B v0.1's: 32000 ids, [INST] is plain text in it).
+        // Identical, token for token, labels too: the segment cuts change no token here.
+        // "<s> [INST] You are terse.\n\nHello! [/INST] Hi.</s> [INST] Name a colour. [/INST] Blue, like the sea.</s>"
+        static const int32_t ref_mistral_v02_3[] = {1, 28705, 733, 16289, 28793, 995, 460, 3636, 331, 28723, 13, 13, 16230, 28808, 733, 28748, 16289, 28793, 15359, 28723, 2, 28705, 733, 16289, 28793, 6620, 264, 11474, 28723, 733, 28748, 16289, 28793, 8836, 28725, 737, 272, 6163, 28723, 2};
+        check_ref_ids("mistral-v0.2 with the Mistral tokenizer: system + 2 exchanges (ids from jinja2 + tokenize_ref.js)", mistral,
+                      "mistral-v0.2", "mistral-v0.2", "{\"messages\": [{\"role\": \"system\", \"content\": \"You are terse.\"}, {\"role\": \"user\", \"content\": \"Hello!\"}, {\"role\": \"assistant\", \"content\": \"Hi.\"}, {\"role\": \"user\", \"content\": \"Name a colour.\"}, {\"role\": \"assistant\", \"content\": \"Blue, like the sea.\"}]}\n",
+                      ref_mistral_v02_3, sizeof ref_mistral_v02_3 / sizeof ref_mistral_v02_3[0], "0000000000000000001110000000000001111111");
+        // "<s> [INST]  What is 2+2?  [/INST]   4.\n</s>"
+        static const int32_t ref_mistral_v02_4[] = {1, 28705, 733, 16289, 28793, 28705, 1824, 349, 28705, 28750, 28806, 28750, 28804, 28705, 733, 28748, 16289, 28793, 2287, 28781, 28723, 13, 2};
+        check_ref_ids("mistral-v0.2 with the Mistral tokenizer: whitespace kept (ids from jinja2 + tokenize_ref.js)", mistral,
+                      "mistral-v0.2", "mistral-v0.2", "{\"messages\": [{\"role\": \"user\", \"content\": \" What is 2+2? \"}, {\"role\": \"assistant\", \"content\": \"  4.\\n\"}]}\n",
+                      ref_mistral_v02_4, sizeof ref_mistral_v02_4 / sizeof ref_mistral_v02_4[0], "00000000000000000011111");
+        // "<s>[INST] Hello![/INST] Hi there.</s>[INST] Name a colour.[/INST] Blue, like the sea.</s>"
+        static const int32_t ref_mistral_v03_1[] = {1, 733, 16289, 28793, 22557, 25531, 28748, 16289, 28793, 15359, 736, 28723, 2, 733, 16289, 28793, 6620, 264, 11474, 20011, 28748, 16289, 28793, 8836, 28725, 737, 272, 6163, 28723, 2};
+        check_ref_ids("mistral-v0.3 with the Mistral tokenizer: 2 exchanges (ids from jinja2 + tokenize_ref.js)", mistral,
+                      "mistral-v0.3", "mistral-v0.3", "{\"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}, {\"role\": \"assistant\", \"content\": \"Hi there.\"}, {\"role\": \"user\", \"content\": \"Name a colour.\"}, {\"role\": \"assistant\", \"content\": \"Blue, like the sea.\"}]}\n",
+                      ref_mistral_v03_1, sizeof ref_mistral_v03_1 / sizeof ref_mistral_v03_1[0], "000000000111100000000001111111");
+        // "<s>[INST]  What is 2+2? [/INST] 4.</s>"
+        static const int32_t ref_mistral_v03_4[] = {1, 733, 16289, 28793, 28705, 1824, 349, 28705, 28750, 28806, 28750, 28804, 733, 28748, 16289, 28793, 28705, 28781, 28723, 2};
+        check_ref_ids("mistral-v0.3 with the Mistral tokenizer: answer trimmed (ids from jinja2 + tokenize_ref.js)", mistral,
+                      "mistral-v0.3", "mistral-v0.3", "{\"messages\": [{\"role\": \"user\", \"content\": \" What is 2+2? \"}, {\"role\": \"assistant\", \"content\": \"  4.\\n\"}]}\n",
+                      ref_mistral_v03_4, sizeof ref_mistral_v03_4 / sizeof ref_mistral_v03_4[0], "00000000000000001111");
+        // "<s>[INST]Hello![/INST]Hi there.</s>[INST]Name a colour.[/INST]Blue, like the sea.</s>"
+        static const int32_t ref_mistral_nemo_1[] = {1, 733, 16289, 28793, 16230, 25531, 28748, 16289, 28793, 23809, 736, 28723, 2, 733, 16289, 28793, 952, 264, 11474, 20011, 28748, 16289, 28793, 17596, 28725, 737, 272, 6163, 28723, 2};
+        check_ref_ids("mistral-nemo with the Mistral tokenizer: 2 exchanges (ids from jinja2 + tokenize_ref.js)", mistral,
+                      "mistral-nemo", "mistral-nemo", "{\"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}, {\"role\": \"assistant\", \"content\": \"Hi there.\"}, {\"role\": \"user\", \"content\": \"Name a colour.\"}, {\"role\": \"assistant\", \"content\": \"Blue, like the sea.\"}]}\n",
+                      ref_mistral_nemo_1, sizeof ref_mistral_nemo_1 / sizeof ref_mistral_nemo_1[0], "000000000111100000000001111111");
+        // "<s>[INST] What is 2+2? [/INST]  4.\n</s>"
+        static const int32_t ref_mistral_nemo_4[] = {1, 733, 16289, 28793, 1824, 349, 28705, 28750, 28806, 28750, 28804, 733, 28748, 16289, 28793, 259, 28781, 28723, 13, 2};
+        check_ref_ids("mistral-nemo with the Mistral tokenizer: whitespace kept (ids from jinja2 + tokenize_ref.js)", mistral,
+                      "mistral-nemo", "mistral-nemo", "{\"messages\": [{\"role\": \"user\", \"content\": \" What is 2+2? \"}, {\"role\": \"assistant\", \"content\": \"  4.\\n\"}]}\n",
+                      ref_mistral_nemo_4, sizeof ref_mistral_nemo_4 / sizeof ref_mistral_nemo_4[0], "00000000000000011111");
+        // "<s>[INST] Hello![/INST] Hi there.</s>"
+        static const int32_t ref_mistral_v03_0[] = {1, 733, 16289, 28793, 22557, 25531, 28748, 16289, 28793, 15359, 736, 28723, 2};
+        // The same through auto-detection: a copy of this tokenizer with v0.3's template in its config.
+        dt_tokenizer *v03 = mistral_variant(fx, "mistral_v03_tok", false);
+        if (v03)
+            check_ref_ids("mistral-v0.3 chosen from tokenizer_config.json (ids from jinja2 + tokenize_ref.js)", v03, NULL,
+                          "mistral-v0.3", "{\"messages\": [{\"role\": \"user\", \"content\": \"Hello!\"}, "
+                          "{\"role\": \"assistant\", \"content\": \"Hi there.\"}]}\n",
+                          ref_mistral_v03_0, sizeof ref_mistral_v03_0 / sizeof ref_mistral_v03_0[0], "0000000001111");
+        dt_tokenizer_free(v03);
+        // v0.3's and Nemo's real tokenizers have [INST] and [/INST] as special (control) tokens; these
+        // fixtures do not. Adding them to this tokenizer as special added tokens (32000, 32001) checks the
+        // cuts next to them: Hugging Face starts the text after a special token as a new piece ("▁" first,
+        // 28705 below), and so does deltatune. Expected ids made the same way (tokenize_ref.js with the
+        // same tokenizer.json).
+        dt_tokenizer *ctl = mistral_variant(fx, "mistral_ctl_tok", true);
+        static const int32_t ctl_v03[] = {1, 32000, 28705, 22557, 28808, 32001, 28705, 15359, 736, 28723, 2, 32000, 28705,
+                                          6620, 264, 11474, 28723, 32001, 28705, 8836, 28725, 737, 272, 6163, 28723, 2};
+        static const int32_t ctl_nemo[] = {1, 32000, 22557, 28808, 32001, 15359, 736, 28723, 2, 32000, 6620, 264, 11474,
+                                           28723, 32001, 8836, 28725, 737, 272, 6163, 28723, 2};
+        if (ctl) {
+            check_ref_ids("mistral-v0.3 with [INST]/[/INST] as special tokens: 2 exchanges (jinja2 + tokenize_ref.js)",
+                          ctl, NULL, "mistral-v0.3", nosys, ctl_v03, sizeof ctl_v03 / sizeof ctl_v03[0],
+                          "00000011111000000011111111");
+            check_ref_ids("mistral-nemo with [INST]/[/INST] as special tokens: 2 exchanges (jinja2 + tokenize_ref.js)",
+                          ctl, "mistral-nemo", "mistral-nemo", nosys, ctl_nemo, sizeof ctl_nemo / sizeof ctl_nemo[0],
+                          "0000011110000001111111");
+        }
+        dt_tokenizer_free(ctl);
     }
     if (qwen) check_preview_window("preview: 80 turns with qwen3 equal the whole-prefix decode", qwen, NULL);
     if (llama3) check_preview_window("preview: 80 turns with llama3 equal the whole-prefix decode", llama3, NULL);
