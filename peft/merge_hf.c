@@ -152,9 +152,14 @@ static int write_config(merger *m, const char *tmp) {
     dt_ctx *ctx = m->ctx;
     char dst[4096], srcp[4096];
     snprintf(dst, sizeof dst, "%s/config.json", tmp);
-    if (!m->st) { // llama2.c: the config comes from its header
+    if (!m->st) { // llama2.c or GGUF: the config comes from its header
         dt_model_config c = m->cfg;
-        c.torch_dtype = m->o->dtype >= 0 ? (dt_dtype)m->o->dtype : DT_F32;
+        // Without --dtype (or with same) the tensors keep their types (write_shards): the config names the
+        // base's storage type, its embedding's, as for a Hugging Face base (an f16/bf16 GGUF stays f16/bf16;
+        // a quantized one is refused there; llama2.c is f32).
+        const dt_st_tensor *embed = dt_mg_src_find(m, dt_tn_global(DT_GT_EMBED));
+        const dt_dtype kept = embed && (embed->dtype == DT_F16 || embed->dtype == DT_BF16) ? embed->dtype : DT_F32;
+        c.torch_dtype = m->o->dtype >= 0 ? (dt_dtype)m->o->dtype : kept;
         c.attention_bias |= m->attention_bias;
         c.tie_word_embeddings &= !m->untie;
         return dt_config_save(ctx, &c, dst);
