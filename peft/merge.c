@@ -1,6 +1,7 @@
 // Merging LoRA adapters into the base weights: the public API, the checks of the base model against its
 // config, the adapters, and dt_merge, which hands the work to the output writers (see merge_internal.h).
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -105,6 +106,11 @@ static int load_adapters(merger *m) {
     const dt_merge_opts *o = m->o;
     if (o->n_adapters && !(m->ad = calloc((size_t)o->n_adapters, sizeof *m->ad))) return dt_fail(m->ctx, DT_ENOMEM, "out of memory");
     for (int i = 0; i < o->n_adapters; i++) {
+        // A NaN or infinite multiplier (the CLI's strtof also turns "nan", "inf" and "1e39" into one) would
+        // fill every tensor the adapter touches with NaN or inf, which the writers would store as they are.
+        if (!isfinite(o->adapters[i].weight))
+            return dt_fail(m->ctx, DT_EINPUT, "%s: merge weight %g is not a finite number", o->adapters[i].dir,
+                           (double)o->adapters[i].weight);
         int rc = dt_adapter_load_cfg(m->ctx, o->adapters[i].dir, &m->cfg, &m->ad[i]);
         if (rc) return rc;
         const dt_method *me = m->ad[i]->method;

@@ -734,6 +734,29 @@ static void test_ia3_no_bias(void) {
     }
 }
 
+// A merge weight that is not a finite number (--adapter DIR:nan, :inf, or :1e39, which strtof makes inf)
+// would write NaN or infinite weights into every tensor the adapter touches: refused, naming the adapter,
+// before anything is written; for HF and GGUF outputs, through the library and the command line.
+static void test_nonfinite_weight(void) {
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    const char *names[3] = {"nan", "inf", "-inf"};
+    char out[256], label[96];
+    for (int i = 0; i < 3; i++)
+        for (int f = 0; f < 2; f++) {
+            const dt_merge_adapter ad[2] = {{"tests/golden/llama_gqa/adapter", 0.5f}, {"tests/golden/llama_gqa/adapter", bad[i]}};
+            snprintf(out, sizeof out, "%s/nonfinite_%d_%d%s", tmp, i, f, f ? ".gguf" : "");
+            snprintf(label, sizeof label, "merge_refuses_weight_%s_%s", names[i], f ? "gguf" : "hf");
+            int rc = merge("tests/golden/llama_gqa", ad, 2, out, DT_F32, f ? DT_MERGE_GGUF : DT_MERGE_HF, f ? "tests/data/gguf/tok_spm" : NULL);
+            TEST_CHECK(label, rc == DT_EINPUT && strstr(ctx.msg, "tests/golden/llama_gqa/adapter") && strstr(ctx.msg, "weight") &&
+                       access(out, F_OK) != 0, "rc %d (want %d), %s: %s", rc, DT_EINPUT, access(out, F_OK) ? "no output" : "output written",
+                       rc ? ctx.msg : "");
+        }
+    if (access("./deltatune", X_OK)) { TEST_SKIP("merge_refuses_weight_cli", "./deltatune not built"); return; }
+    snprintf(out, sizeof out, "%s/nonfinite_cli", tmp);
+    expect_refused("merge_refuses_weight_cli_1e39", "--model tests/golden/llama_gqa --adapter tests/golden/llama_gqa/adapter:1e39", out,
+                   "tests/golden/llama_gqa/adapter", "weight");
+}
+
 int main(void) {
     dt_ctx_init(&ctx);
     snprintf(tmp, sizeof tmp, "/tmp/dt_merge_XXXXXX");
@@ -755,6 +778,7 @@ int main(void) {
     test_llama2c();
     test_ia3_no_bias();
     test_bad_input();
+    test_nonfinite_weight();
     tf_rm_tree(tmp);
     TEST_EXIT();
 }
