@@ -255,6 +255,7 @@ static int write_shards(merger *m, const char *tmp, uint64_t *total) {
     *total = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         const dt_st_tensor *t = i < n_src ? dt_mg_src_at(m, i) : &m->extra[i - n_src];
+        if (i < n_src && dt_mg_shadowed(m, t)) continue; // written as the added tensor (jobs[i].src stays NULL)
         dt_mg_job_init(m, &jobs[i], t);
         if (t->st_dtype == DT_ST_I64 || t->st_dtype == DT_ST_U8)
             rc = dt_fail(ctx, DT_EUNSUPPORTED, "%s: tensor '%s': %s tensors cannot be written", dt_mg_src_file(m, t), t->name,
@@ -277,7 +278,7 @@ static int write_shards(merger *m, const char *tmp, uint64_t *total) {
         size_t k = 0;
         for (size_t i = 0; i < n && !rc; i++) {
             const dt_st_tensor *t = jobs[i].src;
-            if (m->st && t->shard != s) continue;
+            if (!t || (m->st && t->shard != s)) continue;
             order[k++] = i;
             // Unchanged tensors are written straight from the mapping; the others through st_fill.
             rc = t->dtype == DT_I32 || dt_mg_is_plain(&jobs[i])
