@@ -66,7 +66,7 @@ static int read_file(dt_ctx *ctx, const char *path, char **out, size_t *n) {
     return DT_OK;
 }
 
-// config.json with every "torch_dtype"/"dtype" string value replaced by `value` (or "torch_dtype" added
+// config.json with every "torch_dtype"/"dtype" string or null value replaced by `value` (or "torch_dtype" added
 // at the top when there is none), edited as text so that everything else stays byte for byte.
 static char *set_config_dtype(const char *text, const char *value) {
     size_t n = strlen(text), cap = n + 64;
@@ -88,7 +88,25 @@ static char *set_config_dtype(const char *text, const char *value) {
             } else klen = 0;
         }
         const char *close = klen && p < n && text[p] == '"' ? strchr(text + p + 1, '"') : NULL;
-        if (close) {
+        // A null value ("torch_dtype": null, as PretrainedConfig.to_dict() writes a config without one) is
+        // set too: adding a second key would leave Python's json reading the last one, the null.
+        const bool null_value = klen && !close && n - p >= 4 && !strncmp(text + p, "null", 4);
+        if (null_value) {
+            const size_t need = o + (p - i) + strlen(value) + 2 + (n - (p + 4)) + 1;
+            if (need > cap) {
+                char *q = realloc(out, cap = need + 64);
+                if (!q) { free(out); return NULL; }
+                out = q;
+            }
+            memcpy(out + o, text + i, p - i); // key and colon
+            o += p - i;
+            out[o++] = '"';
+            memcpy(out + o, value, strlen(value));
+            o += strlen(value);
+            out[o++] = '"';
+            i = p + 4;
+            found = true;
+        } else if (close) {
             size_t need = o + (p + 1 - i) + strlen(value) + 1 + (n - (size_t)(close + 1 - text)) + 1;
             if (need > cap) {
                 char *q = realloc(out, cap = need + 64);

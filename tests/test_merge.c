@@ -757,6 +757,27 @@ static void test_nonfinite_weight(void) {
                    "tests/golden/llama_gqa/adapter", "weight");
 }
 
+// config.json with "torch_dtype": null (what PretrainedConfig.to_dict() gives a config with no dtype):
+// --dtype must set that key, not add a second "torch_dtype" beside it (Python's json keeps the last of
+// duplicate keys, so transformers would read null).
+static void test_null_torch_dtype(void) {
+    char base[256], cfg[300], out[256], ocfg[300];
+    snprintf(base, sizeof base, "%s/null_dtype", tmp);
+    snprintf(cfg, sizeof cfg, "%s/config.json", base);
+    snprintf(out, sizeof out, "%s/null_dtype_merged", tmp);
+    snprintf(ocfg, sizeof ocfg, "%s/config.json", out);
+    mkdir(base, 0755);
+    tf_copy_dir("tests/golden/llama_gqa", base);
+    replace_in_file(cfg, "\"torch_dtype\": \"float32\"", "\"torch_dtype\": null");
+    const dt_merge_adapter ad = {"tests/golden/llama_gqa/adapter", 1.0f};
+    int rc = merge(base, &ad, 1, out, DT_BF16, DT_MERGE_HF, NULL);
+    char *text = rc ? NULL : tf_slurp(ocfg, NULL);
+    const char *first = text ? strstr(text, "\"torch_dtype\"") : NULL;
+    TEST_CHECK("merge_sets_null_torch_dtype", first && !strstr(first + 1, "\"torch_dtype\"") && strstr(text, "\"torch_dtype\": \"bfloat16\"") &&
+               !strstr(text, "\"torch_dtype\": null"), "%s", rc ? ctx.msg : text ? text : "no config.json");
+    free(text);
+}
+
 int main(void) {
     dt_ctx_init(&ctx);
     snprintf(tmp, sizeof tmp, "/tmp/dt_merge_XXXXXX");
@@ -779,6 +800,7 @@ int main(void) {
     test_ia3_no_bias();
     test_bad_input();
     test_nonfinite_weight();
+    test_null_torch_dtype();
     tf_rm_tree(tmp);
     TEST_EXIT();
 }
