@@ -7,6 +7,7 @@
 #include <string.h>
 #include "peft/export_gguf.h"
 #include "peft/peft_io.h"
+#include "models/bnb4.h"
 #include "models/gguf.h"
 #include "peft/merge_internal.h"
 
@@ -202,6 +203,15 @@ int dt_merge(dt_ctx *ctx, const dt_merge_opts *o) {
     size_t len = strlen(o->model);
     const bool l2c = len >= 4 && !strcmp(o->model + len - 4, ".bin"), gguf = len >= 5 && !strcmp(o->model + len - 5, ".gguf");
     if (!rc && !l2c && !gguf) rc = dt_st_open(ctx, o->model, &m.st);
+    if (!rc && m.st) { // the merge reads the folder's tensors as stored: packed 4-bit weights have no fold
+        dt_bnb4 *b = NULL;
+        rc = dt_bnb4_open(ctx, o->model, m.st, &b);
+        if (!rc && b)
+            rc = dt_fail(ctx, DT_EUNSUPPORTED, "%s: a bitsandbytes 4-bit checkpoint cannot be merged into (its linears are "
+                         "packed 4-bit blocks); merge the adapter into the unquantized base model it was quantized from",
+                         o->model);
+        dt_bnb4_close(b);
+    }
     if (!rc && o->format == DT_MERGE_GGUF) rc = dt_gguf_arch(ctx, &m.cfg, o->model, &m.arch);
     if (!rc) rc = check_base(&m);
     if (!rc) rc = load_adapters(&m);

@@ -15,6 +15,8 @@
 #include "peft/peft_io.h"
 #include "tests/file_util.h"
 #include "tests/test_util.h"
+#define GQA "tests/golden/llama_gqa" // before bnb4_writer.h, which reads its config.json
+#include "tests/bnb4_writer.h"
 
 static char tmp[64];
 static dt_ctx ctx;
@@ -778,6 +780,26 @@ static void test_null_torch_dtype(void) {
     free(text);
 }
 
+// A bitsandbytes 4-bit checkpoint (a QLoRA base) as the merge's base: its packed U8 weights are no model
+// tensors the merge can fold into. It is refused as such, exit 2, pointing at the unquantized base, rather
+// than with a shape error about "q_proj.weight" being [2048, 1].
+static void test_bnb4_base(void) {
+    char dir[256], out[256], args[1024];
+    snprintf(dir, sizeof dir, "%s/bnb4_base", tmp);
+    snprintf(out, sizeof out, "%s/bnb4_merged", tmp);
+    const dt_load_opts lo = {.quantize = DT_NF4, .double_quant = true};
+    dt_llama *m = NULL;
+    if (dt_llama_load_ex(&ctx, GQA, dt_backend_cpu(), &lo, &m) || !write_bnb(m, dir, NULL)) {
+        TEST_FAIL("merge_refuses_bnb4_base", "setup: %s", ctx.msg);
+        dt_llama_free(m);
+        return;
+    }
+    dt_llama_free(m);
+    if (access("./deltatune", X_OK)) { TEST_SKIP("merge_refuses_bnb4_base", "./deltatune not built"); return; }
+    snprintf(args, sizeof args, "--model %s --adapter tests/golden/llama_gqa/adapter --dtype f32", dir);
+    expect_refused("merge_refuses_bnb4_base", args, out, "bitsandbytes 4-bit", "unquantized base");
+}
+
 int main(void) {
     dt_ctx_init(&ctx);
     snprintf(tmp, sizeof tmp, "/tmp/dt_merge_XXXXXX");
@@ -801,6 +823,7 @@ int main(void) {
     test_bad_input();
     test_nonfinite_weight();
     test_null_torch_dtype();
+    test_bnb4_base();
     tf_rm_tree(tmp);
     TEST_EXIT();
 }
