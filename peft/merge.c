@@ -1,11 +1,13 @@
 // Merging LoRA adapters into the base weights: the public API, the checks of the base model against its
 // config, the adapters, and dt_merge, which hands the work to the output writers (see merge_internal.h).
 #include <cblas.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include "peft/export_gguf.h"
 #include "peft/peft_io.h"
+#include "models/bnb4.h"
 #include "models/gguf.h"
 #include "peft/merge_internal.h"
 
@@ -105,6 +107,11 @@ static int load_adapters(merger *m) {
     const dt_merge_opts *o = m->o;
     if (o->n_adapters && !(m->ad = calloc((size_t)o->n_adapters, sizeof *m->ad))) return dt_fail(m->ctx, DT_ENOMEM, "out of memory");
     for (int i = 0; i < o->n_adapters; i++) {
+        // A NaN or infinite multiplier (the CLI's strtof also turns "nan", "inf" and "1e39" into one) would
+        // fill every tensor the adapter touches with NaN or inf, which the writers would store as they are.
+        if (!isfinite(o->adapters[i].weight))
+            return dt_fail(m->ctx, DT_EINPUT, "%s: merge weight %g is not a finite number", o->adapters[i].dir,
+                           (double)o->adapters[i].weight);
         int rc = dt_adapter_load_cfg(m->ctx, o->adapters[i].dir, &m->cfg, &m->ad[i]);
         if (rc) return rc;
         const dt_method *me = m->ad[i]->method;
@@ -196,6 +203,15 @@ int dt_merge(dt_ctx *ctx, const dt_merge_opts *o) {
     size_t len = strlen(o->model);
     const bool l2c = len >= 4 && !strcmp(o->model + len - 4, ".bin"), gguf = len >= 5 && !strcmp(o->model + len - 5, ".gguf");
     if (!rc && !l2c && !gguf) rc = dt_st_open(ctx, o->model, &m.st);
+    if (!rc && m.st) { // the merge reads the folder's tensors as stored: packed 4-bit weights have no fold
+        dt_bnb4 *b = NULL;
+        rc = dt_bnb4_open(ctx, o->model, m.st, &b);
+        if (!rc && b)
+            rc = dt_fail(ctx, DT_EUNSUPPORTED, "%s: a bitsandbytes 4-bit checkpoint cannot be merged into (its linears are "
+                         "packed 4-bit blocks); merge the adapter into the unquantized base model it was quantized from",
+                         o->model);
+        dt_bnb4_close(b);
+    }
     if (!rc && o->format == DT_MERGE_GGUF) rc = dt_gguf_arch(ctx, &m.cfg, o->model, &m.arch);
     if (!rc) rc = check_base(&m);
     if (!rc) rc = load_adapters(&m);

@@ -66,7 +66,7 @@ static int read_file(dt_ctx *ctx, const char *path, char **out, size_t *n) {
     return DT_OK;
 }
 
-// config.json with every "torch_dtype"/"dtype" string value replaced by `value` (or "torch_dtype" added
+// config.json with every "torch_dtype"/"dtype" string or null value replaced by `value` (or "torch_dtype" added
 // at the top when there is none), edited as text so that everything else stays byte for byte.
 static char *set_config_dtype(const char *text, const char *value) {
     size_t n = strlen(text), cap = n + 64;
@@ -88,7 +88,25 @@ static char *set_config_dtype(const char *text, const char *value) {
             } else klen = 0;
         }
         const char *close = klen && p < n && text[p] == '"' ? strchr(text + p + 1, '"') : NULL;
-        if (close) {
+        // A null value ("torch_dtype": null, as PretrainedConfig.to_dict() writes a config without one) is
+        // set too: adding a second key would leave Python's json reading the last one, the null.
+        const bool null_value = klen && !close && n - p >= 4 && !strncmp(text + p, "null", 4);
+        if (null_value) {
+            const size_t need = o + (p - i) + strlen(value) + 2 + (n - (p + 4)) + 1;
+            if (need > cap) {
+                char *q = realloc(out, cap = need + 64);
+                if (!q) { free(out); return NULL; }
+                out = q;
+            }
+            memcpy(out + o, text + i, p - i); // key and colon
+            o += p - i;
+            out[o++] = '"';
+            memcpy(out + o, value, strlen(value));
+            o += strlen(value);
+            out[o++] = '"';
+            i = p + 4;
+            found = true;
+        } else if (close) {
             size_t need = o + (p + 1 - i) + strlen(value) + 1 + (n - (size_t)(close + 1 - text)) + 1;
             if (need > cap) {
                 char *q = realloc(out, cap = need + 64);
@@ -152,9 +170,14 @@ static int write_config(merger *m, const char *tmp) {
     dt_ctx *ctx = m->ctx;
     char dst[4096], srcp[4096];
     snprintf(dst, sizeof dst, "%s/config.json", tmp);
-    if (!m->st) { // llama2.c: the config comes from its header
+    if (!m->st) { // llama2.c or GGUF: the config comes from its header
         dt_model_config c = m->cfg;
-        c.torch_dtype = m->o->dtype >= 0 ? (dt_dtype)m->o->dtype : DT_F32;
+        // Without --dtype (or with same) the tensors keep their types (write_shards): the config names the
+        // base's storage type, its embedding's, as for a Hugging Face base (an f16/bf16 GGUF stays f16/bf16;
+        // a quantized one is refused there; llama2.c is f32).
+        const dt_st_tensor *embed = dt_mg_src_find(m, dt_tn_global(DT_GT_EMBED));
+        const dt_dtype kept = embed && (embed->dtype == DT_F16 || embed->dtype == DT_BF16) ? embed->dtype : DT_F32;
+        c.torch_dtype = m->o->dtype >= 0 ? (dt_dtype)m->o->dtype : kept;
         c.attention_bias |= m->attention_bias;
         c.tie_word_embeddings &= !m->untie;
         return dt_config_save(ctx, &c, dst);
@@ -250,6 +273,7 @@ static int write_shards(merger *m, const char *tmp, uint64_t *total) {
     *total = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         const dt_st_tensor *t = i < n_src ? dt_mg_src_at(m, i) : &m->extra[i - n_src];
+        if (i < n_src && dt_mg_shadowed(m, t)) continue; // written as the added tensor (jobs[i].src stays NULL)
         dt_mg_job_init(m, &jobs[i], t);
         if (t->st_dtype == DT_ST_I64 || t->st_dtype == DT_ST_U8)
             rc = dt_fail(ctx, DT_EUNSUPPORTED, "%s: tensor '%s': %s tensors cannot be written", dt_mg_src_file(m, t), t->name,
@@ -272,7 +296,7 @@ static int write_shards(merger *m, const char *tmp, uint64_t *total) {
         size_t k = 0;
         for (size_t i = 0; i < n && !rc; i++) {
             const dt_st_tensor *t = jobs[i].src;
-            if (m->st && t->shard != s) continue;
+            if (!t || (m->st && t->shard != s)) continue;
             order[k++] = i;
             // Unchanged tensors are written straight from the mapping; the others through st_fill.
             rc = t->dtype == DT_I32 || dt_mg_is_plain(&jobs[i])

@@ -42,11 +42,18 @@ typedef struct merger {
 // The source tensors: a Hugging Face model's shards, or a llama2.c file's tensors.
 static inline size_t dt_mg_src_count(const merger *m) { return m->st ? dt_st_count(m->st) : dt_weights_count(m->w); }
 static inline const dt_st_tensor *dt_mg_src_at(const merger *m, size_t i) { return m->st ? dt_st_at(m->st, i) : dt_weights_at(m->w, i); }
+// An added tensor comes first: the untied lm_head of a tied model whose checkpoint also stores an
+// lm_head.weight (ignored when tied, by transformers as by our loader) replaces that stored copy.
 static inline const dt_st_tensor *dt_mg_src_find(const merger *m, const char *n) {
-    const dt_st_tensor *t = m->st ? dt_st_find(m->st, n) : dt_weights_find(m->w, n);
-    for (size_t i = 0; !t && i < m->n_extra; i++)
-        if (!strcmp(m->extra[i].name, n)) t = &m->extra[i];
-    return t;
+    for (size_t i = 0; i < m->n_extra; i++)
+        if (!strcmp(m->extra[i].name, n)) return &m->extra[i];
+    return m->st ? dt_st_find(m->st, n) : dt_weights_find(m->w, n);
+}
+// Whether source tensor t (one of dt_mg_src_at's) is replaced by an added tensor of the same name.
+static inline bool dt_mg_shadowed(const merger *m, const dt_st_tensor *t) {
+    for (size_t i = 0; i < m->n_extra; i++)
+        if (!strcmp(m->extra[i].name, t->name)) return true;
+    return false;
 }
 static inline const char *dt_mg_src_file(const merger *m, const dt_st_tensor *t) {
     return m->st ? dt_st_shard_path(m->st, t->shard) : dt_weights_path(m->w);

@@ -390,6 +390,43 @@ static void test_merge_hf_tokenizer(void) {
     free(msg);
 }
 
+// merge --format hf from an f16 or bf16 GGUF base without --dtype (or with --dtype same) keeps the base's
+// types: config.json's torch_dtype must then name that type, as for a Hugging Face base, not float32 (a
+// GGUF base's config.json is written from its header).
+static void test_merge_hf_dtype_from_float_gguf(void) {
+    dt_ctx ctx;
+    dt_ctx_init(&ctx);
+    const dt_dtype types[2] = {DT_F16, DT_BF16};
+    const char *want[2] = {"\"torch_dtype\": \"float16\"", "\"torch_dtype\": \"bfloat16\""};
+    const int modes[2] = {-1, DT_MERGE_DTYPE_SAME};
+    const dt_merge_adapter ad = {"tests/golden/llama_gqa/adapter", 1.0f};
+    for (int t = 0; t < 2; t++) {
+        char base[512];
+        snprintf(base, sizeof base, "%s/float_base_%d.gguf", g_dir, t);
+        if (write_gguf(&ctx, "tests/golden/llama_gqa", NULL, 0, types[t], base, NULL)) {
+            TEST_FAIL("merge_hf_torch_dtype_from_gguf_setup", "%s", ctx.msg);
+            continue;
+        }
+        for (int k = 0; k < 2; k++) {
+            char out[512], cfg[600], label[96];
+            snprintf(out, sizeof out, "%s/float_merged_%d_%d", g_dir, t, k);
+            snprintf(cfg, sizeof cfg, "%s/config.json", out);
+            snprintf(label, sizeof label, "merge_hf_torch_dtype_from_gguf_%s_%s", dt_dtype_name(types[t]), k ? "same" : "default");
+            dt_merge_opts o = {.model = base, .adapters = &ad, .n_adapters = 1, .out = out, .dtype = modes[k], .format = DT_MERGE_HF};
+            dt_weights *w = NULL;
+            dt_model_config c;
+            int rc = dt_merge(&ctx, &o);
+            if (!rc) rc = dt_weights_open(&ctx, out, &c, &w);
+            const dt_st_tensor *q = rc ? NULL : dt_weights_find(w, "model.layers.0.self_attn.q_proj.weight");
+            char *text = tf_slurp(cfg, NULL);
+            TEST_CHECK(label, !rc && q && q->dtype == types[t] && text && strstr(text, want[t]),
+                       "%s; q_proj %s; config.json: %s", rc ? ctx.msg : "merged", q ? dt_dtype_name(q->dtype) : "?", text ? text : "(none)");
+            free(text);
+            dt_weights_close(w);
+        }
+    }
+}
+
 int main(void) {
     snprintf(g_dir, sizeof g_dir, "/tmp/dt_gguf_base.XXXXXX");
     if (!mkdtemp(g_dir)) { TEST_FAIL("tmpdir", "mkdtemp"); TEST_EXIT(); }
@@ -401,6 +438,7 @@ int main(void) {
     test_corrupt();
     test_merge_same();
     test_merge_hf_tokenizer();
+    test_merge_hf_dtype_from_float_gguf();
     if (!getenv("DT_KEEP")) tf_rm_tree(g_dir);
     TEST_EXIT();
 }

@@ -15,6 +15,8 @@
 #include "peft/peft_io.h"
 #include "tests/file_util.h"
 #include "tests/test_util.h"
+#define GQA "tests/golden/llama_gqa" // before bnb4_writer.h, which reads its config.json
+#include "tests/bnb4_writer.h"
 
 static char tmp[64];
 static dt_ctx ctx;
@@ -734,6 +736,70 @@ static void test_ia3_no_bias(void) {
     }
 }
 
+// A merge weight that is not a finite number (--adapter DIR:nan, :inf, or :1e39, which strtof makes inf)
+// would write NaN or infinite weights into every tensor the adapter touches: refused, naming the adapter,
+// before anything is written; for HF and GGUF outputs, through the library and the command line.
+static void test_nonfinite_weight(void) {
+    const float bad[3] = {NAN, INFINITY, -INFINITY};
+    const char *names[3] = {"nan", "inf", "-inf"};
+    char out[256], label[96];
+    for (int i = 0; i < 3; i++)
+        for (int f = 0; f < 2; f++) {
+            const dt_merge_adapter ad[2] = {{"tests/golden/llama_gqa/adapter", 0.5f}, {"tests/golden/llama_gqa/adapter", bad[i]}};
+            snprintf(out, sizeof out, "%s/nonfinite_%d_%d%s", tmp, i, f, f ? ".gguf" : "");
+            snprintf(label, sizeof label, "merge_refuses_weight_%s_%s", names[i], f ? "gguf" : "hf");
+            int rc = merge("tests/golden/llama_gqa", ad, 2, out, DT_F32, f ? DT_MERGE_GGUF : DT_MERGE_HF, f ? "tests/data/gguf/tok_spm" : NULL);
+            TEST_CHECK(label, rc == DT_EINPUT && strstr(ctx.msg, "tests/golden/llama_gqa/adapter") && strstr(ctx.msg, "weight") &&
+                       access(out, F_OK) != 0, "rc %d (want %d), %s: %s", rc, DT_EINPUT, access(out, F_OK) ? "no output" : "output written",
+                       rc ? ctx.msg : "");
+        }
+    if (access("./deltatune", X_OK)) { TEST_SKIP("merge_refuses_weight_cli", "./deltatune not built"); return; }
+    snprintf(out, sizeof out, "%s/nonfinite_cli", tmp);
+    expect_refused("merge_refuses_weight_cli_1e39", "--model tests/golden/llama_gqa --adapter tests/golden/llama_gqa/adapter:1e39", out,
+                   "tests/golden/llama_gqa/adapter", "weight");
+}
+
+// config.json with "torch_dtype": null (what PretrainedConfig.to_dict() gives a config with no dtype):
+// --dtype must set that key, not add a second "torch_dtype" beside it (Python's json keeps the last of
+// duplicate keys, so transformers would read null).
+static void test_null_torch_dtype(void) {
+    char base[256], cfg[300], out[256], ocfg[300];
+    snprintf(base, sizeof base, "%s/null_dtype", tmp);
+    snprintf(cfg, sizeof cfg, "%s/config.json", base);
+    snprintf(out, sizeof out, "%s/null_dtype_merged", tmp);
+    snprintf(ocfg, sizeof ocfg, "%s/config.json", out);
+    mkdir(base, 0755);
+    tf_copy_dir("tests/golden/llama_gqa", base);
+    replace_in_file(cfg, "\"torch_dtype\": \"float32\"", "\"torch_dtype\": null");
+    const dt_merge_adapter ad = {"tests/golden/llama_gqa/adapter", 1.0f};
+    int rc = merge(base, &ad, 1, out, DT_BF16, DT_MERGE_HF, NULL);
+    char *text = rc ? NULL : tf_slurp(ocfg, NULL);
+    const char *first = text ? strstr(text, "\"torch_dtype\"") : NULL;
+    TEST_CHECK("merge_sets_null_torch_dtype", first && !strstr(first + 1, "\"torch_dtype\"") && strstr(text, "\"torch_dtype\": \"bfloat16\"") &&
+               !strstr(text, "\"torch_dtype\": null"), "%s", rc ? ctx.msg : text ? text : "no config.json");
+    free(text);
+}
+
+// A bitsandbytes 4-bit checkpoint (a QLoRA base) as the merge's base: its packed U8 weights are no model
+// tensors the merge can fold into. It is refused as such, exit 2, pointing at the unquantized base, rather
+// than with a shape error about "q_proj.weight" being [2048, 1].
+static void test_bnb4_base(void) {
+    char dir[256], out[256], args[1024];
+    snprintf(dir, sizeof dir, "%s/bnb4_base", tmp);
+    snprintf(out, sizeof out, "%s/bnb4_merged", tmp);
+    const dt_load_opts lo = {.quantize = DT_NF4, .double_quant = true};
+    dt_llama *m = NULL;
+    if (dt_llama_load_ex(&ctx, GQA, dt_backend_cpu(), &lo, &m) || !write_bnb(m, dir, NULL)) {
+        TEST_FAIL("merge_refuses_bnb4_base", "setup: %s", ctx.msg);
+        dt_llama_free(m);
+        return;
+    }
+    dt_llama_free(m);
+    if (access("./deltatune", X_OK)) { TEST_SKIP("merge_refuses_bnb4_base", "./deltatune not built"); return; }
+    snprintf(args, sizeof args, "--model %s --adapter tests/golden/llama_gqa/adapter --dtype f32", dir);
+    expect_refused("merge_refuses_bnb4_base", args, out, "bitsandbytes 4-bit", "unquantized base");
+}
+
 int main(void) {
     dt_ctx_init(&ctx);
     snprintf(tmp, sizeof tmp, "/tmp/dt_merge_XXXXXX");
@@ -755,6 +821,9 @@ int main(void) {
     test_llama2c();
     test_ia3_no_bias();
     test_bad_input();
+    test_nonfinite_weight();
+    test_null_torch_dtype();
+    test_bnb4_base();
     tf_rm_tree(tmp);
     TEST_EXIT();
 }

@@ -4,6 +4,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include "models/safetensors.h"
+#include "models/safetensors_write.h"
+#include "models/weights.h"
 #include "optim/optim.h"
 #include "models/gguf.h"
 #include "peft/bitfit.h"
@@ -220,6 +222,57 @@ static void test_untie(void) {
                mm->lm_head.data != mm->embed.data, "config %s, load: %s", cfg ? "read" : "missing", rc ? ctx.msg : "ok");
     free(cfg);
     dt_llama_free(mm);
+}
+
+// A tied model whose checkpoint also stores lm_head.weight (transformers ignores it and ties the head to
+// the embedding; deltatune's loader does the same): merging an embedding/head LoRA unties it, and the
+// head written must be the embedding plus the head's LoRA, once. The stored copy here is deliberately
+// not the embedding (2x), so a merge that took it, or wrote lm_head.weight twice, fails.
+static void test_untie_stored_head(void) {
+    const char *label = "merge_lora_embed_unties_stored_lm_head";
+    char base[256], path[300], out_ref[256], out[256];
+    snprintf(base, sizeof base, "%s/tied_stored_head", tmp);
+    snprintf(out_ref, sizeof out_ref, "%s/tied_ref_merged", tmp);
+    snprintf(out, sizeof out, "%s/tied_stored_head_merged", tmp);
+    snprintf(path, sizeof path, "%s/model.safetensors", base);
+    mkdir(base, 0755);
+    tf_copy_dir("tests/golden/qwen3_qknorm", base);
+    dt_safetensors *st = NULL;
+    dt_st_writer *w = NULL;
+    float *head = NULL;
+    int rc = dt_st_open(&ctx, "tests/golden/qwen3_qknorm/model.safetensors", &st);
+    if (!rc) rc = dt_st_writer_init(&ctx, &w);
+    if (!rc) rc = dt_st_writer_set_metadata(&ctx, w, "format", "pt");
+    for (size_t i = 0; !rc && i < dt_st_count(st); i++) {
+        const dt_st_tensor *t = dt_st_at(st, i);
+        rc = dt_st_writer_add(&ctx, w, t->name, t->dtype, t->ndim, t->shape, t->data);
+        if (!rc && !strcmp(t->name, "model.embed_tokens.weight")) {
+            const size_t n = (size_t)(t->shape[0] * t->shape[1]);
+            if (!(head = malloc(n * sizeof *head)) || t->dtype != DT_F32) { rc = DT_ENOMEM; break; }
+            for (size_t k = 0; k < n; k++) head[k] = 2.0f * ((const float *)t->data)[k];
+            rc = dt_st_writer_add(&ctx, w, "lm_head.weight", DT_F32, 2, t->shape, head);
+        }
+    }
+    if (!rc) rc = dt_st_writer_write(&ctx, w, path);
+    dt_st_writer_free(w);
+    free(head);
+    dt_st_close(st);
+    if (rc) { TEST_FAIL(label, "setup: %s", ctx.msg); return; }
+    const dt_merge_adapter ad = {"tests/golden/lora_embed/adapter", 1.0f};
+    dt_merge_opts o = {.model = "tests/golden/qwen3_qknorm", .adapters = &ad, .n_adapters = 1, .out = out_ref, .dtype = DT_F32};
+    rc = dt_merge(&ctx, &o);
+    o.model = base;
+    o.out = out;
+    if (!rc) rc = dt_merge(&ctx, &o);
+    dt_weights *a = NULL, *b = NULL;
+    dt_model_config ca, cb;
+    if (!rc) rc = dt_weights_open(&ctx, out_ref, &ca, &a);
+    if (!rc) rc = dt_weights_open(&ctx, out, &cb, &b);
+    const dt_st_tensor *ha = rc ? NULL : dt_weights_find(a, "lm_head.weight"), *hb = rc ? NULL : dt_weights_find(b, "lm_head.weight");
+    TEST_CHECK(label, !rc && ha && hb && ha->nbytes == hb->nbytes && !memcmp(ha->data, hb->data, ha->nbytes) && !cb.tie_word_embeddings,
+               "%s", rc ? ctx.msg : "the merged lm_head differs from the one merged from the base without the stored copy");
+    dt_weights_close(a);
+    dt_weights_close(b);
 }
 
 // An adapter as PEFT saves it with embed_tokens targeted: with copies of the base layers (which must be
@@ -679,6 +732,7 @@ int main(void) {
     test_roundtrip("roundtrip_lora_embed", "tests/golden/qwen3_qknorm", "tests/golden/lora_embed/adapter", false);
     test_merge("merge_lora_embed_vs_pytorch", "tests/golden/qwen3_qknorm", "tests/golden/lora_embed");
     test_untie();
+    test_untie_stored_head();
     test_peft_base_copies();
     test_export_embed_head();
     test_dora_dropout();
