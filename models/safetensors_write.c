@@ -19,6 +19,14 @@ typedef struct {
     void *user;
 } w_entry;
 
+// Whether msg holds 'name' (in single quotes).
+static bool names_quoted(const char *msg, const char *name) {
+    size_t k = strlen(name);
+    for (const char *p = strstr(msg, name); p; p = strstr(p + 1, name))
+        if (p > msg && p[-1] == '\'' && p[k] == '\'') return true;
+    return false;
+}
+
 struct dt_st_writer {
     w_entry *e;          // in the order added
     size_t n, cap;
@@ -260,7 +268,10 @@ static int write_file(dt_ctx *ctx, const dt_st_writer *w, w_entry **ents, size_t
             if (!e->nbytes) continue;
             if (e->fill) {
                 rc = e->fill(ctx, e->user, buf, e->nbytes);
-                if (rc) rc = dt_prefix(ctx, rc, "%s: tensor '%s': ", path, e->name);
+                // A fill that names the tensor itself (the merge's: its source file and tensor) keeps its
+                // message; a prefix would repeat the name and add path, a temporary when written into a folder
+                // that is renamed into place.
+                if (rc && !names_quoted(ctx->msg, e->name)) rc = dt_prefix(ctx, rc, "%s: tensor '%s': ", path, e->name);
             }
             if (!rc) rc = dt_atomic_append(ctx, &f, e->fill ? buf : e->data, e->nbytes);
         }
