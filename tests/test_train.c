@@ -296,6 +296,19 @@ static void test_epoch_shorter_than_step_warns(void) {
                "exit %d, or a warning in %s", rc, err);
 }
 
+// A resume that is refused writes nothing: resuming from a checkpoint folder that does not exist, into
+// an output_dir that does not exist yet, exits 2 without creating the output_dir (README "Exit status":
+// input is checked before anything is written).
+static void test_refused_resume_writes_nothing(void) {
+    char a[512], err[256], out[256];
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    snprintf(out, sizeof out, "%s/never", tmp);
+    snprintf(a, sizeof a, "output_dir=%s resume=%s/no-such-run/checkpoints/step-4", out, tmp);
+    int rc = run("./deltatune train tests/data/train/tiny.yaml %s", a, NULL);
+    TEST_CHECK("train_refused_resume_writes_nothing", rc == 2 && access(out, F_OK) != 0,
+               "exit %d (want 2), output_dir %s (want it not created)", rc, access(out, F_OK) ? "absent" : "created");
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/dt_train_XXXXXX");
     if (!mkdtemp(tmp)) { TEST_FAIL("mkdtemp", "cannot make a temporary folder"); TEST_EXIT(); }
@@ -307,6 +320,7 @@ int main(void) {
     test_bad_input();
     test_memory_estimate_quantized();
     test_epoch_shorter_than_step_warns();
+    test_refused_resume_writes_nothing();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (!dt_test_failures) (void)!system(cmd);

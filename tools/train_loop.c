@@ -380,7 +380,6 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     t.st.data_seed = (uint64_t)r->train.seed;
     char path[4200];
     if (comm->rank != 0) goto agree; // rank 0 alone reads checkpoints and writes outputs
-    if (make_dirs(r->output_dir)) { rc = dt_fail(ctx, DT_EIO, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno)); goto agree; }
     // The run is its global batch, not that batch's split among processes: a run resumed with another
     // number of processes (and accumulation steps to match) is the same run.
     dt_recipe global = *r;
@@ -403,6 +402,9 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
             fprintf(stderr, "resume: no checkpoint in %s/checkpoints; starting from the beginning\n", r->output_dir);
         }
     }
+    // Created only now, after the checkpoint to resume from was read and checked: a resume that is
+    // refused (a wrong path, another run's checkpoint) must leave no empty output_dir behind.
+    if (make_dirs(r->output_dir)) { rc = dt_fail(ctx, DT_EIO, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno)); goto agree; }
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->output_dir);
     if (t.st.step > 0) { if ((rc = reload_metrics(ctx, &t, path))) goto agree; }
     t.metrics = fopen(path, t.st.step > 0 ? "a" : "w");
