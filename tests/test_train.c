@@ -309,6 +309,21 @@ static void test_refused_resume_writes_nothing(void) {
                "exit %d (want 2), output_dir %s (want it not created)", rc, access(out, F_OK) ? "absent" : "created");
 }
 
+// --overwrite (start afresh, deleting the checkpoints) together with resume (continue from one) is a
+// contradiction: exit 2 naming both, and the checkpoints stay.
+static void test_overwrite_with_resume_refused(void) {
+    char a[512], err[256], ck[256];
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    snprintf(a, sizeof a, "output_dir=%s/ow train.max_steps=4 train.save_every_n_steps=2", tmp);
+    int rc0 = run("./deltatune train tests/data/train/tiny.yaml %s", a, NULL);
+    snprintf(ck, sizeof ck, "%s/ow/checkpoints/step-2", tmp);
+    int rc = run("./deltatune train tests/data/train/tiny.yaml %s resume=true --overwrite", a, NULL);
+    TEST_CHECK("train_overwrite_with_resume_refused", rc0 == 0 && rc == 2 && file_has(err, "--overwrite") &&
+               file_has(err, "resume") && access(ck, F_OK) == 0,
+               "first run exit %d; with resume=true --overwrite: exit %d (want 2, a message naming both, %s kept)",
+               rc0, rc, ck);
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/dt_train_XXXXXX");
     if (!mkdtemp(tmp)) { TEST_FAIL("mkdtemp", "cannot make a temporary folder"); TEST_EXIT(); }
@@ -321,6 +336,7 @@ int main(void) {
     test_memory_estimate_quantized();
     test_epoch_shorter_than_step_warns();
     test_refused_resume_writes_nothing();
+    test_overwrite_with_resume_refused();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (!dt_test_failures) (void)!system(cmd);

@@ -310,6 +310,12 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     t.r = r;
     int rc = comm->rank == 0 ? dt_check_writable_dir(ctx, r->output_dir, "output_dir") : DT_OK; // rank 0 writes
     if (rc) dt_prefix(ctx, rc, "%s: ", r->recipe_path);
+    // --overwrite means "start afresh, deleting the checkpoints" and resume means "continue from one":
+    // honouring either would silently ignore the other, so the pair is refused (every rank sees it).
+    if (!rc && h->overwrite && r->resume != DT_RESUME_NO)
+        rc = dt_fail(ctx, DT_EINPUT, "%s: resume: %s: --overwrite starts a fresh run (deleting output_dir's checkpoints), "
+                     "resume continues one; give only one of them", r->recipe_path,
+                     r->resume == DT_RESUME_PATH ? r->resume_path : "true");
     char what[1100], how[256];
     snprintf(what, sizeof what, "%s: hardware.dtype %s", r->recipe_path, dt_dtype_choice_name(r->hardware.dtype));
     // On a device the matrices are kept in the matmuls' 16-bit type (bf16/f16 files as stored, f32 converted).
