@@ -324,6 +324,24 @@ static void test_overwrite_with_resume_refused(void) {
                rc0, rc, ck);
 }
 
+// Resuming with another global batch (gradient_accumulation_steps x processes), the usual slip when the
+// number of processes changes, is refused with a message that says so and what to set, not only that
+// "the recipe's training settings differ". Any other change keeps the generic message.
+static void test_resume_other_global_batch(void) {
+    char a[512], err[256];
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    snprintf(a, sizeof a, "output_dir=%s/gb train.max_steps=4 train.save_every_n_steps=2", tmp);
+    int rc0 = run("./deltatune train tests/data/train/tiny.yaml %s", a, NULL); // gradient_accumulation_steps 2
+    int rc = run("./deltatune train tests/data/train/tiny.yaml %s resume=true train.gradient_accumulation_steps=4", a, NULL);
+    TEST_CHECK("train_resume_other_global_batch_explained", rc0 == 0 && rc == 2 &&
+               file_has(err, "took 2 micro-batches per step") && file_has(err, "set train.gradient_accumulation_steps=2"),
+               "first run exit %d; resumed with 4 accumulation steps: exit %d (want 2 and the global batch named in %s)",
+               rc0, rc, err);
+    rc = run("./deltatune train tests/data/train/tiny.yaml %s resume=true train.optimizer.lr=1e-3", a, NULL);
+    TEST_CHECK("train_resume_other_setting_generic", rc == 2 && file_has(err, "training settings differ") &&
+               !file_has(err, "micro-batches"), "exit %d, see %s", rc, err);
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/dt_train_XXXXXX");
     if (!mkdtemp(tmp)) { TEST_FAIL("mkdtemp", "cannot make a temporary folder"); TEST_EXIT(); }
@@ -337,6 +355,7 @@ int main(void) {
     test_epoch_shorter_than_step_warns();
     test_refused_resume_writes_nothing();
     test_overwrite_with_resume_refused();
+    test_resume_other_global_batch();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (!dt_test_failures) (void)!system(cmd);

@@ -166,6 +166,34 @@ static int evaluate(dt_ctx *ctx, trainer *t, double *loss) {
     return rc;
 }
 
+// A checkpoint refused as another run's (rc) when the only difference is the number of micro-batches
+// in a step: the usual cause is resuming with another number of processes without changing
+// gradient_accumulation_steps to match. The generic "training settings differ" then becomes a message
+// that says so and what to set. Any other difference keeps rc and its message.
+static int explain_global_batch(dt_ctx *ctx, const dt_recipe *global, const char *ck, const dt_train_state *st,
+                                int procs, int rc) {
+    const int64_t was = st->step_micro_batches, now_mb = global->train.gradient_accumulation_steps;
+    if (was <= 0 || was == now_mb || was > 65536 * (int64_t)procs) return rc;
+    dt_recipe then = *global; // a shallow copy, as dt_run_identity needs only to read it
+    then.train.gradient_accumulation_steps = (int)was;
+    dt_ctx quiet;
+    dt_ctx_init(&quiet);
+    dt_run_id id;
+    if (dt_run_identity(&quiet, &then, &id) || id.recipe != st->run.recipe || id.data != st->run.data) return rc;
+    char fix[160];
+    if (was % procs == 0)
+        snprintf(fix, sizeof fix, "set train.gradient_accumulation_steps=%lld to continue it with %d process%s",
+                 (long long)(was / procs), procs, procs == 1 ? "" : "es");
+    else
+        snprintf(fix, sizeof fix, "%lld is not a multiple of %d processes: continue it with a number of processes that "
+                 "divides %lld", (long long)was, procs, (long long)was);
+    return dt_fail(ctx, DT_EINPUT, "%s: the checkpoint's run took %lld micro-batches per step (%lld process%s x "
+                   "gradient_accumulation_steps %lld) and this one takes %lld (%d x %lld): resuming must keep the global "
+                   "batch; %s", ck, (long long)was, (long long)st->world_size, st->world_size == 1 ? "" : "es",
+                   st->world_size > 0 ? (long long)(was / st->world_size) : 0LL, (long long)now_mb, procs,
+                   (long long)(now_mb / procs), fix);
+}
+
 static int save_checkpoint(dt_ctx *ctx, trainer *t) {
     if (t->dp.comm->rank != 0) return DT_OK; // rank 0 alone writes
     char dir[4200];
@@ -401,7 +429,10 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
             dt_train_device_to_host(&t.dev, t.a, &t.opt);
             if ((rc = dt_checkpoint_load(ctx, ck, t.a, t.m, &t.opt, &t.st))) goto agree;
             dt_train_device_to_device(&t.dev, t.a, &t.opt);
-            if ((rc = dt_run_identity_check(ctx, ck, &id, &t.st.run))) goto agree;
+            if ((rc = dt_run_identity_check(ctx, ck, &id, &t.st.run))) {
+                rc = explain_global_batch(ctx, &global, ck, &t.st, comm->size, rc);
+                goto agree;
+            }
             fprintf(stderr, "resuming from %s (step %lld)\n", ck, (long long)t.st.step);
             dt_dist_resume_note(ctx, comm, &t.st, accum);
         } else {
