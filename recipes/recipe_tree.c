@@ -142,6 +142,11 @@ static int build(builder *b, int id, int depth, dt_ynode **out) {
         if (!rc && key->kind != DT_YSCALAR)
             rc = dt_yfail(b->ctx, key, "a key must be a plain name, not a %s",
                           key->kind == DT_YSEQ ? "list" : "mapping");
+        // libyaml does not implement YAML 1.1's merge key, so '<<: *anchor' would reach the schema as an
+        // unknown key named '<<'; say what it is instead.
+        if (!rc && key->plain && !strcmp(key->text, "<<"))
+            rc = dt_yfail(b->ctx, key, "YAML merge keys ('<<: *anchor') are not supported in a recipe; an alias "
+                          "can stand for a whole value or section ('optimizer: *anchor'), or write the keys out");
         for (size_t i = 0; !rc && i < n->n; i++)
             if (!strcmp(n->keys[i]->text, key->text))
                 rc = dt_yfail(b->ctx, key, "duplicate key '%s' (first given at line %d)", key->text,
