@@ -169,6 +169,32 @@ int main(void) {
     rc = wait_status(start(0, resume));
     TEST_CHECK("checkpoint_after_failed_write_resumes_identically", rc == 0 && tf_same_file(ref, got), "exit %d", rc);
 
+    // Replacing a checkpoint of a step that already has one (with a checkpoint every 4 steps, a resume
+    // from step 4 redoes steps 5-12 over the first run's step-8) must keep that step-N whole at every moment. strace kills the
+    // run at the rmdir of .../step-8 itself, the moment deleting the old folder before putting the new
+    // one in place had left it empty; `resume: true` then took that empty step-8 as the newest
+    // checkpoint and failed. Now the old folder is swapped out in one rename and never emptied in place.
+    if (system("strace -f -o /dev/null true >/dev/null 2>&1")) {
+        TEST_SKIP("checkpoint_resave_never_partial", "strace is missing or cannot trace here");
+    } else {
+        rm_out();
+        const char *every4[] = {"train.save_every_n_steps=4", NULL}, *resume4[] = {"train.save_every_n_steps=4", "resume=true", NULL};
+        rc = wait_status(start(0, every4));
+        char ck4[256], line[2048];
+        snprintf(ck4, sizeof ck4, "resume=%s/out/checkpoints/step-4", tmp);
+        snprintf(line, sizeof line, "strace -f -o /dev/null -P %s/out/checkpoints/step-8 -e trace=rmdir -e inject=rmdir:signal=SIGKILL "
+                 "./deltatune train tests/data/train/tiny.yaml output_dir=%s/out train.save_every_n_steps=4 %s "
+                 ">/dev/null 2>%s/err.txt", tmp, tmp, ck4, tmp);
+        int st = system(line);
+        int c = check_checkpoints(why, sizeof why);
+        rc2 = wait_status(start(0, resume4));
+        msg = tf_slurp(err, &en);
+        TEST_CHECK("checkpoint_resave_never_partial", rc == 0 && c > 0 && rc2 == 0 && tf_same_file(ref, got),
+                   "first run exit %d; the re-saving resume (wait status %d) left %s; resume: true then exit %d (want 0 and "
+                   "the uninterrupted adapter); stderr: %.400s", rc, st, c < 0 ? why : "whole checkpoints", rc2, msg ? msg : "");
+        free(msg);
+    }
+
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (!dt_test_failures) (void)!system(cmd);
     TEST_EXIT();
