@@ -314,11 +314,16 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
         if (rank0)
             dt_progress_step(&t->prog, t->st.step, loss, lr, tps, r->train.log_every_n_steps &&
                              (t->st.step % r->train.log_every_n_steps == 0 || last || t->st.step == first + 1));
-        if (r->train.save_every_n_steps && t->st.step % r->train.save_every_n_steps == 0 && !last)
+        bool saved = false;
+        if (r->train.save_every_n_steps && t->st.step % r->train.save_every_n_steps == 0 && !last) {
             if ((rc = dt_dist_agree(ctx, c, save_checkpoint(ctx, t)))) break;
+            saved = true;
+        }
         if ((sum.stop_rank >= 0 || (h->stop_after > 0 && t->st.step == h->stop_after)) && !last) {
             if (h->tty && rank0) fputc('\n', stderr);
-            if ((rc = dt_dist_agree(ctx, c, save_checkpoint(ctx, t)))) break;
+            // Not again when this step's checkpoint was just written: a second copy of the same state only
+            // doubles the time an interrupted run needs to exit (mpirun kills the ranks 1 s after a signal).
+            if (!saved && (rc = dt_dist_agree(ctx, c, save_checkpoint(ctx, t)))) break;
             char by[64] = "";
             if (c->size > 1 && sum.stop_rank >= 0) snprintf(by, sizeof by, " (a signal reached rank %d)", sum.stop_rank);
             rc = dt_fail(ctx, DT_EINTERRUPTED, "interrupted at step %lld%s; checkpoint saved in %s/checkpoints/step-%lld; resume with resume: true",
