@@ -322,6 +322,13 @@ static void test_overwrite_with_resume_refused(void) {
                file_has(err, "resume") && access(ck, F_OK) == 0,
                "first run exit %d; with resume=true --overwrite: exit %d (want 2, a message naming both, %s kept)",
                rc0, rc, ck);
+    // resume given the run's output_dir instead of one of its checkpoints: exit 2, saying what it is not and
+    // naming the newest checkpoint there (it used to fail with "trainer_state.safetensors: cannot open").
+    char want[300];
+    snprintf(want, sizeof want, "give a checkpoints/step-N folder such as %s/ow/checkpoints/step-2", tmp);
+    rc = run("./deltatune train tests/data/train/tiny.yaml %s resume=%s/ow", a, tmp);
+    TEST_CHECK("train_resume_output_dir_names_checkpoint", rc == 2 && file_has(err, "is not a checkpoint folder") &&
+               file_has(err, want), "exit %d (want 2 and '%s' in %s)", rc, want, err);
 }
 
 // Resuming with another global batch (gradient_accumulation_steps x processes), the usual slip when the

@@ -166,6 +166,27 @@ static int evaluate(dt_ctx *ctx, trainer *t, double *loss) {
     return rc;
 }
 
+// resume: PATH must name one checkpoint folder (checkpoints/step-N). Giving the run's output_dir or its
+// checkpoints/ folder, the natural slips, used to fail deep in the loader ("trainer_state.safetensors:
+// cannot open", "no adapter here"); this says what PATH is not, and names the newest checkpoint there.
+static int check_resume_path(dt_ctx *ctx, const dt_recipe *r) {
+    char p[4300], newest[4200] = "", up[4200];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/trainer_state.safetensors", r->resume_path);
+    if (stat(p, &sb) == 0) return DT_OK;
+    const char *why = stat(r->resume_path, &sb) ? (errno == ENOENT ? "it does not exist" : strerror(errno))
+                      : S_ISDIR(sb.st_mode)    ? "it holds no trainer_state.safetensors"
+                                               : "it is a file, not a folder";
+    const char *base = strrchr(r->resume_path, '/');
+    if (dt_checkpoint_latest(r->resume_path, newest, sizeof newest) && base && !strcmp(base, "/checkpoints")) {
+        snprintf(up, sizeof up, "%.*s", (int)(base - r->resume_path), r->resume_path); // the output_dir above
+        if (dt_checkpoint_latest(up, newest, sizeof newest)) newest[0] = 0;
+    }
+    return dt_fail(ctx, DT_EINPUT, "%s: resume: %s is not a checkpoint folder (%s); give a checkpoints/step-N folder%s%s, "
+                   "or resume: true for the newest checkpoint in output_dir", r->recipe_path, r->resume_path, why,
+                   newest[0] ? " such as " : "", newest);
+}
+
 // A checkpoint refused as another run's (rc) when the only difference is the number of micro-batches
 // in a step: the usual cause is resuming with another number of processes without changing
 // gradient_accumulation_steps to match. The generic "training settings differ" then becomes a message
@@ -429,6 +450,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     if (r->resume == DT_RESUME_NO && (rc = dt_run_fresh_output(ctx, r->output_dir, h->overwrite))) goto agree;
     if (r->resume != DT_RESUME_NO) {
         char ck[4200];
+        if (r->resume == DT_RESUME_PATH && (rc = check_resume_path(ctx, r))) goto agree;
         if (r->resume == DT_RESUME_PATH) snprintf(ck, sizeof ck, "%s", r->resume_path);
         if (r->resume == DT_RESUME_PATH || !dt_checkpoint_latest(r->output_dir, ck, sizeof ck)) {
             dt_train_device_to_host(&t.dev, t.a, &t.opt);
