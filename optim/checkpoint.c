@@ -199,7 +199,10 @@ static int cmp_i64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-void dt_checkpoint_prune(const char *output_dir, int keep) {
+// Never removes step-`just_saved`, the checkpoint the caller has just written and names in its
+// messages: after a resume from an earlier checkpoint, folders of later steps from the first pass of
+// the same run can still be there, and by step number alone the new one would be the oldest.
+void dt_checkpoint_prune(const char *output_dir, int keep, int64_t just_saved) {
     if (keep <= 0) return;
     char dir[4096], p[4352];
     snprintf(dir, sizeof dir, "%s/checkpoints", output_dir);
@@ -215,6 +218,7 @@ void dt_checkpoint_prune(const char *output_dir, int keep) {
     closedir(d);
     qsort(steps, (size_t)n, sizeof steps[0], cmp_i64);
     for (int i = 0; i + keep < n; i++) {
+        if (steps[i] == just_saved) continue;
         snprintf(p, sizeof p, "%s/step-%lld", dir, (long long)steps[i]);
         rm_tree(p);
     }

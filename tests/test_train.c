@@ -349,6 +349,22 @@ static void test_resume_other_global_batch(void) {
                !file_has(err, "micro-batches"), "exit %d, see %s", rc, err);
 }
 
+// keep_last_n_checkpoints after a resume from an earlier checkpoint: the first pass's later step-8 is
+// still there, and pruning by step number alone deleted the checkpoint just written (step-5) while the
+// interrupt message said it was saved there. The one just written stays.
+static void test_prune_keeps_just_saved(void) {
+    char a[512], err[256], ck[256];
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    snprintf(a, sizeof a, "output_dir=%s/pk train.keep_last_n_checkpoints=2", tmp);
+    int rc0 = run("./deltatune train tests/data/train/tiny.yaml %s", a, NULL); // checkpoints step-4, step-8
+    snprintf(a, sizeof a, "output_dir=%s/pk train.keep_last_n_checkpoints=1 resume=%s/pk/checkpoints/step-4", tmp, tmp);
+    int rc = run("DT_TEST_INTERRUPT_AFTER=5 ./deltatune train tests/data/train/tiny.yaml %s", a, NULL);
+    snprintf(ck, sizeof ck, "%s/pk/checkpoints/step-5", tmp);
+    TEST_CHECK("train_prune_keeps_just_saved", rc0 == 0 && rc == 130 && file_has(err, ck) && access(ck, F_OK) == 0,
+               "first run exit %d; resumed from step 4, interrupted after step 5: exit %d (want 130), %s %s",
+               rc0, rc, ck, access(ck, F_OK) ? "was deleted though the message names it" : "kept");
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/dt_train_XXXXXX");
     if (!mkdtemp(tmp)) { TEST_FAIL("mkdtemp", "cannot make a temporary folder"); TEST_EXIT(); }
@@ -363,6 +379,7 @@ int main(void) {
     test_refused_resume_writes_nothing();
     test_overwrite_with_resume_refused();
     test_resume_other_global_batch();
+    test_prune_keeps_just_saved();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (!dt_test_failures) (void)!system(cmd);

@@ -222,7 +222,7 @@ static int save_checkpoint(dt_ctx *ctx, trainer *t) {
     dt_train_device_to_host(&t->dev, t->a, &t->opt);
     int rc = dt_checkpoint_save(ctx, dir, t->a, t->m, &t->opt, &t->st);
     dt_train_device_to_device(&t->dev, t->a, &t->opt);
-    if (!rc) dt_checkpoint_prune(t->r->output_dir, t->r->train.keep_last_n_checkpoints);
+    if (!rc) dt_checkpoint_prune(t->r->output_dir, t->r->train.keep_last_n_checkpoints, t->st.step);
     return rc;
 }
 
