@@ -250,6 +250,18 @@ static void test_bad_input(void) {
     TEST_CHECK("train_bad_data_line", rc == 2 && file_has(err, "bad.jsonl:2"), "exit %d; stderr lacks bad.jsonl:2", rc);
     snprintf(over, sizeof over, "%s/bad/adapter_model.safetensors", tmp);
     TEST_CHECK("train_bad_data_writes_nothing", access(over, F_OK) != 0, "an adapter was written");
+    // A token id the model has no embedding for, in token data read without a tokenizer: refused as the
+    // data loads, naming the file and line, before anything is written (it used to fail at the step that
+    // read it, as "token id 500 at position 53 is outside the vocabulary (128)", after writing metrics).
+    f = fopen(bad, "w");
+    fprintf(f, "{\"input_ids\":[1,2,3,4,5,6,7,8]}\n{\"input_ids\":[1,2,500,4,5,6,7,8]}\n");
+    fclose(f);
+    snprintf(over, sizeof over, "data.train=%s output_dir=%s/badvocab", bad, tmp);
+    rc = run("./deltatune train tests/data/train/tiny.yaml %s", over, NULL);
+    snprintf(over, sizeof over, "%s/badvocab", tmp);
+    TEST_CHECK("train_token_outside_model_vocab_at_load", rc == 2 && file_has(err, "bad.jsonl:2: key 'input_ids', entry 3: 500") &&
+               access(over, F_OK) != 0, "exit %d (want 2 and bad.jsonl:2 in %s), output_dir %s", rc, err,
+               access(over, F_OK) ? "absent" : "created");
     snprintf(over, sizeof over, "hardware.device=cuda output_dir=%s/cuda", tmp);
     rc = run("./deltatune train tests/data/train/tiny.yaml %s", over, NULL);
     TEST_CHECK("train_cuda_unavailable", rc == 2 && file_has(err, "CUDA"), "exit %d", rc);

@@ -295,6 +295,8 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
             if (t->st.batch >= in_epoch) { t->st.epoch++; t->st.batch = 0; }
             int64_t index = t->st.batch++;
             if (!mine && dt_dist_mine(&t->dp, j)) mine = micro_batch(ctx, t, j, t->st.epoch, index);
+            if (!mine && h->fail_step == t->st.step + 1 && h->fail_rank == c->rank)
+                mine = dt_fail(ctx, DT_EINPUT, "its share of step %lld failed (DT_TEST_FAIL_SHARE)", (long long)h->fail_step);
         }
         dt_dist_step sum;
         if ((rc = dt_dist_step_end(ctx, &t->dp, mine, h->stop && *h->stop, t->grad, &sum))) break;
