@@ -70,6 +70,12 @@ static void test_two_equal_one(void) {
     char a[512], b[512], ma[512], mb[512], ck[512];
     int rc1 = run(RECIPE "train.gradient_accumulation_steps=4 output_dir=%s/one", tmp);
     int rc2 = run(MPIRUN RECIPE "train.gradient_accumulation_steps=2 output_dir=%s/two", tmp);
+    // Rank 0 alone prints (README): rank 1 used to add its own memory estimate and first-step report.
+    char *e = tf_slurp(path_of(ma, sizeof ma, "err.txt"), NULL);
+    TEST_CHECK("mpi_rank0_alone_prints", rc2 == 0 && count(e, "memory estimate:") == 1 &&
+               count(e, "memory after the first step") == 1 && count(e, "frozen weights:") == 1,
+               "want each line once; stderr:\n%s", e ? e : "");
+    free(e);
     path_of(a, sizeof a, "one/adapter_model.safetensors");
     path_of(b, sizeof b, "two/adapter_model.safetensors");
     TEST_CHECK("mpi_two_processes_same_adapter", rc1 == 0 && rc2 == 0 && tf_same_file(a, b),

@@ -378,7 +378,7 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     const bool dev16 = r->hardware.device == DT_DEV_CUDA && (r->hardware.dtype == DT_BF16 || r->hardware.dtype == DT_F16);
     const dt_load_opts lo = {.quantize = r->model.quantize, .double_quant = r->model.double_quant,
                              .wtype = dev16 ? r->hardware.dtype : DT_F32};
-    if (!rc) rc = dt_train_device_open(ctx, &t.dev, r);
+    if (!rc) rc = dt_train_device_open(ctx, &t.dev, r, comm->rank != 0); // rank 0 alone speaks (README)
     if (!rc && t.dev.be->device == DT_DEV_CUDA) // f32 or 16-bit matrices; ggml block types as stored or quantized at load
         rc = dt_train_device_check(ctx, &t.dev, dt_llama_load_ex(ctx, r->model.path, t.dev.be, &lo, &t.m), r->output_dir);
     else if (!rc) rc = dt_llama_load_cpu_ex(ctx, r->model.path, r->hardware.dtype, what, &lo, &t.m);
