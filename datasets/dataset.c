@@ -214,6 +214,12 @@ int dt_dataset_load(dt_ctx *ctx, const char *const *paths, size_t npaths, const 
         if (!ds->files[i]) st = dt_fail(ctx, DT_ENOMEM, "out of memory");
     }
     if (!st) st = dt_record_encoder_init(ctx, &L.rec, tok, o->train_on_prompt);
+    // Token-id data read without a tokenizer is checked against the model instead, here where the file and
+    // line are known, rather than by the forward pass at the step that reads the example.
+    if (!st && !tok && o->model_vocab > 0) {
+        L.rec.vocab = o->model_vocab;
+        L.rec.vocab_of_model = true;
+    }
     L.tmpl_none = o->chat_template && !strcmp(o->chat_template, "none");
     if (!st && o->chat_template && strcmp(o->chat_template, "auto") && !L.tmpl_none) {
         st = dt_chat_tmpl_parse(ctx, o->chat_template, &L.rec.tmpl);

@@ -24,6 +24,8 @@ typedef struct dt_dataset_opts {
     bool train_on_prompt;      // train on every token, not only on answers
     bool skip_bad_lines;       // skip malformed lines (counted, one warning per file) instead of failing
     int64_t max_seq_len;       // longer examples are cut to this many tokens (counted); 0 = no limit
+    int32_t model_vocab;       // without a tokenizer: token ids must be below this (the model's vocab_size),
+                               // checked per line as the file loads; 0 = unchecked
 } dt_dataset_opts;
 
 typedef struct dt_dataset_stats {

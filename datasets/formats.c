@@ -189,7 +189,8 @@ static int read_messages(dt_ctx *ctx, dt_record_encoder *r, dt_rec_format f, con
 }
 
 // Reads an array of integers; labels may hold -100.
-static int read_int_array(dt_ctx *ctx, const json_t *a, const char *key, bool labels, int32_t vocab, dt_ids *out) {
+static int read_int_array(dt_ctx *ctx, const json_t *a, const char *key, bool labels, int32_t vocab, bool model,
+                          dt_ids *out) {
     const char *what = labels ? "an array of token ids or -100" : "an array of token ids";
     if (!json_is_array(a)) return dt_fail(ctx, DT_EINPUT, "key '%s': expected %s", key, what);
     size_t n = json_array_size(a);
@@ -202,7 +203,8 @@ static int read_int_array(dt_ctx *ctx, const json_t *a, const char *key, bool la
         bool ok = (labels && x == -100) || (x >= 0 && (vocab ? x < vocab : x <= INT32_MAX));
         if (!ok)
             return dt_fail(ctx, DT_EINPUT, "key '%s', entry %zu: %lld is %s", key, i + 1, (long long)x,
-                           vocab && x >= vocab ? "outside the tokenizer's vocabulary" : "not a token id");
+                           !(vocab && x >= vocab) ? "not a token id"
+                           : model ? "outside the model's vocabulary (vocab_size)" : "outside the tokenizer's vocabulary");
         out->v[out->n++] = (int32_t)x;
     }
     return DT_OK;
@@ -212,13 +214,13 @@ static int encode_tokens(dt_ctx *ctx, dt_record_encoder *r, const json_t *rec, d
     json_t *a = json_object_get(rec, "input_ids"), *l = json_object_get(rec, "labels");
     if (!a) return dt_fail(ctx, DT_EINPUT, "missing key 'input_ids'");
     size_t n0 = ids->n;
-    int st = read_int_array(ctx, a, "input_ids", false, r->vocab, ids);
+    int st = read_int_array(ctx, a, "input_ids", false, r->vocab, r->vocab_of_model, ids);
     if (st) return st;
     size_t n = ids->n - n0;
     if (!n) return dt_fail(ctx, DT_EINPUT, "key 'input_ids': the array is empty");
     if (!l || json_is_null(l)) return dt_ids_append(ctx, labels, ids->v + n0, n);
     size_t l0 = labels->n;
-    st = read_int_array(ctx, l, "labels", true, r->vocab, labels);
+    st = read_int_array(ctx, l, "labels", true, r->vocab, r->vocab_of_model, labels);
     if (!st && labels->n - l0 != n)
         st = dt_fail(ctx, DT_EINPUT, "key 'labels': %zu entries for %zu input_ids (they must be aligned)",
                      labels->n - l0, n);

@@ -41,6 +41,7 @@ typedef struct {
     bool have_tmpl;
     bool train_on_prompt;
     int32_t vocab;             // ids must be below this (0: unchecked, no tokenizer)
+    bool vocab_of_model;       // vocab is the model's vocab_size (no tokenizer), for the message
     dt_segs segs;
     dt_message *msgs;
     size_t msgs_cap;

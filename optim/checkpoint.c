@@ -32,6 +32,31 @@ static int rm_tree(const char *path) {
     return rmdir(path);
 }
 
+// Puts the finished folder tmp at dir. A checkpoint of the same step can already be there (a run
+// resumed from an earlier checkpoint redoes later steps; an interrupt on a save step saves again). It
+// is swapped out in one rename (RENAME_EXCHANGE), so dir holds a complete checkpoint at every moment:
+// deleting it first left, after a kill during the deletion, an empty or partial step-N that
+// `resume: true` then took as the newest and failed on. The old one ends up at tmp and is removed.
+static int put_in_place(dt_ctx *ctx, const char *tmp, const char *dir, const char *parent) {
+    struct stat sb;
+    if (stat(dir, &sb)) return dt_atomic_commit_dir(ctx, tmp, dir); // nothing to replace
+    int rc = dt_atomic_fsync_dir(ctx, tmp);
+    if (rc) return rc;
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, dir, RENAME_EXCHANGE) == 0) {
+        rm_tree(tmp);
+        return dt_atomic_fsync_dir(ctx, parent);
+    }
+    // A file system without the exchange: the old folder moves aside under a name that is not step-N
+    // first, so a kill in between leaves an older checkpoint as the newest, never a partial one.
+    char old[4200];
+    snprintf(old, sizeof old, "%s.old", dir);
+    rm_tree(old);
+    if (rename(dir, old)) return dt_fail(ctx, DT_EIO, "%s: cannot move the previous checkpoint aside: %s", dir, strerror(errno));
+    rc = dt_atomic_commit_dir(ctx, tmp, dir);
+    if (!rc) rm_tree(old);
+    return rc;
+}
+
 int dt_checkpoint_save(dt_ctx *ctx, const char *dir, const dt_adapter *a, const dt_llama *m, const dt_optimizer *o,
                        const dt_train_state *s) {
     char tmp[4096], path[4200], parent[4096];
@@ -68,10 +93,7 @@ int dt_checkpoint_save(dt_ctx *ctx, const char *dir, const dt_adapter *a, const 
             dt_st_writer_free(w);
         }
     }
-    if (!rc) {
-        rm_tree(dir); // re-saving the same step replaces it
-        rc = dt_atomic_commit_dir(ctx, tmp, dir);
-    }
+    if (!rc) rc = put_in_place(ctx, tmp, dir, slash ? parent : ".");
     if (rc) rm_tree(tmp);
     return rc;
 }
@@ -177,7 +199,10 @@ static int cmp_i64(const void *a, const void *b) {
     return x < y ? -1 : x > y;
 }
 
-void dt_checkpoint_prune(const char *output_dir, int keep) {
+// Never removes step-`just_saved`, the checkpoint the caller has just written and names in its
+// messages: after a resume from an earlier checkpoint, folders of later steps from the first pass of
+// the same run can still be there, and by step number alone the new one would be the oldest.
+void dt_checkpoint_prune(const char *output_dir, int keep, int64_t just_saved) {
     if (keep <= 0) return;
     char dir[4096], p[4352];
     snprintf(dir, sizeof dir, "%s/checkpoints", output_dir);
@@ -193,6 +218,7 @@ void dt_checkpoint_prune(const char *output_dir, int keep) {
     closedir(d);
     qsort(steps, (size_t)n, sizeof steps[0], cmp_i64);
     for (int i = 0; i + keep < n; i++) {
+        if (steps[i] == just_saved) continue;
         snprintf(p, sizeof p, "%s/step-%lld", dir, (long long)steps[i]);
         rm_tree(p);
     }

@@ -34,7 +34,7 @@ int dt_checkpoint_load(dt_ctx *ctx, const char *dir, dt_adapter *a, const dt_lla
 int dt_checkpoint_latest(const char *output_dir, char *buf, size_t n);
 // Removes output_dir/checkpoints and everything in it.
 int dt_checkpoint_remove_all(dt_ctx *ctx, const char *output_dir);
-// Removes all but the newest `keep` checkpoints (keep <= 0 keeps all).
-void dt_checkpoint_prune(const char *output_dir, int keep);
+// Removes all but the newest `keep` checkpoints (keep <= 0 keeps all), and never step-`just_saved`.
+void dt_checkpoint_prune(const char *output_dir, int keep, int64_t just_saved);
 
 #endif

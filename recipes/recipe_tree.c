@@ -142,6 +142,11 @@ static int build(builder *b, int id, int depth, dt_ynode **out) {
         if (!rc && key->kind != DT_YSCALAR)
             rc = dt_yfail(b->ctx, key, "a key must be a plain name, not a %s",
                           key->kind == DT_YSEQ ? "list" : "mapping");
+        // libyaml does not implement YAML 1.1's merge key, so '<<: *anchor' would reach the schema as an
+        // unknown key named '<<'; say what it is instead.
+        if (!rc && key->plain && !strcmp(key->text, "<<"))
+            rc = dt_yfail(b->ctx, key, "YAML merge keys ('<<: *anchor') are not supported in a recipe; an alias "
+                          "can stand for a whole value or section ('optimizer: *anchor'), or write the keys out");
         for (size_t i = 0; !rc && i < n->n; i++)
             if (!strcmp(n->keys[i]->text, key->text))
                 rc = dt_yfail(b->ctx, key, "duplicate key '%s' (first given at line %d)", key->text,
@@ -158,11 +163,37 @@ static int build(builder *b, int id, int depth, dt_ynode **out) {
     return DT_OK;
 }
 
+// Line and column (1-based, the column in characters) of byte `offset` of a file, and that byte, by
+// reading the file again.
+static bool file_mark(const char *path, size_t offset, size_t *line, size_t *col, int *byte) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return false;
+    *line = *col = 1;
+    for (size_t i = 0; i < offset; i++) {
+        int c = getc(f);
+        if (c == EOF) break;
+        if (c == '\n') { ++*line; *col = 1; }
+        else if ((c & 0xC0) != 0x80) ++*col; // a UTF-8 continuation byte is not a new character
+    }
+    *byte = getc(f);
+    fclose(f);
+    return true;
+}
+
 static int syntax_error(dt_ctx *ctx, const yaml_parser_t *p, const char *origin, bool from_override) {
     const char *problem = p->problem ? p->problem : "unknown error";
     if (p->error == YAML_MEMORY_ERROR) return oom(ctx);
     if (from_override)
         return dt_fail(ctx, DT_EINPUT, "command line override '%s': YAML syntax error: %s", origin, problem);
+    // libyaml's reader (bad UTF-8, control characters) gives the byte offset of the problem, not a mark:
+    // problem_mark stays 0:0, which would blame line 1 of any file. (problem_value is not always the
+    // byte: it is -1 for a sequence cut short, so the byte is read from the file.)
+    size_t line, col;
+    int byte;
+    if (p->error == YAML_READER_ERROR && file_mark(origin, p->problem_offset, &line, &col, &byte) && byte != EOF)
+        return dt_fail(ctx, DT_EINPUT, "%s:%zu:%zu: %s (byte 0x%02X at offset %zu)%s", origin, line, col, problem,
+                       (unsigned)byte, p->problem_offset,
+                       strstr(problem, "UTF") ? ": a recipe must be UTF-8 text" : "");
     // libyaml marks are 0-based; the problem mark is where the parser noticed the error.
     return dt_fail(ctx, DT_EINPUT, "%s:%zu:%zu: YAML syntax error: %s%s%s", origin,
                    p->problem_mark.line + 1, p->problem_mark.column + 1, problem,

@@ -3,7 +3,9 @@
 //   and resumed each time, it ends with an adapter byte-identical to an uninterrupted run, and every
 //   step-N folder that ever appears is complete (a half-written one only exists under a .tmp name);
 // - a checkpoint write that hits the file-size limit (ulimit -f) fails with a message and exit 1, and
-//   leaves the previous checkpoint intact: resuming from it finishes the run identically.
+//   leaves the previous checkpoint intact: resuming from it finishes the run identically;
+// - re-saving a step that already has a checkpoint keeps that step-N whole even when killed midway,
+//   and an interrupt on a save step writes its checkpoint once (both with strace; skipped without it).
 #include <dirent.h>
 #include <signal.h>
 #include <stdlib.h>
@@ -168,6 +170,53 @@ int main(void) {
     free(msg);
     rc = wait_status(start(0, resume));
     TEST_CHECK("checkpoint_after_failed_write_resumes_identically", rc == 0 && tf_same_file(ref, got), "exit %d", rc);
+
+    // Replacing a checkpoint of a step that already has one (with a checkpoint every 4 steps, a resume
+    // from step 4 redoes steps 5-12 over the first run's step-8) must keep that step-N whole at every moment. strace kills the
+    // run at the rmdir of .../step-8 itself, the moment deleting the old folder before putting the new
+    // one in place had left it empty; `resume: true` then took that empty step-8 as the newest
+    // checkpoint and failed. Now the old folder is swapped out in one rename and never emptied in place.
+    if (system("strace -f -o /dev/null true >/dev/null 2>&1")) {
+        TEST_SKIP("checkpoint_resave_never_partial", "strace is missing or cannot trace here");
+    } else {
+        rm_out();
+        const char *every4[] = {"train.save_every_n_steps=4", NULL}, *resume4[] = {"train.save_every_n_steps=4", "resume=true", NULL};
+        rc = wait_status(start(0, every4));
+        char ck4[256], line[2048];
+        snprintf(ck4, sizeof ck4, "resume=%s/out/checkpoints/step-4", tmp);
+        snprintf(line, sizeof line, "strace -f -o /dev/null -P %s/out/checkpoints/step-8 -e trace=rmdir -e inject=rmdir:signal=SIGKILL "
+                 "./deltatune train tests/data/train/tiny.yaml output_dir=%s/out train.save_every_n_steps=4 %s "
+                 ">/dev/null 2>%s/err.txt", tmp, tmp, ck4, tmp);
+        int st = system(line);
+        int c = check_checkpoints(why, sizeof why);
+        rc2 = wait_status(start(0, resume4));
+        msg = tf_slurp(err, &en);
+        TEST_CHECK("checkpoint_resave_never_partial", rc == 0 && c > 0 && rc2 == 0 && tf_same_file(ref, got),
+                   "first run exit %d; the re-saving resume (wait status %d) left %s; resume: true then exit %d (want 0 and "
+                   "the uninterrupted adapter); stderr: %.400s", rc, st, c < 0 ? why : "whole checkpoints", rc2, msg ? msg : "");
+        free(msg);
+    }
+
+    // Interrupted on a step that saves anyway (step 4 of a checkpoint every 4 steps): the checkpoint is
+    // written once, not a second time for the interrupt. strace counts the creations of step-4.tmp.
+    if (!system("strace -f -o /dev/null true >/dev/null 2>&1")) {
+        rm_out();
+        char line[2048], log[256];
+        snprintf(log, sizeof log, "%s/strace.txt", tmp);
+        snprintf(line, sizeof line, "DT_TEST_INTERRUPT_AFTER=4 strace -f -o %s -P %s/out/checkpoints/step-4.tmp -e trace=mkdir "
+                 "./deltatune train tests/data/train/tiny.yaml output_dir=%s/out train.save_every_n_steps=4 >/dev/null 2>%s/err.txt",
+                 log, tmp, tmp, tmp);
+        int st = system(line);
+        size_t n;
+        char *s = tf_slurp(log, &n);
+        int made = 0;
+        for (const char *p = s; p && (p = strstr(p, "step-4.tmp\", 0777) = 0")); p++) made++;
+        free(s);
+        TEST_CHECK("checkpoint_interrupt_on_save_step_writes_once", WIFEXITED(st) && WEXITSTATUS(st) == 130 && made == 1,
+                   "wait status %d (want exit 130); step-4.tmp created %d times (want 1)", st, made);
+    } else {
+        TEST_SKIP("checkpoint_interrupt_on_save_step_writes_once", "strace is missing or cannot trace here");
+    }
 
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (!dt_test_failures) (void)!system(cmd);

@@ -70,6 +70,12 @@ static void test_two_equal_one(void) {
     char a[512], b[512], ma[512], mb[512], ck[512];
     int rc1 = run(RECIPE "train.gradient_accumulation_steps=4 output_dir=%s/one", tmp);
     int rc2 = run(MPIRUN RECIPE "train.gradient_accumulation_steps=2 output_dir=%s/two", tmp);
+    // Rank 0 alone prints (README): rank 1 used to add its own memory estimate and first-step report.
+    char *e = tf_slurp(path_of(ma, sizeof ma, "err.txt"), NULL);
+    TEST_CHECK("mpi_rank0_alone_prints", rc2 == 0 && count(e, "memory estimate:") == 1 &&
+               count(e, "memory after the first step") == 1 && count(e, "frozen weights:") == 1,
+               "want each line once; stderr:\n%s", e ? e : "");
+    free(e);
     path_of(a, sizeof a, "one/adapter_model.safetensors");
     path_of(b, sizeof b, "two/adapter_model.safetensors");
     TEST_CHECK("mpi_two_processes_same_adapter", rc1 == 0 && rc2 == 0 && tf_same_file(a, b),
@@ -111,7 +117,8 @@ static void test_resume(int from, int to, const char *name) {
 static void test_failing_share(void) {
     // 24 sequences of 8 tokens, in file order (no shuffling, no packing): step s (from 1) of 2 ranks x 1
     // micro-batch of 2 takes sequences 4(s-1) .. 4s-1, rank 1 the last two. Sequence 15 holds a token
-    // id outside the 128-token vocabulary: rank 1's share of step 4.
+    // id outside the 128-token vocabulary. It is refused as the data loads, on every rank, naming the
+    // file and line, before anything is written.
     char data[512], err[512], ck[512], fin[512];
     FILE *f = fopen(path_of(data, sizeof data, "bad.jsonl"), "w");
     for (int i = 0; f && i < 24; i++) {
@@ -120,15 +127,33 @@ static void test_failing_share(void) {
         fprintf(f, "]}\n");
     }
     if (f) fclose(f);
-    double t0 = now();
     int rc = run(MPIRUN RECIPE "data.train=%s data.shuffle=false data.packing=false train.gradient_accumulation_steps=1 "
                         "train.save_every_n_steps=1 output_dir=%s/bad",
                  data, tmp);
-    double took = now() - t0;
     char *e = tf_slurp(path_of(err, sizeof err, "err.txt"), NULL);
+    TEST_CHECK("mpi_bad_token_refused_at_load", rc == 2 && count(e, "deltatune train:") == 1 && count(e, "bad.jsonl:16: ") == 1 &&
+               access(path_of(fin, sizeof fin, "bad"), F_OK) != 0,
+               "exit %d (want 2), output_dir %s; want one line naming bad.jsonl:16; stderr:\n%s", rc,
+               access(fin, F_OK) ? "absent" : "created", e ? e : "");
+    free(e);
+    // A rank whose share fails mid-run (as out of memory or a device error would; DT_TEST_FAIL_SHARE
+    // stands for them, as no data can do it any more): rank 1's share of step 4 on the good data.
+    f = fopen(data, "w");
+    for (int i = 0; f && i < 24; i++) {
+        fprintf(f, "{\"input_ids\":[");
+        for (int j = 0; j < 8; j++) fprintf(f, "%s%d", j ? "," : "", (i * 7 + j * 3) % 128);
+        fprintf(f, "]}\n");
+    }
+    if (f) fclose(f);
+    double t0 = now();
+    rc = run("DT_TEST_FAIL_SHARE=1:4 " MPIRUN "-x DT_TEST_FAIL_SHARE " RECIPE "data.train=%s data.shuffle=false "
+             "data.packing=false train.gradient_accumulation_steps=1 train.save_every_n_steps=1 output_dir=%s/bad", data, tmp);
+    double took = now() - t0;
+    e = tf_slurp(path_of(err, sizeof err, "err.txt"), NULL);
     TEST_CHECK("mpi_failing_rank_stops_all", rc != 0 && rc != 130 && took < 30, "exit %d after %.1f s", rc, took);
-    TEST_CHECK("mpi_failing_rank_one_message", count(e, "deltatune train:") == 1 && count(e, "rank 1 of 2: token id 500") == 1,
-               "want one line naming rank 1 and the bad token; stderr:\n%s", e ? e : "");
+    TEST_CHECK("mpi_failing_rank_one_message", count(e, "deltatune train:") == 1 &&
+               count(e, "rank 1 of 2: its share of step 4 failed") == 1,
+               "want one line naming rank 1 and its failed step; stderr:\n%s", e ? e : "");
     free(e);
     dt_ctx ctx;
     dt_ctx_init(&ctx);

@@ -250,6 +250,18 @@ static void test_bad_input(void) {
     TEST_CHECK("train_bad_data_line", rc == 2 && file_has(err, "bad.jsonl:2"), "exit %d; stderr lacks bad.jsonl:2", rc);
     snprintf(over, sizeof over, "%s/bad/adapter_model.safetensors", tmp);
     TEST_CHECK("train_bad_data_writes_nothing", access(over, F_OK) != 0, "an adapter was written");
+    // A token id the model has no embedding for, in token data read without a tokenizer: refused as the
+    // data loads, naming the file and line, before anything is written (it used to fail at the step that
+    // read it, as "token id 500 at position 53 is outside the vocabulary (128)", after writing metrics).
+    f = fopen(bad, "w");
+    fprintf(f, "{\"input_ids\":[1,2,3,4,5,6,7,8]}\n{\"input_ids\":[1,2,500,4,5,6,7,8]}\n");
+    fclose(f);
+    snprintf(over, sizeof over, "data.train=%s output_dir=%s/badvocab", bad, tmp);
+    rc = run("./deltatune train tests/data/train/tiny.yaml %s", over, NULL);
+    snprintf(over, sizeof over, "%s/badvocab", tmp);
+    TEST_CHECK("train_token_outside_model_vocab_at_load", rc == 2 && file_has(err, "bad.jsonl:2: key 'input_ids', entry 3: 500") &&
+               access(over, F_OK) != 0, "exit %d (want 2 and bad.jsonl:2 in %s), output_dir %s", rc, err,
+               access(over, F_OK) ? "absent" : "created");
     snprintf(over, sizeof over, "hardware.device=cuda output_dir=%s/cuda", tmp);
     rc = run("./deltatune train tests/data/train/tiny.yaml %s", over, NULL);
     TEST_CHECK("train_cuda_unavailable", rc == 2 && file_has(err, "CUDA"), "exit %d", rc);
@@ -296,6 +308,75 @@ static void test_epoch_shorter_than_step_warns(void) {
                "exit %d, or a warning in %s", rc, err);
 }
 
+// A resume that is refused writes nothing: resuming from a checkpoint folder that does not exist, into
+// an output_dir that does not exist yet, exits 2 without creating the output_dir (README "Exit status":
+// input is checked before anything is written).
+static void test_refused_resume_writes_nothing(void) {
+    char a[512], err[256], out[256];
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    snprintf(out, sizeof out, "%s/never", tmp);
+    snprintf(a, sizeof a, "output_dir=%s resume=%s/no-such-run/checkpoints/step-4", out, tmp);
+    int rc = run("./deltatune train tests/data/train/tiny.yaml %s", a, NULL);
+    TEST_CHECK("train_refused_resume_writes_nothing", rc == 2 && access(out, F_OK) != 0,
+               "exit %d (want 2), output_dir %s (want it not created)", rc, access(out, F_OK) ? "absent" : "created");
+}
+
+// --overwrite (start afresh, deleting the checkpoints) together with resume (continue from one) is a
+// contradiction: exit 2 naming both, and the checkpoints stay.
+static void test_overwrite_with_resume_refused(void) {
+    char a[512], err[256], ck[256];
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    snprintf(a, sizeof a, "output_dir=%s/ow train.max_steps=4 train.save_every_n_steps=2", tmp);
+    int rc0 = run("./deltatune train tests/data/train/tiny.yaml %s", a, NULL);
+    snprintf(ck, sizeof ck, "%s/ow/checkpoints/step-2", tmp);
+    int rc = run("./deltatune train tests/data/train/tiny.yaml %s resume=true --overwrite", a, NULL);
+    TEST_CHECK("train_overwrite_with_resume_refused", rc0 == 0 && rc == 2 && file_has(err, "--overwrite") &&
+               file_has(err, "resume") && access(ck, F_OK) == 0,
+               "first run exit %d; with resume=true --overwrite: exit %d (want 2, a message naming both, %s kept)",
+               rc0, rc, ck);
+    // resume given the run's output_dir instead of one of its checkpoints: exit 2, saying what it is not and
+    // naming the newest checkpoint there (it used to fail with "trainer_state.safetensors: cannot open").
+    char want[300];
+    snprintf(want, sizeof want, "give a checkpoints/step-N folder such as %s/ow/checkpoints/step-2", tmp);
+    rc = run("./deltatune train tests/data/train/tiny.yaml %s resume=%s/ow", a, tmp);
+    TEST_CHECK("train_resume_output_dir_names_checkpoint", rc == 2 && file_has(err, "is not a checkpoint folder") &&
+               file_has(err, want), "exit %d (want 2 and '%s' in %s)", rc, want, err);
+}
+
+// Resuming with another global batch (gradient_accumulation_steps x processes), the usual slip when the
+// number of processes changes, is refused with a message that says so and what to set, not only that
+// "the recipe's training settings differ". Any other change keeps the generic message.
+static void test_resume_other_global_batch(void) {
+    char a[512], err[256];
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    snprintf(a, sizeof a, "output_dir=%s/gb train.max_steps=4 train.save_every_n_steps=2", tmp);
+    int rc0 = run("./deltatune train tests/data/train/tiny.yaml %s", a, NULL); // gradient_accumulation_steps 2
+    int rc = run("./deltatune train tests/data/train/tiny.yaml %s resume=true train.gradient_accumulation_steps=4", a, NULL);
+    TEST_CHECK("train_resume_other_global_batch_explained", rc0 == 0 && rc == 2 &&
+               file_has(err, "took 2 micro-batches per step") && file_has(err, "set train.gradient_accumulation_steps=2"),
+               "first run exit %d; resumed with 4 accumulation steps: exit %d (want 2 and the global batch named in %s)",
+               rc0, rc, err);
+    rc = run("./deltatune train tests/data/train/tiny.yaml %s resume=true train.optimizer.lr=1e-3", a, NULL);
+    TEST_CHECK("train_resume_other_setting_generic", rc == 2 && file_has(err, "training settings differ") &&
+               !file_has(err, "micro-batches"), "exit %d, see %s", rc, err);
+}
+
+// keep_last_n_checkpoints after a resume from an earlier checkpoint: the first pass's later step-8 is
+// still there, and pruning by step number alone deleted the checkpoint just written (step-5) while the
+// interrupt message said it was saved there. The one just written stays.
+static void test_prune_keeps_just_saved(void) {
+    char a[512], err[256], ck[256];
+    snprintf(err, sizeof err, "%s/err.txt", tmp);
+    snprintf(a, sizeof a, "output_dir=%s/pk train.keep_last_n_checkpoints=2", tmp);
+    int rc0 = run("./deltatune train tests/data/train/tiny.yaml %s", a, NULL); // checkpoints step-4, step-8
+    snprintf(a, sizeof a, "output_dir=%s/pk train.keep_last_n_checkpoints=1 resume=%s/pk/checkpoints/step-4", tmp, tmp);
+    int rc = run("DT_TEST_INTERRUPT_AFTER=5 ./deltatune train tests/data/train/tiny.yaml %s", a, NULL);
+    snprintf(ck, sizeof ck, "%s/pk/checkpoints/step-5", tmp);
+    TEST_CHECK("train_prune_keeps_just_saved", rc0 == 0 && rc == 130 && file_has(err, ck) && access(ck, F_OK) == 0,
+               "first run exit %d; resumed from step 4, interrupted after step 5: exit %d (want 130), %s %s",
+               rc0, rc, ck, access(ck, F_OK) ? "was deleted though the message names it" : "kept");
+}
+
 int main(void) {
     snprintf(tmp, sizeof tmp, "/tmp/dt_train_XXXXXX");
     if (!mkdtemp(tmp)) { TEST_FAIL("mkdtemp", "cannot make a temporary folder"); TEST_EXIT(); }
@@ -307,6 +388,10 @@ int main(void) {
     test_bad_input();
     test_memory_estimate_quantized();
     test_epoch_shorter_than_step_warns();
+    test_refused_resume_writes_nothing();
+    test_overwrite_with_resume_refused();
+    test_resume_other_global_batch();
+    test_prune_keeps_just_saved();
     char cmd[128];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmp);
     if (!dt_test_failures) (void)!system(cmd);

@@ -75,7 +75,7 @@ int cmd_eval(int argc, char **argv) {
     else if (!rc) rc = dt_llama_load_cpu(&ctx, model, dtype, "--dtype", &m);
     if (!rc && adapter) rc = dt_adapter_load(&ctx, adapter, m, &ad);
     if (!rc && ad) rc = dt_cli_backend_check(&ctx, be, dt_adapter_dev_attach(&ctx, &dev, ad, be));
-    dt_dataset_opts o = {format, "auto", false, false, max_len};
+    dt_dataset_opts o = {format, "auto", false, false, max_len, m ? (int32_t)m->cfg.vocab_size : 0}; // as train checks ids
     if (!rc) rc = dt_dataset_load(&ctx, (const char *const[]){data}, 1, tok, &o, &ds);
     if (!rc) {
         // Prompt tuning's virtual tokens go in front of a row, not of each example: one example a row then,

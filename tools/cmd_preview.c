@@ -40,7 +40,7 @@ int cmd_preview(int argc, char **argv) {
     }
     if (!rc && tok) rc = dt_check_vocab_of(&ctx, tok, r.model.tokenizer, r.model.path);
     dt_dataset_opts o = {dt_recipe_format_name(r.data.format), dt_recipe_template_name(r.data.chat_template),
-                         r.data.train_on_prompt, r.data.skip_bad_lines, r.data.max_seq_len};
+                         r.data.train_on_prompt, r.data.skip_bad_lines, r.data.max_seq_len, 0}; // no model loaded
     if (!rc) rc = dt_dataset_load(&ctx, (const char *const *)r.data.train.items, (size_t)r.data.train.n, tok, &o, &ds);
     bool ansi = isatty(STDOUT_FILENO);
     for (size_t i = 0; !rc && i < (size_t)n && i < dt_dataset_size(ds); i++) {

@@ -50,7 +50,13 @@ int cmd_train(int argc, char **argv) {
         sigaction(SIGTERM, &sa, NULL);
         // DT_TEST_INTERRUPT_AFTER=N acts like Ctrl-C after step N, so tests can interrupt deterministically.
         const char *stop_after = getenv("DT_TEST_INTERRUPT_AFTER");
-        dt_train_hooks hooks = {&g_stop, isatty(STDERR_FILENO), stop_after ? atoll(stop_after) : 0, overwrite, comm};
+        // DT_TEST_FAIL_SHARE=RANK:STEP fails that rank's share of that step, for the tests of a failing rank.
+        const char *fail = getenv("DT_TEST_FAIL_SHARE");
+        int fail_rank = 0;
+        long long fail_step = 0;
+        if (fail && sscanf(fail, "%d:%lld", &fail_rank, &fail_step) != 2) fail_step = 0;
+        dt_train_hooks hooks = {&g_stop, isatty(STDERR_FILENO), stop_after ? atoll(stop_after) : 0, fail_rank, fail_step,
+                                overwrite, comm};
         rc = dt_train_run(&ctx, &r, &hooks);
     }
     if (loaded) dt_recipe_free(&r);

@@ -20,7 +20,8 @@ int dt_train_data_open(dt_ctx *ctx, dt_train_data *d, const dt_recipe *r, const 
     if (!p) return dt_fail(ctx, DT_ENOMEM, "out of memory");
     d->impl = p;
     dt_dataset_opts o = {dt_recipe_format_name(r->data.format), dt_recipe_template_name(r->data.chat_template),
-                         r->data.train_on_prompt, r->data.skip_bad_lines, r->data.max_seq_len};
+                         r->data.train_on_prompt, r->data.skip_bad_lines, r->data.max_seq_len,
+                         (int32_t)cfg->vocab_size};
     int rc = dt_dataset_load(ctx, (const char *const *)r->data.train.items, (size_t)r->data.train.n, tok, &o, &p->train);
     if (!rc && r->data.val.n) rc = dt_dataset_load(ctx, (const char *const *)r->data.val.items, (size_t)r->data.val.n, tok, &o, &p->val);
     if (rc) return rc;

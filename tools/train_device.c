@@ -102,7 +102,7 @@ static int matrix_bytes(const dt_recipe *r, const dt_weights *w) {
 }
 
 // Prints the estimate; for cuda also checks it against the device's free memory.
-static int estimate(dt_ctx *ctx, const dt_recipe *r, bool cuda, size_t *est_activations) {
+static int estimate(dt_ctx *ctx, const dt_recipe *r, bool cuda, bool quiet, size_t *est_activations) {
     dt_model_config c;
     dt_weights *w = NULL;
     int rc = dt_weights_open(ctx, r->model.path, &c, &w); // the config and the file index; no weights read
@@ -114,8 +114,9 @@ static int estimate(dt_ctx *ctx, const dt_recipe *r, bool cuda, size_t *est_acti
     char act[160], b[5][32];
     snprintf(act, sizeof act, "activations %s at batch %d x %d%s", human(b[0], 32, m.activations), r->train.batch_size,
              r->data.max_seq_len, r->train.activation_checkpointing ? ", checkpointed" : "");
-    fprintf(stderr, "memory estimate: %s (weights %s, adapter + gradients + optimizer %s, %s)\n",
-            human(b[1], 32, m.total), human(b[2], 32, m.weights), human(b[3], 32, m.adapter), act);
+    if (!quiet)
+        fprintf(stderr, "memory estimate: %s (weights %s, adapter + gradients + optimizer %s, %s)\n",
+                human(b[1], 32, m.total), human(b[2], 32, m.weights), human(b[3], 32, m.adapter), act);
     *est_activations = m.activations;
     if (!cuda) return DT_OK;
     size_t used = 0, total = 0;
@@ -131,15 +132,16 @@ static int estimate(dt_ctx *ctx, const dt_recipe *r, bool cuda, size_t *est_acti
     return DT_OK;
 }
 
-int dt_train_device_open(dt_ctx *ctx, dt_train_device *d, const dt_recipe *r) {
+int dt_train_device_open(dt_ctx *ctx, dt_train_device *d, const dt_recipe *r, bool quiet) {
     memset(d, 0, sizeof *d);
     d->be = dt_backend_cpu();
-    if (r->hardware.device != DT_DEV_CUDA) return estimate(ctx, r, false, &d->est_activations);
+    d->quiet = quiet;
+    if (r->hardware.device != DT_DEV_CUDA) return estimate(ctx, r, false, quiet, &d->est_activations);
     const dt_backend *be = NULL;
     int rc = dt_backend_cuda_init(ctx, r->hardware.dtype, &be);
     if (rc) return dt_prefix(ctx, rc, "%s: hardware.device: cuda: ", r->recipe_path);
-    fprintf(stderr, "device: %s (%s matmuls)\n", dt_backend_cuda_device_name(), dt_dtype_name(r->hardware.dtype));
-    if ((rc = estimate(ctx, r, true, &d->est_activations))) return rc;
+    if (!quiet) fprintf(stderr, "device: %s (%s matmuls)\n", dt_backend_cuda_device_name(), dt_dtype_name(r->hardware.dtype));
+    if ((rc = estimate(ctx, r, true, quiet, &d->est_activations))) return rc;
     d->be = be;
     return DT_OK;
 }
@@ -226,6 +228,7 @@ int dt_train_device_check(dt_ctx *ctx, dt_train_device *d, int rc, const char *o
 void dt_train_device_report(const dt_train_device *d, const dt_graph *g) {
     // The arena's high-water mark, not its capacity: the first chunk is at least 16 MiB, mostly never
     // touched in a small run, which made a batch-1 stories260K run report 17.5 MiB against 7.7 estimated.
+    if (d->quiet) return;
     size_t used = g->arena.peak + g->pool_bytes + g->attn_scratch_bytes;
     char b[2][32];
     fprintf(stderr, "memory after the first step: activations %s (estimated %s)\n", human(b[0], 32, used),

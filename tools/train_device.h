@@ -17,11 +17,13 @@ typedef struct dt_train_device {
     size_t opt_floats;
     bool state_on_device;  // where the optimizer state is current
     size_t est_activations; // the estimate's activation bytes, to compare with the first step's
+    bool quiet;            // prints nothing (ranks other than 0 of a data-parallel run)
 } dt_train_device;
 
 // The recipe's backend. For cuda: the CUDA table with hardware.dtype matmuls; prints the memory
 // estimate and refuses (DT_EINPUT, naming the numbers) when it exceeds the device's free memory.
-int dt_train_device_open(dt_ctx *ctx, dt_train_device *d, const dt_recipe *r);
+// quiet: print nothing (the device line, the estimate, dt_train_device_report); the refusal still comes back.
+int dt_train_device_open(dt_ctx *ctx, dt_train_device *d, const dt_recipe *r, bool quiet);
 // Puts the adapter and the optimizer state (both freshly created or loaded on the host) on the device.
 int dt_train_device_attach(dt_ctx *ctx, dt_train_device *d, dt_adapter *a, const dt_optimizer *o);
 void dt_train_device_zero_grad(dt_train_device *d, dt_adapter *a);

@@ -166,6 +166,55 @@ static int evaluate(dt_ctx *ctx, trainer *t, double *loss) {
     return rc;
 }
 
+// resume: PATH must name one checkpoint folder (checkpoints/step-N). Giving the run's output_dir or its
+// checkpoints/ folder, the natural slips, used to fail deep in the loader ("trainer_state.safetensors:
+// cannot open", "no adapter here"); this says what PATH is not, and names the newest checkpoint there.
+static int check_resume_path(dt_ctx *ctx, const dt_recipe *r) {
+    char p[4300], newest[4200] = "", up[4200];
+    struct stat sb;
+    snprintf(p, sizeof p, "%s/trainer_state.safetensors", r->resume_path);
+    if (stat(p, &sb) == 0) return DT_OK;
+    const char *why = stat(r->resume_path, &sb) ? (errno == ENOENT ? "it does not exist" : strerror(errno))
+                      : S_ISDIR(sb.st_mode)    ? "it holds no trainer_state.safetensors"
+                                               : "it is a file, not a folder";
+    const char *base = strrchr(r->resume_path, '/');
+    if (dt_checkpoint_latest(r->resume_path, newest, sizeof newest) && base && !strcmp(base, "/checkpoints")) {
+        snprintf(up, sizeof up, "%.*s", (int)(base - r->resume_path), r->resume_path); // the output_dir above
+        if (dt_checkpoint_latest(up, newest, sizeof newest)) newest[0] = 0;
+    }
+    return dt_fail(ctx, DT_EINPUT, "%s: resume: %s is not a checkpoint folder (%s); give a checkpoints/step-N folder%s%s, "
+                   "or resume: true for the newest checkpoint in output_dir", r->recipe_path, r->resume_path, why,
+                   newest[0] ? " such as " : "", newest);
+}
+
+// A checkpoint refused as another run's (rc) when the only difference is the number of micro-batches
+// in a step: the usual cause is resuming with another number of processes without changing
+// gradient_accumulation_steps to match. The generic "training settings differ" then becomes a message
+// that says so and what to set. Any other difference keeps rc and its message.
+static int explain_global_batch(dt_ctx *ctx, const dt_recipe *global, const char *ck, const dt_train_state *st,
+                                int procs, int rc) {
+    const int64_t was = st->step_micro_batches, now_mb = global->train.gradient_accumulation_steps;
+    if (was <= 0 || was == now_mb || was > 65536 * (int64_t)procs) return rc;
+    dt_recipe then = *global; // a shallow copy, as dt_run_identity needs only to read it
+    then.train.gradient_accumulation_steps = (int)was;
+    dt_ctx quiet;
+    dt_ctx_init(&quiet);
+    dt_run_id id;
+    if (dt_run_identity(&quiet, &then, &id) || id.recipe != st->run.recipe || id.data != st->run.data) return rc;
+    char fix[160];
+    if (was % procs == 0)
+        snprintf(fix, sizeof fix, "set train.gradient_accumulation_steps=%lld to continue it with %d process%s",
+                 (long long)(was / procs), procs, procs == 1 ? "" : "es");
+    else
+        snprintf(fix, sizeof fix, "%lld is not a multiple of %d processes: continue it with a number of processes that "
+                 "divides %lld", (long long)was, procs, (long long)was);
+    return dt_fail(ctx, DT_EINPUT, "%s: the checkpoint's run took %lld micro-batches per step (%lld process%s x "
+                   "gradient_accumulation_steps %lld) and this one takes %lld (%d x %lld): resuming must keep the global "
+                   "batch; %s", ck, (long long)was, (long long)st->world_size, st->world_size == 1 ? "" : "es",
+                   st->world_size > 0 ? (long long)(was / st->world_size) : 0LL, (long long)now_mb, procs,
+                   (long long)(now_mb / procs), fix);
+}
+
 static int save_checkpoint(dt_ctx *ctx, trainer *t) {
     if (t->dp.comm->rank != 0) return DT_OK; // rank 0 alone writes
     char dir[4200];
@@ -173,7 +222,7 @@ static int save_checkpoint(dt_ctx *ctx, trainer *t) {
     dt_train_device_to_host(&t->dev, t->a, &t->opt);
     int rc = dt_checkpoint_save(ctx, dir, t->a, t->m, &t->opt, &t->st);
     dt_train_device_to_device(&t->dev, t->a, &t->opt);
-    if (!rc) dt_checkpoint_prune(t->r->output_dir, t->r->train.keep_last_n_checkpoints);
+    if (!rc) dt_checkpoint_prune(t->r->output_dir, t->r->train.keep_last_n_checkpoints, t->st.step);
     return rc;
 }
 
@@ -246,6 +295,8 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
             if (t->st.batch >= in_epoch) { t->st.epoch++; t->st.batch = 0; }
             int64_t index = t->st.batch++;
             if (!mine && dt_dist_mine(&t->dp, j)) mine = micro_batch(ctx, t, j, t->st.epoch, index);
+            if (!mine && h->fail_step == t->st.step + 1 && h->fail_rank == c->rank)
+                mine = dt_fail(ctx, DT_EINPUT, "its share of step %lld failed (DT_TEST_FAIL_SHARE)", (long long)h->fail_step);
         }
         dt_dist_step sum;
         if ((rc = dt_dist_step_end(ctx, &t->dp, mine, h->stop && *h->stop, t->grad, &sum))) break;
@@ -286,11 +337,16 @@ static int train_steps(dt_ctx *ctx, trainer *t, const dt_train_hooks *h) {
         if (rank0)
             dt_progress_step(&t->prog, t->st.step, loss, lr, tps, r->train.log_every_n_steps &&
                              (t->st.step % r->train.log_every_n_steps == 0 || last || t->st.step == first + 1));
-        if (r->train.save_every_n_steps && t->st.step % r->train.save_every_n_steps == 0 && !last)
+        bool saved = false;
+        if (r->train.save_every_n_steps && t->st.step % r->train.save_every_n_steps == 0 && !last) {
             if ((rc = dt_dist_agree(ctx, c, save_checkpoint(ctx, t)))) break;
+            saved = true;
+        }
         if ((sum.stop_rank >= 0 || (h->stop_after > 0 && t->st.step == h->stop_after)) && !last) {
             if (h->tty && rank0) fputc('\n', stderr);
-            if ((rc = dt_dist_agree(ctx, c, save_checkpoint(ctx, t)))) break;
+            // Not again when this step's checkpoint was just written: a second copy of the same state only
+            // doubles the time an interrupted run needs to exit (mpirun kills the ranks 1 s after a signal).
+            if (!saved && (rc = dt_dist_agree(ctx, c, save_checkpoint(ctx, t)))) break;
             char by[64] = "";
             if (c->size > 1 && sum.stop_rank >= 0) snprintf(by, sizeof by, " (a signal reached rank %d)", sum.stop_rank);
             rc = dt_fail(ctx, DT_EINTERRUPTED, "interrupted at step %lld%s; checkpoint saved in %s/checkpoints/step-%lld; resume with resume: true",
@@ -310,13 +366,19 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     t.r = r;
     int rc = comm->rank == 0 ? dt_check_writable_dir(ctx, r->output_dir, "output_dir") : DT_OK; // rank 0 writes
     if (rc) dt_prefix(ctx, rc, "%s: ", r->recipe_path);
+    // --overwrite means "start afresh, deleting the checkpoints" and resume means "continue from one":
+    // honouring either would silently ignore the other, so the pair is refused (every rank sees it).
+    if (!rc && h->overwrite && r->resume != DT_RESUME_NO)
+        rc = dt_fail(ctx, DT_EINPUT, "%s: resume: %s: --overwrite starts a fresh run (deleting output_dir's checkpoints), "
+                     "resume continues one; give only one of them", r->recipe_path,
+                     r->resume == DT_RESUME_PATH ? r->resume_path : "true");
     char what[1100], how[256];
     snprintf(what, sizeof what, "%s: hardware.dtype %s", r->recipe_path, dt_dtype_choice_name(r->hardware.dtype));
     // On a device the matrices are kept in the matmuls' 16-bit type (bf16/f16 files as stored, f32 converted).
     const bool dev16 = r->hardware.device == DT_DEV_CUDA && (r->hardware.dtype == DT_BF16 || r->hardware.dtype == DT_F16);
     const dt_load_opts lo = {.quantize = r->model.quantize, .double_quant = r->model.double_quant,
                              .wtype = dev16 ? r->hardware.dtype : DT_F32};
-    if (!rc) rc = dt_train_device_open(ctx, &t.dev, r);
+    if (!rc) rc = dt_train_device_open(ctx, &t.dev, r, comm->rank != 0); // rank 0 alone speaks (README)
     if (!rc && t.dev.be->device == DT_DEV_CUDA) // f32 or 16-bit matrices; ggml block types as stored or quantized at load
         rc = dt_train_device_check(ctx, &t.dev, dt_llama_load_ex(ctx, r->model.path, t.dev.be, &lo, &t.m), r->output_dir);
     else if (!rc) rc = dt_llama_load_cpu_ex(ctx, r->model.path, r->hardware.dtype, what, &lo, &t.m);
@@ -380,7 +442,6 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     t.st.data_seed = (uint64_t)r->train.seed;
     char path[4200];
     if (comm->rank != 0) goto agree; // rank 0 alone reads checkpoints and writes outputs
-    if (make_dirs(r->output_dir)) { rc = dt_fail(ctx, DT_EIO, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno)); goto agree; }
     // The run is its global batch, not that batch's split among processes: a run resumed with another
     // number of processes (and accumulation steps to match) is the same run.
     dt_recipe global = *r;
@@ -391,18 +452,25 @@ int dt_train_run(dt_ctx *ctx, const dt_recipe *r, const dt_train_hooks *h) {
     if (r->resume == DT_RESUME_NO && (rc = dt_run_fresh_output(ctx, r->output_dir, h->overwrite))) goto agree;
     if (r->resume != DT_RESUME_NO) {
         char ck[4200];
+        if (r->resume == DT_RESUME_PATH && (rc = check_resume_path(ctx, r))) goto agree;
         if (r->resume == DT_RESUME_PATH) snprintf(ck, sizeof ck, "%s", r->resume_path);
         if (r->resume == DT_RESUME_PATH || !dt_checkpoint_latest(r->output_dir, ck, sizeof ck)) {
             dt_train_device_to_host(&t.dev, t.a, &t.opt);
             if ((rc = dt_checkpoint_load(ctx, ck, t.a, t.m, &t.opt, &t.st))) goto agree;
             dt_train_device_to_device(&t.dev, t.a, &t.opt);
-            if ((rc = dt_run_identity_check(ctx, ck, &id, &t.st.run))) goto agree;
+            if ((rc = dt_run_identity_check(ctx, ck, &id, &t.st.run))) {
+                rc = explain_global_batch(ctx, &global, ck, &t.st, comm->size, rc);
+                goto agree;
+            }
             fprintf(stderr, "resuming from %s (step %lld)\n", ck, (long long)t.st.step);
             dt_dist_resume_note(ctx, comm, &t.st, accum);
         } else {
             fprintf(stderr, "resume: no checkpoint in %s/checkpoints; starting from the beginning\n", r->output_dir);
         }
     }
+    // Created only now, after the checkpoint to resume from was read and checked: a resume that is
+    // refused (a wrong path, another run's checkpoint) must leave no empty output_dir behind.
+    if (make_dirs(r->output_dir)) { rc = dt_fail(ctx, DT_EIO, "%s: cannot create output_dir: %s", r->output_dir, strerror(errno)); goto agree; }
     snprintf(path, sizeof path, "%s/metrics.jsonl", r->output_dir);
     if (t.st.step > 0) { if ((rc = reload_metrics(ctx, &t, path))) goto agree; }
     t.metrics = fopen(path, t.st.step > 0 ? "a" : "w");
